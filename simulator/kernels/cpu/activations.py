@@ -1,0 +1,91 @@
+"""Elementwise activations (GELU with the tanh approximation, ReLU), residual add, dropout."""
+
+import numpy as np
+from numba import njit, prange
+
+GELU_SCALE = np.sqrt(2.0 / np.pi)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def gelu_forward(out, inp):
+    """out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    # out, inp are (N, C)
+    N, C = inp.shape
+    for n in prange(N):
+        for c in range(C):
+            x = inp[n, c]
+            out[n, c] = 0.5 * x * (1.0 + np.tanh(GELU_SCALE * (x + 0.044715 * x * x * x)))
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def gelu_backward(dinp, inp, dout):
+    """dinp += gelu'(inp) * dout."""
+    N, C = inp.shape
+    for n in prange(N):
+        for c in range(C):
+            x = inp[n, c]
+            u = GELU_SCALE * (x + 0.044715 * x * x * x)
+            th = np.tanh(u)
+            sech2 = 1.0 - th * th
+            local = 0.5 * (1.0 + th) + 0.5 * x * sech2 * GELU_SCALE * (1.0 + 3.0 * 0.044715 * x * x)
+            dinp[n, c] += local * dout[n, c]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def relu_forward(out, inp):
+    """out = max(x, 0)."""
+    N, C = inp.shape
+    for n in prange(N):
+        for c in range(C):
+            x = inp[n, c]
+            out[n, c] = x if x > 0 else 0.0
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def relu_backward(dinp, inp, dout):
+    """dinp += dout where inp > 0 (the subgradient at 0 is 0)."""
+    N, C = inp.shape
+    for n in prange(N):
+        for c in range(C):
+            if inp[n, c] > 0:
+                dinp[n, c] += dout[n, c]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def residual_forward(out, inp1, inp2):
+    """out = inp1 + inp2 (its backward is dinp1 += dout, dinp2 += dout: see add_inplace)."""
+    N, C = out.shape
+    for n in prange(N):
+        for c in range(C):
+            out[n, c] = inp1[n, c] + inp2[n, c]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def add_inplace(dst, src):
+    """dst += src (gradient accumulation, residual backward)."""
+    N, C = dst.shape
+    for n in prange(N):
+        for c in range(C):
+            dst[n, c] += src[n, c]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def dropout_forward(out, scale, inp, uniform, p):
+    """Inverted dropout: keep with probability 1-p and scale by 1/(1-p); caches the per-element scale."""
+    # out, scale, inp, uniform are (N, C); uniform holds U[0, 1) draws made by the caller's seeded RNG
+    N, C = inp.shape
+    keep = 1.0 / (1.0 - p)
+    for n in prange(N):
+        for c in range(C):
+            s = keep if uniform[n, c] >= p else 0.0
+            scale[n, c] = s
+            out[n, c] = inp[n, c] * s
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def dropout_backward(dinp, dout, scale):
+    """dinp += dout * scale (the same mask and factor as the forward)."""
+    N, C = dout.shape
+    for n in prange(N):
+        for c in range(C):
+            dinp[n, c] += dout[n, c] * scale[n, c]

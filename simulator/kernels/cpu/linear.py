@@ -1,0 +1,42 @@
+"""Linear layer y = x W + b: BLAS for the products, numba for the bias."""
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def bias_add(out, bias):
+    """out[n, :] += bias."""
+    # out is (N, OC), bias is (OC,)
+    N, OC = out.shape
+    for n in prange(N):
+        for o in range(OC):
+            out[n, o] += bias[o]
+
+
+@njit(cache=True, nogil=True)
+def bias_backward(dbias, dout):
+    """dbias += sum of dout over rows."""
+    # dbias is (OC,), dout is (N, OC)
+    N, OC = dout.shape
+    for n in range(N):
+        for o in range(OC):
+            dbias[o] += dout[n, o]
+
+
+def linear_forward(out, inp, weight, bias):
+    """Writes out = inp @ weight (+ bias)."""
+    # out is (N, OC), inp is (N, C), weight is (C, OC) (may be a transposed view), bias is (OC,) or None
+    np.matmul(inp, weight, out=out)
+    if bias is not None:
+        bias_add(out, bias)
+
+
+def linear_backward(dinp, dweight, dbias, dout, inp, weight):
+    """Writes dinp = dout @ weight.T; accumulates dweight += inp.T @ dout and dbias."""
+    # dinp is (N, C) or None (input needs no gradient), dweight is (C, OC), dout is (N, OC)
+    if dinp is not None:
+        np.matmul(dout, weight.T, out=dinp)
+    dweight += inp.T @ dout  # (C, OC); a weight-sized temporary, small next to the product
+    if dbias is not None:
+        bias_backward(dbias, dout)

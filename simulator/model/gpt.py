@@ -41,12 +41,13 @@ class Op:
 class GPT:
     """Parameters, gradients and activations of one model, and its ops in forward order."""
 
-    def __init__(self, cfg: ModelConfig, dtype=np.float32):
+    def __init__(self, cfg: ModelConfig, dtype=np.float32, shared_params: np.ndarray | None = None):
         assert cfg.vocab_size, "vocab_size must be resolved before building the model"
         self.cfg = cfg
         self.dtype = np.dtype(dtype)
         self.layout = build_layout(cfg)
-        self.params = np.zeros(self.layout.size, dtype=self.dtype)
+        # shared_params: a second model over the same weights with its own activations (generation)
+        self.params = shared_params if shared_params is not None else np.zeros(self.layout.size, dtype=self.dtype)
         self.grads = np.zeros(self.layout.size, dtype=self.dtype)
         self.p = self.layout.views(self.params)
         self.g = self.layout.views(self.grads)
@@ -111,6 +112,18 @@ class GPT:
         self.final = x
         ops.append(Op("head", self._head_forward, self._head_backward))
         return ops
+
+    @property
+    def activation_sites(self) -> list[str]:
+        """The activations worth watching, in forward order: the stream, each norm's input and output."""
+        cfg, pre = self.cfg, self.cfg.norm_position == "pre"
+        order = ("norm1", "attn", "res1", "norm2", "mlp", "res2") if pre else \
+            ("attn", "res1", "norm1", "mlp", "res2", "norm2")
+        names = ["x0"]
+        for i in range(cfg.n_layer):
+            names += [f"h{i}.{s}" for s in order
+                      if not (s.startswith("norm") and cfg.norm == "none") and not (s.startswith("res") and not cfg.residual)]
+        return names + (["norm_f"] if has_final_norm(cfg) else [])
 
     def _block_ops(self, i: int, x: str) -> tuple[list[Op], str]:
         """The ops of block i reading stream `x`; returns them and the name of the block's output."""

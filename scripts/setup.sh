@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what transformer-sim needs on a Debian/Ubuntu machine: system packages (Tk, and for the
+# tests a virtual screen) and a Python virtual environment in .venv. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_test=${1:-}
+
+packages="python3-venv python3-tk"
+[ "$want_test" = "--test" ] && packages="$packages xvfb xauth xdotool imagemagick x11-utils fonts-dejavu-core"
+if command -v apt-get >/dev/null 2>&1; then
+  missing=$(for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+  if [ -n "$missing" ]; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "installing system packages: $missing"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+  fi
+fi
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if [ "$want_test" = "--test" ]; then
+  .venv/bin/python -m pip install -q -e ".[test]"
+else
+  .venv/bin/python -m pip install -q -e .
+fi

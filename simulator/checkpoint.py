@@ -1,0 +1,94 @@
+"""checkpoint.npz: weights, optimizer state, step, RNG states and the resolved config, written atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from simulator.data import CharTokenizer, DataError, TextDataset, load_dataset
+from simulator.presets import PresetError, dump_config, parse_preset_text
+from simulator.session import SessionError, TrainingSession
+
+FORMAT_VERSION = 1
+FILENAME = "checkpoint.npz"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be read or does not fit (one sentence)."""
+
+
+def checkpoint_path(path) -> Path:
+    """A run folder or a checkpoint file -> the checkpoint file."""
+    path = Path(path)
+    return path / FILENAME if path.is_dir() else path
+
+
+def save_checkpoint(path, session: TrainingSession) -> Path:
+    """Writes the session's full state to `path` (a file or a run folder) atomically: temp file + rename."""
+    path = checkpoint_path(path)
+    arrays = session.state_arrays()
+    arrays.update({
+        "format": np.array(FORMAT_VERSION),
+        "config": np.array(dump_config(session.config)),
+        "tokenizer": np.array(session.tokenizer.to_json()),
+    })
+    # write beside the target so the rename is atomic (same file system); a crash mid-write
+    # leaves the previous checkpoint untouched and at most a stray temp file
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path) -> dict[str, np.ndarray]:
+    """The arrays of a checkpoint file, or CheckpointError saying why they cannot be read."""
+    path = checkpoint_path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no checkpoint there")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({e.__class__.__name__}: {e})") from None
+    missing = [k for k in ("format", "config", "tokenizer", "params", "step") if k not in arrays]
+    if missing:
+        raise CheckpointError(f"{path}: not a transformer-sim checkpoint (missing {', '.join(missing)})")
+    if int(arrays["format"]) != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {int(arrays['format'])}, this version reads "
+                              f"{FORMAT_VERSION}")
+    return arrays
+
+
+def load_checkpoint(path, dataset: TextDataset | None = None) -> TrainingSession:
+    """A session restored from a checkpoint, ready to continue bit-identically."""
+    path = checkpoint_path(path)
+    arrays = read_checkpoint(path)
+    try:
+        config = parse_preset_text(str(arrays["config"]), f"{path} (saved config)")
+    except PresetError as e:
+        raise CheckpointError(f"{path}: the saved config no longer loads: {e}") from None
+    saved_tokens = CharTokenizer.from_json(str(arrays["tokenizer"]))
+    try:
+        dataset = dataset if dataset is not None else load_dataset(config.data)
+    except DataError as e:
+        raise CheckpointError(f"{path}: the training data is not readable: {e}") from None
+    if dataset.tokenizer != saved_tokens:
+        raise CheckpointError(f"{path}: the training data has changed since this checkpoint "
+                              f"(its characters differ), so the weights no longer fit it")
+    try:
+        session = TrainingSession(config, dataset)
+        session.load_state_arrays(arrays)
+    except (SessionError, ValueError) as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    return session

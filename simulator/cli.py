@@ -1,0 +1,133 @@
+"""The headless command line: train, check, presets, sample, bench. `python main.py` with no command opens the app.
+
+Exit status: 0 done, 2 a person's mistake (bad preset, path, value), 3 the run diverged,
+130 interrupted (after saving a checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+
+
+class UsageError(Exception):
+    """A person's mistake on the command line (one sentence)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="transformer-sim", description="Train a small transformer and watch it learn.")
+    p.add_argument("--preset", help="open the app on this preset (a name from `presets` or a YAML file)")
+    sub = p.add_subparsers(dest="command")
+
+    t = sub.add_parser("train", help="train headless and write a run folder")
+    t.add_argument("--preset", default="tiny-gpt", help="a preset name or YAML file (default: tiny-gpt)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder (its checkpoint.npz)")
+    t.add_argument("--steps", type=int, help="steps to run (with --resume: further steps)")
+    t.add_argument("--seed", type=int, help="override train.seed")
+    t.add_argument("--runs", default="runs", help="folder for new run folders (default: runs)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    c = sub.add_parser("check", help="validate a preset and say what is wrong")
+    c.add_argument("file")
+
+    sub.add_parser("presets", help="list the shipped presets")
+
+    s = sub.add_parser("sample", help="generate text from a checkpoint")
+    s.add_argument("--checkpoint", required=True, metavar="RUN_DIR")
+    s.add_argument("--prompt")
+    s.add_argument("--temperature", type=float)
+    s.add_argument("--top-k", type=int)
+    s.add_argument("--top-p", type=float)
+    s.add_argument("--min-p", type=float)
+    s.add_argument("--greedy", action="store_true")
+    s.add_argument("--max-new", type=int)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--explain", action="store_true", help="print the per-token distribution table")
+
+    b = sub.add_parser("bench", help="print speed tables (numbers, not pass/fail)")
+    b.add_argument("--quick", action="store_true", help="fewer repetitions and no medium preset")
+    b.add_argument("--ui", action="store_true", help="measure the window's responsiveness while training")
+    return p
+
+
+def main(argv: list[str] | None = None, launch_app=None, ui_bench=None) -> int:
+    """Runs one command; returns the exit status.
+
+    The engine never imports the UI: the launcher (main.py) passes `launch_app(preset) -> int`
+    and `ui_bench() -> int` in.
+    """
+    args = _parser().parse_args(argv)
+    from simulator.checkpoint import CheckpointError
+    from simulator.data import DataError
+    from simulator.presets import PresetError
+    from simulator.sampling import SamplingError
+    from simulator.session import SessionError
+    try:
+        if args.command is None:
+            if launch_app is None:
+                raise UsageError("no command given; see `transformer-sim --help`")
+            return launch_app(args.preset)
+        if args.command == "bench" and args.ui:
+            if ui_bench is None:
+                raise UsageError("the window benchmark needs the desktop app")
+            return ui_bench()
+        return {"train": _train, "check": _check, "presets": _presets, "sample": _sample,
+                "bench": _bench}[args.command](args)
+    except (UsageError, PresetError, DataError, CheckpointError, SamplingError, SessionError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _check(args) -> int:
+    from simulator.presets import load_any
+    cfg = load_any(args.file)
+    print(f"{args.file}: ok ({getattr(cfg, 'name', '')})")
+    return 0
+
+
+def _presets(args) -> int:
+    from simulator.presets import list_presets
+    infos = list_presets()
+    width = max(len(i.name) for i in infos)
+    for i in infos:
+        print(f"{i.name:<{width}}  {i.description}")
+    return 0
+
+
+def _train(args) -> int:
+    from simulator.train import train_command
+    return train_command(args)
+
+
+def _sample(args) -> int:
+    from dataclasses import replace
+
+    from simulator.checkpoint import load_checkpoint
+    from simulator.sampling import explain_table, generate, validate_sampling
+    session = load_checkpoint(args.checkpoint)
+    cfg = session.config.sampling
+    given = {"prompt": args.prompt, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
+             "min_p": args.min_p, "max_new": args.max_new, "seed": args.seed}
+    cfg = replace(cfg, **{k: v for k, v in given.items() if v is not None})
+    if args.greedy:
+        cfg = replace(cfg, greedy=True)
+    validate_sampling(cfg)
+    text, events = generate(session.next_logits, session.tokenizer, cfg)
+    print(cfg.prompt + text)
+    if args.explain:
+        print(explain_table(events, session.tokenizer))
+    return 0
+
+
+def _bench(args) -> int:
+    from simulator.bench import run_bench
+    run_bench(quick=args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+

@@ -1,0 +1,345 @@
+"""Tiled (FlashAttention-style) attention on the CPU: the (T, T) score matrix is never formed.
+
+Layout (as in attention.py): q is (B, NH, T, HS); k, v are (B, NKV, T, HS) with NH % NKV == 0,
+and query head h reads key/value head h // (NH // NKV) (GQA; NKV == 1 is MQA). kv_len is (B,)
+int32: keys at positions >= kv_len[b] are padding and are never attended.
+
+Forward: each query tile walks the key tiles with a running row max m, a running sum l and an
+unnormalised output that is rescaled by exp(m_old - m_new) whenever the max grows; at the end
+y = acc / l and lse = m + log(l). Backward (FlashAttention-2): probabilities are recomputed tile
+by tile from lse: P = exp(S - lse), dV += P^T dY, dP = dY V^T, dS = P * (dP - D) with
+D = rowsum(dY * Y), dQ += scale dS K, dK += scale dS^T Q. It runs as two race-free passes, one
+parallel over key tiles that owns dK and dV, one parallel over query tiles that owns dQ (as the
+Triton fused-attention backward does); the price is computing S and dP twice.
+
+A query row with no valid key (only when kv_len[b] == 0) is defined to output 0 with lse = -inf
+and gets zero gradient: a softmax over no keys has no value, and 0 is what a padding row should
+pass on. Padded keys get zero dK and dV.
+
+Inside a tile everything is held transposed, queries along the fast axis: scores are
+(key, query), so the max, the exp and the rescale run over contiguous query lanes and every tile
+product is the one register-blocked loop `_matmul_acc`. Tile scratch is allocated per parallel
+iteration, O(tile_q * tile_k + (tile_q + tile_k) * HS), never O(T^2).
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+# fastmath without nnan/ninf: -inf marks masked scores and must survive the optimiser
+FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
+TILE_Q = 128  # defaults measured fastest for HS = 64 on a 2-core AVX-512 machine (see attention_bench)
+TILE_K = 64
+
+
+@njit(cache=True, nogil=True)
+def _up4(n):
+    """n rounded up to a multiple of 4 (the register block)."""
+    return (n + 3) // 4 * 4
+
+
+@njit(cache=True, nogil=True)
+def _key_end(kv_len_b, q_end, T, causal):
+    """One past the last key any query below q_end may attend."""
+    kvl = min(max(kv_len_b, 0), T)
+    return min(kvl, q_end) if causal else kvl
+
+
+@njit(cache=True, nogil=True)
+def _interleave(slot, n):
+    """Visits tiles 0, n-1, 1, n-2, ... so contiguous chunks of a causal walk get equal work."""
+    return slot // 2 if slot % 2 == 0 else n - 1 - slot // 2
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _matmul_acc(c, a, b, ni, nj, n):
+    """c[i, :n] += sum_j a[i, j] * b[j, :n] for i < ni, j < nj (ni, nj multiples of 4)."""
+    # c is (>= ni, >= n), a is (>= ni, >= nj), b is (>= nj, >= n)
+    # a 4 x 4 block of a: each pass over four rows of b feeds 16 multiply-adds per lane
+    for i in range(0, ni, 4):
+        c0, c1, c2, c3 = c[i], c[i + 1], c[i + 2], c[i + 3]
+        for j in range(0, nj, 4):
+            b0, b1, b2, b3 = b[j], b[j + 1], b[j + 2], b[j + 3]
+            a00, a01, a02, a03 = a[i, j], a[i, j + 1], a[i, j + 2], a[i, j + 3]
+            a10, a11, a12, a13 = a[i + 1, j], a[i + 1, j + 1], a[i + 1, j + 2], a[i + 1, j + 3]
+            a20, a21, a22, a23 = a[i + 2, j], a[i + 2, j + 1], a[i + 2, j + 2], a[i + 2, j + 3]
+            a30, a31, a32, a33 = a[i + 3, j], a[i + 3, j + 1], a[i + 3, j + 2], a[i + 3, j + 3]
+            for r in range(n):
+                x0, x1, x2, x3 = b0[r], b1[r], b2[r], b3[r]
+                c0[r] += a00 * x0 + a01 * x1 + a02 * x2 + a03 * x3
+                c1[r] += a10 * x0 + a11 * x1 + a12 * x2 + a13 * x3
+                c2[r] += a20 * x0 + a21 * x1 + a22 * x2 + a23 * x3
+                c3[r] += a30 * x0 + a31 * x1 + a32 * x2 + a33 * x3
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _exp_sub(out, x, m, n, ibits):
+    """out[:n] = exp(x[:n] - m[:n]); -inf gives 0."""
+    # float64: libm exp. float32: a branch-free Cephes expf that vectorises (libm's does not):
+    # exp(v) = 2^k * p(f) with k = round(v / ln 2), f = v - k ln 2, |f| <= ln2 / 2, p of degree 7;
+    # 2^k is built from its exponent bits through ibits (an int32 view), clamping to +-88 makes
+    # k = -127 give the bits of 0.0, so underflow and -inf come out as exact zeros
+    if out.itemsize == 8:
+        for i in range(n):
+            out[i] = math.exp(x[i] - m[i])
+        return
+    pow2 = ibits.view(np.float32)
+    for i in range(n):
+        v = min(max(x[i] - m[i], np.float32(-88.0)), np.float32(88.0))
+        kf = np.float32(math.floor(v * np.float32(1.4426950408889634) + np.float32(0.5)))
+        f = v - kf * np.float32(0.693359375) - kf * np.float32(-2.12194440e-4)
+        e = np.float32(1.9875691500e-4)
+        e = e * f + np.float32(1.3981999507e-3)
+        e = e * f + np.float32(8.3334519073e-3)
+        e = e * f + np.float32(4.1665795894e-2)
+        e = e * f + np.float32(1.6666665459e-1)
+        e = e * f + np.float32(5.0000001201e-1)
+        out[i] = e * f * f + f + np.float32(1.0)
+        ibits[i] = np.int32(kf + np.float32(127.0)) << 23
+    for i in range(n):
+        out[i] *= pow2[i]
+
+
+@njit(cache=True, nogil=True)
+def _load_rows(dst, src, t0, nt, nt4, mult):
+    """dst[t, :HS] = mult * src[t0 + t] for t < nt; rows nt..nt4 zeroed (the register-block padding)."""
+    # dst is (>= nt4, >= HS), src is (T, HS)
+    HS = src.shape[1]
+    for t in range(nt):
+        for d in range(HS):
+            dst[t, d] = src[t0 + t, d] * mult
+    for t in range(nt, nt4):
+        dst[t, :] = 0
+
+
+@njit(cache=True, nogil=True)
+def _load_cols(dst, src, t0, nt, nt4, mult):
+    """dst[:HS, t] = mult * src[t0 + t] for t < nt (a transposed tile); columns nt..nt4 zeroed."""
+    # dst is (>= HS, >= nt4), src is (T, HS)
+    HS = src.shape[1]
+    for t in range(nt):
+        for d in range(HS):
+            dst[d, t] = src[t0 + t, d] * mult
+    for t in range(nt, nt4):
+        dst[:, t] = 0
+
+
+@njit(cache=True, nogil=True)
+def _mask_future(sT, q0, k0, nc, nr):
+    """Sets scores of keys after their query to -inf (only tiles that straddle the diagonal call this)."""
+    # sT is (key, query): key k0 + c is visible to query q0 + r when k0 + c <= q0 + r
+    for c in range(nc):
+        for r in range(min(nr, max(k0 + c - q0, 0))):
+            sT[c, r] = -np.inf
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _online_softmax_step(sT, accT, m, lsum, m_new, alpha, nc, nc4, nr, ibits):
+    """Folds one key tile in: scores in sT become probabilities exp(s - m_new); lsum and accT are rescaled."""
+    # sT is (tile_k4, tile_q), accT is (HS4, tile_q); m, lsum, m_new, alpha are (tile_q,)
+    for r in range(nr):
+        m_new[r] = m[r]
+    for c in range(nc):
+        for r in range(nr):
+            m_new[r] = max(m_new[r], sT[c, r])
+    for r in range(nr):
+        # a row that has seen no valid key yet keeps m = -inf; subtracting 0 keeps its exps at 0
+        alpha[r] = m[r]
+        m[r] = m_new[r]
+        if m_new[r] == -np.inf:
+            m_new[r] = 0
+    _exp_sub(alpha, alpha, m_new, nr, ibits)  # exp(m_old - m_new): 0 while m_old = -inf
+    for c in range(nc):
+        _exp_sub(sT[c], sT[c], m_new, nr, ibits)
+    for c in range(nc, nc4):
+        sT[c, :] = 0
+    for r in range(nr):
+        lsum[r] *= alpha[r]
+    for c in range(nc):
+        for r in range(nr):
+            lsum[r] += sT[c, r]
+    for d in range(accT.shape[0]):
+        for r in range(nr):
+            accT[d, r] *= alpha[r]
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=FAST)
+def tiled_attention_forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile_k):
+    """Writes y and lse: masked softmax(scale q k^T) v, one (query tile, key tile) pair at a time."""
+    # y, q are (B, NH, T, HS); k, v are (B, NKV, T, HS); lse is (B, NH, T); kv_len is (B,)
+    B, NH, T, HS = q.shape
+    group = NH // k.shape[1]
+    n_qt = (T + tile_q - 1) // tile_q
+    HS4, BC4 = _up4(HS), _up4(tile_k)
+    for item in prange(B * NH * n_qt):
+        b, h, qt = item // (NH * n_qt), item // n_qt % NH, _interleave(item % n_qt, n_qt)
+        kb, vb = k[b, h // group], v[b, h // group]  # (T, HS)
+        q0 = qt * tile_q
+        nr = min(tile_q, T - q0)
+        qT = np.zeros((HS4, tile_q), q.dtype)  # scale * Q^T of this tile
+        accT = np.zeros((HS4, tile_q), q.dtype)  # unnormalised output, transposed
+        sT = np.zeros((BC4, tile_q), q.dtype)  # scores, then probabilities, (key, query)
+        kt = np.zeros((BC4, HS4), q.dtype)
+        vT = np.zeros((HS4, BC4), q.dtype)
+        m = np.full(tile_q, -np.inf, q.dtype)
+        lsum = np.zeros(tile_q, q.dtype)  # running sum l of exp(s - m)
+        m_new, alpha = np.empty(tile_q, q.dtype), np.empty(tile_q, q.dtype)
+        ibits = np.empty(tile_q, np.int32)
+        _load_cols(qT, q[b, h], q0, nr, nr, scale)
+        k_end = _key_end(kv_len[b], q0 + nr, T, causal)
+        for k0 in range(0, k_end, tile_k):
+            nc = min(tile_k, k_end - k0)
+            nc4 = _up4(nc)
+            _load_rows(kt, kb, k0, nc, nc4, 1.0)
+            _load_cols(vT, vb, k0, nc, nc4, 1.0)
+            sT[:nc4, :nr] = 0
+            _matmul_acc(sT, kt, qT, nc4, HS4, nr)  # S^T = K Q^T, (tile_k, tile_q)
+            if causal and k0 + nc - 1 > q0:
+                _mask_future(sT, q0, k0, nc, nr)
+            _online_softmax_step(sT, accT, m, lsum, m_new, alpha, nc, nc4, nr, ibits)
+            _matmul_acc(accT, vT, sT, HS4, nc4, nr)  # acc^T += V^T P^T, (HS, tile_q)
+        for r in range(nr):
+            if lsum[r] > 0:
+                inv = 1 / lsum[r]
+                for d in range(HS):
+                    y[b, h, q0 + r, d] = accT[d, r] * inv
+                lse[b, h, q0 + r] = m[r] + math.log(lsum[r])
+            else:  # no valid key: defined as output 0, lse -inf
+                for d in range(HS):
+                    y[b, h, q0 + r, d] = 0
+                lse[b, h, q0 + r] = -np.inf
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _load_query_tile(qT, qr, dyT, dyr, lse_use, dsum, q, dy, y, lse, q0, nr, nr4, scale):
+    """Loads one query tile for the backward: scale Q^T, Q, dY^T, dY, lse (+inf for empty rows), D."""
+    # q, dy, y are (T, HS), lse is (T,); row layouts padded with zero rows up to nr4
+    HS = q.shape[1]
+    _load_cols(qT, q, q0, nr, nr, scale)
+    _load_rows(qr, q, q0, nr, nr4, 1.0)
+    _load_cols(dyT, dy, q0, nr, nr, 1.0)
+    _load_rows(dyr, dy, q0, nr, nr4, 1.0)
+    for r in range(nr):
+        # lse = -inf marks a row without keys: +inf makes every exp(s - lse) an exact 0
+        lse_use[r] = lse[q0 + r] if lse[q0 + r] > -np.inf else np.inf
+        acc = dy[q0, 0] * 0
+        for d in range(HS):
+            acc += dy[q0 + r, d] * y[q0 + r, d]
+        dsum[r] = acc
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _probs_and_dscores(sT, dpT, lse_use, dsum, scale, nc, nc4, nr, nr4, ibits):
+    """In place: sT (scores) becomes P = exp(S - lse) and dpT (dP) becomes scale * dS = scale P (dP - D)."""
+    # sT, dpT are (tile_k4, tile_q4) laid out (key, query); padding rows and columns end as 0
+    for c in range(nc):
+        _exp_sub(sT[c], sT[c], lse_use, nr, ibits)
+        for r in range(nr):
+            dpT[c, r] = scale * sT[c, r] * (dpT[c, r] - dsum[r])
+        for r in range(nr, nr4):
+            sT[c, r] = 0
+            dpT[c, r] = 0
+    for c in range(nc, nc4):
+        sT[c, :] = 0
+        dpT[c, :] = 0
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=FAST)
+def _backward_dkdv(dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k):
+    """dk, dv += their gradients; parallel over key tiles, each owning its rows of dk and dv."""
+    B, NH, T, HS = q.shape
+    NKV = k.shape[1]
+    group = NH // NKV
+    n_qt = (T + tile_q - 1) // tile_q
+    n_kt = (T + tile_k - 1) // tile_k
+    HS4, BC4, BR4 = _up4(HS), _up4(tile_k), _up4(tile_q)
+    for item in prange(B * NKV * n_kt):
+        b, kh, kt_i = item // (NKV * n_kt), item // n_kt % NKV, _interleave(item % n_kt, n_kt)
+        k0 = kt_i * tile_k
+        nc = min(tile_k, _key_end(kv_len[b], T, T, False) - k0)
+        if nc <= 0:  # a tile of padded keys: no gradient
+            continue
+        nc4 = _up4(nc)
+        kt = np.zeros((BC4, HS4), q.dtype)
+        vr = np.zeros((BC4, HS4), q.dtype)
+        dk_acc = np.zeros((BC4, HS4), q.dtype)
+        dv_acc = np.zeros((BC4, HS4), q.dtype)
+        qT, dyT = np.zeros((HS4, BR4), q.dtype), np.zeros((HS4, BR4), q.dtype)
+        qr, dyr = np.zeros((BR4, HS4), q.dtype), np.zeros((BR4, HS4), q.dtype)
+        sT, dpT = np.zeros((BC4, BR4), q.dtype), np.zeros((BC4, BR4), q.dtype)
+        lse_use, dsum = np.empty(tile_q, q.dtype), np.empty(tile_q, q.dtype)
+        ibits = np.empty(tile_q, np.int32)
+        _load_rows(kt, k[b, kh], k0, nc, nc4, 1.0)
+        _load_rows(vr, v[b, kh], k0, nc, nc4, 1.0)
+        for h in range(kh * group, (kh + 1) * group):
+            # under the causal mask only queries at or after k0 see this tile
+            for qt in range(k0 // tile_q if causal else 0, n_qt):
+                q0 = qt * tile_q
+                nr = min(tile_q, T - q0)
+                nr4 = _up4(nr)
+                _load_query_tile(qT, qr, dyT, dyr, lse_use, dsum, q[b, h], dy[b, h], y[b, h], lse[b, h],
+                                 q0, nr, nr4, scale)
+                sT[:nc4, :nr] = 0
+                dpT[:nc4, :nr] = 0
+                _matmul_acc(sT, kt, qT, nc4, HS4, nr)  # S^T = K Q^T (scaled)
+                if causal and k0 + nc - 1 > q0:
+                    _mask_future(sT, q0, k0, nc, nr)
+                _matmul_acc(dpT, vr, dyT, nc4, HS4, nr)  # dP^T = V dY^T
+                _probs_and_dscores(sT, dpT, lse_use, dsum, scale, nc, nc4, nr, nr4, ibits)
+                _matmul_acc(dv_acc, sT, dyr, nc4, nr4, HS)  # dV += P^T dY
+                _matmul_acc(dk_acc, dpT, qr, nc4, nr4, HS)  # dK += scale dS^T Q
+        for c in range(nc):
+            for d in range(HS):
+                dk[b, kh, k0 + c, d] += dk_acc[c, d]
+                dv[b, kh, k0 + c, d] += dv_acc[c, d]
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=FAST)
+def _backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k):
+    """dq += its gradient; parallel over query tiles, each owning its rows of dq."""
+    B, NH, T, HS = q.shape
+    group = NH // k.shape[1]
+    n_qt = (T + tile_q - 1) // tile_q
+    HS4, BC4, BR4 = _up4(HS), _up4(tile_k), _up4(tile_q)
+    for item in prange(B * NH * n_qt):
+        b, h, qt = item // (NH * n_qt), item // n_qt % NH, _interleave(item % n_qt, n_qt)
+        kb, vb = k[b, h // group], v[b, h // group]
+        q0 = qt * tile_q
+        nr = min(tile_q, T - q0)
+        nr4 = _up4(nr)
+        kt, vr = np.zeros((BC4, HS4), q.dtype), np.zeros((BC4, HS4), q.dtype)
+        kT = np.zeros((HS4, BC4), q.dtype)
+        qT, dyT = np.zeros((HS4, BR4), q.dtype), np.zeros((HS4, BR4), q.dtype)
+        qr, dyr = np.zeros((BR4, HS4), q.dtype), np.zeros((BR4, HS4), q.dtype)
+        sT, dpT = np.zeros((BC4, BR4), q.dtype), np.zeros((BC4, BR4), q.dtype)
+        dqT = np.zeros((HS4, BR4), q.dtype)
+        lse_use, dsum = np.empty(tile_q, q.dtype), np.empty(tile_q, q.dtype)
+        ibits = np.empty(tile_q, np.int32)
+        _load_query_tile(qT, qr, dyT, dyr, lse_use, dsum, q[b, h], dy[b, h], y[b, h], lse[b, h],
+                         q0, nr, nr4, scale)
+        k_end = _key_end(kv_len[b], q0 + nr, T, causal)
+        for k0 in range(0, k_end, tile_k):
+            nc = min(tile_k, k_end - k0)
+            nc4 = _up4(nc)
+            _load_rows(kt, kb, k0, nc, nc4, 1.0)
+            _load_rows(vr, vb, k0, nc, nc4, 1.0)
+            _load_cols(kT, kb, k0, nc, nc4, 1.0)
+            sT[:nc4, :nr] = 0
+            dpT[:nc4, :nr] = 0
+            _matmul_acc(sT, kt, qT, nc4, HS4, nr)  # S^T = K Q^T (scaled)
+            if causal and k0 + nc - 1 > q0:
+                _mask_future(sT, q0, k0, nc, nr)
+            _matmul_acc(dpT, vr, dyT, nc4, HS4, nr)  # dP^T = V dY^T
+            _probs_and_dscores(sT, dpT, lse_use, dsum, scale, nc, nc4, nr, nr4, ibits)
+            _matmul_acc(dqT, kT, dpT, HS4, nc4, nr)  # dQ^T += scale K^T dS^T
+        for r in range(nr):
+            for d in range(HS):
+                dq[b, h, q0 + r, d] += dqT[d, r]
+
+
+def tiled_attention_backward(dq, dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k):
+    """dq, dk, dv += the gradients of tiled_attention_forward, recomputing probabilities from lse."""
+    # dq, dy, q, y are (B, NH, T, HS); dk, dv, k, v are (B, NKV, T, HS); lse is (B, NH, T)
+    _backward_dkdv(dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k)
+    _backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k)

@@ -1,0 +1,286 @@
+"""TrainingSession: one model, its optimizer, data and random streams, stepped whole or phase by phase.
+
+`step()` is `step_into()` run to the end of the step: one code path, so the
+step-through view can never disagree with a real training step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Callable, Optional
+
+import numpy as np
+
+from simulator.config import RunConfig, changed_paths, is_structural_change
+from simulator.data import TextDataset, load_dataset
+from simulator.model.gpt import GPT
+from simulator.observe import step_statistics
+from simulator.optim import clip_gradients, lr_at, make_optimizer
+from simulator.records import NonFinite, PhaseEvent, StepRecord
+
+
+class SessionError(Exception):
+    """A request the session cannot honour as asked (one sentence)."""
+
+
+class NeedsRebuild(SessionError):
+    """A structural config change: build a new session from the new config."""
+
+
+class _Phase:
+    """One named unit of work inside a step."""
+
+    __slots__ = ("name", "kind", "run")
+
+    def __init__(self, name: str, kind: str, run: Callable[[], dict]):
+        self.name, self.kind, self.run = name, kind, run
+
+
+class TrainingSession:
+    """Owns a GPT, an optimizer, a dataset and seeded RNG streams; emits StepRecords."""
+
+    def __init__(self, config: RunConfig, dataset: Optional[TextDataset] = None):
+        dataset = dataset if dataset is not None else load_dataset(config.data)
+        vocab = dataset.tokenizer.vocab_size
+        if config.model.vocab_size is None:
+            config = replace(config, model=replace(config.model, vocab_size=vocab))
+        elif config.model.vocab_size < vocab:
+            raise SessionError(f"model.vocab_size {config.model.vocab_size} is smaller than the data's "
+                               f"{vocab} characters; leave it out to take it from the data")
+        dataset.check_fits(config.model.seq_len)
+        self.config = config
+        self.dataset = dataset
+        self.tokenizer = dataset.tokenizer
+        self.model = GPT(config.model, dtype=np.dtype(config.train.dtype))
+        # three independent streams from one seed: weights, batches, dropout masks
+        init_seq, data_seq, drop_seq = np.random.SeedSequence(config.train.seed).spawn(3)
+        self.model.init_weights(np.random.default_rng(init_seq))
+        self.data_rng = np.random.default_rng(data_seq)
+        self.model.dropout_rng = np.random.default_rng(drop_seq)
+        self.optimizer = make_optimizer(config.optim, self.model.layout, self.model.dtype)
+        self.step_count = 0  # completed steps
+        self.diverged: Optional[NonFinite] = None
+        B, T = config.train.batch_size, config.model.seq_len
+        self.model.ensure_shape(B, T)
+        self._phases = self._build_phases()
+        self._cursor = 0  # next phase of the current step
+        self._step_state: dict = {}
+        self.last_record: Optional[StepRecord] = None
+        self._generator: Optional[GPT] = None
+
+    # ------------------------------------------------------------- phases
+
+    def _build_phases(self) -> list[_Phase]:
+        m = self.model
+        phases = [_Phase("batch", "data", self._phase_batch)]
+        phases += [_Phase(f"forward.{op.name}", "forward", op.forward) for op in m.ops]
+        phases.append(_Phase("loss", "loss", self._phase_loss))
+        phases += [_Phase(f"backward.{op.name}", "backward", op.backward) for op in reversed(m.ops)]
+        phases.append(_Phase("clip", "clip", self._phase_clip))
+        phases.append(_Phase("update", "update", self._phase_update))
+        return phases
+
+    @property
+    def phase_names(self) -> list[str]:
+        """The names of a step's phases in the order `step_into` visits them."""
+        return [p.name for p in self._phases]
+
+    @property
+    def in_step(self) -> bool:
+        """True between the first and the last phase of a step."""
+        return self._cursor > 0
+
+    def _phase_batch(self) -> dict:
+        m = self.model
+        self.dataset.sample_batch("train", self.data_rng, m.ids, m.targets)
+        return {"ids": m.ids, "targets": m.targets}
+
+    def _phase_loss(self) -> dict:
+        loss = self.model.loss_and_dlogits()
+        self._step_state["loss"] = loss
+        if not np.isfinite(loss):
+            self._stop_nonfinite()
+        return {"losses": self.model.acts["losses"], "dlogits": self.model.acts["dlogits"]}
+
+    def _phase_clip(self) -> dict:
+        norm, fired = clip_gradients(self.model.grads, self.config.optim)
+        self._step_state.update(grad_norm=norm, clipped=fired)
+        if not np.isfinite(norm):
+            self._stop_nonfinite()
+        return {"grads": self.model.grads}
+
+    def _phase_update(self) -> dict:
+        m, st = self.model, self._step_state
+        lr = lr_at(self.step_count, self.config.optim)
+        st["lr"] = lr
+        heavy = self._heavy_now()
+        before = m.params.copy() if heavy else None
+        self.optimizer.step(m.params, m.grads, lr, self.step_count + 1)
+        st["params_before"] = before
+        return {"params": m.params}
+
+    def _stop_nonfinite(self) -> None:
+        """Names the first tensor (in phase order) that is not finite, and ends the step without an update."""
+        where = NonFinite(self.step_count, "loss", "loss")
+        for phase, tensors in self._step_state["produced"]:
+            bad = next((name for name, t in tensors.items()
+                        if t.dtype.kind == "f" and not np.isfinite(t).all()), None)
+            if bad is not None:
+                where = NonFinite(self.step_count, phase, bad)
+                break
+        self._step_state["nonfinite"] = where
+        raise _Diverged()
+
+    # ------------------------------------------------------------- stepping
+
+    def step_into(self) -> PhaseEvent:
+        """Runs the next phase of the current step (starting a step if none is open)."""
+        if self._cursor == 0:
+            self._begin_step()
+        phase = self._phases[self._cursor]
+        t0 = time.perf_counter()
+        try:
+            with np.errstate(all="ignore"):  # a diverging run is reported by the session, not by warnings
+                tensors = phase.run()
+        except _Diverged:
+            tensors = {}
+            self._step_state["phase_seconds"][phase.kind] += time.perf_counter() - t0
+            return self._end_step(phase, len(self._phases) - 1)
+        dt = time.perf_counter() - t0
+        self._step_state["phase_seconds"][phase.kind] += dt
+        self._step_state["produced"].append((phase.name, tensors))
+        index = self._cursor
+        if self._cursor == len(self._phases) - 1:
+            return self._end_step(phase, index, tensors, dt)
+        self._cursor += 1
+        return PhaseEvent(self.step_count, index, phase.name, phase.kind, tensors, dt, last=False)
+
+    def step(self) -> StepRecord:
+        """Runs one whole training step (or the rest of the open one) and returns its record."""
+        while not self.step_into().last:
+            pass
+        return self.last_record
+
+    def run(self, n: int, on_record: Optional[Callable[[StepRecord], bool]] = None) -> list[StepRecord]:
+        """Runs up to n steps; stops early on divergence or when on_record returns False."""
+        out = []
+        for _ in range(n):
+            rec = self.step()
+            out.append(rec)
+            if rec.nonfinite is not None or (on_record is not None and on_record(rec) is False):
+                break
+        return out
+
+    def _begin_step(self) -> None:
+        self.diverged = None
+        self.model.training = True
+        self.model.dropout = self.config.model.dropout
+        self._step_state = {"produced": [], "t0": time.perf_counter(),
+                            "phase_seconds": dict.fromkeys(("data", "forward", "loss", "backward", "clip",
+                                                            "update"), 0.0)}
+
+    def _end_step(self, phase: _Phase, index: int, tensors=None, dt=0.0) -> PhaseEvent:
+        st, cfg = self._step_state, self.config
+        seconds = time.perf_counter() - st["t0"]
+        nonfinite = st.get("nonfinite")
+        B, T = self.model.shape
+        record = StepRecord(
+            step=self.step_count + (0 if nonfinite else 1), loss=st.get("loss", float("nan")),
+            lr=st.get("lr", lr_at(self.step_count, cfg.optim)), grad_norm=st.get("grad_norm", float("nan")),
+            clipped=st.get("clipped", False), tokens=B * T, seconds=seconds, phase_seconds=st["phase_seconds"],
+            nonfinite=nonfinite)
+        self._cursor = 0
+        if nonfinite is not None:
+            self.diverged = nonfinite
+        else:
+            self.step_count += 1
+            if self._heavy_now(completed=True):
+                step_statistics(record, self.model, st["params_before"], cfg.train)
+            every = cfg.train.eval_every
+            if every and self.step_count % every == 0:
+                record.val_loss = self.evaluate()
+        self.last_record = record
+        return PhaseEvent(self.step_count, index, phase.name, phase.kind, tensors or {}, dt, last=True)
+
+    def _heavy_now(self, completed: bool = False) -> bool:
+        every = self.config.train.stats_every
+        n = self.step_count if completed else self.step_count + 1
+        return bool(every) and (n % every == 0 or n == 1)
+
+    # ------------------------------------------------------------- evaluation
+
+    def evaluate(self, split: str = "val") -> float:
+        """Mean loss over `train.eval_batches` fixed batches of a split, in eval mode; training state untouched."""
+        if self.in_step:
+            raise SessionError("finish the current step before evaluating")
+        m, cfg = self.model, self.config.train
+        rng = np.random.default_rng(cfg.seed + 1)  # the same batches at every evaluation
+        ids, targets = m.ids.copy(), m.targets.copy()
+        m.training = False
+        try:
+            total = 0.0
+            for _ in range(cfg.eval_batches):
+                self.dataset.sample_batch(split, rng, m.ids, m.targets)
+                m.forward(m.ids, m.targets)
+                total += m.loss_only()
+        finally:
+            m.training = True
+            m.ids[...], m.targets[...] = ids, targets
+        return total / cfg.eval_batches
+
+    def next_logits(self, ids: np.ndarray) -> np.ndarray:
+        """Logits (V,) for the token after `ids` on the current weights, in eval mode (for sampling)."""
+        if self.in_step:
+            raise SessionError("finish the current step before generating")
+        ids = np.asarray(ids, dtype=np.int32)[-self.config.model.seq_len:]
+        if self._generator is None:  # same weights, own activations: training buffers stay untouched
+            self._generator = GPT(self.config.model, self.model.dtype, shared_params=self.model.params)
+            self._generator.training = False
+        self._generator.forward(ids[None, :])
+        return self._generator.logits()[0, -1].astype(np.float64)
+
+    # ------------------------------------------------------------- live changes
+
+    def apply_config(self, new: RunConfig) -> list[str]:
+        """Takes the live fields of `new` now; raises NeedsRebuild for a structural change."""
+        if self.in_step:
+            raise SessionError("finish the current step before changing the configuration")
+        new = replace(new, model=replace(new.model, vocab_size=self.config.model.vocab_size))
+        if is_structural_change(self.config, new):
+            raise NeedsRebuild("this change rebuilds the model: " + ", ".join(changed_paths(self.config, new)))
+        changed = changed_paths(self.config, new)
+        self.optimizer.set_config(new.optim)
+        self.config = new
+        return changed
+
+    # ------------------------------------------------------------- state
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue bit-identically: weights, optimizer state, step, RNG states."""
+        import json
+        out = {"params": self.model.params.copy(), "step": np.array(self.step_count, dtype=np.int64),
+               "rng.data": np.array(json.dumps(self.data_rng.bit_generator.state)),
+               "rng.dropout": np.array(json.dumps(self.model.dropout_rng.bit_generator.state))}
+        out.update({f"optim.{k}": np.array(v, copy=True) for k, v in self.optimizer.state_dict().items()})
+        return out
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restores what `state_arrays` saved (shapes must match this session's model and optimizer)."""
+        import json
+        if self.in_step:
+            raise SessionError("finish the current step before loading a state")
+        params = arrays["params"]
+        if params.shape != self.model.params.shape:
+            raise SessionError(f"the saved weights hold {params.size} numbers but this model has "
+                               f"{self.model.params.size}: the checkpoint belongs to another model")
+        self.optimizer.load_state_dict({k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
+        self.model.params[...] = params
+        self.step_count = int(arrays["step"])
+        self.data_rng.bit_generator.state = json.loads(str(arrays["rng.data"]))
+        self.model.dropout_rng.bit_generator.state = json.loads(str(arrays["rng.dropout"]))
+        self.diverged = None
+
+
+class _Diverged(Exception):
+    """Internal: a phase found a non-finite value; the step ends without an update."""

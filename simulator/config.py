@@ -8,7 +8,7 @@ a config: it builds a new one with `dataclasses.replace` and hands it over.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass, asdict
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Optional
 
 NORMS = ("layernorm", "rmsnorm", "none")

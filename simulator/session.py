@@ -7,8 +7,9 @@ step-through view can never disagree with a real training step.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 

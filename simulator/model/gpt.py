@@ -11,8 +11,8 @@ few scratch buffers for the gradients inside an op.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -119,10 +119,10 @@ class GPT:
         cfg, pre = self.cfg, self.cfg.norm_position == "pre"
         order = ("norm1", "attn", "res1", "norm2", "mlp", "res2") if pre else \
             ("attn", "res1", "norm1", "mlp", "res2", "norm2")
+        skip = ("norm" if cfg.norm == "none" else "-", "res" if not cfg.residual else "-")
         names = ["x0"]
         for i in range(cfg.n_layer):
-            names += [f"h{i}.{s}" for s in order
-                      if not (s.startswith("norm") and cfg.norm == "none") and not (s.startswith("res") and not cfg.residual)]
+            names += [f"h{i}.{s}" for s in order if not s.startswith(skip)]
         return names + (["norm_f"] if has_final_norm(cfg) else [])
 
     def _block_ops(self, i: int, x: str) -> tuple[list[Op], str]:

@@ -1,0 +1,161 @@
+"""`python main.py bench`: speed of a full training step, against references measured in the same run.
+
+Numbers, not pass/fail. For each model shape: ms/step and tokens/s of forward + backward + AdamW
+through the real TrainingSession, the split by phase, achieved GFLOP/s, the float32 BLAS GFLOP/s
+of this machine (measured here, now), the speed-up over the plain numpy implementation of the same
+step (simulator/reference.py), and PyTorch eager on the same shapes when torch is installed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
+from simulator.data.dataset import TextDataset
+from simulator.session import TrainingSession
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    V: int
+    d: int
+    L: int
+    H: int
+    T: int
+    B: int
+    pytorch_ms: float  # PyTorch 2.13 eager, 2 threads, on this kind of machine (quoted when torch is absent)
+
+
+SHAPES = [Shape("tiny", 65, 64, 2, 4, 64, 16, 9.2), Shape("small", 65, 128, 4, 4, 128, 16, 78.0),
+          Shape("medium", 256, 256, 6, 8, 256, 8, 359.0)]
+
+
+def step_flops(s: Shape) -> float:
+    """FLOPs of one training step: matrix products only, backward = 2x forward."""
+    N, C, Hd = s.B * s.T, s.d, 4 * s.d
+    per_layer = 2 * N * (C * 3 * C + C * C + 2 * C * Hd) + 4 * s.B * s.T * s.T * C  # linears + (QK^T, PV)
+    forward = s.L * per_layer + 2 * N * C * s.V
+    return 3.0 * forward
+
+
+def blas_gflops(n: int = 1024, repeats: int = 10) -> float:
+    """float32 GEMM speed of this machine now (n x n x n)."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    b, c = a.copy(), np.empty_like(a)
+    np.matmul(a, b, out=c)
+    t = _median_time(lambda: np.matmul(a, b, out=c), repeats)
+    return 2 * n ** 3 / t / 1e9
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def synthetic_dataset(V: int, n_chars: int = 200_000) -> TextDataset:
+    """Random text over exactly V distinct characters (speed does not depend on the text)."""
+    alphabet = np.array([chr(0x4E00 + i) for i in range(V)])
+    ids = np.random.default_rng(0).integers(0, V, n_chars)
+    ids[:V] = np.arange(V)  # every character appears
+    return TextDataset("".join(alphabet[ids]), 0.1, source="bench")
+
+
+def session_for(s: Shape) -> TrainingSession:
+    cfg = RunConfig(name=s.name, model=ModelConfig(d_model=s.d, n_layer=s.L, n_head=s.H, seq_len=s.T),
+                    optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=0.1, grad_clip=1.0),
+                    train=TrainConfig(batch_size=s.B, eval_every=0, stats_every=0))
+    return TrainingSession(cfg, synthetic_dataset(s.V))
+
+
+def bench_engine(s: Shape, repeats: int) -> dict:
+    session = session_for(s)
+    for _ in range(3):
+        session.step()
+    records = [session.step() for _ in range(repeats)]
+    t = float(np.median([r.seconds for r in records]))
+    phases = {k: float(np.median([r.phase_seconds[k] for r in records])) for k in records[0].phase_seconds}
+    return {"seconds": t, "phases": phases, "session": session}
+
+
+def bench_numpy(s: Shape, session: TrainingSession, repeats: int) -> float | None:
+    """Seconds per step of the plain numpy implementation, on the same weights and batch."""
+    try:
+        from simulator.reference import reference_train_step
+    except ImportError:
+        return None
+    m = session.model
+    state = {"params": {k: v.copy() for k, v in m.p.items()}, "m": None, "v": None, "t": 0}
+    ids, targets = m.ids.copy(), m.targets.copy()
+
+    def step():
+        reference_train_step(state, session.config.model, ids, targets, lr=1e-3, weight_decay=0.1,
+                             decay_mask=session.model.layout)
+
+    step()
+    return _median_time(step, max(2, repeats // 3))
+
+
+def bench_torch(s: Shape, repeats: int) -> float | None:
+    """Seconds per step of the same model in PyTorch eager, when torch is installed."""
+    try:
+        from simulator.bench_torch import torch_step_seconds
+    except ImportError:
+        return None
+    return torch_step_seconds(s, repeats)
+
+
+def run_bench(quick: bool = False) -> None:
+    """Prints the tables."""
+    shapes = SHAPES[:2] if quick else SHAPES
+    repeats = 5 if quick else 15
+    roof = blas_gflops()
+    print(f"float32 BLAS (1024^3 GEMM) on this machine now: {roof:.0f} GFLOP/s\n")
+    head = (f"{'model':<7} {'ms/step':>8} {'tok/s':>8} {'GFLOP/s':>8} {'% roof':>7} {'numpy ms':>9} "
+            f"{'vs numpy':>8} {'torch ms':>9} {'vs torch':>8}")
+    print(head)
+    print("-" * len(head))
+    splits = []
+    for s in shapes:
+        r = bench_engine(s, repeats)
+        t = r["seconds"]
+        gf = step_flops(s) / t / 1e9
+        tn = bench_numpy(s, r["session"], repeats)
+        tt = bench_torch(s, repeats)
+        torch_ms, torch_note = (tt * 1e3, "") if tt is not None else (s.pytorch_ms, "*")
+        print(f"{s.name:<7} {t * 1e3:8.2f} {s.B * s.T / t:8.0f} {gf:8.1f} {100 * gf / roof:6.1f}% "
+              f"{'-' if tn is None else f'{tn * 1e3:9.2f}':>9} {'-' if tn is None else f'{tn / t:7.1f}x':>8} "
+              f"{torch_ms:8.1f}{torch_note:1} {torch_ms / 1e3 / t:7.2f}x")
+        splits.append((s.name, r["phases"], t))
+    print("\n* PyTorch 2.13 eager (2 threads) quoted for this kind of machine; install torch to measure it here.")
+    print("  'vs' columns: how many times faster this engine's step is.\n")
+    print("time split by phase (ms):")
+    kinds = list(splits[0][1])
+    print(f"{'model':<7} " + " ".join(f"{k:>9}" for k in kinds))
+    for name, phases, _ in splits:
+        print(f"{name:<7} " + " ".join(f"{phases[k] * 1e3:9.3f}" for k in kinds))
+    _extra_tables(quick)
+
+
+def _extra_tables(quick: bool) -> None:
+    """Tables of other parts of the engine that ship their own benchmarks."""
+    from simulator.optim.bench import bench_optimizer
+    rows = bench_optimizer(n=5_000_000, repeats=3 if quick else 5)
+    print("\nAdamW step over 5 M float32 parameters (the medium model's size):")
+    base = next(r for r in rows if r["impl"] != "numba")
+    for r in rows:
+        print(f"  {r['impl']:<8} {r['ms']:8.2f} ms {r['gb_per_s']:7.1f} GB/s  ({base['ms'] / r['ms']:.1f}x numpy)")
+    try:
+        from simulator.attention_bench import print_attention_bench
+    except ImportError:
+        pass
+    else:
+        print()
+        print_attention_bench(quick=quick)

@@ -1,0 +1,86 @@
+"""Learning-rate schedules: pure functions of the 0-based step index and the config.
+
+With s the 0-based step, W = warmup_steps, D = decay_steps, lr and min_lr from the config:
+
+    warmup (W > 0, s < W)   lr * (s + 1) / W            ramps up to lr, reaching it at s = W - 1
+    constant                lr                           (ignores W)
+    linear_warmup           warmup, then lr
+    cosine                  min_lr + (lr - min_lr) * (1 + cos(pi * s / D)) / 2 for s < D, then min_lr  (ignores W)
+    warmup_cosine           warmup, then the cosine over [W, D]: lr at s = W, min_lr at s = D and after
+    step                    warmup, then lr * gamma ** floor((s - W) / step_size)
+    linear_decay            warmup, then a straight line from lr at s = W to min_lr at s = D, then min_lr
+
+The horizon is always D (`decay_steps`), never the length of the current run, so
+a resumed run sees exactly the rates an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+
+from simulator.config import SCHEDULES, OptimConfig
+
+
+class ScheduleError(ValueError):
+    """A schedule's settings do not make sense (one sentence names the field)."""
+
+
+def check_schedule(cfg: OptimConfig) -> None:
+    """Raise ScheduleError with one sentence if the schedule settings are not usable."""
+    if cfg.schedule not in SCHEDULES:
+        raise ScheduleError(f"optim.schedule: unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    if not (cfg.lr >= 0 and math.isfinite(cfg.lr)):
+        raise ScheduleError(f"optim.lr must be a finite number >= 0, got {cfg.lr}")
+    if not (0 <= cfg.min_lr <= cfg.lr) and cfg.schedule in ("cosine", "warmup_cosine", "linear_decay"):
+        raise ScheduleError(f"optim.min_lr must lie between 0 and optim.lr ({cfg.lr}), got {cfg.min_lr}")
+    if cfg.warmup_steps < 0:
+        raise ScheduleError(f"optim.warmup_steps must be >= 0, got {cfg.warmup_steps}")
+    if cfg.schedule in ("warmup_cosine", "linear_decay") and cfg.decay_steps <= cfg.warmup_steps:
+        raise ScheduleError(f"optim.decay_steps ({cfg.decay_steps}) must be greater than optim.warmup_steps "
+                            f"({cfg.warmup_steps}) for schedule {cfg.schedule}")
+    if cfg.schedule == "cosine" and cfg.decay_steps <= 0:
+        raise ScheduleError(f"optim.decay_steps must be > 0 for schedule cosine, got {cfg.decay_steps}")
+    if cfg.schedule == "step" and cfg.step_size <= 0:
+        raise ScheduleError(f"optim.step_size must be > 0 for schedule step, got {cfg.step_size}")
+    if cfg.schedule == "step" and cfg.gamma < 0:
+        raise ScheduleError(f"optim.gamma must be >= 0 for schedule step, got {cfg.gamma}")
+
+
+def lr_at(step: int, cfg: OptimConfig) -> float:
+    """The learning rate of 0-based step `step` under `cfg` (see the module docstring for the formulas)."""
+    s, lr, w, d = int(step), float(cfg.lr), int(cfg.warmup_steps), int(cfg.decay_steps)
+    kind = cfg.schedule
+    if s < 0:
+        raise ScheduleError(f"learning-rate schedule asked for step {s}; steps count from 0")
+    if kind == "constant":
+        return lr
+    if kind == "cosine":
+        return _cosine(s, 0, d, lr, cfg.min_lr)
+    if kind not in SCHEDULES:
+        check_schedule(cfg)  # raises the one-sentence error
+    if s < w:
+        return lr * (s + 1) / w
+    if kind == "linear_warmup":
+        return lr
+    if kind == "warmup_cosine":
+        return _cosine(s, w, d, lr, cfg.min_lr)
+    if kind == "step":
+        return lr * cfg.gamma ** ((s - w) // cfg.step_size)
+    # linear_decay
+    if s >= d:
+        return float(cfg.min_lr)
+    return lr + (cfg.min_lr - lr) * (s - w) / (d - w)
+
+
+def _cosine(s: int, start: int, end: int, lr: float, min_lr: float) -> float:
+    """Half a cosine from lr at `start` down to min_lr at `end`, flat at min_lr after."""
+    if s >= end:
+        return float(min_lr)
+    progress = (s - start) / (end - start)
+    return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def lr_curve(cfg: OptimConfig, steps: int) -> list[float]:
+    """lr_at for steps 0 .. steps-1: what the UI plots before a run starts."""
+    check_schedule(cfg)
+    return [lr_at(s, cfg) for s in range(steps)]

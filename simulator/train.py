@@ -51,7 +51,7 @@ def train_command(args) -> int:
         cfg = load_preset(path)
         overrides = {k: v for k, v in {"train.steps": args.steps, "train.seed": args.seed}.items() if v is not None}
         if overrides:
-            cfg = override(cfg, **overrides)
+            cfg = override(cfg, flag_names={"train.steps": "--steps", "train.seed": "--seed"}, **overrides)
         if not kernels_cached():
             print("compiling kernels for the first run (cached for the next ones)...", file=sys.stderr, flush=True)
         session = TrainingSession(cfg)

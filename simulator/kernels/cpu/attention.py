@@ -62,31 +62,41 @@ def split_heads_grad(dyh, dout):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def attention_softmax_forward(att, scale, causal):
-    """In place: att = softmax(scale * att) per row; future keys get probability 0 when causal."""
-    # att is (B, NH, T, T): raw scores q.k in, probabilities out
+def _attention_softmax_forward(att, scale, causal):
+    # att is (B, NH, T, T): raw scores q.k in, probabilities out; scale has att's dtype so
+    # float32 scores are exponentiated in float32 (the sum is kept in float64)
     B, NH, T, _ = att.shape
     for r in prange(B * NH * T):
         b, h, t = r // (NH * T), (r // T) % NH, r % T
         row = att[b, h, t]
         n = t + 1 if causal else T
-        mx = -np.inf
-        for j in range(n):
+        mx = row[0] * scale
+        for j in range(1, n):
             mx = max(mx, scale * row[j])
         s = 0.0
         for j in range(n):
             e = np.exp(scale * row[j] - mx)
             row[j] = e
             s += e
+        inv = 1.0 / s
         for j in range(n):
-            row[j] /= s
+            row[j] *= inv
         for j in range(n, T):
             row[j] = 0.0
 
 
-@njit(cache=True, nogil=True, parallel=True)
+def attention_softmax_forward(att, scale, causal):
+    """In place: att = softmax(scale * att) per row; future keys get probability 0 when causal."""
+    _attention_softmax_forward(att, att.dtype.type(scale), causal)
+
+
 def attention_softmax_backward(datt, att, scale):
     """In place: datt (dL/dprobs) becomes dL/dscores = scale * p * (dp - sum(dp * p))."""
+    _attention_softmax_backward(datt, att, att.dtype.type(scale))
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _attention_softmax_backward(datt, att, scale):
     # masked entries have p = 0 and so get 0
     B, NH, T, _ = att.shape
     for r in prange(B * NH * T):

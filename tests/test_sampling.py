@@ -253,7 +253,7 @@ def test_generate_feeds_the_growing_sequence_and_streams_events():
     text, events = generate(model, TOK, cfg, on_token=seen.append)
     assert seen == events and len(events) == 6
     assert calls[0].tolist() == [1, 0]  # the prompt alone first
-    for i, (c, ev) in enumerate(zip(calls, events)):
+    for i, (c, ev) in enumerate(zip(calls, events, strict=True)):
         assert len(c) == 2 + i
         assert ev.index == i and ev.position == 2 + i
         if i + 1 < len(calls):

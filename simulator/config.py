@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Optional
 
-NORMS = ("layernorm", "rmsnorm", "none")
+NORMS = ("layernorm", "rmsnorm", "batchnorm", "none")
 NORM_POSITIONS = ("pre", "post")
-ACTIVATIONS = ("gelu", "relu")
-INITS = ("normal", "xavier", "he")
+ACTIVATIONS = ("gelu", "relu", "silu", "sigmoid", "tanh")
+INITS = ("normal", "xavier", "xavier_normal", "he", "gpt2", "zeros", "constant")
+DROPOUT_MODES = ("inverted", "classic")
 ATTENTION_IMPLS = ("naive",)
 ATTENTION_MASKS = ("causal",)
 ATTENTION_SCALES = ("sqrt_dk",)
@@ -52,7 +53,10 @@ class ModelConfig:
     tie_embeddings: bool = True
     positional: str = "learned"
     init: str = "normal"
-    init_std: float = 0.02  # used by init: normal
+    init_std: float = 0.02  # used by init: normal and gpt2 (gpt2 divides it by sqrt(2 n_layer) on residual projections)
+    init_constant: float = 0.01  # used by init: constant (every matrix entry; the symmetry lesson)
+    dropout_mode: str = "inverted"  # inverted: x/(1-p) in training, identity in eval; classic: x in training, x(1-p) in eval
+    batchnorm_momentum: float = 0.1  # norm: batchnorm; running = (1 - momentum) * running + momentum * batch (PyTorch's)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
 
     @property
@@ -146,11 +150,12 @@ class RunConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
 
-# Dotted paths whose change applies on the next step without a rebuild.
+# Dotted paths whose change applies on the next step without a rebuild. A new `optim.name`
+# keeps the weights and starts the optimizer state afresh.
 LIVE_FIELDS = frozenset(
-    ["model.dropout", "train.eval_every", "train.stats_every", "train.watch_layer",
+    ["model.dropout", "model.dropout_mode", "train.eval_every", "train.stats_every", "train.watch_layer",
      "train.watch_head", "train.checkpoint_every", "train.steps", "train.eval_batches"]
-    + [f"optim.{f.name}" for f in fields(OptimConfig) if f.name != "name"]
+    + [f"optim.{f.name}" for f in fields(OptimConfig)]
     + [f"sampling.{f.name}" for f in fields(SamplingConfig)]
 )
 

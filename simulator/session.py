@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from simulator.config import RunConfig, changed_paths, is_structural_change
+from simulator.config import LIVE_FIELDS, RunConfig, changed_paths
 from simulator.data import TextDataset, load_dataset
 from simulator.model.gpt import GPT
 from simulator.observe import step_statistics
@@ -244,16 +244,31 @@ class TrainingSession:
     # ------------------------------------------------------------- live changes
 
     def apply_config(self, new: RunConfig) -> list[str]:
-        """Takes the live fields of `new` now; raises NeedsRebuild for a structural change."""
+        """Takes the live fields of `new` now; returns a sentence per change; NeedsRebuild if structural.
+
+        A new optimizer type is live too: the weights stay, the optimizer state starts fresh.
+        """
         if self.in_step:
             raise SessionError("finish the current step before changing the configuration")
         new = replace(new, model=replace(new.model, vocab_size=self.config.model.vocab_size))
-        if is_structural_change(self.config, new):
-            raise NeedsRebuild("this change rebuilds the model: " + ", ".join(changed_paths(self.config, new)))
         changed = changed_paths(self.config, new)
-        self.optimizer.set_config(new.optim)
+        structural = [p for p in changed if p not in LIVE_FIELDS]
+        if structural:
+            raise NeedsRebuild("this change rebuilds the model: " + ", ".join(structural))
+        notes = []
+        for path in changed:
+            section, name = path.split(".")
+            old_value, new_value = getattr(getattr(self.config, section), name), getattr(getattr(new, section), name)
+            note = f"{path}: {old_value} -> {new_value}"
+            if path == "optim.name":
+                note += " (weights kept; the optimizer state starts fresh)"
+            notes.append(note)
+        if "optim.name" in changed:
+            self.optimizer = make_optimizer(new.optim, self.model.layout, self.model.dtype)
+        else:
+            self.optimizer.set_config(new.optim)
         self.config = new
-        return changed
+        return notes
 
     # ------------------------------------------------------------- state
 

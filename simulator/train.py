@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from simulator.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from simulator.kernels import kernels_cached
-from simulator.presets import dump_config, find_preset, load_preset, override
+from simulator.config import RunConfig
+from simulator.presets import dump_config, find_preset, load_any, override
 from simulator.session import TrainingSession
 
 METRICS = ["step", "loss", "val_loss", "lr", "grad_norm", "clipped", "tokens_per_s", "wall_time"]
@@ -48,7 +49,9 @@ def train_command(args) -> int:
         wall0 = _last_wall_time(run_dir / "metrics.csv")
     else:
         path = find_preset(args.preset)
-        cfg = load_preset(path)
+        cfg = load_any(path)
+        if not isinstance(cfg, RunConfig):  # an optimizer race or the sparse lesson: print a table
+            return _lesson_command(cfg, args.steps)
         overrides = {k: v for k, v in {"train.steps": args.steps, "train.seed": args.seed}.items() if v is not None}
         if overrides:
             cfg = override(cfg, flag_names={"train.steps": "--steps", "train.seed": "--seed"}, **overrides)
@@ -109,3 +112,23 @@ def _summary(session: TrainingSession, run_dir: Path, rec) -> None:
     last = f"train loss {rec.loss:.4f}, " if rec is not None else ""
     print(f"step {session.step_count}: {last}validation loss {val:.4f} "
           f"(unigram entropy of the data {h:.4f} nats)\nrun folder: {run_dir}")
+
+
+def _lesson_command(cfg, steps: int | None) -> int:
+    """Runs a non-GPT lesson headless and prints where each learner got to."""
+    from simulator.ftrl_lesson import SparseLogRegLesson
+    from simulator.races import Race
+    if hasattr(cfg, "optimizers") and hasattr(cfg, "function"):
+        race = Race(cfg)
+        last = race.run(steps)[-1]
+        print(f"{cfg.function}, {last[0].step} steps from {tuple(cfg.start)}:")
+        for p in last:
+            state = " diverged" if p.diverged else ""
+            print(f"  {p.label:<16} loss {p.loss:11.4g}  at ({p.position[0]: .4f}, {p.position[1]: .4f}){state}")
+        return 0
+    lesson = SparseLogRegLesson(cfg)
+    last = lesson.run(steps)[-1]
+    print(f"sparse logistic regression, {last[0].step} steps:")
+    for p in last:
+        print(f"  {p.label:<16} validation log-loss {p.val_loss:.4f}  weights exactly zero {100 * p.zero_fraction:5.1f}%")
+    return 0

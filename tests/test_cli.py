@@ -138,3 +138,12 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(preset, tmp_path):
     (run,) = run_dirs(tmp_path / "runs")
     with np.load(run / "checkpoint.npz") as z:
         assert int(z["step"]) == len(read_metrics(run))
+
+
+def test_train_runs_the_optimizer_race_and_sparse_lessons(capsys):
+    assert main(["train", "--preset", "optimizer-race", "--steps", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "20 steps" in out and "SGD" in out and "Adam" in out
+    assert main(["train", "--preset", "ftrl-sparse", "--steps", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "5 steps" in out and "FTRL" in out and "weights exactly zero" in out

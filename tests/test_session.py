@@ -101,13 +101,18 @@ def test_live_change_applies_next_step_structural_change_asks_for_rebuild():
     s = TrainingSession(tiny())
     s.step()
     new = replace(s.config, optim=replace(s.config.optim, lr=0.5, warmup_steps=0))
-    changed = s.apply_config(new)
-    assert "optim.lr" in changed
+    notes = s.apply_config(new)
+    assert any(n.startswith("optim.lr: 0.003 -> 0.5") for n in notes)
     from simulator.optim import lr_at
     assert lr_at(1, new.optim) != lr_at(1, tiny().optim)
     assert s.step().lr == lr_at(1, new.optim)
     with pytest.raises(NeedsRebuild, match="model.n_layer"):
         s.apply_config(replace(s.config, model=replace(s.config.model, n_layer=3)))
+    weights = s.model.params.copy()
+    notes = s.apply_config(replace(s.config, optim=replace(s.config.optim, name="sgd", weight_decay=0.0)))
+    assert any("optim.name: adamw -> sgd" in n and "starts fresh" in n for n in notes)
+    assert np.array_equal(s.model.params, weights) and s.optimizer.state_names == ()
+    s.step()
     s.step_into()
     with pytest.raises(SessionError, match="finish the current step"):
         s.apply_config(new)

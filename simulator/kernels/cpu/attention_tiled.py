@@ -29,8 +29,10 @@ from numba import njit, prange
 
 # fastmath without nnan/ninf: -inf marks masked scores and must survive the optimiser
 FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
-TILE_Q = 128  # defaults measured fastest for HS = 64 on a 2-core AVX-512 machine (see attention_bench)
-TILE_K = 64
+# tile sizes measured fastest for HS = 64 on a 2-core AVX-512 machine (see attention_bench); y and lse
+# do not depend on the tiles, so the backward may use other sizes than the forward that it follows
+TILE_Q, TILE_K = 256, 64
+BACKWARD_TILE_Q, BACKWARD_TILE_K = 128, 128
 
 
 @njit(cache=True, nogil=True)
@@ -74,15 +76,17 @@ def _matmul_acc(c, a, b, ni, nj, n):
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
-def _exp_sub(out, x, m, n, ibits):
-    """out[:n] = exp(x[:n] - m[:n]); -inf gives 0."""
+def _exp_sub(x, m, n, ibits):
+    """In place: x[:n] = exp(x[:n] - m[:n]); -inf gives 0."""
     # float64: libm exp. float32: a branch-free Cephes expf that vectorises (libm's does not):
     # exp(v) = 2^k * p(f) with k = round(v / ln 2), f = v - k ln 2, |f| <= ln2 / 2, p of degree 7;
     # 2^k is built from its exponent bits through ibits (an int32 view), clamping to +-88 makes
-    # k = -127 give the bits of 0.0, so underflow and -inf come out as exact zeros
-    if out.itemsize == 8:
+    # k = -127 give the bits of 0.0, so underflow and -inf come out as exact zeros.
+    # In place on purpose: given separate in and out arrays that may be one array, LLVM's
+    # overlap check sends the loop down its scalar path (6x slower)
+    if x.itemsize == 8:
         for i in range(n):
-            out[i] = math.exp(x[i] - m[i])
+            x[i] = math.exp(x[i] - m[i])
         return
     pow2 = ibits.view(np.float32)
     for i in range(n):
@@ -95,10 +99,10 @@ def _exp_sub(out, x, m, n, ibits):
         e = e * f + np.float32(4.1665795894e-2)
         e = e * f + np.float32(1.6666665459e-1)
         e = e * f + np.float32(5.0000001201e-1)
-        out[i] = e * f * f + f + np.float32(1.0)
+        x[i] = e * f * f + f + np.float32(1.0)
         ibits[i] = np.int32(kf + np.float32(127.0)) << 23
     for i in range(n):
-        out[i] *= pow2[i]
+        x[i] *= pow2[i]
 
 
 @njit(cache=True, nogil=True)
@@ -142,16 +146,17 @@ def _online_softmax_step(sT, accT, m, lsum, m_new, alpha, nc, nc4, nr, ibits):
         m_new[r] = m[r]
     for c in range(nc):
         for r in range(nr):
-            m_new[r] = max(m_new[r], sT[c, r])
+            x = sT[c, r]
+            m_new[r] = x if x > m_new[r] else m_new[r]  # a plain select vectorises, max() does not
     for r in range(nr):
         # a row that has seen no valid key yet keeps m = -inf; subtracting 0 keeps its exps at 0
         alpha[r] = m[r]
         m[r] = m_new[r]
         if m_new[r] == -np.inf:
             m_new[r] = 0
-    _exp_sub(alpha, alpha, m_new, nr, ibits)  # exp(m_old - m_new): 0 while m_old = -inf
+    _exp_sub(alpha, m_new, nr, ibits)  # exp(m_old - m_new): 0 while m_old = -inf
     for c in range(nc):
-        _exp_sub(sT[c], sT[c], m_new, nr, ibits)
+        _exp_sub(sT[c], m_new, nr, ibits)
     for c in range(nc, nc4):
         sT[c, :] = 0
     for r in range(nr):
@@ -170,6 +175,7 @@ def tiled_attention_forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile
     # y, q are (B, NH, T, HS); k, v are (B, NKV, T, HS); lse is (B, NH, T); kv_len is (B,)
     B, NH, T, HS = q.shape
     group = NH // k.shape[1]
+    tile_q, tile_k = max(1, min(tile_q, T)), max(1, min(tile_k, T))  # scratch no larger than the sequence
     n_qt = (T + tile_q - 1) // tile_q
     HS4, BC4 = _up4(HS), _up4(tile_k)
     for item in prange(B * NH * n_qt):
@@ -212,14 +218,15 @@ def tiled_attention_forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
-def _load_query_tile(qT, qr, dyT, dyr, lse_use, dsum, q, dy, y, lse, q0, nr, nr4, scale):
-    """Loads one query tile for the backward: scale Q^T, Q, dY^T, dY, lse (+inf for empty rows), D."""
+def _load_query_tile(qT, qr, dyT, dyr, lse_use, dsum, q, dy, y, lse, q0, nr, nr4, scale, rows):
+    """Loads a query tile for the backward: scale Q^T, dY^T, lse (+inf for empty rows), D; rows: scale Q, dY too."""
     # q, dy, y are (T, HS), lse is (T,); row layouts padded with zero rows up to nr4
     HS = q.shape[1]
     _load_cols(qT, q, q0, nr, nr, scale)
-    _load_rows(qr, q, q0, nr, nr4, 1.0)
     _load_cols(dyT, dy, q0, nr, nr, 1.0)
-    _load_rows(dyr, dy, q0, nr, nr4, 1.0)
+    if rows:
+        _load_rows(qr, q, q0, nr, nr4, scale)  # scale folded in: dK = scale dS^T Q
+        _load_rows(dyr, dy, q0, nr, nr4, 1.0)
     for r in range(nr):
         # lse = -inf marks a row without keys: +inf makes every exp(s - lse) an exact 0
         lse_use[r] = lse[q0 + r] if lse[q0 + r] > -np.inf else np.inf
@@ -230,13 +237,13 @@ def _load_query_tile(qT, qr, dyT, dyr, lse_use, dsum, q, dy, y, lse, q0, nr, nr4
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
-def _probs_and_dscores(sT, dpT, lse_use, dsum, scale, nc, nc4, nr, nr4, ibits):
-    """In place: sT (scores) becomes P = exp(S - lse) and dpT (dP) becomes scale * dS = scale P (dP - D)."""
+def _probs_and_dscores(sT, dpT, lse_use, dsum, nc, nc4, nr, nr4, ibits):
+    """In place: sT (scores) becomes P = exp(S - lse) and dpT (dP) becomes dS = P (dP - D)."""
     # sT, dpT are (tile_k4, tile_q4) laid out (key, query); padding rows and columns end as 0
     for c in range(nc):
-        _exp_sub(sT[c], sT[c], lse_use, nr, ibits)
+        _exp_sub(sT[c], lse_use, nr, ibits)
         for r in range(nr):
-            dpT[c, r] = scale * sT[c, r] * (dpT[c, r] - dsum[r])
+            dpT[c, r] = sT[c, r] * (dpT[c, r] - dsum[r])
         for r in range(nr, nr4):
             sT[c, r] = 0
             dpT[c, r] = 0
@@ -251,6 +258,7 @@ def _backward_dkdv(dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, t
     B, NH, T, HS = q.shape
     NKV = k.shape[1]
     group = NH // NKV
+    tile_q, tile_k = max(1, min(tile_q, T)), max(1, min(tile_k, T))
     n_qt = (T + tile_q - 1) // tile_q
     n_kt = (T + tile_k - 1) // tile_k
     HS4, BC4, BR4 = _up4(HS), _up4(tile_k), _up4(tile_q)
@@ -279,16 +287,16 @@ def _backward_dkdv(dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, t
                 nr = min(tile_q, T - q0)
                 nr4 = _up4(nr)
                 _load_query_tile(qT, qr, dyT, dyr, lse_use, dsum, q[b, h], dy[b, h], y[b, h], lse[b, h],
-                                 q0, nr, nr4, scale)
+                                 q0, nr, nr4, scale, True)
                 sT[:nc4, :nr] = 0
                 dpT[:nc4, :nr] = 0
                 _matmul_acc(sT, kt, qT, nc4, HS4, nr)  # S^T = K Q^T (scaled)
                 if causal and k0 + nc - 1 > q0:
                     _mask_future(sT, q0, k0, nc, nr)
                 _matmul_acc(dpT, vr, dyT, nc4, HS4, nr)  # dP^T = V dY^T
-                _probs_and_dscores(sT, dpT, lse_use, dsum, scale, nc, nc4, nr, nr4, ibits)
+                _probs_and_dscores(sT, dpT, lse_use, dsum, nc, nc4, nr, nr4, ibits)
                 _matmul_acc(dv_acc, sT, dyr, nc4, nr4, HS)  # dV += P^T dY
-                _matmul_acc(dk_acc, dpT, qr, nc4, nr4, HS)  # dK += scale dS^T Q
+                _matmul_acc(dk_acc, dpT, qr, nc4, nr4, HS)  # dK += dS^T (scale Q)
         for c in range(nc):
             for d in range(HS):
                 dk[b, kh, k0 + c, d] += dk_acc[c, d]
@@ -300,6 +308,7 @@ def _backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k)
     """dq += its gradient; parallel over query tiles, each owning its rows of dq."""
     B, NH, T, HS = q.shape
     group = NH // k.shape[1]
+    tile_q, tile_k = max(1, min(tile_q, T)), max(1, min(tile_k, T))
     n_qt = (T + tile_q - 1) // tile_q
     HS4, BC4, BR4 = _up4(HS), _up4(tile_k), _up4(tile_q)
     for item in prange(B * NH * n_qt):
@@ -311,13 +320,13 @@ def _backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k)
         kt, vr = np.zeros((BC4, HS4), q.dtype), np.zeros((BC4, HS4), q.dtype)
         kT = np.zeros((HS4, BC4), q.dtype)
         qT, dyT = np.zeros((HS4, BR4), q.dtype), np.zeros((HS4, BR4), q.dtype)
-        qr, dyr = np.zeros((BR4, HS4), q.dtype), np.zeros((BR4, HS4), q.dtype)
         sT, dpT = np.zeros((BC4, BR4), q.dtype), np.zeros((BC4, BR4), q.dtype)
         dqT = np.zeros((HS4, BR4), q.dtype)
         lse_use, dsum = np.empty(tile_q, q.dtype), np.empty(tile_q, q.dtype)
         ibits = np.empty(tile_q, np.int32)
-        _load_query_tile(qT, qr, dyT, dyr, lse_use, dsum, q[b, h], dy[b, h], y[b, h], lse[b, h],
-                         q0, nr, nr4, scale)
+        # this pass needs no row layouts (the qT, dyT passed in their place stay untouched)
+        _load_query_tile(qT, qT, dyT, dyT, lse_use, dsum, q[b, h], dy[b, h], y[b, h], lse[b, h],
+                         q0, nr, nr4, scale, False)
         k_end = _key_end(kv_len[b], q0 + nr, T, causal)
         for k0 in range(0, k_end, tile_k):
             nc = min(tile_k, k_end - k0)
@@ -331,11 +340,11 @@ def _backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k)
             if causal and k0 + nc - 1 > q0:
                 _mask_future(sT, q0, k0, nc, nr)
             _matmul_acc(dpT, vr, dyT, nc4, HS4, nr)  # dP^T = V dY^T
-            _probs_and_dscores(sT, dpT, lse_use, dsum, scale, nc, nc4, nr, nr4, ibits)
-            _matmul_acc(dqT, kT, dpT, HS4, nc4, nr)  # dQ^T += scale K^T dS^T
+            _probs_and_dscores(sT, dpT, lse_use, dsum, nc, nc4, nr, nr4, ibits)
+            _matmul_acc(dqT, kT, dpT, HS4, nc4, nr)  # dQ^T += K^T dS^T (scaled when stored)
         for r in range(nr):
             for d in range(HS):
-                dq[b, h, q0 + r, d] += dqT[d, r]
+                dq[b, h, q0 + r, d] += scale * dqT[d, r]
 
 
 def tiled_attention_backward(dq, dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k):

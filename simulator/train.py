@@ -12,8 +12,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from simulator.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from simulator.kernels import kernels_cached
 from simulator.config import RunConfig
+from simulator.kernels import kernels_cached
 from simulator.presets import dump_config, find_preset, load_any, override
 from simulator.session import TrainingSession
 
@@ -130,5 +130,6 @@ def _lesson_command(cfg, steps: int | None) -> int:
     last = lesson.run(steps)[-1]
     print(f"sparse logistic regression, {last[0].step} steps:")
     for p in last:
-        print(f"  {p.label:<16} validation log-loss {p.val_loss:.4f}  weights exactly zero {100 * p.zero_fraction:5.1f}%")
+        zero = 100 * p.zero_fraction
+        print(f"  {p.label:<16} validation log-loss {p.val_loss:.4f}  weights exactly zero {zero:5.1f}%")
     return 0

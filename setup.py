@@ -13,7 +13,7 @@ class BuildWithPresets(build_py):
         dst = Path(self.build_lib) / "simulator" / "presets_data"
         super().run()
         dst.mkdir(parents=True, exist_ok=True)
-        for f in sorted(src.glob("*.yaml")):
+        for f in sorted([*src.glob("*.yaml"), *src.glob("*.txt")]):  # lessons and the small texts they train on
             shutil.copy2(f, dst / f.name)
 
 

@@ -5,7 +5,8 @@ under the mask: 2 T^2 d flops in all) would take at the BLAS rate measured in th
 Extra memory is counted, not sampled: bytes a method holds beyond its inputs and its output.
 The naive version holds S (T^2 floats, P overwrites it in place) and a T x T boolean causal mask
 (a buffer kept between calls, as nanoGPT keeps it); the tiled forward holds lse (T floats, kept
-for the backward) and one tile of scratch per thread. Run it as `python -m simulator.attention_bench`.
+for the backward) and one tile of scratch per thread. Run it as `python -m simulator.attention_bench`
+(`python main.py bench` prints it too).
 """
 
 from __future__ import annotations
@@ -124,5 +125,18 @@ def format_rows(rows):
     return "\n".join(lines)
 
 
+def print_attention_bench(quick: bool = False) -> None:
+    """Prints the tiled vs naive attention table (T = 1024, 4096, 16384; quick: the first two) and KV-cache sizes."""
+    from simulator.config import AttentionConfig, ModelConfig
+    from simulator.kv_cache import kv_cache_bytes_per_token
+
+    print("attention, tiled (FlashAttention-style) vs naive; extra memory = bytes held beyond inputs and output:")
+    print(format_rows(bench_attention(Ts=(1024, 4096) if quick else (1024, 4096, 16384))))
+    cfg = ModelConfig(d_model=256, n_layer=6, n_head=8, attention=AttentionConfig(n_kv_head=2))
+    sizes = kv_cache_bytes_per_token(cfg, np.float32)
+    print("\nKV cache per generated token, d_model 256, 6 layers, 8 heads, float32: "
+          + ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in sizes.items() if k != "model"))
+
+
 if __name__ == "__main__":
-    print(format_rows(bench_attention()))
+    print_attention_bench()

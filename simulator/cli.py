@@ -49,6 +49,20 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="print speed tables (numbers, not pass/fail)")
     b.add_argument("--quick", action="store_true", help="fewer repetitions and no medium preset")
     b.add_argument("--ui", action="store_true", help="measure the window's responsiveness while training")
+
+    e = sub.add_parser("explain", help="worked examples: z-scores, BatchNorm vs LayerNorm, one MLP step")
+    ex = e.add_subparsers(dest="example", required=True)
+    z = ex.add_parser("zscore", help="mean, variance, std and z-scores of some numbers")
+    z.add_argument("values", type=float, nargs="+", metavar="VALUE")
+    n = ex.add_parser("norms", help="a grades table normalized by BatchNorm (columns) and LayerNorm (rows)")
+    n.add_argument("rows", nargs="*", metavar="ROW", help="comma-separated numbers, one student per row "
+                   "(default: 90,80,70 60,50,40)")
+    m = ex.add_parser("mlp", help="the leaf/flower MLP: one weight update, number by number")
+    m.add_argument("--loss", choices=("cross_entropy", "l1"), default="cross_entropy")
+    m.add_argument("--lr", type=float, default=0.5)
+    d = ex.add_parser("deep", help="run a deep-MLP lesson preset and print its per-layer gradient norms")
+    d.add_argument("preset", help="a deep_mlp preset, e.g. deep-sigmoid")
+    d.add_argument("--steps", type=int, help="steps to run (default: the preset's)")
     return p
 
 
@@ -61,6 +75,7 @@ def main(argv: list[str] | None = None, launch_app=None, ui_bench=None) -> int:
     args = _parser().parse_args(argv)
     from simulator.checkpoint import CheckpointError
     from simulator.data import DataError
+    from simulator.explain import ExplainError
     from simulator.presets import PresetError
     from simulator.sampling import SamplingError
     from simulator.session import SessionError
@@ -74,8 +89,8 @@ def main(argv: list[str] | None = None, launch_app=None, ui_bench=None) -> int:
                 raise UsageError("the window benchmark needs the desktop app")
             return ui_bench()
         return {"train": _train, "check": _check, "presets": _presets, "sample": _sample,
-                "bench": _bench}[args.command](args)
-    except (UsageError, PresetError, DataError, CheckpointError, SamplingError, SessionError) as e:
+                "bench": _bench, "explain": _explain}[args.command](args)
+    except (UsageError, PresetError, DataError, CheckpointError, SamplingError, SessionError, ExplainError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -119,6 +134,40 @@ def _sample(args) -> int:
     if args.explain:
         print(explain_table(events, session.tokenizer))
     return 0
+
+
+def _explain(args) -> int:
+    from simulator import explain
+    if args.example == "zscore":
+        print(explain.zscore_text(args.values))
+    elif args.example == "norms":
+        print(explain.norms_text(_table(args.rows) if args.rows else explain.GRADES))
+    elif args.example == "mlp":
+        if not args.lr > 0:
+            raise UsageError(f"--lr must be greater than 0, got {args.lr}")
+        print(explain.mlp_text(args.loss, args.lr))
+    else:
+        from simulator.mlp_lab import MLPError, lesson_summary, load_mlp_lesson
+        if args.steps is not None and args.steps < 1:
+            raise UsageError(f"--steps must be at least 1, got {args.steps}")
+        try:
+            print(lesson_summary(load_mlp_lesson(args.preset), args.steps))
+        except MLPError as err:
+            raise UsageError(str(err)) from None
+    return 0
+
+
+def _table(rows: list[str]) -> list[list[float]]:
+    """ROW arguments ("90,80,70") -> a table of floats; a bad number is named."""
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            out.append([float(v) for v in row.split(",")])
+        except ValueError:
+            raise UsageError(f"row {i + 1} ({row!r}) is not a comma-separated list of numbers") from None
+    if len({len(r) for r in out}) > 1:
+        raise UsageError("every row needs the same number of values")
+    return out
 
 
 def _bench(args) -> int:

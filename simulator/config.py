@@ -16,13 +16,13 @@ NORM_POSITIONS = ("pre", "post")
 ACTIVATIONS = ("gelu", "relu", "silu", "sigmoid", "tanh")
 INITS = ("normal", "xavier", "xavier_normal", "he", "gpt2", "zeros", "constant")
 DROPOUT_MODES = ("inverted", "classic")
-ATTENTION_IMPLS = ("naive",)
-ATTENTION_MASKS = ("causal",)
-ATTENTION_SCALES = ("sqrt_dk",)
-POSITIONALS = ("learned",)
+ATTENTION_IMPLS = ("naive", "tiled")
+ATTENTION_MASKS = ("causal", "none")
+ATTENTION_SCALES = ("sqrt_dk", "none")
+POSITIONALS = ("learned", "sinusoidal", "none", "rope")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "adam_l2", "ftrl")
 SCHEDULES = ("constant", "linear_warmup", "cosine", "warmup_cosine", "step", "linear_decay")
-DATA_KINDS = ("builtin", "text_file")
+DATA_KINDS = ("builtin", "text_file", "lines")
 DTYPES = ("float32", "float64")
 
 
@@ -30,9 +30,12 @@ DTYPES = ("float32", "float64")
 class AttentionConfig:
     """How attention is computed; all fields are structural."""
 
-    impl: str = "naive"  # naive: the plain reference kernel (forms the T x T matrix)
-    mask: str = "causal"
-    scale: str = "sqrt_dk"
+    impl: str = "naive"  # naive: the plain reference kernel (forms the T x T matrix); tiled: FlashAttention-style
+    mask: str = "causal"  # causal: a decoder (no key after its query); none: bidirectional, every key visible
+    scale: str = "sqrt_dk"  # scores q.k times 1/sqrt(head_size), or none (times 1)
+    n_kv_head: Optional[int] = None  # key/value heads: None = n_head (MHA), 1 (MQA), or a divisor of n_head (GQA)
+    tile_q: int = 0  # tiled: query rows per tile (0: the kernel's tuned default)
+    tile_k: int = 0  # tiled: keys per tile (0: the kernel's tuned default)
 
 
 @dataclass(frozen=True)
@@ -53,15 +56,21 @@ class ModelConfig:
     tie_embeddings: bool = True
     positional: str = "learned"
     init: str = "normal"
-    init_std: float = 0.02  # used by init: normal and gpt2 (gpt2 divides it by sqrt(2 n_layer) on residual projections)
+    init_std: float = 0.02  # used by init: normal and gpt2 (gpt2: divided by sqrt(2 n_layer) on residual projections)
     init_constant: float = 0.01  # used by init: constant (every matrix entry; the symmetry lesson)
-    dropout_mode: str = "inverted"  # inverted: x/(1-p) in training, identity in eval; classic: x in training, x(1-p) in eval
-    batchnorm_momentum: float = 0.1  # norm: batchnorm; running = (1 - momentum) * running + momentum * batch (PyTorch's)
+    # inverted: x / (1-p) in training, identity in eval; classic: x in training, x (1-p) in eval
+    dropout_mode: str = "inverted"
+    batchnorm_momentum: float = 0.1  # running = (1 - momentum) * running + momentum * batch (PyTorch's convention)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
 
     @property
     def head_size(self) -> int:
         return self.d_model // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads: attention.n_kv_head, or n_head when it is not set."""
+        return self.attention.n_kv_head or self.n_head
 
     @property
     def d_hidden(self) -> int:
@@ -102,8 +111,8 @@ class OptimConfig:
 class DataConfig:
     """Where the text comes from and how it is split; structural."""
 
-    kind: str = "builtin"
-    path: Optional[str] = None  # for kind: text_file (relative paths resolve against the preset's folder)
+    kind: str = "builtin"  # lines: one example per line, padded with <pad> (data.path, or the built-in corpus)
+    path: Optional[str] = None  # for kind: text_file or lines (relative paths resolve against the preset's folder)
     val_fraction: float = 0.1
 
 

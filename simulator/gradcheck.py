@@ -51,7 +51,12 @@ def check_gradients(session, n_per_tensor: int = 2, tensors=None, eps: float = 1
 
     twin = GPT(model.cfg, np.float64)
     twin.params[...] = model.params  # float64 copy: the session's own buffers are never written
-    twin.training = False  # dropout off: the loss is a fixed function of the weights
+    for name, buf in model.buffers.items():  # BatchNorm's running statistics, which eval mode normalizes with
+        twin.buffers[name][...] = buf
+    # dropout off, so the loss is a fixed function of the weights; otherwise the session's mode
+    # (train: BatchNorm on batch statistics, as a training step differentiates it)
+    twin.dropout = 0.0
+    twin.training = getattr(session, "mode", "train") == "train"
     ids, targets = model.ids.copy(), model.targets.copy()
     twin.forward(ids, targets)
     twin.loss_and_dlogits()

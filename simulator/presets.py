@@ -96,9 +96,14 @@ RULES: dict[str, Rule] = {
     "model.positional": one_of(C.POSITIONALS),
     "model.init": one_of(C.INITS),
     "model.init_std": positive,
+    "model.dropout_mode": one_of(C.DROPOUT_MODES),
+    "model.batchnorm_momentum": in_range(0, 1),
     "model.attention.impl": one_of(C.ATTENTION_IMPLS),
     "model.attention.mask": one_of(C.ATTENTION_MASKS),
     "model.attention.scale": one_of(C.ATTENTION_SCALES),
+    "model.attention.n_kv_head": positive_int,
+    "model.attention.tile_q": non_negative,
+    "model.attention.tile_k": non_negative,
     "optim.name": one_of(C.OPTIMIZERS),
     "optim.lr": positive,
     "optim.weight_decay": non_negative,
@@ -357,7 +362,8 @@ class _Kind(NamedTuple):
 
 _KINDS: dict[str, _Kind] = {}
 # Kinds that register themselves when their module is imported; loading such a preset imports it.
-KIND_MODULES = {"optimizer_race": "simulator.races", "sparse_logreg": "simulator.ftrl_lesson"}
+KIND_MODULES = {"optimizer_race": "simulator.races", "sparse_logreg": "simulator.ftrl_lesson",
+                "deep_mlp": "simulator.mlp_lab"}
 
 
 def register_kind(name: str, cls, rules: Mapping[str, Rule], validate_fn=None) -> None:
@@ -518,6 +524,14 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
             ctx.fail("model.d_model", f"{m.d_model} is not divisible by {ctx.name('model.n_head')} {m.n_head}", hint)
         ctx.fail("model.n_head", f"{m.n_head} does not divide {ctx.name('model.d_model')} {m.d_model}", hint,
                  at=("model.n_head", "model.d_model"))
+    if m.attention.n_kv_head is not None and m.n_head % m.attention.n_kv_head:
+        ctx.fail("model.attention.n_kv_head", f"{m.attention.n_kv_head} does not divide {ctx.name('model.n_head')} "
+                 f"{m.n_head}", f"each key/value head serves an equal group of query heads; use one of "
+                 f"{_divisors(m.n_head, m.n_head)}", at=("model.attention.n_kv_head", "model.n_head"))
+    if m.positional == "rope" and m.head_size % 2:
+        ctx.fail("model.positional", f"rope rotates pairs of channels, so the head size must be even, but "
+                 f"{ctx.name('model.d_model')} {m.d_model} / {ctx.name('model.n_head')} {m.n_head} = {m.head_size}",
+                 "choose d_model and n_head with an even quotient", at=("model.positional", "model.n_head"))
     if t.watch_layer >= m.n_layer:
         ctx.fail("train.watch_layer", f"{t.watch_layer} is not a layer of a {m.n_layer}-layer model",
                  f"use 0 to {m.n_layer - 1}", at=("train.watch_layer", "model.n_layer"))
@@ -540,7 +554,7 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
         ctx.fail("optim.weight_decay", "is not used by ftrl", "set optim.l1 / optim.l2 instead",
                  at=("optim.weight_decay", "optim.name"))
     _backstop(ctx, cfg)
-    if d.kind == "text_file":
+    if d.kind == "text_file" or (d.kind == "lines" and d.path is not None):
         if d.path is None:
             ctx.fail("data.kind", "text_file needs data.path (the text file to train on)", at=("data.kind",))
         cfg = _resolve_data_path(cfg, ctx)

@@ -54,7 +54,34 @@ class StepRecord:
     param_norms: dict[str, float] = field(default_factory=dict)
     activations: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # site -> (mean, std, max|x|)
     attention: Optional[np.ndarray] = None  # (T, T) probabilities of the watched layer/head, first sequence
+    # Attention lab, heavy like the statistics above (simulator/observe.py attention_statistics):
+    # (NH,) mean entropy in nats of each head's rows in the watched layer, from the real probabilities
+    # (0: every query looks at one key, a saturated softmax; log T: uniform over T keys)
+    attention_entropy: Optional[np.ndarray] = None
+    # (NH,) share of each head's rows (with two or more keys) whose top probability exceeds 0.99: a softmax
+    # that saturated, passing at most ~4% of its gradient on to q and k (GPT.attention_saturation)
+    attention_saturated: Optional[np.ndarray] = None
+    # "h0" -> gradient norms of the query, key and value columns of the layer's qkv weight
+    qkv_grad_norms: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    # KV-cache bytes per generated token: "model" (this config), "MHA", "GQA" (when the model is one), "MQA"
+    kv_cache_bytes: dict[str, int] = field(default_factory=dict)
     nonfinite: Optional[NonFinite] = None  # set when this step diverged (the update was not applied)
+    mode: str = "train"  # the session's mode during the step: "train", or "eval" (no dropout, BatchNorm on running)
+    # Normalization and stability, heavy like the statistics above (definitions in simulator/observe.py):
+    # gamma/beta tensor ("h0.norm1.w" is gamma, "h0.norm1.b" beta) -> (mean, std, min, max)
+    norm_params: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    # BatchNorm site -> (average running_mean, average running_var) over its channels
+    running_stats: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # "h0.attn", "h0.mlp" -> share of the sublayer's input that reaches its output along the skip path
+    # (GPT.identity_fractions: 1 for pre-norm, about 1/sqrt(2) for post-norm once branch and stream match)
+    identity_fraction: dict[str, float] = field(default_factory=dict)
+    # "h0" -> share of MLP activations within 0.01 of a bound (sigmoid 0 or 1, tanh -1 or 1); those two only
+    saturated_fraction: dict[str, float] = field(default_factory=dict)
+    # "h0" -> share of the MLP's ReLU units that are inactive on every row of the batch; relu only
+    dead_fraction: dict[str, float] = field(default_factory=dict)
+    # "h0" -> largest difference between any MLP hidden unit's weights (in, bias, out) and unit 0's:
+    # exactly 0 while every unit is identical (the symmetric-init lesson)
+    unit_spread: dict[str, float] = field(default_factory=dict)
 
     @property
     def tokens_per_second(self) -> float:

@@ -15,6 +15,7 @@ import numpy as np
 
 from simulator.config import LIVE_FIELDS, RunConfig, changed_paths
 from simulator.data import TextDataset, load_dataset
+from simulator.kv_cache import CachedDecoder
 from simulator.model.gpt import GPT
 from simulator.observe import step_statistics
 from simulator.optim import clip_gradients, lr_at, make_optimizer
@@ -68,7 +69,9 @@ class TrainingSession:
         self._cursor = 0  # next phase of the current step
         self._step_state: dict = {}
         self.last_record: Optional[StepRecord] = None
-        self._generator: Optional[GPT] = None
+        self._generator: Optional[CachedDecoder] = None
+        self._generator_key: Optional[tuple] = None  # what the cached keys and values were computed with
+        self._training = True  # the mode: see train() / eval()
 
     # ------------------------------------------------------------- phases
 
@@ -94,8 +97,9 @@ class TrainingSession:
 
     def _phase_batch(self) -> dict:
         m = self.model
-        self.dataset.sample_batch("train", self.data_rng, m.ids, m.targets)
-        return {"ids": m.ids, "targets": m.targets}
+        # a padded dataset (data.kind: lines) returns how many tokens of each row are real
+        m.set_lengths(self.dataset.sample_batch("train", self.data_rng, m.ids, m.targets))
+        return {"ids": m.ids, "targets": m.targets, **({"lengths": m.kv_len} if m.padded else {})}
 
     def _phase_loss(self) -> dict:
         loss = self.model.loss_and_dlogits()
@@ -175,8 +179,9 @@ class TrainingSession:
 
     def _begin_step(self) -> None:
         self.diverged = None
-        self.model.training = True
+        self.model.training = self._training
         self.model.dropout = self.config.model.dropout
+        self.model.dropout_mode = self.config.model.dropout_mode
         self._step_state = {"produced": [], "t0": time.perf_counter(),
                             "phase_seconds": dict.fromkeys(("data", "forward", "loss", "backward", "clip",
                                                             "update"), 0.0)}
@@ -190,7 +195,7 @@ class TrainingSession:
             step=self.step_count + (0 if nonfinite else 1), loss=st.get("loss", float("nan")),
             lr=st.get("lr", lr_at(self.step_count, cfg.optim)), grad_norm=st.get("grad_norm", float("nan")),
             clipped=st.get("clipped", False), tokens=B * T, seconds=seconds, phase_seconds=st["phase_seconds"],
-            nonfinite=nonfinite)
+            nonfinite=nonfinite, mode=self.mode)
         self._cursor = 0
         if nonfinite is not None:
             self.diverged = nonfinite
@@ -209,6 +214,32 @@ class TrainingSession:
         n = self.step_count if completed else self.step_count + 1
         return bool(every) and (n % every == 0 or n == 1)
 
+    # ------------------------------------------------------------- mode
+
+    @property
+    def mode(self) -> str:
+        """The mode, "train" or "eval": how the steps' forward passes treat dropout and BatchNorm."""
+        return "train" if self._training else "eval"
+
+    def train(self) -> None:
+        """Train mode (the default): dropout draws masks; BatchNorm uses batch statistics and moves its running ones."""
+        self._set_mode(True)
+
+    def eval(self) -> None:
+        """Eval mode: dropout off (classic: scaled by 1-p), BatchNorm on its running statistics (frozen).
+
+        Steps still train in eval mode, as model.eval() in PyTorch allows: the
+        gradients are then those of the eval-mode network. LayerNorm and RMSNorm
+        do the same in both modes.
+        """
+        self._set_mode(False)
+
+    def _set_mode(self, training: bool) -> None:
+        if self.in_step:
+            raise SessionError("finish the current step before switching between train and eval mode")
+        self._training = training
+        self.model.training = training
+
     # ------------------------------------------------------------- evaluation
 
     def evaluate(self, split: str = "val") -> float:
@@ -217,29 +248,40 @@ class TrainingSession:
             raise SessionError("finish the current step before evaluating")
         m, cfg = self.model, self.config.train
         rng = np.random.default_rng(cfg.seed + 1)  # the same batches at every evaluation
-        ids, targets = m.ids.copy(), m.targets.copy()
+        ids, targets, lengths = m.ids.copy(), m.targets.copy(), m.kv_len.copy()
         m.training = False
         try:
             total = 0.0
             for _ in range(cfg.eval_batches):
-                self.dataset.sample_batch(split, rng, m.ids, m.targets)
-                m.forward(m.ids, m.targets)
+                batch_lengths = self.dataset.sample_batch(split, rng, m.ids, m.targets)
+                m.forward(m.ids, m.targets, batch_lengths)
                 total += m.loss_only()
         finally:
-            m.training = True
+            m.training = self._training
             m.ids[...], m.targets[...] = ids, targets
+            m.set_lengths(lengths)
         return total / cfg.eval_batches
 
     def next_logits(self, ids: np.ndarray) -> np.ndarray:
-        """Logits (V,) for the token after `ids` on the current weights, in eval mode (for sampling)."""
+        """Logits (V,) for the token after `ids` on the current weights, in eval mode (for sampling).
+
+        Token by token a KV cache serves it (simulator/kv_cache.py): when `ids` extends the last
+        call's sequence only the new token runs. Past seq_len tokens each call recomputes over the
+        last seq_len; a bidirectional model (attention.mask: none) always recomputes.
+        """
         if self.in_step:
             raise SessionError("finish the current step before generating")
-        ids = np.asarray(ids, dtype=np.int32)[-self.config.model.seq_len:]
+        mcfg = self.config.model
         if self._generator is None:  # same weights, own activations: training buffers stay untouched
-            self._generator = GPT(self.config.model, self.model.dtype, shared_params=self.model.params)
-            self._generator.training = False
-        self._generator.forward(ids[None, :])
-        return self._generator.logits()[0, -1].astype(np.float64)
+            self._generator = CachedDecoder(mcfg, self.model.dtype, self.model.params, self.model.buffers)
+        # cached keys and values belong to one set of weights, running statistics and dropout setting
+        key = (self.step_count, mcfg.dropout, mcfg.dropout_mode,
+               b"".join(buf.tobytes() for buf in self.model.buffers.values()))
+        if key != self._generator_key:
+            self._generator.reset()
+            self._generator.set_dropout(mcfg.dropout, mcfg.dropout_mode)  # classic dropout scales by 1-p
+            self._generator_key = key
+        return self._generator.next_logits(ids)
 
     # ------------------------------------------------------------- live changes
 
@@ -279,6 +321,7 @@ class TrainingSession:
                "rng.data": np.array(json.dumps(self.data_rng.bit_generator.state)),
                "rng.dropout": np.array(json.dumps(self.model.dropout_rng.bit_generator.state))}
         out.update({f"optim.{k}": np.array(v, copy=True) for k, v in self.optimizer.state_dict().items()})
+        out.update({f"buffer.{k}": v.copy() for k, v in self.model.buffers.items()})  # BatchNorm running statistics
         return out
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -290,12 +333,18 @@ class TrainingSession:
         if params.shape != self.model.params.shape:
             raise SessionError(f"the saved weights hold {params.size} numbers but this model has "
                                f"{self.model.params.size}: the checkpoint belongs to another model")
+        missing = [k for k in self.model.buffers if f"buffer.{k}" not in arrays]
+        if missing:
+            raise SessionError(f"the saved state has no {missing[0]}: the checkpoint belongs to another model")
         self.optimizer.load_state_dict({k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
         self.model.params[...] = params
+        for k, buf in self.model.buffers.items():
+            buf[...] = arrays[f"buffer.{k}"]
         self.step_count = int(arrays["step"])
         self.data_rng.bit_generator.state = json.loads(str(arrays["rng.data"]))
         self.model.dropout_rng.bit_generator.state = json.loads(str(arrays["rng.dropout"]))
         self.diverged = None
+        self._generator_key = None  # new weights: the KV cache is stale
 
 
 class _Diverged(Exception):

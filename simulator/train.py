@@ -116,9 +116,13 @@ def _summary(session: TrainingSession, run_dir: Path, rec) -> None:
 
 def _lesson_command(cfg, steps: int | None) -> int:
     """Runs a non-GPT lesson headless and prints where each learner got to."""
-    from simulator.ftrl_lesson import SparseLogRegLesson
-    from simulator.races import Race
-    if hasattr(cfg, "optimizers") and hasattr(cfg, "function"):
+    from simulator.ftrl_lesson import SparseLogRegConfig, SparseLogRegLesson
+    from simulator.mlp_lab import DeepMLPConfig, lesson_summary
+    from simulator.races import Race, RaceConfig
+    if isinstance(cfg, DeepMLPConfig):
+        print(lesson_summary(cfg, steps))
+        return 0
+    if isinstance(cfg, RaceConfig):
         race = Race(cfg)
         last = race.run(steps)[-1]
         print(f"{cfg.function}, {last[0].step} steps from {tuple(cfg.start)}:")
@@ -126,6 +130,7 @@ def _lesson_command(cfg, steps: int | None) -> int:
             state = " diverged" if p.diverged else ""
             print(f"  {p.label:<16} loss {p.loss:11.4g}  at ({p.position[0]: .4f}, {p.position[1]: .4f}){state}")
         return 0
+    assert isinstance(cfg, SparseLogRegConfig), type(cfg)
     lesson = SparseLogRegLesson(cfg)
     last = lesson.run(steps)[-1]
     print(f"sparse logistic regression, {last[0].step} steps:")

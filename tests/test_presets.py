@@ -114,7 +114,7 @@ BAD = [
     ("train:\n  batch_size: -3\n", 2, ["train.batch_size: must be at least 1, got -3"]),
     ("model:\n  seq_len: 0\n", 2, ["model.seq_len: must be at least 1"]),
     ("model:\n  norm: batchnrm\n", 2,
-     ["model.norm: 'batchnrm' is not one of layernorm, rmsnorm, none (did you mean 'layernorm'?)"]),
+     ["model.norm: 'batchnrm' is not one of layernorm, rmsnorm, batchnorm, none (did you mean 'batchnorm'?)"]),
     ("optim:\n  schedule: cosin\n", 2, ["optim.schedule: 'cosin' is not one of", "(did you mean 'cosine'?)"]),
     ("train:\n  dtype: float16\n", 2, ["train.dtype: 'float16' is not one of float32, float64"]),
     ("model:\n  d_model: 64\n  n_head: 5\n", 3, ["model.n_head: 5 does not divide model.d_model 64", "1, 2, 4, 8, 16"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,10 @@ class TextDataset:
 
 
 def load_dataset(cfg: DataConfig) -> TextDataset:
-    """The dataset a data config names (built-in corpus or a UTF-8 text file)."""
+    """The dataset a data config names (built-in corpus or a UTF-8 text file; lines: either, padded per line)."""
+    if cfg.kind == "lines":
+        from simulator.data.lines import LinesDataset  # here: lines.py builds on this module
+        text, source = load_text(replace(cfg, kind="text_file" if cfg.path else "builtin"))
+        return LinesDataset(text, cfg.val_fraction, f"{source} (one example per line)")
     text, source = load_text(cfg)
     return TextDataset(text, cfg.val_fraction, source)

@@ -1,4 +1,4 @@
-"""Elementwise activations (GELU with the tanh approximation, ReLU), residual add, dropout."""
+"""Elementwise activations (GELU with the tanh approximation, ReLU, SiLU, sigmoid, tanh), residual add, dropout."""
 
 import numpy as np
 from numba import njit, prange
@@ -69,6 +69,84 @@ def relu_backward(dinp, inp, dout):
                 dinp[n, c] += dout[n, c]
 
 
+@njit(cache=True, nogil=True)
+def _sigmoid(x):
+    # two branches so exp never overflows: exp(-|x|) <= 1
+    if x >= 0:
+        return 1.0 / (1.0 + np.exp(-x))
+    e = np.exp(x)
+    return e / (1.0 + e)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def sigmoid_forward(out, inp):
+    """out = 1 / (1 + exp(-x))."""
+    N, C = inp.shape
+    for n in prange(N):
+        for c in range(C):
+            out[n, c] = _sigmoid(inp[n, c])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def sigmoid_backward(dinp, inp, dout):
+    """dinp += s (1 - s) * dout, s = sigmoid(inp): at most 1/4, and near 0 once |x| is large (saturation)."""
+    N, C = inp.shape
+    for n in prange(N):
+        for c in range(C):
+            s = _sigmoid(inp[n, c])
+            dinp[n, c] += s * (1.0 - s) * dout[n, c]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def tanh_forward(out, inp):
+    """out = tanh(x)."""
+    N, C = inp.shape
+    for n in prange(N):
+        for c in range(C):
+            out[n, c] = np.tanh(inp[n, c])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def tanh_backward(dinp, inp, dout):
+    """dinp += (1 - tanh(x)^2) * dout."""
+    N, C = inp.shape
+    for n in prange(N):
+        for c in range(C):
+            t = np.tanh(inp[n, c])
+            dinp[n, c] += (1.0 - t * t) * dout[n, c]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def silu_forward(out, inp):
+    """out = x * sigmoid(x) (SiLU, also called swish)."""
+    N, C = inp.shape
+    for n in prange(N):
+        for c in range(C):
+            x = inp[n, c]
+            out[n, c] = x * _sigmoid(x)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def silu_backward(dinp, inp, dout):
+    """dinp += (s + x s (1 - s)) * dout, s = sigmoid(x)."""
+    N, C = inp.shape
+    for n in prange(N):
+        for c in range(C):
+            x = inp[n, c]
+            s = _sigmoid(x)
+            dinp[n, c] += (s + x * s * (1.0 - s)) * dout[n, c]
+
+
+# activation name -> (forward, backward), as ModelConfig.activation names them
+ACTIVATION_KERNELS = {
+    "gelu": (gelu_forward, gelu_backward),
+    "relu": (relu_forward, relu_backward),
+    "silu": (silu_forward, silu_backward),
+    "sigmoid": (sigmoid_forward, sigmoid_backward),
+    "tanh": (tanh_forward, tanh_backward),
+}
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def residual_forward(out, inp1, inp2):
     """out = inp1 + inp2 (its backward is dinp1 += dout, dinp2 += dout: see add_inplace)."""
@@ -96,6 +174,18 @@ def dropout_forward(out, scale, inp, uniform, p):
     for n in prange(N):
         for c in range(C):
             s = keep if uniform[n, c] >= p else 0.0
+            scale[n, c] = s
+            out[n, c] = inp[n, c] * s
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def dropout_classic_forward(out, scale, inp, uniform, p):
+    """Classic dropout: keep with probability 1-p, no scaling (inference multiplies by 1-p instead)."""
+    # out, scale, inp, uniform are (N, C); the same draws keep the same elements as dropout_forward
+    N, C = inp.shape
+    for n in prange(N):
+        for c in range(C):
+            s = 1.0 if uniform[n, c] >= p else 0.0
             scale[n, c] = s
             out[n, c] = inp[n, c] * s
 

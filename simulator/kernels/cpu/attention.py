@@ -1,8 +1,12 @@
 """Multi-head self-attention, the plain reference version: it forms the (T, T) score matrix.
 
-The tiled (FlashAttention-style) version lives in attention_tiled.py with the
-same q/k/v layout. Here the products go to BLAS over the (B, NH) stack and
-numba does the layout changes and the masked softmax.
+The tiled (FlashAttention-style) version lives in attention_tiled.py with the same q/k/v layout:
+q is (B, NH, T, HS); k, v are (B, NKV, T, HS) with NH % NKV == 0, and query head h reads key/value
+head h // (NH // NKV) (grouped-query attention; NKV == NH is MHA, NKV == 1 is MQA). The fused
+projection qkv is (B, T, C + 2 NKV HS) laid out [q | k | v]. kv_len is (B,) int32: keys at
+positions >= kv_len[b] are padding and get probability 0; a row without any visible key (only when
+kv_len[b] == 0) outputs 0. Products go to BLAS over the head stack (the query heads of one group
+are one (G T, HS) matrix, so GQA costs no copies); numba does the layout changes and the softmax.
 """
 
 import numpy as np
@@ -12,30 +16,35 @@ from numba import njit, prange
 @njit(cache=True, nogil=True, parallel=True)
 def split_heads(q, k, v, qkv):
     """Writes q, k, v from the fused projection qkv."""
-    # qkv is (B, T, 3C) laid out [q | k | v]; q, k, v are (B, NH, T, HS)
+    # qkv is (B, T, C + 2 NKV HS) laid out [q | k | v]; q is (B, NH, T, HS), k, v are (B, NKV, T, HS)
     B, NH, T, HS = q.shape
-    C = NH * HS
+    NKV = k.shape[1]
+    C, CK = NH * HS, NKV * HS
     for bh in prange(B * NH):
         b, h = bh // NH, bh % NH
         for t in range(T):
             for i in range(HS):
                 q[b, h, t, i] = qkv[b, t, h * HS + i]
-                k[b, h, t, i] = qkv[b, t, C + h * HS + i]
-                v[b, h, t, i] = qkv[b, t, 2 * C + h * HS + i]
+                if h < NKV:
+                    k[b, h, t, i] = qkv[b, t, C + h * HS + i]
+                    v[b, h, t, i] = qkv[b, t, C + CK + h * HS + i]
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def merge_qkv_grad(dqkv, dq, dk, dv):
     """Writes dqkv from the per-head gradients (the backward of split_heads)."""
     B, NH, T, HS = dq.shape
-    C = NH * HS
+    NKV = dk.shape[1]
+    C, CK = NH * HS, NKV * HS
     for b in prange(B):
         for t in range(T):
             for h in range(NH):
                 for i in range(HS):
                     dqkv[b, t, h * HS + i] = dq[b, h, t, i]
+            for h in range(NKV):
+                for i in range(HS):
                     dqkv[b, t, C + h * HS + i] = dk[b, h, t, i]
-                    dqkv[b, t, 2 * C + h * HS + i] = dv[b, h, t, i]
+                    dqkv[b, t, C + CK + h * HS + i] = dv[b, h, t, i]
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -62,14 +71,20 @@ def split_heads_grad(dyh, dout):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _attention_softmax_forward(att, scale, causal):
+def _attention_softmax_forward(att, scale, causal, kv_len):
     # att is (B, NH, T, T): raw scores q.k in, probabilities out; scale has att's dtype so
     # float32 scores are exponentiated in float32 (the sum is kept in float64)
     B, NH, T, _ = att.shape
     for r in prange(B * NH * T):
         b, h, t = r // (NH * T), (r // T) % NH, r % T
         row = att[b, h, t]
-        n = t + 1 if causal else T
+        n = min(max(kv_len[b], 0), T)  # keys past kv_len are padding
+        if causal:
+            n = min(n, t + 1)
+        if n == 0:  # no visible key: the row passes on nothing
+            row[:] = 0.0
+            continue
+        # subtracting the row max keeps exp() finite at any scale (scores of 1e4 included)
         mx = row[0] * scale
         for j in range(1, n):
             mx = max(mx, scale * row[j])
@@ -85,9 +100,11 @@ def _attention_softmax_forward(att, scale, causal):
             row[j] = 0.0
 
 
-def attention_softmax_forward(att, scale, causal):
-    """In place: att = softmax(scale * att) per row; future keys get probability 0 when causal."""
-    _attention_softmax_forward(att, att.dtype.type(scale), causal)
+def attention_softmax_forward(att, scale, causal, kv_len=None):
+    """In place: att = softmax(scale * att) per row over the visible keys; hidden keys get probability 0."""
+    if kv_len is None:  # no padding
+        kv_len = np.full(att.shape[0], att.shape[-1], np.int32)
+    _attention_softmax_forward(att, att.dtype.type(scale), causal, kv_len)
 
 
 def attention_softmax_backward(datt, att, scale):
@@ -108,22 +125,43 @@ def _attention_softmax_backward(datt, att, scale):
             datt[b, h, t, j] = scale * att[b, h, t, j] * (datt[b, h, t, j] - dot)
 
 
-def attention_forward(out, q, k, v, att, yh, qkv, scale, causal):
+def _grouped(x, nkv):
+    """(B, NH, T, X) -> (B, NKV, G T, X): the query heads of one key/value group as one matrix (a view)."""
+    B, NH, T, X = x.shape
+    view = x.view()
+    view.shape = (B, nkv, (NH // nkv) * T, X)  # raises rather than copy: matmul must write into x itself
+    return view
+
+
+def attention_heads_forward(yh, att, q, k, v, scale, causal, kv_len=None):
+    """Writes yh = softmax(scale q k^T, masked) v per head and keeps the probabilities in att."""
+    # q, yh are (B, NH, T, HS); k, v are (B, NKV, T, HS); att is (B, NH, T, T); all C-contiguous
+    nkv = k.shape[1]
+    np.matmul(_grouped(q, nkv), k.transpose(0, 1, 3, 2), out=_grouped(att, nkv))  # raw scores (B, NH, T, T)
+    attention_softmax_forward(att, scale, causal, kv_len)
+    np.matmul(_grouped(att, nkv), v, out=_grouped(yh, nkv))  # (B, NH, T, HS)
+
+
+def attention_heads_backward(dq, dk, dv, datt, dyh, q, k, v, att, scale):
+    """Writes dq, dk, dv from dyh; datt is scratch. A key/value head sums the gradients of its query group."""
+    nkv = k.shape[1]
+    np.matmul(_grouped(dyh, nkv), v.transpose(0, 1, 3, 2), out=_grouped(datt, nkv))  # dL/dprobs (B, NH, T, T)
+    np.matmul(_grouped(att, nkv).transpose(0, 1, 3, 2), _grouped(dyh, nkv), out=dv)  # (B, NKV, T, HS)
+    attention_softmax_backward(datt, att, scale)  # now dL/d(q.k)
+    np.matmul(_grouped(datt, nkv), k, out=_grouped(dq, nkv))
+    np.matmul(_grouped(datt, nkv).transpose(0, 1, 3, 2), _grouped(q, nkv), out=dk)
+
+
+def attention_forward(out, q, k, v, att, yh, qkv, scale, causal, kv_len=None):
     """Writes out (B, T, C) and caches q, k, v, att (the probabilities) and yh."""
-    # qkv is (B, T, 3C); q, k, v, yh are (B, NH, T, HS); att is (B, NH, T, T)
+    # qkv is (B, T, C + 2 NKV HS); q, yh are (B, NH, T, HS); k, v are (B, NKV, T, HS); att is (B, NH, T, T)
     split_heads(q, k, v, qkv)
-    np.matmul(q, k.transpose(0, 1, 3, 2), out=att)  # (B, NH, T, T) raw scores
-    attention_softmax_forward(att, scale, causal)
-    np.matmul(att, v, out=yh)  # (B, NH, T, HS)
+    attention_heads_forward(yh, att, q, k, v, scale, causal, kv_len)
     merge_heads(out, yh)
 
 
 def attention_backward(dqkv, dq, dk, dv, datt, dyh, dout, q, k, v, att, scale):
-    """Writes dqkv (B, T, 3C) from dout (B, T, C); dq, dk, dv, datt, dyh are scratch."""
+    """Writes dqkv (B, T, C + 2 NKV HS) from dout (B, T, C); dq, dk, dv, datt, dyh are scratch."""
     split_heads_grad(dyh, dout)
-    np.matmul(dyh, v.transpose(0, 1, 3, 2), out=datt)  # dL/dprobs (B, NH, T, T)
-    np.matmul(att.transpose(0, 1, 3, 2), dyh, out=dv)  # (B, NH, T, HS)
-    attention_softmax_backward(datt, att, scale)  # now dL/d(q.k)
-    np.matmul(datt, k, out=dq)
-    np.matmul(datt.transpose(0, 1, 3, 2), q, out=dk)
+    attention_heads_backward(dq, dk, dv, datt, dyh, q, k, v, att, scale)
     merge_qkv_grad(dqkv, dq, dk, dv)

@@ -1,0 +1,503 @@
+"""Deep-MLP lessons (vanishing and exploding gradients, norms, residuals, init, clipping) and the leaf/flower MLP.
+
+The deep MLP classifies 2-D points of an interleaved spiral (`n_classes` arms).
+Layer 0 maps the 2 inputs to `width` units, then come `n_layer` hidden layers
+of `width` units, then the output layer to the class logits:
+
+    layer:  z = h W + b  ->  zn = norm(z) (none, layernorm or batchnorm)  ->  a = act(zn)
+    next h: a, or h + a when `residual` is on (hidden layers only: same width in and out)
+
+It runs on the same kernels, optimizers and clipping as the GPT. Each step's
+`MLPRecord` holds the gradient norm of every layer's weight matrix (input layer
+first), which is where vanishing (norms falling geometrically toward the input)
+and exploding (growing) gradients show.
+
+The leaf/flower network at the end is hand-sized: 4 inputs (R, G, B, volume),
+3 sigmoid hidden units, 2 softmax outputs, so one weight update can be followed
+number by number.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from simulator.config import ACTIVATIONS, OptimConfig
+from simulator.kernels.cpu.activations import ACTIVATION_KERNELS
+from simulator.kernels.cpu.batchnorm import (
+    batchnorm_backward,
+    batchnorm_eval_backward,
+    batchnorm_eval_forward,
+    batchnorm_forward,
+    batchnorm_running_update,
+)
+from simulator.kernels.cpu.linear import linear_backward, linear_forward
+from simulator.kernels.cpu.norms import layernorm_backward, layernorm_forward
+from simulator.kernels.cpu.softmax import crossentropy_forward, crossentropy_softmax_backward
+from simulator.model.layout import ParamLayout
+from simulator.observe import dead_fraction, saturated_fraction
+from simulator.optim import OptimError, check_optim, clip_gradients, lr_at, make_optimizer
+
+MLP_KIND = "deep_mlp"
+MLP_NORMS = ("none", "layernorm", "batchnorm")
+MLP_INITS = ("normal", "xavier", "xavier_normal", "he", "zeros", "constant")
+
+
+class MLPError(ValueError):
+    """A deep-MLP lesson setting that does not make sense (one sentence says where and what)."""
+
+
+@dataclass(frozen=True)
+class DeepMLPConfig:
+    """A deep-MLP lesson: the network, its data and how it trains."""
+
+    name: str = "deep-mlp"
+    description: str = ""
+    n_layer: int = 20  # hidden layers of `width` units between the input layer and the output layer
+    width: int = 32
+    activation: str = "sigmoid"
+    norm: str = "none"  # applied to z = h W + b, before the activation
+    residual: bool = False  # hidden layers: h + act(norm(h W + b))
+    init: str = "xavier"  # weight matrices; biases start at 0, norm gains at 1
+    init_std: float = 0.1  # used by init: normal
+    init_constant: float = 0.01  # used by init: constant
+    batchnorm_momentum: float = 0.1  # running = (1 - momentum) * running + momentum * batch, as in PyTorch
+    n_classes: int = 3  # spiral arms
+    n_train: int = 600
+    n_val: int = 600
+    noise: float = 0.2  # std of the noise added to each point's angle (radians)
+    batch_size: int = 32
+    steps: int = 300
+    eval_every: int = 10  # validation loss and accuracy every k steps (0: never)
+    seed: int = 0
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(name="sgd", lr=0.1, schedule="constant"))
+
+
+@dataclass
+class MLPRecord:
+    """One training step of a deep MLP."""
+
+    step: int  # steps completed, counting this one
+    loss: float  # this batch's loss before the update (train mode)
+    grad_norm: float  # global gradient norm before clipping
+    clipped: bool
+    nonfinite: bool  # the loss or a gradient was NaN/Inf: the update was skipped
+    grad_norms: list[float]  # per weight matrix, input layer first, output layer last
+    stream_grad_norms: list[float]  # ||dL/dh|| of each layer's output h, input layer first: the backward signal
+    act_std: list[float]  # std of each layer's output h (input layer first; the output layer has logits)
+    saturated: list[float]  # per layer: share of activations within 0.01 of a bound (sigmoid, tanh); else empty
+    dead: list[float]  # per layer: share of ReLU units inactive on the whole batch (relu); else empty
+    val_loss: Optional[float] = None  # eval mode, every `eval_every` steps
+    val_accuracy: Optional[float] = None
+
+
+def check_mlp(cfg: DeepMLPConfig) -> None:
+    """Raise MLPError with one sentence if the lesson cannot run."""
+    for name in ("width", "n_classes", "n_train", "n_val", "batch_size", "steps"):
+        if getattr(cfg, name) < 1:
+            raise MLPError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    for name in ("n_layer", "eval_every"):
+        if getattr(cfg, name) < 0:
+            raise MLPError(f"{name} must be at least 0, got {getattr(cfg, name)}")
+    choices = {"activation": ACTIVATIONS, "norm": MLP_NORMS, "init": MLP_INITS}
+    for name, options in choices.items():
+        if getattr(cfg, name) not in options:
+            raise MLPError(f"{name} {getattr(cfg, name)!r} is not one of {', '.join(options)}")
+    if cfg.n_classes < 2:
+        raise MLPError(f"n_classes must be at least 2, got {cfg.n_classes}")
+    if cfg.batch_size > cfg.n_train:
+        raise MLPError(f"batch_size {cfg.batch_size} is larger than n_train {cfg.n_train}")
+    try:
+        check_optim(cfg.optim)
+    except OptimError as err:
+        raise MLPError(str(err)) from None  # its messages start with the field: optim.lr ...
+
+
+def spiral(n: int, n_classes: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n points (n, 2) on `n_classes` interleaved spiral arms with labels (n,): not linearly separable."""
+    labels = rng.integers(0, n_classes, n)
+    r = rng.uniform(0.05, 1.0, n)  # distance from the centre; the angle turns with it
+    angle = labels * (2 * math.pi / n_classes) + 4.0 * r + rng.normal(0.0, noise, n)
+    return np.stack([r * np.cos(angle), r * np.sin(angle)], axis=1), labels.astype(np.int32)
+
+
+class DeepMLP:
+    """The network: a flat parameter buffer, BatchNorm buffers and per-batch activations."""
+
+    def __init__(self, cfg: DeepMLPConfig, dtype=np.float32):
+        self.cfg, self.dtype = cfg, np.dtype(dtype)
+        W = cfg.width
+        self.n_weights = cfg.n_layer + 2  # input layer, hidden layers, output layer
+        entries = []
+        for layer in range(self.n_weights - 1):
+            fan_in = 2 if layer == 0 else W
+            entries += [(f"l{layer}.w", (fan_in, W), "matrix"), (f"l{layer}.b", (W,), "bias")]
+            if cfg.norm != "none":
+                entries += [(f"l{layer}.norm.w", (W,), "norm"), (f"l{layer}.norm.b", (W,), "norm")]
+        entries += [("out.w", (W, cfg.n_classes), "matrix"), ("out.b", (cfg.n_classes,), "bias")]
+        self.layout = ParamLayout(entries)
+        self.params = np.zeros(self.layout.size, self.dtype)
+        self.grads = np.zeros(self.layout.size, self.dtype)
+        self.p, self.g = self.layout.views(self.params), self.layout.views(self.grads)
+        self.buffers = {f"l{k}.running_{s}": (np.zeros if s == "mean" else np.ones)(W, self.dtype)
+                        for k in range(self.n_weights - 1) for s in ("mean", "var")} if cfg.norm == "batchnorm" else {}
+        self.training = True  # BatchNorm: batch statistics (and the running ones move); else the running ones
+        self.acts: dict[int, dict[str, np.ndarray]] = {}  # batch size -> named activations
+        self._last_n = 0
+        self.stream_grad_norms = [0.0] * (self.n_weights - 1)  # ||dL/dh_k|| of the last backward
+
+    def init_weights(self, rng: np.random.Generator) -> None:
+        """Matrices by `cfg.init`, biases 0, norm gains 1."""
+        cfg = self.cfg
+        for spec in self.layout:
+            w = self.p[spec.name]
+            if spec.kind != "matrix":
+                w[...] = 1.0 if spec.name.endswith("norm.w") else 0.0
+                continue
+            fan_in, fan_out = spec.shape
+            if cfg.init == "normal":
+                w[...] = rng.normal(0.0, cfg.init_std, spec.shape)
+            elif cfg.init == "xavier":
+                bound = math.sqrt(6.0 / (fan_in + fan_out))
+                w[...] = rng.uniform(-bound, bound, spec.shape)
+            elif cfg.init == "xavier_normal":
+                w[...] = rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), spec.shape)
+            elif cfg.init == "he":
+                w[...] = rng.normal(0.0, math.sqrt(2.0 / fan_in), spec.shape)
+            else:
+                w[...] = 0.0 if cfg.init == "zeros" else cfg.init_constant
+
+    def _buffers(self, N: int) -> dict[str, np.ndarray]:
+        if N not in self.acts:
+            W, L, K = self.cfg.width, self.n_weights - 1, self.cfg.n_classes
+            shapes = {"x": (N, 2), "logits": (N, K), "dlogits": (N, K), "losses": (N,), "targets": (N,),
+                      "dh": (N, W), "dz": (N, W), "dzn": (N, W), "dtmp": (N, W), "rowmask": (N,),
+                      "s1": (W,), "s2": (W,)}
+            stat = (W,) if self.cfg.norm == "batchnorm" else (N,)  # per channel, or per row (layernorm)
+            for k in range(L):
+                shapes.update({f"z{k}": (N, W), f"zn{k}": (N, W), f"a{k}": (N, W), f"h{k}": (N, W),
+                               f"mean{k}": stat, f"var{k}": stat, f"rstd{k}": stat})
+            acts = {k: np.zeros(s, np.int32 if k == "targets" else self.dtype) for k, s in shapes.items()}
+            acts["rowmask"].fill(1.0)
+            self.acts[N] = acts
+        return self.acts[N]
+
+    def forward(self, x: np.ndarray, targets: np.ndarray) -> float:
+        """Mean cross-entropy of a batch (x (N, 2), targets (N,)); keeps the activations for backward."""
+        N = x.shape[0]
+        A, P, cfg = self._buffers(N), self.p, self.cfg
+        A["x"][...] = x
+        A["targets"][...] = targets
+        self._last_n = N
+        h = A["x"]
+        for k in range(self.n_weights - 1):
+            linear_forward(A[f"z{k}"], h, P[f"l{k}.w"], P[f"l{k}.b"])  # (N, W)
+            zn = self._norm_forward(k, A)
+            ACTIVATION_KERNELS[cfg.activation][0](A[f"a{k}"], zn)
+            if cfg.residual and k > 0:
+                np.add(h, A[f"a{k}"], out=A[f"h{k}"])
+            else:
+                np.copyto(A[f"h{k}"], A[f"a{k}"])
+            h = A[f"h{k}"]
+        linear_forward(A["logits"], h, P["out.w"], P["out.b"])  # (N, K)
+        crossentropy_forward(A["losses"], A["logits"], A["targets"])
+        return float(A["losses"].mean(dtype=np.float64))
+
+    def _norm_forward(self, k: int, A) -> np.ndarray:
+        """zn = norm(z) for layer k (or z itself without a norm); BatchNorm's running statistics move in training."""
+        cfg, P = self.cfg, self.p
+        z, zn = A[f"z{k}"], A[f"zn{k}"]
+        if cfg.norm == "none":
+            return z
+        w, b = P[f"l{k}.norm.w"], P[f"l{k}.norm.b"]
+        if cfg.norm == "layernorm":
+            layernorm_forward(zn, A[f"mean{k}"], A[f"rstd{k}"], z, w, b)
+        elif self.training:
+            mean, var, rstd = A[f"mean{k}"], A[f"var{k}"], A[f"rstd{k}"]
+            batchnorm_forward(zn, mean, var, rstd, z, A["rowmask"], w, b)
+            batchnorm_running_update(self.buffers[f"l{k}.running_mean"], self.buffers[f"l{k}.running_var"], mean, var,
+                                     A["rowmask"], cfg.batchnorm_momentum)
+        else:
+            batchnorm_eval_forward(zn, A[f"mean{k}"], A[f"rstd{k}"], z, self.buffers[f"l{k}.running_mean"],
+                                   self.buffers[f"l{k}.running_var"], w, b)
+        return zn
+
+    def backward(self) -> None:
+        """Gradients of the last forward's mean loss into `self.grads` (zeroed first)."""
+        N = self._last_n
+        A, P, G, cfg = self.acts[N], self.p, self.g, self.cfg
+        self.grads.fill(0.0)
+        crossentropy_softmax_backward(A["losses"], A["dlogits"], A["logits"], A["targets"], 1.0 / N)
+        last = self.n_weights - 2
+        linear_backward(A["dh"], G["out.w"], G["out.b"], A["dlogits"], A[f"h{last}"], P["out.w"])
+        for k in range(last, -1, -1):
+            # dh is dL/dh_k, which is also dL/da_k (h_k = a_k, or h_{k-1} + a_k)
+            self.stream_grad_norms[k] = float(np.linalg.norm(A["dh"].astype(np.float64)))
+            A["dzn"].fill(0.0)
+            zn = A[f"z{k}"] if cfg.norm == "none" else A[f"zn{k}"]
+            ACTIVATION_KERNELS[cfg.activation][1](A["dzn"], zn, A["dh"])
+            dz = self._norm_backward(k, A)
+            h_in = A["x"] if k == 0 else A[f"h{k - 1}"]
+            if k == 0:  # the input needs no gradient
+                linear_backward(None, G["l0.w"], G["l0.b"], dz, h_in, P["l0.w"])
+            elif cfg.residual:  # the stream's gradient passes the skip unchanged; the branch's joins it
+                linear_backward(A["dtmp"], G[f"l{k}.w"], G[f"l{k}.b"], dz, h_in, P[f"l{k}.w"])
+                A["dh"] += A["dtmp"]
+            else:
+                linear_backward(A["dh"], G[f"l{k}.w"], G[f"l{k}.b"], dz, h_in, P[f"l{k}.w"])
+
+    def _norm_backward(self, k: int, A) -> np.ndarray:
+        """dz from dzn (in A["dzn"]); returns the array holding dz."""
+        cfg, P, G = self.cfg, self.p, self.g
+        if cfg.norm == "none":
+            return A["dzn"]
+        z, dz = A[f"z{k}"], A["dz"]
+        dz.fill(0.0)
+        w = P[f"l{k}.norm.w"]
+        dw, db = G[f"l{k}.norm.w"], G[f"l{k}.norm.b"]
+        if cfg.norm == "layernorm":
+            layernorm_backward(dz, dw, db, A["dzn"], z, w, A[f"mean{k}"], A[f"rstd{k}"])
+        elif self.training:
+            batchnorm_backward(dz, dw, db, A["dzn"], z, A["rowmask"], w, A[f"mean{k}"], A[f"rstd{k}"],
+                               A["s1"], A["s2"])
+        else:
+            batchnorm_eval_backward(dz, dw, db, A["dzn"], z, w, A[f"mean{k}"], A[f"rstd{k}"])
+        return dz
+
+
+class DeepMLPLesson:
+    """A deep MLP, its spiral data, optimizer and RNG streams; step() returns an MLPRecord."""
+
+    def __init__(self, cfg: DeepMLPConfig, dtype=np.float32):
+        check_mlp(cfg)
+        self.cfg = cfg
+        init_seq, data_seq, batch_seq = np.random.SeedSequence(cfg.seed).spawn(3)
+        self.net = DeepMLP(cfg, dtype)
+        self.net.init_weights(np.random.default_rng(init_seq))
+        data_rng = np.random.default_rng(data_seq)
+        self.x_train, self.y_train = spiral(cfg.n_train, cfg.n_classes, cfg.noise, data_rng)
+        self.x_val, self.y_val = spiral(cfg.n_val, cfg.n_classes, cfg.noise, data_rng)
+        self.batch_rng = np.random.default_rng(batch_seq)
+        self.optimizer = make_optimizer(cfg.optim, self.net.layout, self.net.dtype)
+        self.step_count = 0
+        self.diverged = False
+
+    @property
+    def weight_names(self) -> list[str]:
+        """The weight matrices, input layer first: what `MLPRecord.grad_norms` is indexed by."""
+        return [f"l{k}.w" for k in range(self.net.n_weights - 1)] + ["out.w"]
+
+    def step(self) -> MLPRecord:
+        """One minibatch step in train mode; a non-finite loss or gradient skips the update and sets `diverged`."""
+        cfg, net = self.cfg, self.net
+        idx = self.batch_rng.choice(cfg.n_train, cfg.batch_size, replace=False)
+        net.training = True
+        with np.errstate(all="ignore"):  # a diverging run is reported in the record, not by warnings
+            loss = net.forward(self.x_train[idx], self.y_train[idx])
+            net.backward()
+            A = net.acts[cfg.batch_size]
+            layers = range(net.n_weights - 1)
+            grad_norms = [float(np.linalg.norm(net.g[name].astype(np.float64))) for name in self.weight_names]
+            act_std = [float(A[f"h{k}"].astype(np.float64).std()) for k in layers]
+            sat = [saturated_fraction(A[f"a{k}"], cfg.activation) for k in layers]
+            dead = [dead_fraction(A[f"z{k}"] if cfg.norm == "none" else A[f"zn{k}"], cfg.activation) for k in layers]
+            norm, clipped = clip_gradients(net.grads, cfg.optim)
+        nonfinite = not (math.isfinite(loss) and math.isfinite(norm))
+        if nonfinite:
+            self.diverged = True
+        else:
+            self.optimizer.step(net.params, net.grads, lr_at(self.step_count, cfg.optim), self.step_count + 1)
+            self.step_count += 1
+        record = MLPRecord(self.step_count, loss, norm, clipped, nonfinite, grad_norms, list(net.stream_grad_norms),
+                           act_std, [v for v in sat if v is not None], [v for v in dead if v is not None])
+        if not nonfinite and cfg.eval_every and self.step_count % cfg.eval_every == 0:
+            record.val_loss, record.val_accuracy = self.evaluate("val")
+        return record
+
+    def evaluate(self, split: str = "val", training: bool = False) -> tuple[float, float]:
+        """(mean loss, accuracy) over a whole split, in eval mode (BatchNorm on its running statistics).
+
+        training=True computes what the training-mode network does instead: batches
+        of `batch_size` rows normalized by their own statistics (the running ones
+        are restored afterwards). LayerNorm gives the same numbers both ways.
+        """
+        x, y = (self.x_val, self.y_val) if split == "val" else (self.x_train, self.y_train)
+        net, size = self.net, (self.cfg.batch_size if training else len(y))
+        saved = {k: v.copy() for k, v in net.buffers.items()}
+        net.training = training
+        total, correct = 0.0, 0
+        try:
+            with np.errstate(all="ignore"):
+                for start in range(0, len(y) - size + 1, size):  # whole batches only: a short one has other stats
+                    total += net.forward(x[start:start + size], y[start:start + size]) * size
+                    correct += int(np.sum(np.argmax(net.acts[size]["logits"], axis=1) == y[start:start + size]))
+        finally:
+            net.training = True
+            for k, v in saved.items():
+                net.buffers[k][...] = v
+        n = (len(y) // size) * size
+        return total / n, correct / n
+
+    def run(self, steps: int | None = None) -> list[MLPRecord]:
+        """Takes `steps` steps (default: the config's); stops after a step that diverged."""
+        out = []
+        for _ in range(self.cfg.steps if steps is None else steps):
+            out.append(self.step())
+            if out[-1].nonfinite:
+                break
+        return out
+
+
+def lesson_summary(cfg: DeepMLPConfig, steps: int | None = None) -> str:
+    """Runs a deep-MLP lesson and returns a table a person reads: per-layer gradient norms, then the outcome."""
+    lesson = DeepMLPLesson(cfg)
+    first = lesson.step()
+    records = [first] + lesson.run(None if steps is None else max(steps - 1, 0))
+    last = records[-1]
+    lines = [f"{cfg.name}: {cfg.n_layer} hidden layers of {cfg.width} {cfg.activation} units, norm {cfg.norm}, "
+             f"residual {'on' if cfg.residual else 'off'}, init {cfg.init}",
+             "gradient norm of each weight matrix at step 1 (input layer first):"]
+    for name, g in zip(lesson.weight_names, first.grad_norms, strict=True):
+        lines.append(f"  {name:<8} {g:10.3e}")
+    if last.nonfinite:
+        lines.append(f"step {lesson.step_count + 1}: the loss or a gradient became NaN/Inf; the update was skipped "
+                     f"and the run stopped")
+    else:
+        val, acc = lesson.evaluate("val")
+        lines.append(f"step {lesson.step_count}: train loss {last.loss:.4f}, validation loss {val:.4f}, "
+                     f"accuracy {100 * acc:.1f}% (chance {100 / cfg.n_classes:.1f}%)")
+    clipped = sum(r.clipped for r in records)
+    if cfg.optim.grad_clip > 0:
+        lines.append(f"clipping fired on {clipped} of {len(records)} steps (max norm {cfg.optim.grad_clip:g})")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- presets
+def _validate(cfg: DeepMLPConfig, ctx) -> DeepMLPConfig:
+    """Cross-field checks for the preset loader."""
+    try:
+        check_mlp(cfg)
+    except MLPError as err:
+        path, _, what = str(err).partition(" ")
+        ctx.fail(path.rstrip(":"), what)
+    return cfg
+
+
+def _register() -> None:
+    from simulator import presets
+
+    rules = {k: v for k, v in presets.RULES.items() if k.startswith("optim.")}
+    rules.update({"name": presets.non_empty, "seed": presets.non_negative, "n_layer": presets.non_negative,
+                  "eval_every": presets.non_negative, "init_std": presets.positive,
+                  **{k: presets.positive_int for k in ("width", "n_train", "n_val", "batch_size", "steps")},
+                  "n_classes": presets.at_least(2), "noise": presets.non_negative,
+                  "activation": presets.one_of(ACTIVATIONS), "norm": presets.one_of(MLP_NORMS),
+                  "init": presets.one_of(MLP_INITS), "batchnorm_momentum": presets.in_range(0, 1)})
+    presets.register_kind(MLP_KIND, DeepMLPConfig, rules, _validate)
+
+
+_register()
+
+
+def load_mlp_lesson(path) -> DeepMLPConfig:
+    """Load a `kind: deep_mlp` preset file (or shipped name) into a checked config."""
+    from simulator.presets import PresetError, load_any
+
+    cfg = load_any(path)
+    if not isinstance(cfg, DeepMLPConfig):
+        raise PresetError(f"{path}: kind: this preset is not a {MLP_KIND} preset")
+    return cfg
+
+
+# ----------------------------------------------------------------------------------- leaf or flower
+LEAF_FLOWER_FEATURES = ("R", "G", "B", "volume")
+LEAF_FLOWER_CLASSES = ("leaf", "flower")
+LEAF_FLOWER_LOSSES = ("cross_entropy", "l1")
+
+
+def leaf_flower_network() -> dict[str, np.ndarray]:
+    """The hand-sized network: W1 (4, 3), b1 (3,), W2 (3, 2), b2 (2,), round numbers a person can follow."""
+    return {
+        "W1": np.array([[0.5, -0.4, 0.3], [-0.6, 0.7, -0.2], [0.4, -0.3, 0.6], [0.2, 0.1, -0.5]]),
+        "b1": np.array([0.1, -0.1, 0.0]),
+        "W2": np.array([[0.8, -0.6], [-0.7, 0.9], [0.5, -0.4]]),  # rows: hidden units; columns: leaf, flower
+        "b2": np.array([0.0, 0.0]),
+    }
+
+
+def leaf_flower_examples() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Two examples, features scaled to [0, 1]: a small green leaf and a larger reddish flower."""
+    return {"leaf": (np.array([0.2, 0.8, 0.1, 0.3]), np.array([1.0, 0.0])),
+            "flower": (np.array([0.9, 0.3, 0.6, 0.5]), np.array([0.0, 1.0]))}
+
+
+def tiny_forward(params: dict[str, np.ndarray], x: np.ndarray) -> dict[str, np.ndarray]:
+    """z1 = x W1 + b1, h = sigmoid(z1), z2 = h W2 + b2, p = softmax(z2)."""
+    z1 = x @ params["W1"] + params["b1"]
+    h = 1.0 / (1.0 + np.exp(-z1))
+    z2 = h @ params["W2"] + params["b2"]
+    e = np.exp(z2 - z2.max())
+    return {"x": x, "z1": z1, "h": h, "z2": z2, "p": e / e.sum()}
+
+
+def l1_loss(p: np.ndarray, y: np.ndarray) -> float:
+    """Sum of absolute differences between prediction and target: |1 - 0.6| + |0 - 0.4| = 0.8."""
+    return float(np.sum(np.abs(np.asarray(y, np.float64) - np.asarray(p, np.float64))))
+
+
+def tiny_loss(p: np.ndarray, y: np.ndarray, loss: str) -> float:
+    """Cross-entropy -sum(y ln p) or the L1 loss of one prediction."""
+    return float(-np.sum(y * np.log(p))) if loss == "cross_entropy" else l1_loss(p, y)
+
+
+def tiny_backward(params: dict[str, np.ndarray], cache: dict[str, np.ndarray], y: np.ndarray,
+                  loss: str) -> dict[str, np.ndarray]:
+    """Gradients of tiny_loss with respect to W1, b1, W2, b2."""
+    p, h, x = cache["p"], cache["h"], cache["x"]
+    if loss == "cross_entropy":
+        dz2 = p - y  # softmax and cross-entropy together
+    else:
+        dp = np.sign(p - y)  # d|y - p|/dp
+        dz2 = p * (dp - np.dot(p, dp))  # through the softmax: J^T dp, J = diag(p) - p p^T
+    dh = params["W2"] @ dz2
+    dz1 = dh * h * (1.0 - h)
+    return {"W1": np.outer(x, dz1), "b1": dz1, "W2": np.outer(h, dz2), "b2": dz2}
+
+
+@dataclass
+class WorkedUpdate:
+    """One SGD step of the leaf/flower network on one example, every number kept."""
+
+    example: str
+    loss_name: str
+    lr: float
+    before: dict[str, np.ndarray]  # tiny_forward's tensors before the step
+    target: np.ndarray
+    loss: float
+    grads: dict[str, np.ndarray]
+    weight: tuple[str, int, int]  # the weight followed, e.g. ("W2", 1, 0): hidden unit 1 -> leaf
+    old: float
+    grad: float
+    new: float  # old - lr * grad
+    after: dict[str, np.ndarray]  # tiny_forward after every weight took its step
+    loss_after: float
+
+
+def leaf_flower_update(loss: str = "cross_entropy", lr: float = 0.5, example: str = "leaf",
+                       weight: tuple[str, int, int] = ("W2", 1, 0)) -> WorkedUpdate:
+    """One SGD step (every weight: new = old - lr * grad) on one example; follows one weight's numbers."""
+    if loss not in LEAF_FLOWER_LOSSES:
+        raise MLPError(f"loss must be one of {', '.join(LEAF_FLOWER_LOSSES)}, got {loss!r}")
+    params = leaf_flower_network()
+    x, y = leaf_flower_examples()[example]
+    before = tiny_forward(params, x)
+    grads = tiny_backward(params, before, y, loss)
+    name, i, j = weight
+    old, grad = float(params[name][i, j]), float(grads[name][i, j])
+    new_params = {k: v - lr * grads[k] for k, v in params.items()}
+    after = tiny_forward(new_params, x)
+    return WorkedUpdate(example, loss, lr, before, y, tiny_loss(before["p"], y, loss), grads, weight, old, grad,
+                        float(new_params[name][i, j]), after, tiny_loss(after["p"], y, loss))

@@ -58,7 +58,8 @@ def check_gradients(session, n_per_tensor: int = 2, tensors=None, eps: float = 1
     twin.dropout = 0.0
     twin.training = getattr(session, "mode", "train") == "train"
     ids, targets = model.ids.copy(), model.targets.copy()
-    twin.forward(ids, targets)
+    lengths = model.kv_len.copy() if model.padded else None  # a padded batch: check the loss over real tokens
+    twin.forward(ids, targets, lengths)
     twin.loss_and_dlogits()
     twin.backward()
     grads = twin.grads.copy()
@@ -72,9 +73,9 @@ def check_gradients(session, n_per_tensor: int = 2, tensors=None, eps: float = 1
             k = spec.offset + i
             old = twin.params[k]
             twin.params[k] = old + eps
-            up = twin.forward(ids, targets)
+            up = twin.forward(ids, targets, lengths)
             twin.params[k] = old - eps
-            down = twin.forward(ids, targets)
+            down = twin.forward(ids, targets, lengths)
             twin.params[k] = old
             numeric = (up - down) / (2 * eps)
             analytic = float(g[i])

@@ -15,6 +15,11 @@ per-element factor (inverted dropout: 0 or 1/(1-p); classic: 0 or 1 in training,
 1-p at inference). BatchNorm normalizes each channel over all N rows with the
 batch's (biased) variance, or, when `running` statistics are given (eval mode),
 with those ("{norm}.running_mean" / "{norm}.running_var").
+Attention follows `cfg.attention`: NKV key/value heads, each serving NH/NKV query
+heads (np.repeat), causal or no mask, scores scaled by 1/sqrt(HS) or not, and
+padding when `lengths` are given (keys past a row's length are hidden; the loss
+averages the real positions only). Positions: learned (wpe), sinusoidal (a fixed
+table scaled by init_std), none, or rope (q and k rotated as complex pairs).
 """
 
 from __future__ import annotations

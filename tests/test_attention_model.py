@@ -18,11 +18,12 @@ import pytest
 from simulator.config import AttentionConfig, DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 from simulator.data import load_dataset
 from simulator.data.lines import PAD, LinesDataset
-from simulator.kernels.cpu.attention import attention_heads_forward
-from simulator.kernels.cpu.attention_tiled import tiled_attention_forward
+from simulator.kernels.cpu.attention import attention_heads_backward, attention_heads_forward
+from simulator.kernels.cpu.attention_tiled import tiled_attention_backward, tiled_attention_forward
+from simulator.kernels.cpu.rope import rope_backward, rope_forward, rope_tables
 from simulator.model.gpt import GPT
 from simulator.presets import PresetError, load_preset, override, parse_preset_text
-from simulator.reference import reference_loss_and_grads
+from simulator.reference import reference_loss_and_grads, rotate_pairs
 from simulator.session import TrainingSession
 
 # C = 36 (not a multiple of 8), 6 heads of size 6 (even, for rope): GQA with 3 or 2 kv heads, MQA with 1
@@ -151,7 +152,7 @@ def test_training_with_tiled_gives_the_losses_of_naive(dtype, tol):
         losses[impl], records[impl] = [r.loss for r in recs], recs[-1]
     a, b = losses["naive"], losses["tiled"]
     assert a[-1] < a[0] - 0.2, "the runs should learn"
-    assert max(abs(x - y) / abs(x) for x, y in zip(a, b)) < tol, (a, b)
+    assert max(abs(x - y) / abs(x) for x, y in zip(a, b, strict=True)) < tol, (a, b)
     naive, tiled = records["naive"], records["tiled"]  # the tiled record's map is recomputed from its lse
     assert tiled.attention.shape == (16, 16) and np.abs(tiled.attention - naive.attention).max() < 10 * tol
     assert tiled.attention_entropy.shape == (4,) and np.all(tiled.attention_entropy > 0)
@@ -196,6 +197,55 @@ def test_lse_stays_inside_the_op_so_an_empty_row_is_not_a_divergence():
     handed_out = [t for op in model.ops for t in op.forward().values()]
     assert np.isneginf(model.acts["h0.lse"][1]).all()
     assert all(np.isfinite(t).all() for t in handed_out)
+
+
+# --------------------------------------------------------------------- kernels
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_naive_heads_kernels_do_gqa_padding_and_both_masks_as_the_tiled_ones(causal):
+    """The tiled kernels are checked against a float64 reference elsewhere; the naive pair must agree with them."""
+    rng = np.random.default_rng(8)
+    q, dy = rng.standard_normal((2, 2, 4, 9, 5))  # (B, NH, T, HS)
+    k, v = rng.standard_normal((2, 2, 2, 9, 5))  # (B, NKV, T, HS): groups of two query heads
+    kv_len = np.array([6, 0], np.int32)  # padding, and a row of nothing but padding (outputs 0)
+    yh, att = np.empty_like(q), np.empty((2, 4, 9, 9))
+    attention_heads_forward(yh, att, q, k, v, 0.4, causal, kv_len)
+    y2, lse = np.empty_like(q), np.empty((2, 4, 9))
+    tiled_attention_forward(y2, lse, q, k, v, kv_len, 0.4, causal, 4, 3)
+    assert np.abs(yh - y2).max() < 1e-12 and np.all(yh[1] == 0) and np.all(att[0, :, :, 6:] == 0)
+    grads = [np.full(a.shape, np.nan) for a in (q, k, v)]  # written, not accumulated
+    attention_heads_backward(*grads, np.empty_like(att), dy, q, k, v, att, 0.4)
+    tiled = [np.zeros_like(a) for a in (q, k, v)]
+    tiled_attention_backward(*tiled, dy, q, k, v, y2, lse, kv_len, 0.4, causal, 4, 3)
+    for got, want in zip(grads, tiled, strict=True):
+        assert np.abs(got - want).max() < 1e-12
+    assert np.all(grads[1][0, :, 6:] == 0) and np.all(grads[2][0, :, 6:] == 0), "padded keys got gradient"
+
+
+def test_rope_kernels_rotate_by_position_and_the_backward_is_the_transpose():
+    rng = np.random.default_rng(4)
+    HS, T = 6, 7
+    cos, sin = rope_tables(T + 3, HS, np.float64)
+    x = rng.standard_normal((2, 3, T, HS))
+    y = x.copy()
+    rope_forward(y, cos[:T], sin[:T])
+    assert np.abs(y - rotate_pairs(x)).max() < 1e-12, "kernel and reference disagree"
+    assert np.allclose(np.linalg.norm(y, axis=-1), np.linalg.norm(x, axis=-1)), "a rotation keeps lengths"
+    d = rng.standard_normal(x.shape)
+    dx = d.copy()
+    rope_backward(dx, cos[:T], sin[:T])
+    assert abs(np.sum(y * d) - np.sum(x * dx)) < 1e-12, "<R x, d> must equal <x, R^T d>"
+    # the same q and k at every position: after rotation q_t . k_s depends on t - s only
+    qk = np.broadcast_to(rng.standard_normal((2, 1, 1, HS)), (2, 1, T, HS)).copy()
+    rope_forward(qk, cos[:T], sin[:T])
+    scores = qk[0, 0] @ qk[1, 0].T  # (T, T)
+    for offset in range(-T + 1, T):
+        assert np.ptp(np.diagonal(scores, offset)) < 1e-12
+    shifted = x[:, :, :4].copy()  # four rows at positions 3..6 (the offset a KV-cache decoder uses)
+    rope_forward(shifted, cos[3:7], sin[3:7])
+    placed = np.zeros((2, 3, 7, HS))
+    placed[:, :, 3:7] = x[:, :, :4]
+    assert np.abs(shifted - rotate_pairs(placed)[:, :, 3:7]).max() < 1e-12
 
 
 # -------------------------------------------------------------------- padding
@@ -287,6 +337,24 @@ def test_attention_softmax_is_stable_at_scores_of_1e4(dtype):
     for got in (yh, y2):
         assert np.isfinite(got).all() and np.abs(got - want).max() < 1e-5
     assert np.isfinite(lse).all() and np.allclose(att.sum(-1), 1.0)
+
+
+def test_a_model_with_scores_of_1e4_stays_finite_and_matches_the_reference():
+    """Unscaled scores from huge weights: the naive and the tiled model still agree with the reference."""
+    cfg = replace(TINY, attention=attn(scale="none", n_kv_head=3), norm="none")
+    model, ids, targets = build(cfg, seed=6)
+    for name in ("h0.attn.qkv.w", "h1.attn.qkv.w"):
+        model.p[name][...] *= 25.0
+    model.forward(ids, targets)
+    q, k = model.acts["h0.q"], model.acts["h0.k"]
+    assert np.abs(q @ np.repeat(k, 2, axis=1).transpose(0, 1, 3, 2)).max() > 1e4, "scores should reach 1e4"
+    loss, logits, grads = analytic(model, ids, targets)
+    rloss, rlogits, _ = reference_loss_and_grads(params_of(model), cfg, ids, targets)
+    assert np.isfinite(loss) and all(np.isfinite(g).all() for g in grads.values())
+    assert abs(loss - rloss) < 1e-9 * max(1.0, abs(rloss)) and rel_err(logits, rlogits) < 1e-9
+    tiled = GPT(replace(cfg, attention=attn(scale="none", n_kv_head=3, impl="tiled")), np.float64)
+    tiled.params[...] = model.params
+    assert abs(tiled.forward(ids, targets) - loss) < 1e-9 * max(1.0, abs(loss))
 
 
 # ----------------------------------------------------------------- validation

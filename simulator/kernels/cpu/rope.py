@@ -1,8 +1,8 @@
 """Positional encodings that are not parameters: the fixed sinusoid table and rotary embeddings (RoPE).
 
 Sinusoidal (Vaswani et al. 2017): pe[t, 2i] = sin(t w_i), pe[t, 2i+1] = cos(t w_i) with
-w_i = 10000^(-2i/C), added to the token embedding. It is a fixed function of t, so it exists for
-positions past the trained length too.
+w_i = 10000^(-2i/C), added to the token embedding (the model scales it by init_std, see
+GPT.set_max_positions). It is a fixed function of t, so it exists past the trained length too.
 
 RoPE (Su et al. 2021): each head's q and k are rotated, pair of channels by pair, by an angle
 t w_i with w_i = 10000^(-2i/HS), so the score q_t . k_s depends on t - s only. Pairs are

@@ -12,6 +12,7 @@ Two process-wide settings must be made before numba starts, so they live here:
 import os
 from pathlib import Path
 
+OMP_WAIT_POLICY_SET_BY_US = "OMP_WAIT_POLICY" not in os.environ
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if "NUMBA_CACHE_DIR" not in os.environ and not os.access(Path(__file__).parent, os.W_OK):

@@ -155,7 +155,7 @@ def run_bench(quick: bool = False) -> None:
               f"{torch_ms:8.1f}{torch_note:1} {torch_ms / 1e3 / t:7.2f}x")
         splits.append((s.name, r["phases"], t))
     if quoted:
-        print("\n* PyTorch 2.13 eager (2 threads) as quoted for this kind of machine; install torch to measure it here.")
+        print("\n* PyTorch 2.13 eager (2 threads) as quoted for this machine kind; install torch to measure it here.")
     else:
         print("\ntorch: PyTorch eager, the same pre-LN GPT and AdamW, 2 threads, measured now in a child process.")
     print("'vs' columns: how many times faster this engine's step is.\n")

@@ -1,0 +1,150 @@
+"""The window's parts that need no window: import rules, bounded histories, snapshots, summaries, labels."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simulator.config import RunConfig
+from simulator.presets import load_preset
+from simulator.records import StepRecord
+from ui.history import RunHistory, Series, config_diff, layer_of
+from ui.panels.controls import GROUPS, SAMPLING_GROUP, escape, tooltip_text, unescape
+from ui.plots.stepthrough import diagram_columns
+from ui.worker import Snapshots, histogram, summarise
+
+UI = Path(__file__).resolve().parents[2] / "ui"
+# the simulator's public API; everything else (kernels, layers, the model) is off limits to the window
+ALLOWED = {"simulator.session", "simulator.config", "simulator.presets", "simulator.records", "simulator.sampling",
+           "simulator.races", "simulator.checkpoint", "simulator.gradcheck", "simulator.attention_trace",
+           "simulator.data", "simulator.ftrl_lesson", "simulator.mlp_lab", "simulator"}
+
+
+def test_ui_imports_only_the_public_api():
+    seen = set()
+    for path in UI.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                if name.startswith("simulator"):
+                    seen.add(name)
+                    assert name in ALLOWED, f"{path.name} imports {name}"
+                    if name == "simulator" and isinstance(node, ast.ImportFrom):
+                        assert {a.name for a in node.names} <= {"config"}, path.name
+    assert {"simulator.session", "simulator.presets", "simulator.records"} <= seen
+
+
+def test_series_stays_bounded_and_keeps_recent_points_exact():
+    s = Series(cap=100)
+    for i in range(1000):
+        s.append(i, float(i) ** 0.5)
+    x, y = s.arrays()
+    assert len(s) <= 100
+    assert np.all(np.diff(x) > 0) and x[0] == 0 and x[-1] == 999
+    np.testing.assert_array_equal(x[-40:], np.arange(960, 1000))  # the newest points are all there
+    np.testing.assert_allclose(y, np.sqrt(x))
+    s.truncate(500.5)
+    assert s.x[-1] == 500 or s.x[-1] < 500 and all(v <= 500.5 for v in s.x)
+
+
+def record(step, loss=2.0, stats=False, val=None):
+    r = StepRecord(step=step, loss=loss, lr=1e-3, grad_norm=1.5, clipped=False, tokens=64, seconds=0.01,
+                   phase_seconds={"forward": 0.004, "backward": 0.005}, val_loss=val)
+    if stats:
+        r.grad_norms = {"wte": 3.0, "h0.attn.qkv.w": 4.0, "h1.mlp.fc.w": 1.0, "norm_f.w": 2.0}
+        r.update_ratios = {k: 1e-3 for k in r.grad_norms}
+        r.activations = {"x0": (0.0, 1.0, 3.0)}
+    return r
+
+
+def test_history_groups_gradient_norms_by_layer_and_rewinds():
+    h = RunHistory()
+    for s in range(1, 11):
+        h.add(record(s, loss=3.0 - 0.1 * s, stats=s % 5 == 0, val=2.5 if s == 10 else None))
+    assert [layer_of(n) for n in ("wte", "wpe", "h0.attn.qkv.w", "h12.mlp.fc.b", "norm_f.w", "lm_head.w")] == \
+        ["embed", "embed", "block 0", "block 12", "head", "head"]
+    assert h.layer_steps == [5, 10]
+    assert h.layer_norms[-1]["block 0"] == 4.0 and h.layer_norms[-1]["embed"] == 3.0
+    assert h.layer_norms[-1]["head"] == 2.0  # norm_f alone; a layer of several tensors adds in quadrature
+    lines = h.csv().strip().split("\n")
+    assert lines[0].startswith("step,loss,val_loss") and len(lines) == 11 and lines[-1].split(",")[2] == "2.5"
+    h.truncate(7)
+    assert h.loss.x[-1] == 7 and h.layer_steps == [5] and len(h.val) == 0 and h.last is None
+
+
+def test_config_diff_names_what_a_pinned_run_changed():
+    a = RunConfig()
+    b = RunConfig(model=a.model.__class__(norm_position="post"), optim=a.optim.__class__(lr=0.01))
+    assert config_diff(b, a) == "norm_position=post, lr=0.01"
+    assert config_diff(a, a) == "same config"
+
+
+class FakeSession:
+    def __init__(self):
+        self.step_count = 0
+
+    def state_arrays(self):
+        return {"params": np.full(1000, self.step_count, dtype=np.float64)}  # 8000 bytes
+
+
+def test_snapshots_thin_old_ones_under_the_byte_budget():
+    snaps, fake = Snapshots(every=2, budget_bytes=8000 * 5), FakeSession()
+    for step in range(0, 41):
+        fake.step_count = step
+        snaps.maybe_take(fake)
+    steps = snaps.steps()
+    assert snaps.nbytes() <= 8000 * 5 and steps[0] == 0 and steps[-1] == 40
+    assert all(s % 2 == 0 for s in steps)
+    assert all(int(snaps.states[s]["params"][0]) == s for s in steps)  # each holds its own step's state
+    snaps.drop_after(steps[1])
+    assert snaps.steps() == steps[:2]
+
+
+def test_summary_is_a_copy_with_true_moments():
+    x = np.arange(2 * 3 * 100, dtype=np.float32).reshape(2, 3, 100)
+    s = summarise("h0.att", x)
+    assert s.shape == (2, 3, 100) and s.mean == pytest.approx(float(x.mean())) and s.max == 599.0
+    assert s.preview.shape[1] <= 48 and s.preview[0, 0] == 0.0 and s.finite
+    x[0, 0, 0] = np.nan
+    assert s.preview[0, 0] == 0.0  # not a view of the live buffer
+    assert not summarise("y", x).finite
+
+
+def test_histogram_counts_every_finite_value():
+    v = np.array([-2.0, -1.0, 0.0, 0.5, 2.0, np.inf, np.nan])
+    counts, edges = histogram(v)
+    assert counts.sum() == 5 and edges[0] == -2.0 and edges[-1] == 2.0
+    assert histogram(np.array([np.nan])) is None
+
+
+def test_prompt_escapes_round_trip():
+    for text in ("\n", "a\\nb", "tab\there\n", "\\"):
+        assert unescape(escape(text)) == text
+    assert escape("\n") == "\\n"
+
+
+def test_every_control_says_what_it_does_and_its_lesson():
+    lessons = {p.stem for p in (UI.parent / "presets").glob("*.yaml")}
+    for _, specs in GROUPS + SAMPLING_GROUP:
+        for spec in specs:
+            text = tooltip_text(spec)
+            assert spec.path in text and "lesson:" in text
+            assert set(spec.lesson.split(", ")) <= lessons, spec.lesson
+            assert ("Rebuilds" in text) != spec.live
+
+
+def test_diagram_follows_the_session_phase_order():
+    from simulator.session import TrainingSession
+
+    cfg = load_preset("postnorm")
+    names = TrainingSession(cfg).phase_names
+    cols = diagram_columns(names)
+    boxes = [b for _, bs in cols for b in bs]
+    forward = [n.split(".", 1)[1] for n in names if n.startswith("forward.")]
+    assert [b for b in boxes if b not in ("batch", "loss", "clip", "update")] == forward
+    assert [t for t, _ in cols][:3] == ["data", "embedding", "block0"]
+    assert cols[2][1] == ["block0.attn", "block0.norm1", "block0.mlp", "block0.norm2"]  # post-norm order

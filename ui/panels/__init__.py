@@ -1,0 +1,1 @@
+"""Controls and side panels of the window."""

@@ -1,0 +1,214 @@
+"""What every plot tab shares: a lazily built Figure on a Tk canvas, throttled full draws, and blitting.
+
+A full `canvas.draw()` costs tens of milliseconds; blitting the few artists that changed costs a few.
+So a tab blits while its axis limits hold, and draws fully only when they must change, at most
+`FULL_DRAW_HZ` times per second. Tabs draw only while they are visible; a hidden tab just notes that
+it is stale.
+"""
+
+from __future__ import annotations
+
+import time
+import tkinter as tk
+from tkinter import ttk
+
+import matplotlib
+
+matplotlib.use("Agg")  # the window embeds Agg canvases itself; never a pyplot window
+from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+matplotlib.rcParams.update({"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7,
+                            "xtick.labelsize": 7, "ytick.labelsize": 7, "figure.dpi": 100})
+
+FULL_DRAW_HZ = 3.0
+NOTE_FONT = ("DejaVu Sans", 8)  # a lesson's description above its plots
+DRAW_DUTY = 6.0  # after a full draw of d seconds, the next waits at least DRAW_DUTY * d (at most ~15% of the loop)
+BLIT_HZ = 12.0  # more would only take CPU from the training thread: nobody reads a curve faster
+
+
+class PlotTab:
+    """One notebook tab; subclasses fill `build()` and `refresh()`."""
+
+    title = "plot"
+    full_draw_hz = FULL_DRAW_HZ  # heavy tabs draw less often
+
+    def __init__(self, app, notebook: ttk.Notebook):
+        self.app = app
+        self.frame = ttk.Frame(notebook)
+        self.figure: Figure | None = None
+        self.canvas: FigureCanvasTkAgg | None = None
+        self.built = False
+        self.stale = True
+        self.last_full = 0.0
+        self.last_full_seconds = 0.0
+        self.last_blit = 0.0
+        self.full_draws = 0
+        self.blits = 0
+        self.clear()
+
+    # ------------------------------------------------------------ building
+    def ensure_built(self) -> None:
+        """Builds the tab's widgets the first time it is shown (a faster start)."""
+        if not self.built:
+            self.built = True
+            self.build()
+            if self.app.info is not None:
+                self.setup(self.app.info)
+
+    def build(self) -> None:
+        """Creates the figure and widgets (subclasses)."""
+
+    def make_canvas(self, parent, figsize=(8, 5), layout: str | None = "constrained") -> Figure:
+        """A Figure on a FigureCanvasTkAgg packed to fill `parent`.
+
+        With the constrained layout, the layout is computed on the first draw, after a resize and after
+        `relayout()`, then frozen: it costs as much as the rest of a draw, and most redraws only change data.
+        """
+        self.figure = Figure(figsize=figsize, layout=layout)
+        self.canvas = FigureCanvasTkAgg(self.figure, master=parent)
+        self.canvas.get_tk_widget().configure(highlightthickness=0, background="white")
+        self.canvas.get_tk_widget().pack(fill="both", expand=True)
+        if layout == "constrained":
+            self.canvas.mpl_connect("resize_event", lambda e: self.relayout())
+            self.canvas.mpl_connect("draw_event", self._freeze_layout)
+        return self.figure
+
+    def relayout(self) -> None:
+        """Lays the figure out again on its next draw (its axes, labels or size changed)."""
+        self.figure.set_layout_engine("constrained")
+
+    def _freeze_layout(self, event) -> None:
+        if event.canvas is self.canvas and self.figure.get_layout_engine().__class__.__name__ != \
+                "PlaceHolderLayoutEngine":
+            self.figure.set_layout_engine("none")
+
+    # ------------------------------------------------------------ drawing
+    def can_full_draw(self, now: float | None = None) -> bool:
+        """True when a full draw is allowed now (at most FULL_DRAW_HZ per second)."""
+        now = time.perf_counter() if now is None else now
+        return now - self.last_full >= max(1.0 / self.full_draw_hz, DRAW_DUTY * self.last_full_seconds)
+
+    def can_blit(self, now: float | None = None) -> bool:
+        """True when a blit is allowed now (at most BLIT_HZ per second)."""
+        now = time.perf_counter() if now is None else now
+        return now - self.last_blit >= 1.0 / BLIT_HZ
+
+    def full_draw(self) -> None:
+        """Redraws the whole figure now."""
+        t0 = time.perf_counter()
+        self.full_draws += 1
+        self.canvas.draw()
+        self.last_full = time.perf_counter()
+        self.last_full_seconds = self.last_full - t0
+
+    def refresh(self, force: bool = False) -> bool:
+        """Brings the tab up to date with the app's state; True when something was drawn (subclasses)."""
+        return False
+
+    def on_session(self, info) -> None:
+        """A new session was built: forget the old run's data, and set the widgets up for the new one."""
+        self.stale = True
+        self.clear()
+        if self.built:
+            self.setup(info)
+
+    def clear(self) -> None:
+        """Forgets the data of the previous session (subclasses)."""
+
+    def setup(self, info) -> None:
+        """Fits the tab's widgets to a session: choices of layers, tensors, sites (subclasses)."""
+
+    def cancel(self) -> None:
+        """Stops background work of the tab (the window is closing)."""
+        if getattr(self, "_cancel", None) is not None:
+            self._cancel.set()
+
+    def export(self, path: str) -> None:
+        """Writes the tab's figure as PNG or SVG (by the file's suffix)."""
+        self.ensure_built()
+        self.refresh(force=True)
+        blitter = getattr(self, "blitter", None)
+        artists = blitter.artists if blitter is not None else []
+        for a in artists:  # animated artists are left out of a normal draw: put them in the file
+            a.set_animated(False)
+        try:
+            self.figure.savefig(path, dpi=120 if path.lower().endswith(".png") else None)
+        finally:
+            for a in artists:
+                a.set_animated(True)
+            self.canvas.draw_idle()
+
+
+class Blitter:
+    """Redraws a few animated artists over a saved background; the background is retaken after each full draw."""
+
+    def __init__(self, canvas: FigureCanvasTkAgg, artists: list):
+        self.canvas = canvas
+        self.artists = artists
+        self.background = None
+        for a in artists:
+            a.set_animated(True)
+        canvas.mpl_connect("draw_event", self._on_draw)
+
+    def _on_draw(self, event) -> None:
+        if event is not None and event.canvas is not self.canvas:  # savefig draws on a file's canvas
+            return
+        self.background = self.canvas.copy_from_bbox(self.canvas.figure.bbox)
+        self._draw_artists()
+
+    def _draw_artists(self) -> None:
+        fig = self.canvas.figure
+        for a in self.artists:
+            if a.get_visible() and a.axes is not None:
+                fig.draw_artist(a)
+
+    def blit(self) -> bool:
+        """Draws the artists over the background; False when there is no background yet (draw fully)."""
+        if self.background is None:
+            return False
+        self.canvas.restore_region(self.background)
+        self._draw_artists()
+        self.canvas.blit(self.canvas.figure.bbox)
+        return True
+
+
+def grow_limits(current: tuple[float, float], lo: float, hi: float, log: bool = False,
+                pad: float = 0.08) -> tuple[float, float] | None:
+    """New limits when [lo, hi] leaves `current` (with headroom, so this is rare), else None."""
+    if not (lo == lo and hi == hi) or lo == float("inf"):  # no finite data
+        return None
+    if log:
+        lo, hi = max(lo, 1e-12), max(hi, 1e-12)
+        if current[0] > 0 and current[0] <= lo and hi <= current[1]:
+            return None
+        return lo / 3.0, hi * 3.0
+    if current[0] <= lo and hi <= current[1]:
+        return None
+    span = max(hi - lo, abs(hi) * 0.05, 1e-6)
+    return lo - pad * span, hi + pad * 2.5 * span
+
+
+def x_limit(step: float, current: float) -> float | None:
+    """A right x limit for `step` that grows by half again when reached, else None when it still fits."""
+    if step <= current:
+        return None
+    return max(10.0, step * 1.5)
+
+
+def message_on(ax, text: str, axis_off: bool = False):
+    """A grey centred note in an empty axes (e.g. 'waiting for the first statistics step')."""
+    if axis_off:
+        ax.set_axis_off()
+    return ax.text(0.5, 0.5, text, ha="center", va="center", color="#777", transform=ax.transAxes, wrap=True)
+
+
+def combo(parent, label: str, values, width: int = 14, command=None) -> tuple[ttk.Combobox, tk.StringVar]:
+    """A labelled readonly combobox packed left in `parent`."""
+    ttk.Label(parent, text=label).pack(side="left", padx=(6, 2))
+    var = tk.StringVar(parent)
+    box = ttk.Combobox(parent, textvariable=var, values=list(values), state="readonly", width=width)
+    box.pack(side="left")
+    if command is not None:
+        box.bind("<<ComboboxSelected>>", lambda e: command())
+    return box, var

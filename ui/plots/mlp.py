@@ -1,0 +1,165 @@
+"""Deep MLP: vanishing and exploding gradients, norms, residuals, init and clipping on a spiral classifier.
+
+The lesson (`simulator.mlp_lab`) trains a deep MLP on the same kernels and optimizers as the GPT.
+Shown growing step by step:
+
+* a layer x step heatmap of each weight matrix's gradient norm (log colour, input layer at the
+  bottom): vanishing gradients fade toward the input, exploding ones glow;
+* train loss, validation loss and accuracy;
+* at the step on screen, the gradient norm per layer and the activations' std, saturated share
+  (sigmoid, tanh) and dead share (relu).
+
+The toolbar edits the lesson through the preset rules and recomputes it from the start.
+"""
+
+from __future__ import annotations
+
+import tkinter as tk
+from tkinter import ttk
+
+import matplotlib
+import numpy as np
+from matplotlib.colors import LogNorm
+
+from simulator import config as C
+from simulator.mlp_lab import MLP_INITS, MLP_NORMS, DeepMLPLesson, MLPError, load_mlp_lesson
+from ui.plots.base import combo
+from ui.plots.lesson import LessonTab
+
+
+class MLPTab(LessonTab):
+    """Gradient-norm heatmap, loss and per-layer statistics of a deep-MLP lesson."""
+
+    title = "Deep MLP"
+    errors = (MLPError,)
+    steps_per_second = 80.0
+
+    def load_default(self):
+        return load_mlp_lesson("deep-sigmoid")
+
+    def build_controls(self, bar) -> None:
+        self.vars: dict[str, tk.Variable] = {}
+        for path, label, values, width in (("activation", "activation", C.ACTIVATIONS, 8),
+                                           ("norm", "norm", MLP_NORMS, 9), ("init", "init", MLP_INITS, 8)):
+            _, self.vars[path] = combo(bar, label, values, width=width, command=lambda p=path: self._changed(p))
+        self.vars["residual"] = tk.BooleanVar(self.frame)
+        ttk.Checkbutton(bar, text="residual", variable=self.vars["residual"],
+                        command=lambda: self._changed("residual")).pack(side="left", padx=(6, 0))
+        row = ttk.Frame(self.frame)  # a second row: one would not fit a 1024-pixel window
+        row.pack(fill="x", pady=(0, 2))
+        for path, label in (("n_layer", "layers"), ("width", "width"), ("batch_size", "batch"), ("optim.lr", "lr"),
+                            ("optim.grad_clip", "clip")):
+            ttk.Label(row, text=label).pack(side="left", padx=(6, 2))
+            var = self.vars[path] = tk.StringVar(self.frame)
+            entry = ttk.Entry(row, textvariable=var, width=6)
+            entry.pack(side="left")
+            for seq in ("<Return>", "<FocusOut>"):
+                entry.bind(seq, lambda e, p=path: self._changed(p), add="+")
+
+    def _value(self, path: str):
+        v = self.cfg
+        for part in path.split("."):
+            v = getattr(v, part)
+        return v
+
+    def show_config(self, cfg) -> None:
+        for path, var in self.vars.items():
+            v = self._value(path)
+            var.set(v if isinstance(var, tk.BooleanVar) else f"{v:g}" if isinstance(v, float) else str(v))
+
+    def _changed(self, path: str) -> None:
+        text = str(self.vars[path].get())
+        v = self._value(path)
+        if text != (f"{v:g}" if isinstance(v, float) else str(v)):
+            self.change(path, text)
+
+    def compute(self, cfg, cancelled):
+        lesson = DeepMLPLesson(cfg)
+        records = []
+        for _ in range(cfg.steps):
+            if cancelled():
+                break
+            records.append(lesson.step())
+            if records[-1].nonfinite:  # the run diverged: what follows would repeat the skipped update
+                break
+        return lesson.weight_names, records
+
+    def steps_of(self) -> int:
+        return len(self.result[1])
+
+    def draw_static(self) -> list:
+        names, records = self.result
+        n = len(records)
+        grid = np.array([r.grad_norms for r in records], dtype=float).T  # (layers, steps), input layer first
+        grid = np.where(np.isfinite(grid) & (grid > 0), grid, np.nan)
+        fig = self.figure
+        fig.clear()
+        spec = fig.add_gridspec(2, 2)
+        ax_heat = fig.add_subplot(spec[0, 0])
+        self.ax_loss = ax_loss = fig.add_subplot(spec[0, 1])
+        ax_layer = fig.add_subplot(spec[1, 0])
+        ax_act = fig.add_subplot(spec[1, 1])
+        finite = grid[np.isfinite(grid)]
+        norm = LogNorm(vmin=max(float(finite.min()), 1e-12), vmax=max(float(finite.max()), 1e-11)) \
+            if finite.size else None
+        cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d0d0d0")
+        self.heat = ax_heat.imshow(np.full_like(grid, np.nan), aspect="auto", origin="lower", cmap=cmap, norm=norm,
+                                   interpolation="nearest", extent=(0.5, n + 0.5, -0.5, len(names) - 0.5))
+        self.grid = grid
+        ticks = sorted({0, len(names) - 1, *range(0, len(names), max(1, len(names) // 6))})
+        ax_heat.set_yticks(ticks, [names[i] for i in ticks])
+        ax_heat.set_title("grad norm per weight (log colour)")
+        ax_heat.set_xlabel("step (input layer at the bottom)")
+        fig.colorbar(self.heat, ax=ax_heat, pad=0.01)
+        losses = np.array([r.loss for r in records])
+        (self.l_loss,) = ax_loss.plot([], [], color="C0", lw=1.0, label="train loss")
+        (self.l_val,) = ax_loss.plot([], [], color="C1", lw=1.2, marker="o", ms=2.5, label="val loss")
+        self.ax_acc = ax_acc = ax_loss.twinx()
+        (self.l_acc,) = ax_acc.plot([], [], color="C2", lw=1.2, label="val accuracy")
+        finite_loss = losses[np.isfinite(losses)]
+        ax_loss.set_xlim(0, n)
+        ax_loss.set_ylim(0, float(finite_loss.max()) * 1.1 if finite_loss.size else 2.0)
+        ax_acc.set_ylim(0, 1)
+        ax_loss.set_title("loss and validation accuracy" + (" (diverged)" if records[-1].nonfinite else ""))
+        ax_loss.set_xlabel("step")
+        ax_loss.grid(alpha=0.3)
+        ax_loss.legend(handles=[self.l_loss, self.l_val, self.l_acc], loc="upper right")
+        x = np.arange(len(names))
+        self.bars = ax_layer.bar(x, np.ones(len(names)), color="C0")
+        ax_layer.set_yscale("log")
+        ax_layer.set_ylim(max(float(finite.min()) / 2, 1e-12) if finite.size else 1e-6,
+                          float(finite.max()) * 2 if finite.size else 1.0)
+        ax_layer.set_xticks(ticks, [names[i] for i in ticks])
+        ax_layer.set_title("grad norm per layer at the step shown")
+        ax_layer.grid(alpha=0.3, axis="y")
+        hidden = len(records[0].act_std)
+        xs = np.arange(hidden)
+        (self.l_std,) = ax_act.plot(xs, np.zeros(hidden), color="C0", marker=".", label="activation std")
+        (self.l_sat,) = ax_act.plot([], [], color="C3", marker=".", label="saturated share")
+        (self.l_dead,) = ax_act.plot([], [], color="C4", marker=".", label="dead ReLU share")
+        stds = np.array([r.act_std for r in records], dtype=float)
+        top = float(np.nanmax(stds[np.isfinite(stds)])) if np.isfinite(stds).any() else 1.0
+        ax_act.set_ylim(0, max(1.05, top * 1.1))
+        ax_act.set_xlim(-0.5, hidden - 0.5)
+        ax_act.set_xlabel("layer (input first)")
+        ax_act.set_title("activations at the step shown")
+        ax_act.grid(alpha=0.3)
+        ax_act.legend(loc="upper right")
+        return [self.heat, self.l_loss, self.l_val, self.l_acc, *self.bars, self.l_std, self.l_sat, self.l_dead]
+
+    def show_until(self, k: int) -> None:
+        records = self.result[1]
+        shown = np.full_like(self.grid, np.nan)
+        shown[:, :k] = self.grid[:, :k]
+        self.heat.set_data(shown)
+        self.l_loss.set_data(np.arange(1, k + 1), [r.loss for r in records[:k]])
+        val = [(i + 1, r.val_loss, r.val_accuracy) for i, r in enumerate(records[:k]) if r.val_loss is not None]
+        self.l_val.set_data([v[0] for v in val], [v[1] for v in val])
+        self.l_acc.set_data([v[0] for v in val], [v[2] for v in val])
+        r = records[max(0, k - 1)]
+        for bar, v in zip(self.bars, r.grad_norms, strict=True):
+            bar.set_height(v if np.isfinite(v) and v > 0 else 1e-12)
+        xs = np.arange(len(r.act_std))
+        self.l_std.set_data(xs, r.act_std)
+        self.l_sat.set_data(xs[:len(r.saturated)], r.saturated)
+        self.l_dead.set_data(xs[:len(r.dead)], r.dead)

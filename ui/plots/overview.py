@@ -1,0 +1,175 @@
+"""Overview: train and validation loss, the learning rate and the global gradient norm against step.
+
+The lines are blitted; a full draw happens only when the data leaves the axis limits (which grow
+with headroom) or the pinned runs change. Pinned runs are faded static lines with their config
+difference in the legend.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ui.history import config_diff
+from ui.plots.base import Blitter, PlotTab, grow_limits, x_limit
+
+PIN_COLOURS = ("#7f7f7f", "#9467bd", "#8c564b", "#e377c2")
+
+
+class OverviewTab(PlotTab):
+    """Loss (train, val, pinned), lr and grad norm (log) against step."""
+
+    title = "Overview"
+
+    def build(self) -> None:
+        # margins fixed in pixels, set on resize: a layout engine would double the cost of every full draw
+        fig = self.make_canvas(self.frame, layout=None)
+        grid = self.grid = fig.add_gridspec(2, 2, height_ratios=(2, 1))
+        self.ax_loss = fig.add_subplot(grid[0, :])
+        self.ax_lr = fig.add_subplot(grid[1, 0])
+        self.ax_gn = fig.add_subplot(grid[1, 1])
+        ax = self.ax_loss
+        ax.set_title("loss")
+        ax.set_xlabel("step")
+        ax.set_ylabel("cross-entropy (nats)")
+        ax.grid(alpha=0.3)
+        (self.l_train,) = ax.plot([], [], color="C0", lw=1.2, label="train")
+        (self.l_val,) = ax.plot([], [], color="C1", lw=1.2, marker="o", ms=3, label="validation")
+        self.pin_lines: list = []
+        self.ax_lr.set_title("learning rate")
+        self.ax_lr.set_xlabel("step")
+        self.ax_lr.grid(alpha=0.3)
+        (self.l_lr,) = self.ax_lr.plot([], [], color="C2", lw=1.2)
+        self.ax_gn.set_title("global grad norm (before clipping)")
+        self.ax_gn.set_xlabel("step")
+        self.ax_gn.set_yscale("log")
+        self.ax_gn.grid(alpha=0.3, which="both")
+        (self.l_gn,) = self.ax_gn.plot([], [], color="C3", lw=1.0)
+        self.clip_line = self.ax_gn.axhline(1.0, color="k", ls="--", lw=0.8, label="clip threshold")
+        self.blitter = Blitter(self.canvas, [self.l_train, self.l_val, self.l_lr, self.l_gn])
+        self.canvas.mpl_connect("resize_event", lambda e: self._layout())
+        self._layout()
+        self._pins_drawn: tuple = ()
+        self._version = -1
+        self._reset_limits()
+
+    def _layout(self) -> None:
+        """Margins and gaps in pixels, converted to the figure's current size."""
+        w, h = self.figure.bbox.width, self.figure.bbox.height
+        if w < 50 or h < 50:
+            return
+        axes_h, axes_w = (h - 22 - 40 - 62) / 2, (w - 62 - 12 - 70) / 2
+        self.grid.update(left=62 / w, right=1 - 12 / w, top=1 - 22 / h, bottom=40 / h,
+                         hspace=62 / max(axes_h, 1), wspace=70 / max(axes_w, 1))
+        for ax in self.figure.axes:  # the grid does not move axes of a figure outside pyplot by itself
+            ax.set_subplotspec(ax.get_subplotspec())
+
+    def _reset_limits(self) -> None:
+        for ax in (self.ax_loss, self.ax_lr):
+            ax.set_xlim(0, 10)
+        self.ax_gn.set_xlim(0, 10)
+        self.ax_loss.set_ylim(0, 5)
+        self.ax_lr.set_ylim(0, 1e-3)
+        self.ax_gn.set_ylim(1e-2, 10)
+
+    def setup(self, info) -> None:
+        self._reset_limits()
+        self._version = -1
+
+    def _sync_pins(self) -> bool:
+        """Static faded lines for the pinned runs; True when they changed (needs a full draw)."""
+        app = self.app
+        key = tuple((id(p), config_diff(p.config, app.config)) for p in app.pins)
+        if key == self._pins_drawn:
+            return False
+        for line in self.pin_lines:
+            line.remove()
+        self.pin_lines = []
+        for i, (pin, (_, diff)) in enumerate(zip(app.pins, key, strict=True)):
+            colour = PIN_COLOURS[i % len(PIN_COLOURS)]
+            x, y = pin.loss.arrays()
+            (a,) = self.ax_loss.plot(x, y, color=colour, alpha=0.45, lw=1.0, label=f"pinned {i + 1}: {diff}")
+            self.pin_lines.append(a)
+            vx, vy = pin.val.arrays()
+            if len(vx):
+                (b,) = self.ax_loss.plot(vx, vy, color=colour, alpha=0.45, lw=1.0, ls="--", marker="o", ms=2)
+                self.pin_lines.append(b)
+        self._pins_drawn = key
+        return True
+
+    def refresh(self, force: bool = False) -> bool:
+        if not self.built:
+            return False
+        h = self.app.history
+        if h.version == self._version and not force and not self._pins_changed():
+            return False
+        if not force and not self.can_blit():
+            return False
+        self._version = h.version
+        xs, ys = h.loss.arrays()
+        vx, vy = h.val.arrays()
+        lx, ly = h.lr.arrays()
+        gx, gy = h.grad_norm.arrays()
+        self.l_train.set_data(xs, ys)
+        self.l_val.set_data(vx, vy)
+        self.l_lr.set_data(lx, ly)
+        self.l_gn.set_data(gx, gy)
+        need = self._sync_pins() or force
+        need = self._update_limits(xs, ys, vy, ly, gy) or need
+        clip = getattr(self.app.config.optim, "grad_clip", 0.0)
+        if (clip > 0) != self.clip_line.get_visible() or (clip > 0 and self.clip_line.get_ydata()[0] != clip):
+            self.clip_line.set_visible(clip > 0)
+            self.clip_line.set_ydata([clip, clip])
+            need = True
+        if need and (force or self.can_full_draw()):
+            self.ax_loss.legend(loc="upper right")
+            self.full_draw()
+            return True
+        if need:
+            self._version = -1  # the limits are still to change: try again next refresh
+        if self.blitter.blit():
+            self.blits += 1
+            self.last_blit = time.perf_counter()
+        else:
+            self.full_draw()
+        return True
+
+    def _pins_changed(self) -> bool:
+        key = tuple((id(p), config_diff(p.config, self.app.config)) for p in self.app.pins)
+        return key != self._pins_drawn
+
+    def _update_limits(self, xs, ys, vy, ly, gy) -> bool:
+        changed = False
+        last = xs[-1] if len(xs) else 0.0
+        for ax in (self.ax_loss, self.ax_lr, self.ax_gn):
+            pins_x = max((p.loss.x[-1] for p in self.app.pins if len(p.loss)), default=0.0)
+            new = x_limit(max(last, pins_x), ax.get_xlim()[1])
+            if new is not None:
+                ax.set_xlim(0, new)
+                changed = True
+        loss_vals = np.concatenate([ys, vy] + [p.loss.arrays()[1] for p in self.app.pins])
+        loss_vals = loss_vals[np.isfinite(loss_vals)]
+        if loss_vals.size:
+            lim = grow_limits(self.ax_loss.get_ylim(), float(loss_vals.min()), float(loss_vals.max()))
+            if lim is not None:
+                self.ax_loss.set_ylim(max(0.0, lim[0]), lim[1])
+                changed = True
+        if len(ly):
+            hi = float(np.nanmax(ly)) if np.isfinite(ly).any() else 1e-3
+            lim = grow_limits(self.ax_lr.get_ylim(), 0.0, hi)
+            if lim is not None:
+                self.ax_lr.set_ylim(0.0, lim[1])
+                changed = True
+        g = gy[np.isfinite(gy) & (gy > 0)]
+        if g.size:
+            clip = getattr(self.app.config.optim, "grad_clip", 0.0)
+            lo, hi = float(g.min()), float(g.max())
+            if clip > 0:
+                lo, hi = min(lo, clip), max(hi, clip)
+            lim = grow_limits(self.ax_gn.get_ylim(), lo, hi, log=True)
+            if lim is not None and all(math.isfinite(v) for v in lim):
+                self.ax_gn.set_ylim(*lim)
+                changed = True
+        return changed

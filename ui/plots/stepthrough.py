@@ -1,0 +1,218 @@
+"""Step-through: the model as a diagram with the current phase highlighted, and an inspector for its tensors.
+
+The diagram is built from the session's own phase list, so it always matches the step that runs:
+one column per stage (data, embedding, each block, the output, the loss, the optimizer), ops top to
+bottom in forward order. Blue arrows run forward on the left of the boxes, red arrows run backward
+on the right. Phases already done in this step are tinted; the current one is filled.
+
+The inspector lists every tensor the phase produced (in backward phases, gradients: 'd x') with its
+shape and moments, and shows a small heatmap of the selected one.
+"""
+
+from __future__ import annotations
+
+from tkinter import ttk
+
+import numpy as np
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.path import Path
+
+from ui.plots.base import PlotTab, message_on
+
+FILL = {"forward": "#4c72b0", "backward": "#c44e52", "loss": "#8172b2", "clip": "#55a868", "update": "#55a868",
+        "data": "#937860"}
+TINT = {"forward": "#dbe4f3", "backward": "#f3dcdd", "loss": "#e6e1f1", "clip": "#dcefe0", "update": "#dcefe0",
+        "data": "#ece4dc"}
+
+
+def box_of(phase: str) -> str:
+    """The diagram box a phase lights: 'forward.block0.attn' and 'backward.block0.attn' -> 'block0.attn'."""
+    return phase.split(".", 1)[1] if phase.startswith(("forward.", "backward.")) else phase
+
+
+def diagram_columns(phase_names: list[str]) -> list[tuple[str, list[str]]]:
+    """(column title, boxes top to bottom) in forward order, from a session's phase names."""
+    cols: list[tuple[str, list[str]]] = [("data", ["batch"])]
+    for name in phase_names:
+        if not name.startswith("forward."):
+            continue
+        box = box_of(name)
+        title = box.split(".")[0] if box.startswith("block") else ("embedding" if box == "embed" else "output")
+        if cols[-1][0] == title:
+            cols[-1][1].append(box)
+        else:
+            cols.append((title, [box]))
+    cols.append(("loss", ["loss"]))
+    cols.append(("optimizer", [p for p in ("clip", "update") if p in phase_names]))
+    return cols
+
+
+def short_label(box: str, residual: bool) -> str:
+    """What a box says: 'attn', 'mlp' (with a + when a residual add follows), 'norm1', 'lm head'."""
+    op = box.split(".")[-1]
+    if op in ("attn", "mlp") and residual:
+        return f"{op}\n(+x)"
+    return {"head": "lm\nhead", "norm_f": "final\nnorm", "embed": "tok +\npos", "batch": "batch\nids"}.get(op, op)
+
+
+class StepThroughTab(PlotTab):
+    """Diagram with the current phase, and the phase's tensors."""
+
+    title = "Step-through"
+
+    def build(self) -> None:
+        bottom = ttk.Frame(self.frame)
+        bottom.pack(side="bottom", fill="x")  # packed first: the table keeps its rows when the window is small
+        top = ttk.Frame(self.frame)
+        top.pack(side="top", fill="both", expand=True)
+        self.make_canvas(top, figsize=(8, 3.6))
+        self.caption = ttk.Label(bottom, text="Step into (F11) runs one phase of the step: forward op by op, the "
+                                 "loss, backward in reverse, the clip and the update.", anchor="w")
+        self.caption.pack(fill="x", padx=4)
+        self.caption.bind("<Configure>", lambda e: self.caption.configure(wraplength=max(200, e.width - 8)))
+        cols = ("shape", "mean", "std", "min", "max")
+        self.table = ttk.Treeview(bottom, columns=cols, height=5, selectmode="browse")
+        self.table.heading("#0", text="tensor")
+        self.table.column("#0", width=190, stretch=True)
+        for c in cols:
+            self.table.heading(c, text=c)
+            self.table.column(c, width=110 if c == "shape" else 80, anchor="e", stretch=True)
+        self.table.pack(fill="x", padx=4, pady=(0, 4))
+        self.table.bind("<<TreeviewSelect>>", lambda e: self._select())
+        self.selected = 0
+        self.patches: dict[str, FancyBboxPatch] = {}
+        self._drawn = None
+
+    def clear(self) -> None:
+        self.phase, self.done, self._drawn = None, [], None
+
+    def setup(self, info) -> None:
+        self.table.delete(*self.table.get_children())
+        self._drawn = None
+
+    def on_phase(self, view) -> None:
+        """A phase ran: highlight it and list its tensors."""
+        if view.index == 0:
+            self.done = []
+        self.done.append(view.name)
+        self.phase = view
+        self.selected = 0
+        self.stale = True
+        if self.built:
+            self.table.delete(*self.table.get_children())
+            for i, t in enumerate(view.tensors):
+                self.table.insert("", "end", iid=str(i), text=t.name, values=(
+                    "x".join(map(str, t.shape)), f"{t.mean:.4g}", f"{t.std:.4g}", f"{t.min:.4g}", f"{t.max:.4g}"))
+            if view.tensors:
+                self.table.selection_set("0")
+
+    def on_step_done(self) -> None:
+        """A whole step completed (Step or Run): no phase is current any more."""
+        if self.phase is not None and not self.phase.last:
+            return
+        self.done = []
+
+    def _select(self) -> None:
+        sel = self.table.selection()
+        if sel and int(sel[0]) != self.selected:
+            self.selected = int(sel[0])
+            self._drawn = None
+            self.stale = True
+
+    def refresh(self, force: bool = False) -> bool:
+        info = self.app.info
+        if not self.built or info is None:
+            return False
+        key = (id(info), id(self.phase), self.selected)
+        if key == self._drawn and not force:
+            return False
+        self._drawn = key
+        fig = self.figure
+        fig.clear()
+        self.relayout()  # new axes: lay them out on this draw
+        grid = fig.add_gridspec(1, 4)
+        ax = fig.add_subplot(grid[0, :3])
+        self._diagram(ax, info)
+        self._preview(fig.add_subplot(grid[0, 3]))
+        v = self.phase
+        if v is not None:
+            status = "step complete" if v.last else f"next: {info.phase_names[v.index + 1]}"
+            self.caption.configure(text=f"phase {v.index + 1}/{v.count} of step {v.step + (0 if v.last else 1)}: "
+                                   f"{v.name} ({v.seconds * 1e3:.2f} ms) - {status}")
+        self.full_draw()
+        return True
+
+    def _diagram(self, ax, info) -> None:
+        cols = diagram_columns(info.phase_names)
+        residual = info.config.model.residual
+        current = box_of(self.phase.name) if self.phase is not None else None
+        kind = self.phase.kind if self.phase is not None else None
+        done_kind: dict[str, str] = {}
+        for name in self.done[:-1]:
+            done_kind[box_of(name)] = "backward" if name.startswith("backward.") else \
+                ("forward" if name.startswith("forward.") else name if name in TINT else "data")
+        depth = max(len(b) for _, b in cols)
+        self.patches = {}
+        w, h = 0.74, 0.52
+        centres: dict[str, tuple[float, float]] = {}
+        for c, (title, boxes) in enumerate(cols):
+            ax.text(c, 0.75, title, ha="center", va="bottom", fontsize=8, color="#333", weight="bold")
+            for r, box in enumerate(boxes):
+                x, y = c, -r
+                centres[box] = (x, y)
+                face, text_colour = "white", "#222"
+                if box in done_kind:
+                    face = TINT.get(done_kind[box], "white")
+                if box == current:
+                    face, text_colour = FILL.get(kind, "#4c72b0"), "white"
+                patch = FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.08",
+                                       facecolor=face, edgecolor="#555", lw=1.0)
+                ax.add_patch(patch)
+                self.patches[box] = patch
+                ax.text(x, y, short_label(box, residual), ha="center", va="center", fontsize=7.5, color=text_colour)
+        order = [b for _, boxes in cols for b in boxes if b not in ("clip", "update")]
+        for a, b in zip(order, order[1:], strict=False):
+            self._arrow(ax, centres[a], centres[b], "#4c72b0", -0.16, w, h)
+            if a != "batch":
+                self._arrow(ax, centres[b], centres[a], "#c44e52", 0.16, w, h)
+        if "clip" in centres:
+            self._arrow(ax, centres["loss"], centres["clip"], "#55a868", 0.0, w, h, ls=":")
+            if "update" in centres:
+                self._arrow(ax, centres["clip"], centres["update"], "#55a868", 0.0, w, h)
+        ax.text(-0.45, -depth + 0.2, "→ forward (blue)   ← backward (red)   ··· gradients to the optimizer (green)",
+                fontsize=7, color="#444", ha="left", va="top")
+        ax.set_xlim(-0.55, len(cols) - 0.45)
+        ax.set_ylim(-depth - 0.1, 1.2)
+        ax.set_axis_off()
+        ax.set_title("the model, one step: the filled box is the phase that just ran", fontsize=9)
+
+    @staticmethod
+    def _arrow(ax, p, q, colour, offset, w, h, ls="-") -> None:
+        """Forward (offset < 0) or backward (offset > 0) arrow from box p to box q, kept off the boxes."""
+        (x0, y0), (x1, y1) = p, q
+        if x0 == x1:  # same column: vertical, beside the box centres
+            s = np.sign(y0 - y1)
+            verts = [(x0 + offset, y0 - s * h / 2), (x1 + offset, y1 + s * h / 2)]
+        else:  # next column: out of the side, along the gap between columns, into the other side
+            sx = np.sign(x1 - x0)
+            gap = (x0 + x1) / 2 + offset * 0.25
+            a, b = (x0 + sx * w / 2, y0 + offset * 0.5), (x1 - sx * w / 2, y1 + offset * 0.5)
+            verts = [a, (gap, a[1]), (gap, b[1]), b] if y0 != y1 else [a, b]
+        ax.add_patch(FancyArrowPatch(path=Path(verts), arrowstyle="-|>", mutation_scale=8, color=colour, lw=1.0,
+                                     ls=ls, shrinkA=0, shrinkB=0))
+
+    def _preview(self, ax) -> None:
+        v = self.phase
+        if v is None or not v.tensors:
+            ax.set_axis_off()
+            message_on(ax, "no tensor yet:\npress Step into (F11)" if v is None else "this phase\nproduced no tensor")
+            return
+        t = v.tensors[min(self.selected, len(v.tensors) - 1)]
+        data = np.where(np.isfinite(t.preview), t.preview, np.nan)
+        lim = float(np.nanmax(np.abs(data))) if np.isfinite(data).any() else 1.0
+        im = ax.imshow(data, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
+        ax.set_title(f"{t.name} {'x'.join(map(str, t.shape))}" + ("" if t.finite else " (NaN/Inf!)"), fontsize=8)
+        ax.set_xlabel("last axis (strided)")
+        ax.set_ylabel("rows (strided)")
+        self.figure.colorbar(im, ax=ax, shrink=0.8)
+

@@ -1,0 +1,220 @@
+"""Tiled attention: FlashAttention's walk over the T x T score grid, one (query tile, key tile) pair at a time.
+
+The q, k and v are the real ones of one head of the model on one batch row (copied from the
+session after a step). Each pair computes a block of scores, updates the running row max `m` and
+sum `l`, and rescales the partial output; the byte counters show how much crossed between slow and
+fast memory, against the bytes standard attention moves to form the whole T x T matrix. When the
+walk ends, the tiled output is compared with the model's own attention output for that head.
+"""
+
+from __future__ import annotations
+
+import time
+import tkinter as tk
+from tkinter import ttk
+
+import numpy as np
+from matplotlib.patches import Rectangle
+
+from simulator.attention_trace import (
+    LOOP_ORDERS,
+    AttentionTraceError,
+    TiledAttentionTrace,
+    naive_attention_traffic,
+    tiled_attention_traffic,
+)
+from ui.plots.base import PlotTab, combo, message_on
+
+PAIRS_PER_SECOND = 6.0
+
+
+def human_bytes(n: float) -> str:
+    """1234567 -> '1.18 MiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} GiB"
+
+
+class TiledAttentionTab(PlotTab):
+    """The score grid with the current tile, running m and l, and traffic counters."""
+
+    title = "Tiled attention"
+
+    def build(self) -> None:
+        bar = ttk.Frame(self.frame)
+        bar.pack(fill="x", pady=(2, 0))
+        self.layer_box, self.layer_var = combo(bar, "layer", [], width=3)
+        self.head_box, self.head_var = combo(bar, "head", [], width=3)
+        ttk.Label(bar, text="fast memory (floats)").pack(side="left", padx=(8, 2))
+        self.mem_var = tk.StringVar(self.frame, "")
+        mem = ttk.Entry(bar, textvariable=self.mem_var, width=7)
+        mem.pack(side="left")
+        mem.bind("<Return>", lambda e: self.restart())
+        self.order_box, self.order_var = combo(bar, "loop order", LOOP_ORDERS, width=9, command=self.restart)
+        self.order_var.set(LOOP_ORDERS[0])
+        bar = ttk.Frame(self.frame)
+        bar.pack(fill="x", pady=2)
+        ttk.Button(bar, text="Load q, k, v from the model", command=self.request).pack(side="left", padx=(8, 2))
+        ttk.Button(bar, text="Step tile", command=self.step_tile).pack(side="left", padx=2)
+        self.play_button = ttk.Button(bar, text="Play", command=self.toggle_play)
+        self.play_button.pack(side="left", padx=2)
+        ttk.Button(bar, text="Restart", command=self.restart).pack(side="left", padx=2)
+        self.counters = ttk.Label(self.frame, text="", font=("DejaVu Sans Mono", 9), justify="left")
+        self.counters.pack(fill="x", padx=6)
+        self.make_canvas(self.frame)
+        self._drawn = None
+
+    def clear(self) -> None:
+        self.qkv = None  # (q, k, v, model_out, layer, head, row, step)
+        self.trace: TiledAttentionTrace | None = None
+        self.grid = self.m = self.l = None
+        self.last = None
+        self.playing = False
+        self.t_last = 0.0
+        self.asked = False
+        self._drawn = None
+
+    def setup(self, info) -> None:
+        self.layer_box.configure(values=[str(i) for i in range(info.n_layer)])
+        self.head_box.configure(values=[str(i) for i in range(info.n_head)])
+        self.layer_var.set("0")
+        self.head_var.set("0")
+        d = info.config.model.d_model // info.config.model.n_head
+        self.mem_var.set(str(4 * d * 16))  # tiles of 16 keys: a T = 64 grid shows 4 x 4 tiles
+        self._drawn = None
+
+    def request(self) -> None:
+        """Asks the worker for the chosen head's q, k, v of the last batch."""
+        self.asked = True
+        self.app.worker.send("qkv", layer=int(self.layer_var.get() or 0), head=int(self.head_var.get() or 0),
+                             row=0)
+
+    def on_qkv(self, data) -> None:
+        """The q, k, v arrived: start a fresh walk."""
+        self.qkv = data
+        self.restart()
+
+    def restart(self) -> None:
+        """A new walk over the current q, k, v with the current tile settings."""
+        self.playing = False
+        self.trace, self.last = None, None
+        if self.qkv is None:
+            self.stale = True
+            return
+        q, k, v = self.qkv[:3]
+        try:
+            mem = int(self.mem_var.get())
+            att = self.app.config.model.attention
+            scale = None if att.scale == "sqrt_dk" else 1.0  # the model's own scaling
+            self.trace = TiledAttentionTrace(q, k, v, scale=scale, causal=att.mask == "causal", fast_memory_floats=mem,
+                                             loop_order=self.order_var.get())
+        except ValueError as err:
+            text = str(err) if isinstance(err, AttentionTraceError) else f"must be a whole number, got " \
+                f"{self.mem_var.get()!r}"
+            self.app.show_error(f"Tiled attention: fast memory: {text}")
+            return
+        n = q.shape[0]
+        self.grid = np.full((n, n), np.nan)
+        self.m, self.l = np.full(n, np.nan), np.full(n, np.nan)
+        self._drawn = None
+        self.stale = True
+
+    def step_tile(self) -> bool:
+        """Runs the next (query tile, key tile) pair; False when the walk is done."""
+        if self.trace is None:
+            if self.qkv is None:
+                self.request()
+            return False
+        st = self.trace.step()
+        if st is None:
+            self.playing = False
+            return False
+        r0, r1 = st.q_rows
+        c0, c1 = st.k_cols
+        if not st.skipped:
+            self.grid[r0:r1, c0:c1] = np.where(np.isfinite(st.scores), st.scores, np.nan)
+        self.m[r0:r1], self.l[r0:r1] = st.m, st.l
+        self.last = st
+        self.stale = True
+        return True
+
+    def toggle_play(self) -> None:
+        """Plays the walk a few pairs per second, or pauses it."""
+        if self.trace is None:
+            self.request() if self.qkv is None else self.restart()
+        self.playing = not self.playing
+        self.t_last = time.perf_counter()
+
+    def refresh(self, force: bool = False) -> bool:
+        if not self.built:
+            return False
+        if self.qkv is None and self.app.step_count > 0 and not self.app.in_step and not self.asked:
+            self.request()
+        if self.playing and time.perf_counter() - self.t_last >= 1.0 / PAIRS_PER_SECOND:
+            self.t_last = time.perf_counter()
+            self.step_tile()
+        self.play_button.configure(text="Pause" if self.playing else "Play")
+        key = (id(self.trace), self.last.index if self.last else -1)
+        if key == self._drawn and not force:
+            return False
+        self._drawn = key
+        self._draw()
+        self.full_draw()
+        return True
+
+    def _draw(self) -> None:
+        fig = self.figure
+        fig.clear()
+        self.relayout()  # new axes: lay them out on this draw
+        if self.trace is None:
+            message_on(fig.add_subplot(), "take a training step, then press 'Load q, k, v from the model'",
+                       axis_off=True)
+            self.counters.configure(text="")
+            return
+        q, k, v, model_out, layer, head, row, step = self.qkv
+        n, d = q.shape
+        grid = fig.add_gridspec(2, 2, width_ratios=(3, 2))
+        ax = fig.add_subplot(grid[:, 0])
+        hidden = np.triu(np.ones((n, n), bool), 1) if self.trace.causal else np.zeros((n, n), bool)
+        ax.imshow(np.where(hidden, np.nan, self.grid), cmap="viridis", interpolation="nearest")
+        ax.imshow(np.where(hidden, 1.0, np.nan), cmap="Greys", vmin=0, vmax=3, interpolation="nearest")
+        tq, tk_ = self.trace.tile_q, self.trace.tile_k
+        for x in range(0, n + 1, tk_):
+            ax.axvline(x - 0.5, color="w", lw=0.5)
+        for y in range(0, n + 1, tq):
+            ax.axhline(y - 0.5, color="w", lw=0.5)
+        st = self.last
+        if st is not None:
+            r0, r1 = st.q_rows
+            c0, c1 = st.k_cols
+            ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False, ec="red", lw=2.0))
+        ax.set_title(f"scores of layer {layer}, head {head} (step {step}); tiles {tq} x {tk_}"
+                     + (f"; pair {st.index + 1}/{self.trace.n_steps}" + (" skipped (masked)" if st.skipped else "")
+                        if st else ""))
+        ax.set_xlabel("key position")
+        ax.set_ylabel("query position")
+        ax_m = fig.add_subplot(grid[0, 1])
+        ax_m.plot(self.m, color="C3", lw=1.0)
+        ax_m.set_title("running row max m")
+        ax_m.grid(alpha=0.3)
+        ax_l = fig.add_subplot(grid[1, 1], sharex=ax_m)
+        ax_l.plot(self.l, color="C2", lw=1.0)
+        ax_l.set_title("running sum l = sum exp(s - m)")
+        ax_l.set_xlabel("query position")
+        ax_l.grid(alpha=0.3)
+        reads, writes = (st.reads, st.writes) if st else (0, 0)
+        total = tiled_attention_traffic(n, d, fast_memory_floats=self.trace.fast_memory_floats,
+                                        causal=self.trace.causal,
+                                        loop_order=self.trace.loop_order)
+        naive = naive_attention_traffic(n, d)
+        lines = [f"moved so far: {human_bytes(4 * reads)} read + {human_bytes(4 * writes)} written;  the whole "
+                 f"tiled walk: {human_bytes(total.bytes)}",
+                 f"standard attention (writes and reads the T x T matrix): {human_bytes(naive.bytes)};  "
+                 f"tiled / standard = {total.bytes / naive.bytes:.2f}"]
+        if self.trace.done or (st is not None and st.index + 1 == self.trace.n_steps):
+            err = float(np.max(np.abs(self.trace.output - model_out)))
+            lines.append(f"done: max |tiled output - the model's attention output| = {err:.2e} "
+                         "(float64 walk vs the float32 model)")
+        self.counters.configure(text="\n".join(lines))

@@ -45,7 +45,7 @@ class StepRecord:
     grad_norm: float  # global norm before clipping
     clipped: bool
     tokens: int  # tokens processed in this step
-    seconds: float  # wall time of the step
+    seconds: float  # time the step's phases took (pauses between step_into calls are not counted)
     phase_seconds: dict[str, float]  # phase kind -> seconds ("forward", "loss", "backward", "clip", "update")
     val_loss: Optional[float] = None  # every `train.eval_every` steps
     # Heavy statistics, filled every `train.stats_every` steps, else empty:

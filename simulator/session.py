@@ -182,13 +182,13 @@ class TrainingSession:
         self.model.training = self._training
         self.model.dropout = self.config.model.dropout
         self.model.dropout_mode = self.config.model.dropout_mode
-        self._step_state = {"produced": [], "t0": time.perf_counter(),
+        self._step_state = {"produced": [],
                             "phase_seconds": dict.fromkeys(("data", "forward", "loss", "backward", "clip",
                                                             "update"), 0.0)}
 
     def _end_step(self, phase: _Phase, index: int, tensors=None, dt=0.0) -> PhaseEvent:
         st, cfg = self._step_state, self.config
-        seconds = time.perf_counter() - st["t0"]
+        seconds = sum(st["phase_seconds"].values())  # compute time: pauses between step_into calls don't count
         nonfinite = st.get("nonfinite")
         B, T = self.model.shape
         record = StepRecord(
@@ -282,6 +282,50 @@ class TrainingSession:
             self._generator.set_dropout(mcfg.dropout, mcfg.dropout_mode)  # classic dropout scales by 1-p
             self._generator_key = key
         return self._generator.next_logits(ids)
+
+    # ------------------------------------------------------------- reading tensors (copies)
+
+    @property
+    def parameter_names(self) -> list[str]:
+        """The model's parameter tensors, in forward order."""
+        return [spec.name for spec in self.model.layout]
+
+    @property
+    def parameter_count(self) -> int:
+        """How many numbers the model trains."""
+        return int(self.model.layout.size)
+
+    @property
+    def activation_sites(self) -> list[str]:
+        """The activations `activation()` can read, in forward order."""
+        return list(self.model.activation_sites)
+
+    def gradient(self, name: str) -> np.ndarray:
+        """A copy of the last step's gradient of parameter tensor `name`."""
+        return self.model.layout.views(self.model.grads)[name].copy()
+
+    def activation(self, site: str) -> np.ndarray:
+        """A copy of activation `site` (N, C) from the last forward pass."""
+        return self.model.acts[site].copy()
+
+    def attention_map(self, layer: int, row: int = 0) -> np.ndarray:
+        """A float32 copy of the attention probabilities (NH, T, T) of one layer for batch row `row`."""
+        return np.array(self.model.attention_probs(layer)[row], dtype=np.float32)
+
+    def batch_text(self, row: int = 0) -> str:
+        """The characters of batch row `row` of the last forward pass."""
+        return self.tokenizer.decode(self.model.ids[row])
+
+    def head_tensors(self, layer: int, head: int, row: int = 0) -> dict[str, np.ndarray]:
+        """Float64 copies of one head's q, k, v and output (T, HS) from the last forward pass."""
+        if self.in_step:
+            raise SessionError("finish the current step before reading q, k and v")
+        A = self.model.acts
+        nh, nkv = A[f"h{layer}.q"].shape[1], A[f"h{layer}.k"].shape[1]
+        kv = head // (nh // nkv)  # grouped-query attention: query heads share key/value heads
+        out = {n: np.array(A[f"h{layer}.{n}"][row, head], dtype=np.float64) for n in ("q", "yh")}
+        out.update({n: np.array(A[f"h{layer}.{n}"][row, kv], dtype=np.float64) for n in ("k", "v")})
+        return {"q": out["q"], "k": out["k"], "v": out["v"], "y": out["yh"]}
 
     # ------------------------------------------------------------- live changes
 

@@ -272,9 +272,8 @@ class Worker(threading.Thread):
         self.session, self.config = session, config
         self.snapshots = Snapshots(self.snapshots.every, self.snapshots.budget)
         self.snapshots.maybe_take(session)
-        model = session.model
-        sites = list(getattr(model, "activation_sites", []))
-        names = [spec.name for spec in model.layout]
+        sites = session.activation_sites
+        names = session.parameter_names
         if self.watch.grad_tensor not in names:
             self.watch.grad_tensor = names[0]
         if self.watch.act_site not in sites:
@@ -283,7 +282,7 @@ class Worker(threading.Thread):
         self.watch.attn_sample = min(self.watch.attn_sample, config.train.batch_size - 1)
         self.post("ready", SessionInfo(config, list(session.phase_names), names, sites, config.model.n_layer,
                                        config.model.n_head, config.train.batch_size,
-                                       tuple(session.tokenizer.chars), int(model.layout.size),
+                                       tuple(session.tokenizer.chars), session.parameter_count,
                                        session.step_count, self.snapshots.every))
         self.post("snapshots", self.snapshots.steps())
 
@@ -313,15 +312,14 @@ class Worker(threading.Thread):
     def _probe(self, activations: bool = True) -> Probe:
         """Reads the watched tensors of the model (in this thread, between steps) into plain copies."""
         s, w = self.session, self.watch
-        model = s.model
-        g = model.layout.views(model.grads).get(w.grad_tensor)
+        g = s.gradient(w.grad_tensor) if w.grad_tensor in s.parameter_names else None
         layer, row = w.attn_layer, w.attn_sample
         a = att = None
         tokens = ""
         if activations:
-            a = model.acts[w.act_site] if w.act_site else None
-            att = np.array(model.attention_probs(layer)[row], dtype=np.float32)  # (NH, T, T) copy
-            tokens = s.tokenizer.decode(model.ids[row])
+            a = s.activation(w.act_site) if w.act_site else None
+            att = s.attention_map(layer, row)  # (NH, T, T)
+            tokens = s.batch_text(row)
         return Probe(s.step_count, w.grad_tensor, histogram(g) if g is not None else None, w.act_site,
                      histogram(a) if a is not None else None, layer, row, att, tokens)
 
@@ -384,14 +382,8 @@ class Worker(threading.Thread):
 
     def _cmd_qkv(self, layer: int, head: int, row: int = 0) -> None:
         """Copies one head's q, k, v (T, HS) of the last forward, and that head's attention output."""
-        if self.session.in_step:
-            raise SessionError("finish the current step before reading q, k and v")
-        acts = self.session.model.acts
-        nh, nkv = acts[f"h{layer}.q"].shape[1], acts[f"h{layer}.k"].shape[1]
-        kv = head // (nh // nkv)  # grouped-query attention: query heads share key/value heads
-        q, y = (np.array(acts[f"h{layer}.{n}"][row, head], dtype=np.float64) for n in ("q", "yh"))
-        k, v = (np.array(acts[f"h{layer}.{n}"][row, kv], dtype=np.float64) for n in ("k", "v"))
-        self.post("qkv", (q, k, v, y, layer, head, row, self.session.step_count))
+        t = self.session.head_tensors(layer, head, row)
+        self.post("qkv", (t["q"], t["k"], t["v"], t["y"], layer, head, row, self.session.step_count))
 
     def _cmd_rewind(self, step: int) -> None:
         if step not in self.snapshots.states:

@@ -548,3 +548,26 @@ def test_head_layout_kernels_are_exact_and_adjoint(dtype):
     assert np.array_equal(out, yh.transpose(0, 2, 1, 3).reshape(B, T, C))
     split_heads_grad(back, out)
     assert np.array_equal(back, yh)
+
+
+def test_serial_and_parallel_compiles_agree_bit_for_bit(monkeypatch):
+    """`@wide` kernels run serially on small arrays: force each path through a whole step and compare."""
+    from simulator.config import ModelConfig
+    from simulator.kernels.cpu import jit
+    from simulator.model.gpt import GPT
+
+    def step(threshold):
+        monkeypatch.setattr(jit, "PARALLEL_MIN_ELEMENTS", threshold)
+        for norm, act in (("layernorm", "gelu"), ("rmsnorm", "silu")):
+            cfg = ModelConfig(vocab_size=23, d_model=24, n_layer=2, n_head=3, seq_len=9, norm=norm, activation=act)
+            m = GPT(cfg, np.float32)
+            m.init_weights(np.random.default_rng(0))
+            ids = np.random.default_rng(1).integers(0, 23, (3, 9))
+            yield m.forward(ids, np.roll(ids, -1, axis=1))
+            m.loss_and_dlogits()
+            m.backward()
+            yield m.grads.copy()
+
+    serial, parallel = list(step(1 << 60)), list(step(0))
+    for a, b in zip(serial, parallel, strict=True):
+        assert np.array_equal(a, b)

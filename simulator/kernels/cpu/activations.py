@@ -3,6 +3,8 @@
 import numpy as np
 from numba import njit, prange
 
+from simulator.kernels.cpu.jit import wide
+
 GELU_SCALE = np.sqrt(2.0 / np.pi)
 
 
@@ -12,7 +14,7 @@ GELU_SCALE = np.sqrt(2.0 / np.pi)
 # data is computed in float32 throughout.
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def _gelu_forward(out, inp, k, a, one):
     # out, inp are (N, C); k = sqrt(2/pi), a = 0.044715, one = 1, all in inp's dtype (an int
     # literal would promote float32 arithmetic to float64 and run 4x slower)
@@ -24,7 +26,7 @@ def _gelu_forward(out, inp, k, a, one):
             out[n, c] = x / (one + np.exp(-(u + u)))
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def _gelu_backward(dinp, inp, dout, k, a, one):
     N, C = inp.shape
     for n in prange(N):
@@ -49,7 +51,7 @@ def gelu_backward(dinp, inp, dout):
     _gelu_backward(dinp, inp, dout, t(GELU_SCALE), t(0.044715), t(1))
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def relu_forward(out, inp):
     """out = max(x, 0)."""
     N, C = inp.shape
@@ -59,7 +61,7 @@ def relu_forward(out, inp):
             out[n, c] = x if x > 0 else 0.0
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def relu_backward(dinp, inp, dout):
     """dinp += dout where inp > 0 (the subgradient at 0 is 0)."""
     N, C = inp.shape
@@ -78,7 +80,7 @@ def _sigmoid(x):
     return e / (1.0 + e)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def sigmoid_forward(out, inp):
     """out = 1 / (1 + exp(-x))."""
     N, C = inp.shape
@@ -87,7 +89,7 @@ def sigmoid_forward(out, inp):
             out[n, c] = _sigmoid(inp[n, c])
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def sigmoid_backward(dinp, inp, dout):
     """dinp += s (1 - s) * dout, s = sigmoid(inp): at most 1/4, and near 0 once |x| is large (saturation)."""
     N, C = inp.shape
@@ -97,7 +99,7 @@ def sigmoid_backward(dinp, inp, dout):
             dinp[n, c] += s * (1.0 - s) * dout[n, c]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def tanh_forward(out, inp):
     """out = tanh(x)."""
     N, C = inp.shape
@@ -106,7 +108,7 @@ def tanh_forward(out, inp):
             out[n, c] = np.tanh(inp[n, c])
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def tanh_backward(dinp, inp, dout):
     """dinp += (1 - tanh(x)^2) * dout."""
     N, C = inp.shape
@@ -116,7 +118,7 @@ def tanh_backward(dinp, inp, dout):
             dinp[n, c] += (1.0 - t * t) * dout[n, c]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def silu_forward(out, inp):
     """out = x * sigmoid(x) (SiLU, also called swish)."""
     N, C = inp.shape
@@ -126,7 +128,7 @@ def silu_forward(out, inp):
             out[n, c] = x * _sigmoid(x)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def silu_backward(dinp, inp, dout):
     """dinp += (s + x s (1 - s)) * dout, s = sigmoid(x)."""
     N, C = inp.shape
@@ -147,7 +149,7 @@ ACTIVATION_KERNELS = {
 }
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def residual_forward(out, inp1, inp2):
     """out = inp1 + inp2 (its backward is dinp1 += dout, dinp2 += dout: see add_inplace)."""
     N, C = out.shape
@@ -156,7 +158,7 @@ def residual_forward(out, inp1, inp2):
             out[n, c] = inp1[n, c] + inp2[n, c]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def add_inplace(dst, src):
     """dst += src (gradient accumulation, residual backward)."""
     N, C = dst.shape
@@ -165,7 +167,7 @@ def add_inplace(dst, src):
             dst[n, c] += src[n, c]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def dropout_forward(out, scale, inp, uniform, p):
     """Inverted dropout: keep with probability 1-p and scale by 1/(1-p); caches the per-element scale."""
     # out, scale, inp, uniform are (N, C); uniform holds U[0, 1) draws made by the caller's seeded RNG
@@ -178,7 +180,7 @@ def dropout_forward(out, scale, inp, uniform, p):
             out[n, c] = inp[n, c] * s
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def dropout_classic_forward(out, scale, inp, uniform, p):
     """Classic dropout: keep with probability 1-p, no scaling (inference multiplies by 1-p instead)."""
     # out, scale, inp, uniform are (N, C); the same draws keep the same elements as dropout_forward
@@ -190,7 +192,7 @@ def dropout_classic_forward(out, scale, inp, uniform, p):
             out[n, c] = inp[n, c] * s
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def dropout_backward(dinp, dout, scale):
     """dinp += dout * scale (the same mask and factor as the forward)."""
     N, C = dout.shape

@@ -10,10 +10,12 @@ are one (G T, HS) matrix, so GQA costs no copies); numba does the layout changes
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from simulator.kernels.cpu.jit import wide
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def split_heads(q, k, v, qkv):
     """Writes q, k, v from the fused projection qkv."""
     # qkv is (B, T, C + 2 NKV HS) laid out [q | k | v]; q is (B, NH, T, HS), k, v are (B, NKV, T, HS)
@@ -30,7 +32,7 @@ def split_heads(q, k, v, qkv):
                     v[b, h, t, i] = qkv[b, t, C + CK + h * HS + i]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def merge_qkv_grad(dqkv, dq, dk, dv):
     """Writes dqkv from the per-head gradients (the backward of split_heads)."""
     B, NH, T, HS = dq.shape
@@ -47,7 +49,7 @@ def merge_qkv_grad(dqkv, dq, dk, dv):
                     dqkv[b, t, C + CK + h * HS + i] = dv[b, h, t, i]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def merge_heads(out, yh):
     """Writes out[b, t, h*HS + i] = yh[b, h, t, i]."""
     # out is (B, T, C), yh is (B, NH, T, HS)
@@ -59,7 +61,7 @@ def merge_heads(out, yh):
                     out[b, t, h * HS + i] = yh[b, h, t, i]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def split_heads_grad(dyh, dout):
     """Writes dyh from dout (the backward of merge_heads)."""
     B, NH, T, HS = dyh.shape
@@ -70,7 +72,7 @@ def split_heads_grad(dyh, dout):
                 dyh[b, h, t, i] = dout[b, t, h * HS + i]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def _attention_softmax_forward(att, scale, causal, kv_len):
     # att is (B, NH, T, T): raw scores q.k in, probabilities out; scale has att's dtype so
     # float32 scores are exponentiated in float32 (the sum is kept in float64)
@@ -112,7 +114,7 @@ def attention_softmax_backward(datt, att, scale):
     _attention_softmax_backward(datt, att, att.dtype.type(scale))
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def _attention_softmax_backward(datt, att, scale):
     # masked entries have p = 0 and so get 0
     B, NH, T, _ = att.shape

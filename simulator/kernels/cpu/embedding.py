@@ -2,8 +2,10 @@
 
 from numba import njit, prange
 
+from simulator.kernels.cpu.jit import wide
 
-@njit(cache=True, nogil=True, parallel=True)
+
+@wide
 def embedding_forward(out, ids, wte, wpe):
     """out[b, t] = wte[ids[b, t]] + wpe[t]."""
     # out is (B, T, C), ids is (B, T) ints, wte is (V, C), wpe is (maxT, C)

@@ -3,8 +3,10 @@
 import numpy as np
 from numba import njit, prange
 
+from simulator.kernels.cpu.jit import wide
 
-@njit(cache=True, nogil=True, parallel=True)
+
+@wide
 def bias_add(out, bias):
     """out[n, :] += bias."""
     # out is (N, OC), bias is (OC,)

@@ -3,10 +3,12 @@
 import numpy as np
 from numba import njit, prange
 
+from simulator.kernels.cpu.jit import wide
+
 EPS = 1e-5
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def layernorm_forward(out, mean, rstd, inp, weight, bias):
     """out = (inp - mean) * rstd * weight + bias, per row; caches mean and rstd."""
     # out, inp are (N, C); mean, rstd are (N,); weight, bias are (C,)
@@ -52,7 +54,7 @@ def layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd):
             dinp[n, c] += s * (dxhat - dnorm_mean - xhat * dnorm_norm_mean)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def rmsnorm_forward(out, rstd, inp, weight):
     """out = inp * rstd * weight, rstd = 1 / sqrt(mean(inp^2) + eps), per row."""
     # out, inp are (N, C); rstd is (N,); weight is (C,)

@@ -11,7 +11,9 @@ backward is the rotation by minus the angle. Tables are computed in float64, the
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from simulator.kernels.cpu.jit import wide
 
 BASE = 10000.0
 
@@ -32,7 +34,7 @@ def rope_tables(n_pos: int, head_size: int, dtype) -> tuple[np.ndarray, np.ndarr
     return np.cos(angle).astype(dtype), np.sin(angle).astype(dtype)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def rope_forward(x, cos, sin):
     """In place: rotates each channel pair (i, i + HS/2) of x[b, h, t] by the angle of position t."""
     # x is (B, H, T, HS) with HS even; cos, sin are (>= T, HS/2), row t for x's position t (slice for an offset)
@@ -48,7 +50,7 @@ def rope_forward(x, cos, sin):
                 x[b, h, t, i + half] = x2 * c + x1 * s
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def rope_backward(dx, cos, sin):
     """In place: dx (the gradient of the rotated x) becomes the gradient of x: the inverse rotation."""
     # dx is (B, H, T, HS); cos, sin as in rope_forward

@@ -1,10 +1,12 @@
 """Row softmax (stable) and the fused softmax + cross-entropy over the vocabulary."""
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from simulator.kernels.cpu.jit import wide
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def softmax_forward(probs, logits):
     """probs = softmax(logits) per row, subtracting the row max so any scale is safe."""
     # probs, logits are (N, V)
@@ -22,7 +24,7 @@ def softmax_forward(probs, logits):
             probs[n, v] /= s
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def softmax_backward(dlogits, dprobs, probs):
     """dlogits += probs * (dprobs - sum(dprobs * probs)) per row."""
     N, V = probs.shape
@@ -34,7 +36,7 @@ def softmax_backward(dlogits, dprobs, probs):
             dlogits[n, v] += probs[n, v] * (dprobs[n, v] - dot)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def crossentropy_forward(losses, logits, targets):
     """losses[n] = logsumexp(logits[n]) - logits[n, targets[n]]."""
     # losses is (N,), logits is (N, V), targets is (N,) ints
@@ -49,7 +51,7 @@ def crossentropy_forward(losses, logits, targets):
         losses[n] = mx + np.log(s) - logits[n, targets[n]]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@wide
 def crossentropy_softmax_backward(losses, dlogits, logits, targets, dloss):
     """Fused: writes losses and dlogits = dloss * (softmax(logits) - onehot(targets)) in one pass."""
     # losses is (N,), dlogits, logits are (N, V); dloss is the scalar weight of each row (1/N for a mean)

@@ -559,7 +559,8 @@ def test_serial_and_parallel_compiles_agree_bit_for_bit(monkeypatch):
     def step(threshold):
         monkeypatch.setattr(jit, "PARALLEL_MIN_ELEMENTS", threshold)
         for norm, activation in (("layernorm", "gelu"), ("rmsnorm", "silu")):
-            cfg = ModelConfig(vocab_size=23, d_model=24, n_layer=2, n_head=3, seq_len=9, norm=norm, activation=activation)
+            cfg = ModelConfig(vocab_size=23, d_model=24, n_layer=2, n_head=3, seq_len=9, norm=norm,
+                              activation=activation)
             m = GPT(cfg, np.float32)
             m.init_weights(np.random.default_rng(0))
             ids = np.random.default_rng(1).integers(0, 23, (3, 9))

@@ -25,6 +25,7 @@ from simulator.model.gpt import GPT
 from simulator.presets import PresetError, load_preset, override, parse_preset_text
 from simulator.reference import reference_loss_and_grads, rotate_pairs
 from simulator.session import TrainingSession
+from tests.helpers import analytic, random_model, rel_err
 
 # C = 36 (not a multiple of 8), 6 heads of size 6 (even, for rope): GQA with 3 or 2 kv heads, MQA with 1
 TINY = ModelConfig(vocab_size=11, d_model=36, n_layer=2, n_head=6, seq_len=7, mlp_ratio=2)
@@ -36,30 +37,9 @@ def attn(**kw) -> AttentionConfig:
     return AttentionConfig(**kw)
 
 
-def rel_err(a, n) -> float:
-    """max |a - n| / max(1, |a|, |n|)."""
-    a, n = np.asarray(a, np.float64), np.asarray(n, np.float64)
-    return float(np.max(np.abs(a - n) / np.maximum(1.0, np.maximum(np.abs(a), np.abs(n))), initial=0.0))
 
-
-def build(cfg: ModelConfig, dtype=np.float64, seed=0, batch=(B, T)):
-    """A model with large random weights and a random batch (ids, targets)."""
-    model = GPT(cfg, dtype)
-    rng = np.random.default_rng(seed)
-    for spec in model.layout:
-        w = rng.normal(0.0, 0.4, spec.shape)
-        model.p[spec.name][...] = 1.0 + w if spec.kind == "norm" and spec.name.endswith(".w") else w
-    ids = rng.integers(0, cfg.vocab_size, batch).astype(np.int32)
-    targets = rng.integers(0, cfg.vocab_size, batch).astype(np.int32)
-    return model, ids, targets
-
-
-def analytic(model, ids, targets, lengths=None):
-    """(loss, logits copy, grads copy) of one forward + backward."""
-    model.forward(ids, targets, lengths)
-    loss = model.loss_and_dlogits()
-    model.backward()
-    return loss, model.logits().copy(), {k: v.copy() for k, v in model.g.items()}
+def build(cfg, dtype=np.float64, seed=0, batch=(B, T)):
+    return random_model(cfg, batch, dtype, seed)
 
 
 def params_of(model):

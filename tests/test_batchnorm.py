@@ -14,14 +14,10 @@ from simulator.kernels.cpu.batchnorm import (
     batchnorm_running_update,
 )
 from simulator.reference import batchnorm_bwd, batchnorm_fwd
+from tests.helpers import rel_err
 
 FD_EPS = 1e-6
 TOL = 1e-6
-
-
-def rel_err(a, n) -> float:
-    a, n = np.asarray(a, np.float64), np.asarray(n, np.float64)
-    return float(np.max(np.abs(a - n) / np.maximum(1.0, np.maximum(np.abs(a), np.abs(n))), initial=0.0))
 
 
 def case(N, C, seed=0, padded=()):

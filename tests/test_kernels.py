@@ -33,17 +33,12 @@ from simulator.kernels.cpu.softmax import (
     softmax_backward,
     softmax_forward,
 )
+from tests.helpers import rel_err
 
 DTYPES = [np.float64, np.float32]
 FD_TOL = 1e-6
 SHAPES = [(1, 1, 13), (2, 5, 13), (3, 1, 7)]  # (B, T, C): T = 1, C not a multiple of 8
 ATTN_SHAPES = [(2, 5, 3, 4), (1, 1, 2, 3), (2, 7, 1, 5)]  # (B, T, NH, HS)
-
-
-def rel_err(a, n) -> float:
-    """max |a - n| / max(1, |a|, |n|): relative for large values, absolute for small ones."""
-    a, n = np.asarray(a, np.float64), np.asarray(n, np.float64)
-    return float(np.max(np.abs(a - n) / np.maximum(1.0, np.maximum(np.abs(a), np.abs(n))), initial=0.0))
 
 
 def numeric_grad(loss, x, eps=1e-6):

@@ -25,12 +25,9 @@ from simulator.mlp_lab import (
     tiny_loss,
 )
 from simulator.presets import PresetError, load_any, parse_any_text
+from tests.helpers import rel_err
 
 SMALL = DeepMLPConfig(n_layer=2, width=5, n_classes=3, n_train=20, n_val=20, batch_size=6, steps=5, eval_every=0)
-
-
-def rel_err(a, n) -> float:
-    return abs(a - n) / max(1.0, abs(a), abs(n))
 
 
 def random_net(cfg: DeepMLPConfig, seed=0):

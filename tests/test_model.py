@@ -18,6 +18,7 @@ from simulator.model.gpt import GPT
 from simulator.optim import make_optimizer
 from simulator.reference import reference_loss_and_grads, reference_train_step
 from simulator.session import TrainingSession
+from tests.helpers import analytic, random_model, rel_err
 
 TINY = ModelConfig(vocab_size=11, d_model=12, n_layer=2, n_head=3, seq_len=5, mlp_ratio=2)
 B, T = 2, 5
@@ -25,32 +26,9 @@ MODEL_FD_TOL = 1e-5
 WIRINGS = list(itertools.product(("layernorm", "rmsnorm", "none"), ("pre", "post"), (True, False)))
 
 
-def rel_err(a, n) -> float:
-    """max |a - n| / max(1, |a|, |n|)."""
-    a, n = np.asarray(a, np.float64), np.asarray(n, np.float64)
-    return float(np.max(np.abs(a - n) / np.maximum(1.0, np.maximum(np.abs(a), np.abs(n))), initial=0.0))
 
-
-def build(cfg: ModelConfig, dtype=np.float64, seed=0, batch=(B, T)):
-    """A model with large random weights and a random batch (ids, targets)."""
-    model = GPT(cfg, dtype)
-    rng = np.random.default_rng(seed)
-    for spec in model.layout:
-        w = rng.normal(0.0, 0.4, spec.shape)
-        model.p[spec.name][...] = 1.0 + w if spec.kind == "norm" and spec.name.endswith(".w") else w
-    ids = rng.integers(0, cfg.vocab_size, batch).astype(np.int32)
-    targets = rng.integers(0, cfg.vocab_size, batch).astype(np.int32)
-    return model, ids, targets
-
-
-def analytic(model, ids, targets, before=None):
-    """(loss, logits copy, grads copy) of one forward + backward; `before` runs first (resets an rng)."""
-    if before:
-        before()
-    model.forward(ids, targets)
-    loss = model.loss_and_dlogits()
-    model.backward()
-    return loss, model.logits().copy(), {k: v.copy() for k, v in model.g.items()}
+def build(cfg, dtype=np.float64, seed=0, batch=(B, T)):
+    return random_model(cfg, batch, dtype, seed)
 
 
 def fd_check(model, ids, targets, grads, n_random=2, seed=1, before=None) -> dict[str, float]:

@@ -21,34 +21,16 @@ from simulator.observe import dead_fraction, saturated_fraction
 from simulator.presets import load_preset, override
 from simulator.reference import reference_loss_and_grads
 from simulator.session import SessionError, TrainingSession
+from tests.helpers import analytic, random_model, rel_err
 
 TINY = ModelConfig(vocab_size=11, d_model=10, n_layer=2, n_head=2, seq_len=5, mlp_ratio=2)
 B, T = 3, 5
 FD_TOL = 1e-5
 
 
-def rel_err(a, n) -> float:
-    a, n = np.asarray(a, np.float64), np.asarray(n, np.float64)
-    return float(np.max(np.abs(a - n) / np.maximum(1.0, np.maximum(np.abs(a), np.abs(n))), initial=0.0))
 
-
-def build(cfg: ModelConfig, seed=0, batch=(B, T)):
-    """A float64 model with large random weights (gains near 1) and a random batch."""
-    model = GPT(cfg, np.float64)
-    rng = np.random.default_rng(seed)
-    for spec in model.layout:
-        w = rng.normal(0.0, 0.4, spec.shape)
-        model.p[spec.name][...] = 1.0 + w if spec.kind == "norm" and spec.name.endswith(".w") else w
-    ids = rng.integers(0, cfg.vocab_size, batch).astype(np.int32)
-    targets = rng.integers(0, cfg.vocab_size, batch).astype(np.int32)
-    return model, ids, targets
-
-
-def analytic(model, ids, targets):
-    model.forward(ids, targets)
-    loss = model.loss_and_dlogits()
-    model.backward()
-    return loss, model.logits().copy(), {k: v.copy() for k, v in model.g.items()}
+def build(cfg, seed=0, batch=(B, T)):
+    return random_model(cfg, batch, np.float64, seed)
 
 
 def worst_fd(model, ids, targets, grads, seed=1) -> dict[str, float]:

@@ -47,11 +47,12 @@ def blas_gflops(n: int = 1024, repeats: int = 10) -> float:
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     b, c = a.copy(), np.empty_like(a)
     np.matmul(a, b, out=c)
-    t = _median_time(lambda: np.matmul(a, b, out=c), repeats)
+    t = median_seconds(lambda: np.matmul(a, b, out=c), repeats)
     return 2 * n ** 3 / t / 1e9
 
 
-def _median_time(fn, repeats: int) -> float:
+def median_seconds(fn, repeats: int) -> float:
+    """Median wall time of `repeats` calls of fn."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -100,7 +101,7 @@ def bench_numpy(s: Shape, session: TrainingSession, repeats: int) -> float | Non
                              decay_mask=session.model.layout)
 
     step()
-    return _median_time(step, max(2, repeats // 3))
+    return median_seconds(step, max(2, repeats // 3))
 
 
 def bench_torch(s: Shape, repeats: int) -> float | None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from simulator.bench import median_seconds
 
 
 class _Block(nn.Module):
@@ -60,9 +59,4 @@ def torch_step_seconds(shape, repeats: int) -> float:
 
     for _ in range(3):
         step()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return median_seconds(step, repeats)

@@ -22,6 +22,7 @@ from ui.plots.race import RaceTab
 from ui.plots.sparse import SparseTab
 from ui.plots.stepthrough import StepThroughTab
 from ui.plots.tiled import TiledAttentionTab
+from ui.plots.worked import WorkedTab
 from ui.tooltip import Tooltip
 
 TITLE = "transformer-sim"
@@ -154,11 +155,12 @@ class WindowLayout:
         self.inner.pack(fill="both", expand=True)
         self.sparse_tab = SparseTab(self, self.inner)
         self.mlp_tab = MLPTab(self, self.inner)
+        self.worked_tab = WorkedTab(self, self.inner)
         self.tabs = [self.overview, self.gradients, self.activations, self.attention, self.stepthrough,
-                     self.generate_tab, self.race_tab, self.tiled, self.sparse_tab, self.mlp_tab]
+                     self.generate_tab, self.race_tab, self.tiled, self.sparse_tab, self.mlp_tab, self.worked_tab]
         self.tab_var = tk.StringVar(self.root, self.overview.title)
         for i, tab in enumerate(self.tabs):
-            if tab in (self.sparse_tab, self.mlp_tab):
+            if tab.frame.master is self.inner:
                 self.inner.add(tab.frame, text=tab.title)
             else:
                 self.notebook.add(tab.frame, text=tab.title)

@@ -20,7 +20,7 @@ UI = Path(__file__).resolve().parents[2] / "ui"
 # the simulator's public API; everything else (kernels, layers, the model) is off limits to the window
 ALLOWED = {"simulator.session", "simulator.config", "simulator.presets", "simulator.records", "simulator.sampling",
            "simulator.races", "simulator.checkpoint", "simulator.gradcheck", "simulator.attention_trace",
-           "simulator.data", "simulator.ftrl_lesson", "simulator.mlp_lab", "simulator"}
+           "simulator.data", "simulator.ftrl_lesson", "simulator.mlp_lab", "simulator.explain", "simulator"}
 
 
 def test_ui_imports_only_the_public_api():

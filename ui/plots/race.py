@@ -9,18 +9,15 @@ the right. Changing the function or a racer's learning rate recomputes the race 
 from __future__ import annotations
 
 import dataclasses
-import queue
-import threading
-import time
 import tkinter as tk
 from tkinter import ttk
 
 import numpy as np
 from matplotlib.colors import LogNorm
 
-from simulator.presets import PresetError
 from simulator.races import FUNCTIONS, RACE_FUNCTIONS, Race, RaceConfig, RaceError, load_race
-from ui.plots.base import NOTE_FONT, Blitter, PlotTab, combo
+from ui.plots.base import combo
+from ui.plots.lesson import LessonTab
 
 # Where a race starts on each function when the function is switched in the window.
 STARTS = {"rosenbrock": (-1.5, 2.0), "ravine": (-7.0, 2.0), "saddle": (-1.5, 0.01), "beale": (-1.0, 3.5),
@@ -28,26 +25,17 @@ STARTS = {"rosenbrock": (-1.5, 2.0), "ravine": (-7.0, 2.0), "saddle": (-1.5, 0.0
 STEPS_PER_SECOND = 40.0
 
 
-class RaceTab(PlotTab):
+class RaceTab(LessonTab):
     """Contour plus growing trajectories, and loss per racer."""
 
     title = "Optimizer race"
+    errors = (RaceError,)
+    steps_per_second = STEPS_PER_SECOND
 
-    def __init__(self, app, notebook):
-        super().__init__(app, notebook)
-        self.cfg: RaceConfig | None = None
-        self.result: dict | None = None  # label -> (positions (steps+1, 2), losses (steps+1,), diverged step or None)
-        self._results: queue.Queue = queue.Queue()
-        self.shown = 0  # steps revealed
-        self.t0 = 0.0
-        self.playing = False
-        self.error: str | None = None
-        self.steps_per_second = STEPS_PER_SECOND
-        self._cancel: threading.Event | None = None
+    def load_default(self) -> RaceConfig:
+        return load_race("optimizer-race")
 
-    def build(self) -> None:
-        bar = ttk.Frame(self.frame)
-        bar.pack(fill="x", pady=2)
+    def build_controls(self, bar: ttk.Frame) -> None:
         self.fn_box, self.fn_var = combo(bar, "function", RACE_FUNCTIONS, width=15, command=self._function)
         ttk.Button(bar, text="Open race preset…", command=self.app.open_preset_dialog).pack(side="left", padx=6)
         self.racer_box, self.racer_var = combo(bar, "racer", [], width=10, command=self._racer)
@@ -57,54 +45,24 @@ class RaceTab(PlotTab):
         lr.pack(side="left")
         lr.bind("<Return>", lambda e: self._set_lr())
         ttk.Button(bar, text="Set", command=self._set_lr).pack(side="left", padx=2)
-        self.play_button = ttk.Button(bar, text="Replay", command=self.replay)
-        self.play_button.pack(side="left", padx=6)
-        self.note = ttk.Label(self.frame, text="", foreground="#555", justify="left", font=NOTE_FONT)
-        self.note.pack(fill="x", padx=4)
-        self.note.bind("<Configure>", lambda e: self.note.configure(wraplength=max(200, e.width - 8)))
-        fig = self.make_canvas(self.frame)
-        grid = fig.add_gridspec(1, 5)
-        self.ax_map = fig.add_subplot(grid[0, :3])
-        self.ax_loss = fig.add_subplot(grid[0, 3:])
         self.lines: dict[str, tuple] = {}
-        self.blitter = None
-        if self.cfg is None:
-            try:
-                self.load(load_race("optimizer-race"))
-            except (PresetError, RaceError) as err:
-                self.error = str(err)
-        else:
-            self.load(self.cfg)
 
-    # ------------------------------------------------------------ the race
-    def load(self, cfg: RaceConfig) -> None:
-        """Shows a race config and computes it in the background."""
-        self.cfg = cfg
-        if not self.built:
-            return
+    def show_config(self, cfg: RaceConfig) -> None:
         self.fn_var.set(cfg.function)
         labels = [e.label for e in cfg.optimizers]
         self.racer_box.configure(values=labels)
         if self.racer_var.get() not in labels:
             self.racer_var.set(labels[0])
         self._racer()
-        self.note.configure(text=" ".join(cfg.description.split()))
-        self.result, self.shown, self.playing = None, 0, False
-        self.cancel()  # a computation of an older config is of no use any more
-        self._cancel = threading.Event()
-        threading.Thread(target=self._compute, args=(cfg, self._cancel), daemon=True, name="race").start()
 
-    def _compute(self, cfg: RaceConfig, cancel: threading.Event) -> None:
-        try:
-            race = Race(cfg)
-            steps = []
-            for _ in range(cfg.steps):
-                if cancel.is_set():
-                    return
-                steps.append(race.step())
-        except Exception as err:  # noqa: BLE001 - handed to the Tk thread: a RaceError is shown, a bug re-raised
-            self._results.put((cfg, err))
-            return
+    def compute(self, cfg: RaceConfig, cancelled):
+        """label -> (positions (steps+1, 2), losses (steps+1,), diverged step or None), and the surface."""
+        race = Race(cfg)
+        steps = []
+        for _ in range(cfg.steps):
+            if cancelled():
+                return None
+            steps.append(race.step())
         paths = race.paths()
         out = {}
         for i, label in enumerate(race.labels):
@@ -112,14 +70,10 @@ class RaceTab(PlotTab):
             losses = np.array([race.loss(paths[label][0])] + [p.loss for p in pts])
             div = next((p.step for p in pts if p.diverged), None)
             out[label] = (paths[label], losses, div)
-        xs, ys, zs = race.surface(120)
-        self._results.put((cfg, (out, (xs, ys, zs))))
+        return out, race.surface(120)
 
-    def replay(self) -> None:
-        """Reveals the computed race again from step 0."""
-        if self.result is not None:
-            self.shown, self.playing, self.t0 = 0, True, time.perf_counter()
-            self._draw_static()
+    def steps_of(self) -> int:
+        return self.cfg.steps
 
     def _function(self) -> None:
         fn = self.fn_var.get()
@@ -150,11 +104,13 @@ class RaceTab(PlotTab):
         self.load(new)
 
     # ------------------------------------------------------------ drawing
-    def _draw_static(self) -> None:
+    def draw_static(self) -> list:
         out, (xs, ys, zs) = self.result
-        ax, axl = self.ax_map, self.ax_loss
-        ax.clear()
-        axl.clear()
+        fig = self.figure
+        fig.clear()
+        grid = fig.add_gridspec(1, 5)
+        self.ax_map = ax = fig.add_subplot(grid[0, :3])
+        self.ax_loss = axl = fig.add_subplot(grid[0, 3:])
         fn = FUNCTIONS[self.cfg.function]
         z = zs - zs.min()
         floor = max(float(z[z > 0].min()), 1e-6 * float(z.max()))
@@ -187,47 +143,11 @@ class RaceTab(PlotTab):
         axl.set_title("loss (function value) per step")
         axl.set_xlabel("step")
         axl.grid(alpha=0.3, which="both")
-        self.blitter = Blitter(self.canvas, artists)
-        self._set_artists(0)
-        self.full_draw()
+        return artists
 
-    def _set_artists(self, n: int) -> None:
+    def show_until(self, n: int) -> None:
         for label, (path, losses, _) in self.result[0].items():
             line, head, curve = self.lines[label]
             line.set_data(path[:n + 1, 0], path[:n + 1, 1])
             head.set_data(path[n:n + 1, 0], path[n:n + 1, 1])
             curve.set_data(np.arange(n + 1), losses[:n + 1])
-
-    def refresh(self, force: bool = False) -> bool:
-        if not self.built:
-            return False
-        try:
-            cfg, result = self._results.get_nowait()
-        except queue.Empty:
-            cfg, result = None, None
-        if cfg is not None and cfg is self.cfg:
-            if isinstance(result, RaceError):
-                self.app.show_error(f"Optimizer race: {result}")
-            elif isinstance(result, Exception):
-                raise result
-            else:
-                self.result = result
-                self.replay()
-                return True
-        if self.result is None or not self.playing:
-            if force and self.result is not None:
-                self.full_draw()
-                return True
-            return False
-        n = min(self.cfg.steps, int((time.perf_counter() - self.t0) * self.steps_per_second))
-        if n == self.shown and not force:
-            return False
-        self.shown = n
-        self._set_artists(n)
-        if n >= self.cfg.steps:
-            self.playing = False
-        if force or not self.blitter.blit():
-            self.full_draw()
-        else:
-            self.blits += 1
-        return True

@@ -567,3 +567,29 @@ def test_serial_and_parallel_compiles_agree_bit_for_bit(monkeypatch):
     serial, parallel = list(step(1 << 60)), list(step(0))
     for a, b in zip(serial, parallel, strict=True):
         assert np.array_equal(a, b)
+
+
+def test_fast_exp_is_exp_to_float32_rounding_and_keeps_nan():
+    from numba import njit
+
+    from simulator.kernels.cpu.fastexp import fast_exp
+
+    @njit
+    def apply(out, x):
+        for i in range(x.size):
+            out[i] = fast_exp(x[i])
+
+    x = np.linspace(-87.0, 88.0, 200_001).astype(np.float32)
+    out = np.empty_like(x)
+    apply(out, x)
+    ref = np.exp(x.astype(np.float64))
+    assert np.max(np.abs(out - ref) / ref) < 2e-7
+    special = np.array([np.nan, -np.inf, -200.0, 0.0, 200.0], np.float32)
+    got = np.empty_like(special)
+    apply(got, special)
+    assert np.isnan(got[0]) and 0 <= got[1] < 1e-37 and 0 <= got[2] < 1e-37 and got[3] == 1.0
+    assert np.isfinite(got[4]) and got[4] > 1e38  # clamped, not inf
+    x64 = np.linspace(-30.0, 30.0, 61)
+    out64 = np.empty_like(x64)
+    apply(out64, x64)
+    assert np.max(np.abs(out64 - np.exp(x64)) / np.exp(x64)) < 1e-15  # float64 takes libm, not the polynomial

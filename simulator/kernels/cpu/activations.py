@@ -3,6 +3,7 @@
 import numpy as np
 from numba import njit, prange
 
+from simulator.kernels.cpu.fastexp import fast_exp
 from simulator.kernels.cpu.jit import wide
 
 GELU_SCALE = np.sqrt(2.0 / np.pi)
@@ -23,7 +24,7 @@ def _gelu_forward(out, inp, k, a, one):
         for c in range(C):
             x = inp[n, c]
             u = k * (x + a * x * x * x)
-            out[n, c] = x / (one + np.exp(-(u + u)))
+            out[n, c] = x / (one + fast_exp(-(u + u)))
 
 
 @wide
@@ -33,7 +34,7 @@ def _gelu_backward(dinp, inp, dout, k, a, one):
         for c in range(C):
             x = inp[n, c]
             u = k * (x + a * x * x * x)
-            s = one / (one + np.exp(-(u + u)))  # sigmoid(2u) = 0.5 (1 + tanh u)
+            s = one / (one + fast_exp(-(u + u)))  # sigmoid(2u) = 0.5 (1 + tanh u)
             # d/dx [x s] = s + x s (1 - s) 2 du/dx,  du/dx = k (1 + 3 a x^2)
             du = k * (one + (a + a + a) * x * x)
             dinp[n, c] += (s + x * s * (one - s) * (du + du)) * dout[n, c]

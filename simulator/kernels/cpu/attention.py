@@ -12,6 +12,7 @@ are one (G T, HS) matrix, so GQA costs no copies); numba does the layout changes
 import numpy as np
 from numba import prange
 
+from simulator.kernels.cpu.fastexp import fast_exp
 from simulator.kernels.cpu.jit import wide
 
 
@@ -92,7 +93,7 @@ def _attention_softmax_forward(att, scale, causal, kv_len):
             mx = max(mx, scale * row[j])
         s = 0.0
         for j in range(n):
-            e = np.exp(scale * row[j] - mx)
+            e = fast_exp(scale * row[j] - mx)
             row[j] = e
             s += e
         inv = 1.0 / s

@@ -27,6 +27,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from simulator.kernels.cpu.fastexp import fast_exp
+
 # fastmath without nnan/ninf: -inf marks masked scores and must survive the optimiser
 FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # tile sizes measured fastest for HS = 64 on a 2-core AVX-512 machine (see attention_bench); y and lse
@@ -76,33 +78,13 @@ def _matmul_acc(c, a, b, ni, nj, n):
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
-def _exp_sub(x, m, n, ibits):
+def _exp_sub(x, m, n):
     """In place: x[:n] = exp(x[:n] - m[:n]); -inf gives 0."""
-    # float64: libm exp. float32: a branch-free Cephes expf that vectorises (libm's does not):
-    # exp(v) = 2^k * p(f) with k = round(v / ln 2), f = v - k ln 2, |f| <= ln2 / 2, p of degree 7;
-    # 2^k is built from its exponent bits through ibits (an int32 view), clamping to +-88 makes
-    # k = -127 give the bits of 0.0, so underflow and -inf come out as exact zeros.
+    # fast_exp vectorises for float32 (libm's expf does not) and gives exact zeros for -inf.
     # In place on purpose: given separate in and out arrays that may be one array, LLVM's
     # overlap check sends the loop down its scalar path (6x slower)
-    if x.itemsize == 8:
-        for i in range(n):
-            x[i] = math.exp(x[i] - m[i])
-        return
-    pow2 = ibits.view(np.float32)
     for i in range(n):
-        v = min(max(x[i] - m[i], np.float32(-88.0)), np.float32(88.0))
-        kf = np.float32(math.floor(v * np.float32(1.4426950408889634) + np.float32(0.5)))
-        f = v - kf * np.float32(0.693359375) - kf * np.float32(-2.12194440e-4)
-        e = np.float32(1.9875691500e-4)
-        e = e * f + np.float32(1.3981999507e-3)
-        e = e * f + np.float32(8.3334519073e-3)
-        e = e * f + np.float32(4.1665795894e-2)
-        e = e * f + np.float32(1.6666665459e-1)
-        e = e * f + np.float32(5.0000001201e-1)
-        x[i] = e * f * f + f + np.float32(1.0)
-        ibits[i] = np.int32(kf + np.float32(127.0)) << 23
-    for i in range(n):
-        x[i] *= pow2[i]
+        x[i] = fast_exp(x[i] - m[i])
 
 
 @njit(cache=True, nogil=True)
@@ -139,7 +121,7 @@ def _mask_future(sT, q0, k0, nc, nr):
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
-def _online_softmax_step(sT, accT, m, lsum, m_new, alpha, nc, nc4, nr, ibits):
+def _online_softmax_step(sT, accT, m, lsum, m_new, alpha, nc, nc4, nr):
     """Folds one key tile in: scores in sT become probabilities exp(s - m_new); lsum and accT are rescaled."""
     # sT is (tile_k4, tile_q), accT is (HS4, tile_q); m, lsum, m_new, alpha are (tile_q,)
     for r in range(nr):
@@ -154,9 +136,9 @@ def _online_softmax_step(sT, accT, m, lsum, m_new, alpha, nc, nc4, nr, ibits):
         m[r] = m_new[r]
         if m_new[r] == -np.inf:
             m_new[r] = 0
-    _exp_sub(alpha, m_new, nr, ibits)  # exp(m_old - m_new): 0 while m_old = -inf
+    _exp_sub(alpha, m_new, nr)  # exp(m_old - m_new): 0 while m_old = -inf
     for c in range(nc):
-        _exp_sub(sT[c], m_new, nr, ibits)
+        _exp_sub(sT[c], m_new, nr)
     for c in range(nc, nc4):
         sT[c, :] = 0
     for r in range(nr):
@@ -191,7 +173,6 @@ def tiled_attention_forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile
         m = np.full(tile_q, -np.inf, q.dtype)
         lsum = np.zeros(tile_q, q.dtype)  # running sum l of exp(s - m)
         m_new, alpha = np.empty(tile_q, q.dtype), np.empty(tile_q, q.dtype)
-        ibits = np.empty(tile_q, np.int32)
         _load_cols(qT, q[b, h], q0, nr, nr, scale)
         k_end = _key_end(kv_len[b], q0 + nr, T, causal)
         for k0 in range(0, k_end, tile_k):
@@ -203,7 +184,7 @@ def tiled_attention_forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile
             _matmul_acc(sT, kt, qT, nc4, HS4, nr)  # S^T = K Q^T, (tile_k, tile_q)
             if causal and k0 + nc - 1 > q0:
                 _mask_future(sT, q0, k0, nc, nr)
-            _online_softmax_step(sT, accT, m, lsum, m_new, alpha, nc, nc4, nr, ibits)
+            _online_softmax_step(sT, accT, m, lsum, m_new, alpha, nc, nc4, nr)
             _matmul_acc(accT, vT, sT, HS4, nc4, nr)  # acc^T += V^T P^T, (HS, tile_q)
         for r in range(nr):
             if lsum[r] > 0:
@@ -237,11 +218,11 @@ def _load_query_tile(qT, qr, dyT, dyr, lse_use, dsum, q, dy, y, lse, q0, nr, nr4
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
-def _probs_and_dscores(sT, dpT, lse_use, dsum, nc, nc4, nr, nr4, ibits):
+def _probs_and_dscores(sT, dpT, lse_use, dsum, nc, nc4, nr, nr4):
     """In place: sT (scores) becomes P = exp(S - lse) and dpT (dP) becomes dS = P (dP - D)."""
     # sT, dpT are (tile_k4, tile_q4) laid out (key, query); padding rows and columns end as 0
     for c in range(nc):
-        _exp_sub(sT[c], lse_use, nr, ibits)
+        _exp_sub(sT[c], lse_use, nr)
         for r in range(nr):
             dpT[c, r] = sT[c, r] * (dpT[c, r] - dsum[r])
         for r in range(nr, nr4):
@@ -277,7 +258,6 @@ def _backward_dkdv(dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, t
         qr, dyr = np.zeros((BR4, HS4), q.dtype), np.zeros((BR4, HS4), q.dtype)
         sT, dpT = np.zeros((BC4, BR4), q.dtype), np.zeros((BC4, BR4), q.dtype)
         lse_use, dsum = np.empty(tile_q, q.dtype), np.empty(tile_q, q.dtype)
-        ibits = np.empty(tile_q, np.int32)
         _load_rows(kt, k[b, kh], k0, nc, nc4, 1.0)
         _load_rows(vr, v[b, kh], k0, nc, nc4, 1.0)
         for h in range(kh * group, (kh + 1) * group):
@@ -294,7 +274,7 @@ def _backward_dkdv(dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, t
                 if causal and k0 + nc - 1 > q0:
                     _mask_future(sT, q0, k0, nc, nr)
                 _matmul_acc(dpT, vr, dyT, nc4, HS4, nr)  # dP^T = V dY^T
-                _probs_and_dscores(sT, dpT, lse_use, dsum, nc, nc4, nr, nr4, ibits)
+                _probs_and_dscores(sT, dpT, lse_use, dsum, nc, nc4, nr, nr4)
                 _matmul_acc(dv_acc, sT, dyr, nc4, nr4, HS)  # dV += P^T dY
                 _matmul_acc(dk_acc, dpT, qr, nc4, nr4, HS)  # dK += dS^T (scale Q)
         for c in range(nc):
@@ -323,7 +303,6 @@ def _backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k)
         sT, dpT = np.zeros((BC4, BR4), q.dtype), np.zeros((BC4, BR4), q.dtype)
         dqT = np.zeros((HS4, BR4), q.dtype)
         lse_use, dsum = np.empty(tile_q, q.dtype), np.empty(tile_q, q.dtype)
-        ibits = np.empty(tile_q, np.int32)
         # this pass needs no row layouts (the qT, dyT passed in their place stay untouched)
         _load_query_tile(qT, qT, dyT, dyT, lse_use, dsum, q[b, h], dy[b, h], y[b, h], lse[b, h],
                          q0, nr, nr4, scale, False)
@@ -340,7 +319,7 @@ def _backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k)
             if causal and k0 + nc - 1 > q0:
                 _mask_future(sT, q0, k0, nc, nr)
             _matmul_acc(dpT, vr, dyT, nc4, HS4, nr)  # dP^T = V dY^T
-            _probs_and_dscores(sT, dpT, lse_use, dsum, nc, nc4, nr, nr4, ibits)
+            _probs_and_dscores(sT, dpT, lse_use, dsum, nc, nc4, nr, nr4)
             _matmul_acc(dqT, kT, dpT, HS4, nc4, nr)  # dQ^T += K^T dS^T (scaled when stored)
         for r in range(nr):
             for d in range(HS):

@@ -4,8 +4,9 @@ libm's expf is a call LLVM will not vectorise, so elementwise float32 kernels bu
 the softmaxes) run one element at a time. This is Cephes' expf: exp(v) = 2^k p(f) with
 k = round(v / ln 2), f = v - k ln 2 (in two parts, so f stays exact), p a degree-7 polynomial, and 2^k
 built from its exponent bits by an LLVM bitcast, all branch-free. Relative error about 1e-7 (float32
-rounding). Inputs are clamped to [-87.3, 88.3] (so 2^k stays a normal number: exp(-90) gives
-about 1e-38, exp(100) gives exp(88.3) = 2.2e38, not inf); NaN stays NaN.
+rounding). Inputs are clamped to [-88, 88.3]: at -88, k = -127 and the exponent bits of 2^k are
+all zero, so anything below (-inf included: a masked score) gives exactly 0.0; exp(100) gives
+exp(88.3) = 2.2e38, not inf; NaN stays NaN.
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ def fast_exp(x):
     return math.exp(x)
 
 
-@overload(fast_exp, jit_options={"cache": True})
+@overload(fast_exp, inline="always")  # compiled into each caller, under its own fastmath flags
 def _fast_exp(x):
     if x != types.float32:
         return lambda x: math.exp(x)
 
     def exp32(x):
-        lo, hi = np.float32(-87.3), np.float32(88.3)
+        lo, hi = np.float32(-88.0), np.float32(88.3)
         # clamp without hiding NaN: a comparison with NaN is false, so NaN passes through
         v = lo if x < lo else x
         v = hi if v > hi else v

@@ -32,3 +32,19 @@ def analytic(model, ids, targets, lengths=None, before=None):
     loss = model.loss_and_dlogits()
     model.backward()
     return loss, model.logits().copy(), {k: v.copy() for k, v in model.g.items()}
+
+
+def numeric_grad(loss, x, eps=1e-6):
+    """Central differences of the scalar loss() with respect to every entry of x (perturbed in place)."""
+    flat = x.reshape(-1)
+    assert np.shares_memory(flat, x)
+    g = np.zeros(flat.size)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        up = loss()
+        flat[i] = old - eps
+        down = loss()
+        flat[i] = old
+        g[i] = (up - down) / (2 * eps)
+    return g.reshape(x.shape)

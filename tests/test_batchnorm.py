@@ -14,7 +14,7 @@ from simulator.kernels.cpu.batchnorm import (
     batchnorm_running_update,
 )
 from simulator.reference import batchnorm_bwd, batchnorm_fwd
-from tests.helpers import rel_err
+from tests.helpers import numeric_grad, rel_err
 
 FD_EPS = 1e-6
 TOL = 1e-6
@@ -55,20 +55,7 @@ def eval_forward(x, w, b, rm, rv):
 
 def numeric(loss, arrays):
     """Central differences of loss() with respect to every entry of each array (perturbed in place)."""
-    out = []
-    for a in arrays:
-        g = np.zeros_like(a)
-        flat, gflat = a.reshape(-1), g.reshape(-1)
-        for i in range(flat.size):
-            old = flat[i]
-            flat[i] = old + FD_EPS
-            up = loss()
-            flat[i] = old - FD_EPS
-            down = loss()
-            flat[i] = old
-            gflat[i] = (up - down) / (2 * FD_EPS)
-        out.append(g)
-    return out
+    return [numeric_grad(loss, a, FD_EPS) for a in arrays]
 
 
 @pytest.mark.parametrize("N,C,padded", [(7, 5, ()), (9, 3, (2, 8)), (2, 11, ()), (4, 1, (0,))])

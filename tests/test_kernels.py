@@ -33,28 +33,12 @@ from simulator.kernels.cpu.softmax import (
     softmax_backward,
     softmax_forward,
 )
-from tests.helpers import rel_err
+from tests.helpers import numeric_grad, rel_err
 
 DTYPES = [np.float64, np.float32]
 FD_TOL = 1e-6
 SHAPES = [(1, 1, 13), (2, 5, 13), (3, 1, 7)]  # (B, T, C): T = 1, C not a multiple of 8
 ATTN_SHAPES = [(2, 5, 3, 4), (1, 1, 2, 3), (2, 7, 1, 5)]  # (B, T, NH, HS)
-
-
-def numeric_grad(loss, x, eps=1e-6):
-    """Central differences of the scalar loss() with respect to every entry of x (perturbed in place)."""
-    flat = x.reshape(-1)
-    assert np.shares_memory(flat, x)
-    g = np.zeros(flat.size)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = loss()
-        flat[i] = old - eps
-        down = loss()
-        flat[i] = old
-        g[i] = (up - down) / (2 * eps)
-    return g.reshape(x.shape)
 
 
 def ftol(dtype) -> float:

@@ -171,7 +171,7 @@ class SparseLogRegLesson:
             lr = lr_at(t - 1, self.entries[label].optim)
             train = log_loss(w, idx, y)
             log_loss_grad(self._grads, w, idx, y)
-            opt.step(w, self._grads, lr, t)
+            opt.step(w, self._grads, lr)
             out.append(LessonPoint(label, t, train, log_loss(w, self.data.val_idx, self.data.val_y),
                                    float(np.mean(w == 0.0)), lr))
         self.step_count = t

@@ -309,7 +309,7 @@ class DeepMLPLesson:
         if nonfinite:
             self.diverged = True
         else:
-            self.optimizer.step(net.params, net.grads, lr_at(self.step_count, cfg.optim), self.step_count + 1)
+            self.optimizer.step(net.params, net.grads, lr_at(self.step_count, cfg.optim))
             self.step_count += 1
         record = MLPRecord(self.step_count, loss, norm, clipped, nonfinite, grad_norms, list(net.stream_grad_norms),
                            act_std, [v for v in sat if v is not None], [v for v in dead if v is not None])

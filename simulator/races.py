@@ -196,7 +196,7 @@ class Race:
             if self.cfg.function == "noisy_quadratic":
                 racer.grad += self.cfg.noise * racer.rng.standard_normal(2)
             clip_gradients(racer.grad, racer.entry.optim)  # as in training: a no-op unless grad_clip > 0
-            racer.opt.step(racer.position, racer.grad, lr, t)
+            racer.opt.step(racer.position, racer.grad, lr)
             if not np.all(np.isfinite(racer.position)) or np.abs(racer.position).max() > DIVERGED_AT:
                 racer.diverged = True
                 racer.position[:] = before

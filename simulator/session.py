@@ -121,7 +121,7 @@ class TrainingSession:
         st["lr"] = lr
         heavy = self._heavy_now()
         before = m.params.copy() if heavy else None
-        self.optimizer.step(m.params, m.grads, lr, self.step_count + 1)
+        self.optimizer.step(m.params, m.grads, lr)
         st["params_before"] = before
         return {"params": m.params}
 

@@ -62,7 +62,7 @@ def run_engine(golden, dtype):
         model.forward(ids, targets)
         losses.append(model.loss_and_dlogits())
         model.backward()
-        opt.step(model.params, model.grads, lr_at(s, golden["optim"]), s + 1)
+        opt.step(model.params, model.grads, lr_at(s, golden["optim"]))
     out["losses"] = np.array(losses)
     out["params_after"] = {k: v.copy() for k, v in model.p.items()}
     return out

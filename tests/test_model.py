@@ -203,7 +203,7 @@ def test_reference_train_step_equals_engine_adamw_step():
     for t in (1, 2):
         rloss = reference_train_step(state, TINY, ids, targets, 1e-2, 0.9, 0.95, 1e-8, 0.1, decay_mask=model.layout)
         loss, _, _ = analytic(model, ids, targets)
-        opt.step(model.params, model.grads, 1e-2, t)
+        opt.step(model.params, model.grads, 1e-2)
         assert abs(loss - rloss) < 1e-12 and state["t"] == t
     for name, w in model.p.items():
         assert np.abs(state["params"][name] - w).max() < 1e-9, f"{name} after two AdamW steps"

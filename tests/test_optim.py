@@ -36,7 +36,7 @@ def run(cfg, w0, grads, dtype=np.float64, lrs=None):
     w = w0.astype(dtype)
     out = []
     for t, g in enumerate(grads, start=1):
-        opt.step(w, g.astype(dtype), cfg.lr if lrs is None else lrs[t - 1], t)
+        opt.step(w, g.astype(dtype), cfg.lr if lrs is None else lrs[t - 1])
         out.append(w.astype(np.float64))
     return out, opt
 
@@ -195,10 +195,10 @@ def test_momentum_first_step_buffer_is_the_gradient_without_dampening():
     w0, grads = problem()
     opt = make_optimizer(OptimConfig(name="momentum", lr=0.1, momentum=0.9, dampening=0.9), LAYOUT, np.float64)
     w = w0.copy()
-    opt.step(w, grads[0], 0.1, 1)
+    opt.step(w, grads[0], 0.1)
     np.testing.assert_array_equal(opt.state["buf"], grads[0])
     np.testing.assert_allclose(w, w0 - 0.1 * grads[0], rtol=1e-15)
-    opt.step(w, grads[1], 0.1, 2)
+    opt.step(w, grads[1], 0.1)
     np.testing.assert_allclose(opt.state["buf"], 0.9 * grads[0] + 0.1 * grads[1], rtol=1e-14)
 
 
@@ -227,7 +227,7 @@ def test_minimises_a_convex_quadratic(name):
     steps = 3000
     for t in range(1, steps + 1):
         lr = cfg.lr if name not in ("rmsprop", "adam", "adamw", "adam_l2") else cfg.lr * (1 - t / (steps + 1))
-        opt.step(w, curv * (w - target), lr, t)
+        opt.step(w, curv * (w - target), lr)
     assert 0.5 * np.sum(curv * (w - target) ** 2) < 1e-6 * loss0
     assert np.abs(w - target).max() < 1e-3
 
@@ -237,8 +237,8 @@ def test_ftrl_exact_zeros_where_z_within_l1():
     cfg = OptimConfig(name="ftrl", lr=0.1, l1=1.5, l2=0.1, decay_norms_and_biases=True, decay_embeddings=True)
     opt = make_optimizer(cfg, LAYOUT, np.float64)
     w = np.zeros(N)
-    for t in range(1, 6):
-        opt.step(w, rng.standard_normal(N) + 0.6, cfg.lr, t)
+    for _ in range(5):
+        opt.step(w, rng.standard_normal(N) + 0.6, cfg.lr)
     inside = np.abs(opt.state["z"]) <= cfg.l1
     assert 0 < inside.sum() < N  # both kinds present
     assert np.all(w[inside] == 0.0)  # exact zeros, not small numbers
@@ -264,11 +264,11 @@ def test_set_config_takes_effect_next_step_and_keeps_state():
     cfg = OptimConfig(name="adam", lr=0.01, beta1=0.9, beta2=0.99, eps=1e-8)
     opt = make_optimizer(cfg, LAYOUT, np.float64)
     w = w0.copy()
-    opt.step(w, grads[0], 0.01, 1)
+    opt.step(w, grads[0], 0.01)
     m_before = opt.state["m"]
     opt.set_config(dataclasses.replace(cfg, beta1=0.5, eps=1e-3, weight_decay=0.4))
     assert opt.state["m"] is m_before
-    opt.step(w, grads[1], 0.01, 2)
+    opt.step(w, grads[1], 0.01)
     # by hand: step 1 with the old betas, step 2 with the new ones over the kept moments
     m = 0.1 * grads[0]
     v = 0.01 * grads[0] ** 2
@@ -286,12 +286,12 @@ def test_sgd_momentum_switched_on_live_starts_buffer_at_gradient():
     w0, grads = problem()
     opt = make_optimizer(OptimConfig(name="sgd", lr=0.1), LAYOUT, np.float64)
     w = w0.copy()
-    opt.step(w, grads[0], 0.1, 1)
+    opt.step(w, grads[0], 0.1)
     assert opt.state_names == ()
     opt.set_config(OptimConfig(name="sgd", lr=0.1, momentum=0.5))
     assert opt.state_names == ("buf",) and opt.bytes_per_param == 8
-    opt.step(w, grads[1], 0.1, 2)
-    opt.step(w, grads[2], 0.1, 3)
+    opt.step(w, grads[1], 0.1)
+    opt.step(w, grads[2], 0.1)
     np.testing.assert_allclose(w, w0 - 0.1 * (grads[0] + grads[1] + 0.5 * grads[1] + grads[2]), rtol=1e-12)
 
 
@@ -302,15 +302,15 @@ def test_state_dict_round_trip_is_bit_identical(name, tmp_path):
     a = make_optimizer(cfg, LAYOUT, np.float32)
     wa = w0.astype(np.float32)
     for t in (1, 2):
-        a.step(wa, grads[t - 1].astype(np.float32), cfg.lr, t)
+        a.step(wa, grads[t - 1].astype(np.float32), cfg.lr)
     np.savez(tmp_path / "opt.npz", **a.state_dict())
     b = make_optimizer(cfg, LAYOUT, np.float32)
     b.load_state_dict(dict(np.load(tmp_path / "opt.npz")))
     assert b.steps == 2
     wb = wa.copy()
     for t in (3, 4):
-        a.step(wa, grads[t - 1].astype(np.float32), cfg.lr, t)
-        b.step(wb, grads[t - 1].astype(np.float32), cfg.lr, t)
+        a.step(wa, grads[t - 1].astype(np.float32), cfg.lr)
+        b.step(wb, grads[t - 1].astype(np.float32), cfg.lr)
     np.testing.assert_array_equal(wa, wb)
     for key in a.state:
         np.testing.assert_array_equal(a.state[key], b.state[key])

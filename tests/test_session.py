@@ -203,3 +203,23 @@ def test_simulator_imports_neither_tkinter_nor_matplotlib():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("tkinter", "matplotlib", "ui")]
     assert offenders == []
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "adam_l2"])
+def test_an_optimizer_switched_to_mid_run_updates_exactly_as_a_fresh_one(name):
+    """Three SGD steps, then a switch: the first Adam update is a fresh Adam's first update (t = 1), not t = 4."""
+    from simulator.optim import lr_at, make_optimizer
+    s = TrainingSession(tiny())
+    s.apply_config(replace(s.config, optim=replace(s.config.optim, name="sgd", weight_decay=0.0)))
+    losses(s, 3)
+    s.apply_config(replace(s.config, optim=replace(s.config.optim, name=name, beta2=0.999)))
+    fresh = make_optimizer(s.config.optim, s.model.layout, s.model.dtype)
+    for _ in range(2):  # the first two updates after the switch: t = 1, then t = 2 for both
+        assert s.phase_names[-1] == "update"
+        for _ in s.phase_names[:-1]:  # every phase before the update
+            s.step_into()
+        weights, grads = s.model.params.copy(), s.model.grads.copy()
+        fresh.step(weights, grads, lr_at(s.step_count, s.config.optim))
+        s.step_into()
+        assert np.array_equal(s.model.params, weights), "the switched-to optimizer is not a fresh one"
+    assert s.optimizer.steps == 2 and s.step_count == 5

@@ -1,6 +1,8 @@
 """Optimizers over one flat parameter buffer; each step is one numba kernel call.
 
-With g the gradient, w the weight, lr the scheduled rate, t the 1-based step and
+With g the gradient, w the weight, lr the scheduled rate, t the optimizer's own
+1-based count of updates (since it was created or restored, not the session's
+step: an optimizer switched to mid-run starts at t = 1, exactly as a fresh one) and
 wd = weight_decay on tensors of the decay group (0 elsewhere), per coordinate:
 
     sgd        g += wd*w; then as momentum below when optim.momentum > 0 (torch.optim.SGD), else w -= lr*g
@@ -19,10 +21,14 @@ wd = weight_decay on tensors of the decay group (0 elsewhere), per coordinate:
 
 The decay group (parameter groups): matrices always; embeddings when
 decay_embeddings; norm gains and biases when decay_norms_and_biases. FTRL's l1
-and l2 use the same group. FTRL's weights are a closed form of z and n, so it
-starts, as in the paper, from what z = n = 0 give: it is meant for sparse linear
-models (see simulator/ftrl_lesson.py); with a changing lr its sigma uses the
-current alpha.
+and l2 use the same group. FTRL's weights are a closed form of z and n, which
+start at 0. From zero weights that is the paper's start. From non-zero weights
+w0 (a GPT's initialisation, or a switch mid-run), w0 enters only through the
+first update's sigma*w term, z = g - (|g|/alpha)*w0, so before L1/L2 the first
+new weight is (|g|*w0 - alpha*g) / (beta + |g|): w0 moved by alpha*sign(g) when
+beta = 0, and otherwise also pulled toward zero by |g| / (beta + |g|); from then
+on only z and n matter. It is meant for sparse linear models (see the sparse
+FTRL lesson); with a changing lr its sigma uses the current alpha.
 """
 
 from __future__ import annotations
@@ -128,12 +134,11 @@ class Optimizer:
             if name not in self.state:
                 self.state[name] = np.zeros(self.size, dtype=self.dtype)
 
-    def step(self, params: np.ndarray, grads: np.ndarray, lr: float, t: int) -> None:
-        """One update of `params` in place from `grads`; t is the 1-based step number."""
+    def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
+        """One update of `params` in place from `grads`; the optimizer counts its own steps (t = steps + 1)."""
         assert params.shape == (self.size,) and grads.shape == (self.size,), (params.shape, grads.shape, self.size)
         assert params.dtype == self.dtype and grads.dtype == self.dtype, (params.dtype, grads.dtype, self.dtype)
-        assert t >= 1, t
-        self._update(params, grads, float(lr), int(t))
+        self._update(params, grads, float(lr), self.steps + 1)
         self.steps += 1
 
     def _update(self, params, grads, lr, t):
@@ -225,7 +230,7 @@ class RMSProp(Optimizer):
 
 
 class Adam(Optimizer):
-    """adam, adam_l2 (coupled L2) and adamw (decoupled decay); bias correction from the step number t."""
+    """adam, adam_l2 (coupled L2) and adamw (decoupled decay); bias correction from its own update count t."""
 
     required = ("m", "v")
 

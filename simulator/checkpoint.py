@@ -11,6 +11,7 @@ import numpy as np
 
 from simulator.data import CharTokenizer, DataError, TextDataset, load_dataset
 from simulator.presets import PresetError, dump_config, parse_preset_text
+from simulator.runfolder import file_mode
 from simulator.session import SessionError, TrainingSession
 
 FORMAT_VERSION = 1
@@ -40,6 +41,7 @@ def save_checkpoint(path, session: TrainingSession) -> Path:
     # leaves the previous checkpoint untouched and at most a stray temp file
     fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())  # mkstemp's 0o600: the checkpoint gets the mode of the folder's other files
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()

@@ -1,7 +1,7 @@
 """The headless command line: train, check, presets, sample, bench. `python main.py` with no command opens the app.
 
-Exit status: 0 done, 2 a person's mistake (bad preset, path, value), 3 the run diverged,
-130 interrupted (after saving a checkpoint).
+Exit status: 0 done, 2 a person's mistake (bad preset, path, value, a run folder in use), 3 the run diverged,
+130 / 143 / 129 stopped by SIGINT / SIGTERM / SIGHUP (after saving a checkpoint).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="override train.seed")
     t.add_argument("--runs", default="runs", help="folder for new run folders (default: runs)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--accept-checkpoint-config", action="store_true",
+                   help="with --resume: rewrite the folder's config.yaml from the checkpoint when they disagree")
 
     c = sub.add_parser("check", help="validate a preset and say what is wrong")
     c.add_argument("file")
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None, launch_app=None, ui_bench=None) -> int:
     from simulator.data import DataError
     from simulator.explain import ExplainError
     from simulator.presets import PresetError
+    from simulator.runfolder import RunFolderError
     from simulator.sampling import SamplingError
     from simulator.session import SessionError
     try:
@@ -90,7 +93,8 @@ def main(argv: list[str] | None = None, launch_app=None, ui_bench=None) -> int:
             return ui_bench()
         return {"train": _train, "check": _check, "presets": _presets, "sample": _sample,
                 "bench": _bench, "explain": _explain}[args.command](args)
-    except (UsageError, PresetError, DataError, CheckpointError, SamplingError, SessionError, ExplainError) as e:
+    except (UsageError, PresetError, DataError, CheckpointError, SamplingError, SessionError, ExplainError,
+            RunFolderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -6,70 +6,101 @@ import csv
 import signal
 import sys
 import time
-from datetime import datetime
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
 
 from simulator.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from simulator.config import RunConfig
+from simulator.config import RunConfig, changed_paths
 from simulator.kernels import kernels_cached
-from simulator.presets import dump_config, find_preset, load_any, override
+from simulator.presets import PresetError, dump_config, find_preset, load_any, override, parse_preset_text
+from simulator.runfolder import (
+    RunFolderError,
+    RunLock,
+    new_run_dir,
+    reconcile_metrics,
+    remove_stale_temps,
+    write_atomically,
+)
 from simulator.session import TrainingSession
 
 METRICS = ["step", "loss", "val_loss", "lr", "grad_norm", "clipped", "tokens_per_s", "wall_time"]
-
-
-def new_run_dir(root: Path, name: str) -> Path:
-    """runs/<preset>-<timestamp>, made unique if two runs start within a second."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = root / f"{name}-{stamp}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
-
-
-def _last_wall_time(metrics: Path) -> float:
-    rows = list(csv.DictReader(metrics.open())) if metrics.exists() else []
-    return float(rows[-1]["wall_time"]) if rows else 0.0
 
 
 def train_command(args) -> int:
     """Trains a preset (or resumes a run folder) for the asked steps; returns the exit status."""
     if args.resume:
         run_dir = Path(args.resume)
-        read_checkpoint(run_dir)  # a clear message before anything else if it is not readable
-        session = load_checkpoint(run_dir)
-        if args.seed is not None:
-            print("note: --seed is ignored when resuming (the run keeps its random streams)", file=sys.stderr)
-        steps = args.steps if args.steps is not None else max(session.config.train.steps - session.step_count, 0)
-        wall0 = _last_wall_time(run_dir / "metrics.csv")
-    else:
-        path = find_preset(args.preset)
-        cfg = load_any(path)
-        if not isinstance(cfg, RunConfig):  # an optimizer race or the sparse lesson: print a table
-            return _lesson_command(cfg, args.steps)
-        overrides = {k: v for k, v in {"train.steps": args.steps, "train.seed": args.seed}.items() if v is not None}
-        if overrides:
-            cfg = override(cfg, flag_names={"train.steps": "--steps", "train.seed": "--seed"}, **overrides)
-        if not kernels_cached():
-            print("compiling kernels for the first run (cached for the next ones)...", file=sys.stderr, flush=True)
-        session = TrainingSession(cfg)
-        run_dir = new_run_dir(Path(args.runs), cfg.name)
-        (run_dir / "config.yaml").write_text(dump_config(session.config))
-        steps, wall0 = cfg.train.steps, 0.0
-    return _loop(session, run_dir, steps, wall0, quiet=args.quiet)
+        run_dir = run_dir.parent if run_dir.is_file() else run_dir  # RUN/checkpoint.npz names its folder
+        lock = RunLock(run_dir).acquire() if run_dir.is_dir() else None
+        try:
+            read_checkpoint(run_dir)  # a clear message before anything else if it is not readable
+            session = load_checkpoint(run_dir)
+            _agree_with_checkpoint(run_dir, session, accept=getattr(args, "accept_checkpoint_config", False))
+            if args.seed is not None:
+                print("note: --seed is ignored when resuming (the run keeps its random streams)", file=sys.stderr)
+            remove_stale_temps(run_dir)
+            steps = args.steps if args.steps is not None else max(session.config.train.steps - session.step_count, 0)
+            wall0 = reconcile_metrics(run_dir / "metrics.csv", session.step_count)
+            return _loop(session, run_dir, steps, wall0, quiet=args.quiet)
+        finally:
+            if lock is not None:
+                lock.release()
+    path = find_preset(args.preset)
+    cfg = load_any(path)
+    if not isinstance(cfg, RunConfig):  # an optimizer race or the sparse lesson: print a table
+        return _lesson_command(cfg, args.steps)
+    overrides = {k: v for k, v in {"train.steps": args.steps, "train.seed": args.seed}.items() if v is not None}
+    if overrides:
+        cfg = override(cfg, flag_names={"train.steps": "--steps", "train.seed": "--seed"}, **overrides)
+    if not kernels_cached():
+        print("compiling kernels for the first run (cached for the next ones)...", file=sys.stderr, flush=True)
+    session = TrainingSession(cfg)
+    run_dir = new_run_dir(Path(args.runs), cfg.name, "config.yaml", dump_config(session.config))
+    lock = RunLock(run_dir).acquire()
+    try:
+        return _loop(session, run_dir, cfg.train.steps, 0.0, quiet=args.quiet)
+    finally:
+        lock.release()
+
+
+def _agree_with_checkpoint(run_dir: Path, session: TrainingSession, accept: bool) -> None:
+    """The checkpoint's config is the run's truth: the folder's config.yaml must say the same, or be rewritten."""
+    path, truth = run_dir / "config.yaml", dump_config(session.config)
+    if not path.exists() or accept:
+        write_atomically(path, truth)
+        return
+    fix = "pass --accept-checkpoint-config to rewrite it from the checkpoint"
+    try:
+        written = parse_preset_text(path.read_text(encoding="utf-8"), str(path), run_dir)
+    except (PresetError, OSError, UnicodeDecodeError) as e:
+        raise RunFolderError(f"{path} does not load ({e}); {fix}") from None
+    written = replace(written, model=replace(written.model, vocab_size=session.config.model.vocab_size))
+    differ = changed_paths(session.config, written)
+    if differ:
+        raise RunFolderError(f"{path} disagrees with the checkpoint at {differ[0]} "
+                             f"({_value(written, differ[0])!r} vs the checkpoint's "
+                             f"{_value(session.config, differ[0])!r}); {fix}")
+
+
+def _value(cfg, path: str):
+    for part in path.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+# how a stop request reaches the loop: it finishes the step, saves, and exits 128 + the signal's number
+STOP_SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
+                     if s is not None)
 
 
 def _loop(session: TrainingSession, run_dir: Path, steps: int, wall0: float, quiet: bool) -> int:
     metrics_path = run_dir / "metrics.csv"
     new_file = not metrics_path.exists()
     every = session.config.train.checkpoint_every
-    interrupted = []
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))  # finish the step, then stop
+    interrupted: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: interrupted.append(signum)) for sig in STOP_SIGNALS}
     start, rec = time.perf_counter(), None
     try:
         with metrics_path.open("a", newline="") as f, tqdm(total=steps, disable=quiet, unit="step",
@@ -81,6 +112,7 @@ def _loop(session: TrainingSession, run_dir: Path, steps: int, wall0: float, qui
                 rec = session.step()
                 if rec.nonfinite is not None:
                     bar.close()
+                    f.flush()  # the metrics never fall behind the checkpoint (resume drops rows ahead of it)
                     save_checkpoint(run_dir, session)  # the last good state: the bad update was never applied
                     print(f"error: {rec.nonfinite.sentence()}; checkpoint of step {session.step_count} "
                           f"saved in {run_dir}", file=sys.stderr)
@@ -98,10 +130,11 @@ def _loop(session: TrainingSession, run_dir: Path, steps: int, wall0: float, qui
                     break
         save_checkpoint(run_dir, session)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if interrupted:
         print(f"interrupted at step {session.step_count}; checkpoint saved in {run_dir}", file=sys.stderr)
-        return 130
+        return 128 + int(interrupted[0])
     _summary(session, run_dir, rec)
     return 0
 

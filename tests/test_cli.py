@@ -43,7 +43,7 @@ def test_train_writes_a_run_folder(preset, tmp_path, capsys):
     assert main(["train", "--preset", str(preset), "--runs", str(tmp_path / "runs"), "--quiet"]) == 0
     (run,) = run_dirs(tmp_path / "runs")
     assert run.name.startswith("cli-tiny-")
-    assert {p.name for p in run.iterdir()} == {"config.yaml", "metrics.csv", "checkpoint.npz"}
+    assert {p.name for p in run.iterdir()} == {"config.yaml", "metrics.csv", "checkpoint.npz", ".lock"}
     rows = read_metrics(run)
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     assert list(rows[0]) == ["step", "loss", "val_loss", "lr", "grad_norm", "clipped", "tokens_per_s", "wall_time"]

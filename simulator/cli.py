@@ -7,17 +7,33 @@ Exit status: 0 done, 2 a person's mistake (bad preset, path, value, a run folder
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+LARGEST = 1e150  # explain's inputs: their squares (and sums of them) stay finite in float64
 
 
 class UsageError(Exception):
     """A person's mistake on the command line (one sentence)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: what is wrong, and where the help is."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # argparse takes "-1e308" for an option (its own pattern knows only -12 and -1.5): numbers are values
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+    def error(self, message: str):
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="transformer-sim", description="Train a small transformer and watch it learn.")
+    p = _Parser(prog="transformer-sim", description="Train a small transformer and watch it learn.")
     p.add_argument("--preset", help="open the app on this preset (a name from `presets` or a YAML file)")
     sub = p.add_subparsers(dest="command")
 
@@ -97,6 +113,9 @@ def main(argv: list[str] | None = None, launch_app=None, ui_bench=None) -> int:
             RunFolderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C while kernels compile or data loads: nothing was written yet
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _check(args) -> int:
@@ -133,8 +152,15 @@ def _sample(args) -> int:
     if args.greedy:
         cfg = replace(cfg, greedy=True)
     validate_sampling(cfg)
-    text, events = generate(session.next_logits, session.tokenizer, cfg)
-    print(cfg.prompt + text)
+    print(cfg.prompt, end="", flush=True)  # the text streams out token by token; the events stay only if asked
+    made = []
+    try:
+        _, events = generate(session.next_logits, session.tokenizer, cfg, keep_events=args.explain,
+                             on_token=lambda e: (made.append(1), print(e.char, end="", flush=True)))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after {len(made)} tokens", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print()
     if args.explain:
         print(explain_table(events, session.tokenizer))
     return 0
@@ -143,6 +169,7 @@ def _sample(args) -> int:
 def _explain(args) -> int:
     from simulator import explain
     if args.example == "zscore":
+        _finite_table([args.values])
         print(explain.zscore_text(args.values))
     elif args.example == "norms":
         print(explain.norms_text(_table(args.rows) if args.rows else explain.GRADES))
@@ -171,7 +198,18 @@ def _table(rows: list[str]) -> list[list[float]]:
             raise UsageError(f"row {i + 1} ({row!r}) is not a comma-separated list of numbers") from None
     if len({len(r) for r in out}) > 1:
         raise UsageError("every row needs the same number of values")
-    return out
+    return _finite_table(out)
+
+
+def _finite_table(rows: list[list[float]]) -> list[list[float]]:
+    """Refuses NaN, Inf and numbers whose squares overflow: a worked example of those is a table of NaNs."""
+    for row in rows:
+        for v in row:
+            if not math.isfinite(v):
+                raise UsageError(f"{v} is not a finite number")
+            if abs(v) > LARGEST:
+                raise UsageError(f"{v:g} is too large: a variance squares it (use numbers up to {LARGEST:g})")
+    return rows
 
 
 def _bench(args) -> int:

@@ -22,6 +22,7 @@ import numpy as np
 from simulator.config import SamplingConfig
 
 TOP_RAW = 20  # how many raw (temperature 1) candidates a TokenEvent carries
+MAX_NEW = 1_000_000  # tokens one generate() call may make: past it a length is a typo, not a wish
 
 # Cumulative sums of probabilities are off by rounding (0.5 + 0.3 < 0.8 in float64),
 # so a prefix whose mass equals top_p up to this tolerance counts as reaching it.
@@ -171,6 +172,8 @@ def validate_sampling(cfg: SamplingConfig) -> None:
         raise SamplingError(f"sampling.min_p must be in [0, 1) (0.0 turns it off), got {cfg.min_p!r}")
     if not _is_int(cfg.max_new) or cfg.max_new < 1:
         raise SamplingError(f"sampling.max_new must be an integer >= 1, got {cfg.max_new!r}")
+    if cfg.max_new > MAX_NEW:
+        raise SamplingError(f"sampling.max_new must be at most {MAX_NEW:,} tokens at a time, got {cfg.max_new:,}")
     if not _is_int(cfg.seed) or cfg.seed < 0:
         raise SamplingError(f"sampling.seed must be an integer >= 0, got {cfg.seed!r}")
     if not isinstance(cfg.prompt, str) or cfg.prompt == "":
@@ -200,8 +203,12 @@ def _top_raw(raw: np.ndarray, order: np.ndarray, chars: list[str]) -> list[tuple
 
 
 def generate(next_logits: Callable[[np.ndarray], np.ndarray], tokenizer, cfg: SamplingConfig,
-             on_token: Callable[[TokenEvent], None] | None = None) -> tuple[str, list[TokenEvent]]:
-    """Generate cfg.max_new tokens after the prompt; return the continuation text and one event per token."""
+             on_token: Callable[[TokenEvent], None] | None = None,
+             keep_events: bool = True) -> tuple[str, list[TokenEvent]]:
+    """Generate cfg.max_new tokens after the prompt; return the continuation text and one event per token.
+
+    keep_events=False keeps none (each is ~4 KB; `on_token` still sees every one as it is made).
+    """
     validate_sampling(cfg)
     prompt = encode_prompt(tokenizer, cfg.prompt)
     V = tokenizer.vocab_size
@@ -228,7 +235,8 @@ def generate(next_logits: Callable[[np.ndarray], np.ndarray], tokenizer, cfg: Sa
                            tempered=f.tempered, after_top_k=f.after_top_k, after_top_p=f.after_top_p,
                            after_min_p=f.after_min_p, kept_probs=f.kept_probs, token=token,
                            char=tokenizer.chars[token], prob=float(f.kept_probs[j]), entropy=f.entropy)
-        events.append(event)
+        if keep_events:
+            events.append(event)
         seq[n] = token
         n += 1
         if on_token is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import zipfile
@@ -58,6 +59,8 @@ def read_checkpoint(path) -> dict[str, np.ndarray]:
     path = checkpoint_path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no checkpoint there")
+    if path.is_file() and not zipfile.is_zipfile(path):  # numpy would try it as a pickle and give its advice
+        raise CheckpointError(f"{path}: not a checkpoint (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -66,10 +69,32 @@ def read_checkpoint(path) -> dict[str, np.ndarray]:
     missing = [k for k in ("format", "config", "tokenizer", "params", "step") if k not in arrays]
     if missing:
         raise CheckpointError(f"{path}: not a transformer-sim checkpoint (missing {', '.join(missing)})")
+    _check_entries(path, arrays)
     if int(arrays["format"]) != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {int(arrays['format'])}, this version reads "
                               f"{FORMAT_VERSION}")
     return arrays
+
+
+def _check_entries(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """An edited checkpoint is refused entry by entry: what is wrong, in which file."""
+    for key in ("format", "step"):
+        a = arrays[key]
+        if a.shape != () or a.dtype.kind not in "iu":
+            raise CheckpointError(f"{path}: entry '{key}' must be one integer, found {a.dtype} of shape {a.shape}")
+    if int(arrays["step"]) < 0:
+        raise CheckpointError(f"{path}: entry 'step' is {int(arrays['step'])}, a negative step count")
+    if arrays["params"].ndim != 1 or arrays["params"].dtype.kind != "f":
+        raise CheckpointError(f"{path}: entry 'params' must be a flat float array, found "
+                              f"{arrays['params'].dtype} of shape {arrays['params'].shape}")
+    for key in ("rng.data", "rng.dropout"):
+        if key not in arrays:
+            raise CheckpointError(f"{path}: not a transformer-sim checkpoint (missing {key})")
+        try:
+            state = json.loads(str(arrays[key]))
+            np.random.PCG64().state = state  # the generator itself says whether the state is whole
+        except (ValueError, TypeError, KeyError) as e:
+            raise CheckpointError(f"{path}: entry '{key}' is not a random-number state ({e})") from None
 
 
 def load_checkpoint(path, dataset: TextDataset | None = None) -> TrainingSession:

@@ -375,8 +375,8 @@ class TrainingSession:
             raise SessionError("finish the current step before loading a state")
         params = arrays["params"]
         if params.shape != self.model.params.shape:
-            raise SessionError(f"the saved weights hold {params.size} numbers but this model has "
-                               f"{self.model.params.size}: the checkpoint belongs to another model")
+            raise SessionError(f"the saved weights have shape {params.shape} but this model's have shape "
+                               f"{self.model.params.shape}: the checkpoint belongs to another model")
         missing = [k for k in self.model.buffers if f"buffer.{k}" not in arrays]
         if missing:
             raise SessionError(f"the saved state has no {missing[0]}: the checkpoint belongs to another model")

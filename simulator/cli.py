@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
 
     t = sub.add_parser("train", help="train headless and write a run folder")
-    t.add_argument("--preset", default="tiny-gpt", help="a preset name or YAML file (default: tiny-gpt)")
+    t.add_argument("--preset", help="a preset name or YAML file (default: tiny-gpt)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder (its checkpoint.npz)")
     t.add_argument("--steps", type=int, help="steps to run (with --resume: further steps)")
     t.add_argument("--seed", type=int, help="override train.seed")
@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None, launch_app=None, ui_bench=None) -> int:
     except (UsageError, PresetError, DataError, CheckpointError, SamplingError, SessionError, ExplainError,
             RunFolderError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # the file system said no: a read-only folder, a full disk, a file where a folder goes
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # Ctrl-C while kernels compile or data loads: nothing was written yet
         print("interrupted", file=sys.stderr)

@@ -61,6 +61,8 @@ def write_atomically(path: Path, text: str) -> None:
 
 def new_run_dir(root: Path, name: str, first_file: str, text: str) -> Path:
     """runs/<name>-<timestamp> holding `first_file`; the folder appears only once that file is written whole."""
+    if root.exists() and not root.is_dir():
+        raise RunFolderError(f"--runs {root} is a file, not a folder")
     root.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     staging = Path(tempfile.mkdtemp(prefix=".new-run-", dir=root))

@@ -11,10 +11,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from simulator.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from simulator.checkpoint import load_checkpoint, read_checkpoint
+from simulator.checkpoint import save_checkpoint as _save_checkpoint
 from simulator.config import RunConfig, changed_paths
 from simulator.kernels import kernels_cached
-from simulator.presets import PresetError, dump_config, find_preset, load_any, override, parse_preset_text
+from simulator.presets import (
+    DEFAULT_PRESET,
+    PresetError,
+    dump_config,
+    find_preset,
+    load_any,
+    override,
+    parse_preset_text,
+)
 from simulator.runfolder import (
     RunFolderError,
     RunLock,
@@ -28,8 +37,22 @@ from simulator.session import TrainingSession
 METRICS = ["step", "loss", "val_loss", "lr", "grad_norm", "clipped", "tokens_per_s", "wall_time"]
 
 
+def save_checkpoint(run_dir: Path, session: TrainingSession) -> None:
+    """Saves, turning a file-system error into one sentence; the previous checkpoint stays intact either way."""
+    try:
+        _save_checkpoint(run_dir, session)
+    except OSError as e:
+        raise RunFolderError(f"the checkpoint of step {session.step_count} could not be written in {run_dir} "
+                             f"({e.strerror or e}); the previous checkpoint is intact") from None
+
+
 def train_command(args) -> int:
     """Trains a preset (or resumes a run folder) for the asked steps; returns the exit status."""
+    if args.steps is not None and args.steps < 1:
+        raise RunFolderError(f"--steps: must be at least 1, got {args.steps}")
+    if args.resume and args.preset is not None:
+        raise RunFolderError("give --preset (a new run) or --resume (an existing one), not both: "
+                             "a resumed run keeps the preset it was started with")
     if args.resume:
         run_dir = Path(args.resume)
         run_dir = run_dir.parent if run_dir.is_file() else run_dir  # RUN/checkpoint.npz names its folder
@@ -47,9 +70,11 @@ def train_command(args) -> int:
         finally:
             if lock is not None:
                 lock.release()
-    path = find_preset(args.preset)
+    path = find_preset(args.preset or DEFAULT_PRESET)
     cfg = load_any(path)
     if not isinstance(cfg, RunConfig):  # an optimizer race or the sparse lesson: print a table
+        if args.seed is not None:
+            print("note: --seed is ignored by lesson presets (their seeds are in the preset)", file=sys.stderr)
         return _lesson_command(cfg, args.steps)
     overrides = {k: v for k, v in {"train.steps": args.steps, "train.seed": args.seed}.items() if v is not None}
     if overrides:

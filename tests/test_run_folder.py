@@ -15,6 +15,7 @@ import pytest
 
 from main import main
 from simulator.checkpoint import load_checkpoint, read_checkpoint
+from simulator.runfolder import TEMP_GLOB as TEMP
 from simulator.runfolder import RunLock, folder_name, reconcile_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,3 +169,29 @@ def test_kill_9_at_random_moments_never_loses_or_duplicates_a_step(tmp_path):
     assert main(["train", "--resume", str(run), "--steps", str(total - done), "--quiet"]) == 0
     assert metric_steps(run) == list(range(1, total + 1))
     assert losses(run) == losses(whole)
+
+
+def test_file_system_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    preset = tmp_path / "rf.yaml"
+    preset.write_text(TINY)
+    assert main(["train", "--preset", str(preset), "--runs", str(tmp_path / "afile"), "--quiet"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    run = make_run(tmp_path, steps=2)
+    before = (run / "checkpoint.npz").read_bytes()
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr("simulator.checkpoint.os.fsync", full_disk)
+    assert main(["train", "--resume", str(run), "--steps", "3", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "previous checkpoint is intact" in err and err.count("\n") == 1
+    assert (run / "checkpoint.npz").read_bytes() == before and not list(run.glob(TEMP))
+
+
+def test_steps_below_one_and_preset_with_resume_are_refused(tmp_path, capsys):
+    run = make_run(tmp_path, steps=1)
+    for argv in (["train", "--preset", "optimizer-race", "--steps", "0"], ["train", "--steps", "-1"],
+                 ["train", "--resume", str(run), "--steps", "0"], ["train", "--resume", str(run), "--preset", "x"]):
+        assert main(argv + ["--quiet"]) == 2, argv
+        assert capsys.readouterr().err.count("\n") == 1

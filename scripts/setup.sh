@@ -19,9 +19,17 @@ fi
 
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-if [ "$want_test" = "--test" ]; then
-  .venv/bin/python -m pip install -q -e ".[test]"
-else
-  .venv/bin/python -m pip install -q -e .
+# install only when what decides the install changed (a second launch starts in a second or two, not six);
+# pip's and setuptools' chatter goes to a log that is shown only when the install fails
+stamp=".venv/.installed-$( (cat pyproject.toml setup.py; echo "$want_test") | sha256sum | cut -c1-16)"
+if [ ! -e "$stamp" ]; then
+  log=.venv/install.log
+  extra=""; [ "$want_test" = "--test" ] && extra="[test]"
+  if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".$extra"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "error: installing the Python packages failed (the log above is also in $log)" >&2
+    exit 2
+  fi
+  rm -f .venv/.installed-*
+  touch "$stamp"
 fi

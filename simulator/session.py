@@ -265,6 +265,9 @@ class TrainingSession:
     def next_logits(self, ids: np.ndarray) -> np.ndarray:
         """Logits (V,) for the token after `ids` on the current weights, in eval mode (for sampling).
 
+        V is the tokenizer's vocabulary: a model.vocab_size set larger than the data's alphabet
+        has logits no token ever trains toward, and sampling never draws them (they are cut off).
+
         Token by token a KV cache serves it (simulator/kv_cache.py): when `ids` extends the last
         call's sequence only the new token runs. Past seq_len tokens each call recomputes over the
         last seq_len; a bidirectional model (attention.mask: none) always recomputes.
@@ -281,7 +284,7 @@ class TrainingSession:
             self._generator.reset()
             self._generator.set_dropout(mcfg.dropout, mcfg.dropout_mode)  # classic dropout scales by 1-p
             self._generator_key = key
-        return self._generator.next_logits(ids)
+        return self._generator.next_logits(ids)[:self.tokenizer.vocab_size]
 
     # ------------------------------------------------------------- reading tensors (copies)
 

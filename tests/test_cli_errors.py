@@ -76,3 +76,15 @@ def test_ctrl_c_during_sample_is_one_line_and_130(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip().count("\n") == 0 and "interrupted" in err
     assert out.startswith("the") and len(out) > 3  # the text streamed out before the stop
+
+
+def test_a_vocabulary_larger_than_the_alphabet_trains_and_samples(tmp_path, capsys):
+    """The extra logits are never a target; sampling cuts them off, so every drawn id is a character."""
+    preset = tmp_path / "wide.yaml"
+    preset.write_text(TINY.replace("seq_len: 16}", "seq_len: 16, vocab_size: 80}"))
+    assert main(["check", str(preset)]) == 0
+    assert main(["train", "--preset", str(preset), "--runs", str(tmp_path / "runs"), "--quiet"]) == 0
+    (run,) = list((tmp_path / "runs").iterdir())
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(run), "--max-new", "30", "--prompt", "the", "--explain"]) == 0
+    assert capsys.readouterr().out.startswith("the")

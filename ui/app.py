@@ -21,6 +21,7 @@ from tkinter import messagebox
 
 from simulator.config import RunConfig, is_structural_change
 from simulator.presets import DEFAULT_PRESET, PresetError, find_preset, load_any, override
+from ui.dialogs import gradcheck_window
 from ui.files import FileActions
 from ui.history import PinnedRun, RunHistory
 from ui.layout import TITLE, WindowLayout
@@ -202,7 +203,8 @@ class App:
 
     def _on_gradcheck(self, msg: GradChecked) -> None:
         self.gradcheck_rows = msg.rows
-        self.gradcheck_window = self.layout.show_gradcheck(msg.rows)
+        self.layout.show_gradcheck(msg.rows)
+        self.gradcheck_window = gradcheck_window(self.root, msg.rows)
 
     def set_status(self, text: str, error: bool = False) -> None:
         """The message part of the status line; red for an error or a divergence."""
@@ -212,9 +214,7 @@ class App:
     def set_config(self, cfg: RunConfig) -> None:
         """Shows `cfg` in every control (the window's config becomes it)."""
         self.config = cfg
-        self.layout.controls.set_config(cfg)
-        if self.layout.generate_tab.built:
-            self.layout.generate_tab.controls.set_config(cfg)
+        self.layout.show_config(cfg)
 
     # ================================================================== commands
     def step(self) -> None:

@@ -327,6 +327,12 @@ class WindowLayout:
         self.run_button.configure(text="Pause" if on else "Run")
         self.show_phase("phase: running" if on else "phase -")
 
+    def show_config(self, cfg) -> None:
+        """Every control shows `cfg`: the panel, and the generate tab's decoding controls once built."""
+        self.controls.set_config(cfg)
+        if self.generate_tab.built:
+            self.generate_tab.controls.set_config(cfg)
+
     def show_session(self, name: str) -> None:
         """A new session's name in the title and the preset button."""
         self.run_button.configure(text="Run")
@@ -352,27 +358,9 @@ class WindowLayout:
         if step is not None:
             self.rewind_label.configure(text=str(step))
 
-    def show_gradcheck(self, rows) -> tk.Toplevel:
-        """The check's verdict beside its button, and a window with its rows."""
+    def show_gradcheck(self, rows) -> None:
+        """The check's verdict beside its button."""
         worst = max((r.rel_err for r in rows), default=0.0)
         ok = worst < 1e-5
         self.gradcheck_label.configure(text=f"{len(rows)} checked, worst rel. error {worst:.1e}"
                                        + (" ✓" if ok else " ✗"), style="TLabel" if ok else "Red.TLabel")
-        win = tk.Toplevel(self.root)
-        win.title("Gradient check")
-        win.transient(self.root)
-        ttk.Label(win, text="analytic gradient (backward pass, float64 twin of the model) vs central difference "
-                  "(eps 1e-6), on the current batch; rel. error = |a - n| / max(1, |a|, |n|)", wraplength=620,
-                  padding=6).pack(fill="x")
-        cols = ("index", "analytic", "numeric", "rel_err")
-        table = ttk.Treeview(win, columns=cols, height=min(12, len(rows)))
-        table.heading("#0", text="tensor")
-        for c in cols:
-            table.heading(c, text=c.replace("_", ". "))
-            table.column(c, width=120, anchor="e")
-        for r in rows:
-            table.insert("", "end", text=r.tensor, values=(r.index, f"{r.analytic:.9g}", f"{r.numeric:.9g}",
-                                                           f"{r.rel_err:.2e}"))
-        table.pack(fill="both", expand=True, padx=6, pady=6)
-        ttk.Button(win, text="Close", command=win.destroy).pack(pady=(0, 6))
-        return win

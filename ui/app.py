@@ -152,7 +152,7 @@ class App:
     def _on_ready(self, info: Ready) -> None:
         self.info = info
         self.config = info.config
-        self.watch = info.watch
+        self.watch = self.watch.fit(info.tensor_names, info.activation_sites, info.n_layer, info.batch_size)
         self.history = RunHistory()
         self.step_count = info.step
         self.diverged = None

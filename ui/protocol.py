@@ -75,8 +75,8 @@ class Apply:
 class Watch:
     """Which gradient tensor, activation site, attention layer and batch row the probes read.
 
-    The window owns the selection and sends the whole of it; the worker keeps its own copy and
-    fits it to each new session (`fit`), which `Ready.watch` reports back.
+    The window owns the selection and sends the whole of it. Both sides fit their copy to each new
+    session with `fit` (the same rule on the same names), so they agree without asking each other.
     """
 
     grad_tensor: str = ""
@@ -168,7 +168,6 @@ class Ready:
     n_params: int
     step: int
     snapshot_every: int
-    watch: Watch  # the selection the worker's probes read, fitted to this session
 
 
 @dataclass

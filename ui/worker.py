@@ -135,7 +135,7 @@ class Worker(threading.Thread):
         self.session: TrainingSession | None = None
         self.config = config  # the window's config of the current session
         self.snapshots = Snapshots(snapshot_every)
-        self.watch = Watch()  # this thread's copy of the window's selection
+        self.watch = Watch()  # this thread's copy of the window's selection, fitted to the session
         self.running = False
         self.remaining: int | None = None  # Run N: steps left; None: until paused
         self.steps_per_second = 0.0  # 0: full speed
@@ -239,7 +239,7 @@ class Worker(threading.Thread):
         self.post(Ready(config, list(session.phase_names), session.parameter_names, session.activation_sites,
                         config.model.n_layer, config.model.n_head, config.train.batch_size,
                         tuple(session.tokenizer.chars), session.parameter_count, session.step_count,
-                        self.snapshots.every, self.watch))
+                        self.snapshots.every))
         self.post(SnapshotSteps(self.snapshots.steps()))
 
     def _train_one(self) -> None:

@@ -226,6 +226,24 @@ def test_gradient_check_button_shows_small_errors(harness, tiny):
     assert "worst rel. error" in h.app.layout.gradcheck_label.cget("text")
 
 
+def test_watch_choices_are_the_apps_and_reach_the_worker(harness, tiny):
+    h = harness(tiny)
+    h.steps(2)  # a statistics step: the probes have read the default choices
+    layout = h.app.layout
+    layout.select_tab(layout.gradients)
+    assert h.pump(lambda: layout.gradients.built)
+    name = h.app.info.tensor_names[-1]
+    layout.gradients.tensor_var.set(name)
+    layout.gradients.tensor_box.event_generate("<<ComboboxSelected>>")
+    assert h.pump(lambda: layout.gradients.hists and layout.gradients.hists[-1][0] == 2)
+    h.app.set_watch(attn_layer=1, attn_sample=3)
+    assert h.pump(lambda: layout.attention.probe is not None and layout.attention.probe.attn_layer == 1)
+    assert h.app.watch.grad_tensor == name and h.app.worker.watch == h.app.watch
+    h.app.layout.controls.set_value("model.n_layer", "1")  # a new session: both copies are fitted to it
+    assert h.pump(lambda: h.app.info.n_layer == 1)
+    assert h.app.watch.attn_layer == 0 and h.app.watch.attn_sample == 3 and h.app.worker.watch == h.app.watch
+
+
 def test_tiled_attention_matches_the_model(harness, tiny):
     h = harness(tiny)
     h.steps(1)

@@ -42,12 +42,13 @@ class FileActions:
             return False
         if not isinstance(cfg, RunConfig):
             return self.show_lesson(cfg)
-        if self.app.step_count > 0 and not self.app.ask("Open preset", f"Open '{cfg.name}' and discard the current run "
-                                                f"({self.app.step_count} steps)?"):
+        app = self.app
+        if app.step_count > 0 and not app.ask("Open preset", f"Open '{cfg.name}' and discard the current run "
+                                              f"({app.step_count} steps)?"):
             return False
-        self.app.preset_path = path
-        self.app.set_config(cfg)
-        self.app.worker.send(Rebuild(cfg))
+        app.preset_path = path
+        app.set_config(cfg)
+        app.worker.send(Rebuild(cfg))
         return True
 
     def show_lesson(self, cfg) -> bool:

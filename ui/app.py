@@ -1,12 +1,14 @@
-"""The window: toolbar, controls, plot tabs, rewind bar and status line over a worker-thread session.
+"""The window: the run's state as the window knows it, and the commands, over a worker-thread session.
 
 `launch(preset_path)` opens it (the `python main.py` entry); `build_app(root, preset_path)` builds it
-on a given Tk root so tests can drive it with `invoke()` and `root.update()`.
+on a given Tk root so tests can drive it with `invoke()` and `root.update()`. The `App` composes the
+widgets (`app.layout`, a `WindowLayout`), the file actions (`app.files`), the `Worker` and a `Bus`.
 
 Flow: a control reports (dotted path, text) -> `presets.override` checks it and builds a new config
 (a bad value is one dialog, nothing else changes) -> a live change goes to the session on its next
-step, a structural one asks before it discards the run and then rebuilds. Every `POLL_MS` the main
-loop drains the worker's messages, updates the bounded history, and redraws only the visible tab.
+step (`Apply`), a structural one asks before it discards the run and then rebuilds (`Rebuild`). Every
+`POLL_MS` the main loop drains the worker's messages onto the bus: the app's handlers update its state
+and the bounded history, each tab takes the messages it subscribed to; then only the visible tab redraws.
 """
 
 from __future__ import annotations
@@ -14,33 +16,64 @@ from __future__ import annotations
 import sys
 import time
 import tkinter as tk
-from tkinter import messagebox, ttk
+from dataclasses import replace
+from tkinter import messagebox
 
 from simulator.config import RunConfig, is_structural_change
-from simulator.gradcheck import check_gradients
 from simulator.presets import DEFAULT_PRESET, PresetError, find_preset, load_any, override
+from ui.dialogs import gradcheck_window
 from ui.files import FileActions
 from ui.history import PinnedRun, RunHistory
 from ui.layout import TITLE, WindowLayout
 from ui.panels.controls import SPECS
+from ui.protocol import (
+    Applied,
+    Apply,
+    Bus,
+    CheckpointSaved,
+    ConfigKept,
+    Diverged,
+    Error,
+    Fatal,
+    Generate,
+    Generated,
+    Generating,
+    GradCheck,
+    GradChecked,
+    Pause,
+    Phase,
+    Ready,
+    Rebuild,
+    Record,
+    Reset,
+    Rewind,
+    Rewound,
+    Run,
+    Running,
+    SnapshotSteps,
+    Speed,
+    Status,
+    Step,
+    StepInto,
+    Watch,
+)
 from ui.worker import Worker, drain
 
-WINDOW = (1280, 800)  # default size, menu bar included
-SMALLEST = (1024, 700)  # still usable
 POLL_MS = 40
 MAX_PINS = 4
 GRADCHECK_TENSORS = ("wte", "h0.attn.qkv.w", "h0.mlp.fc.w", "norm_f.w", "h0.norm1.w")
 
 
-class App(WindowLayout, FileActions):
-    """The desktop lab on one Tk root."""
+class App:
+    """The desktop lab on one Tk root: the run's state as the window knows it, its commands, its worker."""
 
     def __init__(self, root: tk.Tk, config: RunConfig, preset_path: str | None = None, lesson=None,
                  snapshot_every: int = 10):
         self.root = root
         self.config = config
         self.preset_path = preset_path
-        self.info = None  # SessionInfo of the current session
+        self.info: Ready | None = None  # the current session
+        self.watch = Watch()  # what the probes read: the tabs choose it, the worker is told (set_watch)
         self.history = RunHistory()
         self.pins: list[PinnedRun] = []
         self.running = False
@@ -59,18 +92,15 @@ class App(WindowLayout, FileActions):
         self.ask = lambda title, text: messagebox.askyesno(title, text, parent=self.root)
 
         root.title(f"{TITLE} - {config.name}")
-        self.menu_height = 0  # on X11 the menu bar sits outside the geometry Tk manages; measured once mapped
-        self.resize(*WINDOW)
-        root.protocol("WM_DELETE_WINDOW", self.close)
-        self._style()
-        self._menus()
-        self._toolbar()
-        self._status_bar()
-        self._bottom_bar()
-        self._body()
-        self._keys()
+        self.bus = Bus()
+        for kind, handler in self._handlers():  # the app's own state first, then the tabs that draw it
+            self.bus.subscribe(kind, handler)
+        self.files = FileActions(self)
+        self.open_preset_dialog = self.files.open_preset_dialog  # the race tab's toolbar offers it
+        self.layout = WindowLayout(root, self)  # builds the tabs, which subscribe to what they draw
+        self.bus.subscribe(Ready, self._show_ready)
         if lesson is not None:  # a preset of another kind (a race, a small lesson): its tab, beside the default run
-            root.after_idle(lambda: self.show_lesson(lesson))
+            root.after_idle(lambda: self.files.show_lesson(lesson))
         self.worker = Worker(config, snapshot_every=snapshot_every)
         self.worker.start()
         self.set_status("building the model (the first launch compiles kernels: a few seconds)")
@@ -78,195 +108,122 @@ class App(WindowLayout, FileActions):
 
     # ================================================================== the loop
     def poll(self) -> None:
-        """Drains the worker's messages, updates the history and redraws the visible tab."""
+        """Drains the worker's messages onto the bus, and redraws the visible tab."""
         if self.closed:
             return
         self.polls += 1
-        if not self.menu_height and self.root.winfo_ismapped():
-            self._measure_menu()
+        self.layout.measure_menu()
         try:
             for msg in drain(self.worker.out):
-                self.handle(msg)
-            self._refresh_status()
-            tab = self.current_tab()
+                self.bus.publish(msg)
+            self.layout.show_progress(self.step_count, self.history)
+            tab = self.layout.current_tab()
             if tab is not None:
                 tab.refresh()
         finally:  # a bug in one draw must not stop the window from following the run
             self._after = self.root.after(POLL_MS, self.poll)
 
-    def resize(self, width: int, height: int) -> None:
-        """Makes the whole window, menu bar included, width x height pixels."""
-        self.size = (width, height)
-        self.root.geometry(f"{width}x{height - self.menu_height}")
-        self.root.minsize(SMALLEST[0], SMALLEST[1] - self.menu_height)
+    # ================================================================== the worker's messages
+    def _handlers(self):
+        return ((Record, self._on_record), (Phase, self._on_phase), (Ready, self._on_ready),
+                (Running, self._on_running), (Diverged, self._on_diverged), (Error, self._on_error),
+                (Fatal, lambda m: self.set_status(f"no model could be built: {m.text}", error=True)),
+                (ConfigKept, lambda m: self.set_config(m.config)), (Applied, self._on_applied),
+                (SnapshotSteps, self._on_snapshots), (Rewound, self._on_rewound),
+                (Status, lambda m: self.set_status(m.text)), (Generating, self._on_generating),
+                (Generated, lambda m: self.set_status(f"generated {len(m.text)} characters")),
+                (GradChecked, self._on_gradcheck),
+                (CheckpointSaved, lambda m: self.set_status(f"checkpoint saved to {m.path}")))
 
-    def _measure_menu(self) -> None:
-        if not self.root.winfo_ismapped():
-            return
-        tk_ = self.root.tk
-        clones = [c for c in tk_.splitlist(tk_.call("winfo", "children", ".")) if "#" in c]  # the shown menu bar
-        height = max([int(tk_.call("winfo", "height", c)) for c in clones] + [0])
-        height = min(height, 80)
-        if height != self.menu_height:
-            unchanged = (self.root.winfo_width(), self.root.winfo_height()) == \
-                (self.size[0], self.size[1] - self.menu_height)  # not resized by the person yet
-            self.menu_height = height
-            if unchanged:
-                self.resize(*self.size)
+    def _on_record(self, msg: Record) -> None:
+        rec = msg.record
+        self.history.add(rec)
+        self.in_step = False
+        if rec.nonfinite is None:
+            self.step_count = rec.step
+        if not self.running:
+            self.layout.show_phase("phase -")
 
-    def handle(self, msg) -> None:
-        """Acts on one worker message (main thread)."""
-        kind, data = msg.kind, msg.data
-        if kind == "record":
-            self.history.add(data)
-            self.in_step = False
-            if data.nonfinite is None:
-                self.step_count = data.step
-            if not self.running:
-                self.status_vars["phase"].set("phase -")
-            self.stepthrough.on_step_done()
-        elif kind == "probe":
-            for tab in (self.gradients, self.activations, self.attention):
-                tab.on_probe(data)
-        elif kind == "phase":
-            self.phase_log.append(data.name)
-            self.in_step = not data.last
-            self.stepthrough.on_phase(data)
-            self.status_vars["phase"].set(f"phase {data.index + 1}/{data.count} {data.name}")
-        elif kind == "ready":
-            self._ready(data)
-        elif kind == "running":
-            self.running = bool(data)
-            self.run_button.configure(text="Pause" if self.running else "Run")
-            if self.running:
-                self.status_vars["phase"].set("phase: running")
-                self.set_status("training")
-            else:
-                self.status_vars["phase"].set("phase -")
-                if not self.diverged:
-                    self.set_status("paused")
-        elif kind == "diverged":
-            self.diverged = data
-            self.set_status(data, error=True)
-        elif kind == "error":
-            self.set_status(data, error=True)
-            self.show_error(data)
-        elif kind == "fatal":
-            self.set_status(f"no model could be built: {data}", error=True)
-        elif kind == "config":
-            self.set_config(data)
-        elif kind == "applied":
-            if data:
-                self.set_status("applied on the next step: " + ", ".join(data))
-        elif kind == "snapshots":
-            self.snapshot_steps = list(data)
-            self.rewind_scale.configure(to=max(0, len(self.snapshot_steps) - 1))
-            self.rewind_scale.set(max(0, len(self.snapshot_steps) - 1))
-            self._rewind_label()
-        elif kind == "rewound":
-            self.history.truncate(data)
-            self.step_count = data
-            self.diverged = None
-            self.set_status(f"rewound to step {data}: training from here branches")
-        elif kind == "status":
-            self.set_status(data)
-        elif kind == "generating":
-            self.generating = bool(data)
-            if not data:
-                self.generate_tab.finished()
-        elif kind == "token":
-            self.generate_tab.on_token(data)
-        elif kind == "generated":
-            self.set_status(f"generated {len(data)} characters")
-        elif kind == "gradcheck":
-            self._gradcheck_done(data)
-        elif kind == "checkpoint_saved":
-            self.set_status(f"checkpoint saved to {data}")
-        elif kind == "qkv":
-            self.tiled.on_qkv(data)
+    def _on_phase(self, view: Phase) -> None:
+        self.phase_log.append(view.name)
+        self.in_step = not view.last
+        self.layout.show_phase(f"phase {view.index + 1}/{view.count} {view.name}")
 
-    def _ready(self, info) -> None:
+    def _on_ready(self, info: Ready) -> None:
         self.info = info
         self.config = info.config
+        self.watch = self.watch.fit(info.tensor_names, info.activation_sites, info.n_layer, info.batch_size)
         self.history = RunHistory()
         self.step_count = info.step
         self.diverged = None
         self.phase_log = []
         self.in_step = False
         self.running = False
-        self.run_button.configure(text="Run")
-        self.root.title(f"{TITLE} - {info.config.name}")
-        self.preset_var.set(info.config.name)
+        self.layout.show_session(info.config.name)
         self.set_config(info.config)
-        for tab in self.tabs:
-            tab.on_session(info)
+
+    def _show_ready(self, info: Ready) -> None:
         self.set_status(f"ready: {info.n_params:,} parameters, {len(info.phase_names)} phases a step")
-        tab = self.current_tab()
+        tab = self.layout.current_tab()
         if tab is not None:
             tab.refresh(force=True)
 
-    def _set_var(self, key: str, text: str) -> None:
-        var = self.status_vars[key]
-        if var.get() != text:  # an unchanged label is not redrawn
-            var.set(text)
+    def _on_running(self, msg: Running) -> None:
+        self.running = msg.on
+        self.layout.show_running(msg.on)
+        if msg.on:
+            self.set_status("training")
+        elif not self.diverged:
+            self.set_status("paused")
 
-    def _refresh_status(self) -> None:
-        rec = self.history.last
-        self._set_var("step", f"step {self.step_count}")
-        if rec is not None and rec.nonfinite is None:
-            val = self.history.val.y[-1] if len(self.history.val) else None
-            self._set_var("loss", f"loss {rec.loss:.4f}" + (f"  val {val:.3f}" if val is not None else ""))
-            # the phases' own time: a step taken phase by phase also waited for the person between phases
-            busy = sum(rec.phase_seconds.values())
-            self._set_var("speed", f"{rec.tokens / busy:,.0f} tok/s" if busy > 0 else "- tok/s")
-        elif self.history.last is None:
-            self._set_var("loss", "loss -")
+    def _on_diverged(self, msg: Diverged) -> None:
+        self.diverged = msg.sentence
+        self.set_status(msg.sentence, error=True)
+
+    def _on_error(self, msg: Error) -> None:
+        self.set_status(msg.text, error=True)
+        self.show_error(msg.text)
+
+    def _on_applied(self, msg: Applied) -> None:
+        if msg.paths:
+            self.set_status("applied on the next step: " + ", ".join(msg.paths))
+
+    def _on_snapshots(self, msg: SnapshotSteps) -> None:
+        self.snapshot_steps = list(msg.steps)
+        self.layout.show_snapshots(self.snapshot_steps)
+
+    def _on_rewound(self, msg: Rewound) -> None:
+        self.history.truncate(msg.step)
+        self.step_count = msg.step
+        self.diverged = None
+        self.set_status(f"rewound to step {msg.step}: training from here branches")
+
+    def _on_generating(self, msg: Generating) -> None:
+        self.generating = msg.on
+
+    def _on_gradcheck(self, msg: GradChecked) -> None:
+        self.gradcheck_rows = msg.rows
+        self.layout.show_gradcheck(msg.rows)
+        self.gradcheck_window = gradcheck_window(self.root, msg.rows)
 
     def set_status(self, text: str, error: bool = False) -> None:
         """The message part of the status line; red for an error or a divergence."""
         self.message = text
-        self.status_label.configure(text=text, style="Red.TLabel" if error else "TLabel")
+        self.layout.show_status(text, error)
 
     def set_config(self, cfg: RunConfig) -> None:
         """Shows `cfg` in every control (the window's config becomes it)."""
         self.config = cfg
-        self.controls.set_config(cfg)
-        if self.generate_tab.built:
-            self.generate_tab.controls.set_config(cfg)
-
-    def current_tab(self):
-        """The tab on screen."""
-        try:
-            frame = self.root.nametowidget(self.notebook.select())
-            if frame is self.lessons:
-                frame = self.root.nametowidget(self.inner.select())
-        except (tk.TclError, KeyError):
-            return None
-        return next((t for t in self.tabs if t.frame is frame), None)
-
-    def select_tab(self, tab) -> None:
-        """Brings a tab to the front."""
-        if tab.frame.master is self.inner:
-            self.notebook.select(self.lessons)
-            self.inner.select(tab.frame)
-        else:
-            self.notebook.select(tab.frame)
-
-    def _tab_changed(self) -> None:
-        tab = self.current_tab()
-        if tab is not None:
-            self.tab_var.set(tab.title)
-            tab.ensure_built()
-            tab.refresh(force=True)
+        self.layout.show_config(cfg)
 
     # ================================================================== commands
     def step(self) -> None:
         """One whole training step."""
-        self.worker.send("step")
+        self.worker.send(Step())
 
     def step_into(self) -> None:
         """One phase of the current step."""
-        self.worker.send("step_into")
+        self.worker.send(StepInto())
 
     def toggle_run(self) -> None:
         """Run until paused, or pause."""
@@ -277,27 +234,31 @@ class App(WindowLayout, FileActions):
 
     def run(self, n: int | None = None) -> None:
         """Train continuously (n steps when given)."""
-        self.worker.send("run", n=n)
+        self.worker.send(Run(n))
 
     def pause(self) -> None:
         """Stops training after the current step."""
-        self.worker.send("pause")
+        self.worker.send(Pause())
 
     def run_n(self) -> None:
         """Train the number of steps in the Run N field."""
+        text = self.layout.n_var.get()
         try:
-            n = int(self.n_var.get())
+            n = int(text)
             if n < 1:
                 raise ValueError
         except ValueError:
-            self.show_error(f"Run N: the number of steps must be a whole number of at least 1, got "
-                            f"{self.n_var.get()!r}.")
+            self.show_error(f"Run N: the number of steps must be a whole number of at least 1, got {text!r}.")
             return
         self.run(n)
 
+    def set_speed(self, steps_per_second: float) -> None:
+        """Steps per second while running (0: full speed)."""
+        self.worker.send(Speed(steps_per_second))
+
     def reset(self) -> None:
         """A fresh model from the current settings."""
-        self.worker.send("reset")
+        self.worker.send(Reset())
 
     def change_setting(self, path: str, text) -> None:
         """A control was changed: check the value, then apply it live or rebuild (asking first)."""
@@ -317,21 +278,22 @@ class App(WindowLayout, FileActions):
                 self.set_config(self.config)
                 return
             self.set_config(new)
-            self.worker.send("rebuild", config=new)
+            self.worker.send(Rebuild(new))
         else:
             self.set_config(new)
-            self.worker.send("apply", config=new)
+            self.worker.send(Apply(new))
 
-    def watch(self, **choices) -> None:
-        """Tells the worker which tensor, site, layer or batch row to probe."""
-        self.worker.send("watch", **choices)
+    def set_watch(self, **choices) -> None:
+        """Changes which tensor, site, layer or batch row the probes read, and tells the worker."""
+        self.watch = replace(self.watch, **choices)
+        self.worker.send(self.watch)
 
     def generate(self) -> None:
         """Generates text from the current weights with the current decoding rule."""
         if self.generating:
             return
-        self.generate_tab.start(self.config.sampling.prompt)
-        self.worker.send("generate", sampling=self.config.sampling)
+        self.layout.generate_tab.start(self.config.sampling.prompt)
+        self.worker.send(Generate(self.config.sampling))
 
     def pin(self) -> None:
         """Keeps the current run's curves as a faded overlay."""
@@ -346,18 +308,11 @@ class App(WindowLayout, FileActions):
         """Forgets every pinned run."""
         self.pins = []
 
-    def _rewind_label(self) -> None:
-        if self.snapshot_steps:
-            i = min(int(round(float(self.rewind_scale.get()))), len(self.snapshot_steps) - 1)
-            self.rewind_label.configure(text=str(self.snapshot_steps[i]))
-
     def rewind(self, step: int | None = None) -> None:
         """Goes back to a snapshot (the one under the slider unless `step` is given)."""
-        if step is None:
-            if not self.snapshot_steps:
-                return
-            step = self.snapshot_steps[min(int(round(float(self.rewind_scale.get()))), len(self.snapshot_steps) - 1)]
-        self.worker.send("rewind", step=step)
+        step = self.layout.rewind_choice() if step is None else step
+        if step is not None:
+            self.worker.send(Rewind(step))
 
     def gradient_check(self) -> None:
         """Checks a few parameters' gradients against finite differences on the current batch."""
@@ -365,41 +320,15 @@ class App(WindowLayout, FileActions):
             self.show_error("Gradient check: take a step first, so there is a batch to check the gradient on.")
             return
         names = set(self.info.tensor_names) if self.info else set()
-        tensors = [t for t in GRADCHECK_TENSORS if t in names][:4]
-        self.gradcheck_label.configure(text="checking…", style="TLabel")
-        self.worker.send("call", fn=_check, reply="gradcheck", tensors=tensors)
-
-    def _gradcheck_done(self, rows) -> None:
-        self.gradcheck_rows = rows
-        worst = max((r.rel_err for r in rows), default=0.0)
-        ok = worst < 1e-5
-        self.gradcheck_label.configure(text=f"{len(rows)} checked, worst rel. error {worst:.1e}"
-                                       + (" ✓" if ok else " ✗"), style="TLabel" if ok else "Red.TLabel")
-        win = tk.Toplevel(self.root)
-        win.title("Gradient check")
-        win.transient(self.root)
-        ttk.Label(win, text="analytic gradient (backward pass, float64 twin of the model) vs central difference "
-                  "(eps 1e-6), on the current batch; rel. error = |a - n| / max(1, |a|, |n|)", wraplength=620,
-                  padding=6).pack(fill="x")
-        cols = ("index", "analytic", "numeric", "rel_err")
-        table = ttk.Treeview(win, columns=cols, height=min(12, len(rows)))
-        table.heading("#0", text="tensor")
-        for c in cols:
-            table.heading(c, text=c.replace("_", ". "))
-            table.column(c, width=120, anchor="e")
-        for r in rows:
-            table.insert("", "end", text=r.tensor, values=(r.index, f"{r.analytic:.9g}", f"{r.numeric:.9g}",
-                                                           f"{r.rel_err:.2e}"))
-        table.pack(fill="both", expand=True, padx=6, pady=6)
-        ttk.Button(win, text="Close", command=win.destroy).pack(pady=(0, 6))
-        self.gradcheck_window = win
+        self.layout.gradcheck_label.configure(text="checking…", style="TLabel")
+        self.worker.send(GradCheck(tuple(t for t in GRADCHECK_TENSORS if t in names)[:4]))
 
     def close(self) -> None:
         """Stops the worker and closes the window."""
         if self.closed:
             return
         self.closed = True
-        for tab in self.tabs:
+        for tab in self.layout.tabs:
             tab.cancel()
         try:
             self.root.after_cancel(self._after)
@@ -411,11 +340,6 @@ class App(WindowLayout, FileActions):
             self.root.destroy()
         except tk.TclError:
             pass
-
-
-def _check(session, tensors):
-    """Runs in the worker: the gradient check on the session's current batch."""
-    return check_gradients(session, n_per_tensor=2, tensors=tensors)
 
 
 def resolve_preset(preset_path: str | None):

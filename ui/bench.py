@@ -59,8 +59,8 @@ def measure(seconds: float = 10.0, preset: str = DEFAULT_PRESET, rounds: int = 4
     bare = TrainingSession(load_preset(preset))
     bare.step()
     beats: list[float] = []
-    shown = next(t for t in app.tabs if t.title == tab)
-    app.select_tab(shown)
+    shown = next(t for t in app.layout.tabs if t.title == tab)
+    app.layout.select_tab(shown)
     _pump(root, lambda: shown.built, 10.0)
     tab = shown
 

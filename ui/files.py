@@ -1,32 +1,31 @@
 """File actions of the window: presets, checkpoints, plot and metrics exports.
 
-`FileActions` is a part of `ui.app.App`. A file that cannot be read or written is one dialog;
-the run is never touched by a failed file action.
+`FileActions(app)` asks for paths (the `*_dialog` methods) and acts on them; `ui.app.App` holds one as
+`app.files`. A file that cannot be read or written is one dialog; the run is never touched by a failed
+file action.
 """
 
 from __future__ import annotations
 
 from tkinter import filedialog
 
-from simulator.checkpoint import save_checkpoint
 from simulator.config import RunConfig
 from simulator.ftrl_lesson import SparseLogRegConfig
 from simulator.mlp_lab import DeepMLPConfig
 from simulator.presets import PresetError, dump_config, load_any
 from simulator.races import RaceConfig
-
-
-def save_in_worker(session, path):
-    """Runs in the worker: writes a checkpoint, returns where."""
-    return str(save_checkpoint(path, session))
+from ui.protocol import LoadCheckpoint, Rebuild, SaveCheckpoint
 
 
 class FileActions:
-    """Open, save and export for `ui.app.App` (a mixin: `self` is the App)."""
+    """Open, save and export for the window of `app` (a `ui.app.App`)."""
+
+    def __init__(self, app):
+        self.app = app
 
     def open_preset_dialog(self) -> None:
         """File > Open preset…"""
-        path = filedialog.askopenfilename(parent=self.root, title="Open a preset",
+        path = filedialog.askopenfilename(parent=self.app.root, title="Open a preset",
                                           filetypes=[("YAML presets", "*.yaml *.yml"), ("All files", "*")])
         if path:
             self.open_preset(path)
@@ -36,36 +35,38 @@ class FileActions:
         try:
             cfg = load_any(path)
         except PresetError as err:
-            self.show_error(str(err))
+            self.app.show_error(str(err))
             return False
         except OSError as err:
-            self.show_error(f"{path}: cannot be read ({err.strerror or err}).")
+            self.app.show_error(f"{path}: cannot be read ({err.strerror or err}).")
             return False
         if not isinstance(cfg, RunConfig):
             return self.show_lesson(cfg)
-        if self.step_count > 0 and not self.ask("Open preset", f"Open '{cfg.name}' and discard the current run "
-                                                f"({self.step_count} steps)?"):
+        app = self.app
+        if app.step_count > 0 and not app.ask("Open preset", f"Open '{cfg.name}' and discard the current run "
+                                              f"({app.step_count} steps)?"):
             return False
-        self.preset_path = path
-        self.set_config(cfg)
-        self.worker.send("rebuild", config=cfg)
+        app.preset_path = path
+        app.set_config(cfg)
+        app.worker.send(Rebuild(cfg))
         return True
 
     def show_lesson(self, cfg) -> bool:
         """Shows a preset of another kind (a race, a sparse lesson) in its own tab; the run is untouched."""
-        tabs = {RaceConfig: self.race_tab, SparseLogRegConfig: self.sparse_tab, DeepMLPConfig: self.mlp_tab}
+        layout = self.app.layout
+        tabs = {RaceConfig: layout.race_tab, SparseLogRegConfig: layout.sparse_tab, DeepMLPConfig: layout.mlp_tab}
         tab = tabs.get(type(cfg))
         if tab is None:
-            self.show_error(f"{cfg.name}: presets of this kind have no view in the window yet.")
+            self.app.show_error(f"{cfg.name}: presets of this kind have no view in the window yet.")
             return False
         tab.load(cfg)
-        self.select_tab(tab)
+        layout.select_tab(tab)
         return True
 
     def save_preset_dialog(self) -> None:
         """File > Save preset as…"""
-        path = filedialog.asksaveasfilename(parent=self.root, title="Save the preset as", defaultextension=".yaml",
-                                            initialfile=f"{self.config.name}.yaml",
+        path = filedialog.asksaveasfilename(parent=self.app.root, title="Save the preset as", defaultextension=".yaml",
+                                            initialfile=f"{self.app.config.name}.yaml",
                                             filetypes=[("YAML presets", "*.yaml")])
         if path:
             self.save_preset(path)
@@ -74,34 +75,34 @@ class FileActions:
         """Writes the current settings as a preset file."""
         try:
             with open(path, "w", encoding="utf-8") as f:
-                f.write(dump_config(self.config))
+                f.write(dump_config(self.app.config))
         except OSError as err:
-            self.show_error(f"{path}: cannot be written ({err.strerror or err}).")
+            self.app.show_error(f"{path}: cannot be written ({err.strerror or err}).")
             return
-        self.set_status(f"saved the preset to {path}")
+        self.app.set_status(f"saved the preset to {path}")
 
     def save_checkpoint_dialog(self) -> None:
         """File > Save checkpoint…"""
-        path = filedialog.asksaveasfilename(parent=self.root, title="Save a checkpoint", defaultextension=".npz",
+        path = filedialog.asksaveasfilename(parent=self.app.root, title="Save a checkpoint", defaultextension=".npz",
                                             initialfile="checkpoint.npz", filetypes=[("Checkpoints", "*.npz")])
         if path:
-            self.worker.send("call", fn=save_in_worker, reply="checkpoint_saved", path=path)
+            self.app.worker.send(SaveCheckpoint(path))
 
     def load_checkpoint_dialog(self) -> None:
         """File > Load checkpoint…"""
-        path = filedialog.askopenfilename(parent=self.root, title="Load a checkpoint",
+        path = filedialog.askopenfilename(parent=self.app.root, title="Load a checkpoint",
                                           filetypes=[("Checkpoints", "*.npz"), ("All files", "*")])
         if path:
             self.load_checkpoint(path)
 
     def load_checkpoint(self, path: str) -> None:
         """Replaces the run by a saved one (its settings come with it)."""
-        self.worker.send("load_checkpoint", path=path)
+        self.app.worker.send(LoadCheckpoint(path))
 
     def export_plot_dialog(self) -> None:
         """File > Export current plot…"""
-        tab = self.current_tab()
-        path = filedialog.asksaveasfilename(parent=self.root, title="Export the plot", defaultextension=".png",
+        tab = self.app.layout.current_tab()
+        path = filedialog.asksaveasfilename(parent=self.app.root, title="Export the plot", defaultextension=".png",
                                             initialfile=f"{tab.title.lower().replace(' ', '-')}.png",
                                             filetypes=[("PNG image", "*.png"), ("SVG drawing", "*.svg")])
         if path:
@@ -110,15 +111,15 @@ class FileActions:
     def export_plot(self, path: str) -> None:
         """Writes the visible tab's figure (PNG or SVG by suffix)."""
         try:
-            self.current_tab().export(path)
+            self.app.layout.current_tab().export(path)
         except (OSError, ValueError) as err:
-            self.show_error(f"{path}: the plot cannot be written ({err}).")
+            self.app.show_error(f"{path}: the plot cannot be written ({err}).")
             return
-        self.set_status(f"exported the plot to {path}")
+        self.app.set_status(f"exported the plot to {path}")
 
     def export_csv_dialog(self) -> None:
         """File > Export metrics CSV…"""
-        path = filedialog.asksaveasfilename(parent=self.root, title="Export metrics", defaultextension=".csv",
+        path = filedialog.asksaveasfilename(parent=self.app.root, title="Export metrics", defaultextension=".csv",
                                             initialfile="metrics.csv", filetypes=[("CSV", "*.csv")])
         if path:
             self.export_csv(path)
@@ -127,8 +128,8 @@ class FileActions:
         """Writes the run's step metrics as CSV."""
         try:
             with open(path, "w", encoding="utf-8") as f:
-                f.write(self.history.csv())
+                f.write(self.app.history.csv())
         except OSError as err:
-            self.show_error(f"{path}: cannot be written ({err.strerror or err}).")
+            self.app.show_error(f"{path}: cannot be written ({err.strerror or err}).")
             return
-        self.set_status(f"exported the metrics to {path}")
+        self.app.set_status(f"exported the metrics to {path}")

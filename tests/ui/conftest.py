@@ -81,8 +81,8 @@ class Harness:
     def steps(self, n: int) -> None:
         """Runs n steps through Run N and waits for them."""
         target = self.app.step_count + n
-        self.app.n_var.set(str(n))
-        self.app.run_n_button.invoke()
+        self.app.layout.n_var.set(str(n))
+        self.app.layout.run_n_button.invoke()
         assert self.pump(lambda: self.app.step_count >= target and not self.app.running, 60)
 
     @property

@@ -148,3 +148,33 @@ def test_diagram_follows_the_session_phase_order():
     assert [b for b in boxes if b not in ("batch", "loss", "clip", "update")] == forward
     assert [t for t, _ in cols][:3] == ["data", "embedding", "block0"]
     assert cols[2][1] == ["block0.attn", "block0.norm1", "block0.mlp", "block0.norm2"]  # post-norm order
+
+
+def test_every_command_has_one_handler_and_the_bus_delivers_by_type():
+    import dataclasses
+
+    from ui import protocol
+    from ui.worker import Worker
+
+    commands = [protocol.Quit, protocol.Step, protocol.StepInto, protocol.Run, protocol.Pause, protocol.Speed,
+                protocol.Reset, protocol.Rebuild, protocol.Apply, protocol.Watch, protocol.HeadTensors,
+                protocol.Rewind, protocol.Generate, protocol.GradCheck, protocol.SaveCheckpoint,
+                protocol.LoadCheckpoint]
+    assert set(Worker.HANDLERS) == set(commands)
+    assert all(dataclasses.is_dataclass(c) and c.__dataclass_params__.frozen for c in commands)  # safe to share
+    bus, seen = protocol.Bus(), []
+    bus.subscribe(protocol.Status, lambda m: seen.append(("first", m.text)))
+    bus.subscribe(protocol.Status, lambda m: seen.append(("second", m.text)))
+    bus.subscribe(protocol.Error, lambda m: seen.append(("error", m.text)))
+    bus.publish(protocol.Status("a"))
+    bus.publish(protocol.Fatal("nobody listens"))
+    assert seen == [("first", "a"), ("second", "a")]
+
+
+def test_watch_keeps_choices_that_exist_and_defaults_the_rest():
+    from ui.protocol import Watch
+
+    w = Watch(grad_tensor="h3.mlp.fc.w", act_site="x2", attn_layer=5, attn_sample=9)
+    fitted = w.fit(["wte", "h0.mlp.fc.w"], ["x0", "x1"], n_layer=2, batch_size=4)
+    assert fitted == Watch(grad_tensor="wte", act_site="x1", attn_layer=1, attn_sample=3)
+    assert fitted.fit(["wte"], ["x0", "x1"], 2, 4) == fitted

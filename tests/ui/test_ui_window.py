@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from simulator.presets import find_preset, list_presets, load_any, load_preset
-from ui.app import SMALLEST, TITLE, WINDOW
-from ui.files import save_in_worker
+from ui.layout import SMALLEST, TITLE, WINDOW
+from ui.protocol import SaveCheckpoint
 
 # a preset small enough that a step costs milliseconds on two cores
 TINY = """\
@@ -48,14 +48,15 @@ def test_opens_on_each_shipped_preset_and_trains(harness, preset):
     h = harness(preset)
     assert h.app.root.title().startswith(TITLE)
     kind = type(load_any(preset)).__name__
-    tabs = {"RaceConfig": h.app.race_tab, "SparseLogRegConfig": h.app.sparse_tab, "DeepMLPConfig": h.app.mlp_tab}
+    window = h.app.layout
+    tabs = {"RaceConfig": window.race_tab, "SparseLogRegConfig": window.sparse_tab, "DeepMLPConfig": window.mlp_tab}
     if kind != "RunConfig":  # a preset of another kind opens its tab beside the default run
         tab = tabs[kind]
-        assert h.pump(lambda: h.app.current_tab() is tab) and tab.cfg.name == preset
+        assert h.pump(lambda: h.app.layout.current_tab() is tab) and tab.cfg.name == preset
         assert h.session.config.name == "tiny-gpt"
     else:
         assert h.session.config.name == preset
-    h.app.step_button.invoke()
+    h.app.layout.step_button.invoke()
     assert h.pump(lambda: h.app.step_count == 1, 60)
     assert h.session.step_count == 1 and np.isfinite(h.app.history.loss.y[-1])
     assert h.errors == []
@@ -63,31 +64,31 @@ def test_opens_on_each_shipped_preset_and_trains(harness, preset):
 
 def test_step_into_walks_exactly_the_session_phases(harness, tiny):
     h = harness(tiny)
-    h.app.select_tab(h.app.stepthrough)
+    h.app.layout.select_tab(h.app.layout.stepthrough)
     names = h.session.phase_names
     for i, _ in enumerate(names):
-        h.app.step_into_button.invoke()
+        h.app.layout.step_into_button.invoke()
         assert h.pump(lambda n=i + 1: len(h.app.phase_log) == n)
         assert h.app.in_step == (i < len(names) - 1)
     assert h.app.phase_log == names
     assert h.pump(lambda: h.app.step_count == 1) and h.session.step_count == 1
-    view = h.app.stepthrough.phase
+    view = h.app.layout.stepthrough.phase
     assert view.last and view.name == "update" and view.tensors[0].name == "params"
-    rows = h.app.stepthrough.table.get_children()
+    rows = h.app.layout.stepthrough.table.get_children()
     assert len(rows) == len(view.tensors)
-    assert h.app.stepthrough.refresh(force=True)
+    assert h.app.layout.stepthrough.refresh(force=True)
 
 
 def test_run_and_pause(harness, tiny):
     h = harness(tiny)
-    h.app.run_button.invoke()
+    h.app.layout.run_button.invoke()
     assert h.pump(lambda: h.app.running and h.app.step_count >= 5, 60)
-    assert h.app.run_button.cget("text") == "Pause"
-    h.app.run_button.invoke()
+    assert h.app.layout.run_button.cget("text") == "Pause"
+    h.app.layout.run_button.invoke()
     assert h.pump(lambda: not h.app.running)
     stopped = h.app.step_count
     h.pump(timeout=0.3)
-    assert h.app.step_count == stopped == h.session.step_count and h.app.run_button.cget("text") == "Run"
+    assert h.app.step_count == stopped == h.session.step_count and h.app.layout.run_button.cget("text") == "Run"
 
 
 def test_reset_replays_the_same_batches(harness, tiny):
@@ -95,7 +96,7 @@ def test_reset_replays_the_same_batches(harness, tiny):
     h.steps(3)
     first = list(h.app.history.loss.y)
     old = h.session
-    h.app.reset_button.invoke()
+    h.app.layout.reset_button.invoke()
     assert h.pump(lambda: h.session is not old and h.app.info is not None and h.app.step_count == 0)
     assert len(h.app.history.loss) == 0
     h.steps(3)
@@ -106,36 +107,36 @@ def test_structural_and_live_changes_reach_the_session(harness, tiny):
     h = harness(tiny)
     h.steps(2)
     session = h.session
-    h.app.controls.set_value("optim.lr", "0.01")  # live: the same session takes it on the next step
+    h.app.layout.controls.set_value("optim.lr", "0.01")  # live: the same session takes it on the next step
     assert h.pump(lambda: session.config.optim.lr == 0.01)
     assert h.session is session and h.app.step_count == 2 and h.questions == []
-    h.app.controls.set_value("model.norm_position", "post")  # structural: asks, then rebuilds
+    h.app.layout.controls.set_value("model.norm_position", "post")  # structural: asks, then rebuilds
     assert h.pump(lambda: h.session is not session and h.app.step_count == 0)
     assert len(h.questions) == 1 and "norm_position" in h.questions[0]
     assert h.session.config.model.norm_position == "post" and h.session.config.optim.lr == 0.01
     h.answer = False  # declined: nothing changes, the control shows the old value again
     session = h.session
     h.steps(1)
-    h.app.controls.set_value("model.norm", "rmsnorm")
+    h.app.layout.controls.set_value("model.norm", "rmsnorm")
     h.pump(timeout=0.3)
     assert h.session is session and h.session.config.model.norm == "layernorm"
-    assert h.app.controls.vars["model.norm"].get() == "layernorm" and h.errors == []
+    assert h.app.layout.controls.vars["model.norm"].get() == "layernorm" and h.errors == []
 
 
 def test_a_bad_value_is_one_message_and_the_run_is_untouched(harness, tiny):
     h = harness(tiny)
     h.steps(2)
     session = h.session
-    h.app.controls.set_value("optim.lr", "-1")
+    h.app.layout.controls.set_value("optim.lr", "-1")
     h.pump(timeout=0.3)
     assert len(h.errors) == 1 and "optim.lr" in h.errors[0] and "greater than 0" in h.errors[0]
     assert "\n" not in h.errors[0]
     assert h.session is session and session.config.optim.lr == 0.003 and h.app.step_count == 2
-    assert h.app.controls.vars["optim.lr"].get() == "0.003"
-    h.app.controls.set_value("model.n_head", "3")  # 16 is not divisible by 3
+    assert h.app.layout.controls.vars["optim.lr"].get() == "0.003"
+    h.app.layout.controls.set_value("model.n_head", "3")  # 16 is not divisible by 3
     assert len(h.errors) == 2 and "model.n_head" in h.errors[1] and h.session is session
-    h.app.n_var.set("many")
-    h.app.run_n_button.invoke()
+    h.app.layout.n_var.set("many")
+    h.app.layout.run_n_button.invoke()
     assert len(h.errors) == 3 and "Run N" in h.errors[2]
     h.steps(1)
     assert h.session is session and h.app.step_count == 3
@@ -149,9 +150,9 @@ def test_broken_and_unreadable_files_leave_the_run_alone(harness, tiny, tmp_path
     broken.write_text("name: x\nmodel:\n  d_model: [1, 2\n", encoding="utf-8")
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"name: x\n\xff\xfe\x00 garbage")
-    assert not h.app.open_preset(str(broken))
-    assert not h.app.open_preset(str(binary))
-    assert not h.app.open_preset(str(tmp_path / "missing.yaml"))
+    assert not h.app.files.open_preset(str(broken))
+    assert not h.app.files.open_preset(str(binary))
+    assert not h.app.files.open_preset(str(tmp_path / "missing.yaml"))
     assert len(h.errors) == 3
     assert "broken.yaml:" in h.errors[0] and "YAML" in h.errors[0]
     assert "binary.yaml:2" in h.errors[1] and "UTF-8" in h.errors[1]
@@ -163,13 +164,13 @@ def test_broken_and_unreadable_files_leave_the_run_alone(harness, tiny, tmp_path
 def test_pin_and_compare(harness, tiny):
     h = harness(tiny)
     h.steps(4)
-    h.app.pin_button.invoke()
-    h.app.controls.set_value("model.norm_position", "post")
+    h.app.layout.pin_button.invoke()
+    h.app.layout.controls.set_value("model.norm_position", "post")
     assert h.pump(lambda: h.app.info.config.model.norm_position == "post" and h.app.step_count == 0)
     h.steps(4)
     assert len(h.app.pins) == 1 and len(h.app.pins[0].loss) == 4
-    assert h.app.overview.refresh(force=True)
-    labels = [line.get_label() for line in h.app.overview.pin_lines]
+    assert h.app.layout.overview.refresh(force=True)
+    labels = [line.get_label() for line in h.app.layout.overview.pin_lines]
     assert "pinned 1: norm_position=pre" in labels
     assert h.app.history.loss.y != h.app.pins[0].loss.y  # the two runs differ only in the toggle
 
@@ -179,8 +180,8 @@ def test_rewind_branches_from_a_snapshot_bit_identically(harness, tiny):
     h.steps(5)
     losses = dict(zip(h.app.history.loss.x, h.app.history.loss.y, strict=True))
     assert h.app.snapshot_steps == [0, 2, 4]
-    h.app.rewind_scale.set(1)
-    h.app.rewind_button.invoke()
+    h.app.layout.rewind_scale.set(1)
+    h.app.layout.rewind_button.invoke()
     assert h.pump(lambda: h.app.step_count == 2 and h.session.step_count == 2)
     assert max(h.app.history.loss.x) == 2 and h.app.snapshot_steps == [0, 2]
     h.steps(1)
@@ -190,13 +191,13 @@ def test_rewind_branches_from_a_snapshot_bit_identically(harness, tiny):
 def test_generate_produces_text_token_by_token(harness, tiny):
     h = harness(tiny)
     h.steps(2)
-    h.app.select_tab(h.app.generate_tab)
+    h.app.layout.select_tab(h.app.layout.generate_tab)
     h.pump(timeout=0.2)
-    h.app.generate_tab.controls.set_value("sampling.max_new", "15")
+    h.app.layout.generate_tab.controls.set_value("sampling.max_new", "15")
     assert h.pump(lambda: h.session.config.sampling.max_new == 15)
-    h.app.generate_tab.button.invoke()
-    assert h.pump(lambda: not h.app.generating and len(h.app.generate_tab.events) == 15)
-    tab = h.app.generate_tab
+    h.app.layout.generate_tab.button.invoke()
+    assert h.pump(lambda: not h.app.generating and len(h.app.layout.generate_tab.events) == 15)
+    tab = h.app.layout.generate_tab
     text = tab.text.get("1.0", "end-1c")
     assert len(tab.generated) == 15 and text == h.session.config.sampling.prompt + tab.generated
     assert tab.refresh(force=True) and h.errors == []
@@ -207,29 +208,47 @@ def test_divergence_pauses_and_names_step_and_tensor(harness, tmp_path):
     path.write_text(TINY.replace("norm: layernorm", "norm: none").replace("lr: 0.003", "lr: 10000.0")
                     .replace("grad_clip: 1.0", "grad_clip: 0.0"), encoding="utf-8")
     h = harness(str(path))
-    h.app.run_button.invoke()
+    h.app.layout.run_button.invoke()
     assert h.pump(lambda: h.app.diverged is not None, 60)
     assert h.pump(lambda: not h.app.running)
-    message = h.app.status_label.cget("text")
+    message = h.app.layout.status_label.cget("text")
     assert "diverged at step" in message and "NaN/Inf" in message and h.app.diverged == message
-    assert str(h.app.status_label.cget("style")) == "Red.TLabel"
+    assert str(h.app.layout.status_label.cget("style")) == "Red.TLabel"
     assert h.session.diverged is not None and h.session.diverged.tensor in message
 
 
 def test_gradient_check_button_shows_small_errors(harness, tiny):
     h = harness(tiny)
     h.steps(1)
-    h.app.gradcheck_button.invoke()
+    h.app.layout.gradcheck_button.invoke()
     assert h.pump(lambda: h.app.gradcheck_rows, 60)
     assert max(r.rel_err for r in h.app.gradcheck_rows) < 1e-5
-    assert "worst rel. error" in h.app.gradcheck_label.cget("text")
+    assert "worst rel. error" in h.app.layout.gradcheck_label.cget("text")
+
+
+def test_watch_choices_are_the_apps_and_reach_the_worker(harness, tiny):
+    h = harness(tiny)
+    h.steps(2)  # a statistics step: the probes have read the default choices
+    layout = h.app.layout
+    layout.select_tab(layout.gradients)
+    assert h.pump(lambda: layout.gradients.built)
+    name = h.app.info.tensor_names[-1]
+    layout.gradients.tensor_var.set(name)
+    layout.gradients.tensor_box.event_generate("<<ComboboxSelected>>")
+    assert h.pump(lambda: layout.gradients.hists and layout.gradients.hists[-1][0] == 2)
+    h.app.set_watch(attn_layer=1, attn_sample=3)
+    assert h.pump(lambda: layout.attention.probe is not None and layout.attention.probe.attn_layer == 1)
+    assert h.app.watch.grad_tensor == name and h.app.worker.watch == h.app.watch
+    h.app.layout.controls.set_value("model.n_layer", "1")  # a new session: both copies are fitted to it
+    assert h.pump(lambda: h.app.info.n_layer == 1)
+    assert h.app.watch.attn_layer == 0 and h.app.watch.attn_sample == 3 and h.app.worker.watch == h.app.watch
 
 
 def test_tiled_attention_matches_the_model(harness, tiny):
     h = harness(tiny)
     h.steps(1)
-    h.app.select_tab(h.app.tiled)
-    tab = h.app.tiled
+    h.app.layout.select_tab(h.app.layout.tiled)
+    tab = h.app.layout.tiled
     assert h.pump(lambda: tab.trace is not None)
     while tab.step_tile():
         pass
@@ -242,7 +261,7 @@ def test_tiled_attention_matches_the_model(harness, tiny):
 
 def test_race_tab_grows_every_path(harness):
     h = harness("optimizer-race")
-    tab = h.app.race_tab
+    tab = h.app.layout.race_tab
     tab.steps_per_second = 2000.0
     assert h.pump(lambda: tab.result is not None and not tab.playing and tab.shown == tab.cfg.steps, 60)
     path, losses, _ = tab.result[0]["Adam"]
@@ -254,18 +273,18 @@ def test_race_tab_grows_every_path(harness):
 def test_files_round_trip(harness, tiny, tmp_path):
     h = harness(tiny)
     h.steps(3)
-    h.app.save_preset(str(tmp_path / "saved.yaml"))
+    h.app.files.save_preset(str(tmp_path / "saved.yaml"))
     assert load_preset(str(tmp_path / "saved.yaml")) == load_preset(tiny)
-    h.app.export_csv(str(tmp_path / "m.csv"))
+    h.app.files.export_csv(str(tmp_path / "m.csv"))
     assert len((tmp_path / "m.csv").read_text().strip().split("\n")) == 4
     for suffix in ("png", "svg"):
-        h.app.export_plot(str(tmp_path / f"plot.{suffix}"))
+        h.app.files.export_plot(str(tmp_path / f"plot.{suffix}"))
         assert (tmp_path / f"plot.{suffix}").stat().st_size > 1000
     ckpt = tmp_path / "run.npz"
-    h.app.worker.send("call", fn=save_in_worker, reply="checkpoint_saved", path=str(ckpt))
+    h.app.worker.send(SaveCheckpoint(str(ckpt)))
     assert h.pump(lambda: ckpt.exists() and "checkpoint saved" in h.app.message)
     h.steps(2)
-    h.app.load_checkpoint(str(ckpt))
+    h.app.files.load_checkpoint(str(ckpt))
     assert h.pump(lambda: h.app.step_count == 3 and h.session.step_count == 3)
     assert h.errors == []
 
@@ -275,18 +294,18 @@ def test_window_fits_at_both_sizes_and_screenshots_are_not_blank(harness, tiny, 
     h.steps(4)
     app = h.app
     for size in (WINDOW, SMALLEST):
-        app.resize(*size)
-        for tab in (app.overview, app.gradients, app.stepthrough):
-            app.select_tab(tab)
+        app.layout.resize(*size)
+        for tab in (app.layout.overview, app.layout.gradients, app.layout.stepthrough):
+            app.layout.select_tab(tab)
             h.pump(timeout=0.4)
             root = app.root
-            assert root.winfo_width() == size[0] and root.winfo_height() + app.menu_height == size[1]
-            for w in (app.toolbar, app.status_label, app.gradcheck_button, app.notebook):
+            assert root.winfo_width() == size[0] and root.winfo_height() + app.layout.menu_height == size[1]
+            for w in (app.layout.toolbar, app.layout.status_label, app.layout.gradcheck_button, app.layout.notebook):
                 assert w.winfo_ismapped()
                 right = w.winfo_rootx() - root.winfo_rootx() + w.winfo_width()
                 bottom = w.winfo_rooty() - root.winfo_rooty() + w.winfo_height()
-                assert right <= size[0] and bottom <= size[1] - app.menu_height, (w, size)
-            assert app.toolbar.winfo_reqwidth() <= size[0]
+                assert right <= size[0] and bottom <= size[1] - app.layout.menu_height, (w, size)
+            assert app.layout.toolbar.winfo_reqwidth() <= size[0]
             png = shots / f"{size[0]}x{size[1]}-{tab.title}.png"
             screenshot(png, size)
             n, top = colours(png)
@@ -299,11 +318,11 @@ def test_xdotool_click_on_step_changes_the_counter(harness, tiny):
     ids = subprocess.run(["xdotool", "search", "--name", f"^{TITLE}"], capture_output=True, text=True,
                          timeout=10).stdout.split()
     assert ids, "the window is not on the display"
-    b = h.app.step_button
+    b = h.app.layout.step_button
     x, y = b.winfo_rootx() + b.winfo_width() // 2, b.winfo_rooty() + b.winfo_height() // 2
     subprocess.run(["timeout", "10", "xdotool", "mousemove", "--sync", str(x), str(y), "click", "1"], check=True)
     assert h.pump(lambda: h.app.step_count == 1, 30)
-    assert h.pump(lambda: h.app.status_vars["step"].get() == "step 1")
+    assert h.pump(lambda: h.app.layout.status_vars["step"].get() == "step 1")
     assert h.session.step_count == 1
 
 
@@ -320,7 +339,7 @@ def test_keyboard_shortcuts(harness, tiny):
 
 def test_sparse_lesson_tab_shows_ftrl_zeros(harness):
     h = harness("ftrl-sparse")
-    tab = h.app.sparse_tab
+    tab = h.app.layout.sparse_tab
     tab.steps_per_second = 5000.0
     assert h.pump(lambda: tab.result is not None and not tab.playing and tab.shown == tab.cfg.steps, 120)
     out, baseline, best = tab.result
@@ -335,7 +354,7 @@ def test_deep_mlp_tab_shows_vanishing_gradients(harness, tmp_path):
     path.write_text(find_preset("deep-sigmoid").read_text(encoding="utf-8").replace("steps: 300", "steps: 40"),
                     encoding="utf-8")
     h = harness(str(path))
-    tab = h.app.mlp_tab
+    tab = h.app.layout.mlp_tab
     tab.steps_per_second = 5000.0
     assert h.pump(lambda: tab.result is not None and not tab.playing and tab.shown == tab.steps_of(), 120)
     names, records = tab.result

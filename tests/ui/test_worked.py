@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from simulator.explain import mlp_text, norms_text, zscore_text
-from ui.app import WINDOW
+from ui.layout import WINDOW
 from ui.plots.worked import InputError, parse_numbers, parse_rows
 
 
@@ -17,9 +17,9 @@ from ui.plots.worked import InputError, parse_numbers, parse_rows
 def worked(harness):
     """The app with the Worked examples tab on screen: (harness, tab)."""
     h = harness()
-    tab = h.app.worked_tab
-    h.app.select_tab(tab)
-    assert h.pump(lambda: h.app.current_tab() is tab and tab.built)
+    tab = h.app.layout.worked_tab
+    h.app.layout.select_tab(tab)
+    assert h.pump(lambda: h.app.layout.current_tab() is tab and tab.built)
     return h, tab
 
 
@@ -115,13 +115,13 @@ def test_a_mistake_is_one_dialog_and_keeps_the_previous_answer(worked, var, comp
 
 def test_tab_fits_the_window_and_screenshot_is_not_blank(worked, shots):
     h, tab = worked
-    h.app.resize(*WINDOW)
+    h.app.layout.resize(*WINDOW)
     h.pump(timeout=0.5)
     root = h.app.root
     for out in tab.outputs.values():
         assert out.winfo_ismapped()
         bottom = out.winfo_rooty() - root.winfo_rooty() + out.winfo_height()
-        assert bottom <= WINDOW[1] - h.app.menu_height, "a worked example is cut off at the bottom"
+        assert bottom <= WINDOW[1] - h.app.layout.menu_height, "a worked example is cut off at the bottom"
         assert out.winfo_height() >= out.winfo_reqheight()  # every line of the answer shows
     png = shots / "worked-examples.png"
     subprocess.run(["import", "-window", "root", "-crop", f"{WINDOW[0]}x{WINDOW[1]}+0+0", str(png)], check=True,

@@ -12,6 +12,7 @@ from tkinter import ttk
 import numpy as np
 
 from ui.plots.base import PlotTab, combo, message_on
+from ui.protocol import Probe
 
 AFTER_NORM = "#dd8452"
 STREAM = "#4c72b0"
@@ -55,12 +56,16 @@ class ActivationsTab(PlotTab):
 
     def setup(self, info) -> None:
         self.site_box.configure(values=info.activation_sites)
-        self.site_var.set(self.app.worker.watch.act_site)
+        self.site_var.set(self.app.watch.act_site)
         self._version = None
+
+    def subscribe(self, bus) -> None:
+        super().subscribe(bus)
+        bus.subscribe(Probe, self.on_probe)
 
     def _choose(self) -> None:
         self.hist = None
-        self.app.watch(act_site=self.site_var.get())
+        self.app.set_watch(act_site=self.site_var.get())
 
     def on_probe(self, probe) -> None:
         """Keeps the histogram of the chosen site."""

@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.colors import PowerNorm
 
 from ui.plots.base import PlotTab, combo, message_on
+from ui.protocol import Probe
 
 
 class AttentionTab(PlotTab):
@@ -44,10 +45,14 @@ class AttentionTab(PlotTab):
 
     def setup(self, info) -> None:
         self.layer_box.configure(values=[str(i) for i in range(info.n_layer)])
-        self.layer_var.set(str(self.app.worker.watch.attn_layer))
+        self.layer_var.set(str(self.app.watch.attn_layer))
         self.row_spin.configure(to=info.batch_size - 1)
-        self.row_var.set(str(self.app.worker.watch.attn_sample))
+        self.row_var.set(str(self.app.watch.attn_sample))
         self._drawn = None
+
+    def subscribe(self, bus) -> None:
+        super().subscribe(bus)
+        bus.subscribe(Probe, self.on_probe)
 
     def _choose(self) -> None:
         try:
@@ -58,9 +63,9 @@ class AttentionTab(PlotTab):
         info = self.app.info
         if info is not None and not 0 <= row < info.batch_size:
             self.app.show_error(f"Attention: batch row {row} does not exist; use 0 to {info.batch_size - 1}.")
-            self.row_var.set(str(self.app.worker.watch.attn_sample))
+            self.row_var.set(str(self.app.watch.attn_sample))
             return
-        self.app.watch(attn_layer=layer, attn_sample=row)
+        self.app.set_watch(attn_layer=layer, attn_sample=row)
 
     def on_probe(self, probe) -> None:
         """Keeps the newest maps."""

@@ -18,6 +18,8 @@ matplotlib.use("Agg")  # the window embeds Agg canvases itself; never a pyplot w
 from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from ui.protocol import Ready  # noqa: E402
+
 matplotlib.rcParams.update({"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7,
                             "xtick.labelsize": 7, "ytick.labelsize": 7, "figure.dpi": 100})
 
@@ -46,6 +48,11 @@ class PlotTab:
         self.full_draws = 0
         self.blits = 0
         self.clear()
+        self.subscribe(app.bus)
+
+    def subscribe(self, bus) -> None:
+        """Asks `bus` for the worker's messages this tab draws (subclasses add theirs to this one)."""
+        bus.subscribe(Ready, self.on_session)
 
     # ------------------------------------------------------------ building
     def ensure_built(self) -> None:

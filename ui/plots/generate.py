@@ -16,6 +16,7 @@ import numpy as np
 from simulator.sampling import printable
 from ui.panels.controls import SAMPLING_GROUP, ControlsPanel
 from ui.plots.base import PlotTab, message_on
+from ui.protocol import Generating, Token
 
 BARS = 20
 KEPT, CUT, DRAWN = "#4c72b0", "#c8c8c8", "#d62728"
@@ -72,13 +73,24 @@ class GenerateTab(PlotTab):
             self.text.insert("end", prompt, "prompt")
             self.button.configure(state="disabled")
 
-    def on_token(self, ev) -> None:
+    def subscribe(self, bus) -> None:
+        super().subscribe(bus)
+        bus.subscribe(Token, self.on_token)
+        bus.subscribe(Generating, self.on_generating)
+
+    def on_token(self, msg: Token) -> None:
         """One generated token arrived from the worker."""
+        ev = msg.event
         self.events.append(ev)
         if self.built:
             self.text.insert("end", ev.char)
             self.text.see("end")
         self.stale = True
+
+    def on_generating(self, msg: Generating) -> None:
+        """Generation started or ended."""
+        if not msg.on:
+            self.finished()
 
     def finished(self) -> None:
         """The generation ended (or failed)."""

@@ -18,6 +18,7 @@ from matplotlib.colors import LogNorm
 
 from ui.history import layer_of
 from ui.plots.base import PlotTab, combo, message_on
+from ui.protocol import Probe
 
 
 def layer_colours(names: list[str], cmap) -> dict[str, tuple]:
@@ -59,12 +60,16 @@ class GradientsTab(PlotTab):
 
     def setup(self, info) -> None:
         self.tensor_box.configure(values=info.tensor_names)
-        self.tensor_var.set(self.app.worker.watch.grad_tensor)
+        self.tensor_var.set(self.app.watch.grad_tensor)
         self._version = -1
+
+    def subscribe(self, bus) -> None:
+        super().subscribe(bus)
+        bus.subscribe(Probe, self.on_probe)
 
     def _choose(self) -> None:
         self.hists = []
-        self.app.watch(grad_tensor=self.tensor_var.get())
+        self.app.set_watch(grad_tensor=self.tensor_var.get())
 
     def on_probe(self, probe) -> None:
         """Keeps the chosen tensor's histogram of this statistics step."""

@@ -18,6 +18,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.path import Path
 
 from ui.plots.base import PlotTab, message_on
+from ui.protocol import Phase, Record
 
 FILL = {"forward": "#4c72b0", "backward": "#c44e52", "loss": "#8172b2", "clip": "#55a868", "update": "#55a868",
         "data": "#937860"}
@@ -106,7 +107,12 @@ class StepThroughTab(PlotTab):
             if view.tensors:
                 self.table.selection_set("0")
 
-    def on_step_done(self) -> None:
+    def subscribe(self, bus) -> None:
+        super().subscribe(bus)
+        bus.subscribe(Phase, self.on_phase)
+        bus.subscribe(Record, self.on_step_done)
+
+    def on_step_done(self, _: Record) -> None:
         """A whole step completed (Step or Run): no phase is current any more."""
         if self.phase is not None and not self.phase.last:
             return

@@ -24,6 +24,7 @@ from simulator.attention_trace import (
     tiled_attention_traffic,
 )
 from ui.plots.base import PlotTab, combo, message_on
+from ui.protocol import HeadQKV, HeadTensors
 
 PAIRS_PER_SECOND = 6.0
 
@@ -88,8 +89,12 @@ class TiledAttentionTab(PlotTab):
     def request(self) -> None:
         """Asks the worker for the chosen head's q, k, v of the last batch."""
         self.asked = True
-        self.app.worker.send("qkv", layer=int(self.layer_var.get() or 0), head=int(self.head_var.get() or 0),
-                             row=0)
+        self.app.worker.send(HeadTensors(layer=int(self.layer_var.get() or 0), head=int(self.head_var.get() or 0),
+                                         row=0))
+
+    def subscribe(self, bus) -> None:
+        super().subscribe(bus)
+        bus.subscribe(HeadQKV, self.on_qkv)
 
     def on_qkv(self, data) -> None:
         """The q, k, v arrived: start a fresh walk."""

@@ -27,6 +27,7 @@ from simulator.data.tokenizer import DataError
 from simulator.rules import (  # noqa: F401 (re-exported: rule helpers for other preset kinds)
     Rule,
     at_least,
+    declared_rule,
     greater_than,
     in_range,
     non_empty,
@@ -300,7 +301,7 @@ def override(cfg, flag_names: Mapping[str, str] | None = None, **dotted):
                 ctx.fail(path, "is not a setting" + _did_you_mean(path, leaves))
             typ = hints[part]
         converted = _from_value(value, typ, ctx, path)
-        _check_rule(ctx, path, converted)
+        _check_rule(ctx, path, converted, rule=declared_rule(type(cfg), path))
         cfg = _replace_path(cfg, path.split("."), converted)
     if spec.validate is not None:
         cfg = spec.validate(cfg, ctx) or cfg

@@ -100,6 +100,14 @@ def settings_of(cls, prefix: str = "") -> dict[str, Setting]:
     return out
 
 
+def declared_rule(cls, path: str) -> Rule | None:
+    """The rule that the field at dotted `path` of dataclass `cls` declares, or None."""
+    *sections, name = path.split(".")
+    for part in sections:
+        cls = typing.get_type_hints(cls)[part]
+    return setting_of(next(f for f in dataclasses.fields(cls) if f.name == name)).rule
+
+
 class Problem(NamedTuple):
     """What a cross-field check found: the path it blames, what is wrong, a hint, and the paths whose line to show."""
 

@@ -382,6 +382,10 @@ def test_a_field_brings_its_own_rule_to_the_yaml_walk():
     assert parse("steps: 0\n", {"steps": lambda v: None}) == Declared(0)
     with pytest.raises(PresetError, match=r"^d.yaml:1: free: must be even, got 3$"):
         parse("free: 3\n", {"free": even})
+    # an override checks the declared rule as well
+    assert override(Declared(), steps=4) == Declared(4)
+    with pytest.raises(PresetError, match=r"^--steps: must be at least 1, got 0$"):
+        override(Declared(), steps=0)
 
 
 def test_every_setting_is_declared_with_help_and_the_gpt_rules_come_from_the_declarations():

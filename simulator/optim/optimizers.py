@@ -27,7 +27,7 @@ current alpha.
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -37,7 +37,7 @@ from simulator.model.layout import ParamLayout
 from simulator.optim import kernels
 from simulator.optim.clip import ClipError, check_clip
 from simulator.optim.schedules import ScheduleError, check_schedule, schedule_problem
-from simulator.rules import Problem
+from simulator.rules import Problem, setting_of
 
 
 class OptimError(ValueError):
@@ -85,21 +85,14 @@ def check_optim(cfg: OptimConfig) -> None:
         raise OptimError(str(err)) from None
     if cfg.name not in OPTIMIZERS:
         raise OptimError(f"optim.name: unknown optimizer {cfg.name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    # (field, value, low, high, high is open): the message writes the interval as a person reads it
-    ranges = [("weight_decay", cfg.weight_decay, 0, math.inf, True), ("eps", cfg.eps, 0, math.inf, True),
-              ("momentum", cfg.momentum, 0, math.inf, True), ("dampening", cfg.dampening, 0, 1, False),
-              ("beta1", cfg.beta1, 0, 1, True), ("beta2", cfg.beta2, 0, 1, True), ("rho", cfg.rho, 0, 1, False),
-              ("l1", cfg.l1, 0, math.inf, True), ("l2", cfg.l2, 0, math.inf, True),
-              ("ftrl_beta", cfg.ftrl_beta, 0, math.inf, True)]
-    for field, value, low, high, open_high in ranges:
-        if not (low <= value < high if open_high else low <= value <= high):  # also catches NaN
-            interval = f"[{low}, {'inf' if high == math.inf else high}{')' if open_high else ']'}"
-            raise OptimError(f"optim.{field} must lie in {interval}, got {value}")
+    for f in dataclasses.fields(cfg):  # each field's own rule, as config.py declares it (also catches NaN)
+        rule = setting_of(f).rule
+        what = rule(getattr(cfg, f.name)) if rule is not None else None
+        if what:
+            raise OptimError(f"optim.{f.name}: {what}")
     problem = _update_problem(cfg, str)
     if problem is not None:
         raise OptimError(problem.sentence())
-    if cfg.name == "ftrl" and cfg.lr <= 0:
-        raise OptimError(f"optim.lr is ftrl's alpha and must be > 0, got {cfg.lr}")
 
 
 class Optimizer:

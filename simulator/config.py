@@ -1,15 +1,30 @@
 """Frozen configuration dataclasses; a YAML preset mirrors their nesting exactly.
 
-Every field is either *structural* (changing it rebuilds the model and its
-buffers) or *live* (it takes effect on the next step). `LIVE_FIELDS` lists the
-live ones by dotted path; everything else is structural. The UI never mutates
-a config: it builds a new one with `dataclasses.replace` and hands it over.
+Each field is declared once, here, with `setting(default, rule, live=..., help=..., label=...)`
+(`simulator/rules.py`): its default, the rule a preset value must pass, whether it is *live* (takes
+effect on the next step) or *structural* (a change rebuilds the model and its buffers), a one-line
+help and the short label of its control. The YAML walk, `LIVE_FIELDS`, the UI's controls and
+their tooltips all read these declarations. The UI never mutates a config: it builds a new one with
+`dataclasses.replace` and hands it over.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Optional
+
+from simulator.rules import (
+    Setting,
+    in_range,
+    non_empty,
+    non_negative,
+    one_of,
+    positive,
+    positive_int,
+    setting,
+    settings_of,
+    unit_open,
+)
 
 NORMS = ("layernorm", "rmsnorm", "batchnorm", "none")
 NORM_POSITIONS = ("pre", "post")
@@ -22,6 +37,7 @@ ATTENTION_SCALES = ("sqrt_dk", "none")
 POSITIONALS = ("learned", "sinusoidal", "none", "rope")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "adam_l2", "ftrl")
 SCHEDULES = ("constant", "linear_warmup", "cosine", "warmup_cosine", "step", "linear_decay")
+CLIP_MODES = ("norm", "value")
 DATA_KINDS = ("builtin", "text_file", "lines")
 DTYPES = ("float32", "float64")
 
@@ -30,37 +46,65 @@ DTYPES = ("float32", "float64")
 class AttentionConfig:
     """How attention is computed; all fields are structural."""
 
-    impl: str = "naive"  # naive: the plain reference kernel (forms the T x T matrix); tiled: FlashAttention-style
-    mask: str = "causal"  # causal: a decoder (no key after its query); none: bidirectional, every key visible
-    scale: str = "sqrt_dk"  # scores q.k times 1/sqrt(head_size), or none (times 1)
-    n_kv_head: Optional[int] = None  # key/value heads: None = n_head (MHA), 1 (MQA), or a divisor of n_head (GQA)
-    tile_q: int = 0  # tiled: query rows per tile (0: the kernel's tuned default)
-    tile_k: int = 0  # tiled: keys per tile (0: the kernel's tuned default)
+    impl: str = setting("naive", one_of(ATTENTION_IMPLS), label="attention", help=(
+        "How attention is computed: naive forms the whole T x T score matrix; tiled (FlashAttention) walks it "
+        "tile by tile and never stores it. Same numbers, other memory traffic: see the Tiled attention tab."))
+    mask: str = setting("causal", one_of(ATTENTION_MASKS), label="mask", help=(
+        "causal: a position sees only earlier ones (a decoder). none: it also sees the future, so predicting "
+        "the next character is trivial and the model learns nothing it can generate with."))
+    scale: str = setting("sqrt_dk", one_of(ATTENTION_SCALES), label="score scale", help=(
+        "sqrt_dk: scores q.k / sqrt(head size). none: unscaled scores grow with the width and saturate the "
+        "softmax."))
+    n_kv_head: Optional[int] = setting(None, positive_int, help=(
+        "Key/value heads: null = n_head (MHA), 1 (MQA), or a divisor of n_head (GQA)."))
+    tile_q: int = setting(0, non_negative, help="tiled: query rows per tile (0: the kernel's tuned default).")
+    tile_k: int = setting(0, non_negative, help="tiled: keys per tile (0: the kernel's tuned default).")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape and wiring of the GPT; all fields structural except `dropout`."""
+    """Shape and wiring of the GPT; all fields structural except `dropout` and `dropout_mode`."""
 
-    vocab_size: Optional[int] = None  # None: taken from the tokenizer of the data
-    d_model: int = 64
-    n_layer: int = 2
-    n_head: int = 4
-    seq_len: int = 64
-    mlp_ratio: int = 4
-    norm: str = "layernorm"
-    norm_position: str = "pre"
-    residual: bool = True
-    activation: str = "gelu"
-    dropout: float = 0.0
-    tie_embeddings: bool = True
-    positional: str = "learned"
-    init: str = "normal"
-    init_std: float = 0.02  # used by init: normal and gpt2 (gpt2: divided by sqrt(2 n_layer) on residual projections)
-    init_constant: float = 0.01  # used by init: constant (every matrix entry; the symmetry lesson)
-    # inverted: x / (1-p) in training, identity in eval; classic: x in training, x (1-p) in eval
-    dropout_mode: str = "inverted"
-    batchnorm_momentum: float = 0.1  # running = (1 - momentum) * running + momentum * batch (PyTorch's convention)
+    vocab_size: Optional[int] = setting(None, positive_int, help=(
+        "Tokens the model knows; null takes it from the tokenizer of the data."))
+    d_model: int = setting(64, positive_int, label="width", help=(
+        "Channels of the residual stream (d_model); must be divisible by the number of heads."))
+    n_layer: int = setting(2, positive_int, label="layers", help="Number of transformer blocks.")
+    n_head: int = setting(4, positive_int, label="heads", help=(
+        "Attention heads per block; each head sees d_model / heads channels."))
+    seq_len: int = setting(64, positive_int, label="sequence length", help=(
+        "Characters per sequence (the context the model can attend over)."))
+    mlp_ratio: int = setting(4, positive_int, help="Width of each MLP's hidden layer, in multiples of d_model.")
+    norm: str = setting("layernorm", one_of(NORMS), label="norm", help=(
+        "Which normalisation each block uses: layernorm centres and scales each position, rmsnorm only scales "
+        "it, none leaves the residual stream unchecked."))
+    norm_position: str = setting("pre", one_of(NORM_POSITIONS), label="norm position", help=(
+        "pre: x + f(norm(x)), a clean residual path from the loss to the embeddings. post: norm(x + f(x)), as in "
+        "the original transformer."))
+    residual: bool = setting(True, label="residual", help=(
+        "Adds each sublayer's output to its input (x + f(x)). Off, every gradient has to pass through every "
+        "layer: watch it vanish in the heatmap."))
+    activation: str = setting("gelu", one_of(ACTIVATIONS), label="activation", help=(
+        "The MLP's non-linearity: gelu and silu are smooth, relu is zero for negative inputs (dead units show "
+        "as zero gradients), sigmoid and tanh saturate (their gradients vanish: see the Activations tab)."))
+    dropout: float = setting(0.0, unit_open, live=True, label="dropout", help=(
+        "Fraction of activations zeroed at random while training (eval and generation are unaffected)."))
+    tie_embeddings: bool = setting(True, help="The output head reuses the token embedding matrix (wte).")
+    positional: str = setting("learned", one_of(POSITIONALS), label="positions", help=(
+        "How the model knows where a token is: learned or sinusoidal vectors added to the embedding, rope "
+        "rotates queries and keys, none gives it no position at all."))
+    init: str = setting("normal", one_of(INITS), label="init", help=(
+        "How weight matrices start: normal(0, init_std); xavier (variance 2/(fan_in+fan_out), uniform or "
+        "normal); he (variance 2/fan_in); gpt2 (normal, residual projections scaled down by depth); zeros or "
+        "constant (every unit alike: symmetry is never broken)."))
+    init_std: float = setting(0.02, positive, help=(
+        "Used by init: normal and gpt2 (gpt2: divided by sqrt(2 n_layer) on residual projections)."))
+    init_constant: float = setting(0.01, help="Used by init: constant (every matrix entry; the symmetry lesson).")
+    dropout_mode: str = setting("inverted", one_of(DROPOUT_MODES), live=True, label="dropout mode", help=(
+        "inverted: scale kept activations by 1/(1-p) while training; classic: scale by (1-p) at evaluation "
+        "instead."))
+    batchnorm_momentum: float = setting(0.1, in_range(0, 1), help=(
+        "running = (1 - momentum) * running + momentum * batch (PyTorch's convention)."))
     attention: AttentionConfig = field(default_factory=AttentionConfig)
 
     @property
@@ -79,79 +123,119 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Optimizer, learning-rate schedule and clipping; hyper-parameters are live."""
+    """Optimizer, learning-rate schedule and clipping; all live (simulator/optim documents each update exactly).
 
-    name: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    momentum: float = 0.0  # sgd, momentum, nesterov, rmsprop (0: none)
-    schedule: str = "warmup_cosine"
-    warmup_steps: int = 0
-    decay_steps: int = 2000  # cosine reaches min_lr here; the schedule is a function of the step only
-    min_lr: float = 0.0
-    grad_clip: float = 0.0  # max global grad norm; 0 turns clipping off
-    # Fields below extend the optimizer lab; simulator/optim documents each update exactly.
-    clip_mode: str = "norm"  # norm: rescale by the global norm; value: clamp each entry to [-grad_clip, grad_clip]
-    dampening: float = 0.0  # sgd/momentum: buf = momentum*buf + (1 - dampening)*g (nesterov needs 0)
-    bias_correction: bool = True  # adam, adamw, adam_l2: divide the moments by (1 - beta^t)
-    rho: float = 0.99  # rmsprop: smoothing of the squared-gradient average (torch calls it alpha)
-    l1: float = 0.0  # ftrl: L1 strength (weights with |z| <= l1 are exactly zero)
-    l2: float = 0.0  # ftrl: L2 strength
-    ftrl_beta: float = 1.0  # ftrl: per-coordinate rate is lr / (ftrl_beta + sqrt(n)); lr plays the paper's alpha
-    decay_embeddings: bool = False  # parameter groups: which tensors weight decay (and ftrl's l1/l2) touch;
-    decay_norms_and_biases: bool = False  # matrices always decay
-    step_size: int = 1000  # schedule step: multiply lr by gamma every step_size steps
-    gamma: float = 0.1
+    A new `name` keeps the weights and starts the optimizer state afresh.
+    """
+
+    name: str = setting("adamw", one_of(OPTIMIZERS), live=True, label="optimizer", help=(
+        "The update rule. Changing it starts a new run (its state, e.g. Adam's moments, has another shape)."))
+    lr: float = setting(1e-3, positive, live=True, label="learning rate", help=(
+        "Peak step size; the schedule scales it."))
+    weight_decay: float = setting(0.0, non_negative, live=True, label="weight decay", help=(
+        "Pulls matrices towards zero each step (decoupled for adamw, added to the gradient for the others)."))
+    beta1: float = setting(0.9, unit_open, live=True, label="beta1", help=(
+        "Adam: how much of the gradient's running mean is kept each step (momentum)."))
+    beta2: float = setting(0.999, unit_open, live=True, label="beta2", help=(
+        "Adam/RMS: how much of the squared gradient's running mean is kept each step."))
+    eps: float = setting(1e-8, positive, live=True, help="Added to the root of the second moment before dividing.")
+    momentum: float = setting(0.0, non_negative, live=True, label="momentum", help=(
+        "SGD with momentum / Nesterov / RMSProp: fraction of the previous update carried on."))
+    schedule: str = setting("warmup_cosine", one_of(SCHEDULES), live=True, label="schedule", help=(
+        "How the learning rate moves with the step (the lr curve on the Overview tab)."))
+    warmup_steps: int = setting(0, non_negative, live=True, label="warmup", help=(
+        "Steps over which the learning rate ramps up from 0; post-norm needs it more than pre-norm."))
+    # the horizon of the decay is this field, never the run's length: the schedule is a function of the step only
+    decay_steps: int = setting(2000, positive_int, live=True, label="decay steps", help=(
+        "Step at which cosine / linear decay reaches min lr."))
+    min_lr: float = setting(0.0, non_negative, live=True, label="min lr", help=(
+        "The learning rate at the end of the decay."))
+    grad_clip: float = setting(0.0, non_negative, live=True, label="clip", help=(
+        "Largest global gradient norm; larger gradients are scaled down to it (0 turns clipping off). Spikes "
+        "show in the grad-norm plot."))
+    clip_mode: str = setting("norm", one_of(CLIP_MODES), live=True, help=(
+        "norm: rescale by the global norm; value: clamp each entry to [-grad_clip, grad_clip]."))
+    dampening: float = setting(0.0, in_range(0, 1), live=True, help=(
+        "sgd/momentum: buf = momentum*buf + (1 - dampening)*g (nesterov needs 0)."))
+    bias_correction: bool = setting(True, live=True, help=(
+        "adam, adamw, adam_l2: divide the moments by (1 - beta^t)."))
+    rho: float = setting(0.99, in_range(0, 1), live=True, help=(
+        "rmsprop: smoothing of the squared-gradient average (torch calls it alpha)."))
+    l1: float = setting(0.0, non_negative, live=True, help=(
+        "ftrl: L1 strength (weights with |z| <= l1 are exactly zero)."))
+    l2: float = setting(0.0, non_negative, live=True, help="ftrl: L2 strength.")
+    ftrl_beta: float = setting(1.0, non_negative, live=True, help=(
+        "ftrl: per-coordinate rate is lr / (ftrl_beta + sqrt(n)); lr plays the paper's alpha."))
+    decay_embeddings: bool = setting(False, live=True, help=(
+        "Weight decay (and ftrl's l1/l2) also touches the embeddings; matrices always decay."))
+    decay_norms_and_biases: bool = setting(False, live=True, help=(
+        "Weight decay (and ftrl's l1/l2) also touches norm gains and biases; matrices always decay."))
+    step_size: int = setting(1000, positive_int, live=True, help=(
+        "schedule step: multiply lr by gamma every step_size steps."))
+    gamma: float = setting(0.1, non_negative, live=True, help="schedule step: the factor applied every step_size.")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Where the text comes from and how it is split; structural."""
 
-    kind: str = "builtin"  # lines: one example per line, padded with <pad> (data.path, or the built-in corpus)
-    path: Optional[str] = None  # for kind: text_file or lines (relative paths resolve against the preset's folder)
-    val_fraction: float = 0.1
+    kind: str = setting("builtin", one_of(DATA_KINDS), help=(
+        "builtin: the generated corpus; text_file: data.path; lines: one example per line, padded with <pad> "
+        "(data.path, or the built-in corpus)."))
+    path: Optional[str] = setting(None, non_empty, help=(
+        "For kind: text_file or lines (relative paths resolve against the preset's folder)."))
+    val_fraction: float = setting(0.1, in_range(0, 0.5, low_open=True), help=(
+        "The share of the text, at its end, held out for the validation loss."))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """The loop: how long, how big a batch, which seed, how often to look."""
 
-    steps: int = 300
-    batch_size: int = 16
-    seed: int = 1337
-    eval_every: int = 50  # validation loss every k steps (0: never)
-    eval_batches: int = 4
-    stats_every: int = 10  # heavy per-tensor statistics every k steps (0: never)
-    watch_layer: int = 0  # which layer's attention map goes into the record
-    watch_head: int = 0
-    checkpoint_every: int = 100  # CLI: write checkpoint.npz every k steps (0: only at the end)
-    dtype: str = "float32"
+    steps: int = setting(300, positive_int, live=True, help="Steps a run trains for.")
+    batch_size: int = setting(16, positive_int, label="batch size", help="Sequences per step.")
+    seed: int = setting(1337, non_negative, label="seed", help=(
+        "Seeds weights, batches and dropout: the same seed gives the same run, so two runs that differ in one "
+        "toggle can be compared."))
+    eval_every: int = setting(50, non_negative, live=True, help="Validation loss every k steps (0: never).")
+    eval_batches: int = setting(4, positive_int, live=True, help="Fixed batches the validation loss averages.")
+    stats_every: int = setting(10, non_negative, live=True, help=(
+        "Heavy per-tensor statistics every k steps (0: never)."))
+    watch_layer: int = setting(0, non_negative, live=True, help="Which layer's attention map goes into the record.")
+    watch_head: int = setting(0, non_negative, live=True, help="Which head's attention map goes into the record.")
+    checkpoint_every: int = setting(100, non_negative, live=True, help=(
+        "CLI: write checkpoint.npz every k steps (0: only at the end)."))
+    dtype: str = setting("float32", one_of(DTYPES), help="The floating-point type of weights and activations.")
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
     """How text is generated from the model; live."""
 
-    prompt: str = "\n"
-    max_new: int = 200
-    temperature: float = 1.0
-    top_k: int = 0  # 0: off
-    top_p: float = 1.0  # 1.0: off
-    min_p: float = 0.0  # 0.0: off; keeps tokens with prob >= min_p * (largest prob)
-    greedy: bool = False
-    seed: int = 0
+    prompt: str = setting("\n", non_empty, live=True, label="prompt", help=(
+        "The text generation starts from (\\n is a newline). Every character must occur in the training text."))
+    max_new: int = setting(200, positive_int, live=True, label="new tokens", help=(
+        "How many characters to generate."))
+    temperature: float = setting(1.0, positive, live=True, label="temperature", help=(
+        "Divides the logits: below 1 sharpens the distribution, above 1 flattens it."))
+    top_k: int = setting(0, non_negative, live=True, label="top-k", help=(
+        "Keep only the k most likely tokens (0: off)."))
+    top_p: float = setting(1.0, in_range(0, 1, low_open=True), live=True, label="top-p", help=(
+        "Keep the smallest set of most likely tokens whose probability adds up to p (1: off)."))
+    min_p: float = setting(0.0, unit_open, live=True, label="min-p", help=(
+        "Keep tokens at least min_p times as likely as the most likely one (0: off)."))
+    greedy: bool = setting(False, live=True, label="greedy", help=(
+        "Always take the most likely token (no randomness)."))
+    seed: int = setting(0, non_negative, live=True, label="seed", help=(
+        "The sampler's own random stream: the same seed, weights and rule give the same text."))
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """One preset: a name a person reads, a description, and the parts above."""
 
-    name: str = "untitled"
-    description: str = ""
+    name: str = setting("untitled", non_empty, help="The name a person reads (window title, run folder).")
+    description: str = setting("", help="What the preset shows; its first line is the preset list's summary.")
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -159,19 +243,14 @@ class RunConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
 
-# Dotted paths whose change applies on the next step without a rebuild. A new `optim.name`
-# keeps the weights and starts the optimizer state afresh.
-LIVE_FIELDS = frozenset(
-    ["model.dropout", "model.dropout_mode", "train.eval_every", "train.stats_every", "train.watch_layer",
-     "train.watch_head", "train.checkpoint_every", "train.steps", "train.eval_batches"]
-    + [f"optim.{f.name}" for f in fields(OptimConfig)]
-    + [f"sampling.{f.name}" for f in fields(SamplingConfig)]
-)
+SETTINGS: dict[str, Setting] = settings_of(RunConfig)  # every leaf of a RunConfig by dotted path
+# Dotted paths whose change applies on the next step without a rebuild.
+LIVE_FIELDS = frozenset(path for path, s in SETTINGS.items() if s.live)
 
 
-def to_dict(config) -> dict:
-    """A plain nested dict of a config (what a resolved config.yaml holds)."""
-    return asdict(config)
+def is_live(path: str) -> bool:
+    """True when a change of this dotted path of a RunConfig applies on the next step without a rebuild."""
+    return path in LIVE_FIELDS
 
 
 def changed_paths(old, new, prefix: str = "") -> list[str]:
@@ -189,4 +268,4 @@ def changed_paths(old, new, prefix: str = "") -> list[str]:
 
 def is_structural_change(old: RunConfig, new: RunConfig) -> bool:
     """True when going from `old` to `new` needs a rebuilt model."""
-    return any(p not in LIVE_FIELDS for p in changed_paths(old, new))
+    return any(not is_live(p) for p in changed_paths(old, new))

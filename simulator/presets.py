@@ -24,102 +24,39 @@ from simulator.config import RunConfig
 from simulator.data.corpus import builtin_corpus
 from simulator.data.dataset import read_text_file, split_sizes
 from simulator.data.tokenizer import DataError
-from simulator.yamlconfig import (  # noqa: F401 (re-exported: rule helpers for other preset kinds)
-    ParseContext,
-    PresetError,
+from simulator.rules import (  # noqa: F401 (re-exported: rule helpers for other preset kinds)
     Rule,
-    _check_rule,
-    _describe_node,
-    _did_you_mean,
-    _Dumper,
-    _from_value,
-    _hints,
-    _leaf_paths,
-    _node_line,
-    _plain,
-    _replace_path,
-    _scalar,
-    _show,
     at_least,
+    declared_rule,
     greater_than,
     in_range,
     non_empty,
     non_negative,
     one_of,
-    parse_dataclass,
     positive,
     positive_int,
     unit_open,
 )
+from simulator.rules import did_you_mean as _did_you_mean
+from simulator.yamlconfig import Dumper as _Dumper
+from simulator.yamlconfig import ParseContext, PresetError, parse_dataclass
+from simulator.yamlconfig import check_rule as _check_rule
+from simulator.yamlconfig import describe_node as _describe_node
+from simulator.yamlconfig import from_value as _from_value
+from simulator.yamlconfig import leaf_paths as _leaf_paths
+from simulator.yamlconfig import node_line as _node_line
+from simulator.yamlconfig import plain as _plain
+from simulator.yamlconfig import replace_path as _replace_path
+from simulator.yamlconfig import scalar as _scalar
+from simulator.yamlconfig import show as _show
+from simulator.yamlconfig import type_hints as _hints
 
 DEFAULT_PRESET = "tiny-gpt"
 DEFAULT_KIND = "gpt"
 
 
-RULES: dict[str, Rule] = {
-    "name": non_empty,
-    "model.vocab_size": positive_int,
-    "model.d_model": positive_int,
-    "model.n_layer": positive_int,
-    "model.n_head": positive_int,
-    "model.seq_len": positive_int,
-    "model.mlp_ratio": positive_int,
-    "model.norm": one_of(C.NORMS),
-    "model.norm_position": one_of(C.NORM_POSITIONS),
-    "model.activation": one_of(C.ACTIVATIONS),
-    "model.dropout": unit_open,
-    "model.positional": one_of(C.POSITIONALS),
-    "model.init": one_of(C.INITS),
-    "model.init_std": positive,
-    "model.dropout_mode": one_of(C.DROPOUT_MODES),
-    "model.batchnorm_momentum": in_range(0, 1),
-    "model.attention.impl": one_of(C.ATTENTION_IMPLS),
-    "model.attention.mask": one_of(C.ATTENTION_MASKS),
-    "model.attention.scale": one_of(C.ATTENTION_SCALES),
-    "model.attention.n_kv_head": positive_int,
-    "model.attention.tile_q": non_negative,
-    "model.attention.tile_k": non_negative,
-    "optim.name": one_of(C.OPTIMIZERS),
-    "optim.lr": positive,
-    "optim.weight_decay": non_negative,
-    "optim.beta1": unit_open,
-    "optim.beta2": unit_open,
-    "optim.eps": positive,
-    "optim.momentum": non_negative,
-    "optim.schedule": one_of(C.SCHEDULES),
-    "optim.warmup_steps": non_negative,
-    "optim.decay_steps": positive_int,
-    "optim.min_lr": non_negative,
-    "optim.grad_clip": non_negative,
-    "optim.clip_mode": one_of(("norm", "value")),
-    "optim.dampening": in_range(0, 1),
-    "optim.rho": in_range(0, 1),
-    "optim.l1": non_negative,
-    "optim.l2": non_negative,
-    "optim.ftrl_beta": non_negative,
-    "optim.step_size": positive_int,
-    "optim.gamma": non_negative,
-    "data.kind": one_of(C.DATA_KINDS),
-    "data.path": non_empty,
-    "data.val_fraction": in_range(0, 0.5, low_open=True),
-    "train.steps": positive_int,
-    "train.batch_size": positive_int,
-    "train.seed": non_negative,
-    "train.eval_every": non_negative,
-    "train.eval_batches": positive_int,
-    "train.stats_every": non_negative,
-    "train.watch_layer": non_negative,
-    "train.watch_head": non_negative,
-    "train.checkpoint_every": non_negative,
-    "train.dtype": one_of(C.DTYPES),
-    "sampling.prompt": non_empty,
-    "sampling.max_new": positive_int,
-    "sampling.temperature": positive,
-    "sampling.top_k": non_negative,
-    "sampling.top_p": in_range(0, 1, low_open=True),
-    "sampling.min_p": unit_open,
-    "sampling.seed": non_negative,
-}
+# The gpt rules by dotted path, as the fields of RunConfig declare them (other kinds reuse the optim. ones).
+RULES: dict[str, Rule] = {path: s.rule for path, s in C.SETTINGS.items() if s.rule is not None}
 
 
 # -------------------------------------------------------------------------------------------- kinds
@@ -286,6 +223,8 @@ def _backstop(ctx: ParseContext, cfg: RunConfig) -> None:
 
 def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
     """Cross-field checks of a RunConfig; resolves data.path and reads the data once to check it."""
+    from simulator.optim import optim_problem  # imported here: it compiles kernels
+
     m, o, t, d = cfg.model, cfg.optim, cfg.train, cfg.data
     if m.d_model % m.n_head:
         hint = f"divisors of {m.d_model} up to 16: {_divisors(m.d_model)}"
@@ -307,21 +246,9 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
     if t.watch_head >= m.n_head:
         ctx.fail("train.watch_head", f"{t.watch_head} is not a head of a {m.n_head}-head model",
                  f"use 0 to {m.n_head - 1}", at=("train.watch_head", "model.n_head"))
-    if o.schedule in ("cosine", "warmup_cosine", "linear_decay") and o.min_lr > o.lr:
-        ctx.fail("optim.min_lr", f"{o.min_lr!r} is larger than {ctx.name('optim.lr')} {o.lr!r}",
-                 f"schedule {o.schedule} goes from lr down to min_lr", at=("optim.min_lr", "optim.lr"))
-    if o.schedule in ("warmup_cosine", "linear_decay") and o.warmup_steps >= o.decay_steps:
-        ctx.fail("optim.warmup_steps", f"{o.warmup_steps} is not less than {ctx.name('optim.decay_steps')} "
-                 f"{o.decay_steps}", f"schedule {o.schedule} decays between the two",
-                 at=("optim.warmup_steps", "optim.decay_steps"))
-    if o.name in ("momentum", "nesterov") and o.momentum <= 0:
-        ctx.fail("optim.momentum", f"must be greater than 0 for optimizer {o.name}, got {o.momentum!r}",
-                 "e.g. 0.9", at=("optim.momentum", "optim.name"))
-    if o.name == "nesterov" and o.dampening != 0:
-        ctx.fail("optim.dampening", f"must be 0 for optimizer nesterov, got {o.dampening!r}")
-    if o.name == "ftrl" and o.weight_decay != 0:
-        ctx.fail("optim.weight_decay", "is not used by ftrl", "set optim.l1 / optim.l2 instead",
-                 at=("optim.weight_decay", "optim.name"))
+    problem = optim_problem(o, ctx.name)  # the optimizer's and the schedule's own cross-field checks
+    if problem is not None:
+        ctx.fail(problem.path, problem.what, problem.hint, at=problem.at)
     _backstop(ctx, cfg)
     if d.kind == "text_file" or (d.kind == "lines" and d.path is not None):
         if d.path is None:
@@ -374,7 +301,7 @@ def override(cfg, flag_names: Mapping[str, str] | None = None, **dotted):
                 ctx.fail(path, "is not a setting" + _did_you_mean(path, leaves))
             typ = hints[part]
         converted = _from_value(value, typ, ctx, path)
-        _check_rule(ctx, path, converted)
+        _check_rule(ctx, path, converted, rule=declared_rule(type(cfg), path))
         cfg = _replace_path(cfg, path.split("."), converted)
     if spec.validate is not None:
         cfg = spec.validate(cfg, ctx) or cfg

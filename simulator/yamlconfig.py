@@ -1,21 +1,20 @@
 """YAML -> frozen dataclasses, keeping every value's line: the generic part of preset loading.
 
 The YAML is composed into nodes (not loaded into dicts) so that every key and value keeps its
-line; the nodes are walked against the dataclass type hints, and each value is checked by a rule
-looked up by its dotted path. `simulator/presets.py` holds what is specific to our presets (the
-GPT rules and cross-field checks, preset kinds, the shipped lessons) and re-exports this module's
-public names.
+line; the nodes are walked against the dataclass type hints, and each value is checked by the rule
+its field declares (`simulator/rules.py`), or by one a kind passes for its dotted path. The rule
+helpers live in `simulator/rules.py`; `simulator/presets.py` holds what is specific to our presets
+(the GPT's cross-field checks, preset kinds, the shipped lessons).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,56 +22,11 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+from simulator.rules import Rule, did_you_mean, setting_of
+
 
 class PresetError(Exception):
     """A person's mistake in a preset or an override; the message is one line naming where and what."""
-
-
-# ---------------------------------------------------------------------------------------------- rules
-# A rule takes a converted (non-null) value and returns None when it is fine, else what is wrong.
-Rule = Callable[[Any], str | None]
-
-
-def at_least(lo) -> Rule:
-    """Values >= lo."""
-    return lambda v: None if v >= lo else f"must be at least {lo}, got {v!r}"
-
-
-def greater_than(lo) -> Rule:
-    """Values > lo."""
-    return lambda v: None if v > lo else f"must be greater than {lo}, got {v!r}"
-
-
-def in_range(lo, hi, low_open: bool = False, high_open: bool = False) -> Rule:
-    """Values in an interval; the message writes it as [lo, hi) and the like."""
-    def rule(v):
-        ok = (v > lo if low_open else v >= lo) and (v < hi if high_open else v <= hi)
-        return None if ok else f"must be in {'(' if low_open else '['}{lo}, {hi}{')' if high_open else ']'}, got {v!r}"
-    return rule
-
-
-def one_of(choices) -> Rule:
-    """Values from a fixed tuple of names, with a 'did you mean' hint."""
-    def rule(v):
-        if v in choices:
-            return None
-        return f"{v!r} is not one of {', '.join(choices)}" + _did_you_mean(str(v), choices, cutoff=0.45)
-    return rule
-
-
-def non_empty(v) -> str | None:
-    """Strings that are not empty."""
-    return None if v else "must not be empty"
-
-
-positive_int = at_least(1)
-non_negative = at_least(0)
-positive = greater_than(0)
-unit_open = in_range(0, 1, high_open=True)  # [0, 1)
-
-def _did_you_mean(word: str, options, cutoff: float = 0.6) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=cutoff)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 # ------------------------------------------------------------------------------------------- context
@@ -82,7 +36,7 @@ class ParseContext:
 
     source: str | None  # file name shown in messages; None for command-line overrides (no line)
     base_dir: Path  # relative data paths resolve against this folder
-    rules: Mapping[str, Rule] = field(default_factory=dict)
+    rules: Mapping[str, Rule] = field(default_factory=dict)  # dotted path -> rule, before the field's own
     lines: dict[str, int] = field(default_factory=dict)  # dotted path -> 1-based line of its key
     names: Mapping[str, str] = field(default_factory=dict)  # dotted path -> how a message shows it ('--steps')
 
@@ -124,7 +78,8 @@ _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 _HINTS: dict[type, dict[str, Any]] = {}
 
 
-def _hints(cls) -> dict[str, Any]:
+def type_hints(cls) -> dict[str, Any]:
+    """The resolved type hints of a dataclass, computed once per class."""
     if cls not in _HINTS:
         _HINTS[cls] = typing.get_type_hints(cls)
     return _HINTS[cls]
@@ -152,7 +107,7 @@ def _type_name(typ) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(typ, str(typ))
 
 
-def _show(v) -> str:
+def show(v) -> str:
     """A value as a message shows it: strings quoted, null/true/false as YAML writes them."""
     if v is None:
         return "null"
@@ -167,21 +122,23 @@ def _show(v) -> str:
     return repr(str(v))
 
 
-def _scalar(node: ScalarNode):
+def scalar(node: ScalarNode):
     """The Python value YAML gives a scalar node (int, float, bool, None, str, date)."""
     return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
 
 
-def _node_line(node) -> int:
+def node_line(node) -> int:
+    """The 1-based line a YAML node starts on."""
     return node.start_mark.line + 1
 
 
-def _describe_node(node) -> str:
+def describe_node(node) -> str:
+    """A node as a message shows it: 'a mapping', 'a list' or its value."""
     if isinstance(node, MappingNode):
         return "a mapping"
     if isinstance(node, SequenceNode):
         return "a list"
-    return _show(_scalar(node))
+    return show(scalar(node))
 
 
 class _Bad(Exception):
@@ -193,23 +150,23 @@ def _coerce_scalar(v, typ, plain_text: bool):
     if typ is bool:
         if isinstance(v, bool):
             return v
-        raise _Bad(f"expected true or false, got {_show(v)}")
+        raise _Bad(f"expected true or false, got {show(v)}")
     if typ is int:
         if isinstance(v, int) and not isinstance(v, bool):  # bool is an int in Python, never in a preset
             return v
-        raise _Bad(f"expected an integer, got {_show(v)}")
+        raise _Bad(f"expected an integer, got {show(v)}")
     if typ is float:
         if isinstance(v, str) and plain_text and _NUMBER.match(v):
             v = float(v)  # YAML 1.1 reads 3e-3 (no dot) as text; a person means the number
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise _Bad(f"expected a number, got {_show(v)}")
+            raise _Bad(f"expected a number, got {show(v)}")
         if not math.isfinite(v):
-            raise _Bad(f"must be a finite number, got {_show(v)}")
+            raise _Bad(f"must be a finite number, got {show(v)}")
         return float(v)
     if typ is str:
         if isinstance(v, str):
             return v
-        raise _Bad(f"expected a string, got {_show(v)} (put it in quotes)")
+        raise _Bad(f"expected a string, got {show(v)} (put it in quotes)")
     raise TypeError(f"presets cannot read fields of type {typ!r}")
 
 
@@ -225,26 +182,27 @@ def _from_node(node, typ, ctx: ParseContext, path: str):
     origin = typing.get_origin(typ)
     if origin in (tuple, list):
         if not isinstance(node, SequenceNode):
-            ctx.fail(path, f"expected a list, got {_describe_node(node)}", line=_node_line(node))
+            ctx.fail(path, f"expected a list, got {describe_node(node)}", line=node_line(node))
         args = typing.get_args(typ)
         repeated = origin is list or (len(args) == 2 and args[1] is Ellipsis)  # list[X] or tuple[X, ...]
         if not repeated and len(node.value) != len(args):
-            ctx.fail(path, f"expected a list of {len(args)} items, got {len(node.value)}", line=_node_line(node))
+            ctx.fail(path, f"expected a list of {len(args)} items, got {len(node.value)}", line=node_line(node))
         items = [_from_node(child, args[0] if repeated else args[i], ctx, f"{path}[{i}]")
                  for i, child in enumerate(node.value)]
         return tuple(items) if origin is tuple else items
     if not isinstance(node, ScalarNode):
-        ctx.fail(path, f"expected {_type_name(typ)}, got {_describe_node(node)}", line=_node_line(node))
-    value = _scalar(node)
+        ctx.fail(path, f"expected {_type_name(typ)}, got {describe_node(node)}", line=node_line(node))
+    value = scalar(node)
     try:
         return _coerce_scalar(value, typ, plain_text=node.style is None)
     except _Bad as e:
         hint = "leave the key out to use the default" if value is None and ctx.source is not None else None
-        ctx.fail(path, str(e), hint, line=_node_line(node))
+        ctx.fail(path, str(e), hint, line=node_line(node))
 
 
-def _check_rule(ctx: ParseContext, path: str, value, line: int | None = None) -> None:
-    rule = ctx.rules.get(re.sub(r"\[\d+\]", "", path))
+def check_rule(ctx: ParseContext, path: str, value, line: int | None = None, rule: Rule | None = None) -> None:
+    """Fail when `value` breaks the rule the context gives its path, else `rule` (the field's own)."""
+    rule = ctx.rules.get(re.sub(r"\[\d+\]", "", path), rule)
     if rule is not None and value is not None:
         problem = rule(value)
         if problem:
@@ -255,29 +213,30 @@ def parse_dataclass(cls, node, ctx: ParseContext, keypath: str):
     """Build an instance of dataclass `cls` from a YAML mapping node; omitted keys keep their defaults."""
     if not isinstance(node, MappingNode):
         what = f"{keypath} settings" if keypath else "settings at the top level"
-        ctx.fail(keypath, f"expected a mapping of {what}, got {_describe_node(node)}", line=_node_line(node))
-    hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
+        ctx.fail(keypath, f"expected a mapping of {what}, got {describe_node(node)}", line=node_line(node))
+    hints = type_hints(cls)
+    declared = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    names = list(declared)
     kwargs: dict[str, Any] = {}
     for key_node, value_node in node.value:
-        line = _node_line(key_node)
+        line = node_line(key_node)
         if not isinstance(key_node, ScalarNode):
             ctx.fail(keypath, "a key must be a plain name", line=line)
         key = str(key_node.value)
         path = f"{keypath}.{key}" if keypath else key
         if key not in names:
-            hint = _did_you_mean(key, names)[2:-1] or f"{keypath or 'the top level'} takes: {', '.join(names)}"
+            hint = did_you_mean(key, names)[2:-1] or f"{keypath or 'the top level'} takes: {', '.join(names)}"
             ctx.fail(path, f"unknown key '{key}'", hint, line=line)
         if key in kwargs:
             ctx.fail(path, f"is given twice (first on line {ctx.lines[path]})", line=line)
         ctx.lines[path] = line
         kwargs[key] = _from_node(value_node, hints[key], ctx, path)
-        _check_rule(ctx, path, kwargs[key], line=_node_line(value_node))
+        check_rule(ctx, path, kwargs[key], line=node_line(value_node), rule=setting_of(declared[key]).rule)
     return cls(**kwargs)
 
 
 # ------------------------------------------------------------------------------------ dump, override
-class _Dumper(yaml.SafeDumper):
+class Dumper(yaml.SafeDumper):
     """Writes multi-line strings as literal blocks, so a description reads as it was written."""
 
 
@@ -287,29 +246,31 @@ def _represent_str(dumper, s):
     return dumper.represent_scalar("tag:yaml.org,2002:str", s, style=style)
 
 
-_Dumper.add_representer(str, _represent_str)
+Dumper.add_representer(str, _represent_str)
 
 
-def _plain(obj):
+def plain(obj):
+    """A config as plain nested dicts and lists (what a preset file holds), in field order."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (tuple, list)):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     return obj
 
 
-def _leaf_paths(cls, prefix: str = "") -> list[str]:
+def leaf_paths(cls, prefix: str = "") -> list[str]:
+    """Dotted paths of every non-dataclass field of `cls`, nested dataclasses walked."""
     out = []
     for f in dataclasses.fields(cls):
-        typ = _hints(cls)[f.name]
+        typ = type_hints(cls)[f.name]
         if dataclasses.is_dataclass(typ):
-            out += _leaf_paths(typ, prefix + f.name + ".")
+            out += leaf_paths(typ, prefix + f.name + ".")
         else:
             out.append(prefix + f.name)
     return out
 
 
-def _from_value(value, typ, ctx: ParseContext, path: str):
+def from_value(value, typ, ctx: ParseContext, path: str):
     """Convert a Python value (or command-line text) to `typ` by the same rules as a preset value."""
     inner = _optional_inner(typ) or typ
     if isinstance(value, str) and inner is not str:
@@ -326,11 +287,11 @@ def _from_value(value, typ, ctx: ParseContext, path: str):
         return None
     if dataclasses.is_dataclass(inner):
         if not isinstance(value, inner):
-            ctx.fail(path, f"expected {inner.__name__}, got {_show(value)}")
+            ctx.fail(path, f"expected {inner.__name__}, got {show(value)}")
         return value
     if typing.get_origin(inner) in (tuple, list):
         if not isinstance(value, (tuple, list)):
-            ctx.fail(path, f"expected a list, got {_show(value)}")
+            ctx.fail(path, f"expected a list, got {show(value)}")
         return typing.get_origin(inner)(value)
     try:
         return _coerce_scalar(value, inner, plain_text=False)
@@ -338,7 +299,8 @@ def _from_value(value, typ, ctx: ParseContext, path: str):
         ctx.fail(path, str(e))
 
 
-def _replace_path(obj, parts: list[str], value):
+def replace_path(obj, parts: list[str], value):
+    """A copy of a frozen config with the field at path `parts` replaced."""
     if len(parts) == 1:
         return dataclasses.replace(obj, **{parts[0]: value})
-    return dataclasses.replace(obj, **{parts[0]: _replace_path(getattr(obj, parts[0]), parts[1:], value)})
+    return dataclasses.replace(obj, **{parts[0]: replace_path(getattr(obj, parts[0]), parts[1:], value)})

@@ -332,11 +332,12 @@ def test_load_state_dict_refuses_mismatch():
 
 @pytest.mark.parametrize("changes, message", [
     ({"name": "lion"}, "unknown optimizer 'lion'"),
-    ({"name": "momentum"}, "needs optim.momentum > 0"),
-    ({"name": "nesterov", "momentum": 0.9, "dampening": 0.1}, "dampening must be 0 for nesterov"),
-    ({"name": "ftrl", "weight_decay": 0.1}, "weight_decay is not used by ftrl"),
-    ({"beta2": 1.0}, "optim.beta2 must lie in"),
-    ({"eps": float("nan")}, "optim.eps must lie in"),
+    ({"name": "momentum"}, "optim.momentum: must be greater than 0 for optimizer momentum"),
+    ({"name": "nesterov", "momentum": 0.9, "dampening": 0.1}, "optim.dampening: must be 0 for optimizer nesterov"),
+    ({"name": "ftrl", "weight_decay": 0.1}, "optim.weight_decay: is not used by ftrl"),
+    ({"beta2": 1.0}, "optim.beta2: must be in \\[0, 1\\), got 1.0"),
+    ({"eps": float("nan")}, "optim.eps: must be greater than 0, got nan"),
+    ({"name": "ftrl", "lr": 0.0}, "optim.lr: must be greater than 0, got 0.0"),
     ({"schedule": "linear"}, "unknown schedule 'linear'"),
     ({"clip_mode": "max"}, "unknown mode 'max'"),
 ])

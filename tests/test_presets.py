@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from simulator import config as C
 from simulator.config import RunConfig
 from simulator.presets import (
+    RULES,
     PresetError,
     dump_config,
     find_preset,
@@ -21,9 +23,11 @@ from simulator.presets import (
     parse_dataclass,
     parse_preset_text,
     positive,
+    positive_int,
     presets_dir,
     register_kind,
 )
+from simulator.rules import setting
 
 SHIPPED = ["no-norm-deep", "postnorm", "rmsnorm", "tiny-gpt"]
 
@@ -349,3 +353,80 @@ def test_a_preset_that_is_not_utf8_is_reported_with_line_and_offset(tmp_path):
     path.write_bytes(b"name: x\ndescription: caf\xe9\n")
     assert error_of(path) == (f"{path}:2: not UTF-8 text: byte 0xe9 at byte offset 24 cannot be decoded "
                               "(save the file as UTF-8)")
+
+
+# ---- one declaration per setting ----
+
+@dataclass(frozen=True)
+class Declared:
+    steps: int = setting(10, positive_int, live=True, help="How many.")
+    mode: str = setting("a", one_of(("a", "b")))
+    free: int = 3
+
+
+def test_a_field_brings_its_own_rule_to_the_yaml_walk():
+    import yaml
+
+    from simulator.presets import ParseContext
+
+    def parse(text, rules=None):
+        return parse_dataclass(Declared, yaml.compose(text, Loader=yaml.SafeLoader),
+                               ParseContext("d.yaml", Path("."), rules or {}), "")
+
+    assert parse("steps: 3\nmode: b\nfree: -5\n") == Declared(3, "b", -5)
+    with pytest.raises(PresetError, match=r"^d.yaml:1: steps: must be at least 1, got 0$"):
+        parse("steps: 0\n")
+    with pytest.raises(PresetError, match=r"^d.yaml:2: mode: 'c' is not one of a, b$"):
+        parse("steps: 1\nmode: c\n")
+    # a kind's own rule for a path comes before the field's
+    assert parse("steps: 0\n", {"steps": lambda v: None}) == Declared(0)
+    with pytest.raises(PresetError, match=r"^d.yaml:1: free: must be even, got 3$"):
+        parse("free: 3\n", {"free": even})
+    # an override checks the declared rule as well
+    assert override(Declared(), steps=4) == Declared(4)
+    with pytest.raises(PresetError, match=r"^--steps: must be at least 1, got 0$"):
+        override(Declared(), steps=0)
+
+
+def test_every_setting_is_declared_with_help_and_the_gpt_rules_come_from_the_declarations():
+    from simulator.yamlconfig import leaf_paths
+
+    assert list(C.SETTINGS) == leaf_paths(RunConfig)
+    for path, s in C.SETTINGS.items():
+        assert s.help and s.help.endswith("."), path
+        assert RULES.get(path) is s.rule
+    assert RULES["optim.lr"](0.0) == "must be greater than 0, got 0.0"
+
+
+def test_live_fields_are_read_from_the_declarations():
+    assert C.LIVE_FIELDS == frozenset(
+        ["model.dropout", "model.dropout_mode", "train.eval_every", "train.stats_every", "train.watch_layer",
+         "train.watch_head", "train.checkpoint_every", "train.steps", "train.eval_batches"]
+        + [f"optim.{f.name}" for f in dataclasses.fields(C.OptimConfig)]
+        + [f"sampling.{f.name}" for f in dataclasses.fields(C.SamplingConfig)])
+    assert C.is_live("optim.lr") and not C.is_live("model.n_layer") and not C.is_live("name")
+    base = RunConfig()
+    assert not C.is_structural_change(base, override(base, **{"optim.lr": 0.01, "train.steps": 5}))
+    assert C.is_structural_change(base, override(base, **{"model.n_layer": 3}))
+    assert RunConfig() == RunConfig() and hash(RunConfig().optim) == hash(C.OptimConfig())
+
+
+def test_optimizer_cross_field_checks_are_one_copy_for_presets_and_the_optimizer():
+    from simulator.optim import OptimError, check_optim, optim_problem
+
+    for changes, line in [("lr: 0.001\n  min_lr: 0.01", 3), ("name: momentum", 2),
+                          ("name: ftrl\n  weight_decay: 0.1", 3), ("warmup_steps: 3000\n  decay_steps: 600", 2)]:
+        with pytest.raises(PresetError) as info:
+            parse_preset_text(f"optim:\n  {changes}\n", "o.yaml")
+        cfg = C.OptimConfig(**yaml_mapping(changes))
+        problem = optim_problem(cfg)
+        assert str(info.value) == f"o.yaml:{line}: {problem.sentence()}"
+        with pytest.raises(OptimError) as own:
+            check_optim(cfg)
+        assert str(own.value) == problem.sentence()
+
+
+def yaml_mapping(text: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(text.replace("\n  ", "\n"))

@@ -194,7 +194,7 @@ optimizers:
 @pytest.mark.parametrize("fields, message", [
     ({"function": "himmelblau"}, "t.yaml:3: function: 'himmelblau' is not one of"),
     ({"label": "a"}, "optimizers\\[1\\].label: 'a' is used twice"),
-    ({"momentum": 0.0}, "t.yaml:9: optimizers\\[1\\].optim.name"),
+    ({"momentum": 0.0}, "t.yaml:10: optimizers\\[1\\].optim.momentum: must be greater than 0 for optimizer momentum"),
     ({"momentum": -1}, "t.yaml:10: optimizers\\[1\\].optim.momentum: must be at least 0"),
 ])
 def test_bad_race_presets_get_one_line(fields, message):

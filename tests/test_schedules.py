@@ -78,10 +78,11 @@ def test_pure_function_of_step(schedule):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"schedule": "warmup_cosine", "warmup_steps": 20}, "decay_steps \\(14\\) must be greater"),
-    ({"schedule": "linear_decay", "decay_steps": 4}, "decay_steps \\(4\\) must be greater"),
+    ({"schedule": "warmup_cosine", "warmup_steps": 20}, "warmup_steps: 20 is not less than optim.decay_steps 14"),
+    ({"schedule": "linear_decay", "decay_steps": 4}, "warmup_steps: 4 is not less than optim.decay_steps 4"),
     ({"schedule": "step", "step_size": 0}, "step_size must be > 0"),
-    ({"schedule": "cosine", "min_lr": 0.7}, "min_lr must lie between 0 and optim.lr"),
+    ({"schedule": "cosine", "min_lr": 0.7}, "min_lr: 0.7 is larger than optim.lr 0.6"),
+    ({"schedule": "cosine", "min_lr": -0.1}, "min_lr must be >= 0"),
     ({"schedule": "poly"}, "unknown schedule 'poly'"),
     ({"lr": -1.0}, "optim.lr must be a finite number"),
 ])

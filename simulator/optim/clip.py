@@ -6,10 +6,8 @@ import math
 
 import numpy as np
 
-from simulator.config import OptimConfig
+from simulator.config import CLIP_MODES, OptimConfig
 from simulator.optim.kernels import clamp_inplace, scale_inplace, sum_of_squares
-
-CLIP_MODES = ("norm", "value")
 
 
 class ClipError(ValueError):

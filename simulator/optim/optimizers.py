@@ -33,7 +33,8 @@ FTRL lesson); with a changing lr its sigma uses the current alpha.
 
 from __future__ import annotations
 
-import math
+import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
@@ -41,7 +42,8 @@ from simulator.config import OPTIMIZERS, OptimConfig
 from simulator.model.layout import ParamLayout
 from simulator.optim import kernels
 from simulator.optim.clip import ClipError, check_clip
-from simulator.optim.schedules import ScheduleError, check_schedule
+from simulator.optim.schedules import ScheduleError, check_schedule, schedule_problem
+from simulator.rules import Problem, setting_of
 
 
 class OptimError(ValueError):
@@ -58,6 +60,28 @@ def decay_kinds(cfg: OptimConfig) -> set[str]:
     return kinds
 
 
+def _update_problem(cfg: OptimConfig, name: Callable[[str], str]) -> Problem | None:
+    """The optimizer's own cross-field problem (a setting its update rule needs or ignores), or None."""
+    if cfg.name in ("momentum", "nesterov") and cfg.momentum <= 0:
+        return Problem("optim.momentum", f"must be greater than 0 for optimizer {cfg.name}, got {cfg.momentum!r}",
+                       "e.g. 0.9", at=("optim.momentum", "optim.name"))
+    if cfg.name == "nesterov" and cfg.dampening != 0:
+        return Problem("optim.dampening", f"must be 0 for optimizer nesterov, got {cfg.dampening!r}")
+    if cfg.name == "ftrl" and cfg.weight_decay != 0:
+        return Problem("optim.weight_decay", "is not used by ftrl", "set optim.l1 / optim.l2 instead",
+                       at=("optim.weight_decay", "optim.name"))
+    return None
+
+
+def optim_problem(cfg: OptimConfig, name: Callable[[str], str] = str) -> Problem | None:
+    """The first cross-field problem of an OptimConfig (schedule, then update rule), or None.
+
+    The one place these checks live: the preset validation reports the Problem with its file and line,
+    `check_optim` raises it as one sentence. `name` is how a message names another field.
+    """
+    return schedule_problem(cfg, name) or _update_problem(cfg, name)
+
+
 def check_optim(cfg: OptimConfig) -> None:
     """Raise OptimError with one sentence if `cfg` cannot drive its optimizer."""
     try:
@@ -67,24 +91,14 @@ def check_optim(cfg: OptimConfig) -> None:
         raise OptimError(str(err)) from None
     if cfg.name not in OPTIMIZERS:
         raise OptimError(f"optim.name: unknown optimizer {cfg.name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    # (field, value, low, high, high is open): the message writes the interval as a person reads it
-    ranges = [("weight_decay", cfg.weight_decay, 0, math.inf, True), ("eps", cfg.eps, 0, math.inf, True),
-              ("momentum", cfg.momentum, 0, math.inf, True), ("dampening", cfg.dampening, 0, 1, False),
-              ("beta1", cfg.beta1, 0, 1, True), ("beta2", cfg.beta2, 0, 1, True), ("rho", cfg.rho, 0, 1, False),
-              ("l1", cfg.l1, 0, math.inf, True), ("l2", cfg.l2, 0, math.inf, True),
-              ("ftrl_beta", cfg.ftrl_beta, 0, math.inf, True)]
-    for field, value, low, high, open_high in ranges:
-        if not (low <= value < high if open_high else low <= value <= high):  # also catches NaN
-            interval = f"[{low}, {'inf' if high == math.inf else high}{')' if open_high else ']'}"
-            raise OptimError(f"optim.{field} must lie in {interval}, got {value}")
-    if cfg.name in ("momentum", "nesterov") and cfg.momentum <= 0:
-        raise OptimError(f"optim.name {cfg.name} needs optim.momentum > 0 (e.g. 0.9), got {cfg.momentum}")
-    if cfg.name == "nesterov" and cfg.dampening != 0:
-        raise OptimError(f"optim.dampening must be 0 for nesterov (as in torch), got {cfg.dampening}")
-    if cfg.name == "ftrl" and cfg.weight_decay != 0:
-        raise OptimError("optim.weight_decay is not used by ftrl; set optim.l1 / optim.l2 instead")
-    if cfg.name == "ftrl" and cfg.lr <= 0:
-        raise OptimError(f"optim.lr is ftrl's alpha and must be > 0, got {cfg.lr}")
+    for f in dataclasses.fields(cfg):  # each field's own rule, as config.py declares it (also catches NaN)
+        rule = setting_of(f).rule
+        what = rule(getattr(cfg, f.name)) if rule is not None else None
+        if what:
+            raise OptimError(f"optim.{f.name}: {what}")
+    problem = _update_problem(cfg, str)
+    if problem is not None:
+        raise OptimError(problem.sentence())
 
 
 class Optimizer:

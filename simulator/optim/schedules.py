@@ -17,12 +17,33 @@ a resumed run sees exactly the rates an uninterrupted one would.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from simulator.config import SCHEDULES, OptimConfig
+from simulator.rules import Problem
+
+DECAYING = ("cosine", "warmup_cosine", "linear_decay")  # go from lr down to min_lr
+WARMUP_THEN_DECAY = ("warmup_cosine", "linear_decay")  # decay between warmup_steps and decay_steps
 
 
 class ScheduleError(ValueError):
     """A schedule's settings do not make sense (one sentence names the field)."""
+
+
+def schedule_problem(cfg: OptimConfig, name: Callable[[str], str] = str) -> Problem | None:
+    """The schedule's cross-field problem (min_lr above lr, warmup not before the decay's end), or None.
+
+    One check for both readers: the preset validation (which adds the file and line) and `check_schedule`.
+    `name` is how a message names the other field (an override on the command line shows it as '--lr').
+    """
+    if cfg.schedule in DECAYING and cfg.min_lr > cfg.lr:
+        return Problem("optim.min_lr", f"{cfg.min_lr!r} is larger than {name('optim.lr')} {cfg.lr!r}",
+                       f"schedule {cfg.schedule} goes from lr down to min_lr", at=("optim.min_lr", "optim.lr"))
+    if cfg.schedule in WARMUP_THEN_DECAY and cfg.warmup_steps >= cfg.decay_steps:
+        return Problem("optim.warmup_steps", f"{cfg.warmup_steps} is not less than {name('optim.decay_steps')} "
+                       f"{cfg.decay_steps}", f"schedule {cfg.schedule} decays between the two",
+                       at=("optim.warmup_steps", "optim.decay_steps"))
+    return None
 
 
 def check_schedule(cfg: OptimConfig) -> None:
@@ -31,13 +52,13 @@ def check_schedule(cfg: OptimConfig) -> None:
         raise ScheduleError(f"optim.schedule: unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
     if not (cfg.lr >= 0 and math.isfinite(cfg.lr)):
         raise ScheduleError(f"optim.lr must be a finite number >= 0, got {cfg.lr}")
-    if not (0 <= cfg.min_lr <= cfg.lr) and cfg.schedule in ("cosine", "warmup_cosine", "linear_decay"):
-        raise ScheduleError(f"optim.min_lr must lie between 0 and optim.lr ({cfg.lr}), got {cfg.min_lr}")
+    if cfg.schedule in DECAYING and not cfg.min_lr >= 0:  # also catches NaN
+        raise ScheduleError(f"optim.min_lr must be >= 0, got {cfg.min_lr}")
     if cfg.warmup_steps < 0:
         raise ScheduleError(f"optim.warmup_steps must be >= 0, got {cfg.warmup_steps}")
-    if cfg.schedule in ("warmup_cosine", "linear_decay") and cfg.decay_steps <= cfg.warmup_steps:
-        raise ScheduleError(f"optim.decay_steps ({cfg.decay_steps}) must be greater than optim.warmup_steps "
-                            f"({cfg.warmup_steps}) for schedule {cfg.schedule}")
+    problem = schedule_problem(cfg)
+    if problem is not None:
+        raise ScheduleError(problem.sentence())
     if cfg.schedule == "cosine" and cfg.decay_steps <= 0:
         raise ScheduleError(f"optim.decay_steps must be > 0 for schedule cosine, got {cfg.decay_steps}")
     if cfg.schedule == "step" and cfg.step_size <= 0:

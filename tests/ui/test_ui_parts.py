@@ -12,7 +12,7 @@ from simulator.config import RunConfig
 from simulator.presets import load_preset
 from simulator.records import StepRecord
 from ui.history import RunHistory, Series, config_diff, layer_of
-from ui.panels.controls import GROUPS, SAMPLING_GROUP, escape, tooltip_text, unescape
+from ui.panels.controls import GROUPS, SAMPLING_GROUP, SPECS, escape, tooltip_text, unescape
 from ui.plots.stepthrough import diagram_columns
 from ui.worker import Snapshots, histogram, summarise
 
@@ -135,6 +135,18 @@ def test_every_control_says_what_it_does_and_its_lesson():
             assert spec.path in text and "lesson:" in text
             assert set(spec.lesson.split(", ")) <= lessons, spec.lesson
             assert ("Rebuilds" in text) != spec.live
+
+
+def test_controls_take_label_help_choices_and_liveness_from_the_config_declarations():
+    from simulator import config as C
+
+    for spec in SPECS.values():
+        declared = C.SETTINGS[spec.path]
+        assert spec.label == declared.label and spec.help == declared.help
+        assert tooltip_text(spec).startswith(declared.help + " ") and spec.live == C.is_live(spec.path)
+    assert SPECS["model.norm"].choices == C.NORMS and SPECS["model.norm"].kind == "choice"
+    assert SPECS["model.residual"].kind == "bool" and SPECS["sampling.prompt"].kind == "text"
+    assert SPECS["optim.lr"].kind == "float" and SPECS["model.n_layer"].kind == "int"
 
 
 def test_diagram_follows_the_session_phase_order():

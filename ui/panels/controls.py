@@ -1,5 +1,8 @@
 """The controls: one widget per config field, grouped, each with a tooltip naming what it does and its lesson.
 
+A control's label, help, choices and liveness are the field's declaration in `simulator/config.py`;
+here are only which controls exist, their grouping, the lesson each points to and the spin ranges.
+
 A control never edits a config. It reports `(dotted path, typed text)` to `on_change`; the window builds
 a new config through `presets.override` (the preset rules check the value), asks before a structural
 change discards a run, and hands the result to the session. `set_config` shows a config without
@@ -14,10 +17,10 @@ from dataclasses import dataclass
 from tkinter import ttk
 
 from simulator import config as C
-from simulator.config import LIVE_FIELDS
 from ui.tooltip import Tooltip
 
 REBUILD_MARK = "⟳"
+KINDS = {bool: "bool", int: "int", float: "float", str: "text"}  # by the type of the field's value
 
 
 @dataclass(frozen=True)
@@ -35,103 +38,72 @@ class ControlSpec:
     @property
     def live(self) -> bool:
         """True when the change applies on the next step without a rebuild."""
-        return self.path in LIVE_FIELDS
+        return C.is_live(self.path)
 
 
+def get_path(cfg, path: str):
+    """The value of a dotted path in a config."""
+    for part in path.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def control(path: str, lesson: str, spin: tuple[int, int, int] | None = None) -> ControlSpec:
+    """The control of a RunConfig field: label, help, choices and liveness come from its declaration in config.py."""
+    s = C.SETTINGS[path]
+    choices = getattr(s.rule, "choices", ())  # a one_of rule lists its names: a menu
+    kind = "choice" if choices else KINDS[type(get_path(C.RunConfig(), path))]
+    return ControlSpec(path, s.label or path.rsplit(".", 1)[-1], kind, s.help, lesson, choices, spin)
+
+
+# Which controls exist, in which group, and the lesson preset each tooltip points to.
 GROUPS: list[tuple[str, list[ControlSpec]]] = [
     ("Model", [
-        ControlSpec("model.norm", "norm", "choice", "Which normalisation each block uses: layernorm centres and "
-                    "scales each position, rmsnorm only scales it, none leaves the residual stream unchecked.",
-                    "rmsnorm, no-norm-deep", C.NORMS),
-        ControlSpec("model.norm_position", "norm position", "choice", "pre: x + f(norm(x)), a clean residual path "
-                    "from the loss to the embeddings. post: norm(x + f(x)), as in the original transformer.",
-                    "postnorm", C.NORM_POSITIONS),
-        ControlSpec("model.residual", "residual", "bool", "Adds each sublayer's output to its input (x + f(x)). "
-                    "Off, every gradient has to pass through every layer: watch it vanish in the heatmap.",
-                    "no-norm-deep"),
-        ControlSpec("model.activation", "activation", "choice", "The MLP's non-linearity: gelu and silu are smooth, "
-                    "relu is zero for negative inputs (dead units show as zero gradients), sigmoid and tanh saturate "
-                    "(their gradients vanish: see the Activations tab).", "tiny-gpt", C.ACTIVATIONS),
-        ControlSpec("model.dropout", "dropout", "float", "Fraction of activations zeroed at random while training "
-                    "(eval and generation are unaffected). Applies on the next step.", "overfit-dropout"),
-        ControlSpec("model.dropout_mode", "dropout mode", "choice", "inverted: scale kept activations by 1/(1-p) "
-                    "while training; classic: scale by (1-p) at evaluation instead.", "overfit-dropout",
-                    C.DROPOUT_MODES),
-        ControlSpec("model.init", "init", "choice", "How weight matrices start: normal(0, init_std); xavier "
-                    "(variance 2/(fan_in+fan_out), uniform or normal); he (variance 2/fan_in); gpt2 (normal, residual "
-                    "projections scaled down by depth); zeros or constant (every unit alike: symmetry is never "
-                    "broken).", "symmetric-init", C.INITS),
-        ControlSpec("model.n_layer", "layers", "int", "Number of transformer blocks.", "no-norm-deep",
-                    spin=(1, 16, 1)),
-        ControlSpec("model.d_model", "width", "int", "Channels of the residual stream (d_model); must be divisible "
-                    "by the number of heads.", "tiny-gpt", spin=(8, 512, 8)),
-        ControlSpec("model.n_head", "heads", "int", "Attention heads per block; each head sees d_model / heads "
-                    "channels.", "tiny-gpt", spin=(1, 16, 1)),
-        ControlSpec("model.attention.impl", "attention", "choice", "How attention is computed: naive forms the "
-                    "whole T x T score matrix; tiled (FlashAttention) walks it tile by tile and never stores it. "
-                    "Same numbers, other memory traffic: see the Tiled attention tab.", "tiny-gpt",
-                    C.ATTENTION_IMPLS),
-        ControlSpec("model.attention.mask", "mask", "choice", "causal: a position sees only earlier ones (a "
-                    "decoder). none: it also sees the future, so predicting the next character is trivial and "
-                    "the model learns nothing it can generate with.", "mask-leak", C.ATTENTION_MASKS),
-        ControlSpec("model.attention.scale", "score scale", "choice", "sqrt_dk: scores q.k / sqrt(head size). "
-                    "none: unscaled scores grow with the width and saturate the softmax.", "unscaled-attention",
-                    C.ATTENTION_SCALES),
-        ControlSpec("model.positional", "positions", "choice", "How the model knows where a token is: learned or "
-                    "sinusoidal vectors added to the embedding, rope rotates queries and keys, none gives it no "
-                    "position at all.", "tiny-gpt", C.POSITIONALS),
+        control("model.norm", "rmsnorm, no-norm-deep"),
+        control("model.norm_position", "postnorm"),
+        control("model.residual", "no-norm-deep"),
+        control("model.activation", "tiny-gpt"),
+        control("model.dropout", "overfit-dropout"),
+        control("model.dropout_mode", "overfit-dropout"),
+        control("model.init", "symmetric-init"),
+        control("model.n_layer", "no-norm-deep", spin=(1, 16, 1)),
+        control("model.d_model", "tiny-gpt", spin=(8, 512, 8)),
+        control("model.n_head", "tiny-gpt", spin=(1, 16, 1)),
+        control("model.attention.impl", "tiny-gpt"),
+        control("model.attention.mask", "mask-leak"),
+        control("model.attention.scale", "unscaled-attention"),
+        control("model.positional", "tiny-gpt"),
     ]),
     ("Optimizer", [
-        ControlSpec("optim.name", "optimizer", "choice", "The update rule. Changing it starts a new run (its "
-                    "state, e.g. Adam's moments, has another shape).", "optimizer-race", C.OPTIMIZERS),
-        ControlSpec("optim.lr", "learning rate", "float", "Peak step size; the schedule scales it. Applies on the "
-                    "next step.", "no-norm-deep"),
-        ControlSpec("optim.weight_decay", "weight decay", "float", "Pulls matrices towards zero each step (decoupled "
-                    "for adamw, added to the gradient for the others).", "tiny-gpt"),
-        ControlSpec("optim.beta1", "beta1", "float", "Adam: how much of the gradient's running mean is kept each "
-                    "step (momentum).", "optimizer-race"),
-        ControlSpec("optim.beta2", "beta2", "float", "Adam/RMS: how much of the squared gradient's running mean is "
-                    "kept each step.", "optimizer-race"),
-        ControlSpec("optim.momentum", "momentum", "float", "SGD with momentum / Nesterov / RMSProp: fraction of the "
-                    "previous update carried on.", "optimizer-race"),
-        ControlSpec("optim.schedule", "schedule", "choice", "How the learning rate moves with the step (the lr "
-                    "curve on the Overview tab).", "postnorm", C.SCHEDULES),
-        ControlSpec("optim.warmup_steps", "warmup", "int", "Steps over which the learning rate ramps up from 0; "
-                    "post-norm needs it more than pre-norm.", "postnorm", spin=(0, 100000, 10)),
-        ControlSpec("optim.decay_steps", "decay steps", "int", "Step at which cosine / linear decay reaches "
-                    "min lr.", "tiny-gpt", spin=(1, 1000000, 100)),
-        ControlSpec("optim.min_lr", "min lr", "float", "The learning rate at the end of the decay.", "tiny-gpt"),
-        ControlSpec("optim.grad_clip", "clip", "float", "Largest global gradient norm; larger gradients are scaled "
-                    "down to it (0 turns clipping off). Spikes show in the grad-norm plot.", "no-norm-deep"),
+        control("optim.name", "optimizer-race"),
+        control("optim.lr", "no-norm-deep"),
+        control("optim.weight_decay", "tiny-gpt"),
+        control("optim.beta1", "optimizer-race"),
+        control("optim.beta2", "optimizer-race"),
+        control("optim.momentum", "optimizer-race"),
+        control("optim.schedule", "postnorm"),
+        control("optim.warmup_steps", "postnorm", spin=(0, 100000, 10)),
+        control("optim.decay_steps", "tiny-gpt", spin=(1, 1000000, 100)),
+        control("optim.min_lr", "tiny-gpt"),
+        control("optim.grad_clip", "no-norm-deep"),
     ]),
     ("Data and batch", [
-        ControlSpec("train.batch_size", "batch size", "int", "Sequences per step.", "tiny-gpt", spin=(1, 256, 1)),
-        ControlSpec("model.seq_len", "sequence length", "int", "Characters per sequence (the context the model "
-                    "can attend over).", "tiny-gpt", spin=(8, 512, 8)),
-        ControlSpec("train.seed", "seed", "int", "Seeds weights, batches and dropout: the same seed gives the same "
-                    "run, so two runs that differ in one toggle can be compared.", "postnorm",
-                    spin=(0, 2**31 - 1, 1)),
+        control("train.batch_size", "tiny-gpt", spin=(1, 256, 1)),
+        control("model.seq_len", "tiny-gpt", spin=(8, 512, 8)),
+        control("train.seed", "postnorm", spin=(0, 2**31 - 1, 1)),
     ]),
 ]
 
 SAMPLING_GROUP: list[tuple[str, list[ControlSpec]]] = [
     ("Decoding rule", [
-        ControlSpec("sampling.prompt", "prompt", "text", "The text generation starts from (\\n is a newline). "
-                    "Every character must occur in the training text.", "tiny-gpt"),
-        ControlSpec("sampling.temperature", "temperature", "float", "Divides the logits: below 1 sharpens the "
-                    "distribution, above 1 flattens it.", "tiny-gpt"),
-        ControlSpec("sampling.top_k", "top-k", "int", "Keep only the k most likely tokens (0: off).", "tiny-gpt",
-                    spin=(0, 1000, 1)),
-        ControlSpec("sampling.top_p", "top-p", "float", "Keep the smallest set of most likely tokens whose "
-                    "probability adds up to p (1: off).", "tiny-gpt"),
-        ControlSpec("sampling.min_p", "min-p", "float", "Keep tokens at least min_p times as likely as the most "
-                    "likely one (0: off).", "tiny-gpt"),
-        ControlSpec("sampling.greedy", "greedy", "bool", "Always take the most likely token (no randomness).",
-                    "tiny-gpt"),
-        ControlSpec("sampling.max_new", "new tokens", "int", "How many characters to generate.", "tiny-gpt",
-                    spin=(1, 5000, 10)),
-        ControlSpec("sampling.seed", "seed", "int", "The sampler's own random stream: the same seed, weights and "
-                    "rule give the same text.", "tiny-gpt", spin=(0, 2**31 - 1, 1)),
+        control("sampling.prompt", "tiny-gpt"),
+        control("sampling.temperature", "tiny-gpt"),
+        control("sampling.top_k", "tiny-gpt", spin=(0, 1000, 1)),
+        control("sampling.top_p", "tiny-gpt"),
+        control("sampling.min_p", "tiny-gpt"),
+        control("sampling.greedy", "tiny-gpt"),
+        control("sampling.max_new", "tiny-gpt", spin=(1, 5000, 10)),
+        control("sampling.seed", "tiny-gpt", spin=(0, 2**31 - 1, 1)),
     ]),
 ]
 
@@ -156,13 +128,6 @@ def unescape(text: str) -> str:
     return "".join(out)
 
 
-def get_path(cfg, path: str):
-    """The value of a dotted path in a config."""
-    for part in path.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
-
-
 def show_value(v) -> str:
     """How a value reads in an entry field."""
     return f"{v:g}" if isinstance(v, float) else str(v)
@@ -172,8 +137,7 @@ def tooltip_text(spec: ControlSpec) -> str:
     """The tooltip: what it does, whether it rebuilds, and the lesson."""
     when = "Applies on the next step." if spec.live else f"{REBUILD_MARK} Rebuilds the model (asks before " \
         "discarding a run)."
-    text = spec.help if "Applies on the next step" in spec.help else f"{spec.help} {when}"
-    return f"{text}\n{spec.path} - lesson: {spec.lesson}"
+    return f"{spec.help} {when}\n{spec.path} - lesson: {spec.lesson}"
 
 
 class ControlsPanel(ttk.Frame):

@@ -183,7 +183,7 @@ class App(WindowLayout, FileActions):
         elif kind == "checkpoint_saved":
             self.set_status(f"checkpoint saved to {data}")
         elif kind == "qkv":
-            self.tiled.on_qkv(data)
+            self.lesson_tabs["flash_trace"].on_qkv(data)
 
     def _ready(self, info) -> None:
         self.info = info

@@ -10,10 +10,8 @@ from tkinter import filedialog
 
 from simulator.checkpoint import save_checkpoint
 from simulator.config import RunConfig
-from simulator.ftrl_lesson import SparseLogRegConfig
-from simulator.mlp_lab import DeepMLPConfig
+from simulator.lessons import lesson_of
 from simulator.presets import PresetError, dump_config, load_any
-from simulator.races import RaceConfig
 
 
 def save_in_worker(session, path):
@@ -52,9 +50,9 @@ class FileActions:
         return True
 
     def show_lesson(self, cfg) -> bool:
-        """Shows a preset of another kind (a race, a sparse lesson) in its own tab; the run is untouched."""
-        tabs = {RaceConfig: self.race_tab, SparseLogRegConfig: self.sparse_tab, DeepMLPConfig: self.mlp_tab}
-        tab = tabs.get(type(cfg))
+        """Shows a lesson's preset (a race, a sparse lesson, ...) in that lesson's tab; the run is untouched."""
+        lesson = lesson_of(cfg)
+        tab = self.lesson_tabs.get(lesson.kind) if lesson is not None else None
         if tab is None:
             self.show_error(f"{cfg.name}: presets of this kind have no view in the window yet.")
             return False

@@ -21,7 +21,7 @@ The decay group (parameter groups): matrices always; embeddings when
 decay_embeddings; norm gains and biases when decay_norms_and_biases. FTRL's l1
 and l2 use the same group. FTRL's weights are a closed form of z and n, so it
 starts, as in the paper, from what z = n = 0 give: it is meant for sparse linear
-models (see simulator/ftrl_lesson.py); with a changing lr its sigma uses the
+models (see simulator/lessons/sparse_ftrl.py); with a changing lr its sigma uses the
 current alpha.
 """
 

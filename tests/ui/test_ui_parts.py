@@ -19,8 +19,9 @@ from ui.worker import Snapshots, histogram, summarise
 UI = Path(__file__).resolve().parents[2] / "ui"
 # the simulator's public API; everything else (kernels, layers, the model) is off limits to the window
 ALLOWED = {"simulator.session", "simulator.config", "simulator.presets", "simulator.records", "simulator.sampling",
-           "simulator.races", "simulator.checkpoint", "simulator.gradcheck", "simulator.attention_trace",
-           "simulator.data", "simulator.ftrl_lesson", "simulator.mlp_lab", "simulator.explain", "simulator"}
+           "simulator.checkpoint", "simulator.gradcheck", "simulator.data", "simulator.lessons", "simulator",
+           *(f"simulator.lessons.{m}" for m in ("optimizer_race", "flash_trace", "sparse_ftrl", "deep_mlp",
+                                                "worked_examples", "leaf_flower"))}
 
 
 def test_ui_imports_only_the_public_api():
@@ -148,3 +149,13 @@ def test_diagram_follows_the_session_phase_order():
     assert [b for b in boxes if b not in ("batch", "loss", "clip", "update")] == forward
     assert [t for t, _ in cols][:3] == ["data", "embedding", "block0"]
     assert cols[2][1] == ["block0.attn", "block0.norm1", "block0.mlp", "block0.norm2"]  # post-norm order
+
+
+def test_every_lesson_has_a_tab_registered_against_its_kind():
+    from simulator.lessons import all_lessons
+    from ui.lessons import TABS
+
+    kinds = [lesson.kind for lesson in all_lessons()]
+    assert sorted(TABS) == sorted(kinds)
+    for lesson in all_lessons():
+        assert TABS[lesson.kind].kind == lesson.kind and TABS[lesson.kind].title == lesson.title

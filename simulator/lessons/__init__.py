@@ -38,7 +38,7 @@ _LESSONS: dict[str, Lesson] = {}
 
 def register(lesson: Lesson) -> Lesson:
     """Adds a lesson to the registry (its kind and its config type must be new)."""
-    if lesson.kind in _LESSONS or lesson_of(lesson.config()) is not None:
+    if lesson.kind in _LESSONS or any(other.config is lesson.config for other in _LESSONS.values()):
         raise ValueError(f"lesson kind {lesson.kind!r} or its config {lesson.config.__name__} is registered twice")
     _LESSONS[lesson.kind] = lesson
     return lesson

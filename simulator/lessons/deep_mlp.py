@@ -202,9 +202,9 @@ class DeepMLP:
         if cfg.norm == "layernorm":
             layernorm_forward(zn, A[f"mean{k}"], A[f"rstd{k}"], z, w, b)
         else:
-            self.trained[k] = batchnorm_mode_forward(zn, A[f"mean{k}"], A[f"var{k}"], A[f"rstd{k}"], z, A["rowmask"], w,
-                                                     b, self.buffers[f"l{k}.running_mean"],
-                                                     self.buffers[f"l{k}.running_var"], cfg.batchnorm_momentum,
+            running_mean, running_var = self.buffers[f"l{k}.running_mean"], self.buffers[f"l{k}.running_var"]
+            self.trained[k] = batchnorm_mode_forward(zn, A[f"mean{k}"], A[f"var{k}"], A[f"rstd{k}"], z, A["rowmask"],
+                                                     w, b, running_mean, running_var, cfg.batchnorm_momentum,
                                                      self.training)
         return zn
 

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None, launch_app=None, ui_bench=None) -> int:
     args = _parser().parse_args(argv)
     from simulator.checkpoint import CheckpointError
     from simulator.data import DataError
-    from simulator.explain import ExplainError
+    from simulator.lessons.worked_examples import ExplainError
     from simulator.presets import PresetError
     from simulator.runfolder import RunFolderError
     from simulator.sampling import SamplingError
@@ -171,24 +171,21 @@ def _sample(args) -> int:
 
 
 def _explain(args) -> int:
-    from simulator import explain
+    from simulator.lessons import deep_mlp, leaf_flower, load_lesson, worked_examples
     if args.example == "zscore":
         _finite_table([args.values])
-        print(explain.zscore_text(args.values))
+        print(worked_examples.zscore_text(args.values))
     elif args.example == "norms":
-        print(explain.norms_text(_table(args.rows) if args.rows else explain.GRADES))
+        print(worked_examples.norms_text(_table(args.rows) if args.rows else worked_examples.GRADES))
     elif args.example == "mlp":
         if not args.lr > 0:
             raise UsageError(f"--lr must be greater than 0, got {args.lr}")
-        print(explain.mlp_text(args.loss, args.lr))
+        print(leaf_flower.mlp_text(args.loss, args.lr))
     else:
-        from simulator.mlp_lab import MLPError, lesson_summary, load_mlp_lesson
         if args.steps is not None and args.steps < 1:
             raise UsageError(f"--steps must be at least 1, got {args.steps}")
-        try:
-            print(lesson_summary(load_mlp_lesson(args.preset), args.steps))
-        except MLPError as err:
-            raise UsageError(str(err)) from None
+        cfg = load_lesson(args.preset, deep_mlp.LESSON.kind)
+        print(deep_mlp.summary(cfg, deep_mlp.run(cfg, args.steps)))
     return 0
 
 

@@ -2,14 +2,14 @@
 
 A preset mirrors the config dataclasses exactly. The generic walk (YAML nodes against dataclass
 type hints, with lines kept) is `simulator/yamlconfig.py`; here are the rules of our presets by
-dotted path (`RULES`), the GPT's cross-field checks, preset kinds (an optimizer race, a regression
-lesson reuse the machinery through `register_kind`), dump / override, and the shipped lessons.
+dotted path (`RULES`), the GPT's cross-field checks, preset kinds (a top-level `kind:` names a lesson
+of `simulator.lessons`, whose spec brings its config, rules and checks; no `kind:` is the GPT), dump /
+override, and the shipped lessons.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -61,27 +61,36 @@ RULES: dict[str, Rule] = {path: s.rule for path, s in C.SETTINGS.items() if s.ru
 
 # -------------------------------------------------------------------------------------------- kinds
 class _Kind(NamedTuple):
+    name: str
     cls: type
     rules: Mapping[str, Rule]
-    validate: Callable[[Any, ParseContext], Any] | None
+    validate: Callable[[Any, ParseContext], Any]
 
 
-_KINDS: dict[str, _Kind] = {}
-# Kinds that register themselves when their module is imported; loading such a preset imports it.
-KIND_MODULES = {"optimizer_race": "simulator.races", "sparse_logreg": "simulator.ftrl_lesson",
-                "deep_mlp": "simulator.mlp_lab"}
+def _kind(name: str) -> _Kind | None:
+    """The gpt kind (the default), or the registered lesson of that name."""
+    from simulator.lessons import lesson_for  # imported here: the lesson modules import this one
+
+    if name == DEFAULT_KIND:
+        return _Kind(DEFAULT_KIND, RunConfig, RULES, validate_gpt)
+    lesson = lesson_for(name)
+    return None if lesson is None else _Kind(lesson.kind, lesson.config, lesson.rules, lesson.validate)
 
 
-def register_kind(name: str, cls, rules: Mapping[str, Rule], validate_fn=None) -> None:
-    """Let presets with `kind: name` load as dataclass `cls`; validate_fn(cfg, ctx) checks across fields."""
-    _KINDS[name] = _Kind(cls, rules, validate_fn)
+def _kind_of_config(cfg) -> _Kind | None:
+    """The kind a config dataclass belongs to (None for a dataclass no preset kind has)."""
+    from simulator.lessons import lesson_of
+
+    lesson = lesson_of(cfg)
+    if lesson is not None:
+        return _kind(lesson.kind)
+    return _kind(DEFAULT_KIND) if type(cfg) is RunConfig else None
 
 
-def _kind_of(cls) -> str | None:
-    for name, kind in _KINDS.items():
-        if kind.cls is cls:
-            return name
-    return None
+def _kind_names() -> list[str]:
+    from simulator.lessons import all_lessons
+
+    return [DEFAULT_KIND] + [lesson.kind for lesson in all_lessons()]
 
 
 def _yaml_root(text: str, source: str):
@@ -116,28 +125,24 @@ def parse_any_text(text: str, source_name: str = "<preset>", base_dir=None):
     for key_node, value_node in root.value:
         if isinstance(key_node, ScalarNode) and key_node.value == "kind":
             kind = _scalar(value_node) if isinstance(value_node, ScalarNode) else None
-            if kind not in _KINDS and kind in KIND_MODULES:
-                importlib.import_module(KIND_MODULES[kind])
-            if kind not in _KINDS:
-                known = list(_KINDS) + [k for k in KIND_MODULES if k not in _KINDS]
+            if not isinstance(kind, str) or _kind(kind) is None:
+                known = _kind_names()
                 msg = f"{_show(kind)} is not one of {', '.join(known)}" + _did_you_mean(str(kind), known)
                 raise PresetError(f"{source_name}:{_node_line(key_node)}: kind: {msg}")
         else:
             pairs.append((key_node, value_node))
-    spec = _KINDS[kind]
+    spec = _kind(kind)
     ctx = ParseContext(source_name, base, spec.rules)
     node = MappingNode(root.tag, pairs, root.start_mark, root.end_mark)
     cfg = parse_dataclass(spec.cls, node, ctx, "")
-    if spec.validate is not None:
-        cfg = spec.validate(cfg, ctx) or cfg
-    return cfg
+    return spec.validate(cfg, ctx) or cfg
 
 
 def parse_preset_text(text: str, source_name: str = "<preset>", base_dir=None) -> RunConfig:
     """Parse the YAML text of a gpt preset into a validated RunConfig."""
     cfg = parse_any_text(text, source_name, base_dir)
     if not isinstance(cfg, RunConfig):
-        raise PresetError(f"{source_name}: kind: this is a '{_kind_of(type(cfg))}' preset, not a gpt preset")
+        raise PresetError(f"{source_name}: kind: this is a '{_kind_of_config(cfg).name}' preset, not a gpt preset")
     return cfg
 
 
@@ -267,16 +272,13 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
     return cfg
 
 
-register_kind(DEFAULT_KIND, RunConfig, RULES, validate_gpt)
-
-
 # ------------------------------------------------------------------------------------ dump, override
 def dump_config(cfg) -> str:
     """YAML text of a config dataclass in field order; parsing it gives back an equal config."""
     data = _plain(cfg)
-    kind = _kind_of(type(cfg))
-    if kind is not None and kind != DEFAULT_KIND:
-        data = {"kind": kind, **data}
+    kind = _kind_of_config(cfg)
+    if kind is not None and kind.name != DEFAULT_KIND:
+        data = {"kind": kind.name, **data}
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
 
 
@@ -289,7 +291,7 @@ def flag_name(path: str, cls=RunConfig) -> str:
 
 def override(cfg, flag_names: Mapping[str, str] | None = None, **dotted):
     """A new config with dotted paths replaced (`**{"train.steps": 10}`), checked by the preset rules."""
-    spec = _KINDS.get(_kind_of(type(cfg)) or "", _Kind(type(cfg), {}, None))
+    spec = _kind_of_config(cfg) or _Kind("", type(cfg), {}, lambda c, _ctx: c)
     names = {p: (flag_names or {}).get(p) or flag_name(p, type(cfg)) for p in dotted}
     ctx = ParseContext(None, Path.cwd(), spec.rules, names=names)
     leaves = _leaf_paths(type(cfg))
@@ -303,9 +305,7 @@ def override(cfg, flag_names: Mapping[str, str] | None = None, **dotted):
         converted = _from_value(value, typ, ctx, path)
         _check_rule(ctx, path, converted, rule=declared_rule(type(cfg), path))
         cfg = _replace_path(cfg, path.split("."), converted)
-    if spec.validate is not None:
-        cfg = spec.validate(cfg, ctx) or cfg
-    return cfg
+    return spec.validate(cfg, ctx) or cfg
 
 
 # ------------------------------------------------------------------------------------ shipped presets

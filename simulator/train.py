@@ -13,8 +13,9 @@ from tqdm import tqdm
 
 from simulator.checkpoint import load_checkpoint, read_checkpoint
 from simulator.checkpoint import save_checkpoint as _save_checkpoint
-from simulator.config import RunConfig, changed_paths
+from simulator.config import changed_paths
 from simulator.kernels import kernels_cached
+from simulator.lessons import Lesson, lesson_of
 from simulator.presets import (
     DEFAULT_PRESET,
     PresetError,
@@ -72,10 +73,11 @@ def train_command(args) -> int:
                 lock.release()
     path = find_preset(args.preset or DEFAULT_PRESET)
     cfg = load_any(path)
-    if not isinstance(cfg, RunConfig):  # an optimizer race or the sparse lesson: print a table
+    lesson = lesson_of(cfg)
+    if lesson is not None:  # a lesson beside the GPT: run it and print its summary
         if args.seed is not None:
             print("note: --seed is ignored by lesson presets (their seeds are in the preset)", file=sys.stderr)
-        return _lesson_command(cfg, args.steps)
+        return _lesson_command(lesson, cfg, args.steps)
     overrides = {k: v for k, v in {"train.steps": args.steps, "train.seed": args.seed}.items() if v is not None}
     if overrides:
         cfg = override(cfg, flag_names={"train.steps": "--steps", "train.seed": "--seed"}, **overrides)
@@ -172,27 +174,7 @@ def _summary(session: TrainingSession, run_dir: Path, rec) -> None:
           f"(unigram entropy of the data {h:.4f} nats)\nrun folder: {run_dir}")
 
 
-def _lesson_command(cfg, steps: int | None) -> int:
-    """Runs a non-GPT lesson headless and prints where each learner got to."""
-    from simulator.ftrl_lesson import SparseLogRegConfig, SparseLogRegLesson
-    from simulator.mlp_lab import DeepMLPConfig, lesson_summary
-    from simulator.races import Race, RaceConfig
-    if isinstance(cfg, DeepMLPConfig):
-        print(lesson_summary(cfg, steps))
-        return 0
-    if isinstance(cfg, RaceConfig):
-        race = Race(cfg)
-        last = race.run(steps)[-1]
-        print(f"{cfg.function}, {last[0].step} steps from {tuple(cfg.start)}:")
-        for p in last:
-            state = " diverged" if p.diverged else ""
-            print(f"  {p.label:<16} loss {p.loss:11.4g}  at ({p.position[0]: .4f}, {p.position[1]: .4f}){state}")
-        return 0
-    assert isinstance(cfg, SparseLogRegConfig), type(cfg)
-    lesson = SparseLogRegLesson(cfg)
-    last = lesson.run(steps)[-1]
-    print(f"sparse logistic regression, {last[0].step} steps:")
-    for p in last:
-        zero = 100 * p.zero_fraction
-        print(f"  {p.label:<16} validation log-loss {p.val_loss:.4f}  weights exactly zero {zero:5.1f}%")
+def _lesson_command(lesson: Lesson, cfg, steps: int | None) -> int:
+    """Runs a lesson headless for `steps` (default: its config's) and prints its summary."""
+    print(lesson.summary(cfg, lesson.run(cfg, steps, lambda: False)))
     return 0

@@ -5,12 +5,6 @@ import math
 import numpy as np
 import pytest
 
-from simulator.attention_trace import (
-    AttentionTraceError,
-    TiledAttentionTrace,
-    naive_attention_traffic,
-    tiled_attention_traffic,
-)
 from simulator.kernels.cpu.attention_tiled import (
     BACKWARD_TILE_K,
     BACKWARD_TILE_Q,
@@ -18,6 +12,12 @@ from simulator.kernels.cpu.attention_tiled import (
     TILE_Q,
     tiled_attention_backward,
     tiled_attention_forward,
+)
+from simulator.lessons.flash_trace import (
+    AttentionTraceError,
+    TiledAttentionTrace,
+    naive_attention_traffic,
+    tiled_attention_traffic,
 )
 
 

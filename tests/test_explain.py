@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator import explain
 from simulator.cli import main
-from simulator.mlp_lab import leaf_flower_update
+from simulator.lessons import worked_examples as explain
+from simulator.lessons.leaf_flower import leaf_flower_update
 
 
 def run_cli(capsys, *argv):

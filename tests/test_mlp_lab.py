@@ -9,23 +9,28 @@ import numpy as np
 import pytest
 
 from simulator.config import OptimConfig
-from simulator.mlp_lab import (
-    DeepMLP,
-    DeepMLPConfig,
-    DeepMLPLesson,
-    MLPError,
+from simulator.lessons import deep_mlp, load_lesson
+from simulator.lessons.deep_mlp import DeepMLP, DeepMLPConfig, DeepMLPLesson
+from simulator.lessons.leaf_flower import (
     l1_loss,
     leaf_flower_examples,
     leaf_flower_network,
     leaf_flower_update,
-    lesson_summary,
-    load_mlp_lesson,
     tiny_backward,
     tiny_forward,
     tiny_loss,
 )
 from simulator.presets import PresetError, load_any, parse_any_text
 from tests.helpers import rel_err
+
+
+def load_mlp_lesson(path) -> DeepMLPConfig:
+    return load_lesson(path, "deep_mlp")
+
+
+def lesson_summary(cfg: DeepMLPConfig, steps: int) -> str:
+    return deep_mlp.summary(cfg, deep_mlp.run(cfg, steps))
+
 
 SMALL = DeepMLPConfig(n_layer=2, width=5, n_classes=3, n_train=20, n_val=20, batch_size=6, steps=5, eval_every=0)
 
@@ -160,7 +165,7 @@ def test_every_deep_mlp_preset_loads_and_mistakes_are_named(tmp_path):
         parse_any_text("kind: deep_mlp\nbatch_size: 50\nn_train: 40\n")
     with pytest.raises(PresetError, match=r"optim.lr: must be greater than 0"):
         parse_any_text("kind: deep_mlp\noptim: {name: sgd, lr: 0}\n")
-    with pytest.raises(MLPError, match="n_classes must be at least 2"):
+    with pytest.raises(PresetError, match="^n_classes: must be at least 2"):
         DeepMLPLesson(replace(SMALL, n_classes=1))
     with pytest.raises(PresetError, match="not a deep_mlp preset"):
         load_mlp_lesson("tiny-gpt")
@@ -226,5 +231,5 @@ def test_leaf_flower_update_is_new_equals_old_minus_lr_grad(loss):
 def test_l1_loss_textbook_example():
     assert l1_loss([0.6, 0.4], [1.0, 0.0]) == pytest.approx(0.8, abs=1e-15)
     assert l1_loss([0.5, 0.5], [0.0, 1.0]) == pytest.approx(1.0, abs=1e-15)
-    with pytest.raises(MLPError, match="loss must be one of cross_entropy, l1"):
+    with pytest.raises(PresetError, match="^loss: must be one of cross_entropy, l1"):
         leaf_flower_update("mse")

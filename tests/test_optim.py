@@ -409,9 +409,11 @@ def test_bench_numpy_reference_matches_kernel():
 # ---- the sparse FTRL lesson ----
 
 def test_ftrl_lesson_is_far_sparser_at_similar_loss():
-    from simulator.ftrl_lesson import SparseLogRegLesson, load_lesson
+    from simulator.lessons import load_lesson
+    from simulator.lessons.sparse_ftrl import SparseLogRegLesson
 
-    lesson = SparseLogRegLesson(load_lesson(Path(__file__).resolve().parent.parent / "presets" / "ftrl-sparse.yaml"))
+    lesson = SparseLogRegLesson(load_lesson(Path(__file__).resolve().parent.parent / "presets" / "ftrl-sparse.yaml",
+                                            "sparse_logreg"))
     steps = lesson.run()
     last = {p.label: p for p in steps[-1]}
     ftrl, plain, adagrad = last["FTRL l1=0.1"], last["FTRL l1=0"], last["AdaGrad"]
@@ -425,7 +427,7 @@ def test_ftrl_lesson_is_far_sparser_at_similar_loss():
 
 
 def test_ftrl_lesson_gradient_matches_finite_differences():
-    from simulator.ftrl_lesson import SparseData, SparseLogRegConfig, log_loss, log_loss_grad
+    from simulator.lessons.sparse_ftrl import SparseData, SparseLogRegConfig, log_loss, log_loss_grad
 
     data = SparseData(SparseLogRegConfig(n_features=37, fields=3, ids_per_field=11, val_size=5, batch_size=7))
     idx, y = data.next_batch()
@@ -444,7 +446,7 @@ def test_ftrl_lesson_gradient_matches_finite_differences():
 
 
 def test_ftrl_lesson_preset_errors_are_one_line():
-    import simulator.ftrl_lesson  # noqa: F401  registers the kind
+    import simulator.lessons  # noqa: F401  registers the kinds
     from simulator.presets import PresetError, parse_any_text
 
     text = "kind: sparse_logreg\nname: x\ntrue_density: 0\noptimizers:\n  - label: a\n    optim: {name: ftrl}\n"

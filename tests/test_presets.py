@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from simulator import config as C
+from simulator import lessons
 from simulator.config import RunConfig
 from simulator.presets import (
     RULES,
@@ -25,7 +26,6 @@ from simulator.presets import (
     positive,
     positive_int,
     presets_dir,
-    register_kind,
 )
 from simulator.rules import setting
 
@@ -309,7 +309,15 @@ def even(v):
 
 
 RACE_RULES = {"first.optimizer": one_of(("sgd", "adam")), "first.lr": positive, "steps": even}
-register_kind("test-race", RaceConfig, RACE_RULES, check_race)
+
+
+@pytest.fixture(autouse=True)
+def race_kind():
+    """A lesson of the test's own, registered only while a test of this file runs."""
+    lessons.register(lessons.Lesson("test-race", "Test race", RaceConfig, RACE_RULES, check_race,
+                                    run=lambda cfg, steps, cancelled: [], summary=lambda cfg, frames: ""))
+    yield
+    lessons.unregister("test-race")
 
 
 def test_another_kind_loads_through_the_same_machinery(tmp_path):

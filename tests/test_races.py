@@ -9,10 +9,15 @@ import numpy as np
 import pytest
 
 from simulator.config import OptimConfig
+from simulator.lessons import load_lesson
+from simulator.lessons.optimizer_race import FUNCTIONS, Race, RaceConfig, RaceEntry, RaceError
 from simulator.presets import PresetError, parse_any_text
-from simulator.races import FUNCTIONS, Race, RaceConfig, RaceEntry, RaceError, load_race
 
 PRESET = Path(__file__).resolve().parent.parent / "presets" / "optimizer-race.yaml"
+
+
+def load_race(path) -> RaceConfig:
+    return load_lesson(path, "optimizer_race")
 
 
 def const(name, lr, **kw):
@@ -205,9 +210,9 @@ def test_bad_race_presets_get_one_line(fields, message):
 
 def test_check_race_refuses_nonsense():
     entry = (RaceEntry("a", const("sgd", 0.1)),)
-    with pytest.raises(RaceError, match="at least one optimizer"):
+    with pytest.raises(PresetError, match="^optimizers: a race needs at least one optimizer"):
         Race(RaceConfig())
-    with pytest.raises(RaceError, match="steps must be at least 1"):
+    with pytest.raises(PresetError, match="^steps: must be at least 1"):
         Race(RaceConfig(steps=0, optimizers=entry))
-    with pytest.raises(RaceError, match="optimizers\\[0\\].optim.beta1"):
+    with pytest.raises(PresetError, match="^optimizers\\[0\\].optim.beta1: must lie in"):
         Race(RaceConfig(optimizers=(RaceEntry("a", const("adam", 0.1, beta1=1.0)),)))

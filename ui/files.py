@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from tkinter import filedialog
 
-from simulator.config import RunConfig
-from simulator.ftrl_lesson import SparseLogRegConfig
-from simulator.mlp_lab import DeepMLPConfig
+from simulator.lessons import lesson_of
 from simulator.presets import PresetError, dump_config, load_any
-from simulator.races import RaceConfig
 from ui.protocol import LoadCheckpoint, Rebuild, SaveCheckpoint
 
 
@@ -40,7 +37,7 @@ class FileActions:
         except OSError as err:
             self.app.show_error(f"{path}: cannot be read ({err.strerror or err}).")
             return False
-        if not isinstance(cfg, RunConfig):
+        if lesson_of(cfg) is not None:  # a lesson beside the GPT opens in its own tab
             return self.show_lesson(cfg)
         app = self.app
         if app.step_count > 0 and not app.ask("Open preset", f"Open '{cfg.name}' and discard the current run "
@@ -52,10 +49,10 @@ class FileActions:
         return True
 
     def show_lesson(self, cfg) -> bool:
-        """Shows a preset of another kind (a race, a sparse lesson) in its own tab; the run is untouched."""
+        """Shows a lesson's preset (a race, a sparse lesson, ...) in that lesson's tab; the run is untouched."""
         layout = self.app.layout
-        tabs = {RaceConfig: layout.race_tab, SparseLogRegConfig: layout.sparse_tab, DeepMLPConfig: layout.mlp_tab}
-        tab = tabs.get(type(cfg))
+        lesson = lesson_of(cfg)
+        tab = layout.lesson_tabs.get(lesson.kind) if lesson is not None else None
         if tab is None:
             self.app.show_error(f"{cfg.name}: presets of this kind have no view in the window yet.")
             return False

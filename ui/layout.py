@@ -12,18 +12,14 @@ from tkinter import font as tkfont
 from tkinter import messagebox, ttk
 
 from simulator.presets import list_presets
+from ui.lessons import build_lesson_tabs
 from ui.panels.controls import ControlsPanel
 from ui.plots.activations import ActivationsTab
 from ui.plots.attention import AttentionTab
 from ui.plots.generate import GenerateTab
 from ui.plots.gradients import GradientsTab
-from ui.plots.mlp import MLPTab
 from ui.plots.overview import OverviewTab
-from ui.plots.race import RaceTab
-from ui.plots.sparse import SparseTab
 from ui.plots.stepthrough import StepThroughTab
-from ui.plots.tiled import TiledAttentionTab
-from ui.plots.worked import WorkedTab
 from ui.tooltip import Tooltip
 
 TITLE = "transformer-sim"
@@ -163,17 +159,14 @@ class WindowLayout:
         self.attention = AttentionTab(app, self.notebook)
         self.stepthrough = StepThroughTab(app, self.notebook)
         self.generate_tab = GenerateTab(app, self.notebook)
-        self.race_tab = RaceTab(app, self.notebook)
-        self.tiled = TiledAttentionTab(app, self.notebook)
-        # the smaller lessons (their own models, not the GPT) share one tab with tabs of its own
+        # every lesson of the engine's registry gets its tab; the nested ones (the smaller lessons, with
+        # models of their own) share the "More lessons" tab, which holds a notebook of its own
         self.lessons = ttk.Frame(self.notebook)
         self.inner = ttk.Notebook(self.lessons)
         self.inner.pack(fill="both", expand=True)
-        self.sparse_tab = SparseTab(app, self.inner)
-        self.mlp_tab = MLPTab(app, self.inner)
-        self.worked_tab = WorkedTab(app, self.inner)
+        self.lesson_tabs = build_lesson_tabs(app, self.notebook, self.inner)  # kind -> tab
         self.tabs = [self.overview, self.gradients, self.activations, self.attention, self.stepthrough,
-                     self.generate_tab, self.race_tab, self.tiled, self.sparse_tab, self.mlp_tab, self.worked_tab]
+                     self.generate_tab, *self.lesson_tabs.values()]
         self.tab_var = tk.StringVar(self.root, self.overview.title)
         for i, tab in enumerate(self.tabs):
             if tab.frame.master is self.inner:

@@ -66,29 +66,33 @@ def init_params(views: dict[str, np.ndarray], layout: ParamLayout, cfg: ModelCon
     """Fills the parameter views in place: gains 1, biases 0, embeddings normal(init_std), matrices by `cfg.init`."""
     residual_std = cfg.init_std / np.sqrt(2.0 * cfg.n_layer)
     for spec in layout:
-        w = views[spec.name]
-        if spec.kind == "norm":
-            w[...] = 1.0 if spec.name.endswith(".w") else 0.0
-        elif spec.kind == "bias":
-            w[...] = 0.0
-        elif spec.kind == "embedding" or cfg.init == "normal":
-            w[...] = rng.normal(0.0, cfg.init_std, size=spec.shape)
-        elif cfg.init == "gpt2":  # GPT-2: each block adds two projections onto the stream, so scale them down
-            std = residual_std if _is_residual_projection(spec.name) else cfg.init_std
-            w[...] = rng.normal(0.0, std, size=spec.shape)
-        elif cfg.init in ("zeros", "constant"):  # every unit of a layer starts equal: the symmetry lesson
-            w[...] = 0.0 if cfg.init == "zeros" else cfg.init_constant
-        elif cfg.init == "xavier":  # Glorot uniform: keeps variance through a linear layer both ways
-            fan_in, fan_out = spec.shape
-            bound = np.sqrt(6.0 / (fan_in + fan_out))
-            w[...] = rng.uniform(-bound, bound, size=spec.shape)
-        elif cfg.init == "xavier_normal":  # Glorot normal: the same variance 2 / (fan_in + fan_out)
-            fan_in, fan_out = spec.shape
-            w[...] = rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), size=spec.shape)
-        elif cfg.init == "he":  # Kaiming normal: variance 2/fan_in keeps ReLU activations from shrinking
-            w[...] = rng.normal(0.0, np.sqrt(2.0 / spec.shape[0]), size=spec.shape)
-        else:
-            raise ValueError(f"unknown init {cfg.init!r}")
+        # GPT-2: each block adds two projections onto the stream, so scale them down
+        std = residual_std if cfg.init == "gpt2" and _is_residual_projection(spec.name) else cfg.init_std
+        init_tensor(views[spec.name], spec.kind, spec.name, cfg.init, rng, std, cfg.init_constant)
+
+
+def init_tensor(w: np.ndarray, kind: str, name: str, scheme: str, rng: np.random.Generator, std: float,
+                constant: float = 0.0) -> None:
+    """Fills one tensor in place: norm gains 1 and shifts 0, biases 0, embeddings normal(std), matrices by `scheme`."""
+    if kind == "norm":
+        w[...] = 1.0 if name.endswith(".w") else 0.0
+    elif kind == "bias":
+        w[...] = 0.0
+    elif kind == "embedding" or scheme in ("normal", "gpt2"):
+        w[...] = rng.normal(0.0, std, size=w.shape)
+    elif scheme in ("zeros", "constant"):  # every unit of a layer starts equal: the symmetry lesson
+        w[...] = 0.0 if scheme == "zeros" else constant
+    elif scheme == "xavier":  # Glorot uniform: keeps variance through a linear layer both ways
+        fan_in, fan_out = w.shape
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        w[...] = rng.uniform(-bound, bound, size=w.shape)
+    elif scheme == "xavier_normal":  # Glorot normal: the same variance 2 / (fan_in + fan_out)
+        fan_in, fan_out = w.shape
+        w[...] = rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), size=w.shape)
+    elif scheme == "he":  # Kaiming normal: variance 2/fan_in keeps ReLU activations from shrinking
+        w[...] = rng.normal(0.0, np.sqrt(2.0 / w.shape[0]), size=w.shape)
+    else:
+        raise ValueError(f"unknown init {scheme!r}")
 
 
 def _is_residual_projection(name: str) -> bool:

@@ -19,8 +19,9 @@ from ui.worker import Snapshots, histogram, summarise
 UI = Path(__file__).resolve().parents[2] / "ui"
 # the simulator's public API; everything else (kernels, layers, the model) is off limits to the window
 ALLOWED = {"simulator.session", "simulator.config", "simulator.presets", "simulator.records", "simulator.sampling",
-           "simulator.races", "simulator.checkpoint", "simulator.gradcheck", "simulator.attention_trace",
-           "simulator.data", "simulator.ftrl_lesson", "simulator.mlp_lab", "simulator.explain", "simulator"}
+           "simulator.checkpoint", "simulator.gradcheck", "simulator.data", "simulator.lessons", "simulator",
+           *(f"simulator.lessons.{m}" for m in ("optimizer_race", "flash_trace", "sparse_ftrl", "deep_mlp",
+                                                "worked_examples", "leaf_flower"))}
 
 
 def test_ui_imports_only_the_public_api():
@@ -190,3 +191,13 @@ def test_watch_keeps_choices_that_exist_and_defaults_the_rest():
     fitted = w.fit(["wte", "h0.mlp.fc.w"], ["x0", "x1"], n_layer=2, batch_size=4)
     assert fitted == Watch(grad_tensor="wte", act_site="x1", attn_layer=1, attn_sample=3)
     assert fitted.fit(["wte"], ["x0", "x1"], 2, 4) == fitted
+
+
+def test_every_lesson_has_a_tab_registered_against_its_kind():
+    from simulator.lessons import all_lessons
+    from ui.lessons import TABS
+
+    kinds = [lesson.kind for lesson in all_lessons()]
+    assert sorted(TABS) == sorted(kinds)
+    for lesson in all_lessons():
+        assert TABS[lesson.kind].kind == lesson.kind and TABS[lesson.kind].title == lesson.title

@@ -7,7 +7,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from simulator.presets import find_preset, list_presets, load_any, load_preset
+from simulator.lessons import all_lessons, default_config, lesson_of
+from simulator.presets import dump_config, find_preset, list_presets, load_any, load_preset
 from ui.layout import SMALLEST, TITLE, WINDOW
 from ui.protocol import SaveCheckpoint
 
@@ -47,11 +48,9 @@ def screenshot(path, size) -> None:
 def test_opens_on_each_shipped_preset_and_trains(harness, preset):
     h = harness(preset)
     assert h.app.root.title().startswith(TITLE)
-    kind = type(load_any(preset)).__name__
-    window = h.app.layout
-    tabs = {"RaceConfig": window.race_tab, "SparseLogRegConfig": window.sparse_tab, "DeepMLPConfig": window.mlp_tab}
-    if kind != "RunConfig":  # a preset of another kind opens its tab beside the default run
-        tab = tabs[kind]
+    lesson = lesson_of(load_any(preset))
+    if lesson is not None:  # a lesson's preset opens its tab beside the default run
+        tab = h.app.layout.lesson_tabs[lesson.kind]
         assert h.pump(lambda: h.app.layout.current_tab() is tab) and tab.cfg.name == preset
         assert h.session.config.name == "tiny-gpt"
     else:
@@ -60,6 +59,24 @@ def test_opens_on_each_shipped_preset_and_trains(harness, preset):
     assert h.pump(lambda: h.app.step_count == 1, 60)
     assert h.session.step_count == 1 and np.isfinite(h.app.history.loss.y[-1])
     assert h.errors == []
+
+
+def test_every_lessons_preset_opens_in_its_tab(harness, tmp_path):
+    h = harness()
+    for lesson in all_lessons():
+        cfg = default_config(lesson)
+        path = tmp_path / f"{lesson.kind}.yaml"
+        path.write_text(dump_config(cfg), encoding="utf-8")
+        tab = h.app.layout.lesson_tabs[lesson.kind]
+        assert h.app.files.open_preset(str(path))
+        assert h.pump(lambda t=tab: h.app.layout.current_tab() is t and t.built) and tab.cfg == cfg, lesson.kind
+    assert h.session.config.name == "tiny-gpt" and h.errors == []
+    trace = h.app.layout.lesson_tabs["flash_trace"]  # a flash_trace preset walks its own q, k, v, not the model's
+    while trace.step_tile():
+        pass
+    trace.refresh(force=True)
+    text = trace.counters.cget("text")
+    assert "standard attention's output" in text and float(text.split("= ")[-1].split()[0]) < 1e-12
 
 
 def test_step_into_walks_exactly_the_session_phases(harness, tiny):
@@ -247,8 +264,8 @@ def test_watch_choices_are_the_apps_and_reach_the_worker(harness, tiny):
 def test_tiled_attention_matches_the_model(harness, tiny):
     h = harness(tiny)
     h.steps(1)
-    h.app.layout.select_tab(h.app.layout.tiled)
-    tab = h.app.layout.tiled
+    tab = h.app.layout.lesson_tabs["flash_trace"]
+    h.app.layout.select_tab(tab)
     assert h.pump(lambda: tab.trace is not None)
     while tab.step_tile():
         pass
@@ -261,7 +278,7 @@ def test_tiled_attention_matches_the_model(harness, tiny):
 
 def test_race_tab_grows_every_path(harness):
     h = harness("optimizer-race")
-    tab = h.app.layout.race_tab
+    tab = h.app.layout.lesson_tabs["optimizer_race"]
     tab.steps_per_second = 2000.0
     assert h.pump(lambda: tab.result is not None and not tab.playing and tab.shown == tab.cfg.steps, 60)
     path, losses, _ = tab.result[0]["Adam"]
@@ -339,7 +356,7 @@ def test_keyboard_shortcuts(harness, tiny):
 
 def test_sparse_lesson_tab_shows_ftrl_zeros(harness):
     h = harness("ftrl-sparse")
-    tab = h.app.layout.sparse_tab
+    tab = h.app.layout.lesson_tabs["sparse_logreg"]
     tab.steps_per_second = 5000.0
     assert h.pump(lambda: tab.result is not None and not tab.playing and tab.shown == tab.cfg.steps, 120)
     out, baseline, best = tab.result
@@ -354,7 +371,7 @@ def test_deep_mlp_tab_shows_vanishing_gradients(harness, tmp_path):
     path.write_text(find_preset("deep-sigmoid").read_text(encoding="utf-8").replace("steps: 300", "steps: 40"),
                     encoding="utf-8")
     h = harness(str(path))
-    tab = h.app.layout.mlp_tab
+    tab = h.app.layout.lesson_tabs["deep_mlp"]
     tab.steps_per_second = 5000.0
     assert h.pump(lambda: tab.result is not None and not tab.playing and tab.shown == tab.steps_of(), 120)
     names, records = tab.result

@@ -1,4 +1,5 @@
-"""The Worked examples tab: the engine's textbook numbers in the boxes, edits recompute, a mistake is one dialog."""
+"""The text lessons' tabs (worked examples, leaf or flower): the engine's textbook numbers in the boxes, edits
+recompute, a mistake is one dialog."""
 
 from __future__ import annotations
 
@@ -8,19 +9,30 @@ import subprocess
 import numpy as np
 import pytest
 
-from simulator.explain import mlp_text, norms_text, zscore_text
+from simulator.lessons.leaf_flower import mlp_text
+from simulator.lessons.worked_examples import norms_text, zscore_text
 from ui.layout import WINDOW
-from ui.plots.worked import InputError, parse_numbers, parse_rows
+from ui.lessons.text import InputError, parse_numbers, parse_rows
+
+
+def on_screen(h, kind):
+    """(harness, tab) with the lesson's tab on screen."""
+    tab = h.app.layout.lesson_tabs[kind]
+    h.app.layout.select_tab(tab)
+    assert h.pump(lambda: h.app.layout.current_tab() is tab and tab.built)
+    return h, tab
 
 
 @pytest.fixture
 def worked(harness):
     """The app with the Worked examples tab on screen: (harness, tab)."""
-    h = harness()
-    tab = h.app.layout.worked_tab
-    h.app.layout.select_tab(tab)
-    assert h.pump(lambda: h.app.layout.current_tab() is tab and tab.built)
-    return h, tab
+    return on_screen(harness(), "worked_examples")
+
+
+@pytest.fixture
+def leaf(harness):
+    """The app with the Leaf or flower tab on screen: (harness, tab)."""
+    return on_screen(harness(), "leaf_flower")
 
 
 def update_numbers(text: str) -> tuple[float, float, float, float]:
@@ -62,7 +74,11 @@ def test_defaults_show_the_textbook_numbers(worked):
     assert side[0][5:] == ["1.22", "0", "-1.22", "80", "8.16"] and side[1][5:] == ["1.22", "0", "-1.22", "50", "8.16"]
     assert any(s.split()[:4] == ["mean", "75", "65", "55"] for s in n.splitlines())
     assert any(s.split()[:4] == ["std", "15", "15", "15"] for s in n.splitlines())
+    assert h.errors == []
 
+
+def test_leaf_flower_defaults_show_one_update(leaf):
+    h, tab = leaf
     m = tab.text("lr")
     assert tab.loss_var.get() == "cross-entropy" and tab.lr_var.get() == "0.5"
     assert m == mlp_text("cross_entropy", 0.5)
@@ -81,6 +97,11 @@ def test_edits_recompute_through_the_engine(worked):
     tab.rows_var.set("1 2; 3 5; 5 8")
     assert tab.compute_norms()
     assert tab.text("rows") == norms_text([[1, 2], [3, 5], [5, 8]]) and "col 2" in tab.text("rows")
+    assert h.errors == []
+
+
+def test_leaf_flower_edits_recompute_through_the_engine(leaf):
+    h, tab = leaf
     tab.loss_var.set("L1")
     tab.lr_var.set("0.1")
     tab.loss_box.event_generate("<<ComboboxSelected>>")
@@ -93,28 +114,29 @@ def test_edits_recompute_through_the_engine(worked):
     assert h.errors == []
 
 
-@pytest.mark.parametrize(("var", "compute", "label", "typed", "says"), [
-    ("zscore_var", "compute_zscores", "values", "20 fifty 60", "'fifty' is not a number"),
-    ("zscore_var", "compute_zscores", "values", "", "at least two values"),
-    ("zscore_var", "compute_zscores", "values", "5 5 5", "standard deviation is 0"),
-    ("rows_var", "compute_norms", "rows", "90 80 70; 60 50", "row 2 has 2 numbers but row 1 has 3"),
-    ("rows_var", "compute_norms", "rows", "", "type rows of numbers"),
-    ("rows_var", "compute_norms", "rows", "90 80 70", "at least two rows"),
-    ("lr_var", "compute_mlp", "lr", "fast", "'fast' is not a number"),
-    ("lr_var", "compute_mlp", "lr", "-0.5", "one positive number"),
+@pytest.mark.parametrize(("kind", "var", "compute", "label", "typed", "says"), [
+    ("worked_examples", "zscore_var", "compute_zscores", "values", "20 fifty 60", "'fifty' is not a number"),
+    ("worked_examples", "zscore_var", "compute_zscores", "values", "", "at least two values"),
+    ("worked_examples", "zscore_var", "compute_zscores", "values", "5 5 5", "standard deviation is 0"),
+    ("worked_examples", "rows_var", "compute_norms", "rows", "90 80 70; 60 50", "row 2 has 2 numbers but row 1 has 3"),
+    ("worked_examples", "rows_var", "compute_norms", "rows", "", "type rows of numbers"),
+    ("worked_examples", "rows_var", "compute_norms", "rows", "90 80 70", "at least two rows"),
+    ("leaf_flower", "lr_var", "compute_mlp", "lr", "fast", "'fast' is not a number"),
+    ("leaf_flower", "lr_var", "compute_mlp", "lr", "-0.5", "one positive number"),
 ])
-def test_a_mistake_is_one_dialog_and_keeps_the_previous_answer(worked, var, compute, label, typed, says):
-    h, tab = worked
+def test_a_mistake_is_one_dialog_and_keeps_the_previous_answer(harness, kind, var, compute, label, typed, says):
+    h, tab = on_screen(harness(), kind)
     before = tab.text(label)
     assert before
     getattr(tab, var).set(typed)
     assert not getattr(tab, compute)()
-    assert len(h.errors) == 1 and says in h.errors[0] and h.errors[0].startswith("Worked examples: ")
+    assert len(h.errors) == 1 and says in h.errors[0] and h.errors[0].startswith(f"{tab.title}: ")
     assert tab.text(label) == before
 
 
-def test_tab_fits_the_window_and_screenshot_is_not_blank(worked, shots):
-    h, tab = worked
+@pytest.mark.parametrize("kind", ["worked_examples", "leaf_flower"])
+def test_tab_fits_the_window_and_screenshot_is_not_blank(harness, shots, kind):
+    h, tab = on_screen(harness(), kind)
     h.app.layout.resize(*WINDOW)
     h.pump(timeout=0.5)
     root = h.app.root
@@ -123,7 +145,7 @@ def test_tab_fits_the_window_and_screenshot_is_not_blank(worked, shots):
         bottom = out.winfo_rooty() - root.winfo_rooty() + out.winfo_height()
         assert bottom <= WINDOW[1] - h.app.layout.menu_height, "a worked example is cut off at the bottom"
         assert out.winfo_height() >= out.winfo_reqheight()  # every line of the answer shows
-    png = shots / "worked-examples.png"
+    png = shots / f"{kind}.png"
     subprocess.run(["import", "-window", "root", "-crop", f"{WINDOW[0]}x{WINDOW[1]}+0+0", str(png)], check=True,
                    timeout=30)
     from PIL import Image

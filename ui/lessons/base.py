@@ -1,27 +1,31 @@
-"""What the small-lesson tabs share: compute a whole lesson in a thread, then reveal it step by step.
+"""What the lesson tabs share: a lesson computed in a thread, then revealed step by step; a toolbar; setters.
 
-A lesson (the sparse FTRL comparison, a deep MLP) is cheap next to the GPT, so it is run to the end
-in a background thread (the first run may compile kernels) and its plain-data results are shown
-growing over the plots, blitted. A changed setting builds a new config through the preset rules
-(`presets.override`: a bad value is one dialog) and recomputes the lesson from the start.
+A lesson (an optimizer race, the sparse FTRL comparison, a deep MLP) is cheap next to the GPT, so it
+is run to the end in a background thread by its spec's `run` (the first run may compile kernels), and
+its plain-data frames are shown growing over the plots, blitted. A changed setting builds a new config
+through the preset rules (`presets.override`, or the lesson's checks for a learner's setting: a bad
+value is one dialog) and recomputes the lesson from the start.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
+import tkinter as tk
 from tkinter import ttk
 
+from simulator.lessons import check, default_config, lesson_for
 from simulator.presets import PresetError, override
-from ui.plots.base import NOTE_FONT, Blitter, PlotTab
+from ui.plots.base import NOTE_FONT, Blitter, PlotTab, combo
 
 
 class LessonTab(PlotTab):
-    """Subclasses give `default_preset`, `errors`, `compute`, `draw_static`, `show_until` and `steps_of`."""
+    """Subclasses give `draw_static` and `show_until`, and may give `digest`, `steps_of` and toolbar widgets."""
 
-    default_preset = ""
-    errors: tuple = ()
+    kind = ""  # set by @lesson_tab
+    nested = True  # in the "More lessons" notebook; False: a tab of the window's own
     steps_per_second = 60.0
 
     def __init__(self, app, notebook):
@@ -35,20 +39,21 @@ class LessonTab(PlotTab):
         self.blitter = None
         self._cancel: threading.Event | None = None
 
-    # ------------------------------------------------------------ subclass hooks
-    def load_default(self):
-        """The config shown before any preset of this kind is opened."""
-        raise NotImplementedError
+    @property
+    def lesson(self):
+        """The engine's spec of this tab's lesson."""
+        return lesson_for(self.kind)
 
+    # ------------------------------------------------------------ subclass hooks
     def build_controls(self, bar: ttk.Frame) -> None:
         """Widgets of the tab's toolbar (subclasses)."""
 
     def show_config(self, cfg) -> None:
         """Puts a config's values into the toolbar widgets (subclasses)."""
 
-    def compute(self, cfg, cancelled):
-        """Runs the whole lesson (in a background thread; stop early when cancelled() is True); plain data."""
-        raise NotImplementedError
+    def digest(self, cfg, frames):
+        """What the plots read, made from the lesson's frames (in the background thread); default the frames."""
+        return frames
 
     def draw_static(self) -> list:
         """Draws everything but the growing artists; returns those artists."""
@@ -60,7 +65,7 @@ class LessonTab(PlotTab):
 
     def steps_of(self) -> int:
         """How many steps the computed lesson has."""
-        raise NotImplementedError
+        return len(self.result)
 
     # ------------------------------------------------------------ machinery
     def build(self) -> None:
@@ -74,8 +79,8 @@ class LessonTab(PlotTab):
         self.make_canvas(self.frame)
         if self.cfg is None:
             try:
-                self.cfg = self.load_default()
-            except (PresetError, *self.errors) as err:
+                self.cfg = default_config(self.lesson)
+            except PresetError as err:
                 self.app.set_status(f"{self.title}: {err}", error=True)
                 return
         self.load(self.cfg)
@@ -95,7 +100,7 @@ class LessonTab(PlotTab):
 
     def _compute(self, cfg, cancel: threading.Event) -> None:
         try:
-            result = self.compute(cfg, cancel.is_set)
+            result = self.digest(cfg, self.lesson.run(cfg, None, cancel.is_set))
             if not cancel.is_set():
                 self._results.put((cfg, result))
         except Exception as err:  # noqa: BLE001 - handed to the Tk thread: a person's error is shown, a bug re-raised
@@ -129,7 +134,7 @@ class LessonTab(PlotTab):
         except queue.Empty:
             cfg, result = None, None
         if cfg is not None and cfg is self.cfg:
-            if isinstance(result, self.errors):
+            if isinstance(result, PresetError):
                 self.app.show_error(f"{self.title}: {result}")
             elif isinstance(result, Exception):
                 raise result
@@ -152,3 +157,52 @@ class LessonTab(PlotTab):
         else:
             self.blits += 1
         return True
+
+
+class LearnersTab(LessonTab):
+    """A lesson of several learners (`cfg.optimizers`): a toolbar to pick one and set one optimizer field."""
+
+    learner_field = "lr"  # the OptimConfig field the toolbar sets
+    learner_label = "learner"
+
+    def build_learner_setter(self, bar: ttk.Frame) -> None:
+        """The learner choice, an entry for its `learner_field` and a Set button."""
+        self.learner_box, self.learner_var = combo(bar, self.learner_label, [], width=14, command=self.show_learner)
+        ttk.Label(bar, text=self.learner_field).pack(side="left", padx=(6, 2))
+        self.value_var = tk.StringVar(self.frame)
+        entry = ttk.Entry(bar, textvariable=self.value_var, width=8)
+        entry.pack(side="left")
+        entry.bind("<Return>", lambda e: self.set_learner_value())
+        ttk.Button(bar, text="Set", command=self.set_learner_value).pack(side="left", padx=2)
+
+    def show_config(self, cfg) -> None:
+        labels = [e.label for e in cfg.optimizers]
+        self.learner_box.configure(values=labels)
+        if self.learner_var.get() not in labels:
+            self.learner_var.set(labels[0])
+        self.show_learner()
+
+    def show_learner(self) -> None:
+        """Shows the chosen learner's value of the field."""
+        entry = next((e for e in self.cfg.optimizers if e.label == self.learner_var.get()), None) if self.cfg else None
+        if entry is not None:
+            self.value_var.set(f"{getattr(entry.optim, self.learner_field):g}")
+
+    def set_learner_value(self) -> None:
+        """Gives the chosen learner the typed value, checked by the lesson's rules, and recomputes."""
+        label, text, name = self.learner_var.get(), self.value_var.get(), self.learner_field
+        try:
+            value = float(text)
+        except ValueError:
+            self.app.show_error(f"{self.title}: {name} of {label} must be a number, got {text!r}.")
+            return
+        entries = tuple(dataclasses.replace(e, optim=dataclasses.replace(e.optim, **{name: value}))
+                        if e.label == label else e for e in self.cfg.optimizers)
+        new = dataclasses.replace(self.cfg, optimizers=entries)
+        try:
+            check(new)  # names the learner and the field
+        except PresetError as err:
+            self.app.show_error(f"{self.title}: {err}")
+            self.show_learner()
+            return
+        self.load(new)

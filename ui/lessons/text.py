@@ -1,26 +1,22 @@
-"""Worked examples a learner can edit: z-scores, BatchNorm vs LayerNorm on a grades table, one MLP weight update.
-
-Every number shown is the text `simulator.explain` produces (the same as `main.py explain ...`); this tab
-only parses what was typed, asks the engine, and puts the answer in a read-only box. A typing mistake is
-one dialog and leaves the previous answer on screen.
+"""What the text lessons share (worked examples, leaf or flower): titled sections of an entry, Compute and the
+engine's answer in a read-only box; what was typed is parsed here, and a typing mistake is one dialog that
+leaves the previous answer on screen.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 import tkinter as tk
 from tkinter import ttk
 
-from simulator.explain import GRADES, ExplainError, mlp_text, norms_text, nums, zscore_text
-from simulator.mlp_lab import LEAF_FLOWER_LOSSES, MLPError
+from simulator.lessons import default_config, lesson_for
+from simulator.lessons.worked_examples import ExplainError
+from simulator.presets import PresetError
 from ui.plots.base import NOTE_FONT, PlotTab
 
-ZSCORE_VALUES = "20 50 60 80 90"  # the textbook's list: mean 60, variance 600, std 24.49
 MONO = ("DejaVu Sans Mono", 8)
 TITLE_FONT = ("DejaVu Sans", 9, "bold")
-LOSS_LABELS = {"cross_entropy": "cross-entropy", "l1": "L1"}  # how the engine's loss names read in the box
 
 
 class InputError(ValueError):
@@ -56,54 +52,54 @@ def parse_rows(text: str, what: str) -> list[list[float]]:
     return rows
 
 
-def loss_label(name: str) -> str:
-    """The engine's loss name as the box shows it."""
-    return LOSS_LABELS.get(name, name)
+class TextLessonTab(PlotTab):
+    """Sections of an entry, a Compute button and the engine's text; subclasses give `sections` and `show_config`."""
 
+    kind = ""  # set by @lesson_tab
+    nested = True
 
-class WorkedTab(PlotTab):
-    """Three editable worked examples, each an entry, a Compute button and the engine's text."""
+    def __init__(self, app, notebook):
+        self.cfg = None
+        super().__init__(app, notebook)
 
-    title = "Worked examples"
+    def sections(self) -> None:
+        """Builds the sections with `section` (subclasses)."""
+        raise NotImplementedError
+
+    def show_config(self, cfg) -> None:
+        """Puts a config's values into the entries and computes every section (subclasses)."""
+        raise NotImplementedError
 
     def build(self) -> None:
         self.outputs: dict[str, tk.Text] = {}
         ttk.Label(self.frame, text="Edit a value and press Compute (or Enter): every number below is computed by "
                   "the engine, the same text as `main.py explain`.", foreground="#555", font=NOTE_FONT).pack(
             fill="x", padx=6, pady=(3, 0))
-        self.zscore_var = self._section("z-scores: z = (x - mean) / std", "values", ZSCORE_VALUES,
-                                        self.compute_zscores)
-        rows = "; ".join(nums(r) for r in GRADES)
-        self.rows_var = self._section("BatchNorm vs LayerNorm (rows: students, columns: subjects)", "rows", rows,
-                                      self.compute_norms)
-        self.lr_var = self._section("Leaf or flower: one SGD step of a tiny MLP", "lr",
-                                    f"{inspect.signature(mlp_text).parameters['lr'].default:g}", self.compute_mlp,
-                                    loss=True, expand=True)
-        self.compute_zscores()
-        self.compute_norms()
-        self.compute_mlp()
+        self.sections()
+        self.load(self.cfg if self.cfg is not None else default_config(lesson_for(self.kind)))
 
-    def _section(self, title: str, label: str, default: str, command, loss: bool = False,
-                 expand: bool = False) -> tk.StringVar:
-        """A titled row: an entry (and the loss choice) and Compute, over a read-only monospace text."""
+    def load(self, cfg) -> None:
+        """Shows a config of this lesson (the tab's entries take its values)."""
+        self.cfg = cfg
+        if self.built:
+            self.show_config(cfg)
+
+    def section(self, title: str, label: str, command, expand: bool = False, entry_width: int = 26,
+                extra=None) -> tk.StringVar:
+        """A titled row: an entry (after `extra(bar)`'s widgets) and Compute, over a read-only monospace text."""
         box = ttk.Frame(self.frame, padding=(6, 0))
         box.pack(fill="both" if expand else "x", expand=expand, pady=(4, 0))
         bar = ttk.Frame(box)
         bar.pack(fill="x")
         ttk.Label(bar, text=title, font=TITLE_FONT).pack(side="left", padx=(0, 10))
-        if loss:
-            ttk.Label(bar, text="loss").pack(side="left", padx=(0, 2))
-            self.loss_var = tk.StringVar(self.frame, loss_label(LEAF_FLOWER_LOSSES[0]))
-            self.loss_box = ttk.Combobox(bar, textvariable=self.loss_var, state="readonly", width=13,
-                                         values=[loss_label(n) for n in LEAF_FLOWER_LOSSES])
-            self.loss_box.pack(side="left", padx=(0, 8))
-            self.loss_box.bind("<<ComboboxSelected>>", lambda e: command())
+        if extra is not None:
+            extra(bar)
         ttk.Label(bar, text=label).pack(side="left", padx=(0, 2))
-        var = tk.StringVar(self.frame, default)
+        var = tk.StringVar(self.frame, "")
         # the button is packed before the entry so that a narrow window shrinks the entry, not the button
         ttk.Button(bar, text="Compute", command=command).pack(side="right", padx=4)
-        entry = ttk.Entry(bar, textvariable=var, width=8 if loss else 26)
-        entry.pack(side="left", fill="x", expand=not loss)
+        entry = ttk.Entry(bar, textvariable=var, width=entry_width)
+        entry.pack(side="left", fill="x", expand=entry_width > 10)
         entry.bind("<Return>", lambda e: command())
         # no wrapping: the tables' columns must stay aligned; a narrow window scrolls sideways instead
         text = tk.Text(box, height=1, wrap="none", font=MONO, relief="flat", background="#fafafa",
@@ -127,11 +123,11 @@ class WorkedTab(PlotTab):
         out.insert("1.0", text)
         out.configure(state="disabled")
 
-    def _run(self, what: str, label: str, make) -> bool:
+    def run_section(self, what: str, label: str, make) -> bool:
         """Shows make()'s text, or one dialog for a person's mistake (the previous text stays); True if shown."""
         try:
             text = make()
-        except (InputError, ExplainError, MLPError) as err:
+        except (InputError, ExplainError, PresetError) as err:
             message = str(err)
             if not isinstance(err, InputError):  # the engine's sentence, told where it came from
                 message = f"{message}." if message.startswith(what) else f"{what}: {message}."
@@ -140,31 +136,10 @@ class WorkedTab(PlotTab):
         self._show(label, text)
         return True
 
-    def compute_zscores(self) -> bool:
-        """Recomputes the z-scores of the typed values."""
-        return self._run("z-scores", "values",
-                         lambda: zscore_text(parse_numbers(self.zscore_var.get(), "z-scores")))
-
-    def compute_norms(self) -> bool:
-        """Recomputes BatchNorm and LayerNorm of the typed table."""
-        return self._run("grades table", "rows",
-                         lambda: norms_text(parse_rows(self.rows_var.get(), "grades table")))
-
-    def compute_mlp(self) -> bool:
-        """Recomputes the leaf/flower weight update for the chosen loss and learning rate."""
-        def make() -> str:
-            lr = parse_numbers(self.lr_var.get(), "leaf or flower, lr")
-            if len(lr) != 1 or lr[0] <= 0.0:
-                raise InputError(f"leaf or flower: the learning rate must be one positive number, got "
-                                 f"{self.lr_var.get()!r}.")
-            names = {loss_label(n): n for n in LEAF_FLOWER_LOSSES}
-            return mlp_text(names[self.loss_var.get()], lr[0])
-        return self._run("leaf or flower", "lr", make)
-
     def text(self, label: str) -> str:
-        """What a section's box shows now ('values', 'rows' or 'lr')."""
+        """What a section's box shows now."""
         return self.outputs[label].get("1.0", "end-1c")
 
     def export(self, path: str) -> None:
         """This tab has text, not a figure: says so (the app shows it as the export's error)."""
-        raise ValueError("the Worked examples tab has no plot; copy its text instead")
+        raise ValueError(f"the {self.title} tab has no plot; copy its text instead")

@@ -32,6 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.lessons import Lesson, register
+from simulator.yamlconfig import ParseContext, non_empty, non_negative, one_of, positive_int
+
 LOOP_ORDERS = ("kv_outer", "q_outer")
 BYTES_PER_FLOAT = 4
 
@@ -242,3 +245,72 @@ class TiledAttentionTrace:
                       reads=self._reads, writes=self._writes)
         self._index += 1
         return st
+
+
+# -------------------------------------------------------------------------------------------- lesson
+@dataclass(frozen=True)
+class FlashTraceConfig:
+    """A tiled-attention walk over one head's random q, k, v: sizes, fast memory, loop order, mask."""
+
+    name: str = "flash-trace"
+    description: str = ("FlashAttention's walk over the T x T score grid, one (query tile, key tile) pair at a time, "
+                        "counting the bytes that cross between slow and fast memory.")
+    seq_len: int = 64  # T
+    head_size: int = 16  # d
+    fast_memory_floats: int = 1024  # M: tiles of 16 keys for d = 16, so a 64 x 64 grid shows 4 x 4 tiles
+    loop_order: str = "kv_outer"
+    causal: bool = True
+    seed: int = 0  # q, k, v are standard normal from this seed
+
+
+def inputs(cfg: FlashTraceConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The lesson's q, k, v (T, d) each and the output standard attention gives for them (T, d)."""
+    q, k, v = np.random.default_rng(cfg.seed).standard_normal((3, cfg.seq_len, cfg.head_size))
+    s = q @ k.T / np.sqrt(cfg.head_size)  # (T, T)
+    if cfg.causal:
+        s = np.where(np.tri(cfg.seq_len, dtype=bool), s, -np.inf)
+    p = np.exp(s - s.max(axis=1, keepdims=True))
+    return q, k, v, (p / p.sum(axis=1, keepdims=True)) @ v
+
+
+def validate(cfg: FlashTraceConfig, ctx: ParseContext) -> FlashTraceConfig:
+    """Fast memory must hold the tiles it implies."""
+    try:
+        _resolve_tiles(cfg.head_size, cfg.fast_memory_floats, None, None)
+    except AttentionTraceError as err:
+        ctx.fail("fast_memory_floats", str(err), at=("fast_memory_floats", "head_size"))
+    return cfg
+
+
+def run(cfg: FlashTraceConfig, steps: int | None = None, cancelled=lambda: False) -> list[TileStep]:
+    """The first `steps` pairs of the walk (default: all of them)."""
+    q, k, v, _ = inputs(cfg)
+    trace = TiledAttentionTrace(q, k, v, causal=cfg.causal, fast_memory_floats=cfg.fast_memory_floats,
+                                loop_order=cfg.loop_order)
+    frames = []
+    while (steps is None or len(frames) < steps) and not cancelled() and (st := trace.step()) is not None:
+        frames.append(st)
+    return frames
+
+
+def summary(cfg: FlashTraceConfig, frames: list[TileStep]) -> str:
+    """How far the walk got and the bytes it moved, against the whole walk and standard attention."""
+    n, d = cfg.seq_len, cfg.head_size
+    tile_q, tile_k = tile_sizes(d, cfg.fast_memory_floats)
+    total = tiled_attention_traffic(n, d, cfg.fast_memory_floats, cfg.causal, loop_order=cfg.loop_order)
+    naive = naive_attention_traffic(n, d)
+    last = frames[-1]
+    n_pairs = -(-n // tile_q) * -(-n // tile_k)
+    return "\n".join([
+        f"tiled attention, T={n}, d={d}, fast memory {cfg.fast_memory_floats} floats: tiles {tile_q} x {tile_k}, "
+        f"{cfg.loop_order}{', causal' if cfg.causal else ''}",
+        f"after {last.index + 1} of {n_pairs} pairs: {BYTES_PER_FLOAT * last.reads} bytes read, "
+        f"{BYTES_PER_FLOAT * last.writes} written",
+        f"the whole walk moves {total.bytes} bytes; standard attention {naive.bytes} "
+        f"(tiled / standard = {total.bytes / naive.bytes:.2f})",
+    ])
+
+
+_RULES = {"name": non_empty, "seq_len": positive_int, "head_size": positive_int, "fast_memory_floats": positive_int,
+          "loop_order": one_of(LOOP_ORDERS), "seed": non_negative}
+LESSON = register(Lesson("flash_trace", "Tiled attention", FlashTraceConfig, _RULES, validate, run, summary))

@@ -1,6 +1,6 @@
 """Deep MLP: vanishing and exploding gradients, norms, residuals, init and clipping on a spiral classifier.
 
-The lesson (`simulator.mlp_lab`) trains a deep MLP on the same kernels and optimizers as the GPT.
+The lesson (`simulator.lessons.deep_mlp`) trains a deep MLP on the same kernels and optimizers as the GPT.
 Shown growing step by step:
 
 * a layer x step heatmap of each weight matrix's gradient norm (log colour, input layer at the
@@ -22,20 +22,17 @@ import numpy as np
 from matplotlib.colors import LogNorm
 
 from simulator import config as C
-from simulator.mlp_lab import MLP_INITS, MLP_NORMS, DeepMLPLesson, MLPError, load_mlp_lesson
+from simulator.lessons.deep_mlp import MLP_INITS, MLP_NORMS, weight_names
+from ui.lessons import lesson_tab
+from ui.lessons.base import LessonTab
 from ui.plots.base import combo
-from ui.plots.lesson import LessonTab
 
 
+@lesson_tab("deep_mlp")
 class MLPTab(LessonTab):
     """Gradient-norm heatmap, loss and per-layer statistics of a deep-MLP lesson."""
 
-    title = "Deep MLP"
-    errors = (MLPError,)
     steps_per_second = 80.0
-
-    def load_default(self):
-        return load_mlp_lesson("deep-sigmoid")
 
     def build_controls(self, bar) -> None:
         self.vars: dict[str, tk.Variable] = {}
@@ -73,16 +70,8 @@ class MLPTab(LessonTab):
         if text != (f"{v:g}" if isinstance(v, float) else str(v)):
             self.change(path, text)
 
-    def compute(self, cfg, cancelled):
-        lesson = DeepMLPLesson(cfg)
-        records = []
-        for _ in range(cfg.steps):
-            if cancelled():
-                break
-            records.append(lesson.step())
-            if records[-1].nonfinite:  # the run diverged: what follows would repeat the skipped update
-                break
-        return lesson.weight_names, records
+    def digest(self, cfg, frames):
+        return weight_names(cfg), frames
 
     def steps_of(self) -> int:
         return len(self.result[1])

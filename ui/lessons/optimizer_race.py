@@ -1,7 +1,7 @@
 """Optimizer race: each optimizer's path across a 2-D surface, growing step by step.
 
 The racers are the same optimizer classes the GPT trains with, stepping a 2-element buffer
-(`simulator.races`). The race is computed in a background thread (the first one may compile
+(`simulator.lessons.optimizer_race`). The race is computed in a background thread (the first one may compile
 kernels), then revealed step by step over the contour plot; the loss of each racer is plotted on
 the right. Changing the function or a racer's learning rate recomputes the race from the start.
 """
@@ -9,15 +9,15 @@ the right. Changing the function or a racer's learning rate recomputes the race 
 from __future__ import annotations
 
 import dataclasses
-import tkinter as tk
 from tkinter import ttk
 
 import numpy as np
 from matplotlib.colors import LogNorm
 
-from simulator.races import FUNCTIONS, RACE_FUNCTIONS, Race, RaceConfig, RaceError, load_race
+from simulator.lessons.optimizer_race import FUNCTIONS, RACE_FUNCTIONS, RaceConfig, surface
+from ui.lessons import lesson_tab
+from ui.lessons.base import LearnersTab
 from ui.plots.base import combo
-from ui.plots.lesson import LessonTab
 
 # Where a race starts on each function when the function is switched in the window.
 STARTS = {"rosenbrock": (-1.5, 2.0), "ravine": (-7.0, 2.0), "saddle": (-1.5, 0.01), "beale": (-1.0, 3.5),
@@ -25,52 +25,33 @@ STARTS = {"rosenbrock": (-1.5, 2.0), "ravine": (-7.0, 2.0), "saddle": (-1.5, 0.0
 STEPS_PER_SECOND = 40.0
 
 
-class RaceTab(LessonTab):
+@lesson_tab("optimizer_race")
+class RaceTab(LearnersTab):
     """Contour plus growing trajectories, and loss per racer."""
 
-    title = "Optimizer race"
-    errors = (RaceError,)
+    nested = False
     steps_per_second = STEPS_PER_SECOND
-
-    def load_default(self) -> RaceConfig:
-        return load_race("optimizer-race")
+    learner_label = "racer"
 
     def build_controls(self, bar: ttk.Frame) -> None:
         self.fn_box, self.fn_var = combo(bar, "function", RACE_FUNCTIONS, width=15, command=self._function)
         ttk.Button(bar, text="Open race preset…", command=self.app.open_preset_dialog).pack(side="left", padx=6)
-        self.racer_box, self.racer_var = combo(bar, "racer", [], width=10, command=self._racer)
-        ttk.Label(bar, text="lr").pack(side="left", padx=(6, 2))
-        self.lr_var = tk.StringVar(self.frame)
-        lr = ttk.Entry(bar, textvariable=self.lr_var, width=8)
-        lr.pack(side="left")
-        lr.bind("<Return>", lambda e: self._set_lr())
-        ttk.Button(bar, text="Set", command=self._set_lr).pack(side="left", padx=2)
+        self.build_learner_setter(bar)
         self.lines: dict[str, tuple] = {}
 
     def show_config(self, cfg: RaceConfig) -> None:
         self.fn_var.set(cfg.function)
-        labels = [e.label for e in cfg.optimizers]
-        self.racer_box.configure(values=labels)
-        if self.racer_var.get() not in labels:
-            self.racer_var.set(labels[0])
-        self._racer()
+        super().show_config(cfg)
 
-    def compute(self, cfg: RaceConfig, cancelled):
+    def digest(self, cfg: RaceConfig, frames):
         """label -> (positions (steps+1, 2), losses (steps+1,), diverged step or None), and the surface."""
-        race = Race(cfg)
-        steps = []
-        for _ in range(cfg.steps):
-            if cancelled():
-                return None
-            steps.append(race.step())
-        paths = race.paths()
-        out = {}
-        for i, label in enumerate(race.labels):
-            pts = [s[i] for s in steps]
-            losses = np.array([race.loss(paths[label][0])] + [p.loss for p in pts])
-            div = next((p.step for p in pts if p.diverged), None)
-            out[label] = (paths[label], losses, div)
-        return out, race.surface(120)
+        fn, out = FUNCTIONS[cfg.function], {}
+        for i, entry in enumerate(cfg.optimizers):
+            pts = [points[i] for points in frames]
+            path = np.array([cfg.start] + [p.position for p in pts], dtype=np.float64)
+            losses = np.array([float(fn.value(*cfg.start))] + [p.loss for p in pts])
+            out[entry.label] = (path, losses, next((p.step for p in pts if p.diverged), None))
+        return out, surface(cfg, 120)
 
     def steps_of(self) -> int:
         return self.cfg.steps
@@ -79,29 +60,6 @@ class RaceTab(LessonTab):
         fn = self.fn_var.get()
         if self.cfg is not None and fn != self.cfg.function:
             self.load(dataclasses.replace(self.cfg, function=fn, start=STARTS.get(fn, (0.5, 0.5)), bounds=None))
-
-    def _racer(self) -> None:
-        entry = next((e for e in self.cfg.optimizers if e.label == self.racer_var.get()), None) if self.cfg else None
-        if entry is not None:
-            self.lr_var.set(f"{entry.optim.lr:g}")
-
-    def _set_lr(self) -> None:
-        label, text = self.racer_var.get(), self.lr_var.get()
-        try:
-            lr = float(text)
-        except ValueError:
-            self.app.show_error(f"Optimizer race: the learning rate of {label} must be a number, got {text!r}.")
-            return
-        entries = tuple(dataclasses.replace(e, optim=dataclasses.replace(e.optim, lr=lr)) if e.label == label else e
-                        for e in self.cfg.optimizers)
-        new = dataclasses.replace(self.cfg, optimizers=entries)
-        try:
-            Race(new)  # checks every racer's settings (RaceError names the racer and the field)
-        except RaceError as err:
-            self.app.show_error(f"Optimizer race: {err}")
-            self._racer()
-            return
-        self.load(new)
 
     # ------------------------------------------------------------ drawing
     def draw_static(self) -> list:

@@ -5,6 +5,7 @@ session after a step). Each pair computes a block of scores, updates the running
 sum `l`, and rescales the partial output; the byte counters show how much crossed between slow and
 fast memory, against the bytes standard attention moves to form the whole T x T matrix. When the
 walk ends, the tiled output is compared with the model's own attention output for that head.
+A `kind: flash_trace` preset walks its own random q, k, v instead, compared with standard attention.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from tkinter import ttk
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from simulator.attention_trace import (
+from simulator.lessons.flash_trace import (
     LOOP_ORDERS,
     AttentionTraceError,
     TiledAttentionTrace,
+    inputs,
     naive_attention_traffic,
     tiled_attention_traffic,
 )
+from ui.lessons import lesson_tab
 from ui.plots.base import PlotTab, combo, message_on
 from ui.protocol import HeadQKV, HeadTensors
 
@@ -38,10 +41,13 @@ def human_bytes(n: float) -> str:
     return f"{n:.2f} GiB"
 
 
+@lesson_tab("flash_trace")
 class TiledAttentionTab(PlotTab):
     """The score grid with the current tile, running m and l, and traffic counters."""
 
-    title = "Tiled attention"
+    kind = ""  # set by @lesson_tab
+    nested = False
+    cfg = None  # a flash_trace preset whose q, k, v are walked instead of the model's
 
     def build(self) -> None:
         bar = ttk.Frame(self.frame)
@@ -85,6 +91,18 @@ class TiledAttentionTab(PlotTab):
         d = info.config.model.d_model // info.config.model.n_head
         self.mem_var.set(str(4 * d * 16))  # tiles of 16 keys: a T = 64 grid shows 4 x 4 tiles
         self._drawn = None
+        if self.cfg is not None:
+            self.load(self.cfg)
+
+    def load(self, cfg) -> None:
+        """Walks a flash_trace preset's own q, k, v with its fast memory and loop order."""
+        self.cfg = cfg
+        if not self.built:
+            return
+        self.mem_var.set(str(cfg.fast_memory_floats))
+        self.order_var.set(cfg.loop_order)
+        self.qkv = (*inputs(cfg), None, None, 0, 0)
+        self.restart()
 
     def request(self) -> None:
         """Asks the worker for the chosen head's q, k, v of the last batch."""
@@ -98,6 +116,7 @@ class TiledAttentionTab(PlotTab):
 
     def on_qkv(self, data) -> None:
         """The q, k, v arrived: start a fresh walk."""
+        self.cfg = None
         self.qkv = data
         self.restart()
 
@@ -112,8 +131,9 @@ class TiledAttentionTab(PlotTab):
         try:
             mem = int(self.mem_var.get())
             att = self.app.config.model.attention
-            scale = None if att.scale == "sqrt_dk" else 1.0  # the model's own scaling
-            self.trace = TiledAttentionTrace(q, k, v, scale=scale, causal=att.mask == "causal", fast_memory_floats=mem,
+            scale = None if self.cfg or att.scale == "sqrt_dk" else 1.0  # the model's own scaling
+            causal = self.cfg.causal if self.cfg else att.mask == "causal"
+            self.trace = TiledAttentionTrace(q, k, v, scale=scale, causal=causal, fast_memory_floats=mem,
                                              loop_order=self.order_var.get())
         except ValueError as err:
             text = str(err) if isinstance(err, AttentionTraceError) else f"must be a whole number, got " \
@@ -195,7 +215,8 @@ class TiledAttentionTab(PlotTab):
             r0, r1 = st.q_rows
             c0, c1 = st.k_cols
             ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False, ec="red", lw=2.0))
-        ax.set_title(f"scores of layer {layer}, head {head} (step {step}); tiles {tq} x {tk_}"
+        source = f"random q, k (seed {self.cfg.seed})" if layer is None else f"layer {layer}, head {head} (step {step})"
+        ax.set_title(f"scores of {source}; tiles {tq} x {tk_}"
                      + (f"; pair {st.index + 1}/{self.trace.n_steps}" + (" skipped (masked)" if st.skipped else "")
                         if st else ""))
         ax.set_xlabel("key position")
@@ -221,5 +242,6 @@ class TiledAttentionTab(PlotTab):
         if self.trace.done or (st is not None and st.index + 1 == self.trace.n_steps):
             err = float(np.max(np.abs(self.trace.output - model_out)))
             lines.append(f"done: max |tiled output - the model's attention output| = {err:.2e} "
-                         "(float64 walk vs the float32 model)")
+                         "(float64 walk vs the float32 model)" if layer is not None else
+                         f"done: max |tiled output - standard attention's output| = {err:.2e}")
         self.counters.configure(text="\n".join(lines))

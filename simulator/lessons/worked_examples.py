@@ -1,10 +1,10 @@
-"""Worked examples with the textbook's numbers: z-scores, BatchNorm vs LayerNorm on a grades table, one MLP step.
+"""Worked examples with the textbook's numbers: z-scores and BatchNorm vs LayerNorm on a grades table.
 
 Each example is computed twice where the engine has a kernel for it: by the
 textbook formula (no epsilon) and by the engine's own kernel (with its
 epsilon 1e-5), and the text shows both agree, so the numbers a person reads
 are the engine's. `python main.py explain ...` prints these texts; the app's
-panels show the same dataclasses.
+tab shows the same texts. (The leaf/flower MLP step is its own lesson: `leaf_flower.py`.)
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import numpy as np
 
 from simulator.kernels.cpu.batchnorm import batchnorm_forward
 from simulator.kernels.cpu.norms import layernorm_forward
-from simulator.mlp_lab import LEAF_FLOWER_CLASSES, LEAF_FLOWER_FEATURES, WorkedUpdate, l1_loss, leaf_flower_update
+from simulator.lessons import Lesson, register
+from simulator.yamlconfig import ParseContext, non_empty
 
 GRADES_SUBJECTS = ("math", "physics", "art")
 GRADES = ((90.0, 80.0, 70.0), (60.0, 50.0, 40.0))  # students (rows) x subjects (columns)
@@ -66,7 +67,11 @@ def zscores(values) -> ZScores:
 
 def zscore_text(values) -> str:
     """What `explain zscore` prints."""
-    zs = zscores(values)
+    return zscores_text(zscores(values))
+
+
+def zscores_text(zs: ZScores) -> str:
+    """Computed z-scores as the textbook writes them out."""
     n = len(zs.values)
     squares = nums([(v - zs.mean) ** 2 for v in zs.values])
     return "\n".join([
@@ -118,7 +123,11 @@ def _grid(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
 
 def norms_text(rows=GRADES) -> str:
     """What `explain norms` prints: the table, then BatchNorm's and LayerNorm's results side by side."""
-    nt = norms_table(rows)
+    return table_text(norms_table(rows))
+
+
+def table_text(nt: NormsTable) -> str:
+    """A normalized table as `explain norms` prints it."""
     N, C = nt.table.shape
     subjects = list(GRADES_SUBJECTS) if C == len(GRADES_SUBJECTS) else [f"col {j + 1}" for j in range(C)]
     students = [f"student {i + 1}" for i in range(N)]
@@ -139,35 +148,39 @@ def norms_text(rows=GRADES) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------------- leaf or flower
-def mlp_text(loss: str = "cross_entropy", lr: float = 0.5) -> str:
-    """What `explain mlp` prints: one SGD step of the leaf/flower network, number by number."""
-    u: WorkedUpdate = leaf_flower_update(loss, lr)
-    b, a = u.before, u.after
-    name, i, j = u.weight
-    leaf, flower = LEAF_FLOWER_CLASSES
-    lines = [
-        "leaf or flower? a 4-3-2 MLP: inputs (R, G, B, volume), 3 sigmoid hidden units, softmax over (leaf, flower)",
-        f"input x ({', '.join(LEAF_FLOWER_FEATURES)}) = ({nums(b['x'], 4)}), a {u.example}: target ({leaf}, {flower})"
-        f" = ({nums(u.target)})",
-        f"hidden  z1 = x W1 + b1 = ({nums(b['z1'], 4)});  h = sigmoid(z1) = ({nums(b['h'], 4)})",
-        f"output  z2 = h W2 + b2 = ({nums(b['z2'], 4)});  p = softmax(z2) = ({leaf} {num(b['p'][0], 4)}, "
-        f"{flower} {num(b['p'][1], 4)})",
-    ]
-    p0, p1 = b["p"]
-    h = b["h"][i]
-    if loss == "cross_entropy":
-        lines.append(f"loss (cross-entropy) = -ln p_{leaf} = -ln {num(p0, 4)} = {num(u.loss, 4)}")
-        why = f"(p_{leaf} - 1) x h{i} = ({num(p0, 4)} - 1) x {num(h, 4)}"
-    else:
-        lines.append(f"loss (L1) = |1 - p_{leaf}| + |0 - p_{flower}| = |1 - {num(p0, 4)}| + |0 - {num(p1, 4)}| = "
-                     f"{num(u.loss, 4)}")
-        why = f"-2 p_{leaf} p_{flower} x h{i} = -2 x {num(p0, 4)} x {num(p1, 4)} x {num(h, 4)}"
-    lines += [
-        f"gradient of {name}[{i},{j}] (hidden unit {i} -> {LEAF_FLOWER_CLASSES[j]}) = {why} = {num(u.grad, 6)}",
-        f"update: new = old - lr x grad = {num(u.old, 4)} - {num(u.lr, 4)} x ({num(u.grad, 6)}) = {num(u.new, 6)}",
-        f"after the step (every weight updated the same way): p_{leaf} {num(p0, 4)} -> {num(a['p'][0], 4)}, "
-        f"loss {num(u.loss, 4)} -> {num(u.loss_after, 4)}",
-        f"the textbook's L1 example: |1 - 0.6| + |0 - 0.4| = {num(l1_loss([0.6, 0.4], [1.0, 0.0]))}",
-    ]
-    return "\n".join(lines)
+# -------------------------------------------------------------------------------------------- lesson
+ZSCORE_VALUES = (20.0, 50.0, 60.0, 80.0, 90.0)  # the textbook's list: mean 60, variance 600, std 24.49
+
+
+@dataclass(frozen=True)
+class WorkedExamplesConfig:
+    """The worked examples' inputs: a list of values to standardize and a students x subjects table."""
+
+    name: str = "worked-examples"
+    description: str = "z-scores of a list, and a grades table normalized by BatchNorm and by LayerNorm."
+    values: tuple[float, ...] = ZSCORE_VALUES
+    grades: tuple[tuple[float, ...], ...] = GRADES
+
+
+def validate(cfg: WorkedExamplesConfig, ctx: ParseContext) -> WorkedExamplesConfig:
+    """Values that have z-scores, a table that both norms can normalize."""
+    for path, make in (("values", lambda: zscores(cfg.values)), ("grades", lambda: norms_table(cfg.grades))):
+        try:
+            make()
+        except ExplainError as err:
+            ctx.fail(path, str(err))
+    return cfg
+
+
+def run(cfg: WorkedExamplesConfig, steps: int | None = None, cancelled=lambda: False) -> list:
+    """Two frames whatever `steps` is: the z-scores, then the normalized table (the examples have no steps)."""
+    return [zscores(cfg.values), norms_table(cfg.grades)]
+
+
+def summary(cfg: WorkedExamplesConfig, frames: list) -> str:
+    """Both examples' texts, one after the other."""
+    return zscores_text(frames[0]) + "\n\n" + table_text(frames[1])
+
+
+LESSON = register(Lesson("worked_examples", "Worked examples", WorkedExamplesConfig, {"name": non_empty}, validate,
+                         run, summary))

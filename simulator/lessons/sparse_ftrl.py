@@ -19,16 +19,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulator.config import OptimConfig
+from simulator.lessons import Lesson, check, check_optim_at, optim_rules, register
 from simulator.model.layout import ParamLayout
-from simulator.optim import OptimError, check_optim, lr_at, make_optimizer
+from simulator.optim import lr_at, make_optimizer
+from simulator.yamlconfig import ParseContext, in_range, non_empty, non_negative, positive_int
 
-LESSON_KIND = "sparse_logreg"
 _HASH = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (64-bit golden ratio)
-
-
-class LessonError(ValueError):
-    """A lesson setting that does not make sense (one sentence says where and what)."""
-
 
 @dataclass(frozen=True)
 class LessonEntry:
@@ -69,25 +65,33 @@ class LessonPoint:
     lr: float
 
 
-def check_lesson(cfg: SparseLogRegConfig) -> None:
-    """Raise LessonError with one sentence if the lesson cannot run."""
+@dataclass
+class SparseFrame:
+    """One step of every learner, with the two losses that frame them."""
+
+    points: list[LessonPoint]  # one per learner, in the config's order
+    baseline_loss: float  # validation log-loss of always predicting the base rate
+    true_loss: float  # validation log-loss of the true weights
+
+
+def validate(cfg: SparseLogRegConfig, ctx: ParseContext) -> SparseLogRegConfig:
+    """Sizes of at least 1, a density in (0, 1], distinct labels and each learner's optimizer checks."""
     for name in ("n_features", "fields", "ids_per_field", "batch_size", "steps", "val_size"):
         if getattr(cfg, name) < 1:
-            raise LessonError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+            ctx.fail(name, f"must be at least 1, got {getattr(cfg, name)}")
     if not 0 < cfg.true_density <= 1:
-        raise LessonError(f"true_density must lie in (0, 1], got {cfg.true_density}")
-    if not (cfg.zipf >= 0 and cfg.true_scale >= 0):
-        raise LessonError("zipf and true_scale must be >= 0")
+        ctx.fail("true_density", f"must lie in (0, 1], got {cfg.true_density}")
+    for name in ("zipf", "true_scale"):
+        if not getattr(cfg, name) >= 0:
+            ctx.fail(name, f"must be >= 0, got {getattr(cfg, name)}")
     if not cfg.optimizers:
-        raise LessonError("optimizers: the lesson needs at least one optimizer entry")
+        ctx.fail("optimizers", "the lesson needs at least one optimizer entry")
     labels = [e.label for e in cfg.optimizers]
     for i, entry in enumerate(cfg.optimizers):
         if labels.index(entry.label) != i:
-            raise LessonError(f"optimizers[{i}].label: {entry.label!r} is used twice")
-        try:
-            check_optim(entry.optim)
-        except OptimError as err:
-            raise LessonError(f"optimizers[{i}].{err}") from None
+            ctx.fail(f"optimizers[{i}].label", f"{entry.label!r} is used twice")
+        check_optim_at(ctx, f"optimizers[{i}].optim", entry.optim)
+    return cfg
 
 
 class SparseData:
@@ -150,7 +154,7 @@ class SparseLogRegLesson:
     """Trains every entry's optimizer on the same example stream; step() returns one LessonPoint each."""
 
     def __init__(self, cfg: SparseLogRegConfig):
-        check_lesson(cfg)
+        check(cfg)
         self.cfg = cfg
         self.data = SparseData(cfg)
         self.layout = ParamLayout([("w", (cfg.n_features,), "matrix")])  # in the decay group: l1/l2 apply
@@ -177,9 +181,9 @@ class SparseLogRegLesson:
         self.step_count = t
         return out
 
-    def run(self, steps: int | None = None) -> list[list[LessonPoint]]:
-        """Take `steps` steps (default: the config's)."""
-        return [self.step() for _ in range(self.cfg.steps if steps is None else steps)]
+    def run(self, steps: int | None = None, cancelled=lambda: False) -> list[list[LessonPoint]]:
+        """Take `steps` steps (default: the config's; fewer when cancelled() turns True)."""
+        return [self.step() for _ in range(self.cfg.steps if steps is None else steps) if not cancelled()]
 
     def baseline_loss(self) -> float:
         """Validation log-loss of always predicting the training base rate: what learning must beat."""
@@ -191,37 +195,26 @@ class SparseLogRegLesson:
         return log_loss(self.data.true_weights, self.data.val_idx, self.data.val_y)
 
 
-# ------------------------------------------------------------------------------------------- presets
-def _validate(cfg: SparseLogRegConfig, ctx) -> SparseLogRegConfig:
-    """Cross-field checks for the preset loader."""
-    try:
-        check_lesson(cfg)
-    except LessonError as err:
-        path, _, what = str(err).partition(" ")
-        ctx.fail(path.rstrip(":"), what)
-    return cfg
+# -------------------------------------------------------------------------------------------- lesson
+def run(cfg: SparseLogRegConfig, steps: int | None = None, cancelled=lambda: False) -> list[SparseFrame]:
+    """Every learner's point after each step (`steps` of them, default the config's; fewer when cancelled)."""
+    lesson = SparseLogRegLesson(cfg)
+    baseline, best = lesson.baseline_loss(), lesson.true_loss()
+    return [SparseFrame(points, baseline, best) for points in lesson.run(steps, cancelled)]
 
 
-def _register() -> None:
-    from simulator import presets
-
-    rules = {f"optimizers.{k}": v for k, v in presets.RULES.items() if k.startswith("optim.")}
-    rules.update({"name": presets.non_empty, "optimizers.label": presets.non_empty, "seed": presets.non_negative,
-                  **{k: presets.positive_int for k in ("n_features", "fields", "ids_per_field", "batch_size",
-                                                        "steps", "val_size")},
-                  "zipf": presets.non_negative, "true_scale": presets.non_negative,
-                  "true_density": presets.in_range(0, 1, low_open=True)})
-    presets.register_kind(LESSON_KIND, SparseLogRegConfig, rules, _validate)
+def summary(cfg: SparseLogRegConfig, frames: list[SparseFrame]) -> str:
+    """Each learner's validation log-loss and share of exactly-zero weights at the end."""
+    last = frames[-1].points
+    lines = [f"sparse logistic regression, {last[0].step} steps:"]
+    for p in last:
+        lines.append(f"  {p.label:<16} validation log-loss {p.val_loss:.4f}  weights exactly zero "
+                     f"{100 * p.zero_fraction:5.1f}%")
+    return "\n".join(lines)
 
 
-_register()
-
-
-def load_lesson(path) -> SparseLogRegConfig:
-    """Load a `kind: sparse_logreg` preset file (or shipped name) into a checked config."""
-    from simulator.presets import PresetError, load_any
-
-    cfg = load_any(path)
-    if not isinstance(cfg, SparseLogRegConfig):
-        raise PresetError(f"{path}: kind: this preset is not a {LESSON_KIND} preset")
-    return cfg
+_RULES = {**optim_rules("optimizers.optim."), "name": non_empty, "optimizers.label": non_empty, "seed": non_negative,
+          **{k: positive_int for k in ("n_features", "fields", "ids_per_field", "batch_size", "steps", "val_size")},
+          "zipf": non_negative, "true_scale": non_negative, "true_density": in_range(0, 1, low_open=True)}
+LESSON = register(Lesson("sparse_logreg", "Sparse FTRL", SparseLogRegConfig, _RULES, validate, run, summary,
+                         preset="ftrl-sparse"))

@@ -25,15 +25,16 @@ from typing import NamedTuple
 import numpy as np
 
 from simulator.config import OptimConfig
+from simulator.lessons import Lesson, check, check_optim_at, optim_rules, register
 from simulator.model.layout import ParamLayout
-from simulator.optim import OptimError, check_optim, clip_gradients, lr_at, make_optimizer
+from simulator.optim import clip_gradients, lr_at, make_optimizer
+from simulator.yamlconfig import ParseContext, non_empty, non_negative, one_of, positive_int
 
-RACE_KIND = "optimizer_race"
 DIVERGED_AT = 1e6  # |position| beyond this counts as diverged
 
 
 class RaceError(ValueError):
-    """A race setting that does not make sense (one sentence says where and what)."""
+    """A racer asked for by a label the race does not have."""
 
 
 class Function2D(NamedTuple):
@@ -114,28 +115,26 @@ class RacePoint:
     diverged: bool
 
 
-def check_race(cfg: RaceConfig) -> None:
-    """Raise RaceError with one sentence if the race cannot run."""
+def validate(cfg: RaceConfig, ctx: ParseContext) -> RaceConfig:
+    """What the race needs beyond each field's rule: a known function, a finite start, distinct labels."""
     if cfg.function not in FUNCTIONS:
-        raise RaceError(f"function: unknown function {cfg.function!r}; choose one of {', '.join(RACE_FUNCTIONS)}")
+        ctx.fail("function", f"unknown function {cfg.function!r}", f"choose one of {', '.join(RACE_FUNCTIONS)}")
     if len(cfg.start) != 2 or not all(math.isfinite(v) for v in cfg.start):
-        raise RaceError(f"start must be two finite numbers, got {cfg.start}")
+        ctx.fail("start", f"must be two finite numbers, got {cfg.start}")
     if cfg.steps < 1:
-        raise RaceError(f"steps must be at least 1, got {cfg.steps}")
+        ctx.fail("steps", f"must be at least 1, got {cfg.steps}")
     if not cfg.noise >= 0:
-        raise RaceError(f"noise must be >= 0, got {cfg.noise}")
+        ctx.fail("noise", f"must be >= 0, got {cfg.noise}")
     if cfg.bounds is not None and not (cfg.bounds[0] < cfg.bounds[1] and cfg.bounds[2] < cfg.bounds[3]):
-        raise RaceError(f"bounds must be xmin < xmax, ymin < ymax, got {cfg.bounds}")
+        ctx.fail("bounds", f"must be xmin < xmax, ymin < ymax, got {cfg.bounds}")
     if not cfg.optimizers:
-        raise RaceError("optimizers: a race needs at least one optimizer entry")
+        ctx.fail("optimizers", "a race needs at least one optimizer entry")
     labels = [e.label for e in cfg.optimizers]
     for i, entry in enumerate(cfg.optimizers):
         if labels.index(entry.label) != i:
-            raise RaceError(f"optimizers[{i}].label: {entry.label!r} is used twice; labels name the paths")
-        try:
-            check_optim(entry.optim)
-        except OptimError as err:
-            raise RaceError(f"optimizers[{i}].{err}") from None
+            ctx.fail(f"optimizers[{i}].label", f"{entry.label!r} is used twice", "labels name the paths")
+        check_optim_at(ctx, f"optimizers[{i}].optim", entry.optim)
+    return cfg
 
 
 class _Racer:
@@ -155,7 +154,7 @@ class Race:
     """Runs every entry of a RaceConfig side by side; step() returns one RacePoint per racer."""
 
     def __init__(self, cfg: RaceConfig):
-        check_race(cfg)
+        check(cfg)
         self.cfg = cfg
         self.function = FUNCTIONS[cfg.function]
         self.layout = ParamLayout([("xy", (2,), "matrix")])  # one 2-vector, in the decay group
@@ -205,9 +204,9 @@ class Race:
                          {k: v.copy() for k, v in racer.opt.state.items()}, self.loss(racer.position), lr,
                          racer.diverged)
 
-    def run(self, steps: int | None = None) -> list[list[RacePoint]]:
-        """Take `steps` steps (default: the config's), returning each step's points."""
-        return [self.step() for _ in range(self.cfg.steps if steps is None else steps)]
+    def run(self, steps: int | None = None, cancelled=lambda: False) -> list[list[RacePoint]]:
+        """Each step's points for `steps` steps (default: the config's; fewer when cancelled() turns True)."""
+        return [self.step() for _ in range(self.cfg.steps if steps is None else steps) if not cancelled()]
 
     def paths(self) -> dict[str, np.ndarray]:
         """Label -> (steps + 1, 2) positions so far, the start included."""
@@ -215,44 +214,35 @@ class Race:
 
     def surface(self, n: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A grid for a contour plot over the view box: xs (n,), ys (n,), values (n, n) indexed [iy, ix]."""
-        xmin, xmax, ymin, ymax = self.cfg.bounds or self.function.bounds
-        xs, ys = np.linspace(xmin, xmax, n), np.linspace(ymin, ymax, n)
-        X, Y = np.meshgrid(xs, ys)  # (n, n) each, rows follow y
-        return xs, ys, self.function.value(X, Y)
+        return surface(self.cfg, n)
 
 
-# ------------------------------------------------------------------------------------------- presets
-def _validate(cfg: RaceConfig, ctx) -> RaceConfig:
-    """Cross-field checks for the preset loader: the race's and each optimizer's own checks."""
-    try:
-        check_race(cfg)
-    except RaceError as err:
-        path, _, what = str(err).partition(" ")
-        path = path.rstrip(":")
-        if path.startswith("optimizers") or path in ("function", "start", "steps", "noise", "bounds"):
-            ctx.fail(path, what.removeprefix(": "))
-        ctx.fail("", str(err))
-    return cfg
+def surface(cfg: RaceConfig, n: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The race's function over its view box: xs (n,), ys (n,), values (n, n) indexed [iy, ix]."""
+    fn = FUNCTIONS[cfg.function]
+    xmin, xmax, ymin, ymax = cfg.bounds or fn.bounds
+    xs, ys = np.linspace(xmin, xmax, n), np.linspace(ymin, ymax, n)
+    X, Y = np.meshgrid(xs, ys)  # (n, n) each, rows follow y
+    return xs, ys, fn.value(X, Y)
 
 
-def _register() -> None:
-    from simulator import presets
-
-    rules = {f"optimizers.{k}": v for k, v in presets.RULES.items() if k.startswith("optim.")}
-    rules.update({"name": presets.non_empty, "optimizers.label": presets.non_empty,
-                  "function": presets.one_of(RACE_FUNCTIONS), "steps": presets.positive_int,
-                  "seed": presets.non_negative, "noise": presets.non_negative})
-    presets.register_kind(RACE_KIND, RaceConfig, rules, _validate)
+# -------------------------------------------------------------------------------------------- lesson
+def run(cfg: RaceConfig, steps: int | None = None, cancelled=lambda: False) -> list[list[RacePoint]]:
+    """Every racer's point after each step (`steps` of them, default the config's; fewer when cancelled)."""
+    return Race(cfg).run(steps, cancelled)
 
 
-_register()
+def summary(cfg: RaceConfig, frames: list[list[RacePoint]]) -> str:
+    """Where each racer got to: its loss and position, and whether it diverged."""
+    last = frames[-1]
+    lines = [f"{cfg.function}, {last[0].step} steps from {tuple(cfg.start)}:"]
+    for p in last:
+        state = " diverged" if p.diverged else ""
+        lines.append(f"  {p.label:<16} loss {p.loss:11.4g}  at ({p.position[0]: .4f}, {p.position[1]: .4f}){state}")
+    return "\n".join(lines)
 
 
-def load_race(path) -> RaceConfig:
-    """Load an `kind: optimizer_race` preset file (or shipped name) into a checked RaceConfig."""
-    from simulator.presets import PresetError, load_any
-
-    cfg = load_any(path)
-    if not isinstance(cfg, RaceConfig):
-        raise PresetError(f"{path}: kind: this preset is not an {RACE_KIND} preset")
-    return cfg
+_RULES = {**optim_rules("optimizers.optim."), "name": non_empty, "optimizers.label": non_empty,
+          "function": one_of(RACE_FUNCTIONS), "steps": positive_int, "seed": non_negative, "noise": non_negative}
+LESSON = register(Lesson("optimizer_race", "Optimizer race", RaceConfig, _RULES, validate, run, summary,
+                         preset="optimizer-race"))

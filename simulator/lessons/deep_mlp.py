@@ -10,11 +10,8 @@ of `width` units, then the output layer to the class logits:
 It runs on the same kernels, optimizers and clipping as the GPT. Each step's
 `MLPRecord` holds the gradient norm of every layer's weight matrix (input layer
 first), which is where vanishing (norms falling geometrically toward the input)
-and exploding (growing) gradients show.
-
-The leaf/flower network at the end is hand-sized: 4 inputs (R, G, B, volume),
-3 sigmoid hidden units, 2 softmax outputs, so one weight update can be followed
-number by number.
+and exploding (growing) gradients show. Weights start by the GPT's own schemes
+(`init_tensor`) and BatchNorm switches modes by the GPT's dispatch (`batchnorm_mode`).
 """
 
 from __future__ import annotations
@@ -27,27 +24,28 @@ import numpy as np
 
 from simulator.config import ACTIVATIONS, OptimConfig
 from simulator.kernels.cpu.activations import ACTIVATION_KERNELS
-from simulator.kernels.cpu.batchnorm import (
-    batchnorm_backward,
-    batchnorm_eval_backward,
-    batchnorm_eval_forward,
-    batchnorm_forward,
-    batchnorm_running_update,
-)
 from simulator.kernels.cpu.linear import linear_backward, linear_forward
 from simulator.kernels.cpu.norms import layernorm_backward, layernorm_forward
 from simulator.kernels.cpu.softmax import crossentropy_forward, crossentropy_softmax_backward
+from simulator.lessons import Lesson, check, check_optim_at, optim_rules, register
+from simulator.model.batchnorm_mode import batchnorm_mode_backward, batchnorm_mode_forward
 from simulator.model.layout import ParamLayout
+from simulator.model.params import init_tensor
 from simulator.observe import dead_fraction, saturated_fraction
-from simulator.optim import OptimError, check_optim, clip_gradients, lr_at, make_optimizer
+from simulator.optim import clip_gradients, lr_at, make_optimizer
+from simulator.yamlconfig import (
+    ParseContext,
+    at_least,
+    in_range,
+    non_empty,
+    non_negative,
+    one_of,
+    positive,
+    positive_int,
+)
 
-MLP_KIND = "deep_mlp"
 MLP_NORMS = ("none", "layernorm", "batchnorm")
 MLP_INITS = ("normal", "xavier", "xavier_normal", "he", "zeros", "constant")
-
-
-class MLPError(ValueError):
-    """A deep-MLP lesson setting that does not make sense (one sentence says where and what)."""
 
 
 @dataclass(frozen=True)
@@ -94,26 +92,28 @@ class MLPRecord:
     val_accuracy: Optional[float] = None
 
 
-def check_mlp(cfg: DeepMLPConfig) -> None:
-    """Raise MLPError with one sentence if the lesson cannot run."""
+def validate(cfg: DeepMLPConfig, ctx: ParseContext) -> DeepMLPConfig:
+    """Sizes, known choices, a batch no larger than the training set, and the optimizer's own checks."""
     for name in ("width", "n_classes", "n_train", "n_val", "batch_size", "steps"):
         if getattr(cfg, name) < 1:
-            raise MLPError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+            ctx.fail(name, f"must be at least 1, got {getattr(cfg, name)}")
     for name in ("n_layer", "eval_every"):
         if getattr(cfg, name) < 0:
-            raise MLPError(f"{name} must be at least 0, got {getattr(cfg, name)}")
-    choices = {"activation": ACTIVATIONS, "norm": MLP_NORMS, "init": MLP_INITS}
-    for name, options in choices.items():
+            ctx.fail(name, f"must be at least 0, got {getattr(cfg, name)}")
+    for name, options in {"activation": ACTIVATIONS, "norm": MLP_NORMS, "init": MLP_INITS}.items():
         if getattr(cfg, name) not in options:
-            raise MLPError(f"{name} {getattr(cfg, name)!r} is not one of {', '.join(options)}")
+            ctx.fail(name, f"{getattr(cfg, name)!r} is not one of {', '.join(options)}")
     if cfg.n_classes < 2:
-        raise MLPError(f"n_classes must be at least 2, got {cfg.n_classes}")
+        ctx.fail("n_classes", f"must be at least 2, got {cfg.n_classes}")
     if cfg.batch_size > cfg.n_train:
-        raise MLPError(f"batch_size {cfg.batch_size} is larger than n_train {cfg.n_train}")
-    try:
-        check_optim(cfg.optim)
-    except OptimError as err:
-        raise MLPError(str(err)) from None  # its messages start with the field: optim.lr ...
+        ctx.fail("batch_size", f"{cfg.batch_size} is larger than n_train {cfg.n_train}", at=("batch_size", "n_train"))
+    check_optim_at(ctx, "optim", cfg.optim)
+    return cfg
+
+
+def weight_names(cfg: DeepMLPConfig) -> list[str]:
+    """The weight matrices, input layer first: what `MLPRecord.grad_norms` is indexed by."""
+    return [f"l{k}.w" for k in range(cfg.n_layer + 1)] + ["out.w"]
 
 
 def spiral(n: int, n_classes: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -145,30 +145,16 @@ class DeepMLP:
         self.buffers = {f"l{k}.running_{s}": (np.zeros if s == "mean" else np.ones)(W, self.dtype)
                         for k in range(self.n_weights - 1) for s in ("mean", "var")} if cfg.norm == "batchnorm" else {}
         self.training = True  # BatchNorm: batch statistics (and the running ones move); else the running ones
+        self.trained = [True] * (self.n_weights - 1)  # per layer: the mode its last forward ran in
         self.acts: dict[int, dict[str, np.ndarray]] = {}  # batch size -> named activations
         self._last_n = 0
         self.stream_grad_norms = [0.0] * (self.n_weights - 1)  # ||dL/dh_k|| of the last backward
 
     def init_weights(self, rng: np.random.Generator) -> None:
-        """Matrices by `cfg.init`, biases 0, norm gains 1."""
-        cfg = self.cfg
+        """Matrices by `cfg.init` (the GPT's schemes), biases 0, norm gains 1."""
         for spec in self.layout:
-            w = self.p[spec.name]
-            if spec.kind != "matrix":
-                w[...] = 1.0 if spec.name.endswith("norm.w") else 0.0
-                continue
-            fan_in, fan_out = spec.shape
-            if cfg.init == "normal":
-                w[...] = rng.normal(0.0, cfg.init_std, spec.shape)
-            elif cfg.init == "xavier":
-                bound = math.sqrt(6.0 / (fan_in + fan_out))
-                w[...] = rng.uniform(-bound, bound, spec.shape)
-            elif cfg.init == "xavier_normal":
-                w[...] = rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), spec.shape)
-            elif cfg.init == "he":
-                w[...] = rng.normal(0.0, math.sqrt(2.0 / fan_in), spec.shape)
-            else:
-                w[...] = 0.0 if cfg.init == "zeros" else cfg.init_constant
+            init_tensor(self.p[spec.name], spec.kind, spec.name, self.cfg.init, rng, self.cfg.init_std,
+                        self.cfg.init_constant)
 
     def _buffers(self, N: int) -> dict[str, np.ndarray]:
         if N not in self.acts:
@@ -215,14 +201,11 @@ class DeepMLP:
         w, b = P[f"l{k}.norm.w"], P[f"l{k}.norm.b"]
         if cfg.norm == "layernorm":
             layernorm_forward(zn, A[f"mean{k}"], A[f"rstd{k}"], z, w, b)
-        elif self.training:
-            mean, var, rstd = A[f"mean{k}"], A[f"var{k}"], A[f"rstd{k}"]
-            batchnorm_forward(zn, mean, var, rstd, z, A["rowmask"], w, b)
-            batchnorm_running_update(self.buffers[f"l{k}.running_mean"], self.buffers[f"l{k}.running_var"], mean, var,
-                                     A["rowmask"], cfg.batchnorm_momentum)
         else:
-            batchnorm_eval_forward(zn, A[f"mean{k}"], A[f"rstd{k}"], z, self.buffers[f"l{k}.running_mean"],
-                                   self.buffers[f"l{k}.running_var"], w, b)
+            running_mean, running_var = self.buffers[f"l{k}.running_mean"], self.buffers[f"l{k}.running_var"]
+            self.trained[k] = batchnorm_mode_forward(zn, A[f"mean{k}"], A[f"var{k}"], A[f"rstd{k}"], z, A["rowmask"],
+                                                     w, b, running_mean, running_var, cfg.batchnorm_momentum,
+                                                     self.training)
         return zn
 
     def backward(self) -> None:
@@ -260,11 +243,9 @@ class DeepMLP:
         dw, db = G[f"l{k}.norm.w"], G[f"l{k}.norm.b"]
         if cfg.norm == "layernorm":
             layernorm_backward(dz, dw, db, A["dzn"], z, w, A[f"mean{k}"], A[f"rstd{k}"])
-        elif self.training:
-            batchnorm_backward(dz, dw, db, A["dzn"], z, A["rowmask"], w, A[f"mean{k}"], A[f"rstd{k}"],
-                               A["s1"], A["s2"])
         else:
-            batchnorm_eval_backward(dz, dw, db, A["dzn"], z, w, A[f"mean{k}"], A[f"rstd{k}"])
+            batchnorm_mode_backward(dz, dw, db, A["dzn"], z, A["rowmask"], w, A[f"mean{k}"], A[f"rstd{k}"], A["s1"],
+                                    A["s2"], self.trained[k])
         return dz
 
 
@@ -272,7 +253,7 @@ class DeepMLPLesson:
     """A deep MLP, its spiral data, optimizer and RNG streams; step() returns an MLPRecord."""
 
     def __init__(self, cfg: DeepMLPConfig, dtype=np.float32):
-        check_mlp(cfg)
+        check(cfg)
         self.cfg = cfg
         init_seq, data_seq, batch_seq = np.random.SeedSequence(cfg.seed).spawn(3)
         self.net = DeepMLP(cfg, dtype)
@@ -288,7 +269,7 @@ class DeepMLPLesson:
     @property
     def weight_names(self) -> list[str]:
         """The weight matrices, input layer first: what `MLPRecord.grad_norms` is indexed by."""
-        return [f"l{k}.w" for k in range(self.net.n_weights - 1)] + ["out.w"]
+        return weight_names(self.cfg)
 
     def step(self) -> MLPRecord:
         """One minibatch step in train mode; a non-finite loss or gradient skips the update and sets `diverged`."""
@@ -341,163 +322,56 @@ class DeepMLPLesson:
         n = (len(y) // size) * size
         return total / n, correct / n
 
-    def run(self, steps: int | None = None) -> list[MLPRecord]:
-        """Takes `steps` steps (default: the config's); stops after a step that diverged."""
+    def run(self, steps: int | None = None, cancelled=lambda: False) -> list[MLPRecord]:
+        """Takes `steps` steps (default: the config's); stops after a step that diverged, or when cancelled."""
         out = []
         for _ in range(self.cfg.steps if steps is None else steps):
+            if cancelled():
+                break
             out.append(self.step())
-            if out[-1].nonfinite:
+            if out[-1].nonfinite:  # what follows would repeat the skipped update
                 break
         return out
 
 
-def lesson_summary(cfg: DeepMLPConfig, steps: int | None = None) -> str:
-    """Runs a deep-MLP lesson and returns a table a person reads: per-layer gradient norms, then the outcome."""
+# -------------------------------------------------------------------------------------------- lesson
+def run(cfg: DeepMLPConfig, steps: int | None = None, cancelled=lambda: False) -> list[MLPRecord]:
+    """The records of `steps` steps (default the config's); stops after a step that diverged, or when cancelled.
+
+    The last record carries the validation loss and accuracy of where the run ended, evaluated
+    when `eval_every` did not already.
+    """
     lesson = DeepMLPLesson(cfg)
-    first = lesson.step()
-    records = [first] + lesson.run(None if steps is None else max(steps - 1, 0))
-    last = records[-1]
+    records = lesson.run(steps, cancelled)
+    if records and not records[-1].nonfinite and records[-1].val_loss is None:
+        records[-1].val_loss, records[-1].val_accuracy = lesson.evaluate("val")
+    return records
+
+
+def summary(cfg: DeepMLPConfig, records: list[MLPRecord]) -> str:
+    """A table a person reads: per-layer gradient norms at step 1, then the outcome."""
+    first, last = records[0], records[-1]
     lines = [f"{cfg.name}: {cfg.n_layer} hidden layers of {cfg.width} {cfg.activation} units, norm {cfg.norm}, "
              f"residual {'on' if cfg.residual else 'off'}, init {cfg.init}",
              "gradient norm of each weight matrix at step 1 (input layer first):"]
-    for name, g in zip(lesson.weight_names, first.grad_norms, strict=True):
+    for name, g in zip(weight_names(cfg), first.grad_norms, strict=True):
         lines.append(f"  {name:<8} {g:10.3e}")
     if last.nonfinite:
-        lines.append(f"step {lesson.step_count + 1}: the loss or a gradient became NaN/Inf; the update was skipped "
+        lines.append(f"step {last.step + 1}: the loss or a gradient became NaN/Inf; the update was skipped "
                      f"and the run stopped")
     else:
-        val, acc = lesson.evaluate("val")
-        lines.append(f"step {lesson.step_count}: train loss {last.loss:.4f}, validation loss {val:.4f}, "
-                     f"accuracy {100 * acc:.1f}% (chance {100 / cfg.n_classes:.1f}%)")
+        lines.append(f"step {last.step}: train loss {last.loss:.4f}, validation loss {last.val_loss:.4f}, "
+                     f"accuracy {100 * last.val_accuracy:.1f}% (chance {100 / cfg.n_classes:.1f}%)")
     clipped = sum(r.clipped for r in records)
     if cfg.optim.grad_clip > 0:
         lines.append(f"clipping fired on {clipped} of {len(records)} steps (max norm {cfg.optim.grad_clip:g})")
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------------- presets
-def _validate(cfg: DeepMLPConfig, ctx) -> DeepMLPConfig:
-    """Cross-field checks for the preset loader."""
-    try:
-        check_mlp(cfg)
-    except MLPError as err:
-        path, _, what = str(err).partition(" ")
-        ctx.fail(path.rstrip(":"), what)
-    return cfg
-
-
-def _register() -> None:
-    from simulator import presets
-
-    rules = {k: v for k, v in presets.RULES.items() if k.startswith("optim.")}
-    rules.update({"name": presets.non_empty, "seed": presets.non_negative, "n_layer": presets.non_negative,
-                  "eval_every": presets.non_negative, "init_std": presets.positive,
-                  **{k: presets.positive_int for k in ("width", "n_train", "n_val", "batch_size", "steps")},
-                  "n_classes": presets.at_least(2), "noise": presets.non_negative,
-                  "activation": presets.one_of(ACTIVATIONS), "norm": presets.one_of(MLP_NORMS),
-                  "init": presets.one_of(MLP_INITS), "batchnorm_momentum": presets.in_range(0, 1)})
-    presets.register_kind(MLP_KIND, DeepMLPConfig, rules, _validate)
-
-
-_register()
-
-
-def load_mlp_lesson(path) -> DeepMLPConfig:
-    """Load a `kind: deep_mlp` preset file (or shipped name) into a checked config."""
-    from simulator.presets import PresetError, load_any
-
-    cfg = load_any(path)
-    if not isinstance(cfg, DeepMLPConfig):
-        raise PresetError(f"{path}: kind: this preset is not a {MLP_KIND} preset")
-    return cfg
-
-
-# ----------------------------------------------------------------------------------- leaf or flower
-LEAF_FLOWER_FEATURES = ("R", "G", "B", "volume")
-LEAF_FLOWER_CLASSES = ("leaf", "flower")
-LEAF_FLOWER_LOSSES = ("cross_entropy", "l1")
-
-
-def leaf_flower_network() -> dict[str, np.ndarray]:
-    """The hand-sized network: W1 (4, 3), b1 (3,), W2 (3, 2), b2 (2,), round numbers a person can follow."""
-    return {
-        "W1": np.array([[0.5, -0.4, 0.3], [-0.6, 0.7, -0.2], [0.4, -0.3, 0.6], [0.2, 0.1, -0.5]]),
-        "b1": np.array([0.1, -0.1, 0.0]),
-        "W2": np.array([[0.8, -0.6], [-0.7, 0.9], [0.5, -0.4]]),  # rows: hidden units; columns: leaf, flower
-        "b2": np.array([0.0, 0.0]),
-    }
-
-
-def leaf_flower_examples() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Two examples, features scaled to [0, 1]: a small green leaf and a larger reddish flower."""
-    return {"leaf": (np.array([0.2, 0.8, 0.1, 0.3]), np.array([1.0, 0.0])),
-            "flower": (np.array([0.9, 0.3, 0.6, 0.5]), np.array([0.0, 1.0]))}
-
-
-def tiny_forward(params: dict[str, np.ndarray], x: np.ndarray) -> dict[str, np.ndarray]:
-    """z1 = x W1 + b1, h = sigmoid(z1), z2 = h W2 + b2, p = softmax(z2)."""
-    z1 = x @ params["W1"] + params["b1"]
-    h = 1.0 / (1.0 + np.exp(-z1))
-    z2 = h @ params["W2"] + params["b2"]
-    e = np.exp(z2 - z2.max())
-    return {"x": x, "z1": z1, "h": h, "z2": z2, "p": e / e.sum()}
-
-
-def l1_loss(p: np.ndarray, y: np.ndarray) -> float:
-    """Sum of absolute differences between prediction and target: |1 - 0.6| + |0 - 0.4| = 0.8."""
-    return float(np.sum(np.abs(np.asarray(y, np.float64) - np.asarray(p, np.float64))))
-
-
-def tiny_loss(p: np.ndarray, y: np.ndarray, loss: str) -> float:
-    """Cross-entropy -sum(y ln p) or the L1 loss of one prediction."""
-    return float(-np.sum(y * np.log(p))) if loss == "cross_entropy" else l1_loss(p, y)
-
-
-def tiny_backward(params: dict[str, np.ndarray], cache: dict[str, np.ndarray], y: np.ndarray,
-                  loss: str) -> dict[str, np.ndarray]:
-    """Gradients of tiny_loss with respect to W1, b1, W2, b2."""
-    p, h, x = cache["p"], cache["h"], cache["x"]
-    if loss == "cross_entropy":
-        dz2 = p - y  # softmax and cross-entropy together
-    else:
-        dp = np.sign(p - y)  # d|y - p|/dp
-        dz2 = p * (dp - np.dot(p, dp))  # through the softmax: J^T dp, J = diag(p) - p p^T
-    dh = params["W2"] @ dz2
-    dz1 = dh * h * (1.0 - h)
-    return {"W1": np.outer(x, dz1), "b1": dz1, "W2": np.outer(h, dz2), "b2": dz2}
-
-
-@dataclass
-class WorkedUpdate:
-    """One SGD step of the leaf/flower network on one example, every number kept."""
-
-    example: str
-    loss_name: str
-    lr: float
-    before: dict[str, np.ndarray]  # tiny_forward's tensors before the step
-    target: np.ndarray
-    loss: float
-    grads: dict[str, np.ndarray]
-    weight: tuple[str, int, int]  # the weight followed, e.g. ("W2", 1, 0): hidden unit 1 -> leaf
-    old: float
-    grad: float
-    new: float  # old - lr * grad
-    after: dict[str, np.ndarray]  # tiny_forward after every weight took its step
-    loss_after: float
-
-
-def leaf_flower_update(loss: str = "cross_entropy", lr: float = 0.5, example: str = "leaf",
-                       weight: tuple[str, int, int] = ("W2", 1, 0)) -> WorkedUpdate:
-    """One SGD step (every weight: new = old - lr * grad) on one example; follows one weight's numbers."""
-    if loss not in LEAF_FLOWER_LOSSES:
-        raise MLPError(f"loss must be one of {', '.join(LEAF_FLOWER_LOSSES)}, got {loss!r}")
-    params = leaf_flower_network()
-    x, y = leaf_flower_examples()[example]
-    before = tiny_forward(params, x)
-    grads = tiny_backward(params, before, y, loss)
-    name, i, j = weight
-    old, grad = float(params[name][i, j]), float(grads[name][i, j])
-    new_params = {k: v - lr * grads[k] for k, v in params.items()}
-    after = tiny_forward(new_params, x)
-    return WorkedUpdate(example, loss, lr, before, y, tiny_loss(before["p"], y, loss), grads, weight, old, grad,
-                        float(new_params[name][i, j]), after, tiny_loss(after["p"], y, loss))
+_RULES = {**optim_rules("optim."), "name": non_empty, "seed": non_negative, "n_layer": non_negative,
+          "eval_every": non_negative, "init_std": positive,
+          **{k: positive_int for k in ("width", "n_train", "n_val", "batch_size", "steps")},
+          "n_classes": at_least(2), "noise": non_negative, "activation": one_of(ACTIVATIONS),
+          "norm": one_of(MLP_NORMS), "init": one_of(MLP_INITS), "batchnorm_momentum": in_range(0, 1)}
+LESSON = register(Lesson("deep_mlp", "Deep MLP", DeepMLPConfig, _RULES, validate, run, summary,
+                         preset="deep-sigmoid"))

@@ -214,5 +214,5 @@ def test_check_race_refuses_nonsense():
         Race(RaceConfig())
     with pytest.raises(PresetError, match="^steps: must be at least 1"):
         Race(RaceConfig(steps=0, optimizers=entry))
-    with pytest.raises(PresetError, match="^optimizers\\[0\\].optim.beta1: must lie in"):
+    with pytest.raises(PresetError, match="^optimizers\\[0\\].optim.beta1: must be in"):
         Race(RaceConfig(optimizers=(RaceEntry("a", const("adam", 0.1, beta1=1.0)),)))

@@ -16,7 +16,8 @@ from pkgutil import iter_modules
 from typing import Any
 
 from simulator.optim import OptimError, check_optim
-from simulator.yamlconfig import ParseContext, PresetError, Rule
+from simulator.rules import Rule
+from simulator.yamlconfig import ParseContext, PresetError
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,8 @@ def check_optim_at(ctx: ParseContext, prefix: str, optim) -> None:
     """The optimizer's own checks of an OptimConfig found at `prefix` ('optim' or 'optimizers[1].optim')."""
     try:
         check_optim(optim)
-    except OptimError as err:  # its sentences start with the field they are about: 'optim.lr must ...'
-        field, _, what = str(err).partition(" ")
+    except OptimError as err:  # its sentences name the field they are about first: 'optim.lr: must be ...'
+        field, _, what = str(err).partition(": ")
         ctx.fail(prefix + field.removeprefix("optim"), what)
 
 

@@ -33,16 +33,8 @@ from simulator.model.layout import ParamLayout
 from simulator.model.params import init_tensor
 from simulator.observe import dead_fraction, saturated_fraction
 from simulator.optim import clip_gradients, lr_at, make_optimizer
-from simulator.yamlconfig import (
-    ParseContext,
-    at_least,
-    in_range,
-    non_empty,
-    non_negative,
-    one_of,
-    positive,
-    positive_int,
-)
+from simulator.rules import at_least, in_range, non_empty, non_negative, one_of, positive, positive_int
+from simulator.yamlconfig import ParseContext
 
 MLP_NORMS = ("none", "layernorm", "batchnorm")
 MLP_INITS = ("normal", "xavier", "xavier_normal", "he", "zeros", "constant")

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.lessons import Lesson, register
-from simulator.yamlconfig import ParseContext, non_empty, non_negative, one_of, positive_int
+from simulator.rules import non_empty, non_negative, one_of, positive_int
+from simulator.yamlconfig import ParseContext
 
 LOOP_ORDERS = ("kv_outer", "q_outer")
 BYTES_PER_FLOAT = 4

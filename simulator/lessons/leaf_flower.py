@@ -13,7 +13,8 @@ import numpy as np
 
 from simulator.lessons import Lesson, check, register
 from simulator.lessons.worked_examples import num, nums
-from simulator.yamlconfig import ParseContext, non_empty, one_of, positive, positive_int
+from simulator.rules import non_empty, one_of, positive, positive_int
+from simulator.yamlconfig import ParseContext
 
 LEAF_FLOWER_FEATURES = ("R", "G", "B", "volume")
 LEAF_FLOWER_CLASSES = ("leaf", "flower")

@@ -28,7 +28,8 @@ from simulator.config import OptimConfig
 from simulator.lessons import Lesson, check, check_optim_at, optim_rules, register
 from simulator.model.layout import ParamLayout
 from simulator.optim import clip_gradients, lr_at, make_optimizer
-from simulator.yamlconfig import ParseContext, non_empty, non_negative, one_of, positive_int
+from simulator.rules import non_empty, non_negative, one_of, positive_int
+from simulator.yamlconfig import ParseContext
 
 DIVERGED_AT = 1e6  # |position| beyond this counts as diverged
 

@@ -22,7 +22,8 @@ from simulator.config import OptimConfig
 from simulator.lessons import Lesson, check, check_optim_at, optim_rules, register
 from simulator.model.layout import ParamLayout
 from simulator.optim import lr_at, make_optimizer
-from simulator.yamlconfig import ParseContext, in_range, non_empty, non_negative, positive_int
+from simulator.rules import in_range, non_empty, non_negative, positive_int
+from simulator.yamlconfig import ParseContext
 
 _HASH = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (64-bit golden ratio)
 

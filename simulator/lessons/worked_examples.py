@@ -16,7 +16,8 @@ import numpy as np
 from simulator.kernels.cpu.batchnorm import batchnorm_forward
 from simulator.kernels.cpu.norms import layernorm_forward
 from simulator.lessons import Lesson, register
-from simulator.yamlconfig import ParseContext, non_empty
+from simulator.rules import non_empty
+from simulator.yamlconfig import ParseContext
 
 GRADES_SUBJECTS = ("math", "physics", "art")
 GRADES = ((90.0, 80.0, 70.0), (60.0, 50.0, 40.0))  # students (rows) x subjects (columns)

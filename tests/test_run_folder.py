@@ -140,21 +140,28 @@ def test_sigterm_and_sighup_save_and_stop_like_ctrl_c(tmp_path, sig, status):
 
 
 def test_kill_9_at_random_moments_never_loses_or_duplicates_a_step(tmp_path):
-    """20 kills with random delays (a checkpoint every step); after each the folder is consistent, and resuming
-    to the end gives exactly the losses of an uninterrupted run."""
-    total = 400
+    """20 kills at random moments (a checkpoint every step; most while training, some in start-up); after each the
+    folder is consistent, and resuming to the end gives exactly the losses of an uninterrupted run."""
+    total = 600
     whole = make_run(tmp_path / "whole", steps=total)
     run = make_run(tmp_path / "killed", steps=2)
     rng = random.Random(7)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     seen = set()
-    for _ in range(20):
+    for i in range(20):
         done = int(read_checkpoint(run)["step"])
         if done >= total:
             break
+        rows = len(metric_steps(run))
         proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "train", "--resume", str(run), "--steps",
                                  str(total - done), "--quiet"], env=env, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.5, 2.5))
+        if i % 4 == 3:  # in start-up: kernels loading, the lock taken, the metrics being rewound
+            time.sleep(rng.uniform(0.0, 1.0))
+        else:  # while training: between a row, its checkpoint's temp file and the rename
+            deadline = time.time() + 60
+            while len(metric_steps(run)) <= rows and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.3))
         proc.kill()
         proc.wait()
         arrays = read_checkpoint(run)  # loads, whatever moment the kill hit
@@ -164,9 +171,10 @@ def test_kill_9_at_random_moments_never_loses_or_duplicates_a_step(tmp_path):
         assert metric_steps(run)[-1] >= step  # rows are written before their checkpoint ...
         reconcile_metrics(run / "metrics.csv", step)  # ... and resume drops those ahead of it
         assert metric_steps(run) == list(range(1, step + 1))
-    assert len(seen) >= 3, f"the kills never landed mid-training: {sorted(seen)}"
+    assert len(seen) >= 10, f"the kills did not land mid-training: {sorted(seen)}"
     done = load_checkpoint(run).step_count
-    assert main(["train", "--resume", str(run), "--steps", str(total - done), "--quiet"]) == 0
+    if done < total:
+        assert main(["train", "--resume", str(run), "--steps", str(total - done), "--quiet"]) == 0
     assert metric_steps(run) == list(range(1, total + 1))
     assert losses(run) == losses(whole)
 

@@ -171,7 +171,7 @@ def _table(rows: list[str]) -> list[list[float]]:
 
 
 def _bench(args) -> int:
-    from simulator.bench import run_bench
+    from simulator.bench.step import run_bench
     run_bench(quick=args.quick)
     return 0
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from simulator.bench.optimizer import adamw_numpy, bench_optimizer
 from simulator.config import OPTIMIZERS, OptimConfig
 from simulator.model.layout import ParamLayout
 from simulator.optim import OptimError, clip_gradients, make_optimizer
-from simulator.optim.bench import adamw_numpy, bench_optimizer
 from simulator.optim.kernels import adam_update
 
 # Odd sizes on purpose: 15 + 5 + 7 + 12 = 39 parameters in four groups.

@@ -8,7 +8,7 @@ a config: it builds a new one with `dataclasses.replace` and hands it over.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Optional
 
 NORMS = ("layernorm", "rmsnorm", "batchnorm", "none")
@@ -167,11 +167,6 @@ LIVE_FIELDS = frozenset(
     + [f"optim.{f.name}" for f in fields(OptimConfig)]
     + [f"sampling.{f.name}" for f in fields(SamplingConfig)]
 )
-
-
-def to_dict(config) -> dict:
-    """A plain nested dict of a config (what a resolved config.yaml holds)."""
-    return asdict(config)
 
 
 def changed_paths(old, new, prefix: str = "") -> list[str]:

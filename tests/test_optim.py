@@ -254,8 +254,8 @@ def test_state_names_and_memory_bill():
         cfg = OptimConfig(name=name, momentum=0.9 if name in ("momentum", "nesterov") else 0.0)
         for dtype in (np.float32, np.float64):
             opt = make_optimizer(cfg, LAYOUT, dtype)
-            assert opt.state_names == names
-            assert opt.bytes_per_param == len(names) * np.dtype(dtype).itemsize
+            assert tuple(opt.state) == names
+            assert sum(b.itemsize for b in opt.state.values()) == len(names) * np.dtype(dtype).itemsize
             assert all(opt.state[k].shape == (N,) for k in names)
 
 
@@ -287,9 +287,9 @@ def test_sgd_momentum_switched_on_live_starts_buffer_at_gradient():
     opt = make_optimizer(OptimConfig(name="sgd", lr=0.1), LAYOUT, np.float64)
     w = w0.copy()
     opt.step(w, grads[0], 0.1, 1)
-    assert opt.state_names == ()
+    assert tuple(opt.state) == ()
     opt.set_config(OptimConfig(name="sgd", lr=0.1, momentum=0.5))
-    assert opt.state_names == ("buf",) and opt.bytes_per_param == 8
+    assert tuple(opt.state) == ("buf",) and opt.state["buf"].itemsize == 8
     opt.step(w, grads[1], 0.1, 2)
     opt.step(w, grads[2], 0.1, 3)
     np.testing.assert_allclose(w, w0 - 0.1 * (grads[0] + grads[1] + 0.5 * grads[1] + grads[2]), rtol=1e-12)

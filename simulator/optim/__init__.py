@@ -6,7 +6,7 @@ The training session uses exactly three names:
 
 from simulator.optim.clip import CLIP_MODES, ClipError, clip_gradients, global_norm
 from simulator.optim.optimizers import OptimError, Optimizer, check_optim, decay_kinds, make_optimizer
-from simulator.optim.schedules import ScheduleError, check_schedule, lr_at, lr_curve
+from simulator.optim.schedules import ScheduleError, check_schedule, lr_at
 
 __all__ = ["CLIP_MODES", "ClipError", "OptimError", "Optimizer", "ScheduleError", "check_optim", "check_schedule",
-           "clip_gradients", "decay_kinds", "global_norm", "lr_at", "lr_curve", "make_optimizer"]
+           "clip_gradients", "decay_kinds", "global_norm", "lr_at", "make_optimizer"]

@@ -47,11 +47,13 @@ def test_ui_imports_only_the_public_api():
 def test_the_public_api_imports_and_the_architecture_names_it():
     """Every listed module exists (the lesson registry may still be on its way) and ARCHITECTURE.md names each."""
     import simulator.api as api
+    root = UI.parent
     for module in api.PUBLIC_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            assert module == "simulator.lessons" and e.name == module, e
+        path = root / module.replace(".", "/")
+        if module == "simulator.lessons" and not path.is_dir():
+            continue  # the lesson registry, listed before it lands
+        assert path.is_dir() or path.with_suffix(".py").is_file(), f"{module} is listed but not in {root.name}/"
+        importlib.import_module(module)
     assert all(hasattr(api, n) for n in api.__all__)
     doc = (UI.parent / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
     assert [m for m in api.PUBLIC_MODULES if f"`{m}`" not in doc] == []

@@ -12,7 +12,7 @@ Two process-wide settings must be made before numba starts, so they live here:
 import os
 from pathlib import Path
 
-OMP_WAIT_POLICY_SET_BY_US = "OMP_WAIT_POLICY" not in os.environ
+USER_ENVIRON = dict(os.environ)  # as the user started us: what the bench gives its PyTorch child
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if "NUMBA_CACHE_DIR" not in os.environ and not os.access(Path(__file__).parent, os.W_OK):

@@ -214,7 +214,7 @@ def _finite_table(rows: list[list[float]]) -> list[list[float]]:
 
 
 def _bench(args) -> int:
-    from simulator.bench import run_bench
+    from simulator.bench.step import run_bench
     run_bench(quick=args.quick)
     return 0
 

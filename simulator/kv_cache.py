@@ -51,11 +51,6 @@ class KVCache:
         self.length = 0
         self.capacity = capacity
 
-    @property
-    def bytes_used(self) -> int:
-        """Bytes of keys and values held for the tokens so far."""
-        return 2 * self.k[:, :, :self.length].nbytes
-
     def holds_prefix_of(self, ids: np.ndarray) -> bool:
         """Whether the cached tokens are a (non-empty) prefix of `ids` that `ids` extends."""
         n = self.length

@@ -18,7 +18,7 @@ from simulator.data import TextDataset, load_dataset
 from simulator.kv_cache import CachedDecoder
 from simulator.model.gpt import GPT
 from simulator.observe import step_statistics
-from simulator.optim import clip_gradients, lr_at, make_optimizer
+from simulator.optim import clip_gradients, decay_kinds, lr_at, make_optimizer
 from simulator.records import NonFinite, PhaseEvent, StepRecord
 
 
@@ -72,6 +72,9 @@ class TrainingSession:
         self._generator: Optional[CachedDecoder] = None
         self._generator_key: Optional[tuple] = None  # what the cached keys and values were computed with
         self._training = True  # the mode: see train() / eval()
+        # what the gradient buffer holds: "none" yet, "raw" (backward only) or "clipped" (after a clip phase)
+        self._grads_state = "none"
+        self._unclipped: Optional[np.ndarray] = None  # a copy before clipping, kept only while clipping is on
 
     # ------------------------------------------------------------- phases
 
@@ -109,7 +112,14 @@ class TrainingSession:
         return {"losses": self.model.acts["losses"], "dlogits": self.model.acts["dlogits"]}
 
     def _phase_clip(self) -> dict:
+        if self.config.optim.grad_clip > 0:  # one copy of the flat buffer, so gradient(clipped=False) is exact
+            if self._unclipped is None:
+                self._unclipped = np.empty_like(self.model.grads)
+            np.copyto(self._unclipped, self.model.grads)
+        else:
+            self._unclipped = None
         norm, fired = clip_gradients(self.model.grads, self.config.optim)
+        self._grads_state = "clipped"
         self._step_state.update(grad_norm=norm, clipped=fired)
         if not np.isfinite(norm):
             self._stop_nonfinite()
@@ -179,6 +189,7 @@ class TrainingSession:
 
     def _begin_step(self) -> None:
         self.diverged = None
+        self._grads_state = "raw"  # the backward phases build the gradients; the clip phase clips them
         self.model.training = self._training
         self.model.dropout = self.config.model.dropout
         self.model.dropout_mode = self.config.model.dropout_mode
@@ -247,20 +258,75 @@ class TrainingSession:
         if self.in_step:
             raise SessionError("finish the current step before evaluating")
         m, cfg = self.model, self.config.train
-        rng = np.random.default_rng(cfg.seed + 1)  # the same batches at every evaluation
         ids, targets, lengths = m.ids.copy(), m.targets.copy(), m.kv_len.copy()
         m.training = False
         try:
             total = 0.0
-            for _ in range(cfg.eval_batches):
-                batch_lengths = self.dataset.sample_batch(split, rng, m.ids, m.targets)
-                m.forward(m.ids, m.targets, batch_lengths)
+            for batch_ids, batch_targets, batch_lengths in self._eval_batches(split):
+                m.forward(batch_ids, batch_targets, batch_lengths)
                 total += m.loss_only()
         finally:
             m.training = self._training
             m.ids[...], m.targets[...] = ids, targets
             m.set_lengths(lengths)
         return total / cfg.eval_batches
+
+    def eval_batches(self, split: str = "val") -> list[tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]]:
+        """The `train.eval_batches` fixed batches `evaluate(split)` averages over, as (ids, targets, lengths) copies.
+
+        ids and targets are (B, T) int32; lengths (B,) counts each row's real tokens for padded data
+        (data.kind: lines) and is None otherwise. `forward_backward(*batch)` takes one.
+        """
+        return [(ids.copy(), targets.copy(), None if lengths is None else np.array(lengths))
+                for ids, targets, lengths in self._eval_batches(split)]
+
+    def _eval_batches(self, split: str):
+        """Yields the evaluation batches into two scratch arrays (overwritten by the next batch)."""
+        B, T = self.model.shape
+        rng = np.random.default_rng(self.config.train.seed + 1)  # the same batches at every evaluation
+        ids, targets = np.empty((B, T), np.int32), np.empty((B, T), np.int32)
+        for _ in range(self.config.train.eval_batches):
+            lengths = self.dataset.sample_batch(split, rng, ids, targets)
+            yield ids, targets, lengths
+
+    def forward_backward(self, ids, targets, lengths=None) -> float:
+        """Loss and gradients of a batch the caller supplies, in the current mode; returns the mean loss.
+
+        ids and targets are (B, T) integer arrays of the session's batch shape; `lengths` (B,) as
+        `eval_batches` gives it for padded data. The gradients stay in place, unclipped (read them with
+        `gradient(name, clipped=False)`); nothing is clipped or updated, and the training RNG streams
+        and BatchNorm's running statistics are as they were.
+        """
+        if self.in_step:
+            raise SessionError("finish the current step before running forward_backward")
+        m = self.model
+        ids, targets = self._check_batch(ids, "ids"), self._check_batch(targets, "targets")
+        rng_state = m.dropout_rng.bit_generator.state
+        buffers = {k: v.copy() for k, v in m.buffers.items()}
+        mcfg = self.config.model
+        m.training, m.dropout, m.dropout_mode = self._training, mcfg.dropout, mcfg.dropout_mode
+        try:
+            with np.errstate(all="ignore"):  # a non-finite loss is returned, as a step reports it
+                m.forward(ids, None, lengths)
+                m.targets[...] = targets
+                loss = m.loss_and_dlogits()
+                m.backward()
+        finally:
+            m.dropout_rng.bit_generator.state = rng_state
+            for k, buf in m.buffers.items():
+                buf[...] = buffers[k]
+        self._grads_state = "raw"
+        return loss
+
+    def _check_batch(self, a, what: str) -> np.ndarray:
+        a = np.asarray(a)
+        V = self.config.model.vocab_size
+        if a.shape != self.model.shape:
+            raise SessionError(f"{what} must have the session's batch shape (B, T) = {self.model.shape}, "
+                               f"got {a.shape}")
+        if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= V:
+            raise SessionError(f"{what} must be token ids, integers in [0, {V})")
+        return a.astype(np.int32, copy=False)
 
     def next_logits(self, ids: np.ndarray) -> np.ndarray:
         """Logits (V,) for the token after `ids` on the current weights, in eval mode (for sampling).
@@ -303,9 +369,54 @@ class TrainingSession:
         """The activations `activation()` can read, in forward order."""
         return list(self.model.activation_sites)
 
-    def gradient(self, name: str) -> np.ndarray:
-        """A copy of the last step's gradient of parameter tensor `name`."""
-        return self.model.layout.views(self.model.grads)[name].copy()
+    def parameter(self, name: str) -> np.ndarray:
+        """A copy of parameter tensor `name` (see parameter_names)."""
+        return self._view(self.model.params, name).copy()
+
+    def set_parameter(self, name: str, value) -> None:
+        """Writes parameter tensor `name` from an array of the same shape (cast to the model's dtype)."""
+        if self.in_step:
+            raise SessionError("finish the current step before writing a parameter")
+        view = self._view(self.model.params, name)
+        value = np.asarray(value)
+        if value.shape != view.shape:
+            raise SessionError(f"{name} has shape {view.shape}; the new value has shape {value.shape}")
+        view[...] = value
+        self._generator_key = None  # new weights: the KV cache is stale
+
+    def parameter_kinds(self) -> dict[str, str]:
+        """Parameter tensor -> its kind: "matrix", "bias", "norm" or "embedding" (what weight decay groups by)."""
+        return {spec.name: spec.kind for spec in self.model.layout}
+
+    def parameter_kind(self, name: str) -> str:
+        """The kind of parameter tensor `name`: "matrix", "bias", "norm" or "embedding"."""
+        self._view(self.model.params, name)  # an unknown name: one sentence
+        return self.model.layout.by_name[name].kind
+
+    def decays(self, name: str) -> bool:
+        """Whether weight decay (and FTRL's l1/l2) touches tensor `name` under the current optim config."""
+        return self.parameter_kind(name) in decay_kinds(self.config.optim)
+
+    def gradient(self, name: str, clipped: bool = True) -> np.ndarray:
+        """A copy of the gradient of tensor `name`: after clipping (what the update used) or, clipped=False, before.
+
+        After forward_backward, or inside a step before its clip phase, the gradients are not
+        clipped yet: ask for clipped=False.
+        """
+        view = self._view(self.model.grads, name)
+        if clipped:
+            if self._grads_state == "raw":
+                raise SessionError("the gradients are not clipped yet (forward_backward or a step before its clip "
+                                   "phase); read gradient(name, clipped=False)")
+            return view.copy()
+        if self._grads_state == "clipped" and self._unclipped is not None:
+            return self._view(self._unclipped, name).copy()
+        return view.copy()  # not clipped yet, or clipping off: one and the same
+
+    def _view(self, flat: np.ndarray, name: str) -> np.ndarray:
+        if name not in self.model.layout.by_name:
+            raise SessionError(f"the model has no parameter tensor named {name!r}; parameter_names lists them")
+        return self.model.layout.views(flat)[name]
 
     def activation(self, site: str) -> np.ndarray:
         """A copy of activation `site` (N, C) from the last forward pass."""

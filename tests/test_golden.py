@@ -1,7 +1,7 @@
 """The engine against tests/golden/tiny.npz: logits, loss, every gradient and ten AdamW steps.
 
 The golden file was computed in float64 by the plain numpy reference
-(tests/make_golden.py), so this checks the numba engine against an independent
+(scripts/make_golden.py), so this checks the numba engine against an independent
 implementation. Tolerances: float64 engine ~1e-10 (both sides are exact up to
 rounding); float32 engine: logits 1e-5 absolute, loss and step losses 1e-5,
 gradients 1e-4 relative to each tensor's largest entry.
@@ -98,7 +98,7 @@ def test_engine_matches_golden(golden, dtype, col):
 
 def test_reference_still_reproduces_golden(golden):
     """The reference itself has not drifted from the file (and the file's settings are make_golden's)."""
-    spec = importlib.util.spec_from_file_location("make_golden", HERE / "make_golden.py")
+    spec = importlib.util.spec_from_file_location("make_golden", HERE.parent / "scripts" / "make_golden.py")
     make = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make)
     assert asdict(make.MODEL) == asdict(golden["model"]), "make_golden.py's model differs from the golden file's"

@@ -91,7 +91,7 @@ def test_cache_bytes_per_token_for_mha_gqa_mqa():
                                                          "GQA": 2 * 2 * per_head, "MQA": 2 * per_head}
     cache = KVCache(replace(gqa, vocab_size=10), np.float32, 16)
     cache.length = 5
-    assert cache.bytes_used == 5 * kv_cache_bytes_per_token(gqa)["model"]
+    assert 2 * cache.k[:, :, :cache.length].nbytes == 5 * kv_cache_bytes_per_token(gqa)["model"]
 
 
 def session(dtype="float64", **model) -> TrainingSession:

@@ -335,12 +335,15 @@ def lesson(name: str, steps: int, **dotted):
 
 
 def test_twelve_postnorm_layers_without_warmup_stall_where_prenorm_trains():
-    pre, pre_records = lesson("prenorm-deep", 100)
-    post, post_records = lesson("postnorm-deep", 100)
+    # 60 steps (measured: val 2.71 vs 3.18, last-ten training loss 2.79 vs 3.18); the gap only widens later
+    pre, pre_records = lesson("prenorm-deep", 60)
+    post, post_records = lesson("postnorm-deep", 60)
     assert pre.config.model.n_layer == post.config.model.n_layer == 12 and post.config.optim.warmup_steps == 0
     assert pre.config.model == replace(post.config.model, norm_position="pre")
     assert post_records[-1].val_loss > pre_records[-1].val_loss + 0.3
-    assert np.mean([r.loss for r in post_records[-10:]]) > np.mean([r.loss for r in pre_records[-10:]]) + 0.3
+    post_train, pre_train = (np.mean([r.loss for r in rs[-10:]]) for rs in (post_records, pre_records))
+    assert post_train > 3.0, "post-norm sits on the unigram line (about 3.1)"
+    assert post_train > pre_train + 0.25
     pre_id, post_id = pre_records[-1].identity_fraction, post_records[-1].identity_fraction
     assert len(pre_id) == len(post_id) == 24 and set(pre_id.values()) == {1.0}
     assert np.mean(list(post_id.values())) < 0.9 and np.prod(list(post_id.values())) < 0.05

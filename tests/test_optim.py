@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from simulator.bench.optimizer import adamw_numpy, bench_optimizer
 from simulator.config import OPTIMIZERS, OptimConfig
 from simulator.model.layout import ParamLayout
 from simulator.optim import OptimError, clip_gradients, make_optimizer
-from simulator.optim.bench import adamw_numpy, bench_optimizer
 from simulator.optim.kernels import adam_update
 
 # Odd sizes on purpose: 15 + 5 + 7 + 12 = 39 parameters in four groups.
@@ -254,8 +254,8 @@ def test_state_names_and_memory_bill():
         cfg = OptimConfig(name=name, momentum=0.9 if name in ("momentum", "nesterov") else 0.0)
         for dtype in (np.float32, np.float64):
             opt = make_optimizer(cfg, LAYOUT, dtype)
-            assert opt.state_names == names
-            assert opt.bytes_per_param == len(names) * np.dtype(dtype).itemsize
+            assert tuple(opt.state) == names
+            assert sum(b.itemsize for b in opt.state.values()) == len(names) * np.dtype(dtype).itemsize
             assert all(opt.state[k].shape == (N,) for k in names)
 
 
@@ -287,9 +287,9 @@ def test_sgd_momentum_switched_on_live_starts_buffer_at_gradient():
     opt = make_optimizer(OptimConfig(name="sgd", lr=0.1), LAYOUT, np.float64)
     w = w0.copy()
     opt.step(w, grads[0], 0.1)
-    assert opt.state_names == ()
+    assert tuple(opt.state) == ()
     opt.set_config(OptimConfig(name="sgd", lr=0.1, momentum=0.5))
-    assert opt.state_names == ("buf",) and opt.bytes_per_param == 8
+    assert tuple(opt.state) == ("buf",) and opt.state["buf"].itemsize == 8
     opt.step(w, grads[1], 0.1)
     opt.step(w, grads[2], 0.1)
     np.testing.assert_allclose(w, w0 - 0.1 * (grads[0] + grads[1] + 0.5 * grads[1] + grads[2]), rtol=1e-12)

@@ -111,7 +111,7 @@ def test_live_change_applies_next_step_structural_change_asks_for_rebuild():
     weights = s.model.params.copy()
     notes = s.apply_config(replace(s.config, optim=replace(s.config.optim, name="sgd", weight_decay=0.0)))
     assert any("optim.name: adamw -> sgd" in n and "starts fresh" in n for n in notes)
-    assert np.array_equal(s.model.params, weights) and s.optimizer.state_names == ()
+    assert np.array_equal(s.model.params, weights) and tuple(s.optimizer.state) == ()
     s.step()
     s.step_into()
     with pytest.raises(SessionError, match="finish the current step"):

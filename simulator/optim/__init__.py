@@ -13,7 +13,7 @@ from simulator.optim.optimizers import (
     make_optimizer,
     optim_problem,
 )
-from simulator.optim.schedules import ScheduleError, check_schedule, lr_at, lr_curve
+from simulator.optim.schedules import ScheduleError, check_schedule, lr_at
 
 __all__ = ["CLIP_MODES", "ClipError", "OptimError", "Optimizer", "ScheduleError", "check_optim", "check_schedule",
-           "clip_gradients", "decay_kinds", "global_norm", "lr_at", "lr_curve", "make_optimizer", "optim_problem"]
+           "clip_gradients", "decay_kinds", "global_norm", "lr_at", "make_optimizer", "optim_problem"]

@@ -119,16 +119,6 @@ class Optimizer:
         self._unused = np.empty(0, dtype=self.dtype)  # stands in for a buffer a kernel will not touch
         self.set_config(cfg)
 
-    @property
-    def state_names(self) -> tuple[str, ...]:
-        """Names of the state buffers this optimizer holds now."""
-        return tuple(self.state)
-
-    @property
-    def bytes_per_param(self) -> int:
-        """Optimizer state bytes per parameter (the decay mask adds 1 byte more, see decay_mask)."""
-        return sum(buf.itemsize for buf in self.state.values())
-
     def wanted(self, cfg: OptimConfig) -> tuple[str, ...]:
         """The state buffers `cfg` needs."""
         return self.required

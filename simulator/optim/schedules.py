@@ -99,9 +99,3 @@ def _cosine(s: int, start: int, end: int, lr: float, min_lr: float) -> float:
         return float(min_lr)
     progress = (s - start) / (end - start)
     return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def lr_curve(cfg: OptimConfig, steps: int) -> list[float]:
-    """lr_at for steps 0 .. steps-1: what the UI plots before a run starts."""
-    check_schedule(cfg)
-    return [lr_at(s, cfg) for s in range(steps)]

@@ -31,7 +31,7 @@ from simulator.kernels.cpu.fastexp import fast_exp
 
 # fastmath without nnan/ninf: -inf marks masked scores and must survive the optimiser
 FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
-# tile sizes measured fastest for HS = 64 on a 2-core AVX-512 machine (see attention_bench); y and lse
+# tile sizes measured fastest for HS = 64 on a 2-core AVX-512 machine (see simulator/bench/attention.py); y and lse
 # do not depend on the tiles, so the backward may use other sizes than the forward that it follows
 TILE_Q, TILE_K = 256, 64
 BACKWARD_TILE_Q, BACKWARD_TILE_K = 128, 128

@@ -5,7 +5,7 @@ not by the numba engine, so the golden test checks the engine against an
 independent implementation rather than against itself. Run it only when the
 model's definition changes on purpose:
 
-    python tests/make_golden.py
+    python scripts/make_golden.py
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from simulator.model.params import build_layout, init_params  # noqa: E402
 from simulator.optim import decay_kinds, lr_at  # noqa: E402
 from simulator.reference import reference_loss_and_grads, reference_train_step  # noqa: E402
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "tiny.npz"
+GOLDEN = ROOT / "tests" / "golden" / "tiny.npz"
 SEED = 1337
 BATCH, SEQ = 3, 8
 STEPS = 10

@@ -5,7 +5,7 @@ under the mask: 2 T^2 d flops in all) would take at the BLAS rate measured in th
 Extra memory is counted, not sampled: bytes a method holds beyond its inputs and its output.
 The naive version holds S (T^2 floats, P overwrites it in place) and a T x T boolean causal mask
 (a buffer kept between calls, as nanoGPT keeps it); the tiled forward holds lse (T floats, kept
-for the backward) and one tile of scratch per thread. Run it as `python -m simulator.attention_bench`
+for the backward) and one tile of scratch per thread. Run it as `python -m simulator.bench.attention`
 (`python main.py bench` prints it too).
 """
 

@@ -3,13 +3,19 @@
 Numbers, not pass/fail. For each model shape: ms/step and tokens/s of forward + backward + AdamW
 through the real TrainingSession, the split by phase, achieved GFLOP/s, the float32 BLAS GFLOP/s
 of this machine (measured here, now), the speed-up over the plain numpy implementation of the same
-step (simulator/reference.py), and PyTorch eager on the same shapes when torch is installed.
+step (simulator/reference.py), and PyTorch eager on the same shapes when torch is installed
+(measured in a child process, torch_child.py). The machine and its thread pools come first.
 """
 
 from __future__ import annotations
 
+import importlib.util as importlib_util
+import json
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -27,11 +33,11 @@ class Shape:
     H: int
     T: int
     B: int
-    pytorch_ms: float  # PyTorch 2.13 eager, 2 threads, on this kind of machine (quoted when torch is absent)
 
 
-SHAPES = [Shape("tiny", 65, 64, 2, 4, 64, 16, 9.2), Shape("small", 65, 128, 4, 4, 128, 16, 78.0),
-          Shape("medium", 256, 256, 6, 8, 256, 8, 359.0)]
+SHAPES = [Shape("tiny", 65, 64, 2, 4, 64, 16), Shape("small", 65, 128, 4, 4, 128, 16),
+          Shape("medium", 256, 256, 6, 8, 256, 8)]
+TORCH_CHILD = Path(__file__).with_name("torch_child.py")
 
 
 def step_flops(s: Shape) -> float:
@@ -104,82 +110,77 @@ def bench_numpy(s: Shape, session: TrainingSession, repeats: int) -> float | Non
     return median_seconds(step, max(2, repeats // 3))
 
 
-def bench_torch(s: Shape, repeats: int) -> float | None:
-    """Seconds per step of the same model in PyTorch eager, when torch is installed.
+def bench_torch(s: Shape, repeats: int) -> dict | str:
+    """The PyTorch eager step on the same shape ({"seconds", "torch", "threads", "env"}), or why there is none.
 
-    Measured in a child process: two OpenMP runtimes (numba's and torch's) in one process, and
-    the passive wait policy this engine sets for itself, would both slow torch down unfairly.
+    Measured in a child process that imports only torch (torch_child.py) and runs in the user's own
+    environment: numba's OpenMP runtime beside torch's, or the passive wait policy this engine
+    sets for itself, would slow torch down unfairly.
     """
-    import importlib.util
-    import json
-    import os
-    import subprocess
-    import sys
-
     import simulator
-    if importlib.util.find_spec("torch") is None:
-        return None
-    env = dict(os.environ)
-    if simulator.OMP_WAIT_POLICY_SET_BY_US:
-        env.pop("OMP_WAIT_POLICY", None)
-    code = ("import json; from simulator.bench import SHAPES; from simulator.bench_torch import torch_step_seconds; "
-            f"s = next(x for x in SHAPES if x.name == {s.name!r}); print(json.dumps(torch_step_seconds(s, {repeats})))")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    if importlib_util.find_spec("torch") is None:
+        return "torch not installed"
+    args = [str(a) for a in (s.V, s.d, s.L, s.H, s.T, s.B, repeats)]
+    done = subprocess.run([sys.executable, str(TORCH_CHILD), *args], env=dict(simulator.USER_ENVIRON),
+                          capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
-        return None
-    return float(json.loads(done.stdout.strip().splitlines()[-1]))
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"torch failed: {last}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_bench(quick: bool = False) -> None:
-    """Prints the tables."""
-    shapes = SHAPES[:2] if quick else SHAPES
+def run_bench(quick: bool = False, shapes: list[Shape] | None = None, extra: bool = True) -> None:
+    """Prints the machine, then the tables (`shapes` and extra=False: a short run, e.g. in a test)."""
+    import simulator
+    from simulator.bench.environment import describe
+    shapes = shapes or (SHAPES[:2] if quick else SHAPES)
     repeats = 5 if quick else 15
     roof = blas_gflops()
+    print("\n".join(describe(simulator.USER_ENVIRON)))
     print(f"float32 BLAS (1024^3 GEMM) on this machine now: {roof:.0f} GFLOP/s\n")
     head = (f"{'model':<7} {'ms/step':>8} {'tok/s':>8} {'GFLOP/s':>8} {'% roof':>7} {'numpy ms':>9} "
             f"{'vs numpy':>8} {'torch ms':>9} {'vs torch':>8}")
     print(head)
     print("-" * len(head))
-    splits, quoted = [], False
+    splits, torch_runs = [], []
     for s in shapes:
         r = bench_engine(s, repeats)
         t = r["seconds"]
         gf = step_flops(s) / t / 1e9
         tn = bench_numpy(s, r["session"], repeats)
         tt = bench_torch(s, repeats)
-        torch_ms, torch_note = (tt * 1e3, "") if tt is not None else (s.pytorch_ms, "*")
-        quoted = quoted or tt is None
+        if isinstance(tt, str):
+            torch_cells = f" {tt}"  # a number quoted from another machine would not be a measurement
+        else:
+            torch_runs.append(tt)
+            torch_cells = f"{tt['seconds'] * 1e3:9.1f} {tt['seconds'] / t:7.2f}x"
         print(f"{s.name:<7} {t * 1e3:8.2f} {s.B * s.T / t:8.0f} {gf:8.1f} {100 * gf / roof:6.1f}% "
               f"{'-' if tn is None else f'{tn * 1e3:9.2f}':>9} {'-' if tn is None else f'{tn / t:7.1f}x':>8} "
-              f"{torch_ms:8.1f}{torch_note:1} {torch_ms / 1e3 / t:7.2f}x")
+              f"{torch_cells}")
         splits.append((s.name, r["phases"], t))
-    if quoted:
-        print("\n* PyTorch 2.13 eager (2 threads) as quoted for this machine kind; install torch to measure it here.")
-    else:
-        print("\ntorch: PyTorch eager, the same pre-LN GPT and AdamW, 2 threads, measured now in a child process.")
+    if torch_runs:
+        tt = torch_runs[-1]
+        env = ", ".join(f"{k}={v}" for k, v in tt["env"].items()) or "no speed variables set"
+        print(f"\ntorch: PyTorch {tt['torch']} eager, the same pre-LN GPT and AdamW, {tt['threads']} threads, "
+              f"measured now in a child process ({env}).")
     print("'vs' columns: how many times faster this engine's step is.\n")
     print("time split by phase (ms):")
     kinds = list(splits[0][1])
     print(f"{'model':<7} " + " ".join(f"{k:>9}" for k in kinds))
     for name, phases, _ in splits:
         print(f"{name:<7} " + " ".join(f"{phases[k] * 1e3:9.3f}" for k in kinds))
-    _extra_tables(quick)
+    if extra:
+        _extra_tables(quick)
 
 
 def _extra_tables(quick: bool) -> None:
     """Tables of other parts of the engine that ship their own benchmarks."""
-    from simulator.optim.bench import bench_optimizer
+    from simulator.bench.attention import print_attention_bench
+    from simulator.bench.optimizer import bench_optimizer
     rows = bench_optimizer(n=5_000_000, repeats=3 if quick else 5)
     print("\nAdamW step over 5 M float32 parameters (the medium model's size):")
     base = next(r for r in rows if r["impl"] != "numba")
     for r in rows:
         print(f"  {r['impl']:<8} {r['ms']:8.2f} ms {r['gb_per_s']:7.1f} GB/s  ({base['ms'] / r['ms']:.1f}x numpy)")
-    try:
-        from simulator.attention_bench import print_attention_bench
-    except ImportError:
-        pass
-    else:
-        print()
-        print_attention_bench(quick=quick)
+    print()
+    print_attention_bench(quick=quick)

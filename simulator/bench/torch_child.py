@@ -1,12 +1,22 @@
-"""The same pre-LN GPT training step in PyTorch eager, for the bench's reference column (needs torch)."""
+"""The bench's PyTorch reference: the same pre-LN GPT training step in PyTorch eager, run as a child process.
+
+This file imports only torch and the standard library, never the engine: it runs as
+`python torch_child.py V d L H T B repeats` in the environment a torch user has (the bench hands it the
+user's original environment, not the one the engine set for itself) and prints one JSON line:
+the median seconds per step and what torch ran with.
+"""
 
 from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-from simulator.bench import median_seconds
 
 
 class _Block(nn.Module):
@@ -41,14 +51,13 @@ class _GPT(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
 
 
-def torch_step_seconds(shape, repeats: int) -> float:
-    """Median seconds of forward + backward + AdamW for a bench Shape, on 2 threads like the quoted numbers."""
+def torch_step_seconds(V: int, d: int, L: int, H: int, T: int, B: int, repeats: int) -> float:
+    """Median seconds of forward + backward + clip + AdamW, with torch's own thread settings."""
     torch.manual_seed(0)
-    torch.set_num_threads(2)
-    model = _GPT(shape.V, shape.d, shape.L, shape.H, shape.T)
+    model = _GPT(V, d, L, H, T)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-    ids = torch.randint(0, shape.V, (shape.B, shape.T))
-    targets = torch.randint(0, shape.V, (shape.B, shape.T))
+    ids = torch.randint(0, V, (B, T))
+    targets = torch.randint(0, V, (B, T))
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -59,4 +68,21 @@ def torch_step_seconds(shape, repeats: int) -> float:
 
     for _ in range(3):
         step()
-    return median_seconds(step, repeats)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv: list[str]) -> None:
+    """Prints {"seconds", "torch", "threads", "env"} as one JSON line for the shape given as arguments."""
+    V, d, L, H, T, B, repeats = (int(a) for a in argv)
+    seconds = torch_step_seconds(V, d, L, H, T, B, repeats)
+    env = {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "OPENBLAS_", "MKL_", "KMP_"))}
+    print(json.dumps({"seconds": seconds, "torch": torch.__version__, "threads": torch.get_num_threads(), "env": env}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import numpy as np
 
 from simulator.data import CharTokenizer, DataError, TextDataset, load_dataset
 from simulator.presets import PresetError, dump_config, parse_preset_text
-from simulator.runfolder import file_mode
+from simulator.runfolder import atomic_file
 from simulator.session import SessionError, TrainingSession
 
 FORMAT_VERSION = 1
@@ -38,19 +36,8 @@ def save_checkpoint(path, session: TrainingSession) -> Path:
         "config": np.array(dump_config(session.config)),
         "tokenizer": np.array(session.tokenizer.to_json()),
     })
-    # write beside the target so the rename is atomic (same file system); a crash mid-write
-    # leaves the previous checkpoint untouched and at most a stray temp file
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, file_mode())  # mkstemp's 0o600: the checkpoint gets the mode of the folder's other files
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as f:  # a crash mid-write leaves the previous checkpoint untouched
+        np.savez(f, **arrays)
     return path
 
 

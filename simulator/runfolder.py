@@ -11,6 +11,7 @@ import io
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +21,7 @@ except ImportError:  # not a POSIX system: no advisory locks, one writer is the 
     fcntl = None
 
 LOCK_FILE = ".lock"
-TEMP_GLOB = ".checkpoint-*.tmp"
+TEMP_GLOB = ".checkpoint-*.tmp"  # what atomic_file leaves of checkpoint.npz after a kill mid-write
 
 
 class RunFolderError(Exception):
@@ -44,19 +45,29 @@ def folder_name(name: str) -> str:
     return safe or "run"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Writes `text` to `path` through a temp file beside it and a rename: the old file or the new, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+@contextmanager
+def atomic_file(path: Path, mode: str = "w"):
+    """A file object whose contents replace `path` only when the block ends without error: written to a temp
+    file beside it (same file system, so the rename is atomic), flushed to disk, then renamed. A crash or an
+    error mid-write leaves the old file untouched and at most a stray `.NAME-*.tmp` (removed on the next start)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
+        os.fchmod(fd, file_mode())  # mkstemp's 0o600: the file gets the mode of the folder's other files
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Writes `text` to `path` through `atomic_file`: the old file or the new, never half of one."""
+    with atomic_file(path) as f:
+        f.write(text)
 
 
 def new_run_dir(root: Path, name: str, first_file: str, text: str) -> Path:

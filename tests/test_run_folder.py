@@ -190,7 +190,7 @@ def test_file_system_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatc
 
     def full_disk(fd):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr("simulator.checkpoint.os.fsync", full_disk)
+    monkeypatch.setattr("simulator.runfolder.os.fsync", full_disk)
     assert main(["train", "--resume", str(run), "--steps", "3", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "No space left on device" in err and "previous checkpoint is intact" in err and err.count("\n") == 1

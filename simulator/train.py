@@ -176,5 +176,10 @@ def _summary(session: TrainingSession, run_dir: Path, rec) -> None:
 
 def _lesson_command(lesson: Lesson, cfg, steps: int | None) -> int:
     """Runs a lesson headless for `steps` (default: its config's) and prints its summary."""
-    print(lesson.summary(cfg, lesson.run(cfg, steps, lambda: False)))
+    frames = lesson.run(cfg, steps, lambda: False)
+    print(lesson.summary(cfg, frames))
+    failure = lesson.diverged(cfg, frames) if lesson.diverged is not None else None
+    if failure is not None:
+        print(f"error: {failure}", file=sys.stderr)
+        return 3
     return 0

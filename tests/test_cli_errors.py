@@ -88,3 +88,11 @@ def test_a_vocabulary_larger_than_the_alphabet_trains_and_samples(tmp_path, caps
     capsys.readouterr()
     assert main(["sample", "--checkpoint", str(run), "--max-new", "30", "--prompt", "the", "--explain"]) == 0
     assert capsys.readouterr().out.startswith("the")
+
+
+def test_a_deep_mlp_lesson_that_diverges_exits_3_naming_the_first_bad_tensor(capsys):
+    assert main(["train", "--preset", "deep-exploding"]) == 3
+    captured = capsys.readouterr()
+    assert "NaN/Inf" in captured.out  # the summary still shows the per-layer table
+    assert captured.err.count("\n") == 1 and "error: step 2: activation z" in captured.err
+    assert main(["train", "--preset", "deep-exploding-clipped"]) == 0

@@ -32,6 +32,8 @@ class Lesson:
     run: Callable[[Any, int | None, Callable[[], bool]], list]  # (config, steps or None, cancelled) -> frames
     summary: Callable[[Any, list], str]  # (config, frames) -> the CLI's text
     preset: str | None = None  # the shipped preset its tab opens with; None: the config's defaults
+    # (config, frames) -> one line naming where the run became NaN/Inf (the CLI exits 3), or None: it did not
+    diverged: Callable[[Any, list], str | None] | None = None
 
 
 _LESSONS: dict[str, Lesson] = {}

@@ -82,6 +82,7 @@ class MLPRecord:
     dead: list[float]  # per layer: share of ReLU units inactive on the whole batch (relu); else empty
     val_loss: Optional[float] = None  # eval mode, every `eval_every` steps
     val_accuracy: Optional[float] = None
+    first_nonfinite: Optional[str] = None  # with nonfinite: which tensor went NaN/Inf first (forward, then backward)
 
 
 def validate(cfg: DeepMLPConfig, ctx: ParseContext) -> DeepMLPConfig:
@@ -263,6 +264,19 @@ class DeepMLPLesson:
         """The weight matrices, input layer first: what `MLPRecord.grad_norms` is indexed by."""
         return weight_names(self.cfg)
 
+    def _first_nonfinite(self, A: dict[str, np.ndarray], loss: float) -> str:
+        """The first tensor that is not finite, in the order the step computed them (as the GPT names its own)."""
+        cfg, L = self.cfg, self.net.n_weights - 1
+        forward = [name for k in range(L) for name in (f"z{k}", f"zn{k}", f"a{k}", f"h{k}")
+                   if name[1] != "n" or cfg.norm != "none"] + ["logits"]
+        for name in forward:
+            if not np.isfinite(A[name]).all():
+                return f"activation {name}"
+        if not math.isfinite(loss):
+            return "the loss"
+        return next((f"gradient of {name}" for name in reversed(list(self.net.g))
+                     if not np.isfinite(self.net.g[name]).all()), "the gradient norm")
+
     def step(self) -> MLPRecord:
         """One minibatch step in train mode; a non-finite loss or gradient skips the update and sets `diverged`."""
         cfg, net = self.cfg, self.net
@@ -281,11 +295,13 @@ class DeepMLPLesson:
         nonfinite = not (math.isfinite(loss) and math.isfinite(norm))
         if nonfinite:
             self.diverged = True
+            first = self._first_nonfinite(A, loss)
         else:
             self.optimizer.step(net.params, net.grads, lr_at(self.step_count, cfg.optim))
             self.step_count += 1
         record = MLPRecord(self.step_count, loss, norm, clipped, nonfinite, grad_norms, list(net.stream_grad_norms),
-                           act_std, [v for v in sat if v is not None], [v for v in dead if v is not None])
+                           act_std, [v for v in sat if v is not None], [v for v in dead if v is not None],
+                           first_nonfinite=first if nonfinite else None)
         if not nonfinite and cfg.eval_every and self.step_count % cfg.eval_every == 0:
             record.val_loss, record.val_accuracy = self.evaluate("val")
         return record
@@ -349,8 +365,8 @@ def summary(cfg: DeepMLPConfig, records: list[MLPRecord]) -> str:
     for name, g in zip(weight_names(cfg), first.grad_norms, strict=True):
         lines.append(f"  {name:<8} {g:10.3e}")
     if last.nonfinite:
-        lines.append(f"step {last.step + 1}: the loss or a gradient became NaN/Inf; the update was skipped "
-                     f"and the run stopped")
+        lines.append(f"step {last.step + 1}: the loss or a gradient became NaN/Inf (first: {last.first_nonfinite}); "
+                     f"the update was skipped and the run stopped")
     else:
         lines.append(f"step {last.step}: train loss {last.loss:.4f}, validation loss {last.val_loss:.4f}, "
                      f"accuracy {100 * last.val_accuracy:.1f}% (chance {100 / cfg.n_classes:.1f}%)")
@@ -365,5 +381,13 @@ _RULES = {**optim_rules("optim."), "name": non_empty, "seed": non_negative, "n_l
           **{k: positive_int for k in ("width", "n_train", "n_val", "batch_size", "steps")},
           "n_classes": at_least(2), "noise": non_negative, "activation": one_of(ACTIVATIONS),
           "norm": one_of(MLP_NORMS), "init": one_of(MLP_INITS), "batchnorm_momentum": in_range(0, 1)}
+def diverged(cfg: DeepMLPConfig, records: list[MLPRecord]) -> str | None:
+    """The one line the CLI prints (exit 3) when the run ended on a non-finite step, else None."""
+    last = records[-1] if records else None
+    if last is None or not last.nonfinite:
+        return None
+    return f"step {last.step + 1}: {last.first_nonfinite} became NaN/Inf first; the update was skipped"
+
+
 LESSON = register(Lesson("deep_mlp", "Deep MLP", DeepMLPConfig, _RULES, validate, run, summary,
-                         preset="deep-sigmoid"))
+                         preset="deep-sigmoid", diverged=diverged))

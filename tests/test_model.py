@@ -122,9 +122,10 @@ def test_backward_is_repeatable_and_dropout_off_in_eval():
 def test_zero_grad_is_the_one_place_gradients_start(norm, position, residual):
     """Poisoning every gradient and every backward scratch buffer with NaN before a backward changes nothing.
 
-    The head's backward (the first) zeroes the gradients; every other buffer an op
-    reads in the backward must be written whole before it is read. So nothing
-    left from an earlier step, or from another layer, can leak into a gradient.
+    The head's backward (the first) zeroes the gradients (each activation gradient
+    reads as zero until an op adds to it or writes it whole); every scratch buffer
+    an op reads must be written whole first. So nothing left from an earlier step,
+    or from another layer, can leak into a gradient.
     """
     for impl, dropout in (("naive", 0.0), ("tiled", 0.3)):
         cfg = replace(TINY, norm=norm, norm_position=position, residual=residual, dropout=dropout,
@@ -139,9 +140,8 @@ def test_zero_grad_is_the_one_place_gradients_start(norm, position, residual):
         model.forward(ids, targets)
         model.loss_and_dlogits()
         model.grads.fill(np.nan)
-        for buf in model.grads_acts.values():
-            buf.fill(np.nan)
-        for name in ("dy", "dact", "dscratch", "datt"):
+        model.grads_acts.flat.fill(np.nan)
+        for name in ("dy", "dact", "dscratch", "dq", "dk", "dv", "datt"):
             if name in model.acts:
                 model.acts[name].fill(np.nan)
         model.backward()

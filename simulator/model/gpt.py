@@ -6,11 +6,13 @@ phase of `TrainingSession.step_into` is one op's forward or backward.
 Buffers: activations live in one arena per (B, T), and so do the activations'
 gradients (`grads_acts`, as llm.c's grads_acts). The backward contract is
 llm.c's: every op's backward reads the gradient of its output and adds (+=)
-into the gradients of its inputs and parameters, and `zero_grad` zeroes them
-all once per step, at the start of the backward. A residual add passes its
-gradient on unchanged, so `x = x + f` keeps x's gradient buffer: the stream
-has one buffer through its adds. Inside an op, the gradients that a BLAS
-product writes whole (dy, dact) are scratch shared by every layer.
+into the gradients of its inputs and parameters, and `zero_grad`, which the
+first backward op calls, zeroes them all once per step (an activation
+gradient's buffer is cleared at its first use, see GradientArena). A residual
+add passes its gradient on unchanged, so `x = x + f` keeps x's gradient
+buffer: the stream has one buffer through its adds. Inside an op, the
+gradients that BLAS products write whole (dy, dact; the naive attention's dq,
+dk, dv) are scratch shared by every layer.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from simulator.kernels.cpu.linear import linear_backward, linear_forward
 from simulator.kernels.cpu.norms import layernorm_backward, layernorm_forward, rmsnorm_backward, rmsnorm_forward
 from simulator.kernels.cpu.rope import rope_backward, rope_forward, rope_tables, sinusoid_table
 from simulator.kernels.cpu.softmax import crossentropy_forward, crossentropy_softmax_backward
-from simulator.model.arena import Arena
+from simulator.model.arena import Arena, GradientArena
 from simulator.model.params import build_buffers, build_layout, has_final_norm, init_params, norm_sites
 
 Tensors = dict[str, np.ndarray]
@@ -123,11 +125,11 @@ class GPT:
                 f"{p}.res2": (N, C),
             })
         shapes.update({"logits": (N, V), "losses": (N,), "uniform": (N * H,)})
-        # gradient scratch inside an op, written whole by a BLAS product (so never zeroed); dlogits is
+        # gradient scratch inside an op, written whole by BLAS products (so never zeroed); dlogits is
         # written by the loss, before the backward zeroes the gradients
         shapes.update({"dy": (N, C), "dact": (N, H), "dscratch": (N, C), "dlogits": (N, V)})
         if naive:
-            shapes["datt"] = (B, NH, T, T)
+            shapes.update({"dq": (B, NH, T, HS), "dk": (B, NKV, T, HS), "dv": (B, NKV, T, HS), "datt": (B, NH, T, T)})
         self.acts = Arena(shapes, self.dtype)
         self.acts["rowmask"].fill(1.0)  # every row of a batch is a real token: batches are never padded
         self.ids = np.zeros((B, T), dtype=np.int32)
@@ -141,13 +143,15 @@ class GPT:
         self._grad_shapes: dict[str, tuple[int, ...]] = {}
         self.ops: list[Op] = []
         self._build_ops()
-        self._grads_arena = Arena(self._grad_shapes, self.dtype)
-        self.grads_acts = {name: self._grads_arena[key] for name, key in self._grad_keys.items()}
+        self.grads_acts = GradientArena(self._grad_shapes, self.dtype, self._grad_keys)
 
     def zero_grad(self) -> None:
-        """Zeroes every gradient, of the parameters and of the activations: each backward op adds from here."""
+        """Zeroes every gradient, of the parameters and of the activations: each backward op adds from here.
+
+        The one place gradients are zeroed, once per step (the head's backward calls it).
+        """
         self.grads.fill(0.0)
-        self._grads_arena.flat.fill(0.0)
+        self.grads_acts.zero()
 
     def _grad(self, name: str, shape: tuple[int, ...] | None = None, same_as: str | None = None) -> None:
         """Gives activation `name` a gradient buffer (once; default (N, C)), or the one of `same_as`."""
@@ -326,16 +330,15 @@ class GPT:
         self._grad(f"{out}.undropped")
         if kind == "attn":
             B, T, NH, HS, NKV = *self.shape, cfg.n_head, cfg.head_size, cfg.kv_heads
-            for name, shape in (("q", (B, NH, T, HS)), ("k", (B, NKV, T, HS)), ("v", (B, NKV, T, HS)),
-                                ("yh", (B, NH, T, HS)), ("qkv", (B * T, cfg.d_model + 2 * NKV * HS))):
-                self._grad(f"{p}.{name}", shape)
+            self._grad(f"{p}.yh", (B, NH, T, HS))
+            self._grad(f"{p}.qkv", (B * T, cfg.d_model + 2 * NKV * HS))
+            if cfg.attention.impl == "tiled":  # its backward adds into dq, dk, dv; the naive one's are scratch
+                for name, shape in (("q", (B, NH, T, HS)), ("k", (B, NKV, T, HS)), ("v", (B, NKV, T, HS))):
+                    self._grad(f"{p}.{name}", shape)
         else:
             self._grad(f"{p}.fc", (self.shape[0] * self.shape[1], cfg.d_hidden))
         if cfg.residual:
             self._grad(res, same_as=stream)  # x = x + f: the stream keeps its gradient buffer
-        # reading the stream itself (post-norm, no norm), the branch adds its input gradient onto the
-        # residual's, which is there already; anywhere else its input gradient is still zero
-        onto_residual = cfg.residual and inp == stream
 
         def forward():
             run_forward(p, inp, out)
@@ -348,9 +351,9 @@ class GPT:
 
         def backward():
             D = self.grads_acts
-            if cfg.residual:
-                act.add_inplace(D[out], D[res])
-            run_backward(p, inp, self._dropout_backward(out), D[inp], onto_residual)
+            if cfg.residual:  # d(out) += d(res): d(out) is still zero, so a copy
+                np.copyto(D.for_writing(out), D[res])
+            run_backward(p, inp, self._dropout_backward(out))
             names = [k for k in self.g if k.startswith(f"{p}.{kind}.")]
             return {f"d {inp}": D[inp], **{f"d {k}": self.g[k] for k in names}}
 
@@ -390,19 +393,20 @@ class GPT:
         else:
             attention_heads_forward(yh, A[f"{p}.att"], q, k, v, self.attention_scale(), causal, self.kv_len)
 
-    def _attn_backward(self, p: str, inp: str, dout: np.ndarray, dinp: np.ndarray, onto_residual: bool) -> None:
+    def _attn_backward(self, p: str, inp: str, dout: np.ndarray) -> None:
         A, P, G, D, (B, T), att = self.acts, self.p, self.g, self.grads_acts, self.shape, self.cfg.attention
         # dy: scratch, written whole by the product
         linear_backward(A["dy"], G[f"{p}.attn.proj.w"], G[f"{p}.attn.proj.b"], dout, A[f"{p}.y"],
                         P[f"{p}.attn.proj.w"])
-        dq, dk, dv, dyh = D[f"{p}.q"], D[f"{p}.k"], D[f"{p}.v"], D[f"{p}.yh"]
-        q, k, v = A[f"{p}.q"], A[f"{p}.k"], A[f"{p}.v"]
+        q, k, v, dyh = A[f"{p}.q"], A[f"{p}.k"], A[f"{p}.v"], D[f"{p}.yh"]
         split_heads_grad(dyh, A["dy"].reshape(B, T, -1))
         if att.impl == "tiled":
+            dq, dk, dv = D[f"{p}.q"], D[f"{p}.k"], D[f"{p}.v"]
             tile_q, tile_k = att.tile_q or BACKWARD_TILE_Q, att.tile_k or BACKWARD_TILE_K
             tiled_attention_backward(dq, dk, dv, dyh, q, k, v, A[f"{p}.yh"], A[f"{p}.lse"], self.kv_len,
                                      self.attention_scale(), att.mask == "causal", tile_q, tile_k)
-        else:
+        else:  # scratch, written whole by the products
+            dq, dk, dv = A["dq"], A["dk"], A["dv"]
             attention_heads_backward(dq, dk, dv, A["datt"], dyh, q, k, v, A[f"{p}.att"], self.attention_scale())
         if self.rope_cos is not None:  # gradients of the rotated q, k -> of the projected ones
             cos, sin = self._rope_rows()
@@ -410,8 +414,8 @@ class GPT:
             rope_backward(dk, cos, sin)
         dqkv = D[f"{p}.qkv"]
         merge_qkv_grad(dqkv.reshape(B, T, -1), dq, dk, dv)
-        linear_backward(dinp, G[f"{p}.attn.qkv.w"], G[f"{p}.attn.qkv.b"], dqkv, A[inp], P[f"{p}.attn.qkv.w"],
-                        A["dscratch"] if onto_residual else None)
+        dinp, dscratch = self._input_grad(inp)
+        linear_backward(dinp, G[f"{p}.attn.qkv.w"], G[f"{p}.attn.qkv.b"], dqkv, A[inp], P[f"{p}.attn.qkv.w"], dscratch)
 
     def _rope_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """The rows of the rope tables for this batch's positions."""
@@ -428,14 +432,14 @@ class GPT:
         act.ACTIVATION_KERNELS[self.cfg.activation][0](A[f"{p}.act"], A[f"{p}.fc"])
         linear_forward(A[out], A[f"{p}.act"], P[f"{p}.mlp.proj.w"], P[f"{p}.mlp.proj.b"])  # (N, C)
 
-    def _mlp_backward(self, p: str, inp: str, dout: np.ndarray, dinp: np.ndarray, onto_residual: bool) -> None:
+    def _mlp_backward(self, p: str, inp: str, dout: np.ndarray) -> None:
         A, P, G, dfc = self.acts, self.p, self.g, self.grads_acts[f"{p}.fc"]
         # dact: scratch, written whole by the product
         linear_backward(A["dact"], G[f"{p}.mlp.proj.w"], G[f"{p}.mlp.proj.b"], dout, A[f"{p}.act"],
                         P[f"{p}.mlp.proj.w"])
         act.ACTIVATION_KERNELS[self.cfg.activation][1](dfc, A[f"{p}.fc"], A["dact"])
-        linear_backward(dinp, G[f"{p}.mlp.fc.w"], G[f"{p}.mlp.fc.b"], dfc, A[inp], P[f"{p}.mlp.fc.w"],
-                        A["dscratch"] if onto_residual else None)
+        dinp, dscratch = self._input_grad(inp)
+        linear_backward(dinp, G[f"{p}.mlp.fc.w"], G[f"{p}.mlp.fc.b"], dfc, A[inp], P[f"{p}.mlp.fc.w"], dscratch)
 
     # ------------------------------------------------------------- dropout
 
@@ -462,6 +466,17 @@ class GPT:
         self.dropout_rng.random(out=uniform, dtype=self.dtype)
         (act.dropout_classic_forward if classic else act.dropout_forward)(x, mask, x, uniform, p)
 
+    def _input_grad(self, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """d(name) for linear_backward and the scratch it adds through: None while d(name) is zero (then written).
+
+        A branch that reads the stream itself (post-norm, no norm) finds the
+        residual's share there already; every other input gradient is zero.
+        """
+        D = self.grads_acts
+        if D.is_zero(name):
+            return D.for_writing(name), None
+        return D[name], self.acts["dscratch"]
+
     def _dropout_backward(self, site: str) -> np.ndarray:
         """The gradient before `site`'s dropout: d(site) through the mask, added into its own buffer; or d(site)."""
         D = self.grads_acts
@@ -482,10 +497,11 @@ class GPT:
         return {"logits": A["logits"]}
 
     def _head_backward(self) -> Tensors:
-        A, dfinal = self.acts, self.grads_acts[self.final]
+        A = self.acts
         self.zero_grad()  # the first backward op of a step: every gradient adds up from zero here
-        # nothing else reads the final activation, so its gradient is still zero: the product is written into it
-        linear_backward(dfinal, self._head_weight(grads=True), None, A["dlogits"], A[self.final], self._head_weight())
+        dfinal, dscratch = self._input_grad(self.final)
+        linear_backward(dfinal, self._head_weight(grads=True), None, A["dlogits"], A[self.final], self._head_weight(),
+                        dscratch)
         name = "d wte" if self.cfg.tie_embeddings else "d lm_head.w"
         return {f"d {self.final}": dfinal, name: self._head_weight(grads=True)}
 

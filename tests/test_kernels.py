@@ -246,13 +246,13 @@ def test_gelu_and_relu_forward_match_numpy(dtype):
     assert np.array_equal(out, np.maximum(x, 0))
 
 
-@pytest.mark.parametrize("kernel", ["gelu", "relu"])
+@pytest.mark.parametrize("kernel", sorted(act.ACTIVATION_KERNELS))
 @pytest.mark.parametrize("N,C", [(1, 13), (4, 13)])
 def test_activation_backward_fd_and_accumulates(kernel, N, C):
     rng = np.random.default_rng(13)
     x, dout = randn(rng, N, C, scale=2), randn(rng, N, C)
     x[np.abs(x) < 1e-3] = 0.5  # keep ReLU's kink away from the finite-difference step
-    fwd, bwd = (act.gelu_forward, act.gelu_backward) if kernel == "gelu" else (act.relu_forward, act.relu_backward)
+    fwd, bwd = act.ACTIVATION_KERNELS[kernel]
     out = np.empty_like(x)
 
     def loss():

@@ -40,7 +40,7 @@ def linear_backward(dinp, dweight, dbias, dout, inp, weight, dscratch=None):
     # dinp is (N, C) or None (input needs no gradient), dweight is (C, OC), dout is (N, OC), dscratch (N, C).
     # BLAS writes its product and cannot add it: given dscratch, the product is formed there and added into
     # dinp; without, it is written into dinp, which is the same sum for a dinp that holds no gradient yet
-    # (0 + x == x) -- the caller's word, as the caller knows what reached dinp before
+    # (0 + x == x): the caller's word (the GPT asks its GradientArena whether anything reached dinp yet)
     if dinp is not None and dscratch is not None:
         np.matmul(dout, weight.T, out=dscratch)
         add_inplace(dinp, dscratch)

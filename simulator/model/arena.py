@@ -29,42 +29,47 @@ class Arena:
 
 
 class GradientArena(Arena):
-    """The activations' gradients: buffers in one allocation, looked up by activation name (names may share one).
+    """The activations' gradients, looked up by activation name, in one allocation.
 
-    `zero()` starts a step: from then on every buffer reads as zero. Each is
-    cleared at its first use in the step rather than all at once, so a buffer
-    is still in cache when the op that fills it runs (one pass over the whole
-    arena at the start of the backward cost a tiny step 2-3%), and a buffer
-    that a kernel is about to write whole (`for_writing`) is not cleared at all.
+    Two names can be one gradient (`gradient_of`: `x = x + f` keeps the
+    stream's), and gradients that are never alive at once can share a buffer
+    (`buffer_of`: an op's inner gradients, one buffer for every layer).
+    `zero()` starts a step: from then on every gradient reads as zero. Its
+    buffer is cleared at the gradient's first use, so it is in cache for the op
+    that fills it (one pass over a whole arena at the start of the backward
+    cost a tiny step 2-3%), and not at all for a kernel that writes it whole
+    (`for_writing`).
     """
 
-    def __init__(self, shapes: dict[str, tuple[int, ...]], dtype, buffer_of: dict[str, str]):
-        super().__init__(shapes, dtype)
-        self.buffer_of = buffer_of  # activation name -> buffer name
-        self._cleared: set[str] = set()
+    def __init__(self, shapes: dict[str, tuple[int, ...]], dtype, gradient_of: dict[str, str],
+                 buffer_of: dict[str, str]):
+        super().__init__(shapes, dtype)  # shapes by buffer
+        self.gradient_of = gradient_of  # activation name -> gradient
+        self.buffer_of = buffer_of  # gradient -> buffer
+        self._started: set[str] = set()  # the gradients used in this step
 
     def zero(self) -> None:
-        """Every gradient is zero from here (each buffer is cleared when first used)."""
-        self._cleared.clear()
+        """Every gradient is zero from here (its buffer is cleared when the gradient is first used)."""
+        self._started.clear()
 
     def __getitem__(self, name: str) -> np.ndarray:
-        key = self.buffer_of[name]
-        buf = self.arrays[key]
-        if key not in self._cleared:
+        grad = self.gradient_of[name]
+        buf = self.arrays[self.buffer_of[grad]]
+        if grad not in self._started:
             buf.fill(0.0)
-            self._cleared.add(key)
+            self._started.add(grad)
         return buf
 
     def is_zero(self, name: str) -> bool:
-        """Whether `name`'s gradient still reads as zero in this step: nothing has used its buffer yet."""
-        return self.buffer_of[name] not in self._cleared
+        """Whether `name`'s gradient still reads as zero in this step: nothing has used it yet."""
+        return self.gradient_of[name] not in self._started
 
     def for_writing(self, name: str) -> np.ndarray:
         """The buffer of a gradient that is still zero, for a kernel that writes all of it (the same as adding)."""
         assert self.is_zero(name), name
-        key = self.buffer_of[name]
-        self._cleared.add(key)
-        return self.arrays[key]
+        grad = self.gradient_of[name]
+        self._started.add(grad)
+        return self.arrays[self.buffer_of[grad]]
 
     def __contains__(self, name: str) -> bool:
-        return name in self.buffer_of
+        return name in self.gradient_of

@@ -12,7 +12,8 @@ gradient's buffer is cleared at its first use, see GradientArena). A residual
 add passes its gradient on unchanged, so `x = x + f` keeps x's gradient
 buffer: the stream has one buffer through its adds. Inside an op, the
 gradients that BLAS products write whole (dy, dact; the naive attention's dq,
-dk, dv) are scratch shared by every layer.
+dk, dv) are scratch, and the others (dyh, dqkv, dfc, ...) are gradients whose
+buffer every layer's op shares: one is never alive while another is.
 """
 
 from __future__ import annotations
@@ -139,11 +140,12 @@ class GPT:
         self.shape = (B, T)
         self._dropout_on: dict[str, bool] = {}
         self.norm_trained: dict[str, bool] = {}
-        self._grad_keys: dict[str, str] = {}  # activation -> the gradient buffer it uses (see _grad)
+        self._gradient_of: dict[str, str] = {}  # activation -> its gradient; gradient -> its buffer (see _grad)
+        self._buffer_of: dict[str, str] = {}
         self._grad_shapes: dict[str, tuple[int, ...]] = {}
         self.ops: list[Op] = []
         self._build_ops()
-        self.grads_acts = GradientArena(self._grad_shapes, self.dtype, self._grad_keys)
+        self.grads_acts = GradientArena(self._grad_shapes, self.dtype, self._gradient_of, self._buffer_of)
 
     def zero_grad(self) -> None:
         """Zeroes every gradient, of the parameters and of the activations: each backward op adds from here.
@@ -153,21 +155,28 @@ class GPT:
         self.grads.fill(0.0)
         self.grads_acts.zero()
 
-    def _grad(self, name: str, shape: tuple[int, ...] | None = None, same_as: str | None = None) -> None:
-        """Gives activation `name` a gradient buffer (once; default (N, C)), or the one of `same_as`."""
+    def _grad(self, name: str, shape: tuple[int, ...] | None = None, same_as: str | None = None,
+              buffer: str | None = None) -> None:
+        """Gives activation `name` a gradient (once; default shape (N, C)), or makes it the gradient of `same_as`.
+
+        `buffer`: the buffer it shares with gradients of the same kind in other
+        layers, for a gradient that lives inside one op (never two at once).
+        """
         if same_as is not None:
-            self._grad_keys[name] = self._grad_keys[same_as]
-        elif name not in self._grad_keys:
+            self._gradient_of[name] = self._gradient_of[same_as]
+        elif name not in self._gradient_of:
             B, T = self.shape
-            self._grad_keys[name] = name
-            self._grad_shapes[name] = shape or (B * T, self.cfg.d_model)
+            shape = shape or (B * T, self.cfg.d_model)
+            self._gradient_of[name] = name
+            self._buffer_of[name] = buffer or name
+            assert self._grad_shapes.setdefault(buffer or name, shape) == shape, name
 
     # -------------------------------------------------------------- ops list
 
     def _build_ops(self) -> None:
         self.ops.append(Op("embed", self._embed_forward, self._embed_backward))
         self._grad("x0")
-        self._grad("x0.undropped")
+        self._grad("x0.undropped", buffer="undropped")
         if self.cfg.positional != "learned":  # a fixed position table: its gradient is computed and dropped
             self._grad("pos", (self.shape[1], self.cfg.d_model))
         x = "x0"  # the residual stream
@@ -327,16 +336,16 @@ class GPT:
         run_forward, run_backward = (self._attn_forward, self._attn_backward) if kind == "attn" else \
             (self._mlp_forward, self._mlp_backward)
         self._grad(out)
-        self._grad(f"{out}.undropped")
+        self._grad(f"{out}.undropped", buffer="undropped")  # the gradients inside the op: one buffer each
         if kind == "attn":
             B, T, NH, HS, NKV = *self.shape, cfg.n_head, cfg.head_size, cfg.kv_heads
-            self._grad(f"{p}.yh", (B, NH, T, HS))
-            self._grad(f"{p}.qkv", (B * T, cfg.d_model + 2 * NKV * HS))
+            self._grad(f"{p}.yh", (B, NH, T, HS), buffer="yh")
+            self._grad(f"{p}.qkv", (B * T, cfg.d_model + 2 * NKV * HS), buffer="qkv")
             if cfg.attention.impl == "tiled":  # its backward adds into dq, dk, dv; the naive one's are scratch
                 for name, shape in (("q", (B, NH, T, HS)), ("k", (B, NKV, T, HS)), ("v", (B, NKV, T, HS))):
-                    self._grad(f"{p}.{name}", shape)
+                    self._grad(f"{p}.{name}", shape, buffer=name)
         else:
-            self._grad(f"{p}.fc", (self.shape[0] * self.shape[1], cfg.d_hidden))
+            self._grad(f"{p}.fc", (self.shape[0] * self.shape[1], cfg.d_hidden), buffer="fc")
         if cfg.residual:
             self._grad(res, same_as=stream)  # x = x + f: the stream keeps its gradient buffer
 

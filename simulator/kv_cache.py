@@ -25,8 +25,6 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.config import ModelConfig
-from simulator.kernels.cpu.attention import split_heads
-from simulator.kernels.cpu.rope import rope_forward
 from simulator.model.gpt import GPT
 
 
@@ -60,7 +58,8 @@ class KVCache:
 class _CachedStep(GPT):
     """A (1, 1) GPT whose attention reads and extends a KVCache instead of attending within its batch.
 
-    Every other op (embedding at the cache's position, norms, MLP, eval-mode dropout, head) is the
+    It overrides the attention op's hook `GPT.attend` only: the projections, the heads and rope before it,
+    and every other op (embedding at the cache's position, norms, MLP, eval-mode dropout, head) are the
     GPT's own, so the one new row goes through the same code as a whole-sequence forward.
     """
 
@@ -71,25 +70,19 @@ class _CachedStep(GPT):
         self.set_max_positions(cache.capacity)
         self.ensure_shape(1, 1)
 
-    def _attend(self, p: str) -> None:
-        A, cache, t = self.acts, self.cache, self.position_offset
-        layer = int(p[1:])
-        q, k, v = A[f"{p}.q"], A[f"{p}.k"], A[f"{p}.v"]  # (1, NH, 1, HS), (1, NKV, 1, HS)
-        split_heads(q, k, v, A[f"{p}.qkv"].reshape(1, 1, -1))
-        if self.rope_cos is not None:
-            cos, sin = self._rope_rows()
-            rope_forward(q, cos, sin)
-            rope_forward(k, cos, sin)
-        cache.k[layer, :, t] = k[0, :, 0]
+    def attend(self, layer: int, q: np.ndarray, k: np.ndarray, v: np.ndarray, yh: np.ndarray) -> None:
+        """The new token's k and v join the cache at its position; its query attends to every cached key."""
+        cache, t = self.cache, self.position_offset
+        cache.k[layer, :, t] = k[0, :, 0]  # k, v are (1, NKV, 1, HS), rotated under rope; q (1, NH, 1, HS)
         cache.v[layer, :, t] = v[0, :, 0]
         keys, values = cache.k[layer, :, :t + 1], cache.v[layer, :, :t + 1]  # (NKV, t + 1, HS)
         NKV = keys.shape[0]
         qg = q[0, :, 0].reshape(NKV, -1, q.shape[-1])  # (NKV, G, HS): the query heads of each kv head
-        s = (qg @ keys.transpose(0, 2, 1)) * self._attn_scale()  # (NKV, G, t + 1)
+        s = (qg @ keys.transpose(0, 2, 1)) * self.attention_scale()  # (NKV, G, t + 1)
         s -= s.max(axis=-1, keepdims=True)  # stable at any scale
         probs = np.exp(s)
         probs /= probs.sum(axis=-1, keepdims=True)
-        A[f"{p}.y"][0] = (probs @ values).reshape(-1)  # (NKV, G, HS) -> (C,), heads in order
+        yh[0, :, 0] = (probs @ values).reshape(q.shape[1], -1)  # (NKV, G, HS) -> (NH, HS), heads in order
 
 
 class CachedDecoder:
@@ -153,7 +146,7 @@ class CachedDecoder:
 
     def _step(self, token: int) -> np.ndarray:
         m, cache = self.step_model, self.cache
-        m.position_offset = cache.length  # the new token's position; _attend writes its k and v there
+        m.position_offset = cache.length  # the new token's position; attend writes its k and v there
         m.forward(np.array([[token]], dtype=np.int32))
         cache.tokens[cache.length] = token
         cache.length += 1

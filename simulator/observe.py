@@ -31,7 +31,7 @@ def step_statistics(record: StepRecord, model, params_before: np.ndarray | None,
         record.activations[site] = (float(x.mean()), float(x.std()), float(np.abs(x).max()))
     layer = min(cfg.watch_layer, model.cfg.n_layer - 1)
     head = min(cfg.watch_head, model.cfg.n_head - 1)
-    probs = model.attention_probs(layer)  # (B, NH, T, T); tiled attention recomputes them from its lse
+    probs = attention_probs(model, layer)  # (B, NH, T, T); tiled attention recomputes them from its lse
     record.attention = probs[0, head].astype(np.float32, copy=True)  # (T, T)
     attention_statistics(record, model, layer, probs)
     stability_statistics(record, model, before if before is not None else params)
@@ -40,8 +40,8 @@ def step_statistics(record: StepRecord, model, params_before: np.ndarray | None,
 def attention_statistics(record: StepRecord, model, layer: int, probs: np.ndarray) -> None:
     """Entropy and saturation per head of the watched layer, q/k/v gradient norms per layer, KV-cache bytes."""
     cfg = model.cfg
-    record.attention_entropy = model.attention_entropy(layer, probs)
-    record.attention_saturated = model.attention_saturation(layer, probs)
+    record.attention_entropy = attention_entropy(model, layer, probs)
+    record.attention_saturated = attention_saturation(model, layer, probs)
     C, KV = cfg.d_model, cfg.kv_heads * cfg.head_size
     grads = model.layout.views(model.grads)
     for i in range(cfg.n_layer):
@@ -89,7 +89,7 @@ def stability_statistics(record: StepRecord, model, params: dict[str, np.ndarray
         if name.endswith(".running_mean"):
             site = name[:-len(".running_mean")]
             record.running_stats[site] = (float(buf.mean()), float(model.buffers[f"{site}.running_var"].mean()))
-    record.identity_fraction.update(model.identity_fractions(params))
+    record.identity_fraction.update(identity_fractions(model, params))
     for i in range(cfg.n_layer):
         p = f"h{i}"
         sat = saturated_fraction(acts[f"{p}.act"], cfg.activation)
@@ -101,3 +101,114 @@ def stability_statistics(record: StepRecord, model, params: dict[str, np.ndarray
         fc_w, fc_b, proj_w = (params[f"{p}.mlp.{k}"].astype(np.float64) for k in ("fc.w", "fc.b", "proj.w"))
         record.unit_spread[p] = float(max(np.abs(fc_w - fc_w[:, :1]).max(), np.abs(fc_b - fc_b[0]).max(),
                                           np.abs(proj_w - proj_w[:1]).max()))
+
+
+# ------------------------------------------------------------ attention, for display
+
+def attention_probs(model, layer: int) -> np.ndarray:
+    """A layer's attention probabilities (B, NH, T, T) in the model's last forward.
+
+    Naive attention keeps them. Tiled attention keeps only each row's
+    log-sum-exp, so they are recomputed exactly as its backward does:
+    P = exp(scale q k^T - lse) on the visible keys (a new array, on request).
+    """
+    A, p = model.acts, f"h{layer}"
+    if model.cfg.attention.impl == "naive":
+        return A[f"{p}.att"]
+    q, k = A[f"{p}.q"].astype(np.float64), A[f"{p}.k"].astype(np.float64)
+    B, NH, T, HS = q.shape
+    nkv = k.shape[1]
+    s = (q.reshape(B, nkv, -1, HS) @ k.transpose(0, 1, 3, 2)).reshape(B, NH, T, T) * model.attention_scale()
+    lse = A[f"{p}.lse"].astype(np.float64)
+    visible = np.arange(T)[None, None, None, :] < model.kv_len[:, None, None, None]  # (B, 1, 1, T) keys
+    if model.cfg.attention.mask == "causal":
+        visible = visible & np.tri(T, dtype=bool)
+    lse = np.where(np.isfinite(lse), lse, np.inf)  # a row without keys: all zeros
+    return np.where(visible, np.exp(np.where(visible, s, 0.0) - lse[..., None]), 0.0).astype(model.dtype)
+
+
+def attention_entropy(model, layer: int, probs: np.ndarray | None = None) -> np.ndarray:
+    """(NH,) mean entropy in nats of each head's attention rows in a layer (real tokens only).
+
+    0 means every query looks at one key (a saturated softmax); log(n) is
+    uniform attention over n keys. `probs`: attention_probs(model, layer), if at hand.
+    """
+    P = (attention_probs(model, layer) if probs is None else probs).astype(np.float64)
+    B, NH, T, _ = P.shape
+    h = -(P * np.log(np.where(P > 0, P, 1.0))).sum(axis=-1)  # (B, NH, T)
+    rows = model.acts["rowmask"].reshape(B, 1, T).astype(np.float64)
+    return (h * rows).sum(axis=(0, 2)) / max(float(rows.sum()), 1.0)
+
+
+def attention_saturation(model, layer: int, probs: np.ndarray | None = None, margin: float = 0.01) -> np.ndarray:
+    """(NH,) share of each head's rows (real tokens with two or more visible keys) whose top probability > 1-margin.
+
+    Such a softmax row is nearly one-hot: with top probability 1 - e, its score
+    gradient dS = p (dP - sum(p dP)) has |dS|_1 <= 4 e max|dP|, so q and k learn
+    almost nothing from it, however large the gradient dP arriving from above.
+    """
+    P = attention_probs(model, layer) if probs is None else probs
+    B, NH, T, _ = P.shape
+    keys = np.minimum(model.kv_len[:, None], T)  # (B, 1): visible keys per query row
+    if model.cfg.attention.mask == "causal":
+        keys = np.minimum(keys, np.arange(1, T + 1)[None, :])  # (B, T)
+    rows = (np.broadcast_to(keys, (B, T)) >= 2) & (model.acts["rowmask"].reshape(B, T) != 0)
+    top = P.max(axis=-1) > 1.0 - margin  # (B, NH, T)
+    return (top & rows[:, None, :]).sum(axis=(0, 2)) / max(int(rows.sum()), 1)
+
+
+# ------------------------------------------------------------------ identity path
+
+def identity_fractions(model, params: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """Per residual sublayer ("h0.attn", "h0.mlp", ...): how much of its input reaches its output unchanged.
+
+    A sublayer maps its input stream x (N, C) to y = x + f (pre-norm, or no norm)
+    or to y = norm(x + f) (post-norm), f being the branch output. With its
+    statistics fixed, a norm is linear plus a bias, so y = S(x) + S(f) + beta,
+    where S is what the skip path does to x: the identity for pre-norm; for
+    post-norm the norm's centring and scaling with the statistics of x + f
+    (LayerNorm: gamma (x - row mean) row_rstd; RMSNorm: gamma x row_rstd;
+    BatchNorm: gamma (x - channel mean) channel_rstd). The fraction is
+    ||S(x)|| / ||S0(x)||, where S0 is the same map with the statistics of x
+    alone, i.e. what would reach the output if the branch added nothing. So it
+    is exactly 1 for pre-norm (and without norms), 0 without residuals, and for
+    post-norm about rms(x) / rms(x + f): 1/sqrt(2) once the branch is as large
+    as the stream and uncorrelated with it. Computed from the last forward's
+    tensors; `params`: the weight views that forward used (default: current).
+    """
+    cfg, A = model.cfg, model.acts
+    P = model.p if params is None else params
+    out: dict[str, float] = {}
+    post = cfg.norm != "none" and cfg.norm_position == "post"
+    x_name = "x0"
+    for i in range(cfg.n_layer):
+        for branch, site in (("attn", "norm1"), ("mlp", "norm2")):
+            key = f"h{i}.{branch}"
+            if not cfg.residual:
+                out[key] = 0.0
+            elif not post:
+                out[key] = 1.0
+            else:
+                norm = f"h{i}.{site}"
+                x, gamma = A[x_name].astype(np.float64), P[f"{norm}.w"].astype(np.float64)
+                through = np.linalg.norm(_norm_linear_part(model, x, norm, gamma, own_statistics=False))
+                alone = np.linalg.norm(_norm_linear_part(model, x, norm, gamma, own_statistics=True))
+                out[key] = float(through / alone) if alone > 0 else 0.0
+                x_name = norm
+    return out
+
+
+def _norm_linear_part(model, x: np.ndarray, site: str, gamma: np.ndarray, own_statistics: bool) -> np.ndarray:
+    """What norm `site` does to x along the skip path: with the last forward's statistics, or with x's own."""
+    A, kind, eps = model.acts, model.cfg.norm, 1e-5  # the norms' eps
+    if kind == "batchnorm":
+        valid = A["rowmask"] != 0
+        if not model.norm_trained.get(site, True):  # running statistics: a fixed map, whatever x is
+            return gamma * x * A[f"{site}.rstd"].astype(np.float64)
+        xc = x - x[valid].mean(axis=0)
+        rstd = 1.0 / np.sqrt((xc[valid] ** 2).mean(axis=0) + eps) if own_statistics else \
+            A[f"{site}.rstd"].astype(np.float64)
+        return gamma * xc * rstd
+    xc = x - x.mean(axis=1, keepdims=True) if kind == "layernorm" else x
+    rstd = 1.0 / np.sqrt((xc ** 2).mean(axis=1) + eps) if own_statistics else A[f"{site}.rstd"].astype(np.float64)
+    return gamma * xc * rstd[:, None]

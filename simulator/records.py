@@ -59,7 +59,7 @@ class StepRecord:
     # (0: every query looks at one key, a saturated softmax; log T: uniform over T keys)
     attention_entropy: Optional[np.ndarray] = None
     # (NH,) share of each head's rows (with two or more keys) whose top probability exceeds 0.99: a softmax
-    # that saturated, passing at most ~4% of its gradient on to q and k (GPT.attention_saturation)
+    # that saturated, passing at most ~4% of its gradient on to q and k (observe.attention_saturation)
     attention_saturated: Optional[np.ndarray] = None
     # "h0" -> gradient norms of the query, key and value columns of the layer's qkv weight
     qkv_grad_norms: dict[str, tuple[float, float, float]] = field(default_factory=dict)
@@ -73,7 +73,7 @@ class StepRecord:
     # BatchNorm site -> (average running_mean, average running_var) over its channels
     running_stats: dict[str, tuple[float, float]] = field(default_factory=dict)
     # "h0.attn", "h0.mlp" -> share of the sublayer's input that reaches its output along the skip path
-    # (GPT.identity_fractions: 1 for pre-norm, about 1/sqrt(2) for post-norm once branch and stream match)
+    # (observe.identity_fractions: 1 for pre-norm, about 1/sqrt(2) for post-norm once branch and stream match)
     identity_fraction: dict[str, float] = field(default_factory=dict)
     # "h0" -> share of MLP activations within 0.01 of a bound (sigmoid 0 or 1, tanh -1 or 1); those two only
     saturated_fraction: dict[str, float] = field(default_factory=dict)

@@ -17,7 +17,7 @@ from simulator.config import LIVE_FIELDS, RunConfig, changed_paths
 from simulator.data import TextDataset, load_dataset
 from simulator.kv_cache import CachedDecoder
 from simulator.model.gpt import GPT
-from simulator.observe import step_statistics
+from simulator.observe import attention_probs, step_statistics
 from simulator.optim import clip_gradients, decay_kinds, lr_at, make_optimizer
 from simulator.records import NonFinite, PhaseEvent, StepRecord
 
@@ -424,7 +424,7 @@ class TrainingSession:
 
     def attention_map(self, layer: int, row: int = 0) -> np.ndarray:
         """A float32 copy of the attention probabilities (NH, T, T) of one layer for batch row `row`."""
-        return np.array(self.model.attention_probs(layer)[row], dtype=np.float32)
+        return np.array(attention_probs(self.model, layer)[row], dtype=np.float32)
 
     def batch_text(self, row: int = 0) -> str:
         """The characters of batch row `row` of the last forward pass."""

@@ -90,6 +90,15 @@ def test_backward_accumulates():
     batchnorm_backward(dx, dw, db, dout, x, mask, w, mean, rstd, np.zeros(4), np.zeros(4))
     for a, o in zip((dx, dw, db), once, strict=True):
         assert np.allclose(a, o + 1.0, rtol=0, atol=1e-12)
+    rng = np.random.default_rng(10)
+    rm, rv = rng.normal(0.0, 1.0, 4), rng.uniform(0.2, 3.0, 4)
+    _, mean, rstd = eval_forward(x, w, b, rm, rv)
+    once = np.zeros_like(x), np.zeros(4), np.zeros(4)
+    batchnorm_eval_backward(*once, dout, x, w, mean, rstd)
+    twice = np.ones_like(x), np.ones(4), np.ones(4)
+    batchnorm_eval_backward(*twice, dout, x, w, mean, rstd)
+    for a, o in zip(twice, once, strict=True):
+        assert np.allclose(a, o + 1.0, rtol=0, atol=1e-12), "eval mode"
 
 
 def test_train_mode_equals_numpy_reference_and_normalizes_each_column():

@@ -1,8 +1,11 @@
 """CPU kernels: forwards against plain numpy (float32 and float64), backwards against float64 finite differences.
 
 Every backward is checked with a random upstream gradient (L = sum(out * dout)),
-on odd shapes (T = 1, C = 13, several heads), and for its accumulate (+=) or
-write contract as its docstring states.
+on odd shapes (T = 1, C = 13, several heads), and for the accumulate contract
+(kernels/cpu/__init__.py): given gradients that already hold random values, a
+backward ends with those values plus the gradient, so a kernel that writes
+instead of adding fails. The BLAS-product kernels are checked onto zero as well,
+the one case in which they may write.
 """
 
 from __future__ import annotations
@@ -111,7 +114,7 @@ def test_linear_forward_with_transposed_weight_view(dtype):
 
 
 @pytest.mark.parametrize("N", [1, 6])
-def test_linear_backward_fd_writes_dinp_accumulates_dweight(N):
+def test_linear_backward_fd_and_accumulates(N):
     rng = np.random.default_rng(5)
     C, OC = 13, 6
     x, w, b, dout = randn(rng, N, C), randn(rng, C, OC), randn(rng, OC), randn(rng, N, OC)
@@ -121,13 +124,18 @@ def test_linear_backward_fd_writes_dinp_accumulates_dweight(N):
         linear_forward(out, x, w, b)
         return float(np.sum(out * dout))
 
-    dx = randn(rng, N, C)  # garbage: dinp is written
-    dw0, db0 = randn(rng, C, OC), randn(rng, OC)
-    dw, db = dw0.copy(), db0.copy()
-    linear_backward(dx, dw, db, dout, x, w)
-    assert rel_err(dx, numeric_grad(loss, x)) < FD_TOL
-    assert rel_err(dw - dw0, numeric_grad(loss, w)) < FD_TOL
-    assert rel_err(db - db0, numeric_grad(loss, b)) < FD_TOL
+    g0 = [randn(rng, N, C), randn(rng, C, OC), randn(rng, OC)]
+    dx, dw, db = (g.copy() for g in g0)
+    linear_backward(dx, dw, db, dout, x, w, np.full((N, C), np.nan))  # dscratch: its contents do not matter
+    assert rel_err(dx - g0[0], numeric_grad(loss, x)) < FD_TOL
+    assert rel_err(dw - g0[1], numeric_grad(loss, w)) < FD_TOL
+    assert rel_err(db - g0[2], numeric_grad(loss, b)) < FD_TOL
+    fresh = np.zeros((N, C))  # a gradient that holds none yet: without dscratch the product goes straight in
+    linear_backward(fresh, dw, db, dout, x, w)
+    assert rel_err(fresh, numeric_grad(loss, x)) < FD_TOL
+    through_scratch = g0[0].copy()
+    linear_backward(through_scratch, dw, db, dout, x, w, np.empty((N, C)))
+    assert np.array_equal(through_scratch, g0[0] + fresh), "the two paths must give the same sum"
 
 
 def test_linear_backward_without_dinp_or_bias():
@@ -238,13 +246,13 @@ def test_gelu_and_relu_forward_match_numpy(dtype):
     assert np.array_equal(out, np.maximum(x, 0))
 
 
-@pytest.mark.parametrize("kernel", ["gelu", "relu"])
+@pytest.mark.parametrize("kernel", sorted(act.ACTIVATION_KERNELS))
 @pytest.mark.parametrize("N,C", [(1, 13), (4, 13)])
 def test_activation_backward_fd_and_accumulates(kernel, N, C):
     rng = np.random.default_rng(13)
     x, dout = randn(rng, N, C, scale=2), randn(rng, N, C)
     x[np.abs(x) < 1e-3] = 0.5  # keep ReLU's kink away from the finite-difference step
-    fwd, bwd = (act.gelu_forward, act.gelu_backward) if kernel == "gelu" else (act.relu_forward, act.relu_backward)
+    fwd, bwd = act.ACTIVATION_KERNELS[kernel]
     out = np.empty_like(x)
 
     def loss():
@@ -447,7 +455,7 @@ def test_attention_forward_matches_numpy(dtype, B, T, NH, HS, causal):
 
 
 @pytest.mark.parametrize("B,T,NH,HS", ATTN_SHAPES)
-def test_attention_backward_fd_writes_dqkv(B, T, NH, HS):
+def test_attention_backward_fd_and_accumulates(B, T, NH, HS):
     rng = np.random.default_rng(23)
     C = NH * HS
     qkv, dout = randn(rng, B, T, 3 * C), randn(rng, B, T, C)
@@ -459,10 +467,11 @@ def test_attention_backward_fd_writes_dqkv(B, T, NH, HS):
         return float(np.sum(out * dout))
 
     loss()
-    dqkv = randn(rng, B, T, 3 * C)  # garbage: dqkv is written
+    dqkv0 = randn(rng, B, T, 3 * C)
+    dqkv = dqkv0.copy()
     scratch = [np.full(s.shape, np.nan) for s in (q, k, v, att, yh)]  # dq, dk, dv, datt, dyh
     attention_backward(dqkv, *scratch, dout, q, k, v, att, scale)
-    assert rel_err(dqkv, numeric_grad(loss, qkv)) < FD_TOL
+    assert rel_err(dqkv - dqkv0, numeric_grad(loss, qkv)) < FD_TOL
 
 
 def test_attention_causal_mask_blocks_the_future():
@@ -481,7 +490,7 @@ def test_attention_causal_mask_blocks_the_future():
     assert not np.allclose(out[:, t0:], before[:, t0:])
     dout = randn(rng, B, T, C)
     dout[:, t0:] = 0.0  # only the past carries gradient
-    dqkv = np.empty_like(qkv)
+    dqkv = np.zeros_like(qkv)
     scratch = [np.empty(s.shape) for s in (q, k, v, att, yh)]
     attention_backward(dqkv, *scratch, dout, q, k, v, att, 0.5)
     assert np.all(dqkv[:, t0:] == 0), "a future position received gradient"
@@ -519,14 +528,17 @@ def test_head_layout_kernels_are_exact_and_adjoint(dtype):
     for i, part in enumerate((q, k, v)):
         want = qkv[..., i * C:(i + 1) * C].reshape(B, T, NH, HS).transpose(0, 2, 1, 3)
         assert np.array_equal(part, want)
-    dqkv = np.full_like(qkv, np.nan)
-    merge_qkv_grad(dqkv, q, k, v)  # the backward of a permutation is its inverse
-    assert np.array_equal(dqkv, qkv)
-    yh, out, back = randn(rng, B, NH, T, HS, dtype=dtype), np.empty((B, T, C), dtype), np.empty((B, NH, T, HS), dtype)
+    dqkv0 = randn(rng, B, T, 3 * C, dtype=dtype)
+    dqkv = dqkv0.copy()
+    merge_qkv_grad(dqkv, q, k, v)  # the backward of a permutation is its inverse, added on
+    assert np.array_equal(dqkv, dqkv0 + qkv)
+    yh, out = randn(rng, B, NH, T, HS, dtype=dtype), np.empty((B, T, C), dtype)
     merge_heads(out, yh)
     assert np.array_equal(out, yh.transpose(0, 2, 1, 3).reshape(B, T, C))
+    back0 = randn(rng, B, NH, T, HS, dtype=dtype)
+    back = back0.copy()
     split_heads_grad(back, out)
-    assert np.array_equal(back, yh)
+    assert np.array_equal(back, back0 + yh)
 
 
 def test_serial_and_parallel_compiles_agree_bit_for_bit(monkeypatch):

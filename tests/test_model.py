@@ -118,6 +118,36 @@ def test_backward_is_repeatable_and_dropout_off_in_eval():
     assert abs(first[0] - rloss) < 1e-10, "eval mode must not drop anything"
 
 
+@pytest.mark.parametrize("norm,position,residual", [*WIRINGS, ("batchnorm", "pre", True), ("batchnorm", "post", True)])
+def test_zero_grad_is_the_one_place_gradients_start(norm, position, residual):
+    """Poisoning every gradient and every backward scratch buffer with NaN before a backward changes nothing.
+
+    The head's backward (the first) zeroes the gradients (each activation gradient
+    reads as zero until an op adds to it or writes it whole); every scratch buffer
+    an op reads must be written whole first. So nothing left from an earlier step,
+    or from another layer, can leak into a gradient.
+    """
+    for impl, dropout in (("naive", 0.0), ("tiled", 0.3)):
+        cfg = replace(TINY, norm=norm, norm_position=position, residual=residual, dropout=dropout,
+                      positional="rope", attention=replace(TINY.attention, impl=impl))
+        model, ids, targets = build(cfg)
+        model.dropout_rng = np.random.default_rng(3)
+        model.forward(ids, targets)
+        model.loss_and_dlogits()
+        model.backward()
+        clean = model.grads.copy()
+        model.dropout_rng = np.random.default_rng(3)
+        model.forward(ids, targets)
+        model.loss_and_dlogits()
+        model.grads.fill(np.nan)
+        model.grads_acts.flat.fill(np.nan)
+        for name in ("dy", "dact", "dscratch", "dq", "dk", "dv", "datt"):
+            if name in model.acts:
+                model.acts[name].fill(np.nan)
+        model.backward()
+        assert np.array_equal(model.grads, clean), (impl, dropout)
+
+
 # ------------------------------------------------------------------- reference
 
 @pytest.mark.parametrize("norm,position,residual", WIRINGS)

@@ -3,10 +3,17 @@
 The same op list serves a full training step and the step-through view: a
 phase of `TrainingSession.step_into` is one op's forward or backward.
 
-Buffers: activations live in one arena per (B, T). The backward threads one
-residual-stream gradient `dres` (N, C) down the network in place (a residual
-add passes its gradient through unchanged, so nothing needs copying), with a
-few scratch buffers for the gradients inside an op.
+Buffers: activations live in one arena per (B, T), and so do the activations'
+gradients (`grads_acts`, as llm.c's grads_acts). The backward contract is
+llm.c's: every op's backward reads the gradient of its output and adds (+=)
+into the gradients of its inputs and parameters, and `zero_grad`, which the
+first backward op calls, zeroes them all once per step (an activation
+gradient's buffer is cleared at its first use, see GradientArena). A residual
+add passes its gradient on unchanged, so `x = x + f` keeps x's gradient
+buffer: the stream has one buffer through its adds. Inside an op, the
+gradients that BLAS products write whole (dy, dact; the naive attention's dq,
+dk, dv) are scratch, and the others (dyh, dqkv, dfc, ...) are gradients whose
+buffer every layer's op shares: one is never alive while another is.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ from simulator.kernels.cpu.linear import linear_backward, linear_forward
 from simulator.kernels.cpu.norms import layernorm_backward, layernorm_forward, rmsnorm_backward, rmsnorm_forward
 from simulator.kernels.cpu.rope import rope_backward, rope_forward, rope_tables, sinusoid_table
 from simulator.kernels.cpu.softmax import crossentropy_forward, crossentropy_softmax_backward
-from simulator.model.arena import Arena
+from simulator.model.arena import Arena, GradientArena
 from simulator.model.params import build_buffers, build_layout, has_final_norm, init_params, norm_sites
 
 Tensors = dict[str, np.ndarray]
@@ -119,14 +126,11 @@ class GPT:
                 f"{p}.res2": (N, C),
             })
         shapes.update({"logits": (N, V), "losses": (N,), "uniform": (N * H,)})
-        # gradient scratch: the residual stream, an op's input, inside attention and the MLP
-        shapes.update({"dres": (N, C), "dz": (N, C), "dh": (N, C), "dbranch": (N, C), "dy": (N, C),
-                       "dqkv": (N, QKV), "dq": (B, NH, T, HS), "dk": (B, NKV, T, HS), "dv": (B, NKV, T, HS),
-                       "dyh": (B, NH, T, HS), "dfc": (N, H), "dact": (N, H), "dlogits": (N, V)})
+        # gradient scratch inside an op, written whole by BLAS products (so never zeroed); dlogits is
+        # written by the loss, before the backward zeroes the gradients
+        shapes.update({"dy": (N, C), "dact": (N, H), "dscratch": (N, C), "dlogits": (N, V)})
         if naive:
-            shapes["datt"] = (B, NH, T, T)
-        if cfg.positional != "learned":  # the gradient a fixed position table receives, thrown away
-            shapes["dpos"] = (T, C)
+            shapes.update({"dq": (B, NH, T, HS), "dk": (B, NKV, T, HS), "dv": (B, NKV, T, HS), "datt": (B, NH, T, T)})
         self.acts = Arena(shapes, self.dtype)
         self.acts["rowmask"].fill(1.0)  # every row of a batch is a real token: batches are never padded
         self.ids = np.zeros((B, T), dtype=np.int32)
@@ -135,25 +139,70 @@ class GPT:
         self.padded = False
         self.shape = (B, T)
         self._dropout_on: dict[str, bool] = {}
-        self._norm_trained: dict[str, bool] = {}
-        self.ops = self._build_ops()
+        self.norm_trained: dict[str, bool] = {}
+        self._gradient_of: dict[str, str] = {}  # activation -> its gradient; gradient -> its buffer (see _grad)
+        self._buffer_of: dict[str, str] = {}
+        self._grad_shapes: dict[str, tuple[int, ...]] = {}
+        self.ops: list[Op] = []
+        self._build_ops()
+        self.grads_acts = GradientArena(self._grad_shapes, self.dtype, self._gradient_of, self._buffer_of)
+
+    def zero_grad(self) -> None:
+        """Zeroes every gradient, of the parameters and of the activations: each backward op adds from here.
+
+        The one place gradients are zeroed, once per step (the head's backward calls it).
+        """
+        self.grads.fill(0.0)
+        self.grads_acts.zero()
+
+    def _grad(self, name: str, shape: tuple[int, ...] | None = None, same_as: str | None = None,
+              buffer: str | None = None) -> None:
+        """Gives activation `name` a gradient (once; default shape (N, C)), or makes it the gradient of `same_as`.
+
+        `buffer`: the buffer it shares with gradients of the same kind in other
+        layers, for a gradient that lives inside one op (never two at once).
+        """
+        if same_as is not None:
+            self._gradient_of[name] = self._gradient_of[same_as]
+        elif name not in self._gradient_of:
+            B, T = self.shape
+            shape = shape or (B * T, self.cfg.d_model)
+            self._gradient_of[name] = name
+            self._buffer_of[name] = buffer or name
+            assert self._grad_shapes.setdefault(buffer or name, shape) == shape, name
 
     # -------------------------------------------------------------- ops list
 
-    def _build_ops(self) -> list[Op]:
-        cfg = self.cfg
-        ops = [Op("embed", self._embed_forward, self._embed_backward)]
-        x = "x0"  # name of the residual stream entering the next block
-        for i in range(cfg.n_layer):
-            block_ops, x = self._block_ops(i, x)
-            ops += block_ops
-        if has_final_norm(cfg):
-            f, b = self._norm_pair("norm_f", x, "norm_f", first=True)
-            ops.append(Op("norm_f", f, b))
-            x = "norm_f"
+    def _build_ops(self) -> None:
+        self.ops.append(Op("embed", self._embed_forward, self._embed_backward))
+        self._grad("x0")
+        self._grad("x0.undropped", buffer="undropped")
+        if self.cfg.positional != "learned":  # a fixed position table: its gradient is computed and dropped
+            self._grad("pos", (self.shape[1], self.cfg.d_model))
+        x = "x0"  # the residual stream
+        for i in range(self.cfg.n_layer):
+            x = self._block(i, x)
+        if has_final_norm(self.cfg):
+            x = self._norm("norm_f", "norm_f", x)
         self.final = x
-        ops.append(Op("head", self._head_forward, self._head_backward))
-        return ops
+        self.ops.append(Op("head", self._head_forward, self._head_backward))
+
+    def _block(self, i: int, x: str) -> str:
+        """Appends the ops of block i reading stream `x`; returns the name of the block's output.
+
+        `_norm` is the identity under norm: none, and `_branch` adds onto the
+        stream only with residuals on (without, its output is the stream).
+        """
+        def norm(site: str, inp: str) -> str:
+            return self._norm(f"block{i}.{site}", f"h{i}.{site}", inp)
+
+        if self.cfg.norm_position == "pre":  # nanoGPT: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))
+            x = self._branch(i, "attn", norm("norm1", x), stream=x)
+            x = self._branch(i, "mlp", norm("norm2", x), stream=x)
+        else:  # post-norm, the original Transformer: x = ln_1(x + attn(x)); x = ln_2(x + mlp(x))
+            x = norm("norm1", self._branch(i, "attn", x, stream=x))
+            x = norm("norm2", self._branch(i, "mlp", x, stream=x))
+        return x
 
     @property
     def activation_sites(self) -> list[str]:
@@ -166,34 +215,6 @@ class GPT:
         for i in range(cfg.n_layer):
             names += [f"h{i}.{s}" for s in order if not s.startswith(skip)]
         return names + (["norm_f"] if has_final_norm(cfg) else [])
-
-    def _block_ops(self, i: int, x: str) -> tuple[list[Op], str]:
-        """The ops of block i reading stream `x`; returns them and the name of the block's output."""
-        cfg, p = self.cfg, f"h{i}"
-        has_norm, pre = cfg.norm != "none", cfg.norm_position == "pre"
-        ops = []
-        if pre:  # x + attn(norm1(x)) -> x + mlp(norm2(x))
-            h = x
-            if has_norm:
-                ops.append(Op(f"block{i}.norm1", *self._norm_pair(f"{p}.norm1", x, f"{p}.norm1")))
-                h = f"{p}.norm1"
-            ops.append(Op(f"block{i}.attn", *self._branch_pair(i, "attn", h, x, f"{p}.res1", into_dres=not has_norm)))
-            x = f"{p}.res1" if cfg.residual else f"{p}.attn"
-            h = x
-            if has_norm:
-                ops.append(Op(f"block{i}.norm2", *self._norm_pair(f"{p}.norm2", x, f"{p}.norm2")))
-                h = f"{p}.norm2"
-            ops.append(Op(f"block{i}.mlp", *self._branch_pair(i, "mlp", h, x, f"{p}.res2", into_dres=not has_norm)))
-            x = f"{p}.res2" if cfg.residual else f"{p}.mlp"
-        else:  # norm1(x + attn(x)) -> norm2(x + mlp(x))
-            for branch, site, res in (("attn", "norm1", "res1"), ("mlp", "norm2", "res2")):
-                ops.append(Op(f"block{i}.{branch}", *self._branch_pair(i, branch, x, x, f"{p}.{res}", into_dres=True,
-                                                                       grad_from="dz" if has_norm else "dres")))
-                x = f"{p}.{res}" if cfg.residual else f"{p}.{branch}"
-                if has_norm:
-                    ops.append(Op(f"block{i}.{site}", *self._norm_pair(f"{p}.{site}", x, f"{p}.{site}", post=True)))
-                    x = f"{p}.{site}"
-        return ops, x
 
     # ------------------------------------------------------------ positions
 
@@ -236,54 +257,47 @@ class GPT:
     def _embed_backward(self) -> Tensors:
         B, T = self.shape
         t0 = self.position_offset
-        d = self._dropout_grad("x0", self.acts["dres"])
+        d = self._dropout_backward("x0").reshape(B, T, -1)
         if self.cfg.positional == "learned":
-            embedding_backward(self.g["wte"], self.g["wpe"][t0:t0 + T], d.reshape(B, T, -1), self.ids)
+            embedding_backward(self.g["wte"], self.g["wpe"][t0:t0 + T], d, self.ids)
             return {"d wte": self.g["wte"], "d wpe": self.g["wpe"]}
-        self.acts["dpos"].fill(0.0)  # a fixed table: its gradient is computed (same kernel) and dropped
-        embedding_backward(self.g["wte"], self.acts["dpos"], d.reshape(B, T, -1), self.ids)
+        embedding_backward(self.g["wte"], self.grads_acts["pos"], d, self.ids)
         return {"d wte": self.g["wte"]}
 
     # ---------------------------------------------------------------- norms
 
-    def _norm_pair(self, prefix: str, inp: str, out: str, first=False, post=False):
-        """Forward/backward of a norm reading `inp`.
-
-        Pre-norm: the output gradient is in `dh`; the input gradient is added onto
-        the stream gradient `dres` (which also flows on through the residual), or
-        written there at the final norm (`first`: nothing has reached `dres` yet).
-        Post-norm: the norm sits on the stream, so it reads `dres` and writes `dz`,
-        which the branch below turns back into `dres`.
-        """
+    def _norm(self, name: str, site: str, inp: str) -> str:
+        """Appends op `name`: norm `site` of activation `inp`; returns `site`, or `inp` itself under norm: none."""
+        if self.cfg.norm == "none":
+            return inp
         A, P, G = self.acts, self.p, self.g
         rms, bn = self.cfg.norm == "rmsnorm", self.cfg.norm == "batchnorm"
+        self._grad(site)
 
         def forward():
             if bn:
-                self._batchnorm_forward(prefix, inp, out)
+                self._batchnorm_forward(site, inp, site)
             elif rms:
-                rmsnorm_forward(A[out], A[f"{out}.rstd"], A[inp], P[f"{prefix}.w"])
+                rmsnorm_forward(A[site], A[f"{site}.rstd"], A[inp], P[f"{site}.w"])
             else:
-                layernorm_forward(A[out], A[f"{out}.mean"], A[f"{out}.rstd"], A[inp], P[f"{prefix}.w"],
-                                  P[f"{prefix}.b"])
-            return {out: A[out]}
+                layernorm_forward(A[site], A[f"{site}.mean"], A[f"{site}.rstd"], A[inp], P[f"{site}.w"],
+                                  P[f"{site}.b"])
+            return {site: A[site]}
 
         def backward():
-            dout = A["dres"] if post else A["dh"]
-            dinp = A["dz"] if post else A["dres"]
-            if post or first:
-                dinp.fill(0.0)
+            dinp, dout = self.grads_acts[inp], self.grads_acts[site]
             if bn:
-                self._batchnorm_backward(prefix, inp, out, dinp, dout)
+                self._batchnorm_backward(site, inp, site, dinp, dout)
             elif rms:
-                rmsnorm_backward(dinp, G[f"{prefix}.w"], dout, A[inp], P[f"{prefix}.w"], A[f"{out}.rstd"])
+                rmsnorm_backward(dinp, G[f"{site}.w"], dout, A[inp], P[f"{site}.w"], A[f"{site}.rstd"])
             else:
-                layernorm_backward(dinp, G[f"{prefix}.w"], G[f"{prefix}.b"], dout, A[inp], P[f"{prefix}.w"],
-                                   A[f"{out}.mean"], A[f"{out}.rstd"])
-            names = [k for k in (f"{prefix}.w", f"{prefix}.b") if k in G]
+                layernorm_backward(dinp, G[f"{site}.w"], G[f"{site}.b"], dout, A[inp], P[f"{site}.w"],
+                                   A[f"{site}.mean"], A[f"{site}.rstd"])
+            names = [k for k in (f"{site}.w", f"{site}.b") if k in G]
             return {f"d {inp}": dinp, **{f"d {k}": G[k] for k in names}}
 
-        return forward, backward
+        self.ops.append(Op(name, forward, backward))
+        return site
 
     def _batchnorm_forward(self, prefix: str, inp: str, out: str) -> None:
         """Train mode: batch statistics over the rows, then the running statistics move; eval: running ones."""
@@ -297,11 +311,11 @@ class GPT:
         else:
             batchnorm_eval_forward(A[out], A[f"{out}.mean"], A[f"{out}.rstd"], A[inp], running_mean, running_var,
                                    P[f"{prefix}.w"], P[f"{prefix}.b"])
-        self._norm_trained[out] = self.training  # the backward must differentiate what the forward did
+        self.norm_trained[out] = self.training  # the backward must differentiate what the forward did
 
     def _batchnorm_backward(self, prefix: str, inp: str, out: str, dinp: np.ndarray, dout: np.ndarray) -> None:
         A, P, G = self.acts, self.p, self.g
-        if self._norm_trained.get(out, True):
+        if self.norm_trained.get(out, True):
             batchnorm_backward(dinp, G[f"{prefix}.w"], G[f"{prefix}.b"], dout, A[inp], A["rowmask"], P[f"{prefix}.w"],
                                A[f"{out}.mean"], A[f"{out}.rstd"], A["dnorm_sum"], A["dnorm_xsum"])
         else:
@@ -310,19 +324,30 @@ class GPT:
 
     # ------------------------------------------------------- attention / mlp
 
-    def _branch_pair(self, i: int, branch: str, inp: str, stream: str, res: str, into_dres: bool,
-                     grad_from: str = "dres"):
-        """Forward/backward of an attention or MLP branch reading `inp`, with its residual add.
+    def _branch(self, i: int, kind: str, inp: str, stream: str) -> str:
+        """Appends op block{i}.{kind}: out = dropout(kind(inp)), then res = stream + out with residuals on.
 
-        Forward: out = branch(inp); res = stream + out when residuals are on.
-        Backward: the output gradient is `dres` (the stream's); the input gradient
-        is written to `dh` when a norm sits before the branch, else added into
-        `dres` (`into_dres`: the branch reads the stream itself).
+        `kind` is attn or mlp. Returns the name of what flows on: res, or out
+        without residuals. The backward adds d(res) into d(out) (d(stream) is
+        d(res) already: one buffer), then the branch's input gradient into d(inp).
         """
         A, cfg, p = self.acts, self.cfg, f"h{i}"
-        out = f"{p}.{branch}"
-        run_forward = self._attn_forward if branch == "attn" else self._mlp_forward
-        run_backward = self._attn_backward if branch == "attn" else self._mlp_backward
+        out, res = f"{p}.{kind}", f"{p}.res1" if kind == "attn" else f"{p}.res2"
+        run_forward, run_backward = (self._attn_forward, self._attn_backward) if kind == "attn" else \
+            (self._mlp_forward, self._mlp_backward)
+        self._grad(out)
+        self._grad(f"{out}.undropped", buffer="undropped")  # the gradients inside the op: one buffer each
+        if kind == "attn":
+            B, T, NH, HS, NKV = *self.shape, cfg.n_head, cfg.head_size, cfg.kv_heads
+            self._grad(f"{p}.yh", (B, NH, T, HS), buffer="yh")
+            self._grad(f"{p}.qkv", (B * T, cfg.d_model + 2 * NKV * HS), buffer="qkv")
+            if cfg.attention.impl == "tiled":  # its backward adds into dq, dk, dv; the naive one's are scratch
+                for name, shape in (("q", (B, NH, T, HS)), ("k", (B, NKV, T, HS)), ("v", (B, NKV, T, HS))):
+                    self._grad(f"{p}.{name}", shape, buffer=name)
+        else:
+            self._grad(f"{p}.fc", (self.shape[0] * self.shape[1], cfg.d_hidden), buffer="fc")
+        if cfg.residual:
+            self._grad(res, same_as=stream)  # x = x + f: the stream keeps its gradient buffer
 
         def forward():
             run_forward(p, inp, out)
@@ -334,26 +359,15 @@ class GPT:
             return produced
 
         def backward():
-            dstream = A[grad_from]  # gradient of the branch output (and of `stream` through the residual)
-            dout = self._dropout_grad(out, dstream)
-            dinp = A["dh"]
-            run_backward(p, inp, dout, dinp)  # writes dinp
-            if into_dres:  # the branch read the stream: its input gradient joins the stream's
-                if grad_from == "dres":
-                    if cfg.residual:
-                        act.add_inplace(A["dres"], dinp)
-                    else:
-                        np.copyto(A["dres"], dinp)
-                elif cfg.residual:  # post-norm: stream gradient = dz (residual) + branch input gradient
-                    act.residual_forward(A["dres"], A[grad_from], dinp)
-                else:
-                    np.copyto(A["dres"], dinp)
-            elif not cfg.residual:  # pre-norm without residual: only the norm's gradient reaches the stream
-                A["dres"].fill(0.0)
-            names = [k for k in self.g if k.startswith(f"{p}.{branch}.")]
-            return {f"d {inp}": dinp, **{f"d {k}": self.g[k] for k in names}}
+            D = self.grads_acts
+            if cfg.residual:  # d(out) += d(res): d(out) is still zero, so a copy
+                np.copyto(D.for_writing(out), D[res])
+            run_backward(p, inp, self._dropout_backward(out))
+            names = [k for k in self.g if k.startswith(f"{p}.{kind}.")]
+            return {f"d {inp}": D[inp], **{f"d {k}": self.g[k] for k in names}}
 
-        return forward, backward
+        self.ops.append(Op(f"block{i}.{kind}", forward, backward))
+        return res if cfg.residual else out
 
     def _attn_forward(self, p: str, inp: str, out: str) -> None:
         A, P = self.acts, self.p
@@ -362,101 +376,64 @@ class GPT:
         linear_forward(A[out], A[f"{p}.y"], P[f"{p}.attn.proj.w"], P[f"{p}.attn.proj.b"])  # (N, C)
 
     def _attend(self, p: str) -> None:
-        """Heads from the fused projection, positions rotated in (rope), attention, heads merged into {p}.y."""
-        A, (B, T), att = self.acts, self.shape, self.cfg.attention
+        """Heads from the fused projection, positions rotated in (rope), `attend`, heads merged into {p}.y."""
+        A, (B, T) = self.acts, self.shape
         q, k, v, yh = A[f"{p}.q"], A[f"{p}.k"], A[f"{p}.v"], A[f"{p}.yh"]
         split_heads(q, k, v, A[f"{p}.qkv"].reshape(B, T, -1))  # (B, NH, T, HS), k and v (B, NKV, T, HS)
         if self.rope_cos is not None:
             cos, sin = self._rope_rows()
             rope_forward(q, cos, sin)
             rope_forward(k, cos, sin)
+        self.attend(int(p[1:]), q, k, v, yh)
+        merge_heads(A[f"{p}.y"].reshape(B, T, -1), yh)  # (B, T, C)
+
+    def attend(self, layer: int, q: np.ndarray, k: np.ndarray, v: np.ndarray, yh: np.ndarray) -> None:
+        """Writes the attention output yh (B, NH, T, HS) of a layer from its q, k (rotated under rope) and v.
+
+        The hook of the attention op: a KV-cache decoder overrides it to attend
+        over its cached keys as well; everything around it stays the model's.
+        """
+        A, p, att = self.acts, f"h{layer}", self.cfg.attention
         causal = att.mask == "causal"
         if att.impl == "tiled":
             tile_q, tile_k = att.tile_q or TILE_Q, att.tile_k or TILE_K
-            tiled_attention_forward(yh, A[f"{p}.lse"], q, k, v, self.kv_len, self._attn_scale(), causal, tile_q, tile_k)
+            tiled_attention_forward(yh, A[f"{p}.lse"], q, k, v, self.kv_len, self.attention_scale(), causal, tile_q,
+                                    tile_k)
         else:
-            attention_heads_forward(yh, A[f"{p}.att"], q, k, v, self._attn_scale(), causal, self.kv_len)
-        merge_heads(A[f"{p}.y"].reshape(B, T, -1), yh)  # (B, T, C)
+            attention_heads_forward(yh, A[f"{p}.att"], q, k, v, self.attention_scale(), causal, self.kv_len)
 
-    def _attn_backward(self, p: str, inp: str, dout: np.ndarray, dinp: np.ndarray) -> None:
-        A, P, G, (B, T), att = self.acts, self.p, self.g, self.shape, self.cfg.attention
+    def _attn_backward(self, p: str, inp: str, dout: np.ndarray) -> None:
+        A, P, G, D, (B, T), att = self.acts, self.p, self.g, self.grads_acts, self.shape, self.cfg.attention
+        # dy: scratch, written whole by the product
         linear_backward(A["dy"], G[f"{p}.attn.proj.w"], G[f"{p}.attn.proj.b"], dout, A[f"{p}.y"],
                         P[f"{p}.attn.proj.w"])
-        dq, dk, dv, dyh = A["dq"], A["dk"], A["dv"], A["dyh"]
-        q, k, v = A[f"{p}.q"], A[f"{p}.k"], A[f"{p}.v"]
+        q, k, v, dyh = A[f"{p}.q"], A[f"{p}.k"], A[f"{p}.v"], D[f"{p}.yh"]
         split_heads_grad(dyh, A["dy"].reshape(B, T, -1))
         if att.impl == "tiled":
-            for d in (dq, dk, dv):  # the tiled backward accumulates
-                d.fill(0.0)
+            dq, dk, dv = D[f"{p}.q"], D[f"{p}.k"], D[f"{p}.v"]
             tile_q, tile_k = att.tile_q or BACKWARD_TILE_Q, att.tile_k or BACKWARD_TILE_K
             tiled_attention_backward(dq, dk, dv, dyh, q, k, v, A[f"{p}.yh"], A[f"{p}.lse"], self.kv_len,
-                                     self._attn_scale(), att.mask == "causal", tile_q, tile_k)
-        else:
-            attention_heads_backward(dq, dk, dv, A["datt"], dyh, q, k, v, A[f"{p}.att"], self._attn_scale())
+                                     self.attention_scale(), att.mask == "causal", tile_q, tile_k)
+        else:  # scratch, written whole by the products
+            dq, dk, dv = A["dq"], A["dk"], A["dv"]
+            attention_heads_backward(dq, dk, dv, A["datt"], dyh, q, k, v, A[f"{p}.att"], self.attention_scale())
         if self.rope_cos is not None:  # gradients of the rotated q, k -> of the projected ones
             cos, sin = self._rope_rows()
             rope_backward(dq, cos, sin)
             rope_backward(dk, cos, sin)
-        merge_qkv_grad(A["dqkv"].reshape(B, T, -1), dq, dk, dv)
-        linear_backward(dinp, G[f"{p}.attn.qkv.w"], G[f"{p}.attn.qkv.b"], A["dqkv"], A[inp], P[f"{p}.attn.qkv.w"])
+        dqkv = D[f"{p}.qkv"]
+        merge_qkv_grad(dqkv.reshape(B, T, -1), dq, dk, dv)
+        dinp, dscratch = self._input_grad(inp)
+        linear_backward(dinp, G[f"{p}.attn.qkv.w"], G[f"{p}.attn.qkv.b"], dqkv, A[inp], P[f"{p}.attn.qkv.w"], dscratch)
 
     def _rope_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """The rows of the rope tables for this batch's positions."""
         t0, T = self.position_offset, self.shape[1]
         return self.rope_cos[t0:t0 + T], self.rope_sin[t0:t0 + T]
 
-    def _attn_scale(self) -> float:
+    def attention_scale(self) -> float:
         """What scores q.k are multiplied by: 1/sqrt(head size), or 1 (scale: none)."""
         return 1.0 / np.sqrt(self.cfg.head_size) if self.cfg.attention.scale == "sqrt_dk" else 1.0
-
-    def attention_probs(self, layer: int) -> np.ndarray:
-        """A layer's attention probabilities (B, NH, T, T) in the last forward.
-
-        Naive attention keeps them. Tiled attention keeps only each row's
-        log-sum-exp, so they are recomputed exactly as its backward does:
-        P = exp(scale q k^T - lse) on the visible keys (a new array, on request).
-        """
-        A, p = self.acts, f"h{layer}"
-        if self.cfg.attention.impl == "naive":
-            return A[f"{p}.att"]
-        q, k = A[f"{p}.q"].astype(np.float64), A[f"{p}.k"].astype(np.float64)
-        B, NH, T, HS = q.shape
-        nkv = k.shape[1]
-        s = (q.reshape(B, nkv, -1, HS) @ k.transpose(0, 1, 3, 2)).reshape(B, NH, T, T) * self._attn_scale()
-        lse = A[f"{p}.lse"].astype(np.float64)
-        visible = np.arange(T)[None, None, None, :] < self.kv_len[:, None, None, None]  # (B, 1, 1, T) keys
-        if self.cfg.attention.mask == "causal":
-            visible = visible & np.tri(T, dtype=bool)
-        lse = np.where(np.isfinite(lse), lse, np.inf)  # a row without keys: all zeros
-        return np.where(visible, np.exp(np.where(visible, s, 0.0) - lse[..., None]), 0.0).astype(self.dtype)
-
-    def attention_entropy(self, layer: int, probs: np.ndarray | None = None) -> np.ndarray:
-        """(NH,) mean entropy in nats of each head's attention rows in a layer (real tokens only).
-
-        0 means every query looks at one key (a saturated softmax); log(n) is
-        uniform attention over n keys. `probs`: attention_probs(layer), if at hand.
-        """
-        P = (self.attention_probs(layer) if probs is None else probs).astype(np.float64)
-        B, NH, T, _ = P.shape
-        h = -(P * np.log(np.where(P > 0, P, 1.0))).sum(axis=-1)  # (B, NH, T)
-        rows = self.acts["rowmask"].reshape(B, 1, T).astype(np.float64)
-        return (h * rows).sum(axis=(0, 2)) / max(float(rows.sum()), 1.0)
-
-    def attention_saturation(self, layer: int, probs: np.ndarray | None = None, margin: float = 0.01) -> np.ndarray:
-        """(NH,) share of each head's rows (real tokens with two or more visible keys) whose top probability > 1-margin.
-
-        Such a softmax row is nearly one-hot: with top probability 1 - e, its score
-        gradient dS = p (dP - sum(p dP)) has |dS|_1 <= 4 e max|dP|, so q and k learn
-        almost nothing from it, however large the gradient dP arriving from above.
-        """
-        P = self.attention_probs(layer) if probs is None else probs
-        B, NH, T, _ = P.shape
-        keys = np.minimum(self.kv_len[:, None], T)  # (B, 1): visible keys per query row
-        if self.cfg.attention.mask == "causal":
-            keys = np.minimum(keys, np.arange(1, T + 1)[None, :])  # (B, T)
-        rows = (np.broadcast_to(keys, (B, T)) >= 2) & (self.acts["rowmask"].reshape(B, T) != 0)
-        top = P.max(axis=-1) > 1.0 - margin  # (B, NH, T)
-        return (top & rows[:, None, :]).sum(axis=(0, 2)) / max(int(rows.sum()), 1)
 
     def _mlp_forward(self, p: str, inp: str, out: str) -> None:
         A, P = self.acts, self.p
@@ -464,68 +441,14 @@ class GPT:
         act.ACTIVATION_KERNELS[self.cfg.activation][0](A[f"{p}.act"], A[f"{p}.fc"])
         linear_forward(A[out], A[f"{p}.act"], P[f"{p}.mlp.proj.w"], P[f"{p}.mlp.proj.b"])  # (N, C)
 
-    def _mlp_backward(self, p: str, inp: str, dout: np.ndarray, dinp: np.ndarray) -> None:
-        A, P, G = self.acts, self.p, self.g
+    def _mlp_backward(self, p: str, inp: str, dout: np.ndarray) -> None:
+        A, P, G, dfc = self.acts, self.p, self.g, self.grads_acts[f"{p}.fc"]
+        # dact: scratch, written whole by the product
         linear_backward(A["dact"], G[f"{p}.mlp.proj.w"], G[f"{p}.mlp.proj.b"], dout, A[f"{p}.act"],
                         P[f"{p}.mlp.proj.w"])
-        A["dfc"].fill(0.0)
-        act.ACTIVATION_KERNELS[self.cfg.activation][1](A["dfc"], A[f"{p}.fc"], A["dact"])
-        linear_backward(dinp, G[f"{p}.mlp.fc.w"], G[f"{p}.mlp.fc.b"], A["dfc"], A[inp], P[f"{p}.mlp.fc.w"])
-
-    # ------------------------------------------------------- identity path
-
-    def identity_fractions(self, params: Tensors | None = None) -> dict[str, float]:
-        """Per residual sublayer ("h0.attn", "h0.mlp", ...): how much of its input reaches its output unchanged.
-
-        A sublayer maps its input stream x (N, C) to y = x + f (pre-norm, or no norm)
-        or to y = norm(x + f) (post-norm), f being the branch output. With its
-        statistics fixed, a norm is linear plus a bias, so y = S(x) + S(f) + beta,
-        where S is what the skip path does to x: the identity for pre-norm; for
-        post-norm the norm's centring and scaling with the statistics of x + f
-        (LayerNorm: gamma (x - row mean) row_rstd; RMSNorm: gamma x row_rstd;
-        BatchNorm: gamma (x - channel mean) channel_rstd). The fraction is
-        ||S(x)|| / ||S0(x)||, where S0 is the same map with the statistics of x
-        alone, i.e. what would reach the output if the branch added nothing. So it
-        is exactly 1 for pre-norm (and without norms), 0 without residuals, and for
-        post-norm about rms(x) / rms(x + f): 1/sqrt(2) once the branch is as large
-        as the stream and uncorrelated with it. Computed from the last forward's
-        tensors; `params`: the weight views that forward used (default: current).
-        """
-        cfg, A = self.cfg, self.acts
-        P = self.p if params is None else params
-        out: dict[str, float] = {}
-        post = cfg.norm != "none" and cfg.norm_position == "post"
-        x_name = "x0"
-        for i in range(cfg.n_layer):
-            for branch, site in (("attn", "norm1"), ("mlp", "norm2")):
-                key = f"h{i}.{branch}"
-                if not cfg.residual:
-                    out[key] = 0.0
-                elif not post:
-                    out[key] = 1.0
-                else:
-                    norm = f"h{i}.{site}"
-                    x, gamma = A[x_name].astype(np.float64), P[f"{norm}.w"].astype(np.float64)
-                    through = np.linalg.norm(self._norm_linear_part(x, norm, gamma, own_statistics=False))
-                    alone = np.linalg.norm(self._norm_linear_part(x, norm, gamma, own_statistics=True))
-                    out[key] = float(through / alone) if alone > 0 else 0.0
-                    x_name = norm
-        return out
-
-    def _norm_linear_part(self, x: np.ndarray, site: str, gamma: np.ndarray, own_statistics: bool) -> np.ndarray:
-        """What norm `site` does to x along the skip path: with the last forward's statistics, or with x's own."""
-        A, kind, eps = self.acts, self.cfg.norm, 1e-5  # the norms' eps
-        if kind == "batchnorm":
-            valid = A["rowmask"] != 0
-            if not self._norm_trained.get(site, True):  # running statistics: a fixed map, whatever x is
-                return gamma * x * A[f"{site}.rstd"].astype(np.float64)
-            xc = x - x[valid].mean(axis=0)
-            rstd = 1.0 / np.sqrt((xc[valid] ** 2).mean(axis=0) + eps) if own_statistics else \
-                A[f"{site}.rstd"].astype(np.float64)
-            return gamma * xc * rstd
-        xc = x - x.mean(axis=1, keepdims=True) if kind == "layernorm" else x
-        rstd = 1.0 / np.sqrt((xc ** 2).mean(axis=1) + eps) if own_statistics else A[f"{site}.rstd"].astype(np.float64)
-        return gamma * xc * rstd[:, None]
+        act.ACTIVATION_KERNELS[self.cfg.activation][1](dfc, A[f"{p}.fc"], A["dact"])
+        dinp, dscratch = self._input_grad(inp)
+        linear_backward(dinp, G[f"{p}.mlp.fc.w"], G[f"{p}.mlp.fc.b"], dfc, A[inp], P[f"{p}.mlp.fc.w"], dscratch)
 
     # ------------------------------------------------------------- dropout
 
@@ -552,13 +475,24 @@ class GPT:
         self.dropout_rng.random(out=uniform, dtype=self.dtype)
         (act.dropout_classic_forward if classic else act.dropout_forward)(x, mask, x, uniform, p)
 
-    def _dropout_grad(self, site: str, dout: np.ndarray) -> np.ndarray:
-        """The gradient before `site`'s dropout: dout times the mask (in scratch), or dout itself."""
+    def _input_grad(self, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """d(name) for linear_backward and the scratch it adds through: None while d(name) is zero (then written).
+
+        A branch that reads the stream itself (post-norm, no norm) finds the
+        residual's share there already; every other input gradient is zero.
+        """
+        D = self.grads_acts
+        if D.is_zero(name):
+            return D.for_writing(name), None
+        return D[name], self.acts["dscratch"]
+
+    def _dropout_backward(self, site: str) -> np.ndarray:
+        """The gradient before `site`'s dropout: d(site) through the mask, added into its own buffer; or d(site)."""
+        D = self.grads_acts
         if not self._dropout_on.get(site, False):
-            return dout
-        d = self.acts["dbranch"]
-        np.multiply(dout, self.acts[f"{site}.mask"], out=d)
-        return d
+            return D[site]
+        act.dropout_backward(D[f"{site}.undropped"], D[site], self.acts[f"{site}.mask"])
+        return D[f"{site}.undropped"]
 
     # ---------------------------------------------------------- head, loss
 
@@ -573,12 +507,12 @@ class GPT:
 
     def _head_backward(self) -> Tensors:
         A = self.acts
-        self.grads.fill(0.0)  # the first backward op of a step: parameter gradients accumulate from here
-        # the stream gradient starts here, written; a final norm reads it from dh
-        dst = A["dh"] if has_final_norm(self.cfg) else A["dres"]
-        linear_backward(dst, self._head_weight(grads=True), None, A["dlogits"], A[self.final], self._head_weight())
+        self.zero_grad()  # the first backward op of a step: every gradient adds up from zero here
+        dfinal, dscratch = self._input_grad(self.final)
+        linear_backward(dfinal, self._head_weight(grads=True), None, A["dlogits"], A[self.final], self._head_weight(),
+                        dscratch)
         name = "d wte" if self.cfg.tie_embeddings else "d lm_head.w"
-        return {f"d {self.final}": dst, name: self._head_weight(grads=True)}
+        return {f"d {self.final}": dfinal, name: self._head_weight(grads=True)}
 
     def loss_and_dlogits(self) -> float:
         """Mean cross-entropy of the current logits against `self.targets`; writes dlogits (fused).
@@ -630,7 +564,7 @@ class GPT:
         return self.loss_only()
 
     def backward(self) -> None:
-        """Runs every op's backward in reverse order (the head's zeroes the gradients first)."""
+        """Runs every op's backward in reverse order (the head's, the first, calls zero_grad)."""
         for op in reversed(self.ops):
             op.backward()
 

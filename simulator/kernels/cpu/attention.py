@@ -35,7 +35,7 @@ def split_heads(q, k, v, qkv):
 
 @wide
 def merge_qkv_grad(dqkv, dq, dk, dv):
-    """Writes dqkv from the per-head gradients (the backward of split_heads)."""
+    """Accumulates dqkv += the per-head gradients in the fused layout (the backward of split_heads)."""
     B, NH, T, HS = dq.shape
     NKV = dk.shape[1]
     C, CK = NH * HS, NKV * HS
@@ -43,11 +43,11 @@ def merge_qkv_grad(dqkv, dq, dk, dv):
         for t in range(T):
             for h in range(NH):
                 for i in range(HS):
-                    dqkv[b, t, h * HS + i] = dq[b, h, t, i]
+                    dqkv[b, t, h * HS + i] += dq[b, h, t, i]
             for h in range(NKV):
                 for i in range(HS):
-                    dqkv[b, t, C + h * HS + i] = dk[b, h, t, i]
-                    dqkv[b, t, C + CK + h * HS + i] = dv[b, h, t, i]
+                    dqkv[b, t, C + h * HS + i] += dk[b, h, t, i]
+                    dqkv[b, t, C + CK + h * HS + i] += dv[b, h, t, i]
 
 
 @wide
@@ -64,13 +64,13 @@ def merge_heads(out, yh):
 
 @wide
 def split_heads_grad(dyh, dout):
-    """Writes dyh from dout (the backward of merge_heads)."""
+    """Accumulates dyh += dout in the per-head layout (the backward of merge_heads)."""
     B, NH, T, HS = dyh.shape
     for bh in prange(B * NH):
         b, h = bh // NH, bh % NH
         for t in range(T):
             for i in range(HS):
-                dyh[b, h, t, i] = dout[b, t, h * HS + i]
+                dyh[b, h, t, i] += dout[b, t, h * HS + i]
 
 
 @wide
@@ -111,7 +111,7 @@ def attention_softmax_forward(att, scale, causal, kv_len=None):
 
 
 def attention_softmax_backward(datt, att, scale):
-    """In place: datt (dL/dprobs) becomes dL/dscores = scale * p * (dp - sum(dp * p))."""
+    """In place: datt (dL/dprobs) becomes dL/dscores = scale * p * (dp - sum(dp * p)) (one gradient, two names)."""
     _attention_softmax_backward(datt, att, att.dtype.type(scale))
 
 
@@ -146,7 +146,11 @@ def attention_heads_forward(yh, att, q, k, v, scale, causal, kv_len=None):
 
 
 def attention_heads_backward(dq, dk, dv, datt, dyh, q, k, v, att, scale):
-    """Writes dq, dk, dv from dyh; datt is scratch. A key/value head sums the gradients of its query group."""
+    """Accumulates dq, dk, dv from dyh into gradients that hold none yet; datt is scratch.
+
+    Each gradient is one BLAS product, which BLAS writes: onto zero, the same
+    sum. A key/value head sums the gradients of its query group in the product.
+    """
     nkv = k.shape[1]
     np.matmul(_grouped(dyh, nkv), v.transpose(0, 1, 3, 2), out=_grouped(datt, nkv))  # dL/dprobs (B, NH, T, T)
     np.matmul(_grouped(att, nkv).transpose(0, 1, 3, 2), _grouped(dyh, nkv), out=dv)  # (B, NKV, T, HS)
@@ -164,7 +168,8 @@ def attention_forward(out, q, k, v, att, yh, qkv, scale, causal, kv_len=None):
 
 
 def attention_backward(dqkv, dq, dk, dv, datt, dyh, dout, q, k, v, att, scale):
-    """Writes dqkv (B, T, C + 2 NKV HS) from dout (B, T, C); dq, dk, dv, datt, dyh are scratch."""
+    """Accumulates dqkv (B, T, C + 2 NKV HS) from dout (B, T, C); dq, dk, dv, datt, dyh are scratch."""
+    dyh.fill(0.0)  # scratch, which the per-head gradient is added into
     split_heads_grad(dyh, dout)
     attention_heads_backward(dq, dk, dv, datt, dyh, q, k, v, att, scale)
     merge_qkv_grad(dqkv, dq, dk, dv)

@@ -19,7 +19,7 @@ def embedding_forward(out, ids, wte, wpe):
 
 @njit(cache=True, nogil=True)
 def embedding_backward(dwte, dwpe, dout, ids):
-    """Scatter-add dout into the rows of the tables that were read."""
+    """Accumulates dout into the rows of the tables that were read (a scatter-add)."""
     # dwte is (V, C), dwpe is (maxT, C), dout is (B, T, C); serial: rows of dwte collide
     B, T, C = dout.shape
     for b in range(B):

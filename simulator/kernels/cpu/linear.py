@@ -3,6 +3,7 @@
 import numpy as np
 from numba import njit, prange
 
+from simulator.kernels.cpu.activations import add_inplace
 from simulator.kernels.cpu.jit import wide
 
 
@@ -34,10 +35,16 @@ def linear_forward(out, inp, weight, bias):
         bias_add(out, bias)
 
 
-def linear_backward(dinp, dweight, dbias, dout, inp, weight):
-    """Writes dinp = dout @ weight.T; accumulates dweight += inp.T @ dout and dbias."""
-    # dinp is (N, C) or None (input needs no gradient), dweight is (C, OC), dout is (N, OC)
-    if dinp is not None:
+def linear_backward(dinp, dweight, dbias, dout, inp, weight, dscratch=None):
+    """Accumulates dinp += dout @ weight.T, dweight += inp.T @ dout and dbias += the column sums of dout."""
+    # dinp is (N, C) or None (input needs no gradient), dweight is (C, OC), dout is (N, OC), dscratch (N, C).
+    # BLAS writes its product and cannot add it: given dscratch, the product is formed there and added into
+    # dinp; without, it is written into dinp, which is the same sum for a dinp that holds no gradient yet
+    # (0 + x == x): the caller's word (the GPT asks its GradientArena whether anything reached dinp yet)
+    if dinp is not None and dscratch is not None:
+        np.matmul(dout, weight.T, out=dscratch)
+        add_inplace(dinp, dscratch)
+    elif dinp is not None:
         np.matmul(dout, weight.T, out=dinp)
     dweight += inp.T @ dout  # (C, OC); a weight-sized temporary, small next to the product
     if dbias is not None:

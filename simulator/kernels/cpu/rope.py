@@ -52,7 +52,7 @@ def rope_forward(x, cos, sin):
 
 @wide
 def rope_backward(dx, cos, sin):
-    """In place: dx (the gradient of the rotated x) becomes the gradient of x: the inverse rotation."""
+    """In place: dx (the gradient of the rotated x) becomes the gradient of x, by the inverse rotation."""
     # dx is (B, H, T, HS); cos, sin as in rope_forward
     B, H, T, HS = dx.shape
     half = HS // 2

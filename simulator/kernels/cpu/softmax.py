@@ -53,7 +53,11 @@ def crossentropy_forward(losses, logits, targets):
 
 @wide
 def crossentropy_softmax_backward(losses, dlogits, logits, targets, dloss):
-    """Fused: writes losses and dlogits = dloss * (softmax(logits) - onehot(targets)) in one pass."""
+    """Fused: writes losses and dlogits = dloss * (softmax(logits) - onehot(targets)) in one pass.
+
+    The one backward kernel that writes: the gradient starts here, before the
+    model zeroes the others, so there is nothing to add it onto.
+    """
     # losses is (N,), dlogits, logits are (N, V); dloss is the scalar weight of each row (1/N for a mean)
     N, V = logits.shape
     for n in prange(N):

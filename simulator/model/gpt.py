@@ -41,19 +41,13 @@ from simulator.kernels.cpu.attention_tiled import (
     tiled_attention_backward,
     tiled_attention_forward,
 )
-from simulator.kernels.cpu.batchnorm import (
-    batchnorm_backward,
-    batchnorm_eval_backward,
-    batchnorm_eval_forward,
-    batchnorm_forward,
-    batchnorm_running_update,
-)
 from simulator.kernels.cpu.embedding import embedding_backward, embedding_forward
 from simulator.kernels.cpu.linear import linear_backward, linear_forward
 from simulator.kernels.cpu.norms import layernorm_backward, layernorm_forward, rmsnorm_backward, rmsnorm_forward
 from simulator.kernels.cpu.rope import rope_backward, rope_forward, rope_tables, sinusoid_table
 from simulator.kernels.cpu.softmax import crossentropy_forward, crossentropy_softmax_backward
 from simulator.model.arena import Arena, GradientArena
+from simulator.model.batchnorm_mode import batchnorm_mode_backward, batchnorm_mode_forward
 from simulator.model.params import build_buffers, build_layout, has_final_norm, init_params, norm_sites
 
 Tensors = dict[str, np.ndarray]
@@ -301,26 +295,18 @@ class GPT:
 
     def _batchnorm_forward(self, prefix: str, inp: str, out: str) -> None:
         """Train mode: batch statistics over the rows, then the running statistics move; eval: running ones."""
-        A, P = self.acts, self.p
-        running_mean, running_var = self.buffers[f"{prefix}.running_mean"], self.buffers[f"{prefix}.running_var"]
-        if self.training:
-            batchnorm_forward(A[out], A[f"{out}.mean"], A[f"{out}.var"], A[f"{out}.rstd"], A[inp], A["rowmask"],
-                              P[f"{prefix}.w"], P[f"{prefix}.b"])
-            batchnorm_running_update(running_mean, running_var, A[f"{out}.mean"], A[f"{out}.var"], A["rowmask"],
-                                     self.cfg.batchnorm_momentum)
-        else:
-            batchnorm_eval_forward(A[out], A[f"{out}.mean"], A[f"{out}.rstd"], A[inp], running_mean, running_var,
-                                   P[f"{prefix}.w"], P[f"{prefix}.b"])
-        self.norm_trained[out] = self.training  # the backward must differentiate what the forward did
+        A, P, B = self.acts, self.p, self.buffers
+        # the backward must differentiate what the forward did
+        self.norm_trained[out] = batchnorm_mode_forward(
+            A[out], A[f"{out}.mean"], A[f"{out}.var"], A[f"{out}.rstd"], A[inp], A["rowmask"], P[f"{prefix}.w"],
+            P[f"{prefix}.b"], B[f"{prefix}.running_mean"], B[f"{prefix}.running_var"], self.cfg.batchnorm_momentum,
+            self.training)
 
     def _batchnorm_backward(self, prefix: str, inp: str, out: str, dinp: np.ndarray, dout: np.ndarray) -> None:
         A, P, G = self.acts, self.p, self.g
-        if self.norm_trained.get(out, True):
-            batchnorm_backward(dinp, G[f"{prefix}.w"], G[f"{prefix}.b"], dout, A[inp], A["rowmask"], P[f"{prefix}.w"],
-                               A[f"{out}.mean"], A[f"{out}.rstd"], A["dnorm_sum"], A["dnorm_xsum"])
-        else:
-            batchnorm_eval_backward(dinp, G[f"{prefix}.w"], G[f"{prefix}.b"], dout, A[inp], P[f"{prefix}.w"],
-                                    A[f"{out}.mean"], A[f"{out}.rstd"])
+        batchnorm_mode_backward(dinp, G[f"{prefix}.w"], G[f"{prefix}.b"], dout, A[inp], A["rowmask"], P[f"{prefix}.w"],
+                                A[f"{out}.mean"], A[f"{out}.rstd"], A["dnorm_sum"], A["dnorm_xsum"],
+                                self.norm_trained.get(out, True))
 
     # ------------------------------------------------------- attention / mlp
 

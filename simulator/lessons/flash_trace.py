@@ -44,12 +44,8 @@ class AttentionTraceError(ValueError):
     """A person's mistake in the arguments of a trace (shapes, tile sizes, fast memory)."""
 
 
-@dataclass(frozen=True)
-class Traffic:
-    """Floats moved between slow and fast memory."""
-
-    reads: int  # slow -> fast
-    writes: int  # fast -> slow
+class _Moved:
+    """`floats` and `bytes` of anything with `reads` and `writes` (counts of floats)."""
 
     @property
     def floats(self) -> int:
@@ -63,7 +59,15 @@ class Traffic:
 
 
 @dataclass(frozen=True)
-class TileStep:
+class Traffic(_Moved):
+    """Floats moved between slow and fast memory."""
+
+    reads: int  # slow -> fast
+    writes: int  # fast -> slow
+
+
+@dataclass(frozen=True)
+class TileStep(_Moved):
     """The state after one (query tile, key tile) pair; arrays are copies."""
 
     index: int  # position in the visiting order
@@ -78,16 +82,6 @@ class TileStep:
     skipped: bool  # whole pair above the causal diagonal: nothing moved or computed
     reads: int  # running count of floats read from slow memory, this pair included
     writes: int  # running count of floats written to slow memory
-
-    @property
-    def floats(self) -> int:
-        """Running count of floats moved."""
-        return self.reads + self.writes
-
-    @property
-    def bytes(self) -> int:
-        """Running count of bytes moved (4 a float)."""
-        return BYTES_PER_FLOAT * self.floats
 
 
 def tile_sizes(d, fast_memory_floats):

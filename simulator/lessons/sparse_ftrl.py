@@ -14,26 +14,18 @@ it and the fraction of weights that are exactly zero.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.config import OptimConfig
 from simulator.lessons import Lesson, check, check_optim_at, optim_rules, register
+from simulator.lessons.optimizer_race import RaceEntry
 from simulator.model.layout import ParamLayout
 from simulator.optim import lr_at, make_optimizer
 from simulator.rules import in_range, non_empty, non_negative, positive_int
 from simulator.yamlconfig import ParseContext
 
 _HASH = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (64-bit golden ratio)
-
-@dataclass(frozen=True)
-class LessonEntry:
-    """One learner: its label and optimizer settings."""
-
-    label: str = "ftrl"
-    optim: OptimConfig = field(default_factory=OptimConfig)
-
 
 @dataclass(frozen=True)
 class SparseLogRegConfig:
@@ -51,7 +43,7 @@ class SparseLogRegConfig:
     steps: int = 400
     val_size: int = 4000
     seed: int = 0
-    optimizers: tuple[LessonEntry, ...] = ()
+    optimizers: tuple[RaceEntry, ...] = ()  # the learners: a label and optimizer settings each
 
 
 @dataclass

@@ -206,6 +206,18 @@ def _check_text(cfg: RunConfig, ctx: ParseContext, text: str, where: str) -> Non
         if ch not in chars:
             ctx.fail("sampling.prompt", f"character {ch!r} at position {i} does not occur in {where}",
                      "a character model can only start from characters it was trained on")
+    _check_memory(cfg, ctx, len(chars))
+
+
+def _check_memory(cfg: RunConfig, ctx: ParseContext, n_chars: int) -> None:
+    """A model must fit the memory this machine has free now, or it is refused before anything is allocated."""
+    from simulator.memory import available_bytes, gib, memory_bill  # imported here: it builds on the model
+
+    have = available_bytes()
+    bill = memory_bill(cfg, vocab_size=cfg.model.vocab_size or n_chars)
+    if have is not None and bill.total > have:
+        ctx.fail("model", f"this model needs {bill.sentence()}; this machine has {gib(have)} available",
+                 "use a smaller d_model, n_layer, seq_len or train.batch_size", at=("model",))
 
 
 _OWN_MESSAGE = re.compile(r"^((?:model|optim|data|train|sampling)\.[a-z0-9_]+)\s*:?\s*(.*)$")

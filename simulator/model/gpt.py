@@ -62,6 +62,38 @@ class Op:
     backward: Callable[[], Tensors]
 
 
+def activation_shapes(cfg: ModelConfig, B: int, T: int) -> dict[str, tuple[int, ...]]:
+    """The forward arena of a GPT for batches of (B, T): every activation, cache and scratch array by name."""
+    C, N = cfg.d_model, B * T
+    NH, HS, H, V = cfg.n_head, cfg.head_size, cfg.d_hidden, cfg.vocab_size
+    shapes: dict[str, tuple[int, ...]] = {"x0": (N, C), "x0.mask": (N, C)}
+    # a norm's cached statistics: one per row (layernorm, rmsnorm) or one per channel (batchnorm)
+    stat = (C,) if cfg.norm == "batchnorm" else (N,)
+    for site in norm_sites(cfg):
+        shapes.update({site: (N, C), f"{site}.mean": stat, f"{site}.rstd": stat, f"{site}.var": stat})
+    shapes.update({"rowmask": (N,), "dnorm_sum": (C,), "dnorm_xsum": (C,)})
+    NKV, QKV, naive = cfg.kv_heads, C + 2 * cfg.kv_heads * HS, cfg.attention.impl == "naive"
+    for i in range(cfg.n_layer):
+        p = f"h{i}"
+        # q and k as the scores use them (rotated, under rope); naive keeps the probabilities (T x T per
+        # head), tiled only each row's log-sum-exp, from which its backward recomputes them
+        shapes[f"{p}.att" if naive else f"{p}.lse"] = (B, NH, T, T) if naive else (B, NH, T)
+        shapes.update({
+            f"{p}.qkv": (N, QKV), f"{p}.q": (B, NH, T, HS), f"{p}.k": (B, NKV, T, HS),
+            f"{p}.v": (B, NKV, T, HS), f"{p}.yh": (B, NH, T, HS),
+            f"{p}.y": (N, C), f"{p}.attn": (N, C), f"{p}.attn.mask": (N, C), f"{p}.res1": (N, C),
+            f"{p}.fc": (N, H), f"{p}.act": (N, H), f"{p}.mlp": (N, C), f"{p}.mlp.mask": (N, C),
+            f"{p}.res2": (N, C),
+        })
+    shapes.update({"logits": (N, V), "losses": (N,), "uniform": (N * H,)})
+    # gradient scratch inside an op, written whole by BLAS products (so never zeroed); dlogits is
+    # written by the loss, before the backward zeroes the gradients
+    shapes.update({"dy": (N, C), "dact": (N, H), "dscratch": (N, C), "dlogits": (N, V)})
+    if naive:
+        shapes.update({"dq": (B, NH, T, HS), "dk": (B, NKV, T, HS), "dv": (B, NKV, T, HS), "datt": (B, NH, T, T)})
+    return shapes
+
+
 class GPT:
     """Parameters, gradients and activations of one model, and its ops in forward order."""
 
@@ -98,34 +130,7 @@ class GPT:
         if self.shape == (B, T):
             return
         assert 1 <= T <= self.cfg.seq_len, (T, self.cfg.seq_len)
-        cfg, C, N = self.cfg, self.cfg.d_model, B * T
-        NH, HS, H, V = cfg.n_head, cfg.head_size, cfg.d_hidden, cfg.vocab_size
-        shapes: dict[str, tuple[int, ...]] = {"x0": (N, C), "x0.mask": (N, C)}
-        # a norm's cached statistics: one per row (layernorm, rmsnorm) or one per channel (batchnorm)
-        stat = (C,) if cfg.norm == "batchnorm" else (N,)
-        for site in norm_sites(cfg):
-            shapes.update({site: (N, C), f"{site}.mean": stat, f"{site}.rstd": stat, f"{site}.var": stat})
-        shapes.update({"rowmask": (N,), "dnorm_sum": (C,), "dnorm_xsum": (C,)})
-        NKV, QKV, naive = cfg.kv_heads, C + 2 * cfg.kv_heads * HS, cfg.attention.impl == "naive"
-        for i in range(cfg.n_layer):
-            p = f"h{i}"
-            # q and k as the scores use them (rotated, under rope); naive keeps the probabilities (T x T per
-            # head), tiled only each row's log-sum-exp, from which its backward recomputes them
-            shapes[f"{p}.att" if naive else f"{p}.lse"] = (B, NH, T, T) if naive else (B, NH, T)
-            shapes.update({
-                f"{p}.qkv": (N, QKV), f"{p}.q": (B, NH, T, HS), f"{p}.k": (B, NKV, T, HS),
-                f"{p}.v": (B, NKV, T, HS), f"{p}.yh": (B, NH, T, HS),
-                f"{p}.y": (N, C), f"{p}.attn": (N, C), f"{p}.attn.mask": (N, C), f"{p}.res1": (N, C),
-                f"{p}.fc": (N, H), f"{p}.act": (N, H), f"{p}.mlp": (N, C), f"{p}.mlp.mask": (N, C),
-                f"{p}.res2": (N, C),
-            })
-        shapes.update({"logits": (N, V), "losses": (N,), "uniform": (N * H,)})
-        # gradient scratch inside an op, written whole by BLAS products (so never zeroed); dlogits is
-        # written by the loss, before the backward zeroes the gradients
-        shapes.update({"dy": (N, C), "dact": (N, H), "dscratch": (N, C), "dlogits": (N, V)})
-        if naive:
-            shapes.update({"dq": (B, NH, T, HS), "dk": (B, NKV, T, HS), "dv": (B, NKV, T, HS), "datt": (B, NH, T, T)})
-        self.acts = Arena(shapes, self.dtype)
+        self.acts = Arena(activation_shapes(self.cfg, B, T), self.dtype)
         self.acts["rowmask"].fill(1.0)  # every row of a batch is a real token: batches are never padded
         self.ids = np.zeros((B, T), dtype=np.int32)
         self.targets = np.zeros((B, T), dtype=np.int32)

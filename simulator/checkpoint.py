@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator.data import CharTokenizer, DataError, TextDataset, load_dataset
+from simulator.data.dataset import TokenizerOnly
 from simulator.presets import PresetError, dump_config, parse_preset_text
 from simulator.runfolder import atomic_file
 from simulator.session import SessionError, TrainingSession
@@ -84,19 +85,25 @@ def _check_entries(path: Path, arrays: dict[str, np.ndarray]) -> None:
             raise CheckpointError(f"{path}: entry '{key}' is not a random-number state ({e})") from None
 
 
-def load_checkpoint(path, dataset: TextDataset | None = None) -> TrainingSession:
-    """A session restored from a checkpoint, ready to continue bit-identically."""
+def load_checkpoint(path, dataset: TextDataset | None = None, need_data: bool = True) -> TrainingSession:
+    """A session restored from a checkpoint, ready to continue bit-identically.
+
+    need_data=False (sampling): when the training text is gone, the session gets the checkpoint's own
+    tokenizer and can generate, but not train.
+    """
     path = checkpoint_path(path)
     arrays = read_checkpoint(path)
     try:
-        config = parse_preset_text(str(arrays["config"]), f"{path} (saved config)")
+        config = parse_preset_text(str(arrays["config"]), f"{path} (saved config)", read_data=need_data)
     except PresetError as e:
         raise CheckpointError(f"{path}: the saved config no longer loads: {e}") from None
     saved_tokens = CharTokenizer.from_json(str(arrays["tokenizer"]))
     try:
         dataset = dataset if dataset is not None else load_dataset(config.data)
     except DataError as e:
-        raise CheckpointError(f"{path}: the training data is not readable: {e}") from None
+        if need_data:
+            raise CheckpointError(f"{path}: the training data is not readable: {e}") from None
+        dataset = TokenizerOnly(saved_tokens, config.data.path or "the training text")
     if dataset.tokenizer != saved_tokens:
         raise CheckpointError(f"{path}: the training data has changed since this checkpoint "
                               f"(its characters differ), so the weights no longer fit it")

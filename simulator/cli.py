@@ -148,7 +148,7 @@ def _sample(args) -> int:
 
     from simulator.checkpoint import load_checkpoint
     from simulator.sampling import explain_table, generate, validate_sampling
-    session = load_checkpoint(args.checkpoint)
+    session = load_checkpoint(args.checkpoint, need_data=False)  # a copied run folder samples without its text
     cfg = session.config.sampling
     given = {"prompt": args.prompt, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
              "min_p": args.min_p, "max_new": args.max_new, "seed": args.seed}

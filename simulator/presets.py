@@ -111,8 +111,11 @@ def _yaml_root(text: str, source: str):
         raise PresetError(f"{source}:{line}: character #x{code:04x} is not allowed in YAML ({e.reason})") from None
 
 
-def parse_any_text(text: str, source_name: str = "<preset>", base_dir=None):
-    """Parse preset text of any registered kind (top-level `kind:`, default gpt) into its config."""
+def parse_any_text(text: str, source_name: str = "<preset>", base_dir=None, read_data: bool = True):
+    """Parse preset text of any registered kind (top-level `kind:`, default gpt) into its config.
+
+    read_data=False skips reading the training text (a checkpoint's saved config, to sample from).
+    """
     root = _yaml_root(text, source_name)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     if root is None:
@@ -132,15 +135,15 @@ def parse_any_text(text: str, source_name: str = "<preset>", base_dir=None):
         else:
             pairs.append((key_node, value_node))
     spec = _kind(kind)
-    ctx = ParseContext(source_name, base, spec.rules)
+    ctx = ParseContext(source_name, base, spec.rules, read_data=read_data)
     node = MappingNode(root.tag, pairs, root.start_mark, root.end_mark)
     cfg = parse_dataclass(spec.cls, node, ctx, "")
     return spec.validate(cfg, ctx) or cfg
 
 
-def parse_preset_text(text: str, source_name: str = "<preset>", base_dir=None) -> RunConfig:
-    """Parse the YAML text of a gpt preset into a validated RunConfig."""
-    cfg = parse_any_text(text, source_name, base_dir)
+def parse_preset_text(text: str, source_name: str = "<preset>", base_dir=None, read_data: bool = True) -> RunConfig:
+    """Parse the YAML text of a gpt preset into a validated RunConfig (read_data: see parse_any_text)."""
+    cfg = parse_any_text(text, source_name, base_dir, read_data)
     if not isinstance(cfg, RunConfig):
         raise PresetError(f"{source_name}: kind: this is a '{_kind_of_config(cfg).name}' preset, not a gpt preset")
     return cfg
@@ -267,6 +270,8 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
     if problem is not None:
         ctx.fail(problem.path, problem.what, problem.hint, at=problem.at)
     _backstop(ctx, cfg)
+    if not ctx.read_data:
+        return cfg
     if d.kind == "text_file" or (d.kind == "lines" and d.path is not None):
         if d.path is None:
             ctx.fail("data.kind", "text_file needs data.path (the text file to train on)", at=("data.kind",))

@@ -96,3 +96,18 @@ def test_a_deep_mlp_lesson_that_diverges_exits_3_naming_the_first_bad_tensor(cap
     assert "NaN/Inf" in captured.out  # the summary still shows the per-layer table
     assert captured.err.count("\n") == 1 and "error: step 2: activation z" in captured.err
     assert main(["train", "--preset", "deep-exploding-clipped"]) == 0
+
+
+def test_a_run_folder_whose_text_is_gone_still_samples(tmp_path, capsys):
+    text = tmp_path / "own.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    preset = tmp_path / "own.yaml"
+    preset.write_text(TINY + "data: {kind: text_file, path: own.txt}\nsampling: {prompt: 'the'}\n")
+    assert main(["train", "--preset", str(preset), "--runs", str(tmp_path / "runs"), "--quiet"]) == 0
+    (run,) = list((tmp_path / "runs").iterdir())
+    text.unlink()  # as on another machine
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(run), "--max-new", "20"]) == 0
+    assert capsys.readouterr().out.startswith("the")
+    assert main(["train", "--resume", str(run), "--steps", "1", "--quiet"]) == 2  # training needs the text
+    assert "own.txt" in capsys.readouterr().err

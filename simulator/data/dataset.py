@@ -63,6 +63,28 @@ def load_text(cfg: DataConfig) -> tuple[str, str]:
     raise DataError(f"data.kind '{cfg.kind}' is not a known kind of data")
 
 
+class TokenizerOnly:
+    """A run's saved tokenizer without its text (a run folder copied to another machine): enough to sample, not
+    to train or evaluate."""
+
+    def __init__(self, tokenizer: CharTokenizer, source: str):
+        self.tokenizer = tokenizer
+        self.source = source
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of distinct characters the run was trained on."""
+        return self.tokenizer.vocab_size
+
+    def check_fits(self, seq_len: int) -> None:
+        """Nothing to check: there are no splits."""
+
+    def split(self, name: str) -> np.ndarray:
+        raise DataError(f"{self.source} is not at hand: a session from this checkpoint can sample, not train")
+
+    sample_batch = unigram_entropy = split
+
+
 class TextDataset:
     """Token ids of one text, split into train and validation, with a character tokenizer."""
 

@@ -28,6 +28,7 @@ from simulator.rules import (  # noqa: F401 (re-exported: rule helpers for other
     Rule,
     at_least,
     declared_rule,
+    did_you_mean,
     greater_than,
     in_range,
     non_empty,
@@ -37,19 +38,22 @@ from simulator.rules import (  # noqa: F401 (re-exported: rule helpers for other
     positive_int,
     unit_open,
 )
-from simulator.rules import did_you_mean as _did_you_mean
-from simulator.yamlconfig import Dumper as _Dumper
-from simulator.yamlconfig import ParseContext, PresetError, parse_dataclass
-from simulator.yamlconfig import check_rule as _check_rule
-from simulator.yamlconfig import describe_node as _describe_node
-from simulator.yamlconfig import from_value as _from_value
-from simulator.yamlconfig import leaf_paths as _leaf_paths
-from simulator.yamlconfig import node_line as _node_line
-from simulator.yamlconfig import plain as _plain
-from simulator.yamlconfig import replace_path as _replace_path
-from simulator.yamlconfig import scalar as _scalar
-from simulator.yamlconfig import show as _show
-from simulator.yamlconfig import type_hints as _hints
+from simulator.yamlconfig import (
+    Dumper,
+    ParseContext,
+    PresetError,
+    check_rule,
+    describe_node,
+    from_value,
+    leaf_paths,
+    node_line,
+    parse_dataclass,
+    plain,
+    replace_path,
+    scalar,
+    show,
+    type_hints,
+)
 
 DEFAULT_PRESET = "tiny-gpt"
 DEFAULT_KIND = "gpt"
@@ -122,16 +126,16 @@ def parse_any_text(text: str, source_name: str = "<preset>", base_dir=None, read
         raise PresetError(f"{source_name}:1: the preset is empty (expected a mapping with name, description, "
                           "model, optim, data, train, sampling)")
     if not isinstance(root, MappingNode):
-        raise PresetError(f"{source_name}:{_node_line(root)}: expected a mapping of settings at the top level, "
-                          f"got {_describe_node(root)}")
+        raise PresetError(f"{source_name}:{node_line(root)}: expected a mapping of settings at the top level, "
+                          f"got {describe_node(root)}")
     kind, pairs = DEFAULT_KIND, []
     for key_node, value_node in root.value:
         if isinstance(key_node, ScalarNode) and key_node.value == "kind":
-            kind = _scalar(value_node) if isinstance(value_node, ScalarNode) else None
+            kind = scalar(value_node) if isinstance(value_node, ScalarNode) else None
             if not isinstance(kind, str) or _kind(kind) is None:
                 known = _kind_names()
-                msg = f"{_show(kind)} is not one of {', '.join(known)}" + _did_you_mean(str(kind), known)
-                raise PresetError(f"{source_name}:{_node_line(key_node)}: kind: {msg}")
+                msg = f"{show(kind)} is not one of {', '.join(known)}" + did_you_mean(str(kind), known)
+                raise PresetError(f"{source_name}:{node_line(key_node)}: kind: {msg}")
         else:
             pairs.append((key_node, value_node))
     spec = _kind(kind)
@@ -292,17 +296,17 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
 # ------------------------------------------------------------------------------------ dump, override
 def dump_config(cfg) -> str:
     """YAML text of a config dataclass in field order; parsing it gives back an equal config."""
-    data = _plain(cfg)
+    data = plain(cfg)
     kind = _kind_of_config(cfg)
     if kind is not None and kind.name != DEFAULT_KIND:
         data = {"kind": kind.name, **data}
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
 
 
 def flag_name(path: str, cls=RunConfig) -> str:
     """The command-line style name of a dotted path: '--steps', or '--train.seed' where the last part is shared."""
     leaf = path.rsplit(".", 1)[-1]
-    shared = sum(p.rsplit(".", 1)[-1] == leaf for p in _leaf_paths(cls)) > 1
+    shared = sum(p.rsplit(".", 1)[-1] == leaf for p in leaf_paths(cls)) > 1
     return "--" + (path if shared else leaf).replace("_", "-")
 
 
@@ -311,17 +315,17 @@ def override(cfg, flag_names: Mapping[str, str] | None = None, **dotted):
     spec = _kind_of_config(cfg) or _Kind("", type(cfg), {}, lambda c, _ctx: c)
     names = {p: (flag_names or {}).get(p) or flag_name(p, type(cfg)) for p in dotted}
     ctx = ParseContext(None, Path.cwd(), spec.rules, names=names)
-    leaves = _leaf_paths(type(cfg))
+    leaves = leaf_paths(type(cfg))
     for path, value in dotted.items():
         typ = type(cfg)
         for part in path.split("."):
-            hints = _hints(typ) if dataclasses.is_dataclass(typ) else {}
+            hints = type_hints(typ) if dataclasses.is_dataclass(typ) else {}
             if part not in hints:
-                ctx.fail(path, "is not a setting" + _did_you_mean(path, leaves))
+                ctx.fail(path, "is not a setting" + did_you_mean(path, leaves))
             typ = hints[part]
-        converted = _from_value(value, typ, ctx, path)
-        _check_rule(ctx, path, converted, rule=declared_rule(type(cfg), path))
-        cfg = _replace_path(cfg, path.split("."), converted)
+        converted = from_value(value, typ, ctx, path)
+        check_rule(ctx, path, converted, rule=declared_rule(type(cfg), path))
+        cfg = replace_path(cfg, path.split("."), converted)
     return spec.validate(cfg, ctx) or cfg
 
 
@@ -371,6 +375,6 @@ def find_preset(name_or_path) -> Path:
     if shipped.is_file():
         return shipped
     names = [p.name for p in list_presets()]
-    hint = _did_you_mean(stem, names)[2:-1]
+    hint = did_you_mean(stem, names)[2:-1]
     raise PresetError(f"no preset named '{text}' and no such file ({hint + ' ' if hint else ''}"
                       f"available: {', '.join(names)})")

@@ -190,11 +190,12 @@ def preset_report(cfg: RunConfig, dataset) -> str:
         session.step()
         got = measure(session)
     n = build_layout(model).size
-    lines = [f"{getattr(cfg, 'name', '') or 'preset'}: d_model {model.d_model}, {model.n_layer} layers, "
+    lines = [f"{getattr(cfg, 'name', '') or 'preset'}: d_model {model.d_model}, {model.n_layer} layer"
+             f"{'s' if model.n_layer != 1 else ''}, "
              f"{model.n_head} heads ({model.kv_heads} key/value), MLP hidden {model.d_hidden}, vocab "
              f"{model.vocab_size}; {n:,} parameters",
              f"one training step at batch_size {B} x seq_len {T}, {cfg.train.dtype} ({itemsize} bytes a number), "
-             f"{cfg.optim.name}; bytes, and sizes in binary units (1 MiB = 2^20 bytes)", ""]
+             f"{cfg.optim.name}", "bytes, and sizes in binary units (1 MiB = 2^20 bytes)", ""]
     clip = f" + pre-clip copy (grad_clip {cfg.optim.grad_clip:g})" if cfg.optim.grad_clip > 0 else ""
     k = optimizer_tensors(cfg.optim)
     rows = [("parameters", "parameters", None), (f"gradients{clip}", "gradients", None),

@@ -124,6 +124,19 @@ def test_the_activations_by_kind_of_site_are_the_arena_s(impl):
         assert kinds["lse"] == L * B * H * T * 4 and kinds["probs"] == kinds["datt"] == 0
 
 
+def test_a_tiled_preset_says_what_naive_attention_would_keep(tmp_path, capsys):
+    tiled = tmp_path / "tiled.yaml"
+    tiled.write_text("name: tiled\nmodel: {d_model: 16, n_layer: 1, n_head: 2, seq_len: 16, attention: {impl: tiled}}\n"
+                     "train: {batch_size: 2}\n")
+    assert main(["memory", str(tiled)]) == 0
+    out = capsys.readouterr().out
+    rows = table_rows(out)
+    assert "attention: tiled" in out and "naive would keep the probabilities (4,096 bytes" in out  # 1·2·2·16²·4
+    lse = next(cells for label, cells in rows.items() if label.startswith("log-sum-exps"))
+    assert number(lse[0]) == number(lse[2]) == 1 * 2 * 2 * 16 * 4
+    assert not any(label.startswith("attention probabilities") for label in rows)
+
+
 def test_a_model_too_large_to_build_is_billed_and_not_built(tmp_path, capsys):
     huge = tmp_path / "huge.yaml"
     huge.write_text("name: huge\nmodel: {d_model: 16384, n_layer: 96, n_head: 128, seq_len: 64}\n")

@@ -1,4 +1,5 @@
-"""The headless command line: train, check, presets, sample, bench. `python main.py` with no command opens the app.
+"""The headless command line: train, check, presets, sample, memory, bench, explain. `python main.py` with no
+command opens the app.
 
 Exit status: 0 done, 2 a person's mistake (bad preset, path, value, a run folder in use), 3 the run diverged,
 130 / 143 / 129 stopped by SIGINT / SIGTERM / SIGHUP (after saving a checkpoint).
@@ -64,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--explain", action="store_true", help="print the per-token distribution table")
 
+    mem = sub.add_parser("memory", help="the memory bill: bytes by formula next to a built session's, and what-ifs")
+    mem.add_argument("preset", nargs="?", help="a GPT preset name or YAML file")
+    mem.add_argument("--what-if", type=str.lower, choices=("7b", "13b", "70b"),
+                     help="a Llama-style model too large to run: parameters, training bytes, activations")
+    mem.add_argument("--batch", type=int, help="with --what-if: the batch of the activations (default 1)")
+    mem.add_argument("--seq", type=int, help="with --what-if: the sequence length of the activations (default 2048)")
+
     b = sub.add_parser("bench", help="print speed tables (numbers, not pass/fail)")
     b.add_argument("--quick", action="store_true", help="fewer repetitions and no medium preset")
     b.add_argument("--ui", action="store_true", help="measure the window's responsiveness while training")
@@ -108,7 +116,7 @@ def main(argv: list[str] | None = None, launch_app=None, ui_bench=None) -> int:
                 raise UsageError("the window benchmark needs the desktop app")
             return ui_bench()
         return {"train": _train, "check": _check, "presets": _presets, "sample": _sample,
-                "bench": _bench, "explain": _explain}[args.command](args)
+                "memory": _memory, "bench": _bench, "explain": _explain}[args.command](args)
     except (UsageError, PresetError, DataError, CheckpointError, SamplingError, SessionError, ExplainError,
             RunFolderError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -211,6 +219,33 @@ def _finite_table(rows: list[list[float]]) -> list[list[float]]:
             if abs(v) > LARGEST:
                 raise UsageError(f"{v:g} is too large: a variance squares it (use numbers up to {LARGEST:g})")
     return rows
+
+
+def _memory(args) -> int:
+    from simulator.lessons import lesson_of
+    from simulator.memory_calc import whatif_report
+    if args.preset is None and args.what_if is None:
+        raise UsageError("memory needs a GPT preset, --what-if 7b | 13b | 70b, or both")
+    if args.what_if is None and (args.batch is not None or args.seq is not None):
+        raise UsageError("--batch and --seq size the --what-if calculator's activations: give --what-if too")
+    for flag, value in (("--batch", args.batch), ("--seq", args.seq)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    parts = []
+    if args.preset is not None:
+        from simulator.data import load_dataset
+        from simulator.memory import preset_report
+        from simulator.presets import load_any
+        cfg = load_any(args.preset, fit_memory=False)  # a model too large to build is still billed
+        lesson = lesson_of(cfg)
+        if lesson is not None:
+            raise UsageError(f"'{args.preset}' is a lesson preset (kind: {lesson.kind}): it has no GPT to bill "
+                             "(use a GPT preset, e.g. tiny-gpt)")
+        parts.append(preset_report(cfg, load_dataset(cfg.data)))
+    if args.what_if is not None:
+        parts.append(whatif_report(args.what_if, batch=args.batch or 1, seq=args.seq or 2048))
+    print("\n\n".join(parts))
+    return 0
 
 
 def _bench(args) -> int:

@@ -4,13 +4,16 @@ with one sentence instead of dying in numpy.
 The rows follow the buffers the session really makes (a test compares them with a built session's, byte for
 byte): the flat weights and their gradients, the optimizer's state buffers and decay mask, the pre-clip gradient
 copy, the forward arena (`activation_shapes`) and the activations' gradients (`activation_gradient_bytes`, which
-mirrors `GPT._build_ops`).
+mirrors `GPT._build_ops`). `python main.py memory PRESET` prints each row next to the same row read from a built
+session (`measure`, `preset_report`), the forward arena by kind of site, and the weights in other storage formats;
+models too large to run are `memory_calc.py`'s.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,6 +22,14 @@ from simulator.model.gpt import activation_shapes
 from simulator.model.params import build_layout, has_final_norm
 
 GIB = 1024 ** 3
+MIB = 1024 ** 2
+
+# What-if storage of the weights: bits per weight of the codes, and the block that shares one float16 absmax
+# scale (0: no scales). NF4 is QLoRA's: 4-bit codes + one float16 scale per 64 weights = 4.25 bits per weight.
+FORMATS = {"float32": (32, 0), "float16": (16, 0), "bfloat16": (16, 0), "int8": (8, 64), "nf4": (4, 64)}
+SCALE_BYTES = 2
+FORMAT_NOTE = ("int8 and NF4 are block-wise: one float16 absmax scale per block of 64 weights of each tensor\n"
+               "(8.25 and 4.25 bits per weight); float16 and bfloat16 differ in range, not in bytes")
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,6 @@ def memory_bill(cfg: RunConfig, vocab_size: int | None = None) -> MemoryBill:
     model = cfg.model
     if model.vocab_size is None:
         assert vocab_size is not None, "the vocabulary comes from the data: pass vocab_size"
-        from dataclasses import replace
         model = replace(model, vocab_size=vocab_size)
     itemsize = np.dtype(cfg.train.dtype).itemsize
     n = build_layout(model).size
@@ -108,3 +118,141 @@ def available_bytes() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def stored_bytes(sizes: Iterable[int], fmt: str) -> int:
+    """Bytes of tensors of these element counts stored in `fmt` (a FORMATS key), their scales included."""
+    bits, block = FORMATS[fmt]
+    return sum(-(-n * bits // 8) + (-(-n // block) * SCALE_BYTES if block else 0) for n in sizes)
+
+
+# The forward arena by kind of site: the two that scale with T^2 or T, the MLP's hidden layer, the logits.
+KINDS = {"probs": "attention probabilities, L·B·H·T²", "datt": "their gradient (one layer at a time), B·H·T²",
+         "lse": "log-sum-exps (tiled), L·B·H·T", "mlp": "MLP hidden layer: fc, act 2·L·B·T·Dh; dact B·T·Dh",
+         "logits": "logits and dlogits, 2·B·T·V", "rest": "everything else (stream, norms, q/k/v, dropout, scratch)"}
+
+
+def activation_kinds(model: ModelConfig, B: int, T: int, itemsize: int) -> dict[str, int]:
+    """The forward arena's bytes by kind of site (KINDS), each by its formula; 'rest' is what the others leave."""
+    L, NH, N, V = model.n_layer, model.n_head, B * T, model.vocab_size
+    naive = model.attention.impl == "naive"
+    floats = {"probs": L * B * NH * T * T if naive else 0, "datt": B * NH * T * T if naive else 0,
+              "lse": 0 if naive else L * B * NH * T, "mlp": (2 * L + 1) * N * model.d_hidden, "logits": 2 * N * V}
+    out = {k: v * itemsize for k, v in floats.items()}
+    out["rest"] = sum(int(np.prod(s)) for s in activation_shapes(model, B, T).values()) * itemsize - sum(out.values())
+    return out
+
+
+def site_kind(name: str) -> str:
+    """The KINDS key of one array of the forward arena, by its name (`activation_shapes`)."""
+    if name.endswith(".att"):
+        return "probs"
+    if name.endswith(".lse"):
+        return "lse"
+    if name.endswith((".fc", ".act")) or name == "dact":
+        return "mlp"
+    return {"datt": "datt", "logits": "logits", "dlogits": "logits"}.get(name, "rest")
+
+
+def measure(session) -> tuple[MemoryBill, dict[str, int]]:
+    """The bill and the arena's bytes by kind, read from a built session's buffers (after a step: the clip
+    phase makes its pre-clip copy on the first one)."""
+    m, opt, copy = session.model, session.optimizer, session._unclipped
+    bill = MemoryBill(parameters=m.params.nbytes, gradients=m.grads.nbytes + (copy.nbytes if copy is not None else 0),
+                      optimizer=sum(b.nbytes for b in opt.state.values()) + opt.decay_mask.nbytes,
+                      activations=m.acts.nbytes, activation_gradients=m.grads_acts.nbytes)
+    kinds = dict.fromkeys(KINDS, 0)
+    for name, a in m.acts.arrays.items():
+        kinds[site_kind(name)] += a.nbytes
+    return bill, kinds
+
+
+def other_impl(cfg: RunConfig) -> RunConfig:
+    """The same run with the other attention implementation (naive <-> tiled)."""
+    impl = "tiled" if cfg.model.attention.impl == "naive" else "naive"
+    return replace(cfg, model=replace(cfg.model, attention=replace(cfg.model.attention, impl=impl)))
+
+
+def preset_report(cfg: RunConfig, dataset) -> str:
+    """`memory PRESET`: each row by formula next to the buffers of a session built from it (when it fits),
+    the activations by kind of site, the other attention implementation, and the weights in other formats."""
+    from simulator.session import TrainingSession  # imported here: it builds the kernels
+
+    model = cfg.model if cfg.model.vocab_size else replace(cfg.model, vocab_size=dataset.tokenizer.vocab_size)
+    cfg = replace(cfg, model=model)
+    itemsize = np.dtype(cfg.train.dtype).itemsize
+    B, T = cfg.train.batch_size, model.seq_len
+    bill, kinds = memory_bill(cfg), activation_kinds(model, B, T, itemsize)
+    have = available_bytes()
+    got = None
+    if have is None or bill.total <= have:
+        session = TrainingSession(cfg, dataset)
+        session.step()
+        got = measure(session)
+    n = build_layout(model).size
+    lines = [f"{getattr(cfg, 'name', '') or 'preset'}: d_model {model.d_model}, {model.n_layer} layer"
+             f"{'s' if model.n_layer != 1 else ''}, "
+             f"{model.n_head} heads ({model.kv_heads} key/value), MLP hidden {model.d_hidden}, vocab "
+             f"{model.vocab_size}; {n:,} parameters",
+             f"one training step at batch_size {B} x seq_len {T}, {cfg.train.dtype} ({itemsize} bytes a number), "
+             f"{cfg.optim.name}", "bytes, and sizes in binary units (1 MiB = 2^20 bytes)", ""]
+    clip = f" + pre-clip copy (grad_clip {cfg.optim.grad_clip:g})" if cfg.optim.grad_clip > 0 else ""
+    k = optimizer_tensors(cfg.optim)
+    rows = [("parameters", "parameters", None), (f"gradients{clip}", "gradients", None),
+            (f"optimizer state ({cfg.optim.name}: {k} tensor{'s' if k != 1 else ''} + decay mask)", "optimizer", None),
+            ("activations kept for the backward", "activations", None)]
+    rows += [(f"  {KINDS[kind]}", None, kind) for kind in KINDS if kinds[kind] or (got and got[1][kind])]
+    rows += [("activation gradients", "activation_gradients", None), ("total", "total", None)]
+    table = [["row", "predicted", "size", "measured"]]
+    for label, field, kind in rows:
+        want = getattr(bill, field) if field else kinds[kind]
+        if got is None:
+            seen = f"not built: it needs {gib(bill.total)} ({gib(have)} available)" if field == "total" else "-"
+        else:
+            seen = f"{getattr(got[0], field) if field else got[1][kind]:,}"
+        table.append([label, f"{want:,}", size(want), seen])
+    lines += _columns(table, right=(False, True, True, got is not None))
+    lines.append("measured: the real buffers of a session built from the preset, after one training step"
+                 if got is not None else "measured: not built, the model does not fit in this machine's free memory")
+    lines += ["", _attention_line(cfg, bill, kinds), "", _formats_table(build_layout(model)), FORMAT_NOTE]
+    return "\n".join(lines)
+
+
+def _attention_line(cfg: RunConfig, bill: MemoryBill, kinds: dict[str, int]) -> str:
+    """Which attention the preset uses, what it keeps, and what the other implementation would need."""
+    other = other_impl(cfg)
+    m, o = cfg.model, other.model
+    theirs = activation_kinds(o, cfg.train.batch_size, m.seq_len, np.dtype(cfg.train.dtype).itemsize)
+    total = memory_bill(other).total
+    if m.attention.impl == "naive":
+        return (f"attention: naive, which keeps the probabilities ({kinds['probs']:,} bytes, plus their gradient "
+                f"{kinds['datt']:,});\n  tiled would keep only the log-sum-exps ({theirs['lse']:,} bytes): its "
+                f"training step would need\n  {total:,} bytes in all (this one {bill.total:,})")
+    return (f"attention: tiled, which keeps only the log-sum-exps ({kinds['lse']:,} bytes);\n  naive would keep the "
+            f"probabilities ({theirs['probs']:,} bytes, plus their gradient {theirs['datt']:,}): its training "
+            f"step would need\n  {total:,} bytes in all (this one {bill.total:,})")
+
+
+def _formats_table(layout) -> str:
+    """The weights row again for every storage format of FORMATS."""
+    sizes = [s.size for s in layout]
+    table = [["weights stored as"] + [{"nf4": "NF4"}.get(f, f) for f in FORMATS],
+             ["bytes"] + [f"{stored_bytes(sizes, f):,}" for f in FORMATS],
+             ["bits per weight"] + [f"{8 * stored_bytes(sizes, f) / sum(sizes):.3g}" for f in FORMATS]]
+    return "\n".join(_columns(table, right=(False,) + (True,) * len(FORMATS)))
+
+
+def _columns(table: list[list[str]], right: tuple[bool, ...]) -> list[str]:
+    """Rows of cells as lines of aligned columns (right-aligned where `right` says), two spaces apart."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return ["  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)).rstrip()
+            for row in table]
+
+
+def size(n: int) -> str:
+    """Bytes in binary units a person reads: '418 KiB', '19.4 MiB', '5,069 GiB'."""
+    for unit, scale in (("GiB", GIB), ("MiB", MIB), ("KiB", 1024)):
+        if n >= scale:
+            v = n / scale
+            return f"{v:,.0f} {unit}" if v >= 100 else f"{v:.3g} {unit}"
+    return f"{n} B"

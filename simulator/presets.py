@@ -115,10 +115,12 @@ def _yaml_root(text: str, source: str):
         raise PresetError(f"{source}:{line}: character #x{code:04x} is not allowed in YAML ({e.reason})") from None
 
 
-def parse_any_text(text: str, source_name: str = "<preset>", base_dir=None, read_data: bool = True):
+def parse_any_text(text: str, source_name: str = "<preset>", base_dir=None, read_data: bool = True,
+                   fit_memory: bool = True):
     """Parse preset text of any registered kind (top-level `kind:`, default gpt) into its config.
 
-    read_data=False skips reading the training text (a checkpoint's saved config, to sample from).
+    read_data=False skips reading the training text (a checkpoint's saved config, to sample from);
+    fit_memory=False accepts a GPT larger than this machine's free memory (the memory command bills it).
     """
     root = _yaml_root(text, source_name)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
@@ -139,7 +141,7 @@ def parse_any_text(text: str, source_name: str = "<preset>", base_dir=None, read
         else:
             pairs.append((key_node, value_node))
     spec = _kind(kind)
-    ctx = ParseContext(source_name, base, spec.rules, read_data=read_data)
+    ctx = ParseContext(source_name, base, spec.rules, read_data=read_data, fit_memory=fit_memory)
     node = MappingNode(root.tag, pairs, root.start_mark, root.end_mark)
     cfg = parse_dataclass(spec.cls, node, ctx, "")
     return spec.validate(cfg, ctx) or cfg
@@ -168,10 +170,10 @@ def _read_preset(path) -> tuple[str, Path]:
                           "cannot be decoded (save the file as UTF-8)") from None
 
 
-def load_any(path):
-    """Load a preset file (or shipped preset name) of any registered kind."""
+def load_any(path, fit_memory: bool = True):
+    """Load a preset file (or shipped preset name) of any registered kind (fit_memory: see parse_any_text)."""
     text, resolved = _read_preset(path)
-    return parse_any_text(text, str(path), resolved.parent)
+    return parse_any_text(text, str(path), resolved.parent, fit_memory=fit_memory)
 
 
 def load_preset(path) -> RunConfig:
@@ -213,7 +215,8 @@ def _check_text(cfg: RunConfig, ctx: ParseContext, text: str, where: str) -> Non
         if ch not in chars:
             ctx.fail("sampling.prompt", f"character {ch!r} at position {i} does not occur in {where}",
                      "a character model can only start from characters it was trained on")
-    _check_memory(cfg, ctx, len(chars))
+    if ctx.fit_memory:
+        _check_memory(cfg, ctx, len(chars))
 
 
 def _check_memory(cfg: RunConfig, ctx: ParseContext, n_chars: int) -> None:

@@ -40,6 +40,7 @@ class ParseContext:
     lines: dict[str, int] = field(default_factory=dict)  # dotted path -> 1-based line of its key
     names: Mapping[str, str] = field(default_factory=dict)  # dotted path -> how a message shows it ('--steps')
     read_data: bool = True  # False: a checkpoint's own config, whose training text may be gone (sampling needs none)
+    fit_memory: bool = True  # False: the memory command, which bills a model too large to build here
 
     def name(self, path: str) -> str:
         """How a message names a dotted path."""

@@ -157,8 +157,8 @@ def site_kind(name: str) -> str:
 def measure(session) -> tuple[MemoryBill, dict[str, int]]:
     """The bill and the arena's bytes by kind, read from a built session's buffers (after a step: the clip
     phase makes its pre-clip copy on the first one)."""
-    m, opt, copy = session.model, session.optimizer, session._unclipped
-    bill = MemoryBill(parameters=m.params.nbytes, gradients=m.grads.nbytes + (copy.nbytes if copy is not None else 0),
+    m, opt = session.model, session.optimizer
+    bill = MemoryBill(parameters=m.params.nbytes, gradients=m.grads.nbytes + session.preclip_copy_bytes,
                       optimizer=sum(b.nbytes for b in opt.state.values()) + opt.decay_mask.nbytes,
                       activations=m.acts.nbytes, activation_gradients=m.grads_acts.nbytes)
     kinds = dict.fromkeys(KINDS, 0)

@@ -89,6 +89,11 @@ class TrainingSession:
         return phases
 
     @property
+    def preclip_copy_bytes(self) -> int:
+        """Bytes of the gradients' pre-clip copy, which the clip phase keeps while clipping is on (else 0)."""
+        return 0 if self._unclipped is None else self._unclipped.nbytes
+
+    @property
     def phase_names(self) -> list[str]:
         """The names of a step's phases in the order `step_into` visits them."""
         return [p.name for p in self._phases]

@@ -27,7 +27,7 @@ GPT_PRESETS = [p.name for p in list_presets() if lesson_of(load_any(p.path)) is 
 def measured(s: TrainingSession) -> dict[str, int]:
     m, opt = s.model, s.optimizer
     s.step()  # the clip phase makes its pre-clip copy on the first step
-    grads = m.grads.nbytes + (s._unclipped.nbytes if s._unclipped is not None else 0)
+    grads = m.grads.nbytes + s.preclip_copy_bytes
     return {"parameters": m.params.nbytes, "gradients": grads,
             "optimizer": sum(b.nbytes for b in opt.state.values()) + opt.decay_mask.nbytes,
             "activations": m.acts.nbytes, "activation_gradients": m.grads_acts.nbytes}

@@ -384,3 +384,47 @@ def test_deep_mlp_tab_shows_vanishing_gradients(harness, tmp_path):
     tab._changed("width")
     assert len(h.errors) == 1 and "width" in h.errors[0] and tab.cfg.width == 32
     assert tab.vars["width"].get() == "32"
+
+
+def test_lr_plot_shows_the_planned_schedule_and_the_next_step(harness, tiny):
+    from simulator.api import lr_at
+
+    h = harness(tiny)
+    tab = h.app.layout.overview
+
+    def planned():
+        return np.asarray(tab.l_plan.get_xdata(), float), np.asarray(tab.l_plan.get_ydata(), float)
+
+    def follows_schedule():
+        x, y = planned()
+        return len(x) > 0 and np.allclose(y, [lr_at(int(k) - 1, h.app.config.optim) for k in x])
+
+    assert h.pump(lambda: len(planned()[0]) > 0)
+    x, y = planned()
+    steps = h.app.config.train.steps
+    assert h.app.step_count == 0 and len(h.app.history.lr) == 0  # drawn before the first step
+    assert x[0] == 1 and x[-1] == steps and len(x) == steps and np.allclose(y, 0.003)
+    lo, hi = tab.ax_lr.get_xlim()
+    assert lo <= 1 and hi >= steps and tab.ax_lr.get_ylim()[1] > 0.003
+    assert tab.lr_marker.get_xdata()[0] == 1 and tab.lr_marker.get_ydata()[0] == 0.003
+
+    h.app.change_setting("optim.schedule", "warmup_cosine")
+    assert h.pump(lambda: not np.allclose(planned()[1], 0.003) and follows_schedule())
+    assert planned()[1][-1] < planned()[1][0]  # the cosine has started to decay by the end of the planned run
+    h.app.change_setting("optim.lr", "0.01")
+    assert h.pump(lambda: np.isclose(planned()[1].max(), 0.01) and follows_schedule())
+    assert tab.ax_lr.get_ylim()[1] >= 0.01
+    h.app.change_setting("train.steps", "500")
+    assert h.pump(lambda: planned()[0][-1] == 500) and tab.ax_lr.get_xlim()[1] >= 500
+
+    h.steps(3)
+    optim = h.app.config.optim
+    assert h.pump(lambda: tab.lr_marker.get_xdata()[0] == 4)  # the marker sits at the step that comes next
+    assert tab.lr_marker.get_ydata()[0] == lr_at(3, optim) and list(tab.lr_now.get_xdata()) == [4, 4]
+    assert np.allclose(h.app.history.lr.y, [lr_at(s, optim) for s in range(3)])  # what was taken is the plan
+    assert tab.lr_marker in tab.blitter.artists and tab.lr_now in tab.blitter.artists
+    tab.refresh(force=True)
+    draws, blits = tab.full_draws, tab.blits
+    h.steps(1)  # the limits hold: the marker moves by a blit, not a full draw
+    assert h.pump(lambda: tab.lr_marker.get_xdata()[0] == 5)
+    assert tab.full_draws == draws and tab.blits > blits

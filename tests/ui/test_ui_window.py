@@ -428,3 +428,41 @@ def test_lr_plot_shows_the_planned_schedule_and_the_next_step(harness, tiny):
     h.steps(1)  # the limits hold: the marker moves by a blit, not a full draw
     assert h.pump(lambda: tab.lr_marker.get_xdata()[0] == 5)
     assert tab.full_draws == draws and tab.blits > blits
+
+
+def test_gradient_check_dialog_fits_every_number_in_its_column(harness, tiny):
+    from tkinter import font as tkfont
+    from tkinter import ttk
+
+    from simulator.gradcheck import GradCheckRow
+    from ui.dialogs import gradcheck_window
+
+    def font_of(table, style):
+        return tkfont.nametofont(ttk.Style(table).lookup(style, "font") or "TkDefaultFont")
+
+    def check(win):
+        table = win.table
+        h.pump(lambda: table.winfo_ismapped(), 5)
+        body, heading = font_of(table, "Treeview"), font_of(table, "Heading")
+        columns = table.cget("columns")
+        widths = [int(table.column(c, "width")) for c in columns]
+        cells = [table.item(i, "values") for i in table.get_children()]
+        assert cells and all(len(row) == len(columns) for row in cells)
+        for row in cells:  # Tk pads a cell's text by 4 pixels each side
+            for c, text, width in zip(columns, row, widths, strict=True):
+                assert body.measure(str(text)) + 8 <= width, (c, text, width)
+        for c, width in zip(columns, widths, strict=True):
+            assert heading.measure(table.heading(c, "text")) + 8 <= width, c
+        assert table.winfo_width() >= sum(widths)  # the window gives the table all of it
+        return cells
+
+    h = harness(tiny)
+    h.steps(1)
+    h.app.layout.gradcheck_button.invoke()
+    assert h.pump(lambda: h.app.gradcheck_rows, 60)
+    cells = check(h.app.gradcheck_window)
+    assert [row[0] for row in cells] == [r.tensor for r in h.app.gradcheck_rows]
+    assert float(cells[0][2]) == float(f"{h.app.gradcheck_rows[0].analytic:.9g}")  # the number, all of it
+    long = [GradCheckRow("h11.attn.qkv.w", 1234567, -2.32056381e-05, -2.320563812e-05, 1.23e-10),
+            GradCheckRow("wte", 0, -1.0e-300, 123456789.0, 0.5)]
+    check(gradcheck_window(h.app.root, long))

@@ -466,3 +466,33 @@ def test_gradient_check_dialog_fits_every_number_in_its_column(harness, tiny):
     long = [GradCheckRow("h11.attn.qkv.w", 1234567, -2.32056381e-05, -2.320563812e-05, 1.23e-10),
             GradCheckRow("wte", 0, -1.0e-300, 123456789.0, 0.5)]
     check(gradcheck_window(h.app.root, long))
+
+
+def test_a_tab_opened_the_first_time_says_it_is_preparing(harness, tiny, shots):
+    h = harness(tiny)
+    assert h.pump(lambda: h.app.root.winfo_viewable())
+    tab = h.app.layout.gradients
+    assert not tab.built and tab.preparing is None  # never opened
+    seen = {}
+    build = tab.build
+
+    def build_and_look():  # the moment the build holds the Tk thread: what is on the screen?
+        note = tab.preparing
+        seen.update(text=note.cget("text"), viewable=note.winfo_viewable(), figure=tab.figure)
+        png = shots / "preparing.png"
+        x, y = note.winfo_rootx(), note.winfo_rooty()
+        subprocess.run(["import", "-window", "root", "-crop", f"{note.winfo_width()}x{note.winfo_height()}+{x}+{y}",
+                        str(png)], check=True, timeout=30)
+        seen["colours"] = colours(png)[0]
+        build()
+
+    tab.build = build_and_look
+    h.app.layout.select_tab(tab)
+    assert h.pump(lambda: tab.built and tab.preparing is None and tab.full_draws >= 1)
+    assert seen["text"] == "Preparing the Gradients tab…" and seen["viewable"] and seen["figure"] is None
+    assert seen["colours"] > 2  # the line was painted: text, not an empty box of background
+    assert tab.canvas.get_tk_widget().winfo_viewable()
+    h.app.layout.select_tab(h.app.layout.overview)
+    h.app.layout.select_tab(tab)  # built once: no line the second time
+    h.pump(timeout=0.2)
+    assert tab.preparing is None

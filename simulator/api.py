@@ -20,6 +20,7 @@ from simulator.config import (
 )
 from simulator.data import DataError
 from simulator.gradcheck import GradCheckError, check_gradients
+from simulator.optim import lr_at
 from simulator.presets import (
     DEFAULT_PRESET,
     PresetError,
@@ -61,6 +62,7 @@ __all__ = [
     "DataError", "GradCheckError", "ModelConfig", "NeedsRebuild", "NonFinite", "OptimConfig", "PhaseEvent",
     "PresetError", "RunConfig", "SamplingConfig", "SamplingError", "SessionError", "StepRecord", "TrainConfig",
     "TrainingSession", "changed_paths", "check_gradients", "dump_config", "find_preset", "generate",
-    "is_public", "is_structural_change", "list_presets", "load_any", "load_checkpoint", "load_preset", "override",
+    "is_public", "is_structural_change", "list_presets", "load_any", "load_checkpoint", "load_preset", "lr_at",
+    "override",
     "printable", "save_checkpoint",
 ]

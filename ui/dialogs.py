@@ -3,7 +3,26 @@
 from __future__ import annotations
 
 import tkinter as tk
+from tkinter import font as tkfont
 from tkinter import ttk
+
+CELL_PAD = 8  # pixels each side of a cell's text: the theme pads a cell by 4, the rest is air between columns
+COLUMNS = (("tensor", "tensor", "w"), ("index", "index", "e"), ("analytic", "analytic", "e"),
+           ("numeric", "numeric", "e"), ("rel_err", "rel. error", "e"))  # (name, heading, anchor)
+
+
+def style_font(widget, style: str) -> tkfont.Font:
+    """The font a ttk style draws its text in (its theme's, or Tk's default font)."""
+    spec = ttk.Style(widget).lookup(style, "font") or "TkDefaultFont"
+    try:
+        return tkfont.nametofont(spec, root=widget)
+    except tk.TclError:  # a font description rather than a named font
+        return tkfont.Font(root=widget, font=spec)
+
+
+def gradcheck_cells(rows) -> list[tuple[str, ...]]:
+    """The table's text, row by row, in the order of COLUMNS."""
+    return [(r.tensor, str(r.index), f"{r.analytic:.9g}", f"{r.numeric:.9g}", f"{r.rel_err:.2e}") for r in rows]
 
 
 def gradcheck_window(root: tk.Tk, rows) -> tk.Toplevel:
@@ -11,18 +30,24 @@ def gradcheck_window(root: tk.Tk, rows) -> tk.Toplevel:
     win = tk.Toplevel(root)
     win.title("Gradient check")
     win.transient(root)
-    ttk.Label(win, text="analytic gradient (backward pass, float64 twin of the model) vs central difference "
-              "(eps 1e-6), on the current batch; rel. error = |a - n| / max(1, |a|, |n|)", wraplength=620,
-              padding=6).pack(fill="x")
-    cols = ("index", "analytic", "numeric", "rel_err")
-    table = ttk.Treeview(win, columns=cols, height=min(12, len(rows)))
-    table.heading("#0", text="tensor")
-    for c in cols:
-        table.heading(c, text=c.replace("_", ". "))
-        table.column(c, width=120, anchor="e")
-    for r in rows:
-        table.insert("", "end", text=r.tensor, values=(r.index, f"{r.analytic:.9g}", f"{r.numeric:.9g}",
-                                                       f"{r.rel_err:.2e}"))
+    intro = ttk.Label(win, text="analytic gradient (backward pass, float64 twin of the model) vs central "
+                      "difference (eps 1e-6), on the current batch; rel. error = |a - n| / max(1, |a|, |n|)",
+                      padding=6)
+    intro.pack(fill="x")
+    cells = gradcheck_cells(rows)
+    table = win.table = ttk.Treeview(win, columns=[c for c, _, _ in COLUMNS], show="headings",
+                                     height=max(1, min(12, len(rows))))
+    # each column as wide as its longest text in the font it is drawn in, so no number is cut off
+    body, heading = style_font(table, "Treeview"), style_font(table, "Heading")
+    total = 0
+    for i, (name, title, anchor) in enumerate(COLUMNS):
+        width = max([heading.measure(title)] + [body.measure(row[i]) for row in cells]) + 2 * CELL_PAD
+        table.heading(name, text=title, anchor=anchor)
+        table.column(name, width=width, minwidth=width, stretch=False, anchor=anchor)
+        total += width
+    for row in cells:
+        table.insert("", "end", values=row)
+    intro.configure(wraplength=max(420, total))
     table.pack(fill="both", expand=True, padx=6, pady=6)
     ttk.Button(win, text="Close", command=win.destroy).pack(pady=(0, 6))
     return win

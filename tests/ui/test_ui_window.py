@@ -384,3 +384,115 @@ def test_deep_mlp_tab_shows_vanishing_gradients(harness, tmp_path):
     tab._changed("width")
     assert len(h.errors) == 1 and "width" in h.errors[0] and tab.cfg.width == 32
     assert tab.vars["width"].get() == "32"
+
+
+def test_lr_plot_shows_the_planned_schedule_and_the_next_step(harness, tiny):
+    from simulator.api import lr_at
+
+    h = harness(tiny)
+    tab = h.app.layout.overview
+
+    def planned():
+        return np.asarray(tab.l_plan.get_xdata(), float), np.asarray(tab.l_plan.get_ydata(), float)
+
+    def follows_schedule():
+        x, y = planned()
+        return len(x) > 0 and np.allclose(y, [lr_at(int(k) - 1, h.app.config.optim) for k in x])
+
+    assert h.pump(lambda: len(planned()[0]) > 0)
+    x, y = planned()
+    steps = h.app.config.train.steps
+    assert h.app.step_count == 0 and len(h.app.history.lr) == 0  # drawn before the first step
+    assert x[0] == 1 and x[-1] == steps and len(x) == steps and np.allclose(y, 0.003)
+    lo, hi = tab.ax_lr.get_xlim()
+    assert lo <= 1 and hi >= steps and tab.ax_lr.get_ylim()[1] > 0.003
+    assert tab.lr_marker.get_xdata()[0] == 1 and tab.lr_marker.get_ydata()[0] == 0.003
+
+    h.app.change_setting("optim.schedule", "warmup_cosine")
+    assert h.pump(lambda: not np.allclose(planned()[1], 0.003) and follows_schedule())
+    assert planned()[1][-1] < planned()[1][0]  # the cosine has started to decay by the end of the planned run
+    h.app.change_setting("optim.lr", "0.01")
+    assert h.pump(lambda: np.isclose(planned()[1].max(), 0.01) and follows_schedule())
+    assert tab.ax_lr.get_ylim()[1] >= 0.01
+    h.app.change_setting("train.steps", "500")
+    assert h.pump(lambda: planned()[0][-1] == 500) and tab.ax_lr.get_xlim()[1] >= 500
+
+    h.steps(3)
+    optim = h.app.config.optim
+    assert h.pump(lambda: tab.lr_marker.get_xdata()[0] == 4)  # the marker sits at the step that comes next
+    assert tab.lr_marker.get_ydata()[0] == lr_at(3, optim) and list(tab.lr_now.get_xdata()) == [4, 4]
+    assert np.allclose(h.app.history.lr.y, [lr_at(s, optim) for s in range(3)])  # what was taken is the plan
+    assert tab.lr_marker in tab.blitter.artists and tab.lr_now in tab.blitter.artists
+    tab.refresh(force=True)
+    draws, blits = tab.full_draws, tab.blits
+    h.steps(1)  # the limits hold: the marker moves by a blit, not a full draw
+    assert h.pump(lambda: tab.lr_marker.get_xdata()[0] == 5)
+    assert tab.full_draws == draws and tab.blits > blits
+
+
+def test_gradient_check_dialog_fits_every_number_in_its_column(harness, tiny):
+    from tkinter import font as tkfont
+    from tkinter import ttk
+
+    from simulator.gradcheck import GradCheckRow
+    from ui.dialogs import gradcheck_window
+
+    def font_of(table, style):
+        return tkfont.nametofont(ttk.Style(table).lookup(style, "font") or "TkDefaultFont")
+
+    def check(win):
+        table = win.table
+        h.pump(lambda: table.winfo_ismapped(), 5)
+        body, heading = font_of(table, "Treeview"), font_of(table, "Heading")
+        columns = table.cget("columns")
+        widths = [int(table.column(c, "width")) for c in columns]
+        cells = [table.item(i, "values") for i in table.get_children()]
+        assert cells and all(len(row) == len(columns) for row in cells)
+        for row in cells:  # Tk pads a cell's text by 4 pixels each side
+            for c, text, width in zip(columns, row, widths, strict=True):
+                assert body.measure(str(text)) + 8 <= width, (c, text, width)
+        for c, width in zip(columns, widths, strict=True):
+            assert heading.measure(table.heading(c, "text")) + 8 <= width, c
+        assert table.winfo_width() >= sum(widths)  # the window gives the table all of it
+        return cells
+
+    h = harness(tiny)
+    h.steps(1)
+    h.app.layout.gradcheck_button.invoke()
+    assert h.pump(lambda: h.app.gradcheck_rows, 60)
+    cells = check(h.app.gradcheck_window)
+    assert [row[0] for row in cells] == [r.tensor for r in h.app.gradcheck_rows]
+    assert float(cells[0][2]) == float(f"{h.app.gradcheck_rows[0].analytic:.9g}")  # the number, all of it
+    long = [GradCheckRow("h11.attn.qkv.w", 1234567, -2.32056381e-05, -2.320563812e-05, 1.23e-10),
+            GradCheckRow("wte", 0, -1.0e-300, 123456789.0, 0.5)]
+    check(gradcheck_window(h.app.root, long))
+
+
+def test_a_tab_opened_the_first_time_says_it_is_preparing(harness, tiny, shots):
+    h = harness(tiny)
+    assert h.pump(lambda: h.app.root.winfo_viewable())
+    tab = h.app.layout.gradients
+    assert not tab.built and tab.preparing is None  # never opened
+    seen = {}
+    build = tab.build
+
+    def build_and_look():  # the moment the build holds the Tk thread: what is on the screen?
+        note = tab.preparing
+        seen.update(text=note.cget("text"), viewable=note.winfo_viewable(), figure=tab.figure)
+        png = shots / "preparing.png"
+        x, y = note.winfo_rootx(), note.winfo_rooty()
+        subprocess.run(["import", "-window", "root", "-crop", f"{note.winfo_width()}x{note.winfo_height()}+{x}+{y}",
+                        str(png)], check=True, timeout=30)
+        seen["colours"] = colours(png)[0]
+        build()
+
+    tab.build = build_and_look
+    h.app.layout.select_tab(tab)
+    assert h.pump(lambda: tab.built and tab.preparing is None and tab.full_draws >= 1)
+    assert seen["text"] == "Preparing the Gradients tab…" and seen["viewable"] and seen["figure"] is None
+    assert seen["colours"] > 2  # the line was painted: text, not an empty box of background
+    assert tab.canvas.get_tk_widget().winfo_viewable()
+    h.app.layout.select_tab(h.app.layout.overview)
+    h.app.layout.select_tab(tab)  # built once: no line the second time
+    h.pump(timeout=0.2)
+    assert tab.preparing is None

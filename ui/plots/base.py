@@ -41,6 +41,7 @@ class PlotTab:
         self.figure: Figure | None = None
         self.canvas: FigureCanvasTkAgg | None = None
         self.built = False
+        self.preparing: ttk.Label | None = None  # the line shown while the tab is first built
         self.stale = True
         self.last_full = 0.0
         self.last_full_seconds = 0.0
@@ -56,12 +57,36 @@ class PlotTab:
 
     # ------------------------------------------------------------ building
     def ensure_built(self) -> None:
-        """Builds the tab's widgets the first time it is shown (a faster start)."""
+        """Builds the tab's widgets the first time it is shown (a faster start), saying so while it does.
+
+        Of the two ways to keep a first look from being a blank tab, a "preparing" line is the one taken, not
+        building every tab in idle time after launch: building a lesson's tab starts its computation in a
+        thread, which would take a core from training for tabs a person may never open.
+        """
         if not self.built:
             self.built = True
-            self.build()
-            if self.app.info is not None:
-                self.setup(self.app.info)
+            shown = self._show_preparing()
+            try:
+                self.build()
+                if self.app.info is not None:
+                    self.setup(self.app.info)
+            finally:
+                if shown:  # once idle, after the first draw that the caller makes now: the line covers that too
+                    self.frame.after_idle(self._hide_preparing)
+
+    def _show_preparing(self) -> bool:
+        """A line in the empty tab, painted before the build holds the Tk thread; False while the window is not up."""
+        if not self.frame.winfo_toplevel().winfo_viewable():
+            return False  # at launch: nothing is on screen to say it to yet
+        self.preparing = ttk.Label(self.frame, text=f"Preparing the {self.title} tab…", foreground="#555")
+        self.preparing.place(relx=0.5, rely=0.4, anchor="center")  # placed: the tab's own packing is untouched
+        self.frame.update_idletasks()  # map and paint it now: the build and the first draw block the loop
+        return True
+
+    def _hide_preparing(self) -> None:
+        if self.preparing is not None:
+            self.preparing.destroy()
+            self.preparing = None
 
     def build(self) -> None:
         """Creates the figure and widgets (subclasses)."""

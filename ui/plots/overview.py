@@ -3,6 +3,11 @@
 The lines are blitted; a full draw happens only when the data leaves the axis limits (which grow
 with headroom) or the pinned runs change. Pinned runs are faded static lines with their config
 difference in the legend.
+
+The learning-rate axes show the whole planned schedule from the start (it is a pure function of the
+step, `lr_at`), over the planned run (`train.steps`, or further once training passes it), with a marker
+at the step that comes next. The planned line is static and recomputed only when a setting changes
+(the worker's `Applied` / `ConfigKept`, or a new session); the marker is blitted with the curves.
 """
 
 from __future__ import annotations
@@ -12,16 +17,40 @@ import time
 
 import numpy as np
 
+from simulator.api import lr_at
 from ui.history import config_diff
 from ui.plots.base import Blitter, PlotTab, grow_limits, x_limit
+from ui.protocol import Applied, ConfigKept
 
 PIN_COLOURS = ("#7f7f7f", "#9467bd", "#8c564b", "#e377c2")
+PLAN_POINTS = 2000  # the planned schedule is sampled at every step up to this many steps, evenly beyond
+
+
+def planned_schedule(optim, last_step: int) -> tuple[np.ndarray, np.ndarray]:
+    """(step, lr) of the schedule up to `last_step`; step k counts from 1, as records do, and uses lr_at(k - 1)."""
+    n = max(1, int(last_step))
+    ks = np.arange(1, n + 1) if n <= PLAN_POINTS else np.unique(np.linspace(1, n, PLAN_POINTS).round().astype(int))
+    return ks.astype(float), np.array([lr_at(int(k) - 1, optim) for k in ks])
 
 
 class OverviewTab(PlotTab):
     """Loss (train, val, pinned), lr and grad norm (log) against step."""
 
     title = "Overview"
+
+    def subscribe(self, bus) -> None:
+        super().subscribe(bus)  # Ready: a new session, whose config may differ (clear() marks the plan stale)
+        # a live change reaches the worker as Applied; a refused one as ConfigKept, after the app has shown it
+        bus.subscribe(Applied, self._settings_changed)
+        bus.subscribe(ConfigKept, self._settings_changed)
+
+    def clear(self) -> None:
+        self._plan_stale = True  # the planned schedule is recomputed from app.config on the next refresh
+        self._plan_right = 0  # the last step of the planned line as drawn
+        self._need_full = False  # a change needs a full draw that the throttle has not allowed yet
+
+    def _settings_changed(self, _msg) -> None:
+        self._plan_stale = True
 
     def build(self) -> None:
         # margins fixed in pixels, set on resize: a layout engine would double the cost of every full draw
@@ -41,14 +70,20 @@ class OverviewTab(PlotTab):
         self.ax_lr.set_title("learning rate")
         self.ax_lr.set_xlabel("step")
         self.ax_lr.grid(alpha=0.3)
-        (self.l_lr,) = self.ax_lr.plot([], [], color="C2", lw=1.2)
+        (self.l_plan,) = self.ax_lr.plot([], [], color="C2", lw=1.0, ls="--", alpha=0.6, label="planned")
+        (self.l_lr,) = self.ax_lr.plot([], [], color="C2", lw=1.6, label="taken")
+        (self.lr_marker,) = self.ax_lr.plot([], [], "o", color="C2", ms=4, label="next step")
+        self.lr_now = self.ax_lr.axvline(1.0, color="C2", lw=0.8, alpha=0.5)
+        # one low row: schedules start high or ramp up fast, so the bottom middle is the emptiest place
+        self.ax_lr.legend(loc="lower center", ncols=3)
         self.ax_gn.set_title("global grad norm (before clipping)")
         self.ax_gn.set_xlabel("step")
         self.ax_gn.set_yscale("log")
         self.ax_gn.grid(alpha=0.3, which="both")
         (self.l_gn,) = self.ax_gn.plot([], [], color="C3", lw=1.0)
         self.clip_line = self.ax_gn.axhline(1.0, color="k", ls="--", lw=0.8, label="clip threshold")
-        self.blitter = Blitter(self.canvas, [self.l_train, self.l_val, self.l_lr, self.l_gn])
+        self.blitter = Blitter(self.canvas, [self.l_train, self.l_val, self.l_lr, self.lr_marker, self.lr_now,
+                                             self.l_gn])
         self.canvas.mpl_connect("resize_event", lambda e: self._layout())
         self._layout()
         self._pins_drawn: tuple = ()
@@ -67,9 +102,8 @@ class OverviewTab(PlotTab):
             ax.set_subplotspec(ax.get_subplotspec())
 
     def _reset_limits(self) -> None:
-        for ax in (self.ax_loss, self.ax_lr):
+        for ax in (self.ax_loss, self.ax_lr, self.ax_gn):
             ax.set_xlim(0, 10)
-        self.ax_gn.set_xlim(0, 10)
         self.ax_loss.set_ylim(0, 5)
         self.ax_lr.set_ylim(0, 1e-3)
         self.ax_gn.set_ylim(1e-2, 10)
@@ -77,6 +111,31 @@ class OverviewTab(PlotTab):
     def setup(self, info) -> None:
         self._reset_limits()
         self._version = -1
+
+    def _plan_outdated(self) -> bool:
+        return self._plan_stale or self.app.step_count > self._plan_right
+
+    def _sync_plan(self) -> bool:
+        """The planned schedule's line, when a setting changed or training passed its end; True when redrawn."""
+        if not self._plan_outdated():
+            return False
+        cfg, n = self.app.config, self.app.step_count
+        # the planned run, or half as far again once training has gone past it (rare: a full draw each time)
+        right = cfg.train.steps if n <= cfg.train.steps else math.ceil(1.5 * n)
+        px, py = planned_schedule(cfg.optim, right)
+        self.l_plan.set_data(px, py)
+        self._plan_right, self._plan_stale = right, False
+        taken = self.app.history.lr.arrays()[1]
+        taken = taken[np.isfinite(taken)]
+        hi = max(float(py.max()), float(taken.max()) if taken.size else 0.0)
+        self.ax_lr.set_ylim(0.0, 1.15 * hi if hi > 0 else 1e-3)  # fits a lower lr too, unlike grow_limits
+        return True
+
+    def _show_next_step(self) -> None:
+        """The marker: the step that comes next, at the rate it will use."""
+        n = self.app.step_count
+        self.lr_marker.set_data([n + 1], [lr_at(n, self.app.config.optim)])
+        self.lr_now.set_xdata([n + 1, n + 1])
 
     def _sync_pins(self) -> bool:
         """Static faded lines for the pinned runs; True when they changed (needs a full draw)."""
@@ -103,7 +162,8 @@ class OverviewTab(PlotTab):
         if not self.built:
             return False
         h = self.app.history
-        if h.version == self._version and not force and not self._pins_changed():
+        if (h.version == self._version and not force and not self._need_full and not self._pins_changed()
+                and not self._plan_outdated()):
             return False
         if not force and not self.can_blit():
             return False
@@ -116,24 +176,28 @@ class OverviewTab(PlotTab):
         self.l_val.set_data(vx, vy)
         self.l_lr.set_data(lx, ly)
         self.l_gn.set_data(gx, gy)
-        need = self._sync_pins() or force
+        self._show_next_step()
+        need = self._sync_plan()
+        need = self._sync_pins() or need
         need = self._update_limits(xs, ys, vy, ly, gy) or need
         clip = getattr(self.app.config.optim, "grad_clip", 0.0)
         if (clip > 0) != self.clip_line.get_visible() or (clip > 0 and self.clip_line.get_ydata()[0] != clip):
             self.clip_line.set_visible(clip > 0)
             self.clip_line.set_ydata([clip, clip])
             need = True
-        if need and (force or self.can_full_draw()):
+        # limits set now but drawn later stay owed: the background the blit restores still has the old ones
+        self._need_full = self._need_full or need or force
+        if self._need_full and (force or self.can_full_draw()):
             self.ax_loss.legend(loc="upper right")
             self.full_draw()
+            self._need_full = False
             return True
-        if need:
-            self._version = -1  # the limits are still to change: try again next refresh
         if self.blitter.blit():
             self.blits += 1
             self.last_blit = time.perf_counter()
         else:
             self.full_draw()
+            self._need_full = False
         return True
 
     def _pins_changed(self) -> bool:
@@ -143,12 +207,17 @@ class OverviewTab(PlotTab):
     def _update_limits(self, xs, ys, vy, ly, gy) -> bool:
         changed = False
         last = xs[-1] if len(xs) else 0.0
-        for ax in (self.ax_loss, self.ax_lr, self.ax_gn):
-            pins_x = max((p.loss.x[-1] for p in self.app.pins if len(p.loss)), default=0.0)
+        pins_x = max((p.loss.x[-1] for p in self.app.pins if len(p.loss)), default=0.0)
+        for ax in (self.ax_loss, self.ax_gn):
             new = x_limit(max(last, pins_x), ax.get_xlim()[1])
             if new is not None:
                 ax.set_xlim(0, new)
                 changed = True
+        # the planned steps, and the next step's marker once the planned run is done
+        right = max(float(self._plan_right), float(last), self.app.step_count + 1.0) + 0.5
+        if abs(self.ax_lr.get_xlim()[1] - right) > 1e-9 or self.ax_lr.get_xlim()[0] != 0.0:
+            self.ax_lr.set_xlim(0, right)
+            changed = True
         loss_vals = np.concatenate([ys, vy] + [p.loss.arrays()[1] for p in self.app.pins])
         loss_vals = loss_vals[np.isfinite(loss_vals)]
         if loss_vals.size:

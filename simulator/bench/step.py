@@ -5,12 +5,17 @@ through the real TrainingSession, the split by phase, achieved GFLOP/s, the floa
 of this machine (measured here, now), the speed-up over the plain numpy implementation of the same
 step (simulator/reference.py), and PyTorch eager on the same shapes when torch is installed
 (measured in a child process, torch_child.py). The machine and its thread pools come first.
+
+The child runs under this interpreter when it can import torch, or under the one named by
+TRANSFORMER_SIM_TORCH_PYTHON (a user's torch lives where the user installed it, often a venv of its own):
+`TRANSFORMER_SIM_TORCH_PYTHON=~/torch-venv/bin/python python main.py bench`.
 """
 
 from __future__ import annotations
 
 import importlib.util as importlib_util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -38,6 +43,7 @@ class Shape:
 SHAPES = [Shape("tiny", 65, 64, 2, 4, 64, 16), Shape("small", 65, 128, 4, 4, 128, 16),
           Shape("medium", 256, 256, 6, 8, 256, 8)]
 TORCH_CHILD = Path(__file__).with_name("torch_child.py")
+TORCH_PYTHON_VARIABLE = "TRANSFORMER_SIM_TORCH_PYTHON"  # the interpreter of the torch child, if not this one
 
 
 def step_flops(s: Shape) -> float:
@@ -118,15 +124,27 @@ def bench_torch(s: Shape, repeats: int) -> dict | str:
     sets for itself, would slow torch down unfairly.
     """
     import simulator
-    if importlib_util.find_spec("torch") is None:
+    python = torch_python()
+    if python is None:
         return "torch not installed"
     args = [str(a) for a in (s.V, s.d, s.L, s.H, s.T, s.B, repeats)]
-    done = subprocess.run([sys.executable, str(TORCH_CHILD), *args], env=dict(simulator.USER_ENVIRON),
-                          capture_output=True, text=True, timeout=600)
+    try:
+        done = subprocess.run([python, str(TORCH_CHILD), *args], env=dict(simulator.USER_ENVIRON),
+                              capture_output=True, text=True, timeout=600)
+    except OSError as e:  # $TRANSFORMER_SIM_TORCH_PYTHON names no interpreter
+        return f"torch failed: {python}: {e.strerror}"
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return f"torch failed: {last}"
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def torch_python() -> str | None:
+    """The interpreter that runs the torch child: $TRANSFORMER_SIM_TORCH_PYTHON, else this one if it has torch."""
+    named = os.environ.get(TORCH_PYTHON_VARIABLE)
+    if named:
+        return named
+    return sys.executable if importlib_util.find_spec("torch") is not None else None
 
 
 def run_bench(quick: bool = False, shapes: list[Shape] | None = None, extra: bool = True) -> None:
@@ -162,7 +180,7 @@ def run_bench(quick: bool = False, shapes: list[Shape] | None = None, extra: boo
         tt = torch_runs[-1]
         env = ", ".join(f"{k}={v}" for k, v in tt["env"].items()) or "no speed variables set"
         print(f"\ntorch: PyTorch {tt['torch']} eager, the same pre-LN GPT and AdamW, {tt['threads']} threads, "
-              f"measured now in a child process ({env}).")
+              f"measured now in a child process of {torch_python()} ({env}).")
     print("'vs' columns: how many times faster this engine's step is.\n")
     print("time split by phase (ms):")
     kinds = list(splits[0][1])

@@ -407,7 +407,8 @@ class GPT:
                                      self.attention_scale(), att.mask == "causal", tile_q, tile_k)
         else:  # scratch, written whole by the products
             dq, dk, dv = A["dq"], A["dk"], A["dv"]
-            attention_heads_backward(dq, dk, dv, A["datt"], dyh, q, k, v, A[f"{p}.att"], self.attention_scale())
+            attention_heads_backward(dq, dk, dv, A["datt"], dyh, q, k, v, A[f"{p}.att"], self.attention_scale(),
+                                     att.mask == "causal", self.kv_len)
         if self.rope_cos is not None:  # gradients of the rotated q, k -> of the projected ones
             cos, sin = self._rope_rows()
             rope_backward(dq, cos, sin)

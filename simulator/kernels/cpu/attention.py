@@ -13,7 +13,7 @@ import numpy as np
 from numba import prange
 
 from simulator.kernels.cpu.fastexp import fast_exp
-from simulator.kernels.cpu.jit import wide
+from simulator.kernels.cpu.jit import FAST, wide
 
 
 @wide
@@ -73,10 +73,11 @@ def split_heads_grad(dyh, dout):
                 dyh[b, h, t, i] += dout[b, t, h * HS + i]
 
 
-@wide
+@wide(fastmath=FAST)
 def _attention_softmax_forward(att, scale, causal, kv_len):
     # att is (B, NH, T, T): raw scores q.k in, probabilities out; scale has att's dtype so
-    # float32 scores are exponentiated in float32 (the sum is kept in float64)
+    # float32 scores are exponentiated in float32 (the sum is kept in float64); fastmath lets
+    # the row's max and sum run in vector lanes
     B, NH, T, _ = att.shape
     for r in prange(B * NH * T):
         b, h, t = r // (NH * T), (r // T) % NH, r % T
@@ -90,7 +91,8 @@ def _attention_softmax_forward(att, scale, causal, kv_len):
         # subtracting the row max keeps exp() finite at any scale (scores of 1e4 included)
         mx = row[0] * scale
         for j in range(1, n):
-            mx = max(mx, scale * row[j])
+            v = scale * row[j]
+            mx = v if v > mx else mx  # a select vectorises, max() does not
         s = 0.0
         for j in range(n):
             e = fast_exp(scale * row[j] - mx)
@@ -110,22 +112,33 @@ def attention_softmax_forward(att, scale, causal, kv_len=None):
     _attention_softmax_forward(att, att.dtype.type(scale), causal, kv_len)
 
 
-def attention_softmax_backward(datt, att, scale):
-    """In place: datt (dL/dprobs) becomes dL/dscores = scale * p * (dp - sum(dp * p)) (one gradient, two names)."""
-    _attention_softmax_backward(datt, att, att.dtype.type(scale))
+def attention_softmax_backward(datt, att, scale, causal=False, kv_len=None):
+    """In place: datt (dL/dprobs) becomes dL/dscores = scale * p * (dp - sum(dp * p)) (one gradient, two names).
+
+    Given the forward's mask (causal, kv_len), the hidden keys are not read: their p is 0, so is their gradient.
+    """
+    if kv_len is None:
+        kv_len = np.full(att.shape[0], att.shape[-1], np.int32)
+    _attention_softmax_backward(datt, att, att.dtype.type(scale), causal, kv_len)
 
 
-@wide
-def _attention_softmax_backward(datt, att, scale):
-    # masked entries have p = 0 and so get 0
+@wide(fastmath=FAST)
+def _attention_softmax_backward(datt, att, scale, causal, kv_len):
+    # datt, att are (B, NH, T, T); masked entries have p = 0 and so get 0
     B, NH, T, _ = att.shape
     for r in prange(B * NH * T):
         b, h, t = r // (NH * T), (r // T) % NH, r % T
+        n = min(max(kv_len[b], 0), T)
+        if causal:
+            n = min(n, t + 1)
+        drow, prow = datt[b, h, t], att[b, h, t]
         dot = 0.0
-        for j in range(T):
-            dot += datt[b, h, t, j] * att[b, h, t, j]
-        for j in range(T):
-            datt[b, h, t, j] = scale * att[b, h, t, j] * (datt[b, h, t, j] - dot)
+        for j in range(n):
+            dot += drow[j] * prow[j]
+        for j in range(n):
+            drow[j] = scale * prow[j] * (drow[j] - dot)
+        for j in range(n, T):
+            drow[j] = 0.0
 
 
 def _grouped(x, nkv):
@@ -145,8 +158,8 @@ def attention_heads_forward(yh, att, q, k, v, scale, causal, kv_len=None):
     np.matmul(_grouped(att, nkv), v, out=_grouped(yh, nkv))  # (B, NH, T, HS)
 
 
-def attention_heads_backward(dq, dk, dv, datt, dyh, q, k, v, att, scale):
-    """Accumulates dq, dk, dv from dyh into gradients that hold none yet; datt is scratch.
+def attention_heads_backward(dq, dk, dv, datt, dyh, q, k, v, att, scale, causal=False, kv_len=None):
+    """Accumulates dq, dk, dv from dyh into gradients that hold none yet; datt is scratch; the forward's mask.
 
     Each gradient is one BLAS product, which BLAS writes: onto zero, the same
     sum. A key/value head sums the gradients of its query group in the product.
@@ -154,7 +167,7 @@ def attention_heads_backward(dq, dk, dv, datt, dyh, q, k, v, att, scale):
     nkv = k.shape[1]
     np.matmul(_grouped(dyh, nkv), v.transpose(0, 1, 3, 2), out=_grouped(datt, nkv))  # dL/dprobs (B, NH, T, T)
     np.matmul(_grouped(att, nkv).transpose(0, 1, 3, 2), _grouped(dyh, nkv), out=dv)  # (B, NKV, T, HS)
-    attention_softmax_backward(datt, att, scale)  # now dL/d(q.k)
+    attention_softmax_backward(datt, att, scale, causal, kv_len)  # now dL/d(q.k)
     np.matmul(_grouped(datt, nkv), k, out=_grouped(dq, nkv))
     np.matmul(_grouped(datt, nkv).transpose(0, 1, 3, 2), _grouped(q, nkv), out=dk)
 

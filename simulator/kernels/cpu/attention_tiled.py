@@ -28,9 +28,8 @@ import numpy as np
 from numba import njit, prange
 
 from simulator.kernels.cpu.fastexp import fast_exp
+from simulator.kernels.cpu.jit import FAST
 
-# fastmath without nnan/ninf: -inf marks masked scores and must survive the optimiser
-FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # tile sizes measured fastest for HS = 64 on a 2-core AVX-512 machine (see simulator/bench/attention.py); y and lse
 # do not depend on the tiles, so the backward may use other sizes than the forward that it follows
 TILE_Q, TILE_K = 256, 64

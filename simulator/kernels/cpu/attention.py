@@ -88,14 +88,19 @@ def _attention_softmax_forward(att, scale, causal, kv_len):
         if n == 0:  # no visible key: the row passes on nothing
             row[:] = 0.0
             continue
-        # subtracting the row max keeps exp() finite at any scale (scores of 1e4 included)
-        mx = row[0] * scale
-        for j in range(1, n):
-            v = scale * row[j]
-            mx = v if v > mx else mx  # a select vectorises, max() does not
+        # subtracting the row's largest scaled score keeps exp() finite at any scale (scores of 1e4
+        # included); it is taken on the raw scores and the difference scaled, so the top key gets
+        # exp(0) = 1 exactly (a fused multiply-add of scale * row - mx need not give 0 there)
+        mx = row[0]
+        if scale >= 0:
+            for j in range(1, n):
+                mx = row[j] if row[j] > mx else mx  # a select vectorises, max() does not
+        else:
+            for j in range(1, n):
+                mx = row[j] if row[j] < mx else mx
         s = 0.0
         for j in range(n):
-            e = fast_exp(scale * row[j] - mx)
+            e = fast_exp(scale * (row[j] - mx))
             row[j] = e
             s += e
         inv = 1.0 / s

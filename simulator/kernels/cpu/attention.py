@@ -23,14 +23,18 @@ def split_heads(q, k, v, qkv):
     B, NH, T, HS = q.shape
     NKV = k.shape[1]
     C, CK = NH * HS, NKV * HS
-    for bh in prange(B * NH):
-        b, h = bh // NH, bh % NH
-        for t in range(T):
+    for bt in prange(B * T):  # one row of qkv, read once, into HS-long runs of each head
+        b, t = bt // T, bt % T
+        row = qkv[b, t]
+        for h in range(NH):
+            qh = q[b, h, t]
             for i in range(HS):
-                q[b, h, t, i] = qkv[b, t, h * HS + i]
-                if h < NKV:
-                    k[b, h, t, i] = qkv[b, t, C + h * HS + i]
-                    v[b, h, t, i] = qkv[b, t, C + CK + h * HS + i]
+                qh[i] = row[h * HS + i]
+        for h in range(NKV):
+            kh, vh = k[b, h, t], v[b, h, t]
+            for i in range(HS):
+                kh[i] = row[C + h * HS + i]
+                vh[i] = row[C + CK + h * HS + i]
 
 
 @wide
@@ -65,12 +69,15 @@ def merge_heads(out, yh):
 @wide
 def split_heads_grad(dyh, dout):
     """Accumulates dyh += dout in the per-head layout (the backward of merge_heads)."""
+    # dyh is (B, NH, T, HS), dout is (B, T, C)
     B, NH, T, HS = dyh.shape
-    for bh in prange(B * NH):
-        b, h = bh // NH, bh % NH
-        for t in range(T):
+    for bt in prange(B * T):
+        b, t = bt // T, bt % T
+        row = dout[b, t]
+        for h in range(NH):
+            dh = dyh[b, h, t]
             for i in range(HS):
-                dyh[b, h, t, i] += dout[b, t, h * HS + i]
+                dh[i] += row[h * HS + i]
 
 
 @wide(fastmath=FAST)

@@ -223,3 +223,17 @@ def test_an_optimizer_switched_to_mid_run_updates_exactly_as_a_fresh_one(name):
         s.step_into()
         assert np.array_equal(s.model.params, weights), "the switched-to optimizer is not a fresh one"
     assert s.optimizer.steps == 2 and s.step_count == 5
+
+
+@pytest.mark.parametrize("impl", ["naive", "tiled"])
+def test_a_nan_weight_in_attention_is_named_where_it_first_shows_with_either_kernel(impl):
+    """A NaN in a query weight reaches the attention output (the tiled kernel once dropped it and reported 0)."""
+    s = TrainingSession(replace(tiny(), model=replace(tiny().model, dropout=0.0,
+                                                      attention=replace(tiny().model.attention, impl=impl))))
+    s.step()
+    w = s.parameter("h0.attn.qkv.w")
+    w[0, 1] = np.nan
+    s.set_parameter("h0.attn.qkv.w", w)
+    rec = s.step()
+    assert not np.isfinite(rec.loss)
+    assert rec.nonfinite is not None and rec.nonfinite.tensor == "h0.attn", rec.nonfinite.sentence()

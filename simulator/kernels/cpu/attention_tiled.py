@@ -186,7 +186,7 @@ def tiled_attention_forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile
             _online_softmax_step(sT, accT, m, lsum, m_new, alpha, nc, nc4, nr)
             _matmul_acc(accT, vT, sT, HS4, nc4, nr)  # acc^T += V^T P^T, (HS, tile_q)
         for r in range(nr):
-            if lsum[r] > 0:
+            if lsum[r] != 0:  # not `> 0`: a NaN score makes lsum NaN, and NaN must reach y (a diverged run says so)
                 inv = 1 / lsum[r]
                 for d in range(HS):
                     y[b, h, q0 + r, d] = accT[d, r] * inv

@@ -1,0 +1,70 @@
+"""Linear layer y = x W + b on the GPU: the tiled GEMM for the products, a column reduction for the bias.
+
+The same signatures as kernels/cpu/linear.py. linear_backward adds every product into its
+gradient (the GEMM accumulates), so dscratch is accepted and not needed.
+"""
+
+from __future__ import annotations
+
+from numba import cuda
+
+from simulator.kernels.cuda.elementwise import bias_add
+from simulator.kernels.cuda.gemm import gemm
+from simulator.kernels.cuda.launch import COLS, ROWS, blocks, column_sum, per_dtype
+
+
+@per_dtype
+def _bias_backward(t):
+    @cuda.jit
+    def kernel(dbias, dout):
+        # dout is (N, OC): a block owns COLS columns; its ROWS row lanes stride down the rows
+        # (neighbouring threads read neighbouring columns) and meet in shared memory
+        buf = cuda.shared.array((ROWS, COLS), t)
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        o = cuda.blockIdx.x * COLS + tx
+        N, OC = dout.shape
+        acc = t(0)
+        if o < OC:
+            for n in range(ty, N, ROWS):
+                acc += dout[n, o]
+        buf[ty, tx] = acc
+        column_sum(buf, tx, ty, ROWS)
+        if ty == 0 and o < OC:
+            dbias[o] += buf[0, tx]
+
+    return kernel
+
+
+def bias_backward(dbias, dout):
+    """dbias += the column sums of dout (a block reduction per column tile, no atomics)."""
+    _bias_backward(dout.dtype)[blocks(dout.shape[1], COLS), (COLS, ROWS)](dbias, dout)
+
+
+def _base(w):
+    """(array, transposed): a transposed 2-D view is read through its base layout by the GEMM."""
+    if w.shape[0] > 1 and w.shape[1] > 1 and w.strides[0] < w.strides[1]:  # a .T view of a C-contiguous array
+        return w.T, True
+    return w, False
+
+
+def linear_forward(out, inp, weight, bias):
+    """Writes out = inp @ weight (+ bias); weight is (C, OC) or a transposed view of an (OC, C) array."""
+    w, tw = _base(weight)
+    gemm(out, inp, w, trans_b=tw)
+    if bias is not None:
+        bias_add(out, bias)
+
+
+def linear_backward(dinp, dweight, dbias, dout, inp, weight, dscratch=None):
+    """Accumulates dinp += dout @ weight.T, dweight += inp.T @ dout and dbias += the column sums of dout."""
+    # dinp is (N, C) or None, dweight is (C, OC) (or a transposed view), dout is (N, OC); dscratch is unused
+    w, tw = _base(weight)
+    if dinp is not None:
+        gemm(dinp, dout, w, trans_b=not tw, accumulate=True)  # (N, OC) @ (OC, C)
+    dw, tdw = _base(dweight)
+    if tdw:  # dweight is W^T's view: accumulate (inp^T dout)^T = dout^T inp into its base
+        gemm(dw, dout, inp, trans_a=True, accumulate=True)
+    else:
+        gemm(dw, inp, dout, trans_a=True, accumulate=True)
+    if dbias is not None:
+        bias_backward(dbias, dout)

@@ -1,0 +1,101 @@
+"""The CUDA tiled attention (forward, backward) and the head layouts against the CPU's, with GQA, padding, T = 1."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulator.kernels.cpu import attention as cpu_layout
+from simulator.kernels.cpu import attention_tiled as cpu
+from tests.cuda.twins import close, dev, host, randn
+
+# (B, NH, NKV, T, HS, causal, kv_len, tiles, dtype): GQA with partial tiles and a padded row; MHA without a
+# causal mask and a row of padding only (kv_len 0) under the CPU's default tiles (capped on the GPU); MQA at T = 1
+CASES = [
+    (2, 4, 2, 7, 5, True, [7, 4], (3, 2), np.float32),
+    (2, 4, 2, 7, 5, True, [7, 4], (3, 2), np.float64),
+    (2, 2, 2, 5, 4, False, [3, 0], (256, 64), np.float64),
+    (1, 3, 1, 1, 6, True, [1], (2, 2), np.float32),
+]
+
+
+@pytest.mark.parametrize("B,NH,NKV,T,HS,causal,kv_len,tiles,dtype", CASES)
+def test_tiled_attention(B, NH, NKV, T, HS, causal, kv_len, tiles, dtype, rng):
+    from simulator.kernels.cuda import attention as gpu
+
+    q, dy = randn(rng, (B, NH, T, HS), dtype), randn(rng, (B, NH, T, HS), dtype)
+    k, v = randn(rng, (B, NKV, T, HS), dtype), randn(rng, (B, NKV, T, HS), dtype)
+    kvl = np.array(kv_len, np.int32)
+    scale = 1.0 / np.sqrt(HS)
+    dq0, dk0, dv0 = randn(rng, q.shape, dtype), randn(rng, k.shape, dtype), randn(rng, v.shape, dtype)
+    y_c, lse_c = np.empty_like(q), np.empty((B, NH, T), dtype)
+    dq_c, dk_c, dv_c = dq0.copy(), dk0.copy(), dv0.copy()
+    cpu.tiled_attention_forward(y_c, lse_c, q, k, v, kvl, scale, causal, *tiles)
+    cpu.tiled_attention_backward(dq_c, dk_c, dv_c, dy, q, k, v, y_c, lse_c, kvl, scale, causal, *tiles)
+
+    d_q, d_k, d_v, d_dy, d_kvl, d_dq, d_dk, d_dv = dev(q, k, v, dy, kvl, dq0, dk0, dv0)
+    d_y, d_lse = dev(np.full_like(q, np.nan), np.full((B, NH, T), np.nan, dtype))  # every entry must be written
+    gpu.tiled_attention_forward(d_y, d_lse, d_q, d_k, d_v, d_kvl, scale, causal, *tiles)
+    gpu.tiled_attention_backward(d_dq, d_dk, d_dv, d_dy, d_q, d_k, d_v, d_y, d_lse, d_kvl, scale, causal, *tiles)
+    close(host(d_y), y_c, dtype, scale=4)
+    close(host(d_lse), lse_c, dtype, scale=4)  # -inf for the rows without keys
+    for g, c in ((d_dq, dq_c), (d_dk, dk_c), (d_dv, dv_c)):
+        close(host(g), c, dtype, scale=8)
+    if 0 in kv_len:
+        assert np.all(host(d_y)[kv_len.index(0)] == 0)
+
+
+def test_tiled_attention_refuses_large_heads():
+    from simulator.kernels.cuda import attention as gpu
+
+    hs = gpu.MAX_HEAD_SIZE + 1
+    q = np.zeros((1, 1, 2, hs), np.float32)
+    with pytest.raises(ValueError, match="head size"):
+        gpu.tiled_attention_forward(q, np.zeros((1, 1, 2), np.float32), q, q, q, np.array([2], np.int32), 1.0,
+                                    True, 4, 4)
+
+
+def test_nan_score_reaches_output(rng):
+    """As on the CPU: a NaN in q gives NaN in that row's y and lse, not a quiet 0 (a diverged run names the op)."""
+    from simulator.kernels.cuda import attention as gpu
+
+    q, k, v = (randn(rng, (1, 1, 3, 4), np.float32) for _ in range(3))
+    q[0, 0, 2, 1] = np.nan
+    kvl = np.array([3], np.int32)
+    y_c, lse_c = np.empty_like(q), np.empty((1, 1, 3), np.float32)
+    cpu.tiled_attention_forward(y_c, lse_c, q, k, v, kvl, 0.5, True, 2, 2)
+    d_y, d_lse = dev(np.zeros_like(q), np.zeros((1, 1, 3), np.float32))
+    gpu.tiled_attention_forward(d_y, d_lse, *dev(q, k, v, kvl), 0.5, True, 2, 2)
+    assert np.isnan(y_c[0, 0, 2]).all() and np.isnan(host(d_y)[0, 0, 2]).all()
+    close(host(d_y), y_c, np.float32)
+    close(host(d_lse), lse_c, np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_head_layouts(dtype, rng):
+    from simulator.kernels.cuda import attention as gpu
+
+    B, T, NH, NKV, HS = 2, 3, 4, 2, 3
+    C, CK = NH * HS, NKV * HS
+    qkv = randn(rng, (B, T, C + 2 * CK), dtype)
+    q, k, v = np.empty((B, NH, T, HS), dtype), np.empty((B, NKV, T, HS), dtype), np.empty((B, NKV, T, HS), dtype)
+    cpu_layout.split_heads(q, k, v, qkv)
+    d_qkv, d_q, d_k, d_v = dev(qkv, np.zeros_like(q), np.zeros_like(k), np.zeros_like(v))
+    gpu.split_heads(d_q, d_k, d_v, d_qkv)
+    for g, c in ((d_q, q), (d_k, k), (d_v, v)):
+        assert np.array_equal(host(g), c)
+    dqkv0 = randn(rng, qkv.shape, dtype)
+    dqkv_c = dqkv0.copy()
+    cpu_layout.merge_qkv_grad(dqkv_c, q, k, v)
+    d_dqkv = dev(dqkv0)
+    gpu.merge_qkv_grad(d_dqkv, d_q, d_k, d_v)
+    close(host(d_dqkv), dqkv_c, dtype)
+    out_c = np.empty((B, T, C), dtype)
+    cpu_layout.merge_heads(out_c, q)
+    d_out = dev(np.zeros((B, T, C), dtype))
+    gpu.merge_heads(d_out, d_q)
+    assert np.array_equal(host(d_out), out_c)
+    dyh_c = q.copy()
+    cpu_layout.split_heads_grad(dyh_c, out_c)
+    gpu.split_heads_grad(d_q, d_out)
+    close(host(d_q), dyh_c, dtype)

@@ -41,7 +41,7 @@ def test_embedding(T, dtype, rng):
 def test_gemm_transposes_and_accumulate(ta, tb, dtype, rng):
     from simulator.kernels.cuda.gemm import gemm
 
-    M, N, K = 5, 6, 9  # none a multiple of the tile
+    M, N, K = 9, 10, 17  # none a multiple of the tile (8 simulated, 16 on a GPU); K spans three tiles
     a = randn(rng, (K, M) if ta else (M, K), dtype)
     b = randn(rng, (N, K) if tb else (K, N), dtype)
     want = (a.T if ta else a) @ (b.T if tb else b)
@@ -58,7 +58,8 @@ def test_gemm_transposes_and_accumulate(ta, tb, dtype, rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("tied", [False, True])
 def test_linear_forward_backward(tied, dtype, rng):
-    """tied: the weight is a transposed view (the head reading wte.T), so is its gradient."""
+    """tied: the weight is a transposed view (the head reading wte.T), so is its gradient; tied also runs
+    without dscratch, where dinp holds stale numbers and both twins write it (the CPU contract)."""
     from simulator.kernels.cuda import linear as gpu
 
     N, C, OC = 7, 6, 5
@@ -72,12 +73,13 @@ def test_linear_forward_backward(tied, dtype, rng):
     out_c, dinp_c, dw_c = np.empty((N, OC), dtype), dinp0.copy(), dw0.copy()
     db_c = None if tied else db0.copy()
     cpu_lin.linear_forward(out_c, x, view(w_store), bias)
-    cpu_lin.linear_backward(dinp_c, view(dw_c), db_c, dout, x, view(w_store), np.empty((N, C), dtype))
+    scratch = None if tied else np.empty((N, C), dtype)
+    cpu_lin.linear_backward(dinp_c, view(dw_c), db_c, dout, x, view(w_store), scratch)
 
     d_out, d_x, d_dout, d_w, d_dw, d_dinp = dev(np.zeros((N, OC), dtype), x, dout, w_store, dw0, dinp0)
     d_b, d_db = (None, None) if tied else dev(bias, db0)
     gpu.linear_forward(d_out, d_x, view(d_w), d_b)
-    gpu.linear_backward(d_dinp, view(d_dw), d_db, d_dout, d_x, view(d_w))
+    gpu.linear_backward(d_dinp, view(d_dw), d_db, d_dout, d_x, view(d_w), None if tied else dev(scratch))
     close(host(d_out), out_c, dtype, scale=4)
     close(host(d_dinp), dinp_c, dtype, scale=4)
     close(host(d_dw), dw_c, dtype, scale=4)

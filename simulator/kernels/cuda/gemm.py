@@ -15,7 +15,7 @@ from numba import cuda
 
 from simulator.kernels.cuda.launch import SIMULATED, blocks, per_dtype
 
-TILE = 4 if SIMULATED else 16  # 16 x 16 = 256 threads on a GPU; 16 simulated threads
+TILE = 8 if SIMULATED else 16  # 16 x 16 = 256 threads on a GPU; 64 simulated threads (fewer blocks, fewer barriers)
 
 
 @per_dtype

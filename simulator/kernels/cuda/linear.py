@@ -1,7 +1,10 @@
 """Linear layer y = x W + b on the GPU: the tiled GEMM for the products, a column reduction for the bias.
 
-The same signatures as kernels/cpu/linear.py. linear_backward adds every product into its
-gradient (the GEMM accumulates), so dscratch is accepted and not needed.
+The same signatures and contract as kernels/cpu/linear.py. The GEMM can add its product, so
+linear_backward needs no scratch to add into dinp; it keeps the CPU's word on dinp all the same:
+given dscratch (the caller says dinp already holds a gradient) it adds, without it it writes,
+because the caller may hand over a buffer that holds stale numbers rather than zeros (the GPT's
+scratch `dy`, a gradient buffer that the arena has not cleared yet). dscratch itself is not used.
 """
 
 from __future__ import annotations
@@ -56,11 +59,11 @@ def linear_forward(out, inp, weight, bias):
 
 
 def linear_backward(dinp, dweight, dbias, dout, inp, weight, dscratch=None):
-    """Accumulates dinp += dout @ weight.T, dweight += inp.T @ dout and dbias += the column sums of dout."""
-    # dinp is (N, C) or None, dweight is (C, OC) (or a transposed view), dout is (N, OC); dscratch is unused
+    """Accumulates dinp += dout @ weight.T (writes it without dscratch), dweight += inp.T @ dout, dbias += sum dout."""
+    # dinp is (N, C) or None, dweight is (C, OC) (or a transposed view), dout is (N, OC); dscratch: see above
     w, tw = _base(weight)
     if dinp is not None:
-        gemm(dinp, dout, w, trans_b=not tw, accumulate=True)  # (N, OC) @ (OC, C)
+        gemm(dinp, dout, w, trans_b=not tw, accumulate=dscratch is not None)  # (N, OC) @ (OC, C)
     dw, tdw = _base(dweight)
     if tdw:  # dweight is W^T's view: accumulate (inp^T dout)^T = dout^T inp into its base
         gemm(dw, dout, inp, trans_a=True, accumulate=True)

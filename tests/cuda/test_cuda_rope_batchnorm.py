@@ -79,3 +79,28 @@ def test_batchnorm_eval(dtype, rng):
     gpu.batchnorm_eval_backward(d_dinp, d_dw, d_db, d_dout, d_x, d_w, d_mean, d_rstd)
     for g, c in ((d_out, out_c), (d_mean, mean_c), (d_rstd, rstd_c), (d_dinp, dinp_c), (d_dw, dw_c), (d_db, db_c)):
         close(host(g), c, dtype, scale=4)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_mode_dispatch(training, rng):
+    from simulator.kernels.cuda import batchnorm as gpu
+    from simulator.model import batchnorm_mode as cpu_mode
+
+    N, C, dtype = 6, 3, np.float64
+    x, dout = randn(rng, (N, C), dtype), randn(rng, (N, C), dtype)
+    rowmask = (np.arange(N) < 5).astype(dtype)
+    w, b = randn(rng, C, dtype), randn(rng, C, dtype)
+    rm, rv = randn(rng, C, dtype), np.abs(randn(rng, C, dtype)) + dtype(0.5)
+    host_arrays = [np.zeros_like(x), *(np.zeros(C, dtype) for _ in range(3)), rm, rv, x.copy(), np.zeros(C, dtype),
+                   np.zeros(C, dtype)]  # out, mean, var, rstd, running mean, running var, dinp, dweight, dbias
+    dev_arrays = list(dev(*host_arrays))
+    for mode, arrays in ((cpu_mode, host_arrays), (gpu, dev_arrays)):
+        out, mean, var, rstd, r_mean, r_var, dinp, dw, db = arrays
+        xs, masks, ws, bs, douts = (a if mode is cpu_mode else dev(a) for a in (x, rowmask, w, b, dout))
+        trained = mode.batchnorm_mode_forward(out, mean, var, rstd, xs, masks, ws, bs, r_mean, r_var, 0.1, training)
+        assert trained is training
+        scratch = np.zeros(C, dtype) if mode is cpu_mode else dev(np.zeros(C, dtype))
+        scratch2 = np.zeros(C, dtype) if mode is cpu_mode else dev(np.zeros(C, dtype))
+        mode.batchnorm_mode_backward(dinp, dw, db, douts, xs, masks, ws, mean, rstd, scratch, scratch2, trained)
+    for i in (0, 1, 3, 4, 5, 6, 7, 8):  # var is only written in train mode
+        close(host(dev_arrays[i]), host_arrays[i], dtype, scale=4)

@@ -17,6 +17,12 @@ import pytest
 from simulator.config import AttentionConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 from simulator.kernels.cpu import activations as cpu_act
 from simulator.session import TrainingSession
+from tests.cuda import target
+
+# host arrays go through every launch here; the simulator writes through numpy views (slices, transposes),
+# a GPU launch copies a host argument in and out and refuses non-contiguous ones: there the backend seam's
+# own step test (device arrays throughout) is the one to run
+pytestmark = pytest.mark.skipif(target.MODE == "gpu", reason="rebinding kernels over host arrays needs the simulator")
 
 MODEL_NAMES = {
     "elementwise": [],

@@ -219,3 +219,24 @@ def batchnorm_eval_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd,
     k["sums"][_col_grid(C)](scratch1, scratch2, dweight, dbias, dout, inp, mean, weight, mean, rstd, False)
     k["dinp_eval"][blocks(N * C), THREADS](dinp, dout, weight, rstd)
 
+
+
+def batchnorm_mode_forward(out, mean, var, rstd, inp, rowmask, weight, bias, running_mean, running_var,
+                           momentum: float, training: bool) -> bool:
+    """Twin of model/batchnorm_mode.py's dispatch: train mode normalizes by the batch and moves the running
+    statistics, eval mode uses them; returns `training` for the backward."""
+    if training:
+        batchnorm_forward(out, mean, var, rstd, inp, rowmask, weight, bias)
+        batchnorm_running_update(running_mean, running_var, mean, var, rowmask, momentum)
+    else:
+        batchnorm_eval_forward(out, mean, rstd, inp, running_mean, running_var, weight, bias)
+    return training
+
+
+def batchnorm_mode_backward(dinp, dweight, dbias, dout, inp, rowmask, weight, mean, rstd, dsum, dxsum,
+                            trained: bool) -> None:
+    """Gradients of the forward that ran (dsum, dxsum are scratch in both modes)."""
+    if trained:
+        batchnorm_backward(dinp, dweight, dbias, dout, inp, rowmask, weight, mean, rstd, dsum, dxsum)
+    else:
+        batchnorm_eval_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, dsum, dxsum)

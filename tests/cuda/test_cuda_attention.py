@@ -99,3 +99,51 @@ def test_head_layouts(dtype, rng):
     cpu_layout.split_heads_grad(dyh_c, out_c)
     gpu.split_heads_grad(d_q, d_out)
     close(host(d_q), dyh_c, dtype)
+
+
+@pytest.mark.parametrize("scale,causal,kv_len", [(0.7, True, [5, 3]), (-0.4, False, [0, 4])])
+def test_attention_softmax(scale, causal, kv_len, rng):
+    """The naive attention's masked softmax: a negative scale (the max is the smallest raw score), padding."""
+    from simulator.kernels.cuda import attention as gpu
+
+    dtype = np.float64
+    att, datt = randn(rng, (2, 2, 5, 5), dtype, 3.0), randn(rng, (2, 2, 5, 5), dtype)
+    kvl = np.array(kv_len, np.int32)
+    att_c, datt_c = att.copy(), datt.copy()
+    cpu_layout.attention_softmax_forward(att_c, scale, causal, kvl)
+    cpu_layout.attention_softmax_backward(datt_c, att_c, scale, causal, kvl)
+    d_att, d_datt, d_kvl = dev(att, datt, kvl)
+    gpu.attention_softmax_forward(d_att, scale, causal, d_kvl)
+    gpu.attention_softmax_backward(d_datt, d_att, scale, causal, d_kvl)
+    close(host(d_att), att_c, dtype)
+    close(host(d_datt), datt_c, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_naive_attention_forward_backward(dtype, rng):
+    """attention_forward / attention_backward (the fused qkv in, the (T, T) probabilities kept), GQA, padding."""
+    from simulator.kernels.cuda import attention as gpu
+
+    B, NH, NKV, T, HS = 2, 4, 2, 5, 3
+    C, CK = NH * HS, NKV * HS
+    scale, kvl = 1.0 / np.sqrt(HS), np.array([5, 3], np.int32)
+    qkv, dout = randn(rng, (B, T, C + 2 * CK), dtype), randn(rng, (B, T, C), dtype)
+    dqkv0 = randn(rng, qkv.shape, dtype)
+    shapes = dict(q=(B, NH, T, HS), k=(B, NKV, T, HS), v=(B, NKV, T, HS), att=(B, NH, T, T), yh=(B, NH, T, HS))
+    host_bufs = {n: np.zeros(s, dtype) for n, s in shapes.items()}
+    out_c, dqkv_c = np.zeros((B, T, C), dtype), dqkv0.copy()
+    cpu_layout.attention_forward(out_c, host_bufs["q"], host_bufs["k"], host_bufs["v"], host_bufs["att"],
+                                 host_bufs["yh"], qkv, scale, True, kvl)
+    grads = {n: np.zeros(shapes[n], dtype) for n in ("q", "k", "v", "att", "yh")}
+    cpu_layout.attention_backward(dqkv_c, grads["q"], grads["k"], grads["v"], grads["att"], grads["yh"], dout,
+                                  host_bufs["q"], host_bufs["k"], host_bufs["v"], host_bufs["att"], scale)
+
+    d = {n: dev(np.full(s, np.nan, dtype)) for n, s in shapes.items()}  # every entry must be written
+    dg = {n: dev(np.full(shapes[n], np.nan, dtype)) for n in ("q", "k", "v", "att", "yh")}  # scratch: stale
+    d_out, d_qkv, d_dout, d_dqkv, d_kvl = dev(np.zeros((B, T, C), dtype), qkv, dout, dqkv0, kvl)
+    gpu.attention_forward(d_out, d["q"], d["k"], d["v"], d["att"], d["yh"], d_qkv, scale, True, d_kvl)
+    gpu.attention_backward(d_dqkv, dg["q"], dg["k"], dg["v"], dg["att"], dg["yh"], d_dout, d["q"], d["k"], d["v"],
+                           d["att"], scale)
+    close(host(d_out), out_c, dtype, scale=4)
+    close(host(d["att"]), host_bufs["att"], dtype, scale=4)
+    close(host(d_dqkv), dqkv_c, dtype, scale=8)

@@ -31,7 +31,7 @@ MODEL_NAMES = {
     "embedding": ["embedding_forward", "embedding_backward"],
     "softmax": ["crossentropy_forward", "crossentropy_softmax_backward"],
     "attention": ["tiled_attention_forward", "tiled_attention_backward", "split_heads", "merge_heads",
-                  "merge_qkv_grad", "split_heads_grad"],
+                  "merge_qkv_grad", "split_heads_grad", "attention_heads_forward", "attention_heads_backward"],
     "rope": ["rope_forward", "rope_backward"],
 }
 
@@ -59,11 +59,11 @@ def cuda_kernels(monkeypatch):
         monkeypatch.setattr(clip, name, getattr(gpu_optim, name))
 
 
-def _config(dtype, **model):
+def _config(dtype, impl, **model):
     return RunConfig(
         name="t",
         model=ModelConfig(d_model=8, n_layer=1, n_head=2, seq_len=5, dropout=0.0,
-                          attention=AttentionConfig(impl="tiled", n_kv_head=1), **model),
+                          attention=AttentionConfig(impl=impl, n_kv_head=1), **model),
         optim=OptimConfig(name="adamw", lr=1e-2, grad_clip=0.5, weight_decay=0.1),
         train=TrainConfig(batch_size=2, seed=3, eval_every=0, stats_every=0, dtype=dtype))
 
@@ -74,12 +74,13 @@ def _run(cfg, steps):
     return losses, {n: s.parameter(n) for n in s.parameter_names}, {n: s.gradient(n) for n in s.parameter_names}
 
 
-@pytest.mark.parametrize("dtype,tol,steps,model", [
-    ("float64", 1e-10, 2, {}),  # layernorm, GELU, learned positions; the second step starts from AdamW's update
-    ("float32", 2e-5, 1, {"norm": "rmsnorm", "positional": "rope", "activation": "silu"}),
+@pytest.mark.parametrize("dtype,tol,steps,impl,model", [
+    # layernorm, GELU, learned positions, tiled attention; the second step starts from AdamW's update
+    ("float64", 1e-10, 2, "tiled", {}),
+    ("float32", 2e-5, 1, "naive", {"norm": "rmsnorm", "positional": "rope", "activation": "silu"}),
 ])
-def test_steps_with_cuda_kernels_equal_cpu_steps(dtype, tol, steps, model, request):
-    cfg = _config(dtype, **model)
+def test_steps_with_cuda_kernels_equal_cpu_steps(dtype, tol, steps, impl, model, request):
+    cfg = _config(dtype, impl, **model)
     losses_c, params_c, grads_c = _run(cfg, steps)
     request.getfixturevalue("cuda_kernels")
     losses_g, params_g, grads_g = _run(cfg, steps)

@@ -22,15 +22,22 @@ Gradients are added (`+=`), per the backward contract.
 
 The tile sizes tile_q, tile_k of the CPU signature are honoured up to the shared arrays' size
 (MAX_TILE; the results do not depend on the tiles). Head sizes up to MAX_HEAD_SIZE.
+
+The naive attention (twin of attention.py: the (T, T) probabilities are formed and kept) runs
+the tiled GEMM over the stack of key/value groups (the query heads of one group are one
+(G T, HS) matrix, as on the CPU, so GQA costs no copies) and a block per score row for the
+masked softmax. Its products write their gradients, as BLAS does on the CPU.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import cuda
 
-from simulator.kernels.cuda.launch import SIMULATED, THREADS, blocks, per_dtype
+from simulator.kernels.cuda.gemm import gemm_batched
+from simulator.kernels.cuda.launch import ROW_THREADS, SIMULATED, THREADS, block_max, block_sum, blocks, per_dtype
 
 MAX_TILE = 4 if SIMULATED else 32  # rows of a Q or K/V tile (threads per block)
 MAX_HEAD_SIZE = 16 if SIMULATED else 64  # shared and local arrays are sized by it
@@ -325,3 +332,145 @@ def merge_heads(out, yh):
 def split_heads_grad(dyh, dout):
     """Accumulates dyh += dout in the per-head layout."""
     _merge_heads[blocks(dout.shape[0] * dout.shape[1] * dout.shape[2]), THREADS](dout, dyh, True)
+
+
+# ------------------------------------------------------------------ the naive attention (twins of attention.py's)
+
+
+@per_dtype
+def _naive_kernels(t):
+    R = ROW_THREADS
+    zero = t(0)
+
+    @cuda.jit(device=True)
+    def visible(kv_len, b, i, T, causal):
+        n = min(max(kv_len[b], 0), T)  # keys past kv_len are padding
+        return min(n, i + 1) if causal else n
+
+    @cuda.jit
+    def softmax_forward(att, scale, causal, kv_len):
+        # one block per row of att (B, NH, T, T): raw scores in, probabilities out
+        buf = cuda.shared.array(R, t)
+        tid = cuda.threadIdx.x
+        B, NH, T, _ = att.shape
+        r = cuda.blockIdx.x
+        b, h, i = r // (NH * T), (r // T) % NH, r % T
+        n = visible(kv_len, b, i, T, causal)
+        # the row's largest scaled score, taken on the raw scores (the smallest for a negative scale) as on the
+        # CPU, so the top key gets exp(0) = 1 exactly; sign * x is an exact negation
+        sign = t(1) if scale >= zero else t(-1)
+        mx = sign * att[b, h, i, 0] if n > 0 else zero
+        for j in range(tid, n, R):
+            x = sign * att[b, h, i, j]
+            if x > mx:
+                mx = x
+        buf[tid] = mx
+        block_max(buf, tid, R)
+        mx = sign * buf[0]
+        cuda.syncthreads()
+        acc = zero
+        for j in range(tid, n, R):
+            e = math.exp(scale * (att[b, h, i, j] - mx))
+            att[b, h, i, j] = e
+            acc += e
+        buf[tid] = acc
+        block_sum(buf, tid, R)
+        s = buf[0]
+        for j in range(tid, T, R):
+            if j < n:
+                att[b, h, i, j] = att[b, h, i, j] / s
+            else:
+                att[b, h, i, j] = zero  # hidden keys (a row without any visible key passes on nothing)
+
+    @cuda.jit
+    def softmax_backward(datt, att, scale, causal, kv_len):
+        # in place: datt (dL/dprobs) becomes dL/dscores = scale p (dp - sum(dp p)) over the visible keys
+        buf = cuda.shared.array(R, t)
+        tid = cuda.threadIdx.x
+        B, NH, T, _ = att.shape
+        r = cuda.blockIdx.x
+        b, h, i = r // (NH * T), (r // T) % NH, r % T
+        n = visible(kv_len, b, i, T, causal)
+        acc = zero
+        for j in range(tid, n, R):
+            acc += datt[b, h, i, j] * att[b, h, i, j]
+        buf[tid] = acc
+        block_sum(buf, tid, R)
+        dot = buf[0]
+        for j in range(tid, T, R):
+            if j < n:
+                datt[b, h, i, j] = scale * att[b, h, i, j] * (datt[b, h, i, j] - dot)
+            else:
+                datt[b, h, i, j] = zero
+
+    @cuda.jit
+    def fill(x, value):
+        i = cuda.grid(1)
+        if i < x.shape[0]:
+            x[i] = value
+
+    return softmax_forward, softmax_backward, fill
+
+
+def _kv_len(kv_len, B, T):
+    return cuda.to_device(np.full(B, T, np.int32)) if kv_len is None else kv_len
+
+
+def attention_softmax_forward(att, scale, causal, kv_len=None):
+    """In place: att = softmax(scale * att) per row over the visible keys; hidden keys get probability 0."""
+    B, NH, T, _ = att.shape
+    k = _naive_kernels(att.dtype)[0]
+    k[B * NH * T, ROW_THREADS](att, att.dtype.type(scale), bool(causal), _kv_len(kv_len, B, T))
+
+
+def attention_softmax_backward(datt, att, scale, causal=False, kv_len=None):
+    """In place: datt (dL/dprobs) becomes dL/dscores = scale * p * (dp - sum(dp * p)); the forward's mask."""
+    B, NH, T, _ = att.shape
+    k = _naive_kernels(att.dtype)[1]
+    k[B * NH * T, ROW_THREADS](datt, att, att.dtype.type(scale), bool(causal), _kv_len(kv_len, B, T))
+
+
+def _grouped(x, nkv):
+    """(B, NH, T, X) -> (B NKV, G T, X): the query heads of one key/value group as one matrix (a view)."""
+    B, NH, T, X = x.shape
+    return x.reshape(B * nkv, (NH // nkv) * T, X)
+
+
+def _stacked(x):
+    """(B, NKV, T, X) -> (B NKV, T, X)."""
+    B, NKV, T, X = x.shape
+    return x.reshape(B * NKV, T, X)
+
+
+def attention_heads_forward(yh, att, q, k, v, scale, causal, kv_len=None):
+    """Writes yh = softmax(scale q k^T, masked) v per head and keeps the probabilities in att."""
+    nkv = k.shape[1]
+    gemm_batched(_grouped(att, nkv), _grouped(q, nkv), _stacked(k), trans_b=True)  # raw scores
+    attention_softmax_forward(att, scale, causal, kv_len)
+    gemm_batched(_grouped(yh, nkv), _grouped(att, nkv), _stacked(v))
+
+
+def attention_heads_backward(dq, dk, dv, datt, dyh, q, k, v, att, scale, causal=False, kv_len=None):
+    """Writes dq, dk, dv (gradients that hold none yet, as the CPU's BLAS products do); datt is scratch."""
+    nkv = k.shape[1]
+    gemm_batched(_grouped(datt, nkv), _grouped(dyh, nkv), _stacked(v), trans_b=True)  # dL/dprobs
+    gemm_batched(_stacked(dv), _grouped(att, nkv), _grouped(dyh, nkv), trans_a=True)
+    attention_softmax_backward(datt, att, scale, causal, kv_len)  # now dL/d(q.k)
+    gemm_batched(_grouped(dq, nkv), _grouped(datt, nkv), _stacked(k))
+    gemm_batched(_stacked(dk), _grouped(datt, nkv), _grouped(q, nkv), trans_a=True)
+
+
+def attention_forward(out, q, k, v, att, yh, qkv, scale, causal, kv_len=None):
+    """Writes out (B, T, C) and caches q, k, v, att (the probabilities) and yh."""
+    split_heads(q, k, v, qkv)
+    attention_heads_forward(yh, att, q, k, v, scale, causal, kv_len)
+    merge_heads(out, yh)
+
+
+def attention_backward(dqkv, dq, dk, dv, datt, dyh, dout, q, k, v, att, scale):
+    """Accumulates dqkv (B, T, C + 2 NKV HS) from dout (B, T, C); dq, dk, dv, datt, dyh are scratch."""
+    flat = dyh.reshape(dyh.size)
+    _naive_kernels(dyh.dtype)[2][blocks(flat.shape[0]), THREADS](flat, dyh.dtype.type(0))  # scratch, added into
+    split_heads_grad(dyh, dout)
+    attention_heads_backward(dq, dk, dv, datt, dyh, q, k, v, att, scale)
+    merge_qkv_grad(dqkv, dq, dk, dv)

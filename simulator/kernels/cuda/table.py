@@ -42,11 +42,4 @@ DIFFERENT_PARAMETERS = {
 HOST_SIDE = {"sinusoid_table", "rope_tables", "check_clip"}
 
 # CPU kernels without a twin yet (said in docs/ARCHITECTURE.md)
-NOT_YET = {
-    "attention_softmax_forward": "the naive attention (the (T, T) score matrix): the bench's baseline, not built",
-    "attention_softmax_backward": "the naive attention",
-    "attention_heads_forward": "the naive attention",
-    "attention_heads_backward": "the naive attention",
-    "attention_forward": "the naive attention",
-    "attention_backward": "the naive attention",
-}
+NOT_YET: dict[str, str] = {}

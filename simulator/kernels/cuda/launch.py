@@ -51,11 +51,6 @@ def per_dtype(build):
     return get
 
 
-def as_device(x):
-    """x as a device array (device arrays pass through; numpy arrays are copied)."""
-    return x if cuda.is_cuda_array(x) else cuda.to_device(x)
-
-
 @cuda.jit(device=True)
 def block_sum(buf, tid, n):
     """Tree sum of buf[:n] (n a power of two, one slot per thread) into buf[0]; every thread of the block calls it."""

@@ -21,7 +21,8 @@ tile and a thread per query row owning its row of dQ, walking the key tiles as t
 Gradients are added (`+=`), per the backward contract.
 
 The tile sizes tile_q, tile_k of the CPU signature are honoured up to the shared arrays' size
-(MAX_TILE; the results do not depend on the tiles). Head sizes up to MAX_HEAD_SIZE.
+(tile_rows: 32 rows in float32, 16 in float64 on a GPU; the results do not depend on the tiles).
+Head sizes up to MAX_HEAD_SIZE.
 
 The naive attention (twin of attention.py: the (T, T) probabilities are formed and kept) runs
 the tiled GEMM over the stack of key/value groups (the query heads of one group are one
@@ -39,15 +40,21 @@ from numba import cuda
 from simulator.kernels.cuda.gemm import gemm_batched
 from simulator.kernels.cuda.launch import ROW_THREADS, SIMULATED, THREADS, block_max, block_sum, blocks, per_dtype
 
-MAX_TILE = 4 if SIMULATED else 32  # rows of a Q or K/V tile (threads per block)
+MAX_TILE = 4 if SIMULATED else 32  # rows of a Q or K/V tile (threads per block), float32
 MAX_HEAD_SIZE = 16 if SIMULATED else 64  # shared and local arrays are sized by it
+
+
+def tile_rows(dtype) -> int:
+    """Rows of a tile for dtype: four (32, 64) tiles of float32 are 32 KiB of shared memory; float64 halves
+    the rows to stay there (a block may hold 48 KiB of static shared memory)."""
+    return MAX_TILE if SIMULATED or np.dtype(dtype).itemsize <= 4 else MAX_TILE // 2
 
 
 @per_dtype
 def _kernels(t):
     zero, one = t(0), t(1)
     ninf, pinf = t(-math.inf), t(math.inf)
-    BT, HSM = MAX_TILE, MAX_HEAD_SIZE
+    BT, HSM = tile_rows(t), MAX_HEAD_SIZE
 
     @cuda.jit(device=True)
     def dot(a, i, b, j, n):
@@ -229,8 +236,8 @@ def _kernels(t):
     return {"forward": forward, "backward_dkdv": backward_dkdv, "backward_dq": backward_dq}
 
 
-def _tile(n, T):
-    return max(1, min(int(n), MAX_TILE, T))
+def _tile(n, T, dtype):
+    return max(1, min(int(n), tile_rows(dtype), T))
 
 
 def _check(q, k):
@@ -246,7 +253,7 @@ def _check(q, k):
 def tiled_attention_forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile_k):
     """Writes y and lse: masked softmax(scale q k^T) v, one (query tile, key tile) pair at a time."""
     B, NH, T, HS = _check(q, k)
-    tq, tk = _tile(tile_q, T), _tile(tile_k, T)
+    tq, tk = _tile(tile_q, T, q.dtype), _tile(tile_k, T, q.dtype)
     fwd = _kernels(q.dtype)["forward"]
     fwd[(blocks(T, tq), B * NH), tq](y, lse, q, k, v, kv_len, q.dtype.type(scale), bool(causal), tk)
 
@@ -254,7 +261,7 @@ def tiled_attention_forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile
 def tiled_attention_backward(dq, dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k):
     """dq, dk, dv += the gradients of tiled_attention_forward, recomputing probabilities from lse."""
     B, NH, T, HS = _check(q, k)
-    tq, tk = _tile(tile_q, T), _tile(tile_k, T)
+    tq, tk = _tile(tile_q, T, q.dtype), _tile(tile_k, T, q.dtype)
     kern, s = _kernels(q.dtype), q.dtype.type(scale)
     kern["backward_dkdv"][(blocks(T, tk), B * k.shape[1]), tk](dk, dv, dy, q, k, v, y, lse, kv_len, s,
                                                                  bool(causal), tq)

@@ -29,6 +29,44 @@ class _Host(np.ndarray):
         return np.asarray(self)
 
 
+def _ptxas():
+    """The PTX assembler of the CUDA toolkit, or None."""
+    import shutil
+
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if home and os.path.exists(os.path.join(home, "bin", "ptxas")):
+            return os.path.join(home, "bin", "ptxas")
+    found = shutil.which("ptxas")
+    if found:
+        return found
+    import glob
+
+    candidates = sorted(glob.glob("/usr/local/cuda-*/bin/ptxas"))
+    return candidates[-1] if candidates else None
+
+
+def _assemble(ptx: str, cc, name: str) -> str:
+    """ptxas's resource line for the kernel ("" without ptxas); raises when ptxas refuses it (too much shared
+    memory, too many registers for the launch bounds ...)."""
+    import re
+    import subprocess
+    import tempfile
+
+    ptxas = _ptxas()
+    if ptxas is None:
+        return ""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "k.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        proc = subprocess.run([ptxas, f"-arch=sm_{cc[0]}{cc[1]}", "-v", src, "-o", os.path.join(tmp, "k.cubin")],
+                              capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ptxas refused {name}: {proc.stderr.strip()[:500]}")
+    used = re.findall(r"Used \d+ registers.*", proc.stderr)
+    return used[-1] if used else ""
+
+
 def _host(a):
     return np.ascontiguousarray(a).view(_Host)
 
@@ -47,8 +85,8 @@ def _install(cc, compiled):
             types = tuple(self.kernel.typeof_pyval(np.asarray(a) if isinstance(a, _Host) else a) for a in args)
             key = (self.kernel.py_func.__qualname__, types)
             if key not in compiled:
-                cuda.compile_ptx(self.kernel.py_func, types, cc=cc)
-                compiled[key] = True
+                ptx, _ = cuda.compile_ptx(self.kernel.py_func, types, cc=cc)
+                compiled[key] = _assemble(ptx, cc, key[0])
 
     dispatcher.CUDADispatcher.__getitem__ = lambda self, config: Launch(self)
     # device functions are compiled for "the current device": there is none, so it is the one asked for
@@ -156,9 +194,11 @@ def main(argv=None) -> int:
         if not missing:
             print("\n".join(msg[1:40]), file=sys.stderr)
         return 2 if missing else 1
-    for name, types in compiled:
-        print(f"compiled {name}{tuple(str(t) for t in types)}")
-    print(f"ptx_check: {len(compiled)} kernel signatures compiled to PTX for compute capability {cc[0]}.{cc[1]}")
+    for (name, types), used in compiled.items():
+        print(f"compiled {name}{tuple(str(t) for t in types)} {used}")
+    assembled = "and assembled by ptxas " if any(compiled.values()) else ""
+    print(f"ptx_check: {len(compiled)} kernel signatures compiled to PTX {assembled}"
+          f"for compute capability {cc[0]}.{cc[1]}")
     return 0
 
 

@@ -26,6 +26,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 def test_cpu_engine_does_not_import_numba_cuda():
     proc = _run("import sys\n"
                 "import simulator.session, simulator.api, simulator.cli, simulator.kernels, simulator.kernels.cuda\n"
+                "import simulator.kernels.cuda.table, simulator.kernels.cuda.philox  # pure: no numba.cuda\n"
                 f"print({CUDA_MODULES})\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]", f"the CPU path imported {proc.stdout.strip()}"

@@ -12,6 +12,8 @@ accumulates), which is the same sum, so no scratch buffer is needed.
 
 Modules: `launch` (block sizes, the per-dtype kernel cache, block reductions), `elementwise`
 (activations, residual, bias add), `dropout` + `philox` (counter-based masks), `embedding`,
-`gemm` + `linear`, `norms`, `batchnorm`, `softmax`, `rope`, `attention` (tiled, online softmax),
-`optim` (every optimizer, the global norm and clipping).
+`gemm` + `linear`, `norms`, `batchnorm` (with the train / eval dispatch), `softmax`, `rope`,
+`attention` (tiled with the online softmax, and the naive one), `optim` (every optimizer, the
+global norm and clipping); `table` (which twin is where; pure data) and `ptx_check` (compiles every
+kernel for a real GPU without one).
 """

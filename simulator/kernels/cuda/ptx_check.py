@@ -5,9 +5,12 @@ them (types, shared and local arrays, device-function calls). With the CUDA tool
 machine (no GPU or driver needed), this module intercepts every kernel launch that the twins' wrapper
 functions make on small host arrays, compiles the kernel to PTX for compute capability CC (default
 9.0) with the launch's argument types instead of running it, and reports each kernel and signature
-compiled, or the first failure. Device allocations are replaced by host arrays for the purpose.
-Run it in a process without NUMBA_ENABLE_CUDASIM; it exits 2 with one sentence when that is set or
-NVVM is missing, 1 when a kernel does not compile.
+compiled, or the first failure; with the toolkit's ptxas at hand each PTX is also assembled (which
+checks what PTX does not: static shared memory per block, registers). Device allocations are
+replaced by host arrays for the purpose: `main` patches numba-cuda for its own process, so run it
+as a program (a child process), never import it where kernels are launched. Without
+NUMBA_ENABLE_CUDASIM; it exits 2 with one sentence when that is set or the toolchain (NVVM,
+libdevice, NVRTC) is incomplete, 1 when a kernel does not compile or assemble.
 """
 
 from __future__ import annotations

@@ -51,6 +51,18 @@ def per_dtype(build):
     return get
 
 
+def transposed(a):
+    """The transpose of a 2-D array as a view that shares its memory (the tied head reads wte^T and adds into
+    its gradient through it). A numba DeviceNDArray's own `.T` runs a transpose kernel into a new array, so
+    a gradient added through it would be lost: this builds the strided view from the same device memory."""
+    if SIMULATED or isinstance(a, np.ndarray):
+        return a.T  # numpy's (and the simulator's) transpose is a view already
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
+
+    return DeviceNDArray(shape=tuple(a.shape)[::-1], strides=tuple(a.strides)[::-1], dtype=a.dtype, stream=a.stream,
+                         gpu_data=a.gpu_data)
+
+
 @cuda.jit(device=True)
 def block_sum(buf, tid, n):
     """Tree sum of buf[:n] (n a power of two, one slot per thread) into buf[0]; every thread of the block calls it."""

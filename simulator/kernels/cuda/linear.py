@@ -13,7 +13,7 @@ from numba import cuda
 
 from simulator.kernels.cuda.elementwise import bias_add
 from simulator.kernels.cuda.gemm import gemm
-from simulator.kernels.cuda.launch import COLS, ROWS, blocks, column_sum, per_dtype
+from simulator.kernels.cuda.launch import COLS, ROWS, blocks, column_sum, per_dtype, transposed
 
 
 @per_dtype
@@ -44,14 +44,17 @@ def bias_backward(dbias, dout):
 
 
 def _base(w):
-    """(array, transposed): a transposed 2-D view is read through its base layout by the GEMM."""
-    if w.shape[0] > 1 and w.shape[1] > 1 and w.strides[0] < w.strides[1]:  # a .T view of a C-contiguous array
-        return w.T, True
+    """(array, transposed): a transposed 2-D view is read through its base layout by the GEMM.
+
+    On the device such a view comes from launch.transposed (a DeviceNDArray's `.T` is a copy)."""
+    if w.shape[0] > 1 and w.shape[1] > 1 and w.strides[0] < w.strides[1]:  # a transposed view of a C-contiguous array
+        return transposed(w), True
     return w, False
 
 
 def linear_forward(out, inp, weight, bias):
-    """Writes out = inp @ weight (+ bias); weight is (C, OC) or a transposed view of an (OC, C) array."""
+    """Writes out = inp @ weight (+ bias); weight is (C, OC) or a transposed view of an (OC, C) array
+    (launch.transposed on the device)."""
     w, tw = _base(weight)
     gemm(out, inp, w, trans_b=tw)
     if bias is not None:

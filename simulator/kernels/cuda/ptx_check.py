@@ -193,7 +193,8 @@ def main(argv=None) -> int:
         msg = str(exc).strip().splitlines()
         missing = type(exc).__name__ in TOOLCHAIN_MISSING
         what = "the CUDA toolchain is incomplete (NVVM, libdevice and NVRTC are needed)" if missing else "failed"
-        print(f"ptx_check: {what}: {type(exc).__name__}: {msg[0][:300] if msg else ''}", file=sys.stderr)
+        first = msg[0].split(", No such file")[0][:200] if msg else ""  # pathfinder repeats itself
+        print(f"ptx_check: {what}: {type(exc).__name__}: {first}", file=sys.stderr)
         if not missing:
             print("\n".join(msg[1:40]), file=sys.stderr)
         return 2 if missing else 1

@@ -322,6 +322,8 @@ def _check_init_from(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
 def dump_config(cfg) -> str:
     """YAML text of a config dataclass in field order; parsing it gives back an equal config."""
     data = plain(cfg)
+    if isinstance(cfg, RunConfig) and not cfg.model.lora.on:  # no adapters: no section (rank 0 is not a setting)
+        del data["model"]["lora"]
     kind = _kind_of_config(cfg)
     if kind is not None and kind.name != DEFAULT_KIND:
         data = {"kind": kind.name, **data}

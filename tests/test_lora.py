@@ -272,3 +272,28 @@ def test_a_mismatched_base_checkpoint_is_refused_in_one_line(base_run, tmp_path,
     err = capsys.readouterr().err.strip()
     assert "p.yaml:6: model.init_from:" in err and "model.d_model 32 there, 48 here" in err, err
     assert len(err.splitlines()) == 1
+
+
+# ------------------------------------------------------------------------- the lesson
+def test_the_finetune_lesson_trains_every_learner_from_one_base():
+    from simulator.data.tokenizer import CharTokenizer
+    from simulator.lessons import check
+    from simulator.lessons.finetune import FinetuneConfig, reversed_words, run, summary, texts
+    assert reversed_words("the cat, Sat!\n") == "eht tac, taS!\n"
+    old, new = texts(0.1)
+    assert old.tokenizer == new.tokenizer == CharTokenizer.from_text(old.tokenizer.decode(old.train_ids))
+    cfg = check(FinetuneConfig(d_model=16, n_layer=1, n_head=2, seq_len=16, batch_size=4, base_steps=20, steps=15,
+                               ranks=(1, 4), eval_every=5, eval_batches=1))
+    frames = run(cfg)
+    assert [f.step for f in frames] == list(range(1, 16))
+    learners = frames[0].learners
+    assert [x.label for x in learners] == ["full", "LoRA r=1", "LoRA r=4"]
+    # A (r x d_in) + B (d_out x r) on qkv (16 -> 48), proj (16 -> 16), fc (16 -> 64), fc2 (64 -> 16)
+    assert [x.trainable for x in learners[1:]] == [r * ((16 + 48) + (16 + 16) + (16 + 64) + (64 + 16)) for r in (1, 4)]
+    assert learners[0].trainable > 10 * learners[1].trainable
+    assert [x.state_bytes for x in learners] == [x.trainable * 4 * 4 + x.trainable for x in learners]
+    assert [p.val_new is None for p in frames[1].points] == [True] * 3 and frames[4].points[0].val_new is not None
+    for p in frames[-1].points:  # every learner moved toward the new text
+        assert p.val_new < frames[0].base_new
+    text = summary(cfg, frames)
+    assert "LoRA r=4" in text and f"{learners[2].trainable:,}" in text

@@ -297,3 +297,19 @@ def test_the_finetune_lesson_trains_every_learner_from_one_base():
         assert p.val_new < frames[0].base_new
     text = summary(cfg, frames)
     assert "LoRA r=4" in text and f"{learners[2].trainable:,}" in text
+
+
+def test_heavy_statistics_and_the_memory_command_with_lora(tmp_path, capsys):
+    from simulator.session import TrainingSession
+    s = TrainingSession(lora_cfg(**{"train.stats_every": 1}))
+    record = s.step()
+    assert set(record.grad_norms) == {spec.name for spec in s.model.layout}  # the adapters: the only gradients
+    assert "h0.norm1.w" in record.norm_params and "h0" in record.unit_spread  # read from the frozen base
+    path = tmp_path / "lora.yaml"
+    path.write_text("name: lora\nmodel: {d_model: 32, n_head: 4, seq_len: 16, lora: {rank: 2}}\n"
+                    "train: {batch_size: 2}\n")
+    assert main(["memory", str(path)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("frozen base weights"))
+    predicted, measured = row.split()[-4], row.split()[-1]
+    assert predicted == measured and int(predicted.replace(",", "")) > 0

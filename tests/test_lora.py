@@ -313,3 +313,16 @@ def test_heavy_statistics_and_the_memory_command_with_lora(tmp_path, capsys):
     row = next(line for line in out.splitlines() if line.startswith("frozen base weights"))
     predicted, measured = row.split()[-4], row.split()[-1]
     assert predicted == measured and int(predicted.replace(",", "")) > 0
+
+
+def test_the_train_command_fine_tunes_from_a_base_run_and_writes_its_adapters(base_run, tmp_path):
+    folder, _ = base_run
+    path = tmp_path / "ft.yaml"
+    path.write_text(f"name: ft\nmodel: {{d_model: 32, n_head: 4, seq_len: 16, init_from: {folder}, "
+                    "lora: {rank: 2}}\ntrain: {steps: 2, batch_size: 4, eval_every: 0}\n")
+    assert main(["train", "--preset", str(path), "--runs", str(tmp_path / "runs"), "--quiet"]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (run / "adapters.npz").is_file()
+    again = attach_adapters(folder, run / "adapters.npz")
+    with np.load(run / "checkpoint.npz") as z:
+        assert np.array_equal(again.model.params, z["params"]) and np.array_equal(again.model.frozen, z["frozen"])

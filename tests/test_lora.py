@@ -293,6 +293,12 @@ def test_the_finetune_lesson_trains_every_learner_from_one_base():
     assert learners[0].trainable > 10 * learners[1].trainable
     assert [x.state_bytes for x in learners] == [x.trainable * 4 * 4 + x.trainable for x in learners]
     assert [p.val_new is None for p in frames[1].points] == [True] * 3 and frames[4].points[0].val_new is not None
+    # one base, one seed, B = 0: every learner's first batch loss is the same, bit for bit (and the NF4 / int4
+    # round trip of the base, measured on the full learner before its first step, left its weights as they were)
+    assert len({p.loss for p in frames[0].points}) == 1
+    stored = frames[0].stored
+    assert list(stored) == ["float32", "nf4", "int4"] and stored["nf4"] != stored["float32"]
+    assert abs(stored["nf4"] - stored["float32"]) < 0.05
     for p in frames[-1].points:  # every learner moved toward the new text
         assert p.val_new < frames[0].base_new
     text = summary(cfg, frames)

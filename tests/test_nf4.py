@@ -96,3 +96,15 @@ def test_nf4_beats_int4_on_normal_weights_and_not_on_uniform_ones():
     assert nf4 < 0.9 * int4, (nf4, int4)
     uniform = rng.uniform(-0.02, 0.02, 64 * 512).astype(np.float32)
     assert mse(uniform, int4_levels()) < mse(uniform, nf4_levels())
+
+
+def test_roundtrip_quantizes_the_named_tensors_only_and_reports_their_error():
+    from simulator.quant.nf4 import roundtrip
+    rng = np.random.default_rng(3)
+    tensors = {"a": rng.normal(0, 0.02, (8, 16)).astype(np.float32), "b": rng.normal(0, 1, (4, 16)).astype(np.float32)}
+    keep = {k: v.copy() for k, v in tensors.items()}
+    out, mse = roundtrip(tensors, ["a"])
+    assert out["b"] is tensors["b"] and list(mse) == ["a"]
+    assert np.array_equal(out["a"], dequantize(quantize(tensors["a"])))
+    assert mse["a"] == pytest.approx(float(np.mean((out["a"].astype(np.float64) - keep["a"]) ** 2)))
+    assert all(np.array_equal(tensors[k], keep[k]) for k in keep)  # the inputs are untouched

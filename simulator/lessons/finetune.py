@@ -89,6 +89,8 @@ class FinetuneFrame:
     learners: tuple[Learner, ...]
     base_new: float  # the base model's validation loss on the new text (every learner's step 0)
     base_old: float  # and on the old text
+    # the base's old-text loss with its block matrices stored as float32 (itself), NF4 or int4 absmax (block 64)
+    stored: dict[str, float]
 
 
 def _run_config(cfg: FinetuneConfig, steps: int, lr: float, rank: int = 0) -> RunConfig:
@@ -156,6 +158,7 @@ def run(cfg: FinetuneConfig, steps: int | None = None, cancelled=lambda: False) 
         sessions[label] = s
     first = next(iter(sessions.values()))
     base_new, base_old = first.evaluate("val"), _evaluate_on(first, old)  # B = 0: every LoRA learner's too
+    stored = {"float32": base_old, **_stored_losses(first, old)}
     learners = tuple(learners)
     frames = []
     for t in range(1, steps + 1):
@@ -167,8 +170,32 @@ def run(cfg: FinetuneConfig, steps: int | None = None, cancelled=lambda: False) 
             loss = s.step().loss
             vn, vo = (s.evaluate("val"), _evaluate_on(s, old)) if evaluate else (None, None)
             points.append(FinetunePoint(label, loss, vn, vo))
-        frames.append(FinetuneFrame(t, points, learners, base_new, base_old))
+        frames.append(FinetuneFrame(t, points, learners, base_new, base_old, stored))
     return frames
+
+
+def _stored_losses(session, old) -> dict[str, float]:
+    """The base's old-text loss with every block matrix quantized to 4 bits and back: NF4, then int4 absmax.
+
+    `session` is the full fine-tuning learner before its first step (its weights are the base's); they are
+    put back afterwards.
+    """
+    from simulator.quant.nf4 import int4_levels, nf4_levels, roundtrip
+
+    m = session.model
+    keep = m.params.copy()
+    names = [s.name for s in m.layout if s.kind == "matrix" and s.name.startswith("h")]
+    out = {}
+    try:
+        for label, levels in (("nf4", nf4_levels()), ("int4", int4_levels())):
+            tensors, _ = roundtrip(m.p, names, levels)
+            for name in names:
+                m.p[name][...] = tensors[name]
+            out[label] = _evaluate_on(session, old)
+            m.params[...] = keep
+    finally:
+        m.params[...] = keep
+    return out
 
 
 def summary(cfg: FinetuneConfig, frames: list[FinetuneFrame]) -> str:
@@ -179,6 +206,8 @@ def summary(cfg: FinetuneConfig, frames: list[FinetuneFrame]) -> str:
     lines = [f"fine-tuning from a base pretrained {cfg.base_steps} steps on the built-in corpus, then {last.step} "
              f"steps on it with every word reversed",
              f"base model: validation loss {last.base_new:.4f} on the new text, {last.base_old:.4f} on the old one",
+             "the base's old-text loss with its block matrices stored in 4 bits (block-wise absmax, 64): "
+             + ", ".join(f"{k} {v:.4f}" for k, v in last.stored.items()),
              f"{'learner':<12} {'trainable':>10} {'state bytes':>12} {'new text':>9} {'old text':>9}"]
     for learner, p in zip(last.learners, last.points, strict=True):
         lines.append(f"{learner.label:<12} {learner.trainable:>10,} {learner.state_bytes:>12,} "

@@ -185,3 +185,15 @@ def dequantize(q: Quantized, out: np.ndarray | None = None) -> np.ndarray:
 def bits_per_weight(q: Quantized) -> float:
     """Stored bits per weight, scales included."""
     return 8.0 * q.nbytes / (2 * q.packed.size)
+
+
+def roundtrip(tensors: dict[str, np.ndarray], names, levels: np.ndarray | None = None, block: int = BLOCK,
+              double: bool = False) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """The tensors with `names` quantized and dequantized again (copies), and each one's mean squared error."""
+    out, mse = dict(tensors), {}
+    for name in names:
+        w = tensors[name]
+        back = dequantize(quantize(w, levels, block, double, name=name)).astype(w.dtype)
+        mse[name] = float(np.mean((back.astype(np.float64) - w) ** 2))
+        out[name] = back
+    return out, mse

@@ -16,6 +16,7 @@ from simulator.session import SessionError, TrainingSession
 
 FORMAT_VERSION = 1
 FILENAME = "checkpoint.npz"
+ADAPTERS = "adapters.npz"  # a LoRA run's adapters alone, beside its checkpoint (simulator/lora_io.py)
 
 
 class CheckpointError(Exception):
@@ -39,6 +40,9 @@ def save_checkpoint(path, session: TrainingSession) -> Path:
     })
     with atomic_file(path, "wb") as f:  # a crash mid-write leaves the previous checkpoint untouched
         np.savez(f, **arrays)
+    if session.model.lora is not None and path.name == FILENAME:  # a LoRA run folder: its adapters as well
+        from simulator.lora_io import save_adapters
+        save_adapters(path.with_name(ADAPTERS), session)
     return path
 
 

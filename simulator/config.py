@@ -15,6 +15,7 @@ from typing import Optional
 
 from simulator.rules import (
     Setting,
+    did_you_mean,
     in_range,
     non_empty,
     non_negative,
@@ -40,6 +41,20 @@ SCHEDULES = ("constant", "linear_warmup", "cosine", "warmup_cosine", "step", "li
 CLIP_MODES = ("norm", "value")
 DATA_KINDS = ("builtin", "text_file", "lines")
 DTYPES = ("float32", "float64")
+# The linears LoRA can adapt: the fused q/k/v projection, the attention output, the MLP's two layers
+LORA_TARGETS = ("qkv", "proj", "fc", "fc2")
+
+
+def lora_targets_rule(v) -> str | None:
+    """A non-empty list of distinct names from LORA_TARGETS."""
+    if not v:
+        return f"must name at least one of {', '.join(LORA_TARGETS)}"
+    for t in v:
+        if t not in LORA_TARGETS:
+            return f"{t!r} is not one of {', '.join(LORA_TARGETS)}" + did_you_mean(str(t), LORA_TARGETS, cutoff=0.45)
+    if len(set(v)) != len(v):
+        return f"names a target twice: {', '.join(v)}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,34 @@ class AttentionConfig:
         "Key/value heads: null = n_head (MHA), 1 (MQA), or a divisor of n_head (GQA)."))
     tile_q: int = setting(0, non_negative, help="tiled: query rows per tile (0: the kernel's tuned default).")
     tile_k: int = setting(0, non_negative, help="tiled: keys per tile (0: the kernel's tuned default).")
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """Low-rank adapters (Hu et al. 2021) on chosen linears; structural. rank 0 (the default): no LoRA.
+
+    Each targeted linear y = x W + b gains A (rank x d_in) and B (d_out x rank):
+    y = x W + b + (alpha / rank) * (x A^T) B^T. With LoRA on, every base weight is frozen.
+    """
+
+    rank: int = setting(0, positive_int, label="LoRA rank", help=(
+        "Rank r of each adapter (1 .. min(d_in, d_out)); leave model.lora out for a model without adapters. With "
+        "LoRA on, the base weights are frozen and only the adapters train."))
+    alpha: float = setting(16.0, positive, label="LoRA alpha", help=(
+        "The adapter's output is scaled by alpha / rank, so a new rank needs no new learning rate."))
+    targets: tuple[str, ...] = setting(("qkv", "proj", "fc", "fc2"), lora_targets_rule, help=(
+        "Which linears get adapters: qkv (attention's fused q/k/v), proj (attention output), fc and fc2 (the "
+        "MLP's first and second layer)."))
+    dropout: float = setting(0.0, unit_open, help=(
+        "Dropout on each adapter's input while training (the base path sees the input undropped)."))
+
+    @property
+    def on(self) -> bool:
+        return self.rank > 0
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
 
 
 @dataclass(frozen=True)
@@ -106,6 +149,10 @@ class ModelConfig:
     batchnorm_momentum: float = setting(0.1, in_range(0, 1), help=(
         "running = (1 - momentum) * running + momentum * batch (PyTorch's convention)."))
     attention: AttentionConfig = field(default_factory=AttentionConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    init_from: Optional[str] = setting(None, non_empty, help=(
+        "A run folder (or checkpoint.npz) whose weights the model starts from instead of a fresh init: the base "
+        "of a fine-tuning run. Its architecture must match; relative paths resolve against the preset's folder."))
 
     @property
     def head_size(self) -> int:

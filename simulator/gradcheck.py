@@ -51,6 +51,8 @@ def check_gradients(session, n_per_tensor: int = 2, tensors=None, eps: float = 1
 
     twin = GPT(model.cfg, np.float64)
     twin.params[...] = model.params  # float64 copy: the session's own buffers are never written
+    if model.frozen is not None:  # LoRA: the frozen base weights (the adapters are `params`)
+        twin.frozen[...] = model.frozen
     for name, buf in model.buffers.items():  # BatchNorm's running statistics, which eval mode normalizes with
         twin.buffers[name][...] = buf
     # dropout off, so the loss is a fixed function of the weights; otherwise the session's mode

@@ -63,8 +63,9 @@ class _CachedStep(GPT):
     GPT's own, so the one new row goes through the same code as a whole-sequence forward.
     """
 
-    def __init__(self, cfg: ModelConfig, dtype, params: np.ndarray, buffers: dict, cache: KVCache):
-        super().__init__(cfg, dtype, shared_params=params, shared_buffers=buffers)
+    def __init__(self, cfg: ModelConfig, dtype, params: np.ndarray, buffers: dict, cache: KVCache,
+                 frozen: np.ndarray | None = None):
+        super().__init__(cfg, dtype, shared_params=params, shared_buffers=buffers, shared_frozen=frozen)
         self.cache = cache
         self.training = False
         self.set_max_positions(cache.capacity)
@@ -89,15 +90,16 @@ class CachedDecoder:
     """Next-token logits for a growing sequence: a whole forward for the prompt, then one cached row per token."""
 
     def __init__(self, cfg: ModelConfig, dtype, params: np.ndarray, buffers: dict | None = None,
-                 capacity: int | None = None):
+                 capacity: int | None = None, frozen: np.ndarray | None = None):
         capacity = cfg.seq_len if capacity is None else int(capacity)
         if cfg.positional == "learned" and capacity > cfg.seq_len:
             raise ValueError(f"learned positions stop at seq_len {cfg.seq_len}; capacity {capacity} is larger")
         self.cfg = cfg
         self.cache = KVCache(cfg, dtype, capacity)
-        self.full = GPT(cfg, dtype, shared_params=params, shared_buffers=buffers)
+        # frozen: a LoRA model's base weights (params then holds its adapters)
+        self.full = GPT(cfg, dtype, shared_params=params, shared_buffers=buffers, shared_frozen=frozen)
         self.full.training = False
-        self.step_model = _CachedStep(cfg, dtype, params, self.full.buffers, self.cache)
+        self.step_model = _CachedStep(cfg, dtype, params, self.full.buffers, self.cache, self.full.frozen)
         self.uses_cache = cfg.attention.mask == "causal"
         self.last_mode = ""  # how the last call ran: prefill, cached, window, recompute
 

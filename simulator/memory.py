@@ -19,6 +19,7 @@ import numpy as np
 
 from simulator.config import ModelConfig, OptimConfig, RunConfig
 from simulator.model.gpt import activation_shapes
+from simulator.model.lora import lora_layout
 from simulator.model.params import build_layout, has_final_norm
 
 GIB = 1024 ** 3
@@ -41,16 +42,19 @@ class MemoryBill:
     optimizer: int  # the optimizer's state buffers and its weight-decay mask
     activations: int  # the forward arena: activations, caches for the backward, scratch
     activation_gradients: int
+    frozen: int = 0  # LoRA: the frozen base weights (then `parameters` are the adapters, the only trainable ones)
 
     @property
     def total(self) -> int:
         """Every row together."""
-        return self.parameters + self.gradients + self.optimizer + self.activations + self.activation_gradients
+        return (self.parameters + self.frozen + self.gradients + self.optimizer + self.activations
+                + self.activation_gradients)
 
     def sentence(self) -> str:
         """'5.2 GiB (weights 1 GiB, gradients 1 GiB, optimizer state 2 GiB, activations 1.2 GiB)'."""
-        return (f"{gib(self.total)} (weights {gib(self.parameters)}, gradients {gib(self.gradients)}, optimizer "
-                f"state {gib(self.optimizer)}, activations {gib(self.activations + self.activation_gradients)})")
+        acts = self.activations + self.activation_gradients
+        return (f"{gib(self.total)} (weights {gib(self.parameters + self.frozen)}, gradients {gib(self.gradients)}, "
+                f"optimizer state {gib(self.optimizer)}, activations {gib(acts)})")
 
 
 def gib(n: int) -> str:
@@ -96,13 +100,20 @@ def memory_bill(cfg: RunConfig, vocab_size: int | None = None) -> MemoryBill:
         assert vocab_size is not None, "the vocabulary comes from the data: pass vocab_size"
         model = replace(model, vocab_size=vocab_size)
     itemsize = np.dtype(cfg.train.dtype).itemsize
-    n = build_layout(model).size
+    n = trainable_layout(model).size  # under LoRA the adapters; the base weights are `frozen`
+    frozen = build_layout(model).size * itemsize if model.lora.on else 0
     B, T = cfg.train.batch_size, model.seq_len
     forward = sum(int(np.prod(s)) for s in activation_shapes(model, B, T).values()) * itemsize
     clip_copy = n * itemsize if cfg.optim.grad_clip > 0 else 0
     return MemoryBill(parameters=n * itemsize, gradients=n * itemsize + clip_copy,
                       optimizer=optimizer_tensors(cfg.optim) * n * itemsize + n,  # + the uint8 decay mask
-                      activations=forward, activation_gradients=activation_gradient_bytes(model, B, T, itemsize))
+                      activations=forward, activation_gradients=activation_gradient_bytes(model, B, T, itemsize),
+                      frozen=frozen)
+
+
+def trainable_layout(model: ModelConfig):
+    """The tensors that get gradients and optimizer state: every weight, or LoRA's adapters alone."""
+    return lora_layout(model) if model.lora.on else build_layout(model)
 
 
 def available_bytes() -> int | None:
@@ -160,7 +171,8 @@ def measure(session) -> tuple[MemoryBill, dict[str, int]]:
     m, opt = session.model, session.optimizer
     bill = MemoryBill(parameters=m.params.nbytes, gradients=m.grads.nbytes + session.preclip_copy_bytes,
                       optimizer=sum(b.nbytes for b in opt.state.values()) + opt.decay_mask.nbytes,
-                      activations=m.acts.nbytes, activation_gradients=m.grads_acts.nbytes)
+                      activations=m.acts.nbytes, activation_gradients=m.grads_acts.nbytes,
+                      frozen=m.frozen.nbytes if m.frozen is not None else 0)
     kinds = dict.fromkeys(KINDS, 0)
     for name, a in m.acts.arrays.items():
         kinds[site_kind(name)] += a.nbytes
@@ -193,12 +205,17 @@ def preset_report(cfg: RunConfig, dataset) -> str:
     lines = [f"{getattr(cfg, 'name', '') or 'preset'}: d_model {model.d_model}, {model.n_layer} layer"
              f"{'s' if model.n_layer != 1 else ''}, "
              f"{model.n_head} heads ({model.kv_heads} key/value), MLP hidden {model.d_hidden}, vocab "
-             f"{model.vocab_size}; {n:,} parameters",
+             f"{model.vocab_size}; {n:,} parameters"
+             + (f", {trainable_layout(model).size:,} of them trainable (LoRA adapters)" if model.lora.on else ""),
              f"one training step at batch_size {B} x seq_len {T}, {cfg.train.dtype} ({itemsize} bytes a number), "
              f"{cfg.optim.name}", "bytes, and sizes in binary units (1 MiB = 2^20 bytes)", ""]
     clip = f" + pre-clip copy (grad_clip {cfg.optim.grad_clip:g})" if cfg.optim.grad_clip > 0 else ""
     k = optimizer_tensors(cfg.optim)
-    rows = [("parameters", "parameters", None), (f"gradients{clip}", "gradients", None),
+    lora = model.lora
+    rows = [("parameters" if not lora.on else f"LoRA adapters (rank {lora.rank}, trainable)", "parameters", None)]
+    if lora.on:
+        rows.append(("frozen base weights (no gradient, no optimizer state)", "frozen", None))
+    rows += [(f"gradients{clip}", "gradients", None),
             (f"optimizer state ({cfg.optim.name}: {k} tensor{'s' if k != 1 else ''} + decay mask)", "optimizer", None),
             ("activations kept for the backward", "activations", None)]
     rows += [(f"  {KINDS[kind]}", None, kind) for kind in KINDS if kinds[kind] or (got and got[1][kind])]

@@ -34,7 +34,10 @@ def step_statistics(record: StepRecord, model, params_before: np.ndarray | None,
     probs = attention_probs(model, layer)  # (B, NH, T, T); tiled attention recomputes them from its lse
     record.attention = probs[0, head].astype(np.float32, copy=True)  # (T, T)
     attention_statistics(record, model, layer, probs)
-    stability_statistics(record, model, before if before is not None else params)
+    weights = before if before is not None else params
+    if model.frozen is not None:  # LoRA: the base weights (frozen: the same before and after the update) by name too
+        weights = {**model.frozen_layout.views(model.frozen), **weights}
+    stability_statistics(record, model, weights)
 
 
 def attention_statistics(record: StepRecord, model, layer: int, probs: np.ndarray) -> None:
@@ -45,6 +48,8 @@ def attention_statistics(record: StepRecord, model, layer: int, probs: np.ndarra
     C, KV = cfg.d_model, cfg.kv_heads * cfg.head_size
     grads = model.layout.views(model.grads)
     for i in range(cfg.n_layer):
+        if f"h{i}.attn.qkv.w" not in grads:  # frozen (LoRA): it has no gradient
+            continue
         g = grads[f"h{i}.attn.qkv.w"]  # (C, C + 2 KV): columns [q | k | v]
         record.qkv_grad_norms[f"h{i}"] = (_norm(g[:, :C]), _norm(g[:, C:C + KV]), _norm(g[:, C + KV:]))
     record.kv_cache_bytes = kv_cache_bytes_per_token(cfg, model.dtype)
@@ -82,7 +87,7 @@ def stability_statistics(record: StepRecord, model, params: dict[str, np.ndarray
     and the identity path describe the same forward as the activations.
     """
     cfg, acts = model.cfg, model.acts
-    for spec in model.layout:
+    for spec in [*(model.frozen_layout or []), *model.layout]:  # under LoRA the norms are in the frozen base
         if spec.kind == "norm":
             record.norm_params[spec.name] = summary4(params[spec.name])
     for name, buf in model.buffers.items():

@@ -22,7 +22,7 @@ from yaml.nodes import MappingNode, ScalarNode
 from simulator import config as C
 from simulator.config import RunConfig
 from simulator.data.corpus import builtin_corpus
-from simulator.data.dataset import read_text_file, split_sizes
+from simulator.data.dataset import load_dataset, read_text_file, split_sizes
 from simulator.data.tokenizer import DataError
 from simulator.rules import (  # noqa: F401 (re-exported: rule helpers for other preset kinds)
     Rule,
@@ -250,6 +250,7 @@ def _backstop(ctx: ParseContext, cfg: RunConfig) -> None:
 
 def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
     """Cross-field checks of a RunConfig; resolves data.path and reads the data once to check it."""
+    from simulator.model.lora import lora_problem
     from simulator.optim import optim_problem  # imported here: it compiles kernels
 
     m, o, t, d = cfg.model, cfg.optim, cfg.train, cfg.data
@@ -273,6 +274,9 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
     if t.watch_head >= m.n_head:
         ctx.fail("train.watch_head", f"{t.watch_head} is not a head of a {m.n_head}-head model",
                  f"use 0 to {m.n_head - 1}", at=("train.watch_head", "model.n_head"))
+    problem = lora_problem(m, ctx.given("model.lora") or any(p.startswith("model.lora.") for p in ctx.lines))
+    if problem is not None:
+        ctx.fail(problem.path, problem.what, problem.hint, at=problem.at)
     problem = optim_problem(o, ctx.name)  # the optimizer's and the schedule's own cross-field checks
     if problem is not None:
         ctx.fail(problem.path, problem.what, problem.hint, at=problem.at)
@@ -293,6 +297,24 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
             ctx.fail("data.path", f"is set but data.kind is {d.kind}",
                      "set data.kind: text_file to train on the file, or remove data.path")
         _check_text(cfg, ctx, builtin_corpus(), "the built-in corpus")
+    if m.init_from is not None:
+        cfg = _check_init_from(cfg, ctx)
+    return cfg
+
+
+def _check_init_from(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
+    """model.init_from resolved against the preset's folder, and a checkpoint there that fits (LoRA: lora_io)."""
+    from simulator.lora_io import init_from_problem, resolve
+
+    path = resolve(cfg.model.init_from, ctx.base_dir)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init_from=path))
+    try:
+        tokenizer = load_dataset(cfg.data).tokenizer
+    except DataError as e:
+        ctx.fail("data", str(e))
+    problem = init_from_problem(cfg.model, tokenizer, path)
+    if problem:
+        ctx.fail("model.init_from", problem)
     return cfg
 
 
@@ -300,6 +322,8 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
 def dump_config(cfg) -> str:
     """YAML text of a config dataclass in field order; parsing it gives back an equal config."""
     data = plain(cfg)
+    if isinstance(cfg, RunConfig) and not cfg.model.lora.on:  # no adapters: no section (rank 0 is not a setting)
+        del data["model"]["lora"]
     kind = _kind_of_config(cfg)
     if kind is not None and kind.name != DEFAULT_KIND:
         data = {"kind": kind.name, **data}

@@ -58,6 +58,9 @@ class TrainingSession:
         # three independent streams from one seed: weights, batches, dropout masks
         init_seq, data_seq, drop_seq = np.random.SeedSequence(config.train.seed).spawn(3)
         self.model.init_weights(np.random.default_rng(init_seq))
+        if config.model.init_from is not None:  # a fine-tuning run: the base weights come from a checkpoint
+            from simulator.lora_io import apply_init_from  # imported here: it reads checkpoints
+            apply_init_from(self.model, config.model.init_from, self.tokenizer)
         self.data_rng = np.random.default_rng(data_seq)
         self.model.dropout_rng = np.random.default_rng(drop_seq)
         self.optimizer = make_optimizer(config.optim, self.model.layout, self.model.dtype)
@@ -347,7 +350,8 @@ class TrainingSession:
             raise SessionError("finish the current step before generating")
         mcfg = self.config.model
         if self._generator is None:  # same weights, own activations: training buffers stay untouched
-            self._generator = CachedDecoder(mcfg, self.model.dtype, self.model.params, self.model.buffers)
+            self._generator = CachedDecoder(mcfg, self.model.dtype, self.model.params, self.model.buffers,
+                                            frozen=self.model.frozen)
         # cached keys and values belong to one set of weights, running statistics and dropout setting
         key = (self.step_count, mcfg.dropout, mcfg.dropout_mode,
                b"".join(buf.tobytes() for buf in self.model.buffers.values()))
@@ -485,6 +489,8 @@ class TrainingSession:
                "rng.dropout": np.array(json.dumps(self.model.dropout_rng.bit_generator.state))}
         out.update({f"optim.{k}": np.array(v, copy=True) for k, v in self.optimizer.state_dict().items()})
         out.update({f"buffer.{k}": v.copy() for k, v in self.model.buffers.items()})  # BatchNorm running statistics
+        if self.model.frozen is not None:  # LoRA: params are the adapters; the base weights travel beside them
+            out["frozen"] = self.model.frozen.copy()
         return out
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -496,11 +502,17 @@ class TrainingSession:
         if params.shape != self.model.params.shape:
             raise SessionError(f"the saved weights have shape {params.shape} but this model's have shape "
                                f"{self.model.params.shape}: the checkpoint belongs to another model")
+        frozen = self.model.frozen
+        if frozen is not None and ("frozen" not in arrays or arrays["frozen"].shape != frozen.shape):
+            raise SessionError("the saved state has no frozen base weights of this model's shape: the checkpoint "
+                               "belongs to another model")
         missing = [k for k in self.model.buffers if f"buffer.{k}" not in arrays]
         if missing:
             raise SessionError(f"the saved state has no {missing[0]}: the checkpoint belongs to another model")
         self.optimizer.load_state_dict({k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
         self.model.params[...] = params
+        if frozen is not None:
+            frozen[...] = arrays["frozen"]
         for k, buf in self.model.buffers.items():
             buf[...] = arrays[f"buffer.{k}"]
         self.step_count = int(arrays["step"])

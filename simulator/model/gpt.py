@@ -43,11 +43,13 @@ from simulator.kernels.cpu.attention_tiled import (
 )
 from simulator.kernels.cpu.embedding import embedding_backward, embedding_forward
 from simulator.kernels.cpu.linear import linear_backward, linear_forward
+from simulator.kernels.cpu.lora import lora_backward, lora_forward
 from simulator.kernels.cpu.norms import layernorm_backward, layernorm_forward, rmsnorm_backward, rmsnorm_forward
 from simulator.kernels.cpu.rope import rope_backward, rope_forward, rope_tables, sinusoid_table
 from simulator.kernels.cpu.softmax import crossentropy_forward, crossentropy_softmax_backward
 from simulator.model.arena import Arena, GradientArena
 from simulator.model.batchnorm_mode import batchnorm_mode_backward, batchnorm_mode_forward
+from simulator.model.lora import init_lora, lora_activation_shapes, lora_layout, lora_sites
 from simulator.model.params import build_buffers, build_layout, has_final_norm, init_params, norm_sites
 
 Tensors = dict[str, np.ndarray]
@@ -91,6 +93,7 @@ def activation_shapes(cfg: ModelConfig, B: int, T: int) -> dict[str, tuple[int, 
     shapes.update({"dy": (N, C), "dact": (N, H), "dscratch": (N, C), "dlogits": (N, V)})
     if naive:
         shapes.update({"dq": (B, NH, T, HS), "dk": (B, NKV, T, HS), "dv": (B, NKV, T, HS), "datt": (B, NH, T, T)})
+    shapes.update(lora_activation_shapes(cfg, N))  # nothing without LoRA
     return shapes
 
 
@@ -98,16 +101,27 @@ class GPT:
     """Parameters, gradients and activations of one model, and its ops in forward order."""
 
     def __init__(self, cfg: ModelConfig, dtype=np.float32, shared_params: np.ndarray | None = None,
-                 shared_buffers: dict[str, np.ndarray] | None = None):
+                 shared_buffers: dict[str, np.ndarray] | None = None, shared_frozen: np.ndarray | None = None):
         assert cfg.vocab_size, "vocab_size must be resolved before building the model"
         self.cfg = cfg
         self.dtype = np.dtype(dtype)
-        self.layout = build_layout(cfg)
+        # `layout`, `params` and `grads` cover the trainable tensors: every weight, or under LoRA the adapters
+        # alone, while the base weights sit in `frozen` (its own layout, no gradient, no optimizer state)
+        self.lora = cfg.lora if cfg.lora.on else None
+        self.frozen_layout = build_layout(cfg) if self.lora else None
+        self.layout = lora_layout(cfg) if self.lora else build_layout(cfg)
+        self.frozen = None
+        if self.lora:
+            self.frozen = shared_frozen if shared_frozen is not None else \
+                np.zeros(self.frozen_layout.size, dtype=self.dtype)
         # shared_params: a second model over the same weights with its own activations (generation)
         self.params = shared_params if shared_params is not None else np.zeros(self.layout.size, dtype=self.dtype)
         self.grads = np.zeros(self.layout.size, dtype=self.dtype)
         self.p = self.layout.views(self.params)
+        if self.lora:  # every tensor by name for the forward: the frozen base and the adapters
+            self.p = {**self.frozen_layout.views(self.frozen), **self.p}
         self.g = self.layout.views(self.grads)
+        self._lora_sites = {site: (d_in, d_out) for site, d_in, d_out in lora_sites(cfg)}
         # buffers: state that is not trained (BatchNorm's running statistics); shared like the weights
         self.buffers = shared_buffers if shared_buffers is not None else build_buffers(cfg, self.dtype)
         self.dropout = float(cfg.dropout)  # live: read at every forward
@@ -120,8 +134,11 @@ class GPT:
         self.set_max_positions(cfg.seq_len)
 
     def init_weights(self, rng: np.random.Generator) -> None:
-        """Draws fresh weights from `rng` by the config's init scheme."""
-        init_params(self.p, self.layout, self.cfg, rng)
+        """Draws fresh weights from `rng` by the config's init scheme (the base first: LoRA or not, one seed
+        gives the same base weights)."""
+        init_params(self.p, self.frozen_layout or self.layout, self.cfg, rng)
+        if self.lora:
+            init_lora(self.p, self.cfg, rng)
 
     # ----------------------------------------------------------------- buffers
 
@@ -138,6 +155,7 @@ class GPT:
         self.padded = False
         self.shape = (B, T)
         self._dropout_on: dict[str, bool] = {}
+        self._lora_dropped: dict[str, bool] = {}
         self.norm_trained: dict[str, bool] = {}
         self._gradient_of: dict[str, str] = {}  # activation -> its gradient; gradient -> its buffer (see _grad)
         self._buffer_of: dict[str, str] = {}
@@ -256,6 +274,8 @@ class GPT:
     def _embed_backward(self) -> Tensors:
         B, T = self.shape
         t0 = self.position_offset
+        if self.lora:  # frozen embeddings: nothing below the stream needs a gradient
+            return {}
         d = self._dropout_backward("x0").reshape(B, T, -1)
         if self.cfg.positional == "learned":
             embedding_backward(self.g["wte"], self.g["wpe"][t0:t0 + T], d, self.ids)
@@ -285,18 +305,25 @@ class GPT:
 
         def backward():
             dinp, dout = self.grads_acts[inp], self.grads_acts[site]
+            dw, db = self._norm_grads(site)
             if bn:
                 self._batchnorm_backward(site, inp, site, dinp, dout)
             elif rms:
-                rmsnorm_backward(dinp, G[f"{site}.w"], dout, A[inp], P[f"{site}.w"], A[f"{site}.rstd"])
+                rmsnorm_backward(dinp, dw, dout, A[inp], P[f"{site}.w"], A[f"{site}.rstd"])
             else:
-                layernorm_backward(dinp, G[f"{site}.w"], G[f"{site}.b"], dout, A[inp], P[f"{site}.w"],
-                                   A[f"{site}.mean"], A[f"{site}.rstd"])
+                layernorm_backward(dinp, dw, db, dout, A[inp], P[f"{site}.w"], A[f"{site}.mean"], A[f"{site}.rstd"])
             names = [k for k in (f"{site}.w", f"{site}.b") if k in G]
             return {f"d {inp}": dinp, **{f"d {k}": G[k] for k in names}}
 
         self.ops.append(Op(name, forward, backward))
         return site
+
+    def _norm_grads(self, site: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """Where a norm's backward adds its gain and shift gradients: theirs, or a sink when they are frozen."""
+        G = self.g
+        if self.lora:  # the kernels compute them with the input gradient; a frozen norm's go nowhere
+            return self.acts["dfrozen_w"], self.acts["dfrozen_b"]
+        return G[f"{site}.w"], G.get(f"{site}.b")
 
     def _batchnorm_forward(self, prefix: str, inp: str, out: str) -> None:
         """Train mode: batch statistics over the rows, then the running statistics move; eval: running ones."""
@@ -308,8 +335,9 @@ class GPT:
             self.training)
 
     def _batchnorm_backward(self, prefix: str, inp: str, out: str, dinp: np.ndarray, dout: np.ndarray) -> None:
-        A, P, G = self.acts, self.p, self.g
-        batchnorm_mode_backward(dinp, G[f"{prefix}.w"], G[f"{prefix}.b"], dout, A[inp], A["rowmask"], P[f"{prefix}.w"],
+        A, P = self.acts, self.p
+        dw, db = self._norm_grads(prefix)
+        batchnorm_mode_backward(dinp, dw, db, dout, A[inp], A["rowmask"], P[f"{prefix}.w"],
                                 A[f"{out}.mean"], A[f"{out}.rstd"], A["dnorm_sum"], A["dnorm_xsum"],
                                 self.norm_trained.get(out, True))
 
@@ -363,8 +391,10 @@ class GPT:
     def _attn_forward(self, p: str, inp: str, out: str) -> None:
         A, P = self.acts, self.p
         linear_forward(A[f"{p}.qkv"], A[inp], P[f"{p}.attn.qkv.w"], P[f"{p}.attn.qkv.b"])  # (N, C + 2 NKV HS)
+        self._lora_forward(f"{p}.attn.qkv", A[f"{p}.qkv"], A[inp])
         self._attend(p)  # {p}.qkv -> {p}.y
         linear_forward(A[out], A[f"{p}.y"], P[f"{p}.attn.proj.w"], P[f"{p}.attn.proj.b"])  # (N, C)
+        self._lora_forward(f"{p}.attn.proj", A[out], A[f"{p}.y"])
 
     def _attend(self, p: str) -> None:
         """Heads from the fused projection, positions rotated in (rope), `attend`, heads merged into {p}.y."""
@@ -396,8 +426,9 @@ class GPT:
     def _attn_backward(self, p: str, inp: str, dout: np.ndarray) -> None:
         A, P, G, D, (B, T), att = self.acts, self.p, self.g, self.grads_acts, self.shape, self.cfg.attention
         # dy: scratch, written whole by the product
-        linear_backward(A["dy"], G[f"{p}.attn.proj.w"], G[f"{p}.attn.proj.b"], dout, A[f"{p}.y"],
+        linear_backward(A["dy"], G.get(f"{p}.attn.proj.w"), G.get(f"{p}.attn.proj.b"), dout, A[f"{p}.y"],
                         P[f"{p}.attn.proj.w"])
+        self._lora_backward(f"{p}.attn.proj", A["dy"], dout, A[f"{p}.y"])
         q, k, v, dyh = A[f"{p}.q"], A[f"{p}.k"], A[f"{p}.v"], D[f"{p}.yh"]
         split_heads_grad(dyh, A["dy"].reshape(B, T, -1))
         if att.impl == "tiled":
@@ -416,7 +447,9 @@ class GPT:
         dqkv = D[f"{p}.qkv"]
         merge_qkv_grad(dqkv.reshape(B, T, -1), dq, dk, dv)
         dinp, dscratch = self._input_grad(inp)
-        linear_backward(dinp, G[f"{p}.attn.qkv.w"], G[f"{p}.attn.qkv.b"], dqkv, A[inp], P[f"{p}.attn.qkv.w"], dscratch)
+        linear_backward(dinp, G.get(f"{p}.attn.qkv.w"), G.get(f"{p}.attn.qkv.b"), dqkv, A[inp], P[f"{p}.attn.qkv.w"],
+                        dscratch)
+        self._lora_backward(f"{p}.attn.qkv", dinp, dqkv, A[inp])
 
     def _rope_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """The rows of the rope tables for this batch's positions."""
@@ -430,17 +463,58 @@ class GPT:
     def _mlp_forward(self, p: str, inp: str, out: str) -> None:
         A, P = self.acts, self.p
         linear_forward(A[f"{p}.fc"], A[inp], P[f"{p}.mlp.fc.w"], P[f"{p}.mlp.fc.b"])  # (N, H)
+        self._lora_forward(f"{p}.mlp.fc", A[f"{p}.fc"], A[inp])
         act.ACTIVATION_KERNELS[self.cfg.activation][0](A[f"{p}.act"], A[f"{p}.fc"])
         linear_forward(A[out], A[f"{p}.act"], P[f"{p}.mlp.proj.w"], P[f"{p}.mlp.proj.b"])  # (N, C)
+        self._lora_forward(f"{p}.mlp.proj", A[out], A[f"{p}.act"])
 
     def _mlp_backward(self, p: str, inp: str, dout: np.ndarray) -> None:
         A, P, G, dfc = self.acts, self.p, self.g, self.grads_acts[f"{p}.fc"]
         # dact: scratch, written whole by the product
-        linear_backward(A["dact"], G[f"{p}.mlp.proj.w"], G[f"{p}.mlp.proj.b"], dout, A[f"{p}.act"],
+        linear_backward(A["dact"], G.get(f"{p}.mlp.proj.w"), G.get(f"{p}.mlp.proj.b"), dout, A[f"{p}.act"],
                         P[f"{p}.mlp.proj.w"])
+        self._lora_backward(f"{p}.mlp.proj", A["dact"], dout, A[f"{p}.act"])
         act.ACTIVATION_KERNELS[self.cfg.activation][1](dfc, A[f"{p}.fc"], A["dact"])
         dinp, dscratch = self._input_grad(inp)
-        linear_backward(dinp, G[f"{p}.mlp.fc.w"], G[f"{p}.mlp.fc.b"], dfc, A[inp], P[f"{p}.mlp.fc.w"], dscratch)
+        linear_backward(dinp, G.get(f"{p}.mlp.fc.w"), G.get(f"{p}.mlp.fc.b"), dfc, A[inp], P[f"{p}.mlp.fc.w"],
+                        dscratch)
+        self._lora_backward(f"{p}.mlp.fc", dinp, dfc, A[inp])
+
+    # ---------------------------------------------------------------- LoRA
+
+    def _lora_forward(self, site: str, out: np.ndarray, x: np.ndarray) -> None:
+        """Adds linear `site`'s adapter output s (x' A^T) B^T into `out`, x' being x after LoRA dropout."""
+        if site not in self._lora_sites:
+            return
+        A, P, lora = self.acts, self.p, self.lora
+        N, (d_in, d_out) = x.shape[0], self._lora_sites[site]
+        dropped = lora.dropout > 0 and self.training
+        self._lora_dropped[site] = dropped
+        if dropped:  # inverted dropout on the adapter's input only: x' = x * mask
+            xd = A["lora_x"][:N * d_in].reshape(N, d_in)
+            uniform = A["uniform"][:N * d_in].reshape(N, d_in)
+            self.dropout_rng.random(out=uniform, dtype=self.dtype)
+            act.dropout_forward(xd, A[f"{site}.lora_mask"], x, uniform, lora.dropout)
+            x = xd
+        lora_forward(out, A[f"{site}.lora_u"], x, P[f"{site}.lora_A"], P[f"{site}.lora_B"], lora.scale,
+                     A["lora_tmp"][:N * d_out].reshape(N, d_out))
+
+    def _lora_backward(self, site: str, dx: np.ndarray | None, dout: np.ndarray, x: np.ndarray) -> None:
+        """Adds the adapter's gradients into d(A), d(B) and its input gradient into `dx` (already written by
+        the frozen linear's backward)."""
+        if site not in self._lora_sites:
+            return
+        A, P, G = self.acts, self.p, self.g
+        N, (d_in, _) = x.shape[0], self._lora_sites[site]
+        mask = None
+        if self._lora_dropped.get(site, False):  # x' again, from the forward's mask
+            mask = A[f"{site}.lora_mask"]
+            xd = A["lora_x"][:N * d_in].reshape(N, d_in)
+            np.multiply(x, mask, out=xd)
+            x = xd
+        lora_backward(dx, G[f"{site}.lora_A"], G[f"{site}.lora_B"], dout, x, A[f"{site}.lora_u"],
+                      P[f"{site}.lora_A"], P[f"{site}.lora_B"], self.lora.scale, A["lora_du"],
+                      A["lora_tmp"][:N * d_in].reshape(N, d_in), mask)
 
     # ------------------------------------------------------------- dropout
 
@@ -501,8 +575,10 @@ class GPT:
         A = self.acts
         self.zero_grad()  # the first backward op of a step: every gradient adds up from zero here
         dfinal, dscratch = self._input_grad(self.final)
-        linear_backward(dfinal, self._head_weight(grads=True), None, A["dlogits"], A[self.final], self._head_weight(),
-                        dscratch)
+        dhead = None if self.lora else self._head_weight(grads=True)  # frozen under LoRA
+        linear_backward(dfinal, dhead, None, A["dlogits"], A[self.final], self._head_weight(), dscratch)
+        if self.lora:
+            return {f"d {self.final}": dfinal}
         name = "d wte" if self.cfg.tie_embeddings else "d lm_head.w"
         return {f"d {self.final}": dfinal, name: self._head_weight(grads=True)}
 

@@ -37,7 +37,8 @@ def linear_forward(out, inp, weight, bias):
 
 def linear_backward(dinp, dweight, dbias, dout, inp, weight, dscratch=None):
     """Accumulates dinp += dout @ weight.T, dweight += inp.T @ dout and dbias += the column sums of dout."""
-    # dinp is (N, C) or None (input needs no gradient), dweight is (C, OC), dout is (N, OC), dscratch (N, C).
+    # dinp is (N, C) or None (input needs no gradient), dweight is (C, OC) or None (a frozen weight), dout is
+    # (N, OC), dscratch (N, C).
     # BLAS writes its product and cannot add it: given dscratch, the product is formed there and added into
     # dinp; without, it is written into dinp, which is the same sum for a dinp that holds no gradient yet
     # (0 + x == x): the caller's word (the GPT asks its GradientArena whether anything reached dinp yet)
@@ -46,6 +47,7 @@ def linear_backward(dinp, dweight, dbias, dout, inp, weight, dscratch=None):
         add_inplace(dinp, dscratch)
     elif dinp is not None:
         np.matmul(dout, weight.T, out=dinp)
-    dweight += inp.T @ dout  # (C, OC); a weight-sized temporary, small next to the product
+    if dweight is not None:  # None: a frozen weight (LoRA), which needs no gradient
+        dweight += inp.T @ dout  # (C, OC); a weight-sized temporary, small next to the product
     if dbias is not None:
         bias_backward(dbias, dout)

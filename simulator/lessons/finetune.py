@@ -1,0 +1,245 @@
+"""Fine-tuning: full vs LoRA at several ranks, from one base, on a visibly different text; and what it forgets.
+
+A small GPT is pretrained on the built-in corpus (once per process and base setting: it is cached). The new
+text is the same corpus with every word spelled backwards ("the cat" -> "eht tac"): the same characters, so
+the base's tokenizer and embeddings fit it, but a style the base has never seen. From the same base weights
+each learner trains the same steps on the new text: full fine-tuning (every weight, AdamW) and LoRA at each
+rank (the base frozen, only the adapters train). Every `eval_every` steps each learner's validation loss is
+measured on the new text and on the old one: forgetting is the old loss going up. Each learner's trainable
+parameters and the bytes of its training state (trainable weights, their gradients, AdamW's two moments)
+come from the memory bill, which equals the session's buffers byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from simulator.config import LoraConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig, lora_targets_rule
+from simulator.data.corpus import builtin_corpus
+from simulator.data.dataset import TextDataset
+from simulator.lessons import Lesson, register
+from simulator.rules import in_range, non_empty, non_negative, positive, positive_int
+from simulator.yamlconfig import ParseContext
+
+STYLES = ("reversed_words",)
+
+
+def reversed_words(text: str) -> str:
+    """The text with every run of letters spelled backwards (same characters, same length, new spelling)."""
+    return re.sub(r"[A-Za-z]+", lambda m: m.group(0)[::-1], text)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """The base model, how long it pretrains, and the fine-tuning learners (full and LoRA at `ranks`)."""
+
+    name: str = "finetune-lora"
+    description: str = ""
+    d_model: int = 32
+    n_layer: int = 2
+    n_head: int = 4
+    seq_len: int = 32
+    batch_size: int = 8
+    base_steps: int = 200  # pretraining on the built-in corpus
+    base_lr: float = 3e-3
+    steps: int = 100  # fine-tuning steps of every learner
+    full_lr: float = 1e-3
+    lora_lr: float = 1e-2  # adapters start at zero and are few: they take a larger step
+    ranks: tuple[int, ...] = (1, 2, 4, 8, 16)
+    alpha: float = 16.0
+    targets: tuple[str, ...] = ("qkv", "proj", "fc", "fc2")
+    style: str = "reversed_words"
+    eval_every: int = 10
+    eval_batches: int = 2
+    val_fraction: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Learner:
+    """One fine-tuning run's setup: its label, rank (0: full), trainable parameters and training-state bytes."""
+
+    label: str
+    rank: int
+    trainable: int
+    state_bytes: int  # trainable weights + their gradients + AdamW's two moments (+ the decay mask)
+    total_bytes: int  # the whole bill: frozen base and activations included
+
+
+@dataclass
+class FinetunePoint:
+    """One learner after one step: the batch loss; validation losses when this step evaluated (else None)."""
+
+    label: str
+    loss: float
+    val_new: float | None
+    val_old: float | None
+
+
+@dataclass
+class FinetuneFrame:
+    """One fine-tuning step of every learner; `learners` and the base's losses are the same in every frame."""
+
+    step: int
+    points: list[FinetunePoint]
+    learners: tuple[Learner, ...]
+    base_new: float  # the base model's validation loss on the new text (every learner's step 0)
+    base_old: float  # and on the old text
+    # the base's old-text loss with its block matrices stored as float32 (itself), NF4 or int4 absmax (block 64)
+    stored: dict[str, float]
+
+
+def _run_config(cfg: FinetuneConfig, steps: int, lr: float, rank: int = 0) -> RunConfig:
+    lora = LoraConfig(rank=rank, alpha=cfg.alpha, targets=cfg.targets) if rank else LoraConfig()
+    model = ModelConfig(d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head, seq_len=cfg.seq_len, lora=lora)
+    return RunConfig(name=cfg.name, model=model,
+                     optim=OptimConfig(name="adamw", lr=lr, schedule="constant", weight_decay=0.0),
+                     train=TrainConfig(steps=steps, batch_size=cfg.batch_size, seed=cfg.seed, eval_every=0,
+                                       eval_batches=cfg.eval_batches, stats_every=0))
+
+
+@lru_cache(maxsize=4)
+def texts(val_fraction: float) -> tuple[TextDataset, TextDataset]:
+    """The old text (the built-in corpus) and the new one, as datasets with one tokenizer."""
+    old = builtin_corpus()
+    return (TextDataset(old, val_fraction, "the built-in corpus"),
+            TextDataset(reversed_words(old), val_fraction, "the built-in corpus, words reversed"))
+
+
+@lru_cache(maxsize=2)
+def pretrained_base(d_model, n_layer, n_head, seq_len, batch_size, base_steps, base_lr, seed, val_fraction
+                    ) -> np.ndarray:
+    """The base weights (a copy) after `base_steps` on the old text; cached per base setting."""
+    from simulator.session import TrainingSession  # imported here: it builds the kernels
+
+    cfg = FinetuneConfig(d_model=d_model, n_layer=n_layer, n_head=n_head, seq_len=seq_len, batch_size=batch_size,
+                         base_steps=base_steps, base_lr=base_lr, seed=seed, val_fraction=val_fraction)
+    session = TrainingSession(_run_config(cfg, base_steps, base_lr), texts(val_fraction)[0])
+    session.run(base_steps)
+    weights = session.model.params.copy()
+    weights.flags.writeable = False
+    return weights
+
+
+def _evaluate_on(session, dataset) -> float:
+    """The session's validation loss on another text (the same fixed windows: both texts are as long)."""
+    own = session.dataset
+    session.dataset = dataset
+    try:
+        return session.evaluate("val")
+    finally:
+        session.dataset = own
+
+
+def run(cfg: FinetuneConfig, steps: int | None = None, cancelled=lambda: False) -> list[FinetuneFrame]:
+    """Pretrains (or reuses) the base, then steps every learner `steps` times (default the config's)."""
+    from simulator.memory import memory_bill
+    from simulator.session import TrainingSession
+
+    steps = cfg.steps if steps is None else steps
+    if cancelled():
+        return []
+    old, new = texts(cfg.val_fraction)
+    base = pretrained_base(cfg.d_model, cfg.n_layer, cfg.n_head, cfg.seq_len, cfg.batch_size, cfg.base_steps,
+                           cfg.base_lr, cfg.seed, cfg.val_fraction)
+    sessions, learners = {}, []
+    for rank in (0, *cfg.ranks):
+        label = "full" if rank == 0 else f"LoRA r={rank}"
+        rc = _run_config(cfg, steps, cfg.lora_lr if rank else cfg.full_lr, rank)
+        s = TrainingSession(rc, new)
+        (s.model.frozen if rank else s.model.params)[...] = base
+        bill = memory_bill(s.config)
+        learners.append(Learner(label, rank, s.model.layout.size, bill.parameters + bill.gradients + bill.optimizer,
+                                bill.total))
+        sessions[label] = s
+    first = next(iter(sessions.values()))
+    base_new, base_old = first.evaluate("val"), _evaluate_on(first, old)  # B = 0: every LoRA learner's too
+    stored = {"float32": base_old, **_stored_losses(first, old)}
+    learners = tuple(learners)
+    frames = []
+    for t in range(1, steps + 1):
+        if cancelled():
+            break
+        evaluate = t % cfg.eval_every == 0 or t == steps if cfg.eval_every else t == steps
+        points = []
+        for label, s in sessions.items():
+            loss = s.step().loss
+            vn, vo = (s.evaluate("val"), _evaluate_on(s, old)) if evaluate else (None, None)
+            points.append(FinetunePoint(label, loss, vn, vo))
+        frames.append(FinetuneFrame(t, points, learners, base_new, base_old, stored))
+    return frames
+
+
+def _stored_losses(session, old) -> dict[str, float]:
+    """The base's old-text loss with every block matrix quantized to 4 bits and back: NF4, then int4 absmax.
+
+    `session` is the full fine-tuning learner before its first step (its weights are the base's); they are
+    put back afterwards.
+    """
+    from simulator.quant.nf4 import int4_levels, nf4_levels, roundtrip
+
+    m = session.model
+    keep = m.params.copy()
+    names = [s.name for s in m.layout if s.kind == "matrix" and s.name.startswith("h")]
+    out = {}
+    try:
+        for label, levels in (("nf4", nf4_levels()), ("int4", int4_levels())):
+            tensors, _ = roundtrip(m.p, names, levels)
+            for name in names:
+                m.p[name][...] = tensors[name]
+            out[label] = _evaluate_on(session, old)
+            m.params[...] = keep
+    finally:
+        m.params[...] = keep
+    return out
+
+
+def summary(cfg: FinetuneConfig, frames: list[FinetuneFrame]) -> str:
+    """A table: each learner's trainable parameters and state bytes, its new- and old-text loss at the end."""
+    if not frames:
+        return "fine-tuning: no steps"
+    last = frames[-1]
+    lines = [f"fine-tuning from a base pretrained {cfg.base_steps} steps on the built-in corpus, then {last.step} "
+             f"steps on it with every word reversed",
+             f"base model: validation loss {last.base_new:.4f} on the new text, {last.base_old:.4f} on the old one",
+             "the base's old-text loss with its block matrices stored in 4 bits (block-wise absmax, 64): "
+             + ", ".join(f"{k} {v:.4f}" for k, v in last.stored.items()),
+             f"{'learner':<12} {'trainable':>10} {'state bytes':>12} {'new text':>9} {'old text':>9}"]
+    for learner, p in zip(last.learners, last.points, strict=True):
+        lines.append(f"{learner.label:<12} {learner.trainable:>10,} {learner.state_bytes:>12,} "
+                     f"{p.val_new:>9.4f} {p.val_old:>9.4f}")
+    lines.append("state bytes: trainable weights, their gradients and AdamW's two moments (the base of a LoRA "
+                 "learner is frozen: no gradient, no moments)")
+    return "\n".join(lines)
+
+
+def validate(cfg: FinetuneConfig, ctx: ParseContext) -> FinetuneConfig:
+    """Heads that divide the width, ranks an adapter can hold, a known style."""
+    if cfg.d_model % cfg.n_head:
+        ctx.fail("n_head", f"{cfg.n_head} does not divide d_model {cfg.d_model}")
+    for i, r in enumerate(cfg.ranks):
+        if not 1 <= r <= cfg.d_model:
+            ctx.fail(f"ranks[{i}]", f"{r} is not a rank a {cfg.d_model}-wide linear can hold",
+                     f"use 1 to {cfg.d_model}")
+    if len(set(cfg.ranks)) != len(cfg.ranks):
+        ctx.fail("ranks", "names a rank twice")
+    problem = lora_targets_rule(cfg.targets)
+    if problem:
+        ctx.fail("targets", problem)
+    if cfg.style not in STYLES:
+        ctx.fail("style", f"{cfg.style!r} is not one of {', '.join(STYLES)}")
+    return cfg
+
+
+_RULES = {"name": non_empty, "seed": non_negative, "eval_every": non_negative, "alpha": positive,
+          "base_lr": positive, "full_lr": positive, "lora_lr": positive,
+          "val_fraction": in_range(0, 0.5, low_open=True),
+          **{k: positive_int for k in ("d_model", "n_layer", "n_head", "seq_len", "batch_size", "base_steps", "steps",
+                                       "eval_batches")}}
+LESSON = register(Lesson("finetune", "Fine-tuning: full vs LoRA", FinetuneConfig, _RULES, validate, run, summary,
+                         preset="finetune-lora"))
+

@@ -39,6 +39,7 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adam
 SCHEDULES = ("constant", "linear_warmup", "cosine", "warmup_cosine", "step", "linear_decay")
 CLIP_MODES = ("norm", "value")
 DATA_KINDS = ("builtin", "text_file", "lines")
+TOKENIZERS = ("char", "bpe", "wordpiece")
 DTYPES = ("float32", "float64")
 
 
@@ -186,6 +187,12 @@ class DataConfig:
         "For kind: text_file or lines (relative paths resolve against the preset's folder)."))
     val_fraction: float = setting(0.1, in_range(0, 0.5, low_open=True), help=(
         "The share of the text, at its end, held out for the validation loss."))
+    tokenizer: str = setting("char", one_of(TOKENIZERS), label="tokenizer", help=(
+        "char: one token per character. bpe: byte-level byte-pair encoding (GPT-2). wordpiece: BERT's pieces "
+        "with ## continuations. bpe and wordpiece are learned on the training split, up to data.vocab_size."))
+    vocab_size: int = setting(512, positive_int, label="tokenizer vocab", help=(
+        "bpe, wordpiece: the most tokens the tokenizer learns (bpe starts from 256 bytes; wordpiece from "
+        "4 specials, 256 bytes and the text's characters)."))
 
 
 @dataclass(frozen=True)

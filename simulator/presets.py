@@ -202,10 +202,6 @@ def _check_text(cfg: RunConfig, ctx: ParseContext, text: str, where: str) -> Non
     if cfg.data.tokenizer != "char":
         _check_subword(cfg, ctx, text, where)
         return
-    if ctx.given("data.vocab_size"):
-        ctx.fail("data.vocab_size", "applies to data.tokenizer bpe or wordpiece, but the tokenizer is char "
-                 "(its vocabulary is the text's characters)", "remove it, or set data.tokenizer: bpe",
-                 at=("data.vocab_size",))
     at = ("data.path",) if cfg.data.kind == "text_file" else ("model.seq_len", "data")
     need = cfg.model.seq_len + 1
     n_train, n_val = split_sizes(len(text), cfg.data.val_fraction)

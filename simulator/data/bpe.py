@@ -28,8 +28,11 @@ N_BYTES = 256
 MIN_PAIR_COUNT = 2  # a pair seen once is not merged: it would spend a token on a single occurrence
 
 
-def train_bpe_merges(text: str, vocab_size: int) -> list[tuple[int, int]]:
-    """The merges (left id, right id) learned on `text`, in order; merge k makes token 256 + k."""
+def train_bpe_merges(text: str, vocab_size: int, counts: list[int] | None = None) -> list[tuple[int, int]]:
+    """The merges (left id, right id) learned on `text`, in order; merge k makes token 256 + k.
+
+    `counts`, when given, receives each merge's pair count at the moment it was chosen.
+    """
     if vocab_size < N_BYTES:
         raise DataError(f"a byte-level BPE needs vocab_size >= {N_BYTES} (its byte tokens), got {vocab_size}")
     words = Counter(bpe_chunks(text))
@@ -47,6 +50,8 @@ def train_bpe_merges(text: str, vocab_size: int) -> list[tuple[int, int]]:
             break
         new = N_BYTES + len(merges)
         merges.append((a, b))
+        if counts is not None:
+            counts.append(-neg)
         for pair in table.merge((a, b), new):
             c = table.pairs.get(pair, 0)
             if c:

@@ -57,8 +57,11 @@ def _join(a: str, b: str) -> str:
     return a + b[len(CONT):]
 
 
-def train_wordpiece(text: str, vocab_size: int) -> list[str]:
-    """The learned pieces (after the base ones), in the order they were learned."""
+def train_wordpiece(text: str, vocab_size: int, steps: list[tuple[str, str, int, float]] | None = None) -> list[str]:
+    """The learned pieces (after the base ones), in the order they were learned.
+
+    `steps`, when given, receives each join as (left piece, right piece, pair count, score).
+    """
     base = base_pieces(text)
     n_base = len(SPECIALS) + N_BYTES + len(base)
     if vocab_size < n_base:
@@ -84,6 +87,8 @@ def train_wordpiece(text: str, vocab_size: int) -> list[str]:
         if not candidates:
             break
         (a, b), c = min(candidates, key=key)
+        if steps is not None:
+            steps.append((pieces[a], pieces[b], c, c / (unit[a] * unit[b])))
         new_piece = _join(pieces[a], pieces[b])
         if new_piece in index:  # "##a"+"##b" and "##ab" learned earlier from another pair: reuse the id
             new = index[new_piece]

@@ -38,7 +38,7 @@ POSITIONALS = ("learned", "sinusoidal", "none", "rope")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "adam_l2", "ftrl")
 SCHEDULES = ("constant", "linear_warmup", "cosine", "warmup_cosine", "step", "linear_decay")
 CLIP_MODES = ("norm", "value")
-DATA_KINDS = ("builtin", "text_file", "lines")
+DATA_KINDS = ("builtin", "text_file", "lines", "world")
 TOKENIZERS = ("char", "bpe", "wordpiece")
 DTYPES = ("float32", "float64")
 
@@ -182,7 +182,8 @@ class DataConfig:
 
     kind: str = setting("builtin", one_of(DATA_KINDS), help=(
         "builtin: the generated corpus; text_file: data.path; lines: one example per line, padded with <pad> "
-        "(data.path, or the built-in corpus)."))
+        "(data.path, or the built-in corpus); world: documents of an invented world, with topics and word "
+        "relations (role x gender, singular x plural, country x capital)."))
     path: Optional[str] = setting(None, non_empty, help=(
         "For kind: text_file or lines (relative paths resolve against the preset's folder)."))
     val_fraction: float = setting(0.1, in_range(0, 0.5, low_open=True), help=(

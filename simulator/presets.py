@@ -327,7 +327,11 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
         if d.path is not None:
             ctx.fail("data.path", f"is set but data.kind is {d.kind}",
                      "set data.kind: text_file to train on the file, or remove data.path")
-        _check_text(cfg, ctx, builtin_corpus(), "the built-in corpus")
+        if d.kind == "world":
+            from simulator.data.world import world_corpus
+            _check_text(cfg, ctx, world_corpus(), "the invented-world corpus")
+        else:
+            _check_text(cfg, ctx, builtin_corpus(), "the built-in corpus")
     return cfg
 
 

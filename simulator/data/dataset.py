@@ -57,6 +57,9 @@ def load_text(cfg: DataConfig) -> tuple[str, str]:
     """The raw text a data config names, and a short description of where it came from."""
     if cfg.kind == "builtin":
         return builtin_corpus(), "built-in corpus"
+    if cfg.kind == "world":
+        from simulator.data.world import world_corpus  # here: generating it costs a second, only when asked
+        return world_corpus(), "invented-world corpus"
     if cfg.kind == "text_file":
         if not cfg.path:
             raise DataError("data.kind is text_file but data.path is not set")

@@ -35,8 +35,8 @@ def words(text: str) -> list[str]:
 
 
 def split_documents(text: str) -> list[str]:
-    """Paragraphs of `text` (separated by blank lines) that hold at least one word."""
-    return [p for p in re.split(r"\n\s*\n", text) if words(p)]
+    """Paragraphs of `text` (separated by blank lines, outer whitespace stripped) that hold at least one word."""
+    return [p.strip() for p in re.split(r"\n\s*\n", text) if words(p)]
 
 
 def count_matrix(docs: list[list[str]]) -> tuple[list[str], np.ndarray]:

@@ -13,6 +13,8 @@ import math
 import time
 
 from simulator.data import builtin_corpus
+from simulator.data.bpe import BPETokenizer
+from simulator.data.wordpiece import WordPieceTokenizer
 from simulator.presets import load_preset, override
 from simulator.session import TrainingSession
 
@@ -28,8 +30,6 @@ def main() -> None:
     train_text = text[:len(text) - int(len(text) * 0.1)]
     for kind in ("bpe", "wordpiece"):
         t0 = time.perf_counter()
-        from simulator.data.bpe import BPETokenizer
-        from simulator.data.wordpiece import WordPieceTokenizer
         (BPETokenizer if kind == "bpe" else WordPieceTokenizer).train(train_text, args.vocab)
         print(f"training {kind} to {args.vocab} tokens on {len(train_text):,} characters: "
               f"{time.perf_counter() - t0:.3f} s")

@@ -74,7 +74,7 @@ class ModelConfig:
     n_head: int = setting(4, positive_int, label="heads", help=(
         "Attention heads per block; each head sees d_model / heads channels."))
     seq_len: int = setting(64, positive_int, label="sequence length", help=(
-        "Characters per sequence (the context the model can attend over)."))
+        "Tokens per sequence, characters with data.tokenizer char (the context the model can attend over)."))
     mlp_ratio: int = setting(4, positive_int, help="Width of each MLP's hidden layer, in multiples of d_model.")
     norm: str = setting("layernorm", one_of(NORMS), label="norm", help=(
         "Which normalisation each block uses: layernorm centres and scales each position, rmsnorm only scales "
@@ -221,9 +221,10 @@ class SamplingConfig:
     """How text is generated from the model; live."""
 
     prompt: str = setting("\n", non_empty, live=True, label="prompt", help=(
-        "The text generation starts from (\\n is a newline). Every character must occur in the training text."))
+        "The text generation starts from (\\n is a newline). With data.tokenizer char, every character must occur "
+        "in the training text."))
     max_new: int = setting(200, positive_int, live=True, label="new tokens", help=(
-        "How many characters to generate."))
+        "How many tokens to generate (characters with data.tokenizer char)."))
     temperature: float = setting(1.0, positive, live=True, label="temperature", help=(
         "Divides the logits: below 1 sharpens the distribution, above 1 flattens it."))
     top_k: int = setting(0, non_negative, live=True, label="top-k", help=(

@@ -268,3 +268,12 @@ def test_smaller_vocabularies_are_prefixes_of_one_training_and_split_sentences_c
     lengths = [len(split[n]) for n in sizes]
     assert lengths == sorted(lengths, reverse=True) and lengths[0] > lengths[-1]
     assert ["".join(p.removeprefix("##") for p in split[n]) for n in sizes] == [sentence] * len(sizes)
+
+
+def test_the_bpe_preset_loads_and_its_tokens_hold_about_three_characters():
+    cfg = load_preset("tiny-gpt-bpe")
+    assert (cfg.data.tokenizer, cfg.data.vocab_size) == ("bpe", 512)
+    from simulator.data import load_dataset
+    ds = load_dataset(cfg.data)
+    assert ds.vocab_size == 512 and 2.5 < ds.chars_per_token("val") < 3.5  # what its description says
+    assert "ln(512) = 6.2" in cfg.description and abs(np.log(512) - 6.2) < 0.05

@@ -112,3 +112,28 @@ def test_the_built_in_corpus_splits_into_documents_with_their_own_keywords():
     assert all(w.isdigit() for w, _ in t.keywords(counting, 3))  # "count" is in every counting paragraph
     kw = {w for i in range(40) for w, _ in t.keywords(i, 3)}
     assert len(kw) > 20  # documents differ in what stands out
+
+
+def test_the_lessons_claim_related_words_get_low_cosines_while_topics_show(tmp_path):
+    from simulator.lessons import check
+    from simulator.lessons.tfidf import TfidfConfig, fit_corpus, pairs_text
+    t, docs, _ = fit_corpus("world", None, "smooth")
+    for a, b in (("king", "queen"), ("goat", "goats")):  # what presets/tfidf.yaml says
+        assert t.term_similarity(a, b) < 0.5
+    text = pairs_text(t, [("king", "queen"), ("kitten", "cat")])
+    assert f"cosine {t.term_similarity('king', 'queen'):.3f}" in text and "'kitten' does not occur" in text
+    assert check(TfidfConfig()) == TfidfConfig()
+
+
+def test_the_lessons_mistakes_are_one_line(tmp_path):
+    from simulator.presets import PresetError, parse_any_text
+    (tmp_path / "one.txt").write_text("just one paragraph\nof two lines\n", encoding="utf-8")
+    cases = [("corpus: text_file\npath: one.txt\n", "one.txt' has 1 document; TF-IDF needs at least two"),
+             ("documents: [0, 5000]\n", "documents: 5000 is not a document of the invented-world corpus"),
+             ("pairs: ['king queen', 'goat']\n", "pairs: 'goat' is not two words"),
+             ("idf: bm25\n", "idf: 'bm25' is not one of smooth, raw"),
+             ("corpus: text_file\n", "path: corpus text_file needs a path")]
+    for body, says in cases:
+        with pytest.raises(PresetError) as err:
+            parse_any_text("kind: tfidf\n" + body, "t.yaml", tmp_path)
+        assert says in str(err.value) and str(err.value).startswith("t.yaml:") and "\n" not in str(err.value)

@@ -9,7 +9,7 @@ the splits.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from simulator.data.dataset import read_text_file
@@ -98,19 +98,24 @@ class TokenizersConfig:
     learned: tuple[int, ...] = (0, 50, 150, 350, 750)  # vocabularies to split with: base alphabet + this many
 
 
-def validate(cfg: TokenizersConfig, ctx: ParseContext) -> TokenizersConfig:
-    """A text to learn from, and sizes that count up from the base alphabet."""
+def resolve_path(cfg, ctx: ParseContext):
+    """A lesson config's `corpus` and `path` agree; a relative path resolves against the preset's folder."""
     if cfg.corpus == "text_file" and cfg.path is None:
         ctx.fail("path", "corpus text_file needs a path (the text file to learn from)", at=("corpus",))
     if cfg.corpus != "text_file" and cfg.path is not None:
         ctx.fail("path", f"is set but corpus is {cfg.corpus}", "set corpus: text_file, or remove path")
+    if cfg.corpus == "text_file" and not os.path.isabs(os.path.expanduser(cfg.path)):
+        cfg = replace(cfg, path=os.path.abspath(ctx.base_dir / cfg.path))
+    return cfg
+
+
+def validate(cfg: TokenizersConfig, ctx: ParseContext) -> TokenizersConfig:
+    """A text to learn from, and sizes that count up from the base alphabet."""
+    cfg = resolve_path(cfg, ctx)
     if not cfg.learned:
         ctx.fail("learned", "needs at least one vocabulary size (tokens learned on top of the base alphabet)")
     if min(cfg.learned) < 0:
         ctx.fail("learned", f"{min(cfg.learned)} is negative: it counts tokens learned on top of the base alphabet")
-    if cfg.corpus == "text_file" and not os.path.isabs(os.path.expanduser(cfg.path)):
-        from dataclasses import replace
-        cfg = replace(cfg, path=os.path.abspath(ctx.base_dir / cfg.path))
     try:
         lesson_text(cfg.corpus, cfg.path)
     except ExplainError as e:

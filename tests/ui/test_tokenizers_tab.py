@@ -28,3 +28,25 @@ def test_the_tab_shows_the_engines_merges_and_splits_and_follows_the_choices(har
     assert not tab.compute_merges()
     assert len(h.errors) == 1 and "'ten' is not a number" in h.errors[0]
     assert tab.text("merges") == merges_text("wordpiece", world_corpus(), "the invented-world corpus", 10)
+
+
+def test_the_tfidf_tab_shows_the_engines_keywords_and_pairs(harness):
+    from simulator.lessons.tfidf import fit_corpus, keywords_text, pairs_text
+    h = harness()
+    tab = h.app.layout.lesson_tabs["tfidf"]
+    h.app.layout.select_tab(tab)
+    assert h.pump(lambda: h.app.layout.current_tab() is tab and tab.built)
+    t, docs, where = fit_corpus("world", None, "smooth")
+    assert tab.text("documents") == keywords_text(t, docs, where, [0, 1, 2, 3, 4], 5)
+    assert tab.text("pairs") == pairs_text(t, [("king", "queen"), ("goat", "goats"), ("varnia", "tolm"),
+                                              ("ship", "sailor")])
+    tab.idf_var.set("raw")
+    tab.docs_var.set("7 8")
+    tab.compute_all()
+    raw, _, _ = fit_corpus("world", None, "raw")
+    assert tab.text("documents") == keywords_text(raw, docs, where, [7, 8], 5) and "ln(n / df(t))" in tab.text(
+        "documents")
+    assert h.errors == []
+    tab.docs_var.set("99999")
+    assert not tab.compute_keywords()
+    assert len(h.errors) == 1 and "99999 is not a document" in h.errors[0]

@@ -32,20 +32,22 @@ class TokenizersTab(TextLessonTab):
             box = ttk.Combobox(bar, textvariable=var, state="readonly", width=10, values=list(values))
             box.pack(side="left", padx=(0, 8))
             box.bind("<<ComboboxSelected>>", lambda e: self.compute_all())
+            if var is self.corpus_var:
+                self.corpus_box = box
 
     def show_config(self, cfg) -> None:
         self.kind_var.set(cfg.tokenizer)
-        self.corpus_var.set(cfg.corpus if cfg.corpus != "text_file" else "builtin")
         self.path = cfg.path if cfg.corpus == "text_file" else None
+        self.corpus_box.configure(values=["builtin", "world"] + (["text_file"] if self.path else []))
+        self.corpus_var.set(cfg.corpus)
         self.learned = list(cfg.learned)
         self.merges_var.set(str(cfg.merges))
         self.sentence_var.set(cfg.sentence)
         self.compute_all()
 
     def _text(self):
-        if self.path is not None and self.corpus_var.get() == (self.cfg.corpus if self.cfg else ""):
-            return lesson_text("text_file", self.path)
-        return lesson_text(self.corpus_var.get())
+        corpus = self.corpus_var.get()  # text_file is offered only when the preset named a file
+        return lesson_text(corpus, self.path if corpus == "text_file" else None)
 
     def compute_all(self) -> None:
         """Recomputes both sections (a new tokenizer or corpus)."""

@@ -9,8 +9,9 @@ the default corpus read it). Seeded, no download, only `random.Random.random()` 
 * Sentences in a document follow a little time line ("first", "then", "later", "at last"), so the
   order of two consecutive sentences can be told from the text (what SOP asks).
 * Regular relations a good embedding can recover (`RELATIONS`): role x gender (king / queen, each
-  with he / she and his / her after it), singular x plural (with agreeing verbs: "the goat grazes",
-  "the goats graze"), and country x capital of an invented world ("tolm is the capital of varnia";
+  with he / she and his / her after it, "she is the queen of ..."), singular x plural (with agreeing
+  verbs, "the goat feeds" / "the goats feed", and "there is one goat" / "there are many goats"),
+  and country x capital of an invented world ("tolm is the capital of varnia";
   travel documents visit a country and its capital together).
 
 Word-level: every token the lessons count is a lowercase word; punctuation is only "." and ",".
@@ -32,6 +33,18 @@ CAPITALS = (("varnia", "tolm"), ("oskeria", "brell"), ("quendor", "miros"), ("lu
 GENDER = (("king", "queen"), ("prince", "princess"), ("lord", "lady"), ("father", "mother"),
           ("son", "daughter"), ("uncle", "aunt"), ("brother", "sister"), ("husband", "wife"),
           ("man", "woman"), ("boy", "girl"), ("monk", "nun"), ("nephew", "niece"))
+# what each pair of roles cares about, so that king and queen share contexts that father and mother do not
+CARES = {"king": "kingdom", "prince": "tournament", "lord": "estate", "father": "family", "son": "lessons",
+         "uncle": "stories", "brother": "games", "husband": "wedding", "man": "work", "boy": "school",
+         "monk": "prayers", "nephew": "toys"}
+# what each thing has: its own context word (goat: horns), so that nouns of one topic are told apart
+TRAITS = {"crown": "jewels", "sword": "blade", "banner": "colours", "knight": "armour", "throne": "steps",
+          "feast": "music", "goat": "horns", "cow": "milk", "hen": "eggs", "horse": "saddle", "pig": "snout",
+          "field": "furrows", "plough": "handles", "ship": "mast", "sailor": "tattoos", "net": "knots",
+          "fish": "scales", "wave": "foam", "anchor": "chain", "oar": "grip", "road": "ruts", "map": "markings",
+          "inn": "beds", "traveller": "boots", "wagon": "wheels", "bridge": "arches", "loaf": "crust",
+          "coin": "stamp", "apple": "core", "cheese": "rind", "stall": "awning", "basket": "lid",
+          "merchant": "purse"}
 
 
 class Noun(NamedTuple):
@@ -129,6 +142,26 @@ class _World(_Grammar):
             name, capital = country
             return self.pick((f"{capital} is the capital of {name}", f"the capital of {name} is {capital}",
                               f"in {capital} the people of {name} trade"))
+        r = self.rng.random()
+        if r < 0.15:  # number: "there is one goat" / "there are many goats"
+            noun = self.pick(topic.nouns)
+            where = self.place(topic, country)
+            if self.chance(0.5):
+                return f"there is {self.pick(('one', 'a single'))} {noun.singular} in {where}"
+            return f"there are {self.pick(('many', 'two', 'three'))} {noun.plural} in {where}"
+        if r < 0.25:  # gender: "she is the queen of the castle"
+            role, pronoun, _ = self.person(topic)
+            return f"{pronoun} is the {role} of {self.place(topic, country)}"
+        if r < 0.35:  # each pair of roles its own care: "the queen loves her kingdom"
+            male, female = self.pick(topic.roles)
+            female_one = self.chance(0.5)
+            return (f"the {female if female_one else male} loves {'her' if female_one else 'his'} "
+                    f"{CARES[male]}")
+        if r < 0.45:  # each thing its own trait: "the goat has horns" / "the goats have horns"
+            noun = self.pick(topic.nouns)
+            if self.chance(0.5):
+                return f"the {noun.singular} has {TRAITS[noun.singular]}"
+            return f"the {noun.plural} have {TRAITS[noun.singular]}"
         verb = self.pick(topic.verbs)
         obj, _ = self.thing(topic)
         if self.chance(0.55):

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.data import CharTokenizer, DataError, TextDataset, load_dataset
+from simulator.data import DataError, TextDataset, load_dataset
 from simulator.data.dataset import TokenizerOnly
+from simulator.data.tokenizers import tokenizer_from_json
 from simulator.presets import PresetError, dump_config, parse_preset_text
 from simulator.runfolder import atomic_file
 from simulator.session import SessionError, TrainingSession
@@ -101,7 +102,10 @@ def load_checkpoint(path, dataset: TextDataset | None = None, need_data: bool = 
         config = parse_preset_text(str(arrays["config"]), f"{path} (saved config)", read_data=need_data)
     except PresetError as e:
         raise CheckpointError(f"{path}: the saved config no longer loads: {e}") from None
-    saved_tokens = CharTokenizer.from_json(str(arrays["tokenizer"]))
+    try:  # char, bpe or wordpiece: the record says which
+        saved_tokens = tokenizer_from_json(str(arrays["tokenizer"]))
+    except DataError as e:
+        raise CheckpointError(f"{path}: entry 'tokenizer': {e}") from None
     try:
         dataset = dataset if dataset is not None else load_dataset(config.data)
     except DataError as e:
@@ -110,7 +114,8 @@ def load_checkpoint(path, dataset: TextDataset | None = None, need_data: bool = 
         dataset = TokenizerOnly(saved_tokens, config.data.path or "the training text")
     if dataset.tokenizer != saved_tokens:
         raise CheckpointError(f"{path}: the training data has changed since this checkpoint "
-                              f"(its characters differ), so the weights no longer fit it")
+                              f"(its {'characters' if saved_tokens.kind == 'char' else 'learned tokens'} "
+                              f"differ), so the weights no longer fit it")
     try:
         session = TrainingSession(config, dataset)
         session.load_state_arrays(arrays)

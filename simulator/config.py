@@ -39,7 +39,8 @@ POSITIONALS = ("learned", "sinusoidal", "none", "rope")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "adam_l2", "ftrl")
 SCHEDULES = ("constant", "linear_warmup", "cosine", "warmup_cosine", "step", "linear_decay")
 CLIP_MODES = ("norm", "value")
-DATA_KINDS = ("builtin", "text_file", "lines")
+DATA_KINDS = ("builtin", "text_file", "lines", "world")
+TOKENIZERS = ("char", "bpe", "wordpiece")
 DTYPES = ("float32", "float64")
 # The linears LoRA can adapt: the fused q/k/v projection, the attention output, the MLP's two layers
 LORA_TARGETS = ("qkv", "proj", "fc", "fc2")
@@ -116,7 +117,7 @@ class ModelConfig:
     n_head: int = setting(4, positive_int, label="heads", help=(
         "Attention heads per block; each head sees d_model / heads channels."))
     seq_len: int = setting(64, positive_int, label="sequence length", help=(
-        "Characters per sequence (the context the model can attend over)."))
+        "Tokens per sequence, characters with data.tokenizer char (the context the model can attend over)."))
     mlp_ratio: int = setting(4, positive_int, help="Width of each MLP's hidden layer, in multiples of d_model.")
     norm: str = setting("layernorm", one_of(NORMS), label="norm", help=(
         "Which normalisation each block uses: layernorm centres and scales each position, rmsnorm only scales "
@@ -228,11 +229,18 @@ class DataConfig:
 
     kind: str = setting("builtin", one_of(DATA_KINDS), help=(
         "builtin: the generated corpus; text_file: data.path; lines: one example per line, padded with <pad> "
-        "(data.path, or the built-in corpus)."))
+        "(data.path, or the built-in corpus); world: documents of an invented world, with topics and word "
+        "relations (role x gender, singular x plural, country x capital)."))
     path: Optional[str] = setting(None, non_empty, help=(
         "For kind: text_file or lines (relative paths resolve against the preset's folder)."))
     val_fraction: float = setting(0.1, in_range(0, 0.5, low_open=True), help=(
         "The share of the text, at its end, held out for the validation loss."))
+    tokenizer: str = setting("char", one_of(TOKENIZERS), label="tokenizer", help=(
+        "char: one token per character. bpe: byte-level byte-pair encoding (GPT-2). wordpiece: BERT's pieces "
+        "with ## continuations. bpe and wordpiece are learned on the training split, up to data.vocab_size."))
+    vocab_size: int = setting(512, positive_int, label="tokenizer vocab", help=(
+        "bpe, wordpiece: the most tokens the tokenizer learns (bpe starts from 256 bytes; wordpiece from "
+        "4 specials, 256 bytes and the text's characters)."))
 
 
 @dataclass(frozen=True)
@@ -260,9 +268,10 @@ class SamplingConfig:
     """How text is generated from the model; live."""
 
     prompt: str = setting("\n", non_empty, live=True, label="prompt", help=(
-        "The text generation starts from (\\n is a newline). Every character must occur in the training text."))
+        "The text generation starts from (\\n is a newline). With data.tokenizer char, every character must occur "
+        "in the training text."))
     max_new: int = setting(200, positive_int, live=True, label="new tokens", help=(
-        "How many characters to generate."))
+        "How many tokens to generate (characters with data.tokenizer char)."))
     temperature: float = setting(1.0, positive, live=True, label="temperature", help=(
         "Divides the logits: below 1 sharpens the distribution, above 1 flattens it."))
     top_k: int = setting(0, non_negative, live=True, label="top-k", help=(

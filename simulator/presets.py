@@ -199,6 +199,9 @@ def _resolve_data_path(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
 
 def _check_text(cfg: RunConfig, ctx: ParseContext, text: str, where: str) -> None:
     """The data must hold a window in each split, fit vocab_size, and know every prompt character."""
+    if cfg.data.tokenizer != "char":
+        _check_subword(cfg, ctx, text, where)
+        return
     at = ("data.path",) if cfg.data.kind == "text_file" else ("model.seq_len", "data")
     need = cfg.model.seq_len + 1
     n_train, n_val = split_sizes(len(text), cfg.data.val_fraction)
@@ -217,6 +220,38 @@ def _check_text(cfg: RunConfig, ctx: ParseContext, text: str, where: str) -> Non
                      "a character model can only start from characters it was trained on")
     if ctx.fit_memory:
         _check_memory(cfg, ctx, len(chars))
+
+
+def _check_subword(cfg: RunConfig, ctx: ParseContext, text: str, where: str) -> None:
+    """bpe / wordpiece: vocab_size holds the base alphabet; each split, tokenized, holds a window."""
+    from simulator.data.tokenizers import build_tokenizer, min_vocab_size
+
+    d, m = cfg.data, cfg.model
+    if d.kind == "lines":
+        ctx.fail("data.tokenizer", f"{d.tokenizer} does not work with data.kind lines yet (its <pad> is a "
+                 "character)", "use data.tokenizer char, or data.kind builtin or text_file", at=("data.tokenizer",))
+    n_train, _ = split_sizes(len(text), d.val_fraction)
+    low = min_vocab_size(d.tokenizer, text[:n_train])
+    if d.vocab_size < low:
+        base = ("its 256 byte tokens, which let it encode any text" if d.tokenizer == "bpe" else
+                "its 4 special tokens, 256 byte-fallback tokens and one piece per character (and ## "
+                f"continuation) of the training split of {where}")
+        ctx.fail("data.vocab_size", f"{d.vocab_size} is smaller than the {low} tokens {d.tokenizer} starts from: "
+                 f"{base}", f"use at least {low}; a few hundred more give it room to learn", at=("data.vocab_size",))
+    tok = build_tokenizer(d.tokenizer, text[:n_train], d.vocab_size)
+    need = m.seq_len + 1
+    val_split = f"validation split (last {100 * d.val_fraction:g}%)"
+    at = ("data.path",) if d.kind == "text_file" else ("model.seq_len", "data")
+    for split, part in (("training split", text[:n_train]), (val_split, text[n_train:])):
+        n = len(tok.encode(part))
+        if n < need:
+            ctx.fail(at[0], f"the {split} of {where} has {n} {d.tokenizer} tokens, fewer than model.seq_len + 1 = "
+                     f"{need}", "use more text, another data.val_fraction or a smaller model.seq_len", at=at)
+    if m.vocab_size is not None and m.vocab_size < tok.vocab_size:
+        ctx.fail("model.vocab_size", f"{m.vocab_size} is smaller than the {tok.vocab_size} tokens of the {d.tokenizer} "
+                 f"tokenizer", "leave it out to take it from the data", at=("model.vocab_size",))
+    if ctx.fit_memory:
+        _check_memory(cfg, ctx, tok.vocab_size)
 
 
 def _check_memory(cfg: RunConfig, ctx: ParseContext, n_chars: int) -> None:
@@ -296,7 +331,11 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
         if d.path is not None:
             ctx.fail("data.path", f"is set but data.kind is {d.kind}",
                      "set data.kind: text_file to train on the file, or remove data.path")
-        _check_text(cfg, ctx, builtin_corpus(), "the built-in corpus")
+        if d.kind == "world":
+            from simulator.data.world import world_corpus
+            _check_text(cfg, ctx, world_corpus(), "the invented-world corpus")
+        else:
+            _check_text(cfg, ctx, builtin_corpus(), "the built-in corpus")
     if m.init_from is not None:
         cfg = _check_init_from(cfg, ctx)
     return cfg

@@ -11,6 +11,7 @@ import numpy as np
 from simulator.config import DataConfig
 from simulator.data.corpus import builtin_corpus
 from simulator.data.tokenizer import CharTokenizer, DataError
+from simulator.data.tokenizers import build_tokenizer
 
 SPLITS = ("train", "val")
 
@@ -56,6 +57,9 @@ def load_text(cfg: DataConfig) -> tuple[str, str]:
     """The raw text a data config names, and a short description of where it came from."""
     if cfg.kind == "builtin":
         return builtin_corpus(), "built-in corpus"
+    if cfg.kind == "world":
+        from simulator.data.world import world_corpus  # here: generating it costs a second, only when asked
+        return world_corpus(), "invented-world corpus"
     if cfg.kind == "text_file":
         if not cfg.path:
             raise DataError("data.kind is text_file but data.path is not set")
@@ -67,13 +71,13 @@ class TokenizerOnly:
     """A run's saved tokenizer without its text (a run folder copied to another machine): enough to sample, not
     to train or evaluate."""
 
-    def __init__(self, tokenizer: CharTokenizer, source: str):
+    def __init__(self, tokenizer, source: str):
         self.tokenizer = tokenizer
         self.source = source
 
     @property
     def vocab_size(self) -> int:
-        """Number of distinct characters the run was trained on."""
+        """Number of tokens of the run's tokenizer."""
         return self.tokenizer.vocab_size
 
     def check_fits(self, seq_len: int) -> None:
@@ -86,21 +90,40 @@ class TokenizerOnly:
 
 
 class TextDataset:
-    """Token ids of one text, split into train and validation, with a character tokenizer."""
+    """Token ids of one text, split into train and validation, with a character or sub-word tokenizer.
 
-    def __init__(self, text: str, val_fraction: float, source: str = "text"):
+    char: the alphabet is the whole text's, and the ids are split. bpe, wordpiece: the text is split by
+    characters first and the tokenizer is learned on the training part only, so the validation loss is
+    measured on text the tokenizer has not seen either.
+    """
+
+    def __init__(self, text: str, val_fraction: float, source: str = "text", tokenizer: str = "char",
+                 vocab_size: int = 512):
         if not text:
             raise DataError(f"{source} has no text")
         self.source = source
-        self.tokenizer = CharTokenizer.from_text(text)
-        ids = self.tokenizer.encode(text)
-        n_train, _ = split_sizes(len(ids), val_fraction)
-        self.train_ids = ids[:n_train]  # (N_train,) int32
-        self.val_ids = ids[n_train:]  # (N_val,) int32
+        if tokenizer == "char":
+            self.tokenizer = CharTokenizer.from_text(text)
+            ids = self.tokenizer.encode(text)
+            n_train, _ = split_sizes(len(ids), val_fraction)
+            self.train_ids = ids[:n_train]  # (N_train,) int32
+            self.val_ids = ids[n_train:]  # (N_val,) int32
+            self._chars = {"train": n_train, "val": len(ids) - n_train}
+        else:
+            n_train, _ = split_sizes(len(text), val_fraction)
+            self.tokenizer = build_tokenizer(tokenizer, text[:n_train], vocab_size)
+            self.train_ids = self.tokenizer.encode(text[:n_train])  # (N_train,) int32
+            self.val_ids = self.tokenizer.encode(text[n_train:])  # (N_val,) int32
+            self._chars = {"train": n_train, "val": len(text) - n_train}
+
+    def chars_per_token(self, split: str = "val") -> float:
+        """Characters of a split's text per token: a loss per token divided by this is a loss per character."""
+        n = len(self.split(split))
+        return self._chars[split] / n if n else float("nan")
 
     @property
     def vocab_size(self) -> int:
-        """Number of distinct characters of the text."""
+        """Number of tokens of the tokenizer (distinct characters, for char)."""
         return self.tokenizer.vocab_size
 
     def split(self, name: str) -> np.ndarray:
@@ -150,8 +173,11 @@ class TextDataset:
 def load_dataset(cfg: DataConfig) -> TextDataset:
     """The dataset a data config names (built-in corpus or a UTF-8 text file; lines: either, padded per line)."""
     if cfg.kind == "lines":
+        if cfg.tokenizer != "char":
+            raise DataError(f"data.tokenizer {cfg.tokenizer} does not work with data.kind lines yet (its <pad> is a "
+                            f"character); use data.tokenizer char or data.kind builtin / text_file")
         from simulator.data.lines import LinesDataset  # here: lines.py builds on this module
         text, source = load_text(replace(cfg, kind="text_file" if cfg.path else "builtin"))
         return LinesDataset(text, cfg.val_fraction, f"{source} (one example per line)")
     text, source = load_text(cfg)
-    return TextDataset(text, cfg.val_fraction, source)
+    return TextDataset(text, cfg.val_fraction, source, cfg.tokenizer, cfg.vocab_size)

@@ -35,12 +35,14 @@ class LinesDataset(TextDataset):
         self.pad_id = int(self.tokenizer.encode(PAD)[0])
         n_train, _ = split_sizes(len(lines), val_fraction)
         self._index: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._chars: dict[str, int] = {}
         for name, part in (("train", lines[:n_train]), ("val", lines[n_train:])):
             examples = ["\n" + line + "\n" for line in part]
             sizes = np.array([len(e) for e in examples], dtype=np.int64)
             starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
             ids = self.tokenizer.encode("".join(examples))
             setattr(self, f"{name}_ids", ids)  # the examples end to end, as TextDataset keeps a split
+            self._chars[name] = len(ids)
             self._index[name] = (starts, sizes)
 
     def lines(self, split: str) -> int:

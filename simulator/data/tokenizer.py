@@ -20,6 +20,8 @@ def _describe_char(ch: str) -> str:
 class CharTokenizer:
     """Maps each character of a fixed, sorted alphabet to its index."""
 
+    kind = "char"
+
     def __init__(self, chars: Iterable[str]):
         chars = tuple(chars)
         if any(len(c) != 1 for c in chars):

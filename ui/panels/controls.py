@@ -91,6 +91,8 @@ GROUPS: list[tuple[str, list[ControlSpec]]] = [
         control("train.batch_size", "tiny-gpt", spin=(1, 256, 1)),
         control("model.seq_len", "tiny-gpt", spin=(8, 512, 8)),
         control("train.seed", "postnorm", spin=(0, 2**31 - 1, 1)),
+        control("data.tokenizer", "tiny-gpt-bpe, tokenizers"),
+        control("data.vocab_size", "tiny-gpt-bpe", spin=(256, 8192, 64)),
     ]),
 ]
 

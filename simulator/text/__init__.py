@@ -1,0 +1,1 @@
+"""Word-level text statistics: TF-IDF (counting words before any learned vector)."""

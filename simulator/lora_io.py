@@ -46,15 +46,15 @@ def resolve(path: str, base_dir: Path) -> str:
 def read_base(path) -> tuple[ModelConfig, object, dict[str, np.ndarray]]:
     """(model config, tokenizer, every base tensor by name) of a checkpoint; LoRA checkpoints come merged."""
     from simulator.checkpoint import CheckpointError, read_checkpoint  # imported here: checkpoint imports session
-    from simulator.data import CharTokenizer
+    from simulator.data import DataError, tokenizer_from_json
     from simulator.presets import PresetError, parse_preset_text
 
     try:
         arrays = read_checkpoint(path)
         cfg = parse_preset_text(str(arrays["config"]), f"{path} (saved config)", read_data=False)
-    except (CheckpointError, PresetError) as e:
+        tokenizer = tokenizer_from_json(str(arrays["tokenizer"]))
+    except (CheckpointError, PresetError, DataError) as e:
         raise LoraFileError(str(e)) from None
-    tokenizer = CharTokenizer.from_json(str(arrays["tokenizer"]))
     model = cfg.model if cfg.model.vocab_size else replace(cfg.model, vocab_size=tokenizer.vocab_size)
     params = arrays["params"]
     if model.lora.on:
@@ -90,8 +90,8 @@ def init_from_problem(model: ModelConfig, tokenizer, path: str) -> str | None:
     except LoraFileError as e:
         return str(e)
     if their_tokens != tokenizer:
-        return (f"{path}: the base was trained on other characters than this run's data, so its embeddings do "
-                f"not fit (fine-tune on text whose characters the base knows, and the same set of them)")
+        return (f"{path}: the base was trained with other tokens than this run's data, so its embeddings do "
+                f"not fit (fine-tune with the base's tokenizer: the same data.tokenizer, and text whose characters it knows)")
     diff = architecture_difference(theirs, model)
     if diff:
         return f"{path}: the base checkpoint's model differs from this one ({diff})"

@@ -91,7 +91,7 @@ def init_from_problem(model: ModelConfig, tokenizer, path: str) -> str | None:
         return str(e)
     if their_tokens != tokenizer:
         return (f"{path}: the base was trained with other tokens than this run's data, so its embeddings do "
-                f"not fit (fine-tune with the base's tokenizer: the same data.tokenizer, and text whose characters it knows)")
+                f"not fit (fine-tune with the base's data.tokenizer, on text whose characters it knows)")
     diff = architecture_difference(theirs, model)
     if diff:
         return f"{path}: the base checkpoint's model differs from this one ({diff})"

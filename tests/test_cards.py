@@ -8,7 +8,6 @@ import math
 import pytest
 
 from simulator.cli import main
-from simulator.lessons import cards
 from simulator.lessons.cards import Claim, card_names, load_card, run_card
 from simulator.lessons.cards_course import load_course, parse_course
 from simulator.lessons.cards_metrics import Run, measure
@@ -272,6 +271,5 @@ def test_the_lesson_command(tmp_path, capsys):
 
 
 def test_another_seed_runs_again_and_is_reported(capsys):
-    cards.clear_cache()
     assert main(["lesson", "deep-exploding-clipped", "--seed", "5"]) == 0
     assert "seed 5" in capsys.readouterr().out

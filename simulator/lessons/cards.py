@@ -457,7 +457,7 @@ def run_card(card: Card, seed: int | None = None, cancelled=lambda: False) -> Ca
             result.verdicts.append(measure(claim, this, others.get(i)))
         except LookupError as e:  # a key or step the run does not have: the card's mistake, named where
             path = f"lesson.claims[{i}]"
-            raise PresetError(f"{card.where(path)}{path}: {e.args[0]}") from None
+            raise PresetError(f"{card.where(path + '.metric')}{path}: {e.args[0]}") from None
     result.seconds = time.perf_counter() - t0
     return result
 

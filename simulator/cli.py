@@ -138,7 +138,14 @@ def main(argv: list[str] | None = None, launch_app=None, ui_bench=None) -> int:
 
 
 def _check(args) -> int:
+    from pathlib import Path
+
     from simulator.presets import load_any
+    if Path(args.file).name == "course.yaml":  # the lesson cards' order, not a preset
+        from simulator.lessons.cards_course import load_course
+        course = load_course(args.file)
+        print(f"{args.file}: ok (a course of {len(course.cards)} cards in {len(course.sections)} sections)")
+        return 0
     cfg = load_any(args.file)
     print(f"{args.file}: ok ({getattr(cfg, 'name', '')})")
     return 0

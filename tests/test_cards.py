@@ -15,6 +15,8 @@ from simulator.lessons.deep_mlp import MLPRecord
 from simulator.presets import PresetError, find_preset, list_presets, load_any
 from simulator.records import NonFinite, StepRecord
 
+ROOT = find_preset("tiny-gpt").parent.parent
+
 CARD = """\
 lesson:
   title: A card
@@ -232,7 +234,8 @@ def test_every_card_holds_at_its_shipped_seed(name):
     assert len(result.verdicts) == len(card.claims) >= 1 and result.holds, said
 
 
-def test_the_course_orders_every_card_once():
+def test_the_course_orders_every_card_once(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
     course = load_course()
     assert sorted(course.cards) == sorted(NAMES) and len(course.cards) == len(set(course.cards))
     titles = [s.title for s in course.sections]
@@ -245,6 +248,11 @@ def test_the_course_orders_every_card_once():
     with pytest.raises(PresetError, match=r"^c.yaml:4: .*'leaf-flower' is already in section 1$"):
         parse_course(bad.replace("overfitt", "leaf-flower"), "c.yaml")
     assert "course" not in {info.name for info in list_presets()}, "the course is not a preset"
+    bad_file = tmp_path / "course.yaml"
+    bad_file.write_text(bad, encoding="utf-8")
+    assert main(["check", str(bad_file)]) == 2
+    assert f"{bad_file}:4: sections[0].cards[1]: 'overfitt'" in capsys.readouterr().err
+    assert main(["check", "presets/course.yaml"]) == 0 and "a course of 18 cards" in capsys.readouterr().out
 
 
 def test_the_lesson_command(tmp_path, capsys):

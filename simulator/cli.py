@@ -1,8 +1,9 @@
-"""The headless command line: train, check, presets, sample, memory, bench, explain. `python main.py` with no
+"""The headless command line: train, check, presets, sample, memory, bench, explain, lesson. `python main.py` with no
 command opens the app.
 
 Exit status: 0 done, 2 a person's mistake (bad preset, path, value, a run folder in use), 3 the run diverged,
-130 / 143 / 129 stopped by SIGINT / SIGTERM / SIGHUP (after saving a checkpoint).
+130 / 143 / 129 stopped by SIGINT / SIGTERM / SIGHUP (after saving a checkpoint). `lesson NAME`: 0 when every
+claim of the card holds, 1 when one does not (a finding about the run, not an error).
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="fewer repetitions and no medium preset")
     b.add_argument("--ui", action="store_true", help="measure the window's responsiveness while training")
 
+    les = sub.add_parser("lesson", help="list the lesson cards, or run one headless and check its claims")
+    les.add_argument("name", nargs="?", help="a preset with a lesson card (see the list without a name)")
+    les.add_argument("--seed", type=int, help="run at this seed instead of the card's own")
+    les.add_argument("--course", action="store_true", help="list the cards in the course's order")
+
     e = sub.add_parser("explain", help="worked examples: z-scores, BatchNorm vs LayerNorm, one MLP step")
     ex = e.add_subparsers(dest="example", required=True)
     z = ex.add_parser("zscore", help="mean, variance, std and z-scores of some numbers")
@@ -116,7 +122,8 @@ def main(argv: list[str] | None = None, launch_app=None, ui_bench=None) -> int:
                 raise UsageError("the window benchmark needs the desktop app")
             return ui_bench()
         return {"train": _train, "check": _check, "presets": _presets, "sample": _sample,
-                "memory": _memory, "bench": _bench, "explain": _explain}[args.command](args)
+                "memory": _memory, "bench": _bench, "explain": _explain,
+                "lesson": _lesson}[args.command](args)
     except (UsageError, PresetError, DataError, CheckpointError, SamplingError, SessionError, ExplainError,
             RunFolderError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -131,7 +138,14 @@ def main(argv: list[str] | None = None, launch_app=None, ui_bench=None) -> int:
 
 
 def _check(args) -> int:
+    from pathlib import Path
+
     from simulator.presets import load_any
+    if Path(args.file).name == "course.yaml":  # the lesson cards' order, not a preset
+        from simulator.lessons.cards_course import load_course
+        course = load_course(args.file)
+        print(f"{args.file}: ok (a course of {len(course.cards)} cards in {len(course.sections)} sections)")
+        return 0
     cfg = load_any(args.file)
     print(f"{args.file}: ok ({getattr(cfg, 'name', '')})")
     return 0
@@ -195,6 +209,27 @@ def _explain(args) -> int:
         cfg = load_lesson(args.preset, deep_mlp.LESSON.kind)
         print(deep_mlp.summary(cfg, deep_mlp.run(cfg, args.steps)))
     return 0
+
+
+def _lesson(args) -> int:
+    """No name: the cards (in the course's order with --course); a name: run its card, exit 0 / 1 by its claims."""
+    from simulator.lessons import cards, cards_course
+    if args.name is None:
+        if args.seed is not None:
+            raise UsageError("--seed needs a card to run (python main.py lesson NAME --seed S)")
+        print(cards_course.course_text() if args.course else cards_course.cards_list_text())
+        return 0
+    if args.course:
+        raise UsageError("--course lists the course; give it without a card name")
+    if args.seed is not None and args.seed < 0:
+        raise UsageError(f"--seed must be at least 0, got {args.seed}")
+    _, card = cards.load_card(args.name)
+    if card is None:
+        raise UsageError(f"'{args.name}' has no lesson card (cards: {', '.join(cards.card_names())})")
+    print(cards.card_text(card), flush=True)
+    result = cards.run_card(card, args.seed)
+    print("\n" + cards.result_text(result))
+    return 0 if result.holds else 1
 
 
 def _table(rows: list[str]) -> list[list[float]]:

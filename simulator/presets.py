@@ -116,12 +116,19 @@ def _yaml_root(text: str, source: str):
 
 
 def parse_any_text(text: str, source_name: str = "<preset>", base_dir=None, read_data: bool = True,
-                   fit_memory: bool = True):
+                   fit_memory: bool = True, lesson: bool = True):
     """Parse preset text of any registered kind (top-level `kind:`, default gpt) into its config.
 
     read_data=False skips reading the training text (a checkpoint's saved config, to sample from);
-    fit_memory=False accepts a GPT larger than this machine's free memory (the memory command bills it).
+    fit_memory=False accepts a GPT larger than this machine's free memory (the memory command bills it);
+    lesson=False leaves a `lesson:` card section unchecked (simulator/lessons/cards.py reads it).
     """
+    return parse_with_card(text, source_name, base_dir, read_data, fit_memory, lesson)[0]
+
+
+def parse_with_card(text: str, source_name: str = "<preset>", base_dir=None, read_data: bool = True,
+                    fit_memory: bool = True, lesson: bool = True):
+    """(config, lesson card or None) of preset text: a top-level `lesson:` is a card (simulator/lessons/cards.py)."""
     root = _yaml_root(text, source_name)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     if root is None:
@@ -130,9 +137,11 @@ def parse_any_text(text: str, source_name: str = "<preset>", base_dir=None, read
     if not isinstance(root, MappingNode):
         raise PresetError(f"{source_name}:{node_line(root)}: expected a mapping of settings at the top level, "
                           f"got {describe_node(root)}")
-    kind, pairs = DEFAULT_KIND, []
+    kind, pairs, card_pair = DEFAULT_KIND, [], None
     for key_node, value_node in root.value:
-        if isinstance(key_node, ScalarNode) and key_node.value == "kind":
+        if isinstance(key_node, ScalarNode) and key_node.value == "lesson" and card_pair is None:
+            card_pair = (key_node, value_node)
+        elif isinstance(key_node, ScalarNode) and key_node.value == "kind":
             kind = scalar(value_node) if isinstance(value_node, ScalarNode) else None
             if not isinstance(kind, str) or _kind(kind) is None:
                 known = _kind_names()
@@ -144,7 +153,12 @@ def parse_any_text(text: str, source_name: str = "<preset>", base_dir=None, read
     ctx = ParseContext(source_name, base, spec.rules, read_data=read_data, fit_memory=fit_memory)
     node = MappingNode(root.tag, pairs, root.start_mark, root.end_mark)
     cfg = parse_dataclass(spec.cls, node, ctx, "")
-    return spec.validate(cfg, ctx) or cfg
+    cfg = spec.validate(cfg, ctx) or cfg
+    if card_pair is None or not lesson:
+        return cfg, None
+    from simulator.lessons.cards import parse_card  # imported here: the lesson modules import this one
+
+    return cfg, parse_card(*card_pair, cfg, ctx, getattr(cfg, "name", "") or Path(source_name).stem)
 
 
 def parse_preset_text(text: str, source_name: str = "<preset>", base_dir=None, read_data: bool = True) -> RunConfig:
@@ -411,11 +425,16 @@ def presets_dir() -> Path:
     return root / "presets" if in_repo else Path(__file__).resolve().parent / "presets_data"
 
 
+NOT_PRESETS = ("course",)  # presets/course.yaml orders the lesson cards (simulator/lessons/cards_course.py)
+
+
 def list_presets(folder=None) -> list[PresetInfo]:
     """The presets of a folder (default: the shipped ones), sorted by name."""
     folder = Path(folder) if folder is not None else presets_dir()
     out = []
     for path in sorted(folder.glob("*.yaml")):
+        if path.stem in NOT_PRESETS:
+            continue
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
             desc = data.get("description", "") if isinstance(data, dict) else ""

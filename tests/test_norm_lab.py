@@ -334,28 +334,15 @@ def lesson(name: str, steps: int, **dotted):
     return session, session.run(steps)
 
 
-def test_twelve_postnorm_layers_without_warmup_stall_where_prenorm_trains():
-    # 60 steps (measured: val 2.71 vs 3.18, last-ten training loss 2.79 vs 3.18); the gap only widens later
-    pre, pre_records = lesson("prenorm-deep", 60)
-    post, post_records = lesson("postnorm-deep", 60)
-    assert pre.config.model.n_layer == post.config.model.n_layer == 12 and post.config.optim.warmup_steps == 0
-    assert pre.config.model == replace(post.config.model, norm_position="pre")
-    assert post_records[-1].val_loss > pre_records[-1].val_loss + 0.3
-    post_train, pre_train = (np.mean([r.loss for r in rs[-10:]]) for rs in (post_records, pre_records))
-    assert post_train > 3.0, "post-norm sits on the unigram line (about 3.1)"
-    assert post_train > pre_train + 0.25
-    pre_id, post_id = pre_records[-1].identity_fraction, post_records[-1].identity_fraction
-    assert len(pre_id) == len(post_id) == 24 and set(pre_id.values()) == {1.0}
-    assert np.mean(list(post_id.values())) < 0.9 and np.prod(list(post_id.values())) < 0.05
+def test_prenorm_deep_and_postnorm_deep_differ_only_in_the_norm_position():
+    # What the two runs show (post-norm stalls on the unigram line, pre-norm's identity fractions are all 1,
+    # post-norm's multiply to almost nothing) are the claims of their lesson cards, run by tests/test_cards.py
+    pre, post = load_preset("prenorm-deep"), load_preset("postnorm-deep")
+    assert pre.model.n_layer == post.model.n_layer == 12 and post.optim.warmup_steps == 0
+    assert pre.model == replace(post.model, norm_position="pre") and pre.optim == post.optim
 
 
-def test_dropout_closes_the_gap_between_train_and_validation_loss():
-    gaps = {}
-    for name in ("overfit", "overfit-dropout"):
-        session, _ = lesson(name, 200)
-        gaps[name] = session.evaluate("val") - session.evaluate("train")
-    assert gaps["overfit"] > 0.3, "without dropout the model memorises its 3,000 training characters"
-    assert gaps["overfit-dropout"] < gaps["overfit"] - 0.2
+# overfit vs overfit-dropout (the train/validation gap with and without dropout): their lesson cards' claims
 
 
 def test_symmetric_init_keeps_every_unit_identical():

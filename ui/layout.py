@@ -92,6 +92,7 @@ class WindowLayout:
         self.view_menu = tk.Menu(bar, tearoff=False)
         bar.add_cascade(label="View", menu=self.view_menu)
         m = tk.Menu(bar, tearoff=False)
+        m.add_command(label="Course (lesson cards)…", command=self.open_course)
         m.add_command(label="Keyboard shortcuts", command=lambda: messagebox.showinfo(
             "Keyboard shortcuts", SHORTCUTS, parent=self.root))
         m.add_command(label="About", command=lambda: messagebox.showinfo(
@@ -100,6 +101,13 @@ class WindowLayout:
             parent=self.root))
         bar.add_cascade(label="Help", menu=m)
         self.root.configure(menu=bar)
+
+    def open_course(self):
+        """Help → Course: the lesson cards' table of contents with this person's progress (ui/panels/cards.py)."""
+        from ui.panels.cards import CourseWindow
+
+        self.course_window = CourseWindow(self.root)
+        return self.course_window
 
     def _toolbar(self) -> None:
         bar = self.toolbar = ttk.Frame(self.root, padding=(4, 3))

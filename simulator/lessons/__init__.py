@@ -106,6 +106,7 @@ def check_optim_at(ctx: ParseContext, prefix: str, optim) -> None:
         ctx.fail(prefix + field.removeprefix("optim"), what)
 
 
-# Every module of this package is a lesson, which registers its LESSON when imported.
-for _module in sorted(m.name for m in iter_modules(__path__)):
+# Every module of this package is a lesson, which registers its LESSON when imported; the lesson cards
+# (cards*.py: the `lesson:` sections of presets, simulator/lessons/cards.py) are not, and load when used.
+for _module in sorted(m.name for m in iter_modules(__path__) if not m.name.startswith("cards")):
     import_module(f"{__name__}.{_module}")

@@ -1,0 +1,399 @@
+"""What a lesson card's claims can measure: one `Metric` per name, read from a run's records or frames.
+
+A run (`Run`) is a GPT's `StepRecord`s (with its session, for measurements of the trained model) or
+a lesson's frames. A metric is either per step (a series of (step, value), read `at` the last, best
+or first record, or at a given step, optionally averaged) or one value for the whole run; a keyed
+metric maps a layer, tensor or learner to a value (`of` picks one, `reduce` folds them). Each
+metric names how it is read for every kind of run it applies to, so a claim on a kind that does not
+record it is refused when the preset is read, never when it runs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+COMPARISONS = ("<", "<=", ">", ">=", "within", "is")
+REDUCERS = ("mean", "min", "max", "product")
+
+
+# --------------------------------------------------------------------------------------------- runs
+@dataclass
+class Run:
+    """One finished run a card measures: its config, the records (GPT) or frames (lesson), and how long it took."""
+
+    label: str  # what a person reads: the preset's name, with any settings changed
+    cfg: Any
+    kind: str  # "gpt" or a lesson's kind
+    frames: list  # StepRecords (gpt) or the lesson's frames
+    seconds: float
+    session: Any = None  # the GPT's TrainingSession after the run (for evaluations of the trained model)
+    cache: dict = field(default_factory=dict)  # whole-run measurements computed once
+
+    def once(self, name: str, compute: Callable[[], Any]):
+        """A measurement of the run, computed on first use."""
+        if name not in self.cache:
+            self.cache[name] = compute()
+        return self.cache[name]
+
+    def describe(self) -> str:
+        """'prenorm-deep: 60 steps, seed 1337, 4.2 s' (and where it diverged)."""
+        from simulator.lessons.cards import seed_of
+
+        seed = seed_of(self.cfg)
+        unit = {"flash_trace": "tile pairs", "worked_examples": "examples"}.get(self.kind, "steps")
+        parts = [f"{len(self.frames)} {unit}"]
+        if seed is not None:
+            parts.append(f"seed {seed}")
+        parts.append(f"{self.seconds:.1f} s")
+        if self.kind == "gpt" and self.frames and self.frames[-1].nonfinite is not None:
+            parts.append(f"diverged: {self.frames[-1].nonfinite.sentence()}")
+        return f"{self.label}: {', '.join(parts)}"
+
+
+def train_run(cfg, steps: int | None, label: str, cancelled=lambda: False) -> Run:
+    """Trains `cfg` headless for `steps` steps (None: its own default) and keeps what the claims read."""
+    from simulator.lessons import lesson_of
+
+    t0 = time.perf_counter()
+    lesson = lesson_of(cfg)
+    if lesson is not None:
+        frames = lesson.run(cfg, steps, cancelled)
+        return Run(label, cfg, lesson.kind, frames, time.perf_counter() - t0)
+    from simulator.session import TrainingSession
+
+    session = TrainingSession(cfg)
+    records = session.run(steps or cfg.train.steps, on_record=lambda _r: not cancelled())
+    last = records[-1] if records else None
+    if last is not None and last.nonfinite is None and last.val_loss is None:
+        last.val_loss = session.evaluate("val")  # every claim about the end of a run can read it
+    return Run(label, cfg, "gpt", records, time.perf_counter() - t0, session)
+
+
+# ------------------------------------------------------------------------------------------ metrics
+class Impl(NamedTuple):
+    """How a metric is read from one kind of run."""
+
+    read: Callable[[Run], Any]  # per step: [(step, value or None)]; whole run: the value
+    keys: Callable[[Any], list[str]] | None = None  # the keys a config's runs will have (checked when read)
+    needs_key: bool = False  # a learner must be named: averaging optimizers says nothing
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A quantity a claim can compare: what it is, and how each kind of run gives it."""
+
+    name: str
+    help: str
+    impls: dict[str, Impl]
+    per_step: bool = True
+    keyed: bool = False
+    key_name: str = ""  # what a key is: "sublayer", "learner", "weight matrix"
+    text: bool = False  # a name (compared with `is`), not a number
+    best: str = "min"  # the best value: the lowest (losses) or the highest (accuracy)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self.impls)
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def metric(name: str, help: str, impls: dict, **kw) -> Metric:
+    METRICS[name] = m = Metric(name, help, impls, **kw)
+    return m
+
+
+def metric_kinds(name: str) -> tuple[str, ...]:
+    """The kinds of run that record metric `name`."""
+    return METRICS[name].kinds
+
+
+# GPT runs: the StepRecords
+def _series(attr: str, convert=lambda v: v) -> Impl:
+    return Impl(lambda run: [(r.step, None if getattr(r, attr) in (None, {}) else convert(getattr(r, attr)))
+                             for r in run.frames])
+
+
+def _heads(a) -> dict[str, float]:
+    return {f"head{i}": float(v) for i, v in enumerate(np.asarray(a))}
+
+
+def _past_only_loss(run: Run, n: int = 24) -> float:
+    """Mean loss of each next character of the validation text predicted from the past only (as generation does)."""
+    s = run.session
+    val = s.dataset.val_ids[:n + 1]
+    out = []
+    for t in range(1, len(val)):
+        z = s.next_logits(val[:t]).astype(np.float64)
+        out.append(np.log(np.exp(z - z.max()).sum()) + z.max() - z[val[t]])
+    return float(np.mean(out))
+
+
+def _gpt_nonfinite(run: Run):
+    last = run.frames[-1] if run.frames else None
+    return None if last is None or last.nonfinite is None else last.nonfinite
+
+
+# deep-MLP runs: MLPRecords
+def _mlp_names(cfg) -> list[str]:
+    from simulator.lessons.deep_mlp import weight_names
+
+    return weight_names(cfg)
+
+
+def _mlp_keyed(attr: str) -> Impl:
+    return Impl(lambda run: [(r.step, dict(zip(_mlp_names(run.cfg), getattr(r, attr), strict=False)))
+                             for r in run.frames], keys=_mlp_names)
+
+
+def _mlp(attr: str) -> Impl:
+    return Impl(lambda run: [(r.step, getattr(r, attr)) for r in run.frames])
+
+
+# learners (optimizer race, sparse FTRL): frames hold one point per learner
+def _labels(cfg) -> list[str]:
+    return [e.label for e in cfg.optimizers]
+
+
+def _learners(attr: str, points=lambda frame: frame) -> Impl:
+    return Impl(lambda run: [(points(f)[0].step, {p.label: float(getattr(p, attr)) for p in points(f)})
+                             for f in run.frames], keys=_labels, needs_key=True)
+
+
+def _race_paths(run: Run) -> dict[str, np.ndarray]:
+    """Label -> (steps + 1, 2) positions, the start included."""
+    start = np.asarray(run.cfg.start, dtype=np.float64)
+    return {label: np.vstack([start] + [f[i].position for f in run.frames])
+            for i, label in enumerate(_labels(run.cfg))}
+
+
+def _race_overshoot(run: Run) -> dict[str, float]:
+    from simulator.lessons.optimizer_race import FUNCTIONS
+
+    x_min = FUNCTIONS[run.cfg.function].minimum[0]
+    return {k: float(p[:, 0].max() - x_min) for k, p in _race_paths(run).items()}
+
+
+def _race_flips(run: Run) -> dict[str, float]:
+    return {k: float(np.mean(np.sign(p[1:, 1]) != np.sign(p[:-1, 1]))) for k, p in _race_paths(run).items()}
+
+
+def _race_first_rate_ratio(run: Run) -> dict[str, float]:
+    out = {}
+    for p in run.frames[0]:
+        rate = -p.update / p.gradient  # the step's effective rate per coordinate
+        out[p.label] = float(rate[0] / rate[1])
+    return out
+
+
+# tiled attention: TileSteps
+def _flash_output_error(run: Run) -> float:
+    from simulator.lessons.flash_trace import inputs
+
+    *_, reference = inputs(run.cfg)
+    out = np.full_like(reference, np.nan)
+    for st in run.frames:  # a later pair of the same query tile holds the rows' newer state
+        if not st.skipped:
+            out[st.q_rows[0]:st.q_rows[1]] = st.out
+    return float(np.max(np.abs(out - reference)))
+
+
+def _flash_ratio(run: Run) -> float:
+    from simulator.lessons.flash_trace import naive_attention_traffic
+
+    last = run.frames[-1]
+    return (last.reads + last.writes) / naive_attention_traffic(run.cfg.seq_len, run.cfg.head_size).floats
+
+
+_ALL_TRAINED = ("gpt", "deep_mlp", "leaf_flower")
+metric("loss", "the training loss of a step (a GPT, a deep MLP: the batch before the update; leaf/flower: the "
+       "example before its update)", {
+           "gpt": _series("loss"), "deep_mlp": _mlp("loss"),
+           "leaf_flower": Impl(lambda run: [(k, u.loss) for k, u in enumerate(run.frames, 1)])})
+metric("loss_after", "leaf/flower: the example's loss after the step's update", {
+    "leaf_flower": Impl(lambda run: [(k, u.loss_after) for k, u in enumerate(run.frames, 1)])})
+metric("val_loss", "the validation loss (evaluated in eval mode; the last step always has one)", {
+    "gpt": _series("val_loss"), "deep_mlp": _mlp("val_loss")})
+metric("val_accuracy", "deep MLP: the share of validation points classified right", {
+    "deep_mlp": _mlp("val_accuracy")}, best="max")
+metric("grad_norm", "the global gradient norm before clipping", {"gpt": _series("grad_norm"),
+                                                                 "deep_mlp": _mlp("grad_norm")})
+metric("identity_fraction", "GPT: per sublayer (h0.attn, h0.mlp, ...), the share of its input that reaches its "
+       "output along the skip path (heavy statistics: every train.stats_every steps)",
+       {"gpt": _series("identity_fraction")}, keyed=True, key_name="sublayer")
+metric("unit_spread", "GPT: per block (h0, ...), the largest difference between any MLP unit's weights and unit 0's",
+       {"gpt": _series("unit_spread")}, keyed=True, key_name="block")
+metric("attention_entropy", "GPT: per head (head0, ...) of the watched layer, the mean entropy of its attention "
+       "rows in nats", {"gpt": _series("attention_entropy", _heads)}, keyed=True, key_name="head")
+metric("attention_saturated", "GPT: per head of the watched layer, the share of rows whose top probability "
+       "exceeds 0.99", {"gpt": _series("attention_saturated", _heads)}, keyed=True, key_name="head")
+metric("tensor_grad_norm", "the gradient norm of one tensor: a GPT parameter (h0.attn.qkv.w, ...; heavy "
+       "statistics) or a deep-MLP weight matrix (l0.w, l1.w, ..., out.w)",
+       {"gpt": _series("grad_norms"), "deep_mlp": _mlp_keyed("grad_norms")}, keyed=True, key_name="tensor")
+metric("stream_grad_norm", "deep MLP: ||dL/dh|| of each layer's output h (keyed by the layer's weights, l0.w, "
+       "l1.w, ...): the backward signal",
+       {"deep_mlp": _mlp_keyed("stream_grad_norms")}, keyed=True, key_name="layer")
+metric("input_output_grad_ratio", "deep MLP: the input layer's weight gradient norm over the output layer's", {
+    "deep_mlp": Impl(lambda run: [(r.step, r.grad_norms[0] / r.grad_norms[-1]) for r in run.frames])})
+metric("stream_grad_ratio", "deep MLP: ||dL/dh|| of the first layer's output over that of the last hidden layer", {
+    "deep_mlp": Impl(lambda run: [(r.step, r.stream_grad_norms[0] / r.stream_grad_norms[-1]) for r in run.frames])})
+metric("grad_norm_spread", "deep MLP: the largest over the smallest weight-gradient norm of the layers below the "
+       "output", {"deep_mlp": Impl(lambda run: [(r.step, max(r.grad_norms[:-1]) / min(r.grad_norms[:-1]))
+                                                for r in run.frames])})
+metric("clipped_fraction", "the share of steps on which gradient clipping fired", {
+    "gpt": Impl(lambda run: float(np.mean([r.clipped for r in run.frames]))),
+    "deep_mlp": Impl(lambda run: float(np.mean([r.clipped for r in run.frames])))}, per_step=False)
+metric("steps_run", "how many steps (or tile pairs) the run made before it ended or diverged", {
+    k: Impl(lambda run: float(len(run.frames))) for k in (*_ALL_TRAINED, "flash_trace")}, per_step=False)
+metric("nonfinite_step", "the step that became NaN/Inf (infinite when the run never did)", {
+    "gpt": Impl(lambda run: float(_gpt_nonfinite(run).step + 1) if _gpt_nonfinite(run) else math.inf),
+    "deep_mlp": Impl(lambda run: next((float(r.step + 1) for r in run.frames if r.nonfinite), math.inf))},
+    per_step=False)
+metric("nonfinite_tensor", "the first tensor that became NaN/Inf, in the order the step computes them ('none' "
+       "when the run stayed finite)", {
+           "gpt": Impl(lambda run: _gpt_nonfinite(run).tensor if _gpt_nonfinite(run) else "none"),
+           "deep_mlp": Impl(lambda run: next((r.first_nonfinite for r in run.frames if r.nonfinite), "none"))},
+       per_step=False, text=True)
+metric("train_eval_loss", "GPT: the training split's loss of the trained model, in eval mode (no dropout)", {
+    "gpt": Impl(lambda run: run.once("train", lambda: run.session.evaluate("train")))}, per_step=False)
+metric("generalization_gap", "GPT: validation loss minus training loss of the trained model, both in eval mode", {
+    "gpt": Impl(lambda run: run.once("val", lambda: run.session.evaluate("val"))
+                - run.once("train", lambda: run.session.evaluate("train")))}, per_step=False)
+metric("past_only_loss", "GPT: the loss of the first 24 validation characters, each predicted from the ones "
+       "before it only (as generation sees text)", {
+           "gpt": Impl(lambda run: run.once("past", lambda: _past_only_loss(run)))}, per_step=False)
+metric("zero_fraction", "sparse FTRL: per learner, the share of weights that are exactly 0.0",
+       {"sparse_logreg": _learners("zero_fraction", lambda f: f.points)}, keyed=True, key_name="learner")
+metric("learner_val_loss", "sparse FTRL: per learner, the validation log-loss",
+       {"sparse_logreg": _learners("val_loss", lambda f: f.points)}, keyed=True, key_name="learner")
+metric("position_loss", "optimizer race: per racer, the function value at its position",
+       {"optimizer_race": _learners("loss")}, keyed=True, key_name="learner")
+metric("overshoot", "optimizer race: per racer, how far past the minimum's x its path ever got (negative: never "
+       "reached it)", {"optimizer_race": Impl(_race_overshoot, _labels, True)},
+       per_step=False, keyed=True, key_name="learner")
+metric("y_sign_flips", "optimizer race: per racer, the share of steps on which y changed sign (a zig-zag across "
+       "the ravine is 1)", {"optimizer_race": Impl(_race_flips, _labels, True)},
+       per_step=False, keyed=True, key_name="learner")
+metric("first_rate_ratio", "optimizer race: per racer, its first step's effective rate along x over that along y "
+       "(-update / gradient)", {"optimizer_race": Impl(_race_first_rate_ratio, _labels, True)},
+       per_step=False, keyed=True, key_name="learner")
+metric("bytes_moved", "tiled attention: bytes read from and written to slow memory so far (4 per float)", {
+    "flash_trace": Impl(lambda run: [(st.index + 1, 4.0 * (st.reads + st.writes)) for st in run.frames])})
+metric("traffic_ratio", "tiled attention: the walk's slow-memory traffic over standard attention's", {
+    "flash_trace": Impl(_flash_ratio)}, per_step=False)
+metric("output_error", "tiled attention: the largest difference between the tiled output and standard "
+       "attention's", {"flash_trace": Impl(_flash_output_error)}, per_step=False)
+metric("skipped_fraction", "tiled attention: the share of tile pairs skipped whole (above the causal diagonal)", {
+    "flash_trace": Impl(lambda run: float(np.mean([st.skipped for st in run.frames])))}, per_step=False)
+metric("zscore_mean", "worked examples: the mean of the z-scores", {
+    "worked_examples": Impl(lambda run: float(np.mean(run.frames[0].z)))}, per_step=False)
+metric("zscore_std", "worked examples: the standard deviation of the z-scores (divide by n)", {
+    "worked_examples": Impl(lambda run: float(np.std(run.frames[0].z)))}, per_step=False)
+metric("kernel_error", "worked examples: the largest difference between the z-scores by hand and the engine's "
+       "layernorm kernel", {"worked_examples": Impl(
+           lambda run: float(np.max(np.abs(np.subtract(run.frames[0].z, run.frames[0].kernel_z)))))},
+       per_step=False)
+metric("layernorm_row_mean", "worked examples: the largest |mean| of a LayerNorm-ed row of the grades table", {
+    "worked_examples": Impl(lambda run: float(np.abs(run.frames[1].layernorm.mean(axis=1)).max()))}, per_step=False)
+metric("batchnorm_row_mean", "worked examples: the largest |mean| of a BatchNorm-ed row of the grades table", {
+    "worked_examples": Impl(lambda run: float(np.abs(run.frames[1].batchnorm.mean(axis=1)).max()))}, per_step=False)
+metric("loss_drop", "leaf/flower: the example's loss before the first step minus after it", {
+    "leaf_flower": Impl(lambda run: float(run.frames[0].loss - run.frames[0].loss_after))}, per_step=False)
+metric("weight_change", "leaf/flower: new minus old of the followed weight in the first step (-lr x grad)", {
+    "leaf_flower": Impl(lambda run: float(run.frames[0].new - run.frames[0].old))}, per_step=False)
+
+
+# -------------------------------------------------------------------------------------------- reading
+def _fold(values: dict, claim, key) -> float:
+    if key is not None:
+        if key not in values:
+            raise LookupError(f"'{key}' is not measured in this run (it has: {', '.join(map(str, values))})")
+        return values[key]
+    vals = list(values.values())
+    how = claim.reduce or "mean"
+    return float({"mean": np.mean, "min": np.min, "max": np.max, "product": np.prod}[how](vals))
+
+
+def read(claim, run: Run, key) -> tuple[Any, str]:
+    """The value of the claim's metric in `run` (key: which layer/learner) and where it was read, in words."""
+    m = METRICS[claim.metric]
+    impl = m.impls[run.kind]
+    fold = m.keyed and key is None
+    what = claim.metric + (f"[{key}]" if key is not None else f" ({claim.reduce or 'mean'} over every "
+                                                           f"{m.key_name})" if fold else "")
+    if not m.per_step:
+        v = impl.read(run)
+        return (_fold(v, claim, key) if m.keyed else v), what
+    series = [(s, v) for s, v in impl.read(run) if v is not None]
+    if not series:
+        raise LookupError(f"'{claim.metric}' was not recorded in this run")
+    if m.keyed:
+        series = [(s, _fold(v, claim, key)) for s, v in series]
+    steps = [s for s, _ in series]
+    if claim.step is not None:
+        if claim.step not in steps:
+            shown = ", ".join(map(str, steps[:8])) + (", ..." if len(steps) > 8 else "")
+            raise LookupError(f"'{claim.metric}' has no value at step {claim.step} (it has steps {shown})")
+        end = steps.index(claim.step)
+    elif claim.at == "first":
+        end = 0
+    elif claim.at == "best":
+        values = [v for _, v in series]
+        end = int(np.nanargmax(values) if m.best == "max" else np.nanargmin(values))
+        return series[end][1], f"{what}, best ({'highest' if m.best == 'max' else 'lowest'}) at step {series[end][0]}"
+    else:
+        end = len(series) - 1
+    if claim.average > 1:
+        if end + 1 < claim.average:
+            raise LookupError(f"an average of {claim.average} values needs {claim.average} records of "
+                              f"'{claim.metric}', this run has {end + 1} up to there")
+        window = series[end + 1 - claim.average:end + 1]
+        return float(np.mean([v for _, v in window])), f"{what}, mean of steps {window[0][0]}-{window[-1][0]}"
+    return series[end][1], f"{what} at step {series[end][0]}"
+
+
+def _num(v) -> str:
+    return f"{v:.4g}" if isinstance(v, (int, float)) else str(v)
+
+
+def compare(comparison: str, x, threshold, target=None, value=None) -> bool:
+    """Whether measured x satisfies the comparison (NaN satisfies none)."""
+    if comparison == "is":
+        return x == value
+    if not isinstance(x, (int, float)) or math.isnan(x):
+        return False
+    if comparison == "within":
+        return abs(x - (target or 0.0)) <= threshold
+    return {"<": x < threshold, "<=": x <= threshold, ">": x > threshold, ">=": x >= threshold}[comparison]
+
+
+def measure(claim, this: Run, other: Run | None):
+    """A claim's Verdict: its metric read in this run (and the other run or key), compared with its threshold."""
+    from simulator.lessons.cards import Verdict
+
+    a, where = read(claim, this, claim.of)
+    measured = f"{where}: {_num(a)} ({this.label})"
+    x = a
+    if other is not None or claim.other_of is not None:
+        side = other if other is not None else this
+        b, where_b = read(claim, side, claim.other_of or claim.of)
+        if claim.comparison == "is":
+            raise LookupError("'is' compares one run's name with a value, not two runs")
+        x = a - b
+        measured += (f" vs {_num(b)} ({side.label})" if where_b == where else
+                     f"; {where_b}: {_num(b)} ({side.label})") + f"; difference {_num(x)}"
+    if claim.comparison == "is":
+        test = f"{x!r} is {claim.value!r}"
+    elif claim.comparison == "within":
+        test = (f"|{_num(x)} - {claim.target:g}| <= {claim.threshold:g}" if claim.target is not None
+                else f"|{_num(x)}| <= {claim.threshold:g}")
+    else:
+        test = f"{_num(x)} {claim.comparison} {claim.threshold:g}"
+    return Verdict(claim, compare(claim.comparison, x, claim.threshold, claim.target, claim.value), measured, test, x)

@@ -92,6 +92,11 @@ GROUPS: list[tuple[str, list[ControlSpec]]] = [
         control("model.seq_len", "tiny-gpt", spin=(8, 512, 8)),
         control("train.seed", "postnorm", spin=(0, 2**31 - 1, 1)),
     ]),
+    ("Early stopping", [
+        control("train.early_stopping.patience", "overfit-early-stop", spin=(0, 1000, 1)),
+        control("train.early_stopping.min_delta", "overfit-early-stop"),
+        control("train.early_stopping.restore_best", "overfit-early-stop"),
+    ]),
 ]
 
 SAMPLING_GROUP: list[tuple[str, list[ControlSpec]]] = [

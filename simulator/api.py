@@ -10,6 +10,7 @@ from simulator.config import (
     LIVE_FIELDS,
     AttentionConfig,
     DataConfig,
+    EarlyStoppingConfig,
     ModelConfig,
     OptimConfig,
     RunConfig,
@@ -19,6 +20,7 @@ from simulator.config import (
     is_structural_change,
 )
 from simulator.data import DataError
+from simulator.early_stopping import EarlyStop
 from simulator.gradcheck import GradCheckError, check_gradients
 from simulator.optim import lr_at
 from simulator.presets import (
@@ -32,6 +34,7 @@ from simulator.presets import (
     override,
 )
 from simulator.records import NonFinite, PhaseEvent, StepRecord
+from simulator.runfolder import write_atomically
 from simulator.sampling import SamplingError, generate, printable
 from simulator.session import NeedsRebuild, SessionError, TrainingSession
 
@@ -64,5 +67,5 @@ __all__ = [
     "TrainingSession", "changed_paths", "check_gradients", "dump_config", "find_preset", "generate",
     "is_public", "is_structural_change", "list_presets", "load_any", "load_checkpoint", "load_preset", "lr_at",
     "override",
-    "printable", "save_checkpoint",
+    "printable", "save_checkpoint", "EarlyStop", "EarlyStoppingConfig", "write_atomically",
 ]

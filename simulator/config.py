@@ -244,6 +244,21 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Stops the run when the validation loss stops improving (simulator/early_stopping.py); all live."""
+
+    patience: int = setting(0, non_negative, live=True, label="patience", help=(
+        "Early stopping: evaluations (every train.eval_every steps) without an improvement before the run stops "
+        "(0: off)."))
+    min_delta: float = setting(0.0, non_negative, live=True, label="min delta", help=(
+        "Early stopping: how much lower than the best so far a validation loss must be to count as an "
+        "improvement."))
+    restore_best: bool = setting(True, live=True, label="restore best", help=(
+        "Early stopping: when the run stops, put back the weights of the best evaluation (the checkpoint keeps "
+        "them)."))
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """The loop: how long, how big a batch, which seed, how often to look."""
 
@@ -261,6 +276,7 @@ class TrainConfig:
     checkpoint_every: int = setting(100, non_negative, live=True, help=(
         "CLI: write checkpoint.npz every k steps (0: only at the end)."))
     dtype: str = setting("float32", one_of(DTYPES), help="The floating-point type of weights and activations.")
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
 @dataclass(frozen=True)

@@ -320,6 +320,10 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
     if t.watch_layer >= m.n_layer:
         ctx.fail("train.watch_layer", f"{t.watch_layer} is not a layer of a {m.n_layer}-layer model",
                  f"use 0 to {m.n_layer - 1}", at=("train.watch_layer", "model.n_layer"))
+    if t.early_stopping.patience and not t.eval_every:
+        ctx.fail("train.early_stopping.patience", f"{t.early_stopping.patience} needs validation losses to watch, "
+                 f"but {ctx.name('train.eval_every')} is 0", "set train.eval_every to how often to evaluate",
+                 at=("train.early_stopping.patience", "train.eval_every"))
     if t.watch_head >= m.n_head:
         ctx.fail("train.watch_head", f"{t.watch_head} is not a head of a {m.n_head}-head model",
                  f"use 0 to {m.n_head - 1}", at=("train.watch_head", "model.n_head"))

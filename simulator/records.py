@@ -7,6 +7,8 @@ from typing import Optional
 
 import numpy as np
 
+from simulator.early_stopping import EarlyStop
+
 
 @dataclass
 class PhaseEvent:
@@ -66,6 +68,9 @@ class StepRecord:
     # KV-cache bytes per generated token: "model" (this config), "MHA", "GQA" (when the model is one), "MQA"
     kv_cache_bytes: dict[str, int] = field(default_factory=dict)
     nonfinite: Optional[NonFinite] = None  # set when this step diverged (the update was not applied)
+    # set when this step's evaluation ran out of early-stopping patience (simulator/early_stopping.py): the
+    # run stops here, and with restore_best the session's weights are already those of the best evaluation
+    early_stop: Optional[EarlyStop] = None
     mode: str = "train"  # the session's mode during the step: "train", or "eval" (no dropout, BatchNorm on running)
     # Normalization and stability, heavy like the statistics above (definitions in simulator/observe.py):
     # gamma/beta tensor ("h0.norm1.w" is gamma, "h0.norm1.b" beta) -> (mean, std, min, max)

@@ -15,6 +15,7 @@ import numpy as np
 
 from simulator.config import LIVE_FIELDS, RunConfig, changed_paths
 from simulator.data import TextDataset, load_dataset
+from simulator.early_stopping import EarlyStop, EarlyStopping
 from simulator.kv_cache import CachedDecoder
 from simulator.model.gpt import GPT
 from simulator.observe import attention_probs, step_statistics
@@ -78,6 +79,8 @@ class TrainingSession:
         # what the gradient buffer holds: "none" yet, "raw" (backward only) or "clipped" (after a clip phase)
         self._grads_state = "none"
         self._unclipped: Optional[np.ndarray] = None  # a copy before clipping, kept only while clipping is on
+        self.early = EarlyStopping()  # train.early_stopping's bookkeeping on the validation loss
+        self._best: Optional[dict[str, np.ndarray]] = None  # weights and buffers of the best evaluation
 
     # ------------------------------------------------------------- phases
 
@@ -197,6 +200,7 @@ class TrainingSession:
 
     def _begin_step(self) -> None:
         self.diverged = None
+        self.early.resume()  # a step after an early stop trains on: the validation loss gets new patience
         self._grads_state = "raw"  # the backward phases build the gradients; the clip phase clips them
         self.model.training = self._training
         self.model.dropout = self.config.model.dropout
@@ -225,8 +229,34 @@ class TrainingSession:
             every = cfg.train.eval_every
             if every and self.step_count % every == 0:
                 record.val_loss = self.evaluate()
+                record.early_stop = self._early_stopping(record.val_loss)
         self.last_record = record
         return PhaseEvent(self.step_count, index, phase.name, phase.kind, tensors or {}, dt, last=True)
+
+    def _early_stopping(self, val_loss: float) -> Optional[EarlyStop]:
+        """Takes an evaluation for train.early_stopping; the EarlyStop when patience ran out (weights restored)."""
+        es = self.config.train.early_stopping
+        if not es.patience:
+            return None
+        verdict = self.early.observe(self.step_count, val_loss, es.patience, es.min_delta, es.restore_best)
+        if verdict == "improved":  # kept whatever restore_best says now: it is live and may be on at the stop
+            self._best = {"params": self.model.params.copy(),
+                          **{f"buffer.{k}": v.copy() for k, v in self.model.buffers.items()}}
+        elif verdict == "stop" and es.restore_best and self._best is not None:
+            self._restore_best()
+        return self.early.stopped
+
+    def _restore_best(self) -> None:
+        """Puts back the weights (and BatchNorm's running statistics) of the best evaluation; the step count stays."""
+        self.model.params[...] = self._best["params"]
+        for k, buf in self.model.buffers.items():
+            buf[...] = self._best[f"buffer.{k}"]
+        self._generator_key = None  # new weights: the KV cache is stale
+
+    @property
+    def early_stop(self) -> Optional[EarlyStop]:
+        """Why the run stopped early (None while it has not, or once it trains on)."""
+        return self.early.stopped
 
     def _heavy_now(self, completed: bool = False) -> bool:
         every = self.config.train.stats_every
@@ -466,8 +496,7 @@ class TrainingSession:
             raise NeedsRebuild("this change rebuilds the model: " + ", ".join(structural))
         notes = []
         for path in changed:
-            section, name = path.split(".")
-            old_value, new_value = getattr(getattr(self.config, section), name), getattr(getattr(new, section), name)
+            old_value, new_value = _value_at(self.config, path), _value_at(new, path)
             note = f"{path}: {old_value} -> {new_value}"
             if path == "optim.name":
                 note += " (weights kept; the optimizer state starts fresh)"
@@ -491,6 +520,10 @@ class TrainingSession:
         out.update({f"buffer.{k}": v.copy() for k, v in self.model.buffers.items()})  # BatchNorm running statistics
         if self.model.frozen is not None:  # LoRA: params are the adapters; the base weights travel beside them
             out["frozen"] = self.model.frozen.copy()
+        out.update(self.early.state_arrays())
+        restored = self.early.stopped is not None and self.early.stopped.restored
+        if self._best is not None and not restored:  # once restored, the best weights are the weights
+            out.update({f"early.best.{k}": v.copy() for k, v in self._best.items()})
         return out
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -520,6 +553,24 @@ class TrainingSession:
         self.model.dropout_rng.bit_generator.state = json.loads(str(arrays["rng.dropout"]))
         self.diverged = None
         self._generator_key = None  # new weights: the KV cache is stale
+        self.early.load_state_arrays(arrays)
+        best = {k[len("early.best."):]: v for k, v in arrays.items() if k.startswith("early.best.")}
+        if best:
+            if best["params"].shape != params.shape:
+                raise SessionError("the saved best weights do not fit this model: the checkpoint is damaged")
+            self._best = {k: v.copy() for k, v in best.items()}
+        elif self.early.best_step is not None and self.early.stopped is not None and self.early.stopped.restored:
+            self._best = {"params": self.model.params.copy(),
+                          **{f"buffer.{k}": v.copy() for k, v in self.model.buffers.items()}}
+        else:
+            self._best = None
+
+
+def _value_at(cfg, path: str):
+    """The value at a dotted path of a config ("train.early_stopping.patience")."""
+    for part in path.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
 
 
 class _Diverged(Exception):

@@ -66,6 +66,11 @@ def train_command(args) -> int:
                 print("note: --seed is ignored when resuming (the run keeps its random streams)", file=sys.stderr)
             remove_stale_temps(run_dir)
             steps = args.steps if args.steps is not None else max(session.config.train.steps - session.step_count, 0)
+            if session.early_stop is not None and args.steps is None:
+                # an early stop is where the run finished: nothing is left to train unless asked for more
+                print(f"{session.early_stop.sentence()}; the run is finished (--steps N trains on from these "
+                      "weights, with new patience)", file=sys.stderr)
+                steps = 0
             wall0 = reconcile_metrics(run_dir / "metrics.csv", session.step_count)
             return _loop(session, run_dir, steps, wall0, quiet=args.quiet)
         finally:
@@ -150,6 +155,8 @@ def _loop(session: TrainingSession, run_dir: Path, steps: int, wall0: float, qui
                               f"{rec.tokens_per_second:.1f}", f"{wall:.3f}"])
                 bar.set_postfix_str(f"loss {rec.loss:.4f}  {rec.tokens_per_second:,.0f} tok/s", refresh=False)
                 bar.update(1)
+                if rec.early_stop is not None:  # a normal finish: the checkpoint below keeps the (best) weights
+                    break
                 if every and session.step_count % every == 0:
                     f.flush()
                     save_checkpoint(run_dir, session)
@@ -162,6 +169,8 @@ def _loop(session: TrainingSession, run_dir: Path, steps: int, wall0: float, qui
     if interrupted:
         print(f"interrupted at step {session.step_count}; checkpoint saved in {run_dir}", file=sys.stderr)
         return 128 + int(interrupted[0])
+    if rec is not None and rec.early_stop is not None:
+        print(rec.early_stop.sentence())
     _summary(session, run_dir, rec)
     return 0
 

@@ -409,7 +409,8 @@ def test_every_setting_is_declared_with_help_and_the_gpt_rules_come_from_the_dec
 def test_live_fields_are_read_from_the_declarations():
     assert C.LIVE_FIELDS == frozenset(
         ["model.dropout", "model.dropout_mode", "train.eval_every", "train.stats_every", "train.watch_layer",
-         "train.watch_head", "train.checkpoint_every", "train.steps", "train.eval_batches"]
+         "train.watch_head", "train.checkpoint_every", "train.steps", "train.eval_batches",
+         "train.early_stopping.patience", "train.early_stopping.min_delta", "train.early_stopping.restore_best"]
         + [f"optim.{f.name}" for f in dataclasses.fields(C.OptimConfig)]
         + [f"sampling.{f.name}" for f in dataclasses.fields(C.SamplingConfig)])
     assert C.is_live("optim.lr") and not C.is_live("model.n_layer") and not C.is_live("name")

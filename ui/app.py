@@ -57,6 +57,18 @@ from ui.protocol import (
     StepInto,
     Watch,
 )
+from ui.window_geometry import (
+    WindowState,
+    apply_scale,
+    make_dpi_aware,
+    on_screen,
+    opening_size,
+    parse_geometry,
+    read_state,
+    state_path,
+    usable_area,
+    write_state,
+)
 from ui.worker import Worker, drain
 
 POLL_MS = 40
@@ -68,8 +80,9 @@ class App:
     """The desktop lab on one Tk root: the run's state as the window knows it, its commands, its worker."""
 
     def __init__(self, root: tk.Tk, config: RunConfig, preset_path: str | None = None, lesson=None,
-                 snapshot_every: int = 10):
+                 snapshot_every: int = 10, remember: bool = False):
         self.root = root
+        self.remember = remember  # read and write the window's last size and position (the real app; not tests)
         self.config = config
         self.preset_path = preset_path
         self.info: Ready | None = None  # the current session
@@ -97,7 +110,9 @@ class App:
             self.bus.subscribe(kind, handler)
         self.files = FileActions(self)
         self.open_preset_dialog = self.files.open_preset_dialog  # the race tab's toolbar offers it
-        self.layout = WindowLayout(root, self)  # builds the tabs, which subscribe to what they draw
+        self.scale = apply_scale(root)  # before any widget: fonts and figures follow the screen's density
+        self.layout = WindowLayout(root, self, self.scale, usable_area(root))  # the tabs subscribe to what they draw
+        self._place_window()
         self.bus.subscribe(Ready, self._show_ready)
         if lesson is not None:  # a preset of another kind (a race, a small lesson): its tab, beside the default run
             root.after_idle(lambda: self.files.show_lesson(lesson))
@@ -105,6 +120,37 @@ class App:
         self.worker.start()
         self.set_status("building the model (the first launch compiles kernels: a few seconds)")
         self._after = root.after(POLL_MS, self.poll)
+
+    # ================================================================== where the window opens
+    def _place_window(self) -> None:
+        """The default (or remembered) size where it fits the screen, else the screen's usable size; on screen."""
+        lay = self.layout
+        state = read_state(state_path()) if self.remember else None
+        remembered = state.size_at(self.scale) if state is not None else None
+        size = opening_size(lay.usable, lay.default_size, lay.smallest, remembered)
+        lay.resize(*size)
+        if state is not None:  # a corner off this screen (another monitor, a smaller screen) is pulled back on
+            x, y = on_screen((state.x, state.y), size, lay.usable)
+            self.root.geometry(f"+{x}+{y}")
+        elif size != lay.default_size:  # a fitted window starts at the usable area's corner, not off its edge
+            self.root.geometry(f"+{lay.usable.x}+{lay.usable.y}")
+
+    def window_state(self) -> WindowState | None:
+        """The window's size (menu bar included) and corner now, as `window.json` keeps them."""
+        try:
+            self.root.update_idletasks()
+            geo = parse_geometry(self.root.wm_geometry())
+        except tk.TclError:
+            return None
+        if geo is None:
+            return None
+        w, h, x, y = geo
+        return WindowState(w, h + self.layout.menu_height, x, y, self.scale)
+
+    def _remember_window(self) -> None:
+        state = self.window_state() if self.remember else None
+        if state is not None:
+            write_state(state_path(), state)  # a folder that cannot be written: the window simply forgets
 
     # ================================================================== the loop
     def poll(self) -> None:
@@ -328,6 +374,7 @@ class App:
         if self.closed:
             return
         self.closed = True
+        self._remember_window()
         for tab in self.layout.tabs:
             tab.cancel()
         try:
@@ -353,11 +400,15 @@ def resolve_preset(preset_path: str | None):
     return cfg, None
 
 
-def build_app(root: tk.Tk, preset_path: str | None = None, snapshot_every: int = 10) -> App:
-    """Builds the window on `root` for a preset (default: the default preset); raises PresetError."""
+def build_app(root: tk.Tk, preset_path: str | None = None, snapshot_every: int = 10,
+              remember: bool = False) -> App:
+    """Builds the window on `root` for a preset (default: the default preset); raises PresetError.
+
+    remember=True reads and writes the window's last size and position (`launch` does; tests need not).
+    """
     config, lesson = resolve_preset(preset_path)
     path = str(find_preset(preset_path or DEFAULT_PRESET))
-    return App(root, config, path, lesson, snapshot_every=snapshot_every)
+    return App(root, config, path, lesson, snapshot_every=snapshot_every, remember=remember)
 
 
 def launch(preset_path: str | None = None) -> int:
@@ -367,13 +418,14 @@ def launch(preset_path: str | None = None) -> int:
     except PresetError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    make_dpi_aware()
     try:
         root = tk.Tk(className=TITLE)
     except tk.TclError as err:
         print(f"error: the window cannot open ({err}); the headless commands still work", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    app = App(root, config, preset_path, lesson)
+    app = App(root, config, preset_path, lesson, remember=True)
     root.update_idletasks()
     app.opened_seconds = time.perf_counter() - t0
     root.mainloop()

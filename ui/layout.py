@@ -20,11 +20,13 @@ from ui.plots.generate import GenerateTab
 from ui.plots.gradients import GradientsTab
 from ui.plots.overview import OverviewTab
 from ui.plots.stepthrough import StepThroughTab
+from ui.scrollarea import ScrollArea
 from ui.tooltip import Tooltip
+from ui.window_geometry import Area, scaled
 
 TITLE = "transformer-sim"
-WINDOW = (1280, 800)  # default size, menu bar included
-SMALLEST = (1024, 700)  # still usable
+WINDOW = (1280, 800)  # default size, menu bar included (at scale 1; ui/window_geometry.py fits it to the screen)
+SMALLEST = (1024, 700)  # still usable; a smaller window scrolls a layout of this size
 SPEEDS = {"full speed": 0.0, "1 step/s": 1.0, "2 steps/s": 2.0, "5 steps/s": 5.0, "10 steps/s": 10.0,
           "20 steps/s": 20.0}
 SHORTCUTS = ("Space  run / pause\nF10  step\nF11  step into (one phase)\nCtrl+R  reset\nCtrl+O  open a preset\n"
@@ -38,10 +40,17 @@ def _tip(widget, text) -> Tooltip:
 class WindowLayout:
     """The widgets of the window of `app` (a `ui.app.App`), built on `root`."""
 
-    def __init__(self, root: tk.Tk, app):
+    def __init__(self, root: tk.Tk, app, scale: float = 1.0, usable: Area | None = None):
         self.root, self.app = root, app
         self.menu_height = 0  # on X11 the menu bar sits outside the geometry Tk manages; measured once mapped
-        self.resize(*WINDOW)
+        self.scale = scale  # the screen's density factor (ui/window_geometry.display_scale)
+        self.default_size, self.smallest = scaled(WINDOW, scale), scaled(SMALLEST, scale)
+        self.usable = usable or Area(0, 0, root.winfo_screenwidth(), root.winfo_screenheight())
+        # every widget lives in one area that keeps the smallest layout and scrolls when the window is smaller
+        self.area = ScrollArea(root, self.smallest)
+        self.area.pack(fill="both", expand=True)
+        self.top = self.area.inner
+        self.resize(*self.default_size)
         root.protocol("WM_DELETE_WINDOW", app.close)
         self._style()
         self._menus()
@@ -110,7 +119,7 @@ class WindowLayout:
         return self.course_window
 
     def _toolbar(self) -> None:
-        bar = self.toolbar = ttk.Frame(self.root, padding=(4, 3))
+        bar = self.toolbar = ttk.Frame(self.top, padding=(4, 3))
         bar.pack(side="top", fill="x")
         self.presets = list_presets()
         ttk.Label(bar, text="Preset").pack(side="left")
@@ -154,9 +163,9 @@ class WindowLayout:
 
     def _body(self) -> None:
         app = self.app
-        paned = ttk.PanedWindow(self.root, orient="horizontal")
+        paned = ttk.PanedWindow(self.top, orient="horizontal")
         paned.pack(side="top", fill="both", expand=True, padx=2)
-        self.controls = ControlsPanel(paned, app.change_setting)
+        self.controls = ControlsPanel(paned, app.change_setting, width=round(236 * self.scale))
         self.controls.set_config(app.config)
         paned.add(self.controls, weight=0)
         self.notebook = ttk.Notebook(paned)
@@ -190,7 +199,7 @@ class WindowLayout:
         self.overview.ensure_built()
 
     def _bottom_bar(self) -> None:
-        bar = ttk.Frame(self.root, padding=(4, 2))
+        bar = ttk.Frame(self.top, padding=(4, 2))
         bar.pack(side="bottom", fill="x")
         ttk.Label(bar, text="Rewind to step").pack(side="left")
         self.rewind_scale = ttk.Scale(bar, from_=0, to=0, orient="horizontal", length=220,
@@ -217,7 +226,7 @@ class WindowLayout:
         self.gradcheck_label.pack(side="left", padx=4)
 
     def _status_bar(self) -> None:
-        bar = ttk.Frame(self.root, padding=(6, 2), relief="sunken")
+        bar = ttk.Frame(self.top, padding=(6, 2), relief="sunken")
         bar.pack(side="bottom", fill="x")
         self.status_vars = {k: tk.StringVar(self.root, v) for k, v in
                             (("step", "step 0"), ("loss", "loss -"), ("speed", "- tok/s"), ("phase", "phase -"))}
@@ -250,14 +259,30 @@ class WindowLayout:
 
     # ------------------------------------------------------------------ geometry
     def resize(self, width: int, height: int) -> None:
-        """Makes the whole window, menu bar included, width x height pixels."""
+        """Makes the whole window, menu bar included, width x height pixels.
+
+        Smaller than the smallest layout (a small screen), the layout keeps its smallest size and scrolls.
+        """
         self.size = (width, height)
         self.root.geometry(f"{width}x{height - self.menu_height}")
-        self.root.minsize(SMALLEST[0], SMALLEST[1] - self.menu_height)
+        lo_w, lo_h = min(self.smallest[0], self.usable.width), min(self.smallest[1], self.usable.height)
+        self.root.minsize(min(lo_w, width), max(1, min(lo_h, height) - self.menu_height))
+        self.area.set_smallest((self.smallest[0], self.smallest[1] - self.menu_height))
 
     def measure_menu(self) -> None:
         """Measures the menu bar once the window is mapped, and keeps the window's size with it."""
-        if self.menu_height or not self.root.winfo_ismapped():
+        if not self.root.winfo_ismapped():
+            return
+        if not getattr(self, "_mapped", False):
+            self._mapped = True
+            if self.scale != 1.0:
+                # Matplotlib learns the screen's density when a canvas is first mapped and rescales its text
+                # then: the figures built before (the Overview) lay themselves out again at the new size
+                for tab in self.tabs:
+                    if getattr(tab, "built", False) and getattr(tab, "figure", None) is not None:
+                        tab.relayout()
+                        tab.refresh(force=True)
+        if self.menu_height:
             return
         tk_ = self.root.tk
         clones = [c for c in tk_.splitlist(tk_.call("winfo", "children", ".")) if "#" in c]  # the shown menu bar

@@ -259,6 +259,9 @@ class Worker(threading.Thread):
             self._set_running(False)
             self.post(Diverged(rec.nonfinite.sentence()))
             return
+        if rec.early_stop is not None:  # Run stops where early stopping did; the status line says why
+            self._set_running(False)
+            self.post(Status(rec.early_stop.sentence()))
         if rec.grad_norms:
             # an evaluation ran after the statistics and overwrote the activations: only gradients are current
             self.post(self._probe(activations=rec.val_loss is None))

@@ -22,7 +22,8 @@ from typing import Optional
 
 import numpy as np
 
-from simulator.config import ACTIVATIONS, OptimConfig
+from simulator.config import ACTIVATIONS, EarlyStoppingConfig, OptimConfig
+from simulator.early_stopping import EarlyStop, EarlyStopping
 from simulator.kernels.cpu.activations import ACTIVATION_KERNELS
 from simulator.kernels.cpu.linear import linear_backward, linear_forward
 from simulator.kernels.cpu.norms import layernorm_backward, layernorm_forward
@@ -64,6 +65,8 @@ class DeepMLPConfig:
     eval_every: int = 10  # validation loss and accuracy every k steps (0: never)
     seed: int = 0
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(name="sgd", lr=0.1, schedule="constant"))
+    # on the validation loss, every eval_every steps, as the GPT's train.early_stopping (off while patience is 0)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
 @dataclass
@@ -83,6 +86,7 @@ class MLPRecord:
     val_loss: Optional[float] = None  # eval mode, every `eval_every` steps
     val_accuracy: Optional[float] = None
     first_nonfinite: Optional[str] = None  # with nonfinite: which tensor went NaN/Inf first (forward, then backward)
+    early_stop: Optional[EarlyStop] = None  # this evaluation ran out of early-stopping patience: the run stops
 
 
 def validate(cfg: DeepMLPConfig, ctx: ParseContext) -> DeepMLPConfig:
@@ -98,6 +102,10 @@ def validate(cfg: DeepMLPConfig, ctx: ParseContext) -> DeepMLPConfig:
             ctx.fail(name, f"{getattr(cfg, name)!r} is not one of {', '.join(options)}")
     if cfg.n_classes < 2:
         ctx.fail("n_classes", f"must be at least 2, got {cfg.n_classes}")
+    if cfg.early_stopping.patience and not cfg.eval_every:
+        ctx.fail("early_stopping.patience", f"{cfg.early_stopping.patience} needs validation losses to watch, "
+                 "but eval_every is 0", "set eval_every to how often to evaluate",
+                 at=("early_stopping.patience", "eval_every"))
     if cfg.batch_size > cfg.n_train:
         ctx.fail("batch_size", f"{cfg.batch_size} is larger than n_train {cfg.n_train}", at=("batch_size", "n_train"))
     check_optim_at(ctx, "optim", cfg.optim)
@@ -258,6 +266,8 @@ class DeepMLPLesson:
         self.optimizer = make_optimizer(cfg.optim, self.net.layout, self.net.dtype)
         self.step_count = 0
         self.diverged = False
+        self.early = EarlyStopping()
+        self._best: Optional[dict[str, np.ndarray]] = None  # weights and buffers of the best evaluation
 
     @property
     def weight_names(self) -> list[str]:
@@ -304,7 +314,23 @@ class DeepMLPLesson:
                            first_nonfinite=first if nonfinite else None)
         if not nonfinite and cfg.eval_every and self.step_count % cfg.eval_every == 0:
             record.val_loss, record.val_accuracy = self.evaluate("val")
+            record.early_stop = self._early_stopping(record.val_loss)
         return record
+
+    def _early_stopping(self, val_loss: float) -> Optional[EarlyStop]:
+        """As the GPT session's: keep the best weights, and put them back when patience runs out (restore_best)."""
+        es, net = self.cfg.early_stopping, self.net
+        if not es.patience:
+            return None
+        self.early.resume()
+        verdict = self.early.observe(self.step_count, val_loss, es.patience, es.min_delta, es.restore_best)
+        if verdict == "improved":
+            self._best = {"params": net.params.copy(), **{k: v.copy() for k, v in net.buffers.items()}}
+        elif verdict == "stop" and es.restore_best and self._best is not None:
+            net.params[...] = self._best["params"]
+            for k, buf in net.buffers.items():
+                buf[...] = self._best[k]
+        return self.early.stopped
 
     def evaluate(self, split: str = "val", training: bool = False) -> tuple[float, float]:
         """(mean loss, accuracy) over a whole split, in eval mode (BatchNorm on its running statistics).
@@ -337,7 +363,7 @@ class DeepMLPLesson:
             if cancelled():
                 break
             out.append(self.step())
-            if out[-1].nonfinite:  # what follows would repeat the skipped update
+            if out[-1].nonfinite or out[-1].early_stop is not None:  # a skipped update would repeat; a stop stops
                 break
         return out
 
@@ -370,6 +396,8 @@ def summary(cfg: DeepMLPConfig, records: list[MLPRecord]) -> str:
     else:
         lines.append(f"step {last.step}: train loss {last.loss:.4f}, validation loss {last.val_loss:.4f}, "
                      f"accuracy {100 * last.val_accuracy:.1f}% (chance {100 / cfg.n_classes:.1f}%)")
+    if last.early_stop is not None:
+        lines.append(last.early_stop.sentence())
     clipped = sum(r.clipped for r in records)
     if cfg.optim.grad_clip > 0:
         lines.append(f"clipping fired on {clipped} of {len(records)} steps (max norm {cfg.optim.grad_clip:g})")
@@ -377,7 +405,8 @@ def summary(cfg: DeepMLPConfig, records: list[MLPRecord]) -> str:
 
 
 _RULES = {**optim_rules("optim."), "name": non_empty, "seed": non_negative, "n_layer": non_negative,
-          "eval_every": non_negative, "init_std": positive,
+          "eval_every": non_negative, "init_std": positive, "early_stopping.patience": non_negative,
+          "early_stopping.min_delta": non_negative,
           **{k: positive_int for k in ("width", "n_train", "n_val", "batch_size", "steps")},
           "n_classes": at_least(2), "noise": non_negative, "activation": one_of(ACTIVATIONS),
           "norm": one_of(MLP_NORMS), "init": one_of(MLP_INITS), "batchnorm_momentum": in_range(0, 1)}

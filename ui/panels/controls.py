@@ -94,6 +94,11 @@ GROUPS: list[tuple[str, list[ControlSpec]]] = [
         control("data.tokenizer", "tiny-gpt-bpe, tokenizers"),
         control("data.vocab_size", "tiny-gpt-bpe", spin=(256, 8192, 64)),
     ]),
+    ("Early stopping", [
+        control("train.early_stopping.patience", "overfit-early-stop", spin=(0, 1000, 1)),
+        control("train.early_stopping.min_delta", "overfit-early-stop"),
+        control("train.early_stopping.restore_best", "overfit-early-stop"),
+    ]),
 ]
 
 SAMPLING_GROUP: list[tuple[str, list[ControlSpec]]] = [

@@ -189,12 +189,16 @@ class TrainingSession:
         return self.last_record
 
     def run(self, n: int, on_record: Optional[Callable[[StepRecord], bool]] = None) -> list[StepRecord]:
-        """Runs up to n steps; stops early on divergence or when on_record returns False."""
+        """Runs up to n steps; stops sooner on divergence, an early stop, or when on_record returns False."""
         out = []
         for _ in range(n):
             rec = self.step()
             out.append(rec)
-            if rec.nonfinite is not None or (on_record is not None and on_record(rec) is False):
+            if rec.nonfinite is not None or rec.early_stop is not None:
+                if on_record is not None:
+                    on_record(rec)
+                break
+            if on_record is not None and on_record(rec) is False:
                 break
         return out
 

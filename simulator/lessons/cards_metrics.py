@@ -266,6 +266,19 @@ metric("train_eval_loss", "GPT: the training split's loss of the trained model, 
 metric("generalization_gap", "GPT: validation loss minus training loss of the trained model, both in eval mode", {
     "gpt": Impl(lambda run: run.once("val", lambda: run.session.evaluate("val"))
                 - run.once("train", lambda: run.session.evaluate("train")))}, per_step=False)
+def _early_stop(run: Run):
+    """The run's early stop (simulator/early_stopping.py), or None when it trained all its steps."""
+    return next((r.early_stop for r in run.frames if r.early_stop is not None), None)
+
+
+metric("early_stop_step", "GPT: the step at which early stopping ended the run (infinite when it never did)", {
+    "gpt": Impl(lambda run: float(_early_stop(run).step) if _early_stop(run) else math.inf)}, per_step=False)
+metric("early_stop_best_step", "GPT: the step of the best validation loss that early stopping kept (infinite when "
+       "it never stopped)", {
+           "gpt": Impl(lambda run: float(_early_stop(run).best_step) if _early_stop(run) else math.inf)},
+       per_step=False)
+metric("early_stop_best_loss", "GPT: the best validation loss early stopping kept (infinite when it never stopped)",
+       {"gpt": Impl(lambda run: _early_stop(run).best_loss if _early_stop(run) else math.inf)}, per_step=False)
 metric("past_only_loss", "GPT: the loss of the first 24 validation characters, each predicted from the ones "
        "before it only (as generation sees text)", {
            "gpt": Impl(lambda run: run.once("past", lambda: _past_only_loss(run)))}, per_step=False)

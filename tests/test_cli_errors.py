@@ -4,7 +4,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -70,9 +70,15 @@ def test_ctrl_c_during_sample_is_one_line_and_130(tmp_path):
     proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "sample", "--checkpoint", str(run), "--max-new",
                              str(MAX_NEW), "--prompt", "the"], env=dict(os.environ, PYTHONPATH=str(ROOT)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    watchdog = threading.Timer(180, proc.kill)  # a sample that never prints fails the test instead of hanging it
+    watchdog.start()
+    try:
+        first = proc.stdout.read(4)  # the prompt and the first sampled character: generation is under way
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+    out = first + out
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip().count("\n") == 0 and "interrupted" in err
     assert out.startswith("the") and len(out) > 3  # the text streamed out before the stop

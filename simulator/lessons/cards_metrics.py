@@ -46,8 +46,9 @@ class Run:
         from simulator.lessons.cards import seed_of
 
         seed = seed_of(self.cfg)
-        unit = {"flash_trace": "tile pairs", "worked_examples": "examples"}.get(self.kind, "steps")
-        parts = [f"{len(self.frames)} {unit}"]
+        unit = {"flash_trace": "tile pair", "worked_examples": "example", "tokenizers": "merge",
+                "tfidf": "fitted table"}.get(self.kind, "step")
+        parts = [f"{len(self.frames)} {unit}{'' if len(self.frames) == 1 else 's'}"]
         if seed is not None:
             parts.append(f"seed {seed}")
         parts.append(f"{self.seconds:.1f} s")
@@ -212,6 +213,97 @@ def _flash_ratio(run: Run) -> float:
     return (last.reads + last.writes) / naive_attention_traffic(run.cfg.seq_len, run.cfg.head_size).floats
 
 
+# fine-tuning: FinetuneFrames, one point per learner (full, LoRA r=...)
+def _ft_labels(cfg) -> list[str]:
+    return ["full", *(f"LoRA r={r}" for r in cfg.ranks)]
+
+
+def _ft_learners(run: Run) -> dict:
+    return {lr.label: lr for lr in run.frames[-1].learners} if run.frames else {}
+
+
+def _ft_share(attr: str) -> Impl:
+    """Per learner, its `attr` over full fine-tuning's."""
+    def read(run: Run) -> dict[str, float]:
+        learners = _ft_learners(run)
+        return {k: getattr(lr, attr) / getattr(learners["full"], attr) for k, lr in learners.items()}
+    return Impl(read, _ft_labels, True)
+
+
+def _ft_val(attr: str) -> Impl:
+    """Per evaluated step, each learner's validation loss `attr` (val_new, val_old)."""
+    return Impl(lambda run: [(f.step, None if getattr(f.points[0], attr) is None else
+                              {p.label: getattr(p, attr) for p in f.points}) for f in run.frames], _ft_labels)
+
+
+def _ft_forgetting(run: Run) -> dict[str, float]:
+    """Per learner, its old-text validation loss at the last evaluation minus the base's."""
+    last = next(f for f in reversed(run.frames) if f.points[0].val_old is not None)
+    return {p.label: p.val_old - last.base_old for p in last.points}
+
+
+# tokenizers: MergeSteps; the sentence's splits come from the config
+def _tok_keys(cfg) -> list[str]:
+    return [str(n) for n in cfg.learned]
+
+
+def _tok_splits(run: Run) -> dict[str, list[str]]:
+    """Learned tokens (as the preset's `learned` names them) -> the sentence's pieces at that size."""
+    def compute():
+        from simulator.data.tokenizer_view import splits_at
+        from simulator.data.tokenizers import min_vocab_size
+        from simulator.lessons.tokenizers import lesson_text
+
+        c = run.cfg
+        text, _ = lesson_text(c.corpus, c.path)
+        base = min_vocab_size(c.tokenizer, text)
+        at = splits_at(c.tokenizer, text, c.sentence, sorted({base + k for k in c.learned}))
+        return {str(k): at[base + k] for k in c.learned}
+    return run.once("splits", compute)
+
+
+def _tok_rises(run: Run) -> float:
+    """How many times the sentence's token count goes up from one size to the next larger one."""
+    counts = [len(p) for _, p in sorted(_tok_splits(run).items(), key=lambda kv: int(kv[0]))]
+    return float(sum(b > a for a, b in zip(counts, counts[1:], strict=False)))
+
+
+# TF-IDF: one frame, the fitted Tfidf
+def _tfidf_idf_error(run: Run) -> float:
+    """The largest |idf - its formula|, df counted again from the count matrix."""
+    t = run.frames[0]
+    n, df = t.counts.shape[0], (t.counts > 0).sum(axis=0).astype(np.float64)
+    formula = np.log((1 + n) / (1 + df)) + 1 if t.idf_variant == "smooth" else np.log(n / df)
+    return float(np.max(np.abs(t.idf - formula)))
+
+
+def _tfidf_topic_ratio(run: Run) -> float:
+    """Mean document cosine within a topic (a document with itself left out) over the mean across topics."""
+    if run.cfg.corpus != "world":
+        raise LookupError(f"documents have topics only in corpus world, this run's is {run.cfg.corpus}")
+    from simulator.data.world import world_documents
+
+    topics = np.array([d.topic for d in world_documents()])
+    sim = run.frames[0].document_similarity()  # (D, D)
+    if len(topics) != len(sim):
+        raise LookupError(f"{len(topics)} world documents but {len(sim)} paragraphs: cannot tell their topics")
+    same = topics[:, None] == topics[None, :]
+    return float(sim[same & ~np.eye(len(topics), dtype=bool)].mean() / sim[~same].mean())
+
+
+def _tfidf_pairs(cfg) -> list[str]:
+    return [" ".join(p.split()).lower() for p in cfg.pairs]
+
+
+def _tfidf_term_cosine(run: Run) -> dict[str, float]:
+    t, out = run.frames[0], {}
+    for pair in _tfidf_pairs(run.cfg):
+        a, b = pair.split()
+        if a in t.vocab and b in t.vocab:
+            out[pair] = float(t.term_similarity(a, b))
+    return out
+
+
 _ALL_TRAINED = ("gpt", "deep_mlp", "leaf_flower")
 metric("loss", "the training loss of a step (a GPT, a deep MLP: the batch before the update; leaf/flower: the "
        "example before its update)", {
@@ -322,6 +414,38 @@ metric("loss_drop", "leaf/flower: the example's loss before the first step minus
 metric("weight_change", "leaf/flower: new minus old of the followed weight in the first step (-lr x grad)", {
     "leaf_flower": Impl(lambda run: float(run.frames[0].new - run.frames[0].old))}, per_step=False)
 
+metric("trainable_share", "fine-tuning: per learner (full, LoRA r=4, ...), its trainable parameters over full "
+       "fine-tuning's", {"finetune": _ft_share("trainable")}, per_step=False, keyed=True, key_name="learner")
+metric("state_bytes_share", "fine-tuning: per learner, the bytes of its training state (trainable weights, their "
+       "gradients, AdamW's moments) over full fine-tuning's", {"finetune": _ft_share("state_bytes")},
+       per_step=False, keyed=True, key_name="learner")
+metric("val_new", "fine-tuning: per learner, the validation loss on the new text (words reversed)", {
+    "finetune": _ft_val("val_new")}, keyed=True, key_name="learner")
+metric("val_old", "fine-tuning: per learner, the validation loss on the old text (the base's corpus)", {
+    "finetune": _ft_val("val_old")}, keyed=True, key_name="learner")
+metric("forgetting", "fine-tuning: per learner, its validation loss on the old text at the last evaluation minus "
+       "the base model's (how much it forgot)", {"finetune": Impl(_ft_forgetting, _ft_labels)},
+       per_step=False, keyed=True, key_name="learner")
+metric("merge_count", "tokenizers: how often the pair joined by each learned token occurred (step k: the k-th "
+       "merge)", {"tokenizers": Impl(lambda run: [(m.index + 1, float(m.count)) for m in run.frames])}, best="max")
+metric("sentence_tokens", "tokenizers: per vocabulary size (tokens learned on top of the base alphabet, as the "
+       "preset's learned lists them), how many tokens the sentence splits into",
+       {"tokenizers": Impl(lambda run: {k: float(len(p)) for k, p in _tok_splits(run).items()}, _tok_keys, True)},
+       per_step=False, keyed=True, key_name="size")
+metric("chars_per_token", "tokenizers: per vocabulary size, the sentence's characters over its tokens", {
+    "tokenizers": Impl(lambda run: {k: len(run.cfg.sentence) / len(p) for k, p in _tok_splits(run).items()},
+                       _tok_keys, True)}, per_step=False, keyed=True, key_name="size")
+metric("sentence_token_rises", "tokenizers: how many times the sentence's token count goes up from one vocabulary "
+       "size to the next larger one (0: it never does)", {"tokenizers": Impl(_tok_rises)}, per_step=False)
+metric("idf_formula_error", "TF-IDF: the largest difference between a word's idf and its formula (smooth: "
+       "ln((1 + n) / (1 + df)) + 1, raw: ln(n / df)), df counted again from the documents", {
+           "tfidf": Impl(_tfidf_idf_error)}, per_step=False)
+metric("topic_cosine_ratio", "TF-IDF (corpus world): the mean cosine between two documents of one topic over "
+       "that between documents of different topics", {"tfidf": Impl(_tfidf_topic_ratio)}, per_step=False)
+metric("term_cosine", "TF-IDF: per word pair of the preset's pairs ('king queen'), the cosine between the two "
+       "words' TF-IDF columns (their weights in each document)", {"tfidf": Impl(_tfidf_term_cosine, _tfidf_pairs,
+                                                                                 True)},
+       per_step=False, keyed=True, key_name="pair")
 
 # -------------------------------------------------------------------------------------------- reading
 def _fold(values: dict, claim, key) -> float:

@@ -220,3 +220,32 @@ def test_bench_prints_one_parsable_line_per_tab(tiny):
         assert float(m["rate"]) == pytest.approx(r["refreshes_per_second"], abs=0.05)
         assert float(m["training"]) == pytest.approx(100 * r["window_vs_headless"], abs=0.5)
         assert r["refreshes_per_second"] >= r["full_draws_per_second"] >= 0.0
+
+
+def test_every_live_tab_fits_and_is_not_blank_at_both_sizes(harness, tiny, shots):
+    """Screenshots of every tab that follows training, after a short run, at the default and the smallest size."""
+    from PIL import Image
+
+    from ui.layout import SMALLEST, WINDOW
+
+    h = harness(tiny)
+    h.steps(12)
+    layout = h.app.layout
+    for size in (WINDOW, SMALLEST):
+        layout.resize(*size)
+        for tab in (layout.overview, layout.gradients, layout.activations, layout.attention, layout.stepthrough):
+            layout.select_tab(tab)
+            h.pump(lambda t=tab: t.built and not t._need_full, 10)
+            h.pump(timeout=0.5)
+            png = shots / f"{size[0]}x{size[1]}-{tab.title}.png"
+            import subprocess
+
+            subprocess.run(["import", "-window", "root", "-crop", f"{size[0]}x{size[1]}+0+0", str(png)], check=True,
+                           timeout=30)
+            img = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+            _, counts = np.unique(img, axis=0, return_counts=True)
+            assert len(counts) > 50 and counts.max() / counts.sum() < 0.9, (png, len(counts))
+            canvas = tab.canvas.get_tk_widget()
+            right = canvas.winfo_rootx() - h.root.winfo_rootx() + canvas.winfo_width()
+            bottom = canvas.winfo_rooty() - h.root.winfo_rooty() + canvas.winfo_height()
+            assert right <= size[0] and bottom <= size[1], (tab.title, size)

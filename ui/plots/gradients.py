@@ -119,8 +119,9 @@ class GradientsTab(PlotTab):
         rows = list(dict.fromkeys(layer_of(n) for n in names))
         self.rows = rows
         ax = self.ax_heat
-        ax.clear()
-        self.cax.clear()
+        ax.clear()  # which also forgets its inset axes: the colour bar gets new ones
+        self.cax.remove()
+        self.cax = ax.inset_axes([1.02, 0.0, 0.04, 1.0])
         self.heat_right = 10.0
         self.heat = ax.imshow(np.full((len(rows), HEAT_COLUMNS), np.nan), aspect="auto", interpolation="nearest",
                               cmap=matplotlib.colormaps["viridis"], norm=LogNorm(vmin=1e-3, vmax=1.0),

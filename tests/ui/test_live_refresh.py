@@ -233,7 +233,8 @@ def test_every_live_tab_fits_and_is_not_blank_at_both_sizes(harness, tiny, shots
     layout = h.app.layout
     for size in (WINDOW, SMALLEST):
         layout.resize(*size)
-        for tab in (layout.overview, layout.gradients, layout.activations, layout.attention, layout.stepthrough):
+        for tab in (layout.overview, layout.gradients, layout.activations, layout.attention, layout.stepthrough,
+                    layout.lesson_tabs["flash_trace"]):
             layout.select_tab(tab)
             h.pump(lambda t=tab: t.built and not t._need_full, 10)
             h.pump(timeout=0.5)
@@ -249,3 +250,42 @@ def test_every_live_tab_fits_and_is_not_blank_at_both_sizes(harness, tiny, shots
             right = canvas.winfo_rootx() - h.root.winfo_rootx() + canvas.winfo_width()
             bottom = canvas.winfo_rooty() - h.root.winfo_rooty() + canvas.winfo_height()
             assert right <= size[0] and bottom <= size[1], (tab.title, size)
+
+
+def test_tiled_attention_blits_each_pair_and_shows_its_scores(harness, tiny):
+    h = harness(tiny)
+    h.steps(1)
+    tab = h.app.layout.lesson_tabs["flash_trace"]
+    h.app.layout.select_tab(tab)
+    assert h.pump(lambda: tab.trace is not None, 20)
+    tab.mem_var.set(str(4 * 8 * 4))  # tiles of 4 keys (head size 8): a 4 x 4 grid of tiles on T = 16
+    tab.restart()
+    assert h.pump(lambda: tab._drawn is not None and not tab._need_full, 20) and tab.trace.n_steps > 3
+    blits = tab.blits
+    for _ in range(3):
+        assert tab.step_tile()
+        tab.last_blit = 0.0
+        assert tab.refresh()
+    assert tab.blits >= blits + 1  # the pairs are blitted (a full draw only when m or l leaves its axis)
+    shown = np.asarray(tab.scores.get_array(), dtype=float)
+    assert np.array_equal(shown, np.where(tab.hidden, np.nan, tab.grid), equal_nan=True)
+    assert np.isfinite(shown).any()
+    (r0, _), (c0, c1) = tab.last.q_rows, tab.last.k_cols
+    assert tab.tile.get_xy() == (c0 - 0.5, r0 - 0.5) and tab.tile.get_width() == c1 - c0
+    assert np.array_equal(tab.m_line.get_ydata(), tab.m, equal_nan=True)
+
+
+def test_a_lesson_replayed_again_only_blits(harness):
+    h = harness("optimizer-race")
+    tab = h.app.layout.lesson_tabs["optimizer_race"]
+    tab.steps_per_second = 2000.0
+    assert h.pump(lambda: tab.result is not None and not tab.playing and tab.shown == tab.cfg.steps, 60)
+    full = tab.full_draws
+    tab.replay()
+    tab.t0 -= 0.05  # 100 steps in
+    tab.last_blit = 0.0
+    assert tab.refresh()
+    assert tab.full_draws == full and tab.blits >= 2
+    path = tab.result[0]["Adam"][0]
+    line = tab.lines["Adam"][0]
+    assert len(line.get_xdata()) == tab.shown + 1 and np.array_equal(line.get_xdata(), path[:tab.shown + 1, 0])

@@ -289,3 +289,27 @@ def test_a_lesson_replayed_again_only_blits(harness):
     path = tab.result[0]["Adam"][0]
     line = tab.lines["Adam"][0]
     assert len(line.get_xdata()) == tab.shown + 1 and np.array_equal(line.get_xdata(), path[:tab.shown + 1, 0])
+
+
+def test_step_through_recolours_its_diagram_and_shows_the_phases_tensor(harness, tiny):
+    from matplotlib.colors import to_rgba
+
+    from ui.plots.stepthrough import FILL, box_of
+
+    h = harness(tiny)
+    tab = h.app.layout.stepthrough
+    h.app.layout.select_tab(tab)
+    assert h.pump(lambda: tab.built and tab._drawn is not None)
+    patches = dict(tab.patches)
+    for i in range(3):
+        h.app.layout.step_into_button.invoke()
+        assert h.pump(lambda n=i: tab.phase is not None and tab.phase.index == n and tab._drawn[1] == id(tab.phase))
+    v = tab.phase
+    assert tab.patches == patches  # the same boxes, recoloured: the diagram was not rebuilt
+    assert tab.patches[box_of(v.name)].get_facecolor() == to_rgba(FILL[v.kind])
+    assert all(p.get_facecolor() == to_rgba("white") for b, p in tab.patches.items()
+               if b not in {box_of(n) for n in h.app.phase_log[-3:]})
+    t = v.tensors[0]
+    shown = np.asarray(tab.preview_image.get_array(), dtype=float)
+    assert np.array_equal(shown, t.preview.astype(float), equal_nan=True)
+    assert tab.preview_image.get_clim() == (-float(np.nanmax(np.abs(t.preview))), float(np.nanmax(np.abs(t.preview))))

@@ -291,7 +291,7 @@ def test_a_lesson_replayed_again_only_blits(harness):
     assert len(line.get_xdata()) == tab.shown + 1 and np.array_equal(line.get_xdata(), path[:tab.shown + 1, 0])
 
 
-def test_step_through_recolours_its_diagram_and_shows_the_phases_tensor(harness, tiny):
+def test_step_through_recolours_its_diagram_and_shows_the_phases_tensor(harness, tiny, shots):
     from matplotlib.colors import to_rgba
 
     from ui.plots.stepthrough import FILL, box_of
@@ -313,3 +313,8 @@ def test_step_through_recolours_its_diagram_and_shows_the_phases_tensor(harness,
     shown = np.asarray(tab.preview_image.get_array(), dtype=float)
     assert np.array_equal(shown, t.preview.astype(float), equal_nan=True)
     assert tab.preview_image.get_clim() == (-float(np.nanmax(np.abs(t.preview))), float(np.nanmax(np.abs(t.preview))))
+    h.pump(timeout=0.5)
+    png = shots / "1280x800-Step-through-phase-3.png"
+    import subprocess
+
+    subprocess.run(["import", "-window", "root", "-crop", "1280x800+0+0", str(png)], check=True, timeout=30)

@@ -186,7 +186,11 @@ def main(seconds: float = 4.0) -> int:
     try:
         print(f"window benchmark: preset {DEFAULT_PRESET}, {seconds:g} s of Run per tab, alternating with headless "
               "training (targets: >= 5 refreshes/s, p95 < 30 ms, max < 100 ms, >= 90 % of headless)", flush=True)
-        measure_all(seconds, on_result=lambda r: print(line(r), flush=True))
+        results = measure_all(seconds, on_result=lambda r: print(line(r), flush=True))
+        headless = float(np.mean([r["steps_per_second_headless"] for r in results]))
+        every = load_preset(DEFAULT_PRESET).train.stats_every
+        print(f"headless training: {headless:.1f} steps/s; statistics every {every} steps, so Gradients, "
+              f"Activations and Attention have at most {headless / every:.1f} new states/s to show", flush=True)
     except tk.TclError as err:
         print(f"error: the window cannot open ({err})", file=sys.stderr)
         return 2

@@ -273,6 +273,11 @@ def test_tiled_attention_blits_each_pair_and_shows_its_scores(harness, tiny):
     (r0, _), (c0, c1) = tab.last.q_rows, tab.last.k_cols
     assert tab.tile.get_xy() == (c0 - 0.5, r0 - 0.5) and tab.tile.get_width() == c1 - c0
     assert np.array_equal(tab.m_line.get_ydata(), tab.m, equal_nan=True)
+    full = tab.full_draws
+    tab.restart()  # the same shape of walk: the figure is reused, the scores start empty again
+    tab.last_blit = 0.0
+    assert tab.refresh() and tab.full_draws == full
+    assert np.isnan(np.asarray(tab.scores.get_array(), dtype=float)).all() and not tab.tile.get_visible()
 
 
 def test_a_lesson_replayed_again_only_blits(harness):

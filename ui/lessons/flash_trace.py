@@ -7,8 +7,9 @@ fast memory, against the bytes standard attention moves to form the whole T x T 
 walk ends, the tiled output is compared with the model's own attention output for that head.
 A `kind: flash_trace` preset walks its own random q, k, v instead, compared with standard attention.
 
-The figure of a walk is built once; each pair sets the score image's data, the tile's rectangle, the title
-and the m and l lines, and blits them (a full draw only when m or l leaves its axis).
+The figure of a walk is built once per shape (a restart reuses it); each pair sets the score image's
+data, the tile's rectangle, the title and the m and l lines, and blits them (a full draw only when m or l
+leaves its axis).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class TiledAttentionTab(PlotTab):
         self.counters.pack(fill="x", padx=6)
         self.make_canvas(self.frame)
         self.blitter = Blitter(self.canvas, [])
-        self._built_for = UNBUILT  # the walk the figure shows (the object: an id could be reused)
+        self._built_for = UNBUILT  # the shape of the walk the figure shows (`_walk_shape`)
         self._drawn = None
 
     def clear(self) -> None:
@@ -192,7 +193,7 @@ class TiledAttentionTab(PlotTab):
         if (key == self._drawn and not force and not self._need_full) or not (force or self.can_blit()):
             return False
         need = False
-        if self._built_for is not self.trace:  # a new walk (or none): the axes, tile lines and mask once
+        if self._built_for != self._walk_shape():  # a walk of another shape (or none): axes, tiles and mask once
             self._build_walk()
             need = True
         if self.trace is not None:
@@ -209,7 +210,7 @@ class TiledAttentionTab(PlotTab):
         self.relayout()  # new axes: lay them out on this draw
         if self.blitter is None:
             self.blitter = Blitter(self.canvas, [])
-        self._built_for = self.trace
+        self._built_for = self._walk_shape()
         if self.trace is None:
             self.blitter.set_artists([])
             message_on(fig.add_subplot(), "take a training step, then press 'Load q, k, v from the model'",
@@ -243,6 +244,11 @@ class TiledAttentionTab(PlotTab):
         self.ax_m.set_xlim(-0.5, n - 0.5)
         self._fitted: set = set()
         self.blitter.set_artists([self.scores, self.tile, self.grid_title, self.m_line, self.l_line])
+
+    def _walk_shape(self):
+        """What the static part of a walk's figure depends on: (T, tile rows, tile columns, causal), None for none."""
+        t = self.trace
+        return None if t is None else (self.qkv[0].shape[0], t.tile_q, t.tile_k, t.causal)
 
     def _title(self) -> str:
         layer, head, step = self.qkv[4], self.qkv[5], self.qkv[7]
@@ -302,4 +308,6 @@ class TiledAttentionTab(PlotTab):
             lines.append(f"done: max |tiled output - the model's attention output| = {err:.2e} "
                          "(float64 walk vs the float32 model)" if layer is not None else
                          f"done: max |tiled output - standard attention's output| = {err:.2e}")
+        else:
+            lines.append("")  # always three lines: a label that grew would shrink the canvas (a new layout)
         self.counters.configure(text="\n".join(lines))

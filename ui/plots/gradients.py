@@ -152,10 +152,11 @@ class GradientsTab(PlotTab):
         ax.set_ylim(0.0, self.hist_top)
         self.hist_title = ax.set_title("")
         self.hist_note = message_on(ax, "waiting for the next statistics step")
-        self.hist_legend = ax.legend(handles=[self.stairs[-1], self.stairs[0]], labels=["step -", "step -"],
-                                     loc="upper right")
+        # a static legend (a legend is costly to blit): which step each one is, the title says
+        ax.legend(handles=[self.stairs[-1], self.stairs[0]], labels=["newest", "earlier (fainter: older)"],
+                  loc="upper right")
         artists = [self.heat, *self.grad_lines.values(), *self.ratio_lines.values(), *self.stairs, self.hist_title,
-                   self.hist_note, self.hist_legend]
+                   self.hist_note]
         self.blitter.set_artists(artists)
         self._built_for = list(names)
         self.relayout()  # other tick labels: lay out again
@@ -268,9 +269,9 @@ class GradientsTab(PlotTab):
     def _update_histograms(self) -> bool:
         name = self.tensor_var.get()
         n = len(self.hists)
-        self.hist_title.set_text(f"gradient of {name}: last {n} statistics steps")
+        steps = f"step {self.hists[-1][0]}" if n == 1 else f"steps {self.hists[0][0]}-{self.hists[-1][0]}" if n else ""
+        self.hist_title.set_text(f"gradient of {name}: last {n} statistics steps" + (f" ({steps})" if n else ""))
         self.hist_note.set_visible(n == 0)
-        self.hist_legend.set_visible(n > 0)
         for s in self.stairs:
             s.set_visible(False)
         if not n:
@@ -282,10 +283,6 @@ class GradientsTab(PlotTab):
             artist.set_visible(True)
             if i < n - 1:
                 artist.set_alpha(0.25 + 0.5 * i / n)
-        texts = self.hist_legend.get_texts()
-        texts[0].set_text(f"step {self.hists[-1][0]}")
-        texts[1].set_text(f"step {self.hists[0][0]}" if n > 1 else "")
-        self.hist_legend.legend_handles[1].set_visible(n > 1)
         need = False
         width = max(float(np.max(np.abs(e))) for _, _, e in self.hists)
         new = symmetric_limit(self.hist_width, width)

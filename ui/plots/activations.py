@@ -15,7 +15,7 @@ from tkinter import ttk
 
 import numpy as np
 
-from ui.plots.base import Blitter, PlotTab, combo, count_limit, grow_limits, message_on, symmetric_limit
+from ui.plots.base import TITLE_Y, Blitter, PlotTab, combo, count_limit, grow_limits, message_on, symmetric_limit
 from ui.protocol import Probe
 
 AFTER_NORM = "#dd8452"
@@ -54,7 +54,7 @@ class ActivationsTab(PlotTab):
         for ax, t in ((self.ax_std, "std per site"), (self.ax_mean, "mean per site"),
                       (self.ax_hist, "histogram")):
             ax.clear()
-            ax.set_title(t)
+            ax.set_title(t, y=TITLE_Y)
             message_on(ax, "appears with the first statistics step")
         self._sites = None
         self.relayout()
@@ -94,7 +94,7 @@ class ActivationsTab(PlotTab):
             self.earlier[k] = [ax.plot(x, np.full(len(sites), np.nan), color="0.5", lw=0.8)[0]
                                for _ in range(EARLIER)]
             self.bars[k] = ax.bar(x, np.zeros(len(sites)), color=colours, width=0.7)
-            self.bar_titles[k] = ax.set_title("")
+            self.bar_titles[k] = ax.set_title("", y=TITLE_Y)
             ax.grid(alpha=0.3, axis="y")
             ax.axhline(0, color="k", lw=0.6)
             ax.set_ylim(0.0, 1.0)
@@ -110,7 +110,7 @@ class ActivationsTab(PlotTab):
         self.hist_width, self.hist_top = 0.0, 1.0
         ax.set_xlim(-1.0, 1.0)
         ax.set_ylim(0.0, self.hist_top)
-        self.hist_title = ax.set_title("histogram")
+        self.hist_title = ax.set_title("histogram", y=TITLE_Y)
         self.hist_note = message_on(ax, "waiting for the next statistics step")
         self.blitter.set_artists([*self.earlier[1], *self.bars[1], self.bar_titles[1], *self.earlier[0],
                                   *self.bars[0], self.bar_titles[0], self.stairs, self.hist_title, self.hist_note])

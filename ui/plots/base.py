@@ -30,6 +30,9 @@ matplotlib.rcParams.update({"font.size": 8, "axes.titlesize": 9, "axes.labelsize
 FULL_DRAW_HZ = 3.0
 NOTE_FONT = ("DejaVu Sans", 8)  # a lesson's description above its plots
 DRAW_DUTY = 6.0  # after a full draw of d seconds, the next waits at least DRAW_DUTY * d (at most ~15% of the loop)
+# Titles at a fixed height: nothing is drawn above these axes, and placing a title automatically measures
+# every tick label of its axes on each full draw (a fifth of a full draw of the Gradients tab)
+TITLE_Y = 1.0
 BLIT_HZ = 12.0  # more would only take CPU from the training thread: nobody reads a curve faster
 
 

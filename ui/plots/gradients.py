@@ -22,7 +22,17 @@ import numpy as np
 from matplotlib.colors import LogNorm
 
 from ui.history import layer_of
-from ui.plots.base import Blitter, PlotTab, combo, count_limit, grow_limits, message_on, symmetric_limit, x_limit
+from ui.plots.base import (
+    TITLE_Y,
+    Blitter,
+    PlotTab,
+    combo,
+    count_limit,
+    grow_limits,
+    message_on,
+    symmetric_limit,
+    x_limit,
+)
 from ui.protocol import Probe
 
 HEAT_COLUMNS = 200  # width of the heatmap's image, whatever the run's length
@@ -80,7 +90,7 @@ class GradientsTab(PlotTab):
         for ax, title in ((self.ax_heat, "grad norm per layer (log colour)"), (self.ax_lines, "grad norm per tensor"),
                           (self.ax_hist, "gradient histogram"), (self.ax_ratio, "update / parameter ratio")):
             ax.clear()
-            ax.set_title(title)
+            ax.set_title(title, y=TITLE_Y)
             message_on(ax, f"appears every {self.app.config.train.stats_every} steps"
                        if self.app.config.train.stats_every else "statistics are off (train.stats_every = 0)")
         self._built_for = None
@@ -129,7 +139,7 @@ class GradientsTab(PlotTab):
         ax.set_xlim(0.0, self.heat_right)
         ax.set_yticks(range(len(rows)), rows)
         ax.set_xlabel("step")
-        ax.set_title("grad norm per layer (log colour)")
+        ax.set_title("grad norm per layer (log colour)", y=TITLE_Y)
         self.cbar = self.figure.colorbar(self.heat, cax=self.cax)
         self.cax.set_visible(True)
         self._norm_set = False  # the colour scale is fitted to the first statistics step
@@ -150,7 +160,7 @@ class GradientsTab(PlotTab):
         self.hist_width, self.hist_top = 0.0, 1.0
         ax.set_xlim(-1.0, 1.0)
         ax.set_ylim(0.0, self.hist_top)
-        self.hist_title = ax.set_title("")
+        self.hist_title = ax.set_title("", y=TITLE_Y)
         self.hist_note = message_on(ax, "waiting for the next statistics step")
         # a static legend (a legend is costly to blit): which step each one is, the title says
         ax.legend(handles=[self.stairs[-1], self.stairs[0]], labels=["newest", "earlier (fainter: older)"],
@@ -172,7 +182,7 @@ class GradientsTab(PlotTab):
         ax.set_yscale("log")
         ax.set_xlim(0.0, 10.0)
         ax.set_ylim(1e-3, 1.0)
-        ax.set_title(title)
+        ax.set_title(title, y=TITLE_Y)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3, which="both")
         if seen:

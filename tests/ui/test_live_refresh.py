@@ -91,6 +91,10 @@ def test_gradients_blit_a_new_record_and_show_its_numbers(harness, tiny):
     newest = tab.stairs[-1].get_data()
     assert np.array_equal(newest.values, counts) and np.array_equal(newest.edges, edges)
     assert tab.hist_title.get_text().endswith(f"-{rec.step})")
+    # a step without statistics changes nothing this tab shows: no refresh at all
+    plain = dataclasses.replace(rec, step=rec.step + 1, grad_norms={}, update_ratios={}, activations={})
+    drawn = tab.blits + tab.full_draws
+    assert not publish(h, tab, Record(plain)) and tab.blits + tab.full_draws == drawn
     # a norm far outside the colour scale must redraw the axes (the colour bar), once the throttle allows
     big = next_record(h, scale=1e4)
     tab.last_full = 0.0

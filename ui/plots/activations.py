@@ -122,8 +122,7 @@ class ActivationsTab(PlotTab):
         if not self.built:
             return False
         acts = self.app.history.activations
-        key = (tuple(a[0] for a in acts), self.hist[0] if self.hist else None, self.app.history.version
-               if not acts else 0)
+        key = (id(self.app.history), tuple(a[0] for a in acts), self.hist[0] if self.hist else None)
         if key == self._drawn and not force and not self._need_full:
             return False
         if not force and not self.can_blit():

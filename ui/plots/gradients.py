@@ -195,7 +195,8 @@ class GradientsTab(PlotTab):
         if not self.built:
             return False
         h = self.app.history
-        key = (h.version if h.last_stats is not None else -2, len(self.hists), self.hists[-1][0] if self.hists else 0)
+        # what this tab shows changes with statistics steps only, not with every record
+        key = (id(h), id(h.last_stats), len(h.layer_steps), len(self.hists), self.hists[-1][0] if self.hists else 0)
         if key == self._drawn and not force and not self._need_full:
             return False
         if not force and not self.can_blit():

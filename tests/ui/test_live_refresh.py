@@ -277,6 +277,7 @@ def test_tiled_attention_blits_each_pair_and_shows_its_scores(harness, tiny):
     (r0, _), (c0, c1) = tab.last.q_rows, tab.last.k_cols
     assert tab.tile.get_xy() == (c0 - 0.5, r0 - 0.5) and tab.tile.get_width() == c1 - c0
     assert np.array_equal(tab.m_line.get_ydata(), tab.m, equal_nan=True)
+    assert tab.counters.cget("text").split("\n")[2].startswith(f"pair {tab.last.index + 1}/{tab.trace.n_steps}")
     full = tab.full_draws
     tab.restart()  # the same shape of walk: the figure is reused, the scores start empty again
     tab.last_blit = 0.0

@@ -8,8 +8,8 @@ walk ends, the tiled output is compared with the model's own attention output fo
 A `kind: flash_trace` preset walks its own random q, k, v instead, compared with standard attention.
 
 The figure of a walk is built once per shape (a restart reuses it); each pair sets the score image's
-data, the tile's rectangle, the title and the m and l lines, and blits them (a full draw only when m or l
-leaves its axis).
+data, the tile's rectangle and the m and l lines, and blits them (a full draw only when m or l leaves its
+axis); the pair's number is in the counters' label, cheaper to change than a title on the figure.
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ class TiledAttentionTab(PlotTab):
         for y in range(0, n + 1, tq):
             ax.axhline(y - 0.5, color="w", lw=0.5)
         self.tile = ax.add_patch(Rectangle((-0.5, -0.5), 0, 0, fill=False, ec="red", lw=2.0, visible=False))
-        self.grid_title = ax.set_title(self._title())
+        self.grid_title = ax.set_title(self._title())  # static: the pair is counted in the label above (cheaper)
         ax.set_xlabel("key position")
         ax.set_ylabel("query position")
         self.ax_m = fig.add_subplot(grid[0, 1])
@@ -243,7 +243,7 @@ class TiledAttentionTab(PlotTab):
         self.ax_l.grid(alpha=0.3)
         self.ax_m.set_xlim(-0.5, n - 0.5)
         self._fitted: set = set()
-        self.blitter.set_artists([self.scores, self.tile, self.grid_title, self.m_line, self.l_line])
+        self.blitter.set_artists([self.scores, self.tile, self.m_line, self.l_line])
 
     def _walk_shape(self):
         """What the static part of a walk's figure depends on: (T, tile rows, tile columns, causal), None for none."""
@@ -252,11 +252,8 @@ class TiledAttentionTab(PlotTab):
 
     def _title(self) -> str:
         layer, head, step = self.qkv[4], self.qkv[5], self.qkv[7]
-        st = self.last
         source = f"random q, k (seed {self.cfg.seed})" if layer is None else f"layer {layer}, head {head} (step {step})"
-        return (f"scores of {source}; tiles {self.trace.tile_q} x {self.trace.tile_k}"
-                + (f"; pair {st.index + 1}/{self.trace.n_steps}" + (" skipped (masked)" if st.skipped else "")
-                   if st else ""))
+        return f"scores of {source}; tiles {self.trace.tile_q} x {self.trace.tile_k}"
 
     def _update_walk(self) -> bool:
         """The scores so far, the current tile, m and l, and the counters; True when an axis must grow."""
@@ -270,10 +267,12 @@ class TiledAttentionTab(PlotTab):
         if st is not None:
             (r0, r1), (c0, c1) = st.q_rows, st.k_cols
             self.tile.set_bounds(c0 - 0.5, r0 - 0.5, c1 - c0, r1 - r0)
-        self.grid_title.set_text(self._title())
+        need = False
+        if self.grid_title.get_text() != self._title():  # other q, k, v in a walk of the same shape
+            self.grid_title.set_text(self._title())
+            need = True
         self.m_line.set_ydata(self.m)
         self.l_line.set_ydata(self.l)
-        need = False
         for ax, y in ((self.ax_m, self.m), (self.ax_l, self.l)):
             y = y[np.isfinite(y)]
             if not y.size:
@@ -299,6 +298,8 @@ class TiledAttentionTab(PlotTab):
                                         causal=self.trace.causal,
                                         loop_order=self.trace.loop_order)
         naive = naive_attention_traffic(n, d)
+        pair = (f"pair {st.index + 1}/{self.trace.n_steps}" + (" skipped (masked)" if st.skipped else "")
+                if st else f"pair 0/{self.trace.n_steps}")
         lines = [f"moved so far: {human_bytes(4 * reads)} read + {human_bytes(4 * writes)} written;  the whole "
                  f"tiled walk: {human_bytes(total.bytes)}",
                  f"standard attention (writes and reads the T x T matrix): {human_bytes(naive.bytes)};  "
@@ -308,6 +309,6 @@ class TiledAttentionTab(PlotTab):
             lines.append(f"done: max |tiled output - the model's attention output| = {err:.2e} "
                          "(float64 walk vs the float32 model)" if layer is not None else
                          f"done: max |tiled output - standard attention's output| = {err:.2e}")
-        else:
-            lines.append("")  # always three lines: a label that grew would shrink the canvas (a new layout)
+        else:  # always three lines: a label that grew would shrink the canvas (a new layout)
+            lines.append(pair)
         self.counters.configure(text="\n".join(lines))

@@ -190,7 +190,9 @@ class TiledAttentionTab(PlotTab):
             self.step_tile()
         self.play_button.configure(text="Pause" if self.playing else "Play")
         key = (id(self.trace), self.last.index if self.last else -1)
-        if (key == self._drawn and not force and not self._need_full) or not (force or self.can_blit()):
+        if key == self._drawn and not force and not (self._need_full and self.can_full_draw()):
+            return False
+        if not (force or self.can_blit()):
             return False
         need = False
         if self._built_for != self._walk_shape():  # a walk of another shape (or none): axes, tiles and mask once

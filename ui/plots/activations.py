@@ -123,7 +123,7 @@ class ActivationsTab(PlotTab):
             return False
         acts = self.app.history.activations
         key = (id(self.app.history), tuple(a[0] for a in acts), self.hist[0] if self.hist else None)
-        if key == self._drawn and not force and not self._need_full:
+        if key == self._drawn and not force and not (self._need_full and self.can_full_draw()):
             return False
         if not force and not self.can_blit():
             return False

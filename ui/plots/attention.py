@@ -83,7 +83,9 @@ class AttentionTab(PlotTab):
         if not self.built:
             return False
         key = (self.probe.step, self.probe.attn_layer, self.probe.attn_sample) if self.probe else None
-        if (key == self._drawn and not force and not self._need_full) or not (force or self.can_blit()):
+        if key == self._drawn and not force and not (self._need_full and self.can_full_draw()):
+            return False
+        if not (force or self.can_blit()):
             return False
         need = False
         if self.probe is None:

@@ -149,7 +149,8 @@ class PlotTab:
         changed. A full draw waits for the throttle (`can_full_draw`) and stays owed until it happens. Until
         then the tab either blits its new data over the old axes (`blit_while_owed`: curves, where a moment
         of stale ticks misleads nobody) or draws nothing (False: the caller tries again on its next refresh),
-        so that an image is never shown against a colour bar that does not belong to it.
+        so that an image is never shown against a colour bar that does not belong to it. A tab whose data did
+        not change since calls this again only once the owed full draw is allowed (no blit of the same data).
         """
         self._need_full = self._need_full or need_full or force
         if self._need_full:

@@ -197,7 +197,7 @@ class GradientsTab(PlotTab):
         h = self.app.history
         # what this tab shows changes with statistics steps only, not with every record
         key = (id(h), id(h.last_stats), len(h.layer_steps), len(self.hists), self.hists[-1][0] if self.hists else 0)
-        if key == self._drawn and not force and not self._need_full:
+        if key == self._drawn and not force and not (self._need_full and self.can_full_draw()):
             return False
         if not force and not self.can_blit():
             return False

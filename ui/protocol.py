@@ -8,7 +8,10 @@ view into a live buffer. `Bus` hands each message, on the Tk thread, to whoever 
 
 from __future__ import annotations
 
-from collections import defaultdict
+import queue
+import threading
+import time
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
@@ -331,3 +334,76 @@ class Bus:
         """Delivers one message."""
         for handler in self.handlers.get(type(message), ()):
             handler(message)
+
+
+class Outbox:
+    """The worker's messages to the window, oldest first, with the drawing's rate limiting what piles up.
+
+    The window takes them every poll (`get_nowait`, as from a `queue.Queue`). A message of a kind in
+    `latest_only` (a `Probe`: histograms and attention maps that only the newest of is drawn) replaces an
+    older one of its kind that the window has not taken yet: it drops out of its place, and the newer one
+    goes to the end, after the `Record` of its step. Every other message is kept in order (records feed
+    the curves, token events the text), but at most `cap` are held: when the window stops taking them
+    (a stalled loop), the oldest are dropped and counted in `dropped`, so the box never grows without bound.
+    """
+
+    def __init__(self, latest_only: tuple[type, ...] = (), cap: int = 4096):
+        self.latest_only = tuple(latest_only)
+        self.cap = cap
+        self._items: deque[list] = deque()  # one-element boxes; a replaced message leaves an empty box
+        self._pending: dict[type, list] = {}  # kind -> the box of its undelivered newest message
+        self._lock = threading.Lock()
+        self.replaced = 0
+        self.dropped = 0
+
+    def put(self, message) -> None:
+        """Adds a message (worker thread)."""
+        box = [message]
+        with self._lock:
+            kind = type(message)
+            if kind in self.latest_only:
+                old = self._pending.get(kind)
+                if old is not None:
+                    old[0] = None
+                    self.replaced += 1
+                self._pending[kind] = box
+            self._items.append(box)
+            while len(self._items) > self.cap:
+                gone = self._items.popleft()
+                if gone[0] is not None:
+                    self.dropped += 1
+                    if self._pending.get(type(gone[0])) is gone:
+                        del self._pending[type(gone[0])]
+
+    def get_nowait(self):
+        """The oldest message (window thread); queue.Empty when there is none."""
+        with self._lock:
+            while self._items:
+                box = self._items.popleft()
+                message = box[0]
+                if message is None:
+                    continue  # replaced by a newer one further on
+                if self._pending.get(type(message)) is box:
+                    del self._pending[type(message)]
+                return message
+        raise queue.Empty
+
+    def get(self, timeout: float = 5.0):
+        """The oldest message, waiting up to `timeout` seconds for one (tests); queue.Empty when none came."""
+        end = time.perf_counter() + timeout
+        while True:
+            try:
+                return self.get_nowait()
+            except queue.Empty:
+                if time.perf_counter() >= end:
+                    raise
+                time.sleep(0.005)
+
+    def qsize(self) -> int:
+        """Messages waiting (replaced ones not counted)."""
+        with self._lock:
+            return sum(1 for b in self._items if b[0] is not None)
+
+    def empty(self) -> bool:
+        """True when no message waits."""
+        return self.qsize() == 0

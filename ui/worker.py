@@ -39,6 +39,7 @@ from ui.protocol import (
     HeadQKV,
     HeadTensors,
     LoadCheckpoint,
+    Outbox,
     Pause,
     Phase,
     Probe,
@@ -131,7 +132,8 @@ class Worker(threading.Thread):
     def __init__(self, config, snapshot_every: int = 10):
         super().__init__(name="training-worker", daemon=True)
         self.commands: queue.Queue = queue.Queue()
-        self.out: queue.Queue = queue.Queue()
+        # the newest Probe replaces an undrawn older one: only the newest is drawn (ui.protocol.Outbox)
+        self.out = Outbox(latest_only=(Probe,))
         self.session: TrainingSession | None = None
         self.config = config  # the window's config of the current session
         self.snapshots = Snapshots(snapshot_every)

@@ -2,7 +2,8 @@
 
 A lesson (an optimizer race, the sparse FTRL comparison, a deep MLP) is cheap next to the GPT, so it
 is run to the end in a background thread by its spec's `run` (the first run may compile kernels), and
-its plain-data frames are shown growing over the plots, blitted. A changed setting builds a new config
+its plain-data frames are shown growing over the plots, blitted (at most `BLIT_HZ` a second; the static part is
+drawn once per computed lesson, a replay of the same one only blits). A changed setting builds a new config
 through the preset rules (`presets.override`, or the lesson's checks for a learner's setting: a bad
 value is one dialog) and recomputes the lesson from the start.
 """
@@ -37,6 +38,7 @@ class LessonTab(PlotTab):
         self.t0 = 0.0
         self.playing = False
         self.blitter = None
+        self._static_for = None  # the computed lesson the figure's static part shows
         self._cancel: threading.Event | None = None
 
     @property
@@ -118,13 +120,27 @@ class LessonTab(PlotTab):
             self.load(new)
 
     def replay(self) -> None:
-        """Reveals the computed lesson again from step 0."""
-        if self.result is not None:
-            self.shown, self.playing, self.t0 = 0, True, time.perf_counter()
+        """Reveals the computed lesson again from step 0.
+
+        The static part is drawn once per computed lesson; replaying the same one only resets the growing
+        artists and blits them (a full draw of a lesson's figure costs hundreds of milliseconds).
+        """
+        if self.result is None:
+            return
+        self.shown, self.playing, self.t0 = 0, True, time.perf_counter()
+        if self._static_for is not self.result:
             self.relayout()
-            self.blitter = Blitter(self.canvas, self.draw_static())
+            artists = self.draw_static()
+            if self.blitter is None:
+                self.blitter = Blitter(self.canvas, artists)
+            else:
+                self.blitter.set_artists(artists)
+            self._static_for = self.result
             self.show_until(0)
             self.full_draw()
+            return
+        self.show_until(0)
+        self.present()
 
     def refresh(self, force: bool = False) -> bool:
         if not self.built:
@@ -144,6 +160,8 @@ class LessonTab(PlotTab):
                 return True
         if self.result is None or not (self.playing or force):
             return False
+        if not force and not self.can_blit():
+            return False
         n = self.steps_of()
         k = min(n, int((time.perf_counter() - self.t0) * self.steps_per_second))
         if k == self.shown and not force:
@@ -152,11 +170,7 @@ class LessonTab(PlotTab):
         self.show_until(k)
         if k >= n:
             self.playing = False
-        if force or not self.blitter.blit():
-            self.full_draw()
-        else:
-            self.blits += 1
-        return True
+        return self.present(force=force)
 
 
 class LearnersTab(LessonTab):

@@ -6,6 +6,10 @@ sum `l`, and rescales the partial output; the byte counters show how much crosse
 fast memory, against the bytes standard attention moves to form the whole T x T matrix. When the
 walk ends, the tiled output is compared with the model's own attention output for that head.
 A `kind: flash_trace` preset walks its own random q, k, v instead, compared with standard attention.
+
+The figure of a walk is built once per shape (a restart reuses it); each pair sets the score image's
+data, the tile's rectangle and the m and l lines, and blits them (a full draw only when m or l leaves its
+axis); the pair's number is in the counters' label, cheaper to change than a title on the figure.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ from simulator.lessons.flash_trace import (
     tiled_attention_traffic,
 )
 from ui.lessons import lesson_tab
-from ui.plots.base import PlotTab, combo, message_on
+from ui.plots.base import Blitter, PlotTab, combo, grow_limits, message_on
 from ui.protocol import HeadQKV, HeadTensors
 
 PAIRS_PER_SECOND = 6.0
+UNBUILT = object()  # no figure of a walk yet
 
 
 def human_bytes(n: float) -> str:
@@ -71,6 +76,8 @@ class TiledAttentionTab(PlotTab):
         self.counters = ttk.Label(self.frame, text="", font=("DejaVu Sans Mono", 9), justify="left")
         self.counters.pack(fill="x", padx=6)
         self.make_canvas(self.frame)
+        self.blitter = Blitter(self.canvas, [])
+        self._built_for = UNBUILT  # the shape of the walk the figure shows (`_walk_shape`)
         self._drawn = None
 
     def clear(self) -> None:
@@ -82,6 +89,7 @@ class TiledAttentionTab(PlotTab):
         self.t_last = 0.0
         self.asked = False
         self._drawn = None
+        self._built_for = UNBUILT
 
     def setup(self, info) -> None:
         self.layer_box.configure(values=[str(i) for i in range(info.n_layer)])
@@ -182,59 +190,118 @@ class TiledAttentionTab(PlotTab):
             self.step_tile()
         self.play_button.configure(text="Pause" if self.playing else "Play")
         key = (id(self.trace), self.last.index if self.last else -1)
-        if key == self._drawn and not force:
+        if key == self._drawn and not force and not (self._need_full and self.can_full_draw()):
             return False
-        self._drawn = key
-        self._draw()
-        self.full_draw()
-        return True
+        if not (force or self.can_blit()):
+            return False
+        need = False
+        if self._built_for != self._walk_shape():  # a walk of another shape (or none): axes, tiles and mask once
+            self._build_walk()
+            need = True
+        if self.trace is not None:
+            need = self._update_walk() or need
+        if self.present(need, force, blit_while_owed=True):  # stale ticks on m and l for a moment only
+            self._drawn = key
+            return True
+        return False
 
-    def _draw(self) -> None:
+    def _build_walk(self) -> None:
+        """The figure of one walk: the score grid's image, the mask, the tile grid, and the m and l lines."""
         fig = self.figure
         fig.clear()
         self.relayout()  # new axes: lay them out on this draw
+        if self.blitter is None:
+            self.blitter = Blitter(self.canvas, [])
+        self._built_for = self._walk_shape()
         if self.trace is None:
+            self.blitter.set_artists([])
             message_on(fig.add_subplot(), "take a training step, then press 'Load q, k, v from the model'",
                        axis_off=True)
             self.counters.configure(text="")
             return
-        q, k, v, model_out, layer, head, row, step = self.qkv
-        n, d = q.shape
+        n = self.qkv[0].shape[0]
         grid = fig.add_gridspec(2, 2, width_ratios=(3, 2))
-        ax = fig.add_subplot(grid[:, 0])
-        hidden = np.triu(np.ones((n, n), bool), 1) if self.trace.causal else np.zeros((n, n), bool)
-        ax.imshow(np.where(hidden, np.nan, self.grid), cmap="viridis", interpolation="nearest")
-        ax.imshow(np.where(hidden, 1.0, np.nan), cmap="Greys", vmin=0, vmax=3, interpolation="nearest")
+        self.ax_grid = ax = fig.add_subplot(grid[:, 0])
+        self.hidden = np.triu(np.ones((n, n), bool), 1) if self.trace.causal else np.zeros((n, n), bool)
+        self.scores = ax.imshow(np.full((n, n), np.nan), cmap="viridis", interpolation="nearest")
+        ax.imshow(np.where(self.hidden, 1.0, np.nan), cmap="Greys", vmin=0, vmax=3, interpolation="nearest")
         tq, tk_ = self.trace.tile_q, self.trace.tile_k
         for x in range(0, n + 1, tk_):
             ax.axvline(x - 0.5, color="w", lw=0.5)
         for y in range(0, n + 1, tq):
             ax.axhline(y - 0.5, color="w", lw=0.5)
-        st = self.last
-        if st is not None:
-            r0, r1 = st.q_rows
-            c0, c1 = st.k_cols
-            ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False, ec="red", lw=2.0))
-        source = f"random q, k (seed {self.cfg.seed})" if layer is None else f"layer {layer}, head {head} (step {step})"
-        ax.set_title(f"scores of {source}; tiles {tq} x {tk_}"
-                     + (f"; pair {st.index + 1}/{self.trace.n_steps}" + (" skipped (masked)" if st.skipped else "")
-                        if st else ""))
+        self.tile = ax.add_patch(Rectangle((-0.5, -0.5), 0, 0, fill=False, ec="red", lw=2.0, visible=False))
+        self.grid_title = ax.set_title(self._title())  # static: the pair is counted in the label above (cheaper)
         ax.set_xlabel("key position")
         ax.set_ylabel("query position")
-        ax_m = fig.add_subplot(grid[0, 1])
-        ax_m.plot(self.m, color="C3", lw=1.0)
-        ax_m.set_title("running row max m")
-        ax_m.grid(alpha=0.3)
-        ax_l = fig.add_subplot(grid[1, 1], sharex=ax_m)
-        ax_l.plot(self.l, color="C2", lw=1.0)
-        ax_l.set_title("running sum l = sum exp(s - m)")
-        ax_l.set_xlabel("query position")
-        ax_l.grid(alpha=0.3)
+        self.ax_m = fig.add_subplot(grid[0, 1])
+        (self.m_line,) = self.ax_m.plot(np.arange(n), self.m, color="C3", lw=1.0)
+        self.ax_m.set_title("running row max m")
+        self.ax_m.grid(alpha=0.3)
+        self.ax_l = fig.add_subplot(grid[1, 1], sharex=self.ax_m)
+        (self.l_line,) = self.ax_l.plot(np.arange(n), self.l, color="C2", lw=1.0)
+        self.ax_l.set_title("running sum l = sum exp(s - m)")
+        self.ax_l.set_xlabel("query position")
+        self.ax_l.grid(alpha=0.3)
+        self.ax_m.set_xlim(-0.5, n - 0.5)
+        self._fitted: set = set()
+        self.blitter.set_artists([self.scores, self.tile, self.m_line, self.l_line])
+
+    def _walk_shape(self):
+        """What the static part of a walk's figure depends on: (T, tile rows, tile columns, causal), None for none."""
+        t = self.trace
+        return None if t is None else (self.qkv[0].shape[0], t.tile_q, t.tile_k, t.causal)
+
+    def _title(self) -> str:
+        layer, head, step = self.qkv[4], self.qkv[5], self.qkv[7]
+        source = f"random q, k (seed {self.cfg.seed})" if layer is None else f"layer {layer}, head {head} (step {step})"
+        return f"scores of {source}; tiles {self.trace.tile_q} x {self.trace.tile_k}"
+
+    def _update_walk(self) -> bool:
+        """The scores so far, the current tile, m and l, and the counters; True when an axis must grow."""
+        shown = np.where(self.hidden, np.nan, self.grid)
+        self.scores.set_data(shown)
+        finite = shown[np.isfinite(shown)]
+        if finite.size:  # no colour bar: the scale may follow the scores seen so far, as it always did
+            self.scores.set_clim(float(finite.min()), float(max(finite.max(), finite.min() + 1e-12)))
+        st = self.last
+        self.tile.set_visible(st is not None)
+        if st is not None:
+            (r0, r1), (c0, c1) = st.q_rows, st.k_cols
+            self.tile.set_bounds(c0 - 0.5, r0 - 0.5, c1 - c0, r1 - r0)
+        need = False
+        if self.grid_title.get_text() != self._title():  # other q, k, v in a walk of the same shape
+            self.grid_title.set_text(self._title())
+            need = True
+        self.m_line.set_ydata(self.m)
+        self.l_line.set_ydata(self.l)
+        for ax, y in ((self.ax_m, self.m), (self.ax_l, self.l)):
+            y = y[np.isfinite(y)]
+            if not y.size:
+                continue
+            lo, hi = float(y.min()), float(y.max())
+            if ax not in self._fitted:
+                span = max(hi - lo, abs(hi) * 0.05, 1e-6)
+                lim = (lo - 0.1 * span, hi + 0.1 * span)
+                self._fitted.add(ax)
+            else:
+                lim = grow_limits(ax.get_ylim(), lo, hi)
+            if lim is not None:
+                ax.set_ylim(*lim)
+                need = True
+        self._counters(st)
+        return need
+
+    def _counters(self, st) -> None:
+        q, k, v, model_out, layer = self.qkv[:5]
+        n, d = q.shape
         reads, writes = (st.reads, st.writes) if st else (0, 0)
         total = tiled_attention_traffic(n, d, fast_memory_floats=self.trace.fast_memory_floats,
                                         causal=self.trace.causal,
                                         loop_order=self.trace.loop_order)
         naive = naive_attention_traffic(n, d)
+        pair = (f"pair {st.index + 1}/{self.trace.n_steps}" + (" skipped (masked)" if st.skipped else "")
+                if st else f"pair 0/{self.trace.n_steps}")
         lines = [f"moved so far: {human_bytes(4 * reads)} read + {human_bytes(4 * writes)} written;  the whole "
                  f"tiled walk: {human_bytes(total.bytes)}",
                  f"standard attention (writes and reads the T x T matrix): {human_bytes(naive.bytes)};  "
@@ -244,4 +311,6 @@ class TiledAttentionTab(PlotTab):
             lines.append(f"done: max |tiled output - the model's attention output| = {err:.2e} "
                          "(float64 walk vs the float32 model)" if layer is not None else
                          f"done: max |tiled output - standard attention's output| = {err:.2e}")
+        else:  # always three lines: a label that grew would shrink the canvas (a new layout)
+            lines.append(pair)
         self.counters.configure(text="\n".join(lines))

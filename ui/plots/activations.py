@@ -3,6 +3,10 @@
 Sites are the residual stream, each norm's input and output, and each branch output, so the
 effect of a norm is read straight off the bars: the stream before it drifts, the output after it
 sits at unit scale. Earlier statistics steps stay as faint lines, to show the drift.
+
+The bars, the faint lines and the histogram's `stairs` are built once per site list; a statistics step
+sets their heights and data and blits them. A full draw happens only when a y axis must grow (with
+headroom) or the histogram's range changes a lot.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ from tkinter import ttk
 
 import numpy as np
 
-from ui.plots.base import PlotTab, combo, message_on
+from ui.plots.base import TITLE_Y, Blitter, PlotTab, combo, count_limit, grow_limits, message_on, symmetric_limit
 from ui.protocol import Probe
 
 AFTER_NORM = "#dd8452"
 STREAM = "#4c72b0"
+EARLIER = 5  # faint lines of earlier statistics steps (the history keeps six)
 
 
 def is_norm_output(site: str) -> bool:
@@ -26,7 +31,6 @@ def is_norm_output(site: str) -> bool:
 class ActivationsTab(PlotTab):
     """Per-site mean/std bars and an activation histogram."""
 
-    full_draw_hz = 1.5  # a full draw of this tab costs ~0.1 s: fewer keep the window responsive during Run
     title = "Activations"
 
     def build(self) -> None:
@@ -40,24 +44,31 @@ class ActivationsTab(PlotTab):
         self.ax_std = fig.add_subplot(grid[0, :2])
         self.ax_mean = fig.add_subplot(grid[1, :2], sharex=self.ax_std)
         self.ax_hist = fig.add_subplot(grid[:, 2])
-        self._version = None
+        self.blitter = Blitter(self.canvas, [])
+        self._sites = None  # the sites the bars were built for
+        self._drawn = None
         self._empty()
 
     def _empty(self) -> None:
+        self.blitter.set_artists([])
         for ax, t in ((self.ax_std, "std per site"), (self.ax_mean, "mean per site"),
                       (self.ax_hist, "histogram")):
             ax.clear()
-            ax.set_title(t)
+            ax.set_title(t, y=TITLE_Y)
             message_on(ax, "appears with the first statistics step")
+        self._sites = None
+        self.relayout()
 
     def clear(self) -> None:
         self.hist = None
-        self._version = None
+        self._drawn = None
+        if self.built:
+            self._empty()
 
     def setup(self, info) -> None:
         self.site_box.configure(values=info.activation_sites)
         self.site_var.set(self.app.watch.act_site)
-        self._version = None
+        self._drawn = None
 
     def subscribe(self, bus) -> None:
         super().subscribe(bus)
@@ -73,48 +84,122 @@ class ActivationsTab(PlotTab):
             self.hist = (probe.step, probe.act_site, *probe.act_hist)
             self.stale = True
 
+    # ------------------------------------------------------------ the artists, built once per site list
+    def _build_artists(self, sites: list[str]) -> None:
+        x = np.arange(len(sites))
+        colours = [AFTER_NORM if is_norm_output(s) else STREAM for s in sites]
+        self.bars, self.earlier, self.bar_titles = {}, {}, {}
+        for ax, k in ((self.ax_std, 1), (self.ax_mean, 0)):
+            ax.clear()
+            self.earlier[k] = [ax.plot(x, np.full(len(sites), np.nan), color="0.5", lw=0.8)[0]
+                               for _ in range(EARLIER)]
+            self.bars[k] = ax.bar(x, np.zeros(len(sites)), color=colours, width=0.7)
+            self.bar_titles[k] = ax.set_title("", y=TITLE_Y)
+            ax.grid(alpha=0.3, axis="y")
+            ax.axhline(0, color="k", lw=0.6)
+            ax.set_ylim(0.0, 1.0)
+        self._fitted: set = set()
+        self.ax_std.tick_params(labelbottom=False)
+        self.ax_mean.set_xticks(x, sites, rotation=90)
+        ax = self.ax_hist
+        ax.clear()
+        self.stairs = ax.stairs(np.zeros(1), np.array([-1.0, 1.0]), fill=True, color=STREAM, alpha=0.8)
+        ax.set_xlabel("activation value")
+        ax.set_ylabel("count")
+        ax.set_yscale("symlog", linthresh=1)
+        self.hist_width, self.hist_top = 0.0, 1.0
+        ax.set_xlim(-1.0, 1.0)
+        ax.set_ylim(0.0, self.hist_top)
+        self.hist_title = ax.set_title("histogram", y=TITLE_Y)
+        self.hist_note = message_on(ax, "waiting for the next statistics step")
+        self.blitter.set_artists([*self.earlier[1], *self.bars[1], self.bar_titles[1], *self.earlier[0],
+                                  *self.bars[0], self.bar_titles[0], self.stairs, self.hist_title, self.hist_note])
+        self._sites = list(sites)
+        self.relayout()  # new tick labels: lay out again
+
+    # ------------------------------------------------------------ drawing
     def refresh(self, force: bool = False) -> bool:
         if not self.built:
             return False
         acts = self.app.history.activations
-        key = (tuple(a[0] for a in acts), self.hist[0] if self.hist else None, self.app.history.version
-               if not acts else 0)
-        if (key == self._version and not force) or not (force or self.can_full_draw()):
+        key = (id(self.app.history), tuple(a[0] for a in acts), self.hist[0] if self.hist else None)
+        if key == self._drawn and not force and not (self._need_full and self.can_full_draw()):
             return False
-        self._version = key
+        if not force and not self.can_blit():
+            return False
+        need = False
         if not acts:
-            self._empty()
-            self.full_draw()
+            if self._sites is not None or self._drawn is None:
+                self._empty()
+                need = True
+        else:
+            sites = list(acts[-1][1])
+            if sites != self._sites:
+                self._build_artists(sites)
+                need = True
+            need = self._update_bars(acts) or need
+            need = self._update_histogram() or need
+        if self.present(need, force, blit_while_owed=self._sites is not None):  # stale ticks for a moment only
+            self._drawn = key
             return True
-        step, latest = acts[-1]
-        sites = list(latest)
-        x = np.arange(len(sites))
-        colours = [AFTER_NORM if is_norm_output(s) else STREAM for s in sites]
-        for ax, k, title in ((self.ax_std, 1, "std per site"), (self.ax_mean, 0, "mean per site")):
-            ax.clear()
-            for i, (_old_step, old) in enumerate(acts[:-1]):
-                ys = [old.get(s, (np.nan,) * 3)[k] for s in sites]
-                ax.plot(x, ys, color="0.5", lw=0.8, alpha=0.2 + 0.5 * i / max(1, len(acts) - 1))
-            ax.bar(x, [latest[s][k] for s in sites], color=colours, width=0.7)
-            ax.set_title(f"{title} at step {step} (grey: earlier statistics steps)")
-            ax.grid(alpha=0.3, axis="y")
-            ax.axhline(0, color="k", lw=0.6)
-        self.ax_std.tick_params(labelbottom=False)
-        self.ax_mean.set_xticks(x, sites, rotation=90)
-        self._histogram()
-        self.full_draw()
-        return True
+        return False
 
-    def _histogram(self) -> None:
-        ax = self.ax_hist
-        ax.clear()
+    def _update_bars(self, acts) -> bool:
+        step, latest = acts[-1]
+        sites = self._sites
+        need = False
+        for ax, k, title in ((self.ax_std, 1, "std per site"), (self.ax_mean, 0, "mean per site")):
+            old = acts[:-1][-EARLIER:]
+            values = [np.array([latest[s][k] for s in sites], dtype=float)]
+            for i, line in enumerate(self.earlier[k]):
+                if i < len(old):
+                    ys = np.array([old[i][1].get(s, (np.nan,) * 3)[k] for s in sites], dtype=float)
+                    line.set_ydata(ys)
+                    line.set_alpha(0.2 + 0.5 * i / max(1, len(acts) - 1))
+                    line.set_visible(True)
+                    values.append(ys)
+                else:
+                    line.set_visible(False)
+            for rect, v in zip(self.bars[k], values[0], strict=True):
+                rect.set_height(v)
+            self.bar_titles[k].set_text(f"{title} at step {step} (grey: earlier statistics steps)")
+            v = np.concatenate(values)
+            v = v[np.isfinite(v)]
+            if v.size:
+                lo, hi = min(0.0, float(v.min())), max(0.0, float(v.max()))
+                if ax not in self._fitted:
+                    span = max(hi - lo, 1e-6)
+                    lim = (lo - 0.1 * span if lo < 0 else 0.0, hi + 0.2 * span)
+                    self._fitted.add(ax)
+                else:
+                    lim = grow_limits(ax.get_ylim(), lo, hi)
+                    if lim is not None and lo >= 0:
+                        lim = (0.0, lim[1])
+                if lim is not None:
+                    ax.set_ylim(*lim)
+                    need = True
+        return need
+
+    def _update_histogram(self) -> bool:
+        self.hist_note.set_visible(self.hist is None)
+        self.stairs.set_visible(self.hist is not None)
         if self.hist is None:
-            ax.set_title("histogram")
-            message_on(ax, "waiting for the next statistics step")
-            return
+            self.hist_title.set_text("histogram")
+            return False
         step, site, counts, edges = self.hist
-        ax.stairs(counts, edges, fill=True, color=AFTER_NORM if is_norm_output(site) else STREAM, alpha=0.8)
-        ax.set_title(f"{site} at step {step}")
-        ax.set_xlabel("activation value")
-        ax.set_ylabel("count")
-        ax.set_yscale("symlog", linthresh=1)
+        self.stairs.set_data(counts, edges)
+        self.stairs.set_facecolor(AFTER_NORM if is_norm_output(site) else STREAM)
+        self.stairs.set_edgecolor(AFTER_NORM if is_norm_output(site) else STREAM)
+        self.hist_title.set_text(f"{site} at step {step}")
+        need = False
+        new = symmetric_limit(self.hist_width, float(np.max(np.abs(edges))))
+        if new is not None:
+            self.hist_width = new
+            self.ax_hist.set_xlim(-new, new)
+            need = True
+        top = count_limit(self.hist_top, float(np.max(counts)))
+        if top is not None:
+            self.hist_top = top
+            self.ax_hist.set_ylim(0.0, top)
+            need = True
+        return need

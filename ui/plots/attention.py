@@ -3,6 +3,9 @@
 Rows are query positions, columns key positions. The causal mask (keys after the query) is
 drawn in grey: those weights are exactly zero by construction, not learned. The colour scale
 is a square-root one, so the small weights a head spreads over many keys stay visible.
+
+The images are built once per shape (heads, T, mask); a statistics step sets their data and the title and
+blits them. The colour scale is fixed ([0, 1]), so only another layout needs a full draw.
 """
 
 from __future__ import annotations
@@ -15,14 +18,13 @@ import matplotlib
 import numpy as np
 from matplotlib.colors import PowerNorm
 
-from ui.plots.base import PlotTab, combo, message_on
+from ui.plots.base import Blitter, PlotTab, combo, message_on
 from ui.protocol import Probe
 
 
 class AttentionTab(PlotTab):
     """One heatmap per head of the chosen layer and batch row."""
 
-    full_draw_hz = 1.5  # a full draw of this tab costs ~0.1 s: fewer keep the window responsive during Run
     title = "Attention"
 
     def build(self) -> None:
@@ -37,11 +39,15 @@ class AttentionTab(PlotTab):
         ttk.Label(bar, text="   grey: masked by the causal mask (a query never sees later keys)",
                   foreground="#555").pack(side="left")
         self.make_canvas(self.frame)
+        self.blitter = Blitter(self.canvas, [])
+        self._shape = None  # (heads, T, causal) of the images built
         self._drawn = None
 
     def clear(self) -> None:
         self.probe = None
         self._drawn = None
+        if self.built:
+            self._empty()
 
     def setup(self, info) -> None:
         self.layer_box.configure(values=[str(i) for i in range(info.n_layer)])
@@ -77,36 +83,61 @@ class AttentionTab(PlotTab):
         if not self.built:
             return False
         key = (self.probe.step, self.probe.attn_layer, self.probe.attn_sample) if self.probe else None
-        if (key == self._drawn and not force) or not (force or self.can_full_draw()):
+        if key == self._drawn and not force and not (self._need_full and self.can_full_draw()):
             return False
-        self._drawn = key
+        if not (force or self.can_blit()):
+            return False
+        need = False
+        if self.probe is None:
+            if self._shape is not None or self._drawn is None:
+                self._empty()
+                need = True
+        else:
+            att = self.probe.attention  # (NH, T, T)
+            causal = self.app.config.model.attention.mask == "causal"
+            shape = (att.shape[0], att.shape[1], causal)
+            if shape != self._shape:
+                self._build_maps(*shape)
+                need = True
+            masked = np.ma.masked_where(self.hidden[None].repeat(att.shape[0], 0), att)
+            for im, m in zip(self.images, masked, strict=True):
+                im.set_data(m)
+            text = self.probe.tokens.replace("\n", "⏎")
+            self.suptitle.set_text(f"layer {self.probe.attn_layer}, batch row {self.probe.attn_sample}, step "
+                                   f"{self.probe.step}: {text[:90]!r}")
+        if self.present(need, force):
+            self._drawn = key
+            return True
+        return False
+
+    def _empty(self) -> None:
         fig = self.figure
         fig.clear()
-        self.relayout()  # new axes: lay them out on this draw
-        if self.probe is None:
-            message_on(fig.add_subplot(), "the attention maps appear with the first statistics step", axis_off=True)
-            self.full_draw()
-            return True
-        att = self.probe.attention  # (NH, T, T)
-        nh, T, _ = att.shape
+        self.blitter.set_artists([])
+        self.relayout()  # new axes: lay them out on the next draw
+        message_on(fig.add_subplot(), "the attention maps appear with the first statistics step", axis_off=True)
+        self._shape = None
+
+    def _build_maps(self, nh: int, T: int, causal: bool) -> None:
+        """One image per head, for maps of this shape; their data is set on every statistics step."""
+        fig = self.figure
+        fig.clear()
+        self.relayout()  # new axes: lay them out on the next draw
         cols = math.ceil(math.sqrt(nh))
         rows = math.ceil(nh / cols)
-        causal = self.app.config.model.attention.mask == "causal"
-        hidden = np.triu(np.ones((T, T), dtype=bool), 1) if causal else np.zeros((T, T), dtype=bool)
-        masked = np.ma.masked_where(hidden[None].repeat(nh, 0), att)
+        self.hidden = np.triu(np.ones((T, T), dtype=bool), 1) if causal else np.zeros((T, T), dtype=bool)
         cmap = matplotlib.colormaps["magma_r"].with_extremes(bad="#d0d0d0")
-        norm = PowerNorm(0.5, vmin=0.0, vmax=1.0)
-        im = None
+        norm = PowerNorm(0.5, vmin=0.0, vmax=1.0)  # fixed: probabilities are in [0, 1], the colour bar never moves
+        self.images = []
         for h in range(nh):
             ax = fig.add_subplot(rows, cols, h + 1)
-            im = ax.imshow(masked[h], cmap=cmap, norm=norm, interpolation="nearest")
+            self.images.append(ax.imshow(np.ma.masked_all((T, T)), cmap=cmap, norm=norm, interpolation="nearest"))
             ax.set_title(f"head {h}")
             ax.set_xlabel("key position")
             if h % cols == 0:
                 ax.set_ylabel("query position")
-        fig.colorbar(im, ax=fig.axes, shrink=0.8, label="attention weight")
-        text = self.probe.tokens.replace("\n", "⏎")
-        fig.suptitle(f"layer {self.probe.attn_layer}, batch row {self.probe.attn_sample}, step {self.probe.step}: "
-                     f"{text[:90]!r}", fontsize=8)
-        self.full_draw()
-        return True
+        fig.colorbar(self.images[-1], ax=fig.axes, shrink=0.8, label="attention weight")
+        # a title of the same length as the real ones, so the layout leaves it room
+        self.suptitle = fig.suptitle("layer 0, batch row 0, step 0", fontsize=8)
+        self.blitter.set_artists([*self.images, self.suptitle])
+        self._shape = (nh, T, causal)

@@ -1,13 +1,17 @@
 """What every plot tab shares: a lazily built Figure on a Tk canvas, throttled full draws, and blitting.
 
 A full `canvas.draw()` costs tens of milliseconds; blitting the few artists that changed costs a few.
-So a tab blits while its axis limits hold, and draws fully only when they must change, at most
-`FULL_DRAW_HZ` times per second. Tabs draw only while they are visible; a hidden tab just notes that
-it is stale.
+So a tab builds its artists once, then only sets their data (`Line2D.set_data`, `AxesImage.set_data`,
+`Rectangle.set_height`, `StepPatch.set_data`, texts) and blits them (`Blitter`, `PlotTab.present`) while
+its axis limits, ticks and colour bars hold. It draws fully only when those must change, at most
+`FULL_DRAW_HZ` times per second, and limits grow with headroom (`grow_limits`, `x_limit`,
+`symmetric_limit`, `count_limit`) so that stays rare. Tabs draw only while they are visible; a hidden
+tab just notes that it is stale.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import tkinter as tk
 from tkinter import ttk
@@ -26,6 +30,9 @@ matplotlib.rcParams.update({"font.size": 8, "axes.titlesize": 9, "axes.labelsize
 FULL_DRAW_HZ = 3.0
 NOTE_FONT = ("DejaVu Sans", 8)  # a lesson's description above its plots
 DRAW_DUTY = 6.0  # after a full draw of d seconds, the next waits at least DRAW_DUTY * d (at most ~15% of the loop)
+# Titles at a fixed height: nothing is drawn above these axes, and placing a title automatically measures
+# every tick label of its axes on each full draw (a fifth of a full draw of the Gradients tab)
+TITLE_Y = 1.0
 BLIT_HZ = 12.0  # more would only take CPU from the training thread: nobody reads a curve faster
 
 
@@ -48,6 +55,7 @@ class PlotTab:
         self.last_blit = 0.0
         self.full_draws = 0
         self.blits = 0
+        self._need_full = False  # a change needs a full draw that the throttle has not allowed yet
         self.clear()
         self.subscribe(app.bus)
 
@@ -134,6 +142,33 @@ class PlotTab:
         self.last_full = time.perf_counter()
         self.last_full_seconds = self.last_full - t0
 
+    def present(self, need_full: bool = False, force: bool = False, blit_while_owed: bool = False) -> bool:
+        """Puts the artists the tab just updated on screen; True when something was drawn.
+
+        A blit while the axes hold (limits, ticks, colour bars, layout); a full draw when `need_full` says they
+        changed. A full draw waits for the throttle (`can_full_draw`) and stays owed until it happens. Until
+        then the tab either blits its new data over the old axes (`blit_while_owed`: curves, where a moment
+        of stale ticks misleads nobody) or draws nothing (False: the caller tries again on its next refresh),
+        so that an image is never shown against a colour bar that does not belong to it. A tab whose data did
+        not change since calls this again only once the owed full draw is allowed (no blit of the same data).
+        """
+        self._need_full = self._need_full or need_full or force
+        if self._need_full:
+            if force or self.can_full_draw():
+                self.full_draw()
+                self._need_full = False
+                return True
+            if not blit_while_owed:
+                return False
+        blitter = getattr(self, "blitter", None)
+        if blitter is not None and blitter.blit():
+            self.blits += 1
+            self.last_blit = time.perf_counter()
+            return True
+        self.full_draw()  # no background yet: the first draw of these axes
+        self._need_full = False
+        return True
+
     def refresh(self, force: bool = False) -> bool:
         """Brings the tab up to date with the app's state; True when something was drawn (subclasses)."""
         return False
@@ -173,15 +208,27 @@ class PlotTab:
 
 
 class Blitter:
-    """Redraws a few animated artists over a saved background; the background is retaken after each full draw."""
+    """Redraws a few animated artists over a saved background; the background is retaken after each full draw.
+
+    One per canvas: a tab that rebuilds its artists hands the new ones over with `set_artists`.
+    """
 
     def __init__(self, canvas: FigureCanvasTkAgg, artists: list):
         self.canvas = canvas
-        self.artists = artists
+        self.artists: list = []
         self.background = None
-        for a in artists:
-            a.set_animated(True)
+        self.set_artists(artists)
         canvas.mpl_connect("draw_event", self._on_draw)
+
+    def set_artists(self, artists: list) -> None:
+        """The artists to blit from now on (animated: a full draw leaves them out of the background)."""
+        for a in self.artists:
+            if a not in artists:
+                a.set_animated(False)
+        self.artists = list(artists)
+        for a in self.artists:
+            a.set_animated(True)
+        self.background = None  # the old background may hold the old artists' axes: draw fully first
 
     def _on_draw(self, event) -> None:
         if event is not None and event.canvas is not self.canvas:  # savefig draws on a file's canvas
@@ -192,7 +239,7 @@ class Blitter:
     def _draw_artists(self) -> None:
         fig = self.canvas.figure
         for a in self.artists:
-            if a.get_visible() and a.axes is not None:
+            if a.get_visible() and (a.axes is not None or a.figure is fig):  # axes' artists and figure texts
                 fig.draw_artist(a)
 
     def blit(self) -> bool:
@@ -226,6 +273,28 @@ def x_limit(step: float, current: float) -> float | None:
     if step <= current:
         return None
     return max(10.0, step * 1.5)
+
+
+def symmetric_limit(current: float, needed: float, shrink: float = 4.0, pad: float = 1.15) -> float | None:
+    """A half-width for an axis centred on 0 (a histogram over [-m, m]) that holds `needed`, else None.
+
+    It grows with headroom when the data leaves it, and shrinks only when the data fills less than 1/`shrink`
+    of it (gradients shrink by orders of magnitude as a run trains: a fixed axis would show a spike).
+    """
+    if not (needed > 0 and math.isfinite(needed)):
+        return None
+    if current > 0 and needed <= current and needed * shrink >= current:
+        return None
+    return needed * pad
+
+
+def count_limit(current: float, needed: float) -> float | None:
+    """An upper limit for counts (a histogram's y) that holds `needed` with headroom, else None."""
+    if not (needed > 0 and math.isfinite(needed)):
+        return None
+    if needed <= current:
+        return None
+    return needed * 2.0
 
 
 def message_on(ax, text: str, axis_off: bool = False):

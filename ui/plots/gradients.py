@@ -5,11 +5,16 @@
 * the histogram of one chosen tensor's gradient at the last few statistics steps (older ones fainter);
 * update-to-parameter ratios |delta w| / |w| per tensor, with the 1e-3 rule of thumb.
 
-All of it changes only every `train.stats_every` steps, so the tab draws fully, throttled.
+All of it changes every `train.stats_every` steps. The artists are built once per session (and tensor
+list): the heatmap is one fixed-size image of `HEAT_COLUMNS` columns over the x axis (each column shows
+the newest statistics step at or before its right edge), the curves are lines, the histograms are
+`stairs`; a statistics step only sets their data and blits. A full draw happens when the x axis, a log
+axis or the colour scale must grow (with headroom, so rarely) or the histogram's range changes a lot.
 """
 
 from __future__ import annotations
 
+import math
 from tkinter import ttk
 
 import matplotlib
@@ -17,8 +22,21 @@ import numpy as np
 from matplotlib.colors import LogNorm
 
 from ui.history import layer_of
-from ui.plots.base import PlotTab, combo, message_on
+from ui.plots.base import (
+    TITLE_Y,
+    Blitter,
+    PlotTab,
+    combo,
+    count_limit,
+    grow_limits,
+    message_on,
+    symmetric_limit,
+    x_limit,
+)
 from ui.protocol import Probe
+
+HEAT_COLUMNS = 200  # width of the heatmap's image, whatever the run's length
+HISTOGRAMS = 6  # the newest and up to five earlier statistics steps
 
 
 def layer_colours(names: list[str], cmap) -> dict[str, tuple]:
@@ -27,10 +45,25 @@ def layer_colours(names: list[str], cmap) -> dict[str, tuple]:
     return {r: cmap(i / max(1, len(rows) - 1)) for i, r in enumerate(rows)}
 
 
+def heat_columns(steps, norms: list[dict], rows: list[str], right: float, columns: int = HEAT_COLUMNS) -> np.ndarray:
+    """The heatmap's image (rows, columns) over steps [0, right]: each column the newest statistics step at or
+    before its right edge, NaN before the first and after the last (and where a value is not positive)."""
+    out = np.full((len(rows), columns), np.nan)
+    if not len(steps):
+        return out
+    steps = np.asarray(steps, dtype=float)
+    grid = np.array([[col.get(r, np.nan) for col in norms] for r in rows], dtype=float)  # (rows, statistics steps)
+    grid = np.where(np.isfinite(grid) & (grid > 0), grid, np.nan)
+    edges = np.linspace(0.0, right, columns + 1)
+    idx = np.searchsorted(steps, edges[1:], side="right") - 1  # the newest column at or before each right edge
+    shown = (idx >= 0) & (edges[:-1] < steps[-1])
+    out[:, shown] = grid[:, idx[shown]]
+    return out
+
+
 class GradientsTab(PlotTab):
     """Heatmap, per-tensor lines, an evolving histogram and update ratios."""
 
-    full_draw_hz = 1.5  # a full draw of this tab costs ~0.1 s: fewer keep the window responsive during Run
     title = "Gradients"
 
     def build(self) -> None:
@@ -42,26 +75,37 @@ class GradientsTab(PlotTab):
         self.ax_heat, self.ax_lines, self.ax_hist, self.ax_ratio = fig.subplots(2, 2).ravel()
         self.cax = self.ax_heat.inset_axes([1.02, 0.0, 0.04, 1.0])  # the colour bar's own axes, kept across draws
         self.cax.set_visible(False)
-        self._version = -1
-        self._rows: list[str] = []
+        self.blitter = Blitter(self.canvas, [])
+        self._built_for = None  # the tensor names the artists were built for
+        self._fitted: set = set()  # the line axes whose y limits were fitted to data
+        self._colours_owed = self._norm_changed = False  # a new colour scale waits for its full draw
+        self._drawn = None
         self._draw_empty()
 
     def _draw_empty(self) -> None:
+        """The four axes with a note each (no statistics step yet); the artists are built with the first one."""
+        self.blitter.set_artists([])
+        self.cax.clear()
+        self.cax.set_visible(False)
         for ax, title in ((self.ax_heat, "grad norm per layer (log colour)"), (self.ax_lines, "grad norm per tensor"),
                           (self.ax_hist, "gradient histogram"), (self.ax_ratio, "update / parameter ratio")):
             ax.clear()
-            ax.set_title(title)
+            ax.set_title(title, y=TITLE_Y)
             message_on(ax, f"appears every {self.app.config.train.stats_every} steps"
                        if self.app.config.train.stats_every else "statistics are off (train.stats_every = 0)")
+        self._built_for = None
+        self.relayout()
 
     def clear(self) -> None:
         self.hists = []
-        self._version = -1
+        self._drawn = None
+        if self.built:
+            self._draw_empty()
 
     def setup(self, info) -> None:
         self.tensor_box.configure(values=info.tensor_names)
         self.tensor_var.set(self.app.watch.grad_tensor)
-        self._version = -1
+        self._drawn = None
 
     def subscribe(self, bus) -> None:
         super().subscribe(bus)
@@ -76,89 +120,190 @@ class GradientsTab(PlotTab):
         if probe.grad_hist is None or (self.built and probe.grad_tensor != self.tensor_var.get()):
             return
         counts, edges = probe.grad_hist
-        self.hists = [h for h in self.hists if h[0] < probe.step][-5:] + [(probe.step, counts, edges)]
+        self.hists = [h for h in self.hists if h[0] < probe.step][-(HISTOGRAMS - 1):] + [(probe.step, counts, edges)]
         self.stale = True
 
+    # ------------------------------------------------------------ the artists, built once per tensor list
+    def _build_artists(self, names: list[str]) -> None:
+        colours = layer_colours(names, matplotlib.colormaps["plasma"])
+        rows = list(dict.fromkeys(layer_of(n) for n in names))
+        self.rows = rows
+        ax = self.ax_heat
+        ax.clear()  # which also forgets its inset axes: the colour bar gets new ones
+        self.cax.remove()
+        self.cax = ax.inset_axes([1.02, 0.0, 0.04, 1.0])
+        self.heat_right = 10.0
+        self.heat = ax.imshow(np.full((len(rows), HEAT_COLUMNS), np.nan), aspect="auto", interpolation="nearest",
+                              cmap=matplotlib.colormaps["viridis"], norm=LogNorm(vmin=1e-3, vmax=1.0),
+                              extent=(0.0, self.heat_right, len(rows) - 0.5, -0.5))
+        ax.set_xlim(0.0, self.heat_right)
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set_xlabel("step")
+        ax.set_title("grad norm per layer (log colour)", y=TITLE_Y)
+        self.cbar = self.figure.colorbar(self.heat, cax=self.cax)
+        self.cax.set_visible(True)
+        self._norm_set = False  # the colour scale is fitted to the first statistics step
+        self.grad_lines = self._line_axes(self.ax_lines, names, colours, "grad norm per tensor")
+        self.ratio_lines = self._line_axes(self.ax_ratio, names, colours, "update / parameter ratio per step")
+        self.ax_ratio.axhline(1e-3, color="k", ls="--", lw=0.8)
+        self.ax_ratio.text(0.01, 1e-3, " 1e-3", transform=self.ax_ratio.get_yaxis_transform(), va="bottom",
+                           fontsize=7)
+        ax = self.ax_hist
+        ax.clear()
+        self.stairs = [ax.stairs(np.zeros(1), np.array([-1.0, 1.0]), color="0.4", lw=0.8)
+                       for _ in range(HISTOGRAMS)]
+        self.stairs[-1].set_color("C0")
+        self.stairs[-1].set_linewidth(1.4)
+        ax.set_yscale("symlog", linthresh=1)
+        ax.set_xlabel("gradient value")
+        ax.set_ylabel("count")
+        self.hist_width, self.hist_top = 0.0, 1.0
+        ax.set_xlim(-1.0, 1.0)
+        ax.set_ylim(0.0, self.hist_top)
+        self.hist_title = ax.set_title("", y=TITLE_Y)
+        self.hist_note = message_on(ax, "waiting for the next statistics step")
+        # a static legend (a legend is costly to blit): which step each one is, the title says
+        ax.legend(handles=[self.stairs[-1], self.stairs[0]], labels=["newest", "earlier (fainter: older)"],
+                  loc="upper right")
+        artists = [self.heat, *self.grad_lines.values(), *self.ratio_lines.values(), *self.stairs, self.hist_title,
+                   self.hist_note]
+        self.blitter.set_artists(artists)
+        self._built_for = list(names)
+        self.relayout()  # other tick labels: lay out again
+
+    def _line_axes(self, ax, names: list[str], colours: dict, title: str) -> dict:
+        ax.clear()
+        lines, seen = {}, set()
+        for name in names:
+            row = layer_of(name)
+            (lines[name],) = ax.plot([], [], color=colours[row], lw=0.9, alpha=0.85,
+                                     label=row if row not in seen else None)
+            seen.add(row)
+        ax.set_yscale("log")
+        ax.set_xlim(0.0, 10.0)
+        ax.set_ylim(1e-3, 1.0)
+        ax.set_title(title, y=TITLE_Y)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3, which="both")
+        if seen:
+            ax.legend(loc="upper right", ncols=2 if len(seen) > 4 else 1)
+        self._fitted.discard(ax)  # the y axis is fitted to the first data, then grows with headroom
+        return lines
+
+    # ------------------------------------------------------------ drawing
     def refresh(self, force: bool = False) -> bool:
         if not self.built:
             return False
         h = self.app.history
-        key = (h.version if h.last_stats is not None else -2, len(self.hists), self.hists[-1][0] if self.hists else 0)
-        if key == self._version and not force:
+        # what this tab shows changes with statistics steps only, not with every record
+        key = (id(h), id(h.last_stats), len(h.layer_steps), len(self.hists), self.hists[-1][0] if self.hists else 0)
+        if key == self._drawn and not force and not (self._need_full and self.can_full_draw()):
             return False
-        if not force and not self.can_full_draw():
+        if not force and not self.can_blit():
             return False
-        self._version = key
+        need, self._norm_changed = False, False
         if h.last_stats is None:
-            self._draw_empty()
-            self.full_draw()
-            return True
-        cmap = matplotlib.colormaps["viridis"]
-        names = list(h.grad_norms)
-        colours = layer_colours(names, matplotlib.colormaps["plasma"])
-        self._heatmap(h, cmap)
-        self._lines(self.ax_lines, h.grad_norms, colours, "grad norm per tensor")
-        self._lines(self.ax_ratio, h.update_ratios, colours, "update / parameter ratio per step")
-        self.ax_ratio.axhline(1e-3, color="k", ls="--", lw=0.8)
-        self.ax_ratio.text(0.01, 1e-3, " 1e-3", transform=self.ax_ratio.get_yaxis_transform(), va="bottom",
-                           fontsize=7)
-        self._histograms()
-        self.full_draw()
-        return True
+            if self._built_for is not None or self._drawn is None:
+                self._draw_empty()
+                need = True
+        else:
+            names = list(h.grad_norms)
+            if names != self._built_for:
+                self._build_artists(names)
+                need = True
+            need = self._update_heatmap(h) or need
+            need = self._update_lines(self.ax_lines, self.grad_lines, h.grad_norms) or need
+            need = self._update_lines(self.ax_ratio, self.ratio_lines, h.update_ratios) or need
+            need = self._update_histograms() or need
+        # stale ticks for a moment mislead nobody (the curves blit on); colours against the old bar would
+        self._colours_owed = self._colours_owed or self._norm_changed
+        drawn = self.present(need, force, blit_while_owed=not self._colours_owed)
+        if not self._need_full:
+            self._colours_owed = False
+        if drawn:
+            self._drawn = key
+        return drawn
 
-    def _heatmap(self, h, cmap) -> None:
-        ax = self.ax_heat
-        ax.clear()
-        self.cax.clear()
-        rows = list(dict.fromkeys(layer_of(n) for n in h.grad_norms))
-        grid = np.array([[col.get(r, np.nan) for col in h.layer_norms] for r in rows])  # (layers, columns)
-        grid = np.where(np.isfinite(grid) & (grid > 0), grid, np.nan)
-        steps = h.layer_steps
+    def _update_heatmap(self, h) -> bool:
+        need = False
+        last = h.layer_steps[-1]
+        right = x_limit(last, self.heat_right)
+        if right is not None:
+            self.heat_right = right
+            self.heat.set_extent((0.0, right, len(self.rows) - 0.5, -0.5))
+            self.ax_heat.set_xlim(0.0, right)
+            need = True
+        grid = heat_columns(h.layer_steps, h.layer_norms, self.rows, self.heat_right)
+        self.heat.set_data(grid)
         finite = grid[np.isfinite(grid)]
-        norm = LogNorm(vmin=max(finite.min(), 1e-12), vmax=max(finite.max(), finite.min() * 1.01)) \
-            if finite.size else None
-        x0, x1 = steps[0] - 0.5, steps[-1] + 0.5
-        im = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap=cmap, norm=norm,
-                       extent=(x0, x1, len(rows) - 0.5, -0.5))
-        ax.set_yticks(range(len(rows)), rows)
-        ax.set_xlabel("step")
-        ax.set_title("grad norm per layer (log colour)")
-        self.figure.colorbar(im, cax=self.cax)
-        self.cax.set_visible(True)
-        if rows != self._rows:  # other tick labels: lay out again
-            self._rows = rows
-            self.relayout()
+        if finite.size:
+            lo, hi = float(finite.min()), float(finite.max())
+            norm = self.heat.norm
+            if not self._norm_set:
+                new = (lo / 1.5, max(hi * 1.5, lo * 1.01))
+                self._norm_set = True
+            else:
+                new = grow_limits((norm.vmin, norm.vmax), lo, hi, log=True)
+            if new is not None:
+                self.heat.set_norm(LogNorm(vmin=max(new[0], 1e-12), vmax=new[1]))
+                self.cbar.update_normal(self.heat)  # the bar follows the new scale (a full draw)
+                self._norm_changed = need = True
+        return need
 
-    def _lines(self, ax, series: dict, colours: dict, title: str) -> None:
-        ax.clear()
-        seen = set()
-        for name, s in series.items():
+    def _update_lines(self, ax, lines: dict, series: dict) -> bool:
+        need = False
+        last, lo, hi = 0.0, math.inf, -math.inf
+        for name, line in lines.items():
+            s = series.get(name)
+            if s is None:
+                continue
             x, y = s.arrays()
             y = np.where(y > 0, y, np.nan)
-            row = layer_of(name)
-            ax.plot(x, y, color=colours[row], lw=0.9, alpha=0.85, label=row if row not in seen else None)
-            seen.add(row)
-        ax.set_yscale("log")
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3, which="both")
-        if seen:
-            ax.legend(loc="best", ncols=2 if len(seen) > 4 else 1)
+            line.set_data(x, y)
+            if len(x):
+                last = max(last, float(x[-1]))
+            good = y[np.isfinite(y)]
+            if good.size:
+                lo, hi = min(lo, float(good.min())), max(hi, float(good.max()))
+        right = x_limit(last, ax.get_xlim()[1])
+        if right is not None:
+            ax.set_xlim(0.0, right)
+            need = True
+        if lo <= hi:
+            lim = (lo / 3.0, hi * 3.0) if ax not in self._fitted else grow_limits(ax.get_ylim(), lo, hi, log=True)
+            self._fitted.add(ax)
+            if lim is not None:
+                ax.set_ylim(*lim)
+                need = True
+        return need
 
-    def _histograms(self) -> None:
-        ax = self.ax_hist
-        ax.clear()
+    def _update_histograms(self) -> bool:
         name = self.tensor_var.get()
-        ax.set_title(f"gradient of {name}: last {len(self.hists)} statistics steps")
-        if not self.hists:
-            message_on(ax, "waiting for the next statistics step")
-            return
         n = len(self.hists)
-        for i, (step, counts, edges) in enumerate(self.hists):
-            newest = i == n - 1
-            ax.stairs(counts, edges, color="C0" if newest else "0.4", alpha=1.0 if newest else 0.25 + 0.5 * i / n,
-                      lw=1.4 if newest else 0.8, label=f"step {step}" if newest or i == 0 else None)
-        ax.set_yscale("symlog", linthresh=1)
-        ax.set_xlabel("gradient value")
-        ax.set_ylabel("count")
-        ax.legend(loc="upper right")
+        steps = f"step {self.hists[-1][0]}" if n == 1 else f"steps {self.hists[0][0]}-{self.hists[-1][0]}" if n else ""
+        self.hist_title.set_text(f"gradient of {name}: last {n} statistics steps" + (f" ({steps})" if n else ""))
+        self.hist_note.set_visible(n == 0)
+        for s in self.stairs:
+            s.set_visible(False)
+        if not n:
+            return False
+        # the newest in the last (blue) artist, the earlier ones in the grey ones before it, fainter when older
+        for i, (_step, counts, edges) in enumerate(self.hists):
+            artist = self.stairs[-1] if i == n - 1 else self.stairs[i]
+            artist.set_data(counts, edges)
+            artist.set_visible(True)
+            if i < n - 1:
+                artist.set_alpha(0.25 + 0.5 * i / n)
+        need = False
+        width = max(float(np.max(np.abs(e))) for _, _, e in self.hists)
+        new = symmetric_limit(self.hist_width, width)
+        if new is not None:
+            self.hist_width = new
+            self.ax_hist.set_xlim(-new, new)
+            need = True
+        top = count_limit(self.hist_top, max(float(np.max(c)) for _, c, _ in self.hists))
+        if top is not None:
+            self.hist_top = top
+            self.ax_hist.set_ylim(0.0, top)
+            need = True
+        return need

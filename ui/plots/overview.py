@@ -13,7 +13,6 @@ at the step that comes next. The planned line is static and recomputed only when
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
@@ -186,19 +185,9 @@ class OverviewTab(PlotTab):
             self.clip_line.set_ydata([clip, clip])
             need = True
         # limits set now but drawn later stay owed: the background the blit restores still has the old ones
-        self._need_full = self._need_full or need or force
-        if self._need_full and (force or self.can_full_draw()):
+        if (self._need_full or need or force) and (force or self.can_full_draw()):
             self.ax_loss.legend(loc="upper right")
-            self.full_draw()
-            self._need_full = False
-            return True
-        if self.blitter.blit():
-            self.blits += 1
-            self.last_blit = time.perf_counter()
-        else:
-            self.full_draw()
-            self._need_full = False
-        return True
+        return self.present(need, force, blit_while_owed=True)
 
     def _pins_changed(self) -> bool:
         key = tuple((id(p), config_diff(p.config, self.app.config)) for p in self.app.pins)

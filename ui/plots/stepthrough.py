@@ -7,6 +7,9 @@ on the right. Phases already done in this step are tinted; the current one is fi
 
 The inspector lists every tensor the phase produced (in backward phases, gradients: 'd x') with its
 shape and moments, and shows a small heatmap of the selected one.
+
+The diagram is built once per session; a phase recolours its boxes and sets the preview image's data
+in place, then draws (a full draw: the preview's colour bar changes with each tensor, but no new layout).
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class StepThroughTab(PlotTab):
         self.table.bind("<<TreeviewSelect>>", lambda e: self._select())
         self.selected = 0
         self.patches: dict[str, FancyBboxPatch] = {}
+        self._diagram_for = None  # the session (Ready) the diagram was built for
         self._drawn = None
 
     def clear(self) -> None:
@@ -133,32 +137,52 @@ class StepThroughTab(PlotTab):
         if key == self._drawn and not force:
             return False
         self._drawn = key
-        fig = self.figure
-        fig.clear()
-        self.relayout()  # new axes: lay them out on this draw
-        grid = fig.add_gridspec(1, 4)
-        ax = fig.add_subplot(grid[0, :3])
-        self._diagram(ax, info)
-        self._preview(fig.add_subplot(grid[0, 3]))
+        if self._diagram_for is not info:  # the session's diagram is built once; a phase only recolours it
+            self._build(info)
+        self._colour()
+        self._preview()
         v = self.phase
         if v is not None:
             status = "step complete" if v.last else f"next: {info.phase_names[v.index + 1]}"
             self.caption.configure(text=f"phase {v.index + 1}/{v.count} of step {v.step + (0 if v.last else 1)}: "
                                    f"{v.name} ({v.seconds * 1e3:.2f} ms) - {status}")
-        self.full_draw()
+        self.full_draw()  # the preview's colour bar changes with each tensor: no blit, but no new layout either
         return True
 
-    def _diagram(self, ax, info) -> None:
-        cols = diagram_columns(info.phase_names)
-        residual = info.config.model.residual
+    def _build(self, info) -> None:
+        fig = self.figure
+        fig.clear()
+        self.relayout()  # new axes: lay them out on this draw
+        grid = fig.add_gridspec(1, 4)
+        self._diagram(fig.add_subplot(grid[0, :3]), info)
+        self.ax_preview = ax = fig.add_subplot(grid[0, 3])
+        self.preview_note = message_on(ax, "")
+        self.preview_image = self.preview_bar = None
+        ax.set_axis_off()
+        self._diagram_for = info
+
+    def _colour(self) -> None:
+        """Fills the current phase's box and tints the ones done in this step."""
         current = box_of(self.phase.name) if self.phase is not None else None
         kind = self.phase.kind if self.phase is not None else None
         done_kind: dict[str, str] = {}
         for name in self.done[:-1]:
             done_kind[box_of(name)] = "backward" if name.startswith("backward.") else \
                 ("forward" if name.startswith("forward.") else name if name in TINT else "data")
+        for box, patch in self.patches.items():
+            face, text_colour = "white", "#222"
+            if box in done_kind:
+                face = TINT.get(done_kind[box], "white")
+            if box == current:
+                face, text_colour = FILL.get(kind, "#4c72b0"), "white"
+            patch.set_facecolor(face)
+            self.labels[box].set_color(text_colour)
+
+    def _diagram(self, ax, info) -> None:
+        cols = diagram_columns(info.phase_names)
+        residual = info.config.model.residual
         depth = max(len(b) for _, b in cols)
-        self.patches = {}
+        self.patches, self.labels = {}, {}
         w, h = 0.74, 0.52
         centres: dict[str, tuple[float, float]] = {}
         for c, (title, boxes) in enumerate(cols):
@@ -166,16 +190,12 @@ class StepThroughTab(PlotTab):
             for r, box in enumerate(boxes):
                 x, y = c, -r
                 centres[box] = (x, y)
-                face, text_colour = "white", "#222"
-                if box in done_kind:
-                    face = TINT.get(done_kind[box], "white")
-                if box == current:
-                    face, text_colour = FILL.get(kind, "#4c72b0"), "white"
                 patch = FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.08",
-                                       facecolor=face, edgecolor="#555", lw=1.0)
+                                       facecolor="white", edgecolor="#555", lw=1.0)
                 ax.add_patch(patch)
                 self.patches[box] = patch
-                ax.text(x, y, short_label(box, residual), ha="center", va="center", fontsize=7.5, color=text_colour)
+                self.labels[box] = ax.text(x, y, short_label(box, residual), ha="center", va="center", fontsize=7.5,
+                                           color="#222")
         order = [b for _, boxes in cols for b in boxes if b not in ("clip", "update")]
         for a, b in zip(order, order[1:], strict=False):
             self._arrow(ax, centres[a], centres[b], "#4c72b0", -0.16, w, h)
@@ -207,18 +227,39 @@ class StepThroughTab(PlotTab):
         ax.add_patch(FancyArrowPatch(path=Path(verts), arrowstyle="-|>", mutation_scale=8, color=colour, lw=1.0,
                                      ls=ls, shrinkA=0, shrinkB=0))
 
-    def _preview(self, ax) -> None:
-        v = self.phase
+    def _preview(self) -> None:
+        """The selected tensor's strided preview: the image's data, extent and colour scale set in place."""
+        ax, v = self.ax_preview, self.phase
         if v is None or not v.tensors:
-            ax.set_axis_off()
-            message_on(ax, "no tensor yet:\npress Step into (F11)" if v is None else "this phase\nproduced no tensor")
+            self.preview_note.set_text("no tensor yet:\npress Step into (F11)" if v is None else
+                                       "this phase\nproduced no tensor")
+            self.preview_note.set_visible(True)
+            if self.preview_image is not None:
+                self.preview_image.set_visible(False)
+                self.preview_bar.ax.set_visible(False)
+                ax.set_title("")
+                ax.set_axis_off()
             return
         t = v.tensors[min(self.selected, len(v.tensors) - 1)]
         data = np.where(np.isfinite(t.preview), t.preview, np.nan)
         lim = float(np.nanmax(np.abs(data))) if np.isfinite(data).any() else 1.0
-        im = ax.imshow(data, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
+        lim = lim if lim > 0 else 1.0
+        rows, cols = data.shape
+        if self.preview_image is None:
+            self.preview_image = ax.imshow(data, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto",
+                                           interpolation="nearest")
+            self.preview_bar = self.figure.colorbar(self.preview_image, ax=ax, shrink=0.8)
+            ax.set_xlabel("last axis (strided)")
+            ax.set_ylabel("rows (strided)")
+            self.relayout()  # ticks, labels and a colour bar appeared: lay out again
+        else:
+            self.preview_image.set_data(data)
+            self.preview_image.set_clim(-lim, lim)
+        self.preview_image.set_extent((-0.5, cols - 0.5, rows - 0.5, -0.5))
+        ax.set_xlim(-0.5, cols - 0.5)
+        ax.set_ylim(rows - 0.5, -0.5)
+        self.preview_image.set_visible(True)
+        self.preview_bar.ax.set_visible(True)
+        self.preview_note.set_visible(False)
+        ax.set_axis_on()
         ax.set_title(f"{t.name} {'x'.join(map(str, t.shape))}" + ("" if t.finite else " (NaN/Inf!)"), fontsize=8)
-        ax.set_xlabel("last axis (strided)")
-        ax.set_ylabel("rows (strided)")
-        self.figure.colorbar(im, ax=ax, shrink=0.8)
-

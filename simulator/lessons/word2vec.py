@@ -184,8 +184,9 @@ def validate(cfg: Word2VecConfig, ctx: ParseContext) -> Word2VecConfig:
         ctx.fail("path" if cfg.corpus == "text_file" else "corpus", str(e))
     where_key = "path" if cfg.corpus == "text_file" else "corpus"
     if len(c.ids) < 2 * cfg.window + 1:
-        ctx.fail(where_key, f"{c.where} has {len(c.ids)} words (seen at least min_count {cfg.min_count} times), "
-                 f"fewer than one window of {2 * cfg.window + 1} (window {cfg.window} on each side)",
+        counted = f" seen at least {cfg.min_count} times (min_count)" if cfg.min_count > 1 else ""
+        ctx.fail(where_key, f"{c.where} has {len(c.ids)} words{counted}, fewer than one window of "
+                 f"{2 * cfg.window + 1} (window {cfg.window} on each side)",
                  "use a longer text or a smaller window")
     if len(c.vocab) < 2:
         ctx.fail(where_key, f"{c.where} has {len(c.vocab)} distinct word; word2vec needs at least two")

@@ -254,6 +254,24 @@ def test_pca_map_is_the_top_two_principal_axes():
     np.testing.assert_allclose(share, vals[::-1][:2] / vals.sum())
 
 
+def test_the_lessons_frames_and_summary_report_what_was_measured():
+    from simulator.lessons.word2vec import FREQUENT, Word2VecConfig, run, summary
+    cfg = Word2VecConfig(dim=16, epochs=1, steps=3, static_sentences=())
+    frames = run(cfg)
+    text = summary(cfg, frames)
+    last = frames[-1]
+    assert [f.step for f in frames] == [1, 2, 3] and frames[0].words_done < last.words_done
+    for rel, hits, asked in last.accuracy:
+        assert f"{rel:<8} {hits / asked:6.1%}  ({hits} of {asked})" in text
+    for w, nbs in last.neighbours:
+        assert f"{w:>10}: {nbs[0][0]} {nbs[0][1]:.2f}" in text and len(nbs) == cfg.k
+    assert [m[0] for m in last.maps] == ["gender", "plural", "capital", FREQUENT]
+    for name, ws, coords, share in last.maps:
+        assert coords.shape == (len(ws), 2) and 0 < share[1] <= share[0] < 1
+        assert len(ws) == 2 * len(RELATIONS[name]) if name != FREQUENT else len(ws) == 30
+    assert "word2vec gives 'plough' one vector whatever its sentence" in text and text.count("plough") >= 3
+
+
 # ----------------------------------------------------------------------------------------------- mistakes
 @pytest.mark.parametrize("body, says", [
     ("window: 0\n", "t.yaml:2: window: must be at least 1, got 0"),
@@ -263,6 +281,8 @@ def test_pca_map_is_the_top_two_principal_axes():
     ("corpus: text_file\npath: few.txt\nneighbours: []\nstatic_word: null\n",
      "t.yaml:3: path: 'few.txt' has 4 words, fewer than one window of 7 (window 3 on each side)"),
     ("neighbours: [queen, kitten]\n", "t.yaml:2: neighbours: 'kitten' is not a word of the invented-world corpus"),
+    ("static_sentences: ['the king rests', 'the goat']\n",
+     "t.yaml:2: static_sentences: 'the king rests' does not hold static_word 'plough'"),
 ])
 def test_a_mistake_is_one_line_naming_file_line_and_key(tmp_path, capsys, body, says):
     (tmp_path / "few.txt").write_text("a few words only\n", encoding="utf-8")

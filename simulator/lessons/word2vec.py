@@ -34,6 +34,7 @@ from simulator.text.word2vec import (
     nearest,
     pca_2d,
     relation_pairs,
+    unit_rows,
 )
 from simulator.yamlconfig import ParseContext
 
@@ -62,6 +63,8 @@ class Word2VecConfig:
     neighbours: tuple[str, ...] = ("queen", "goats", "tolm", "plough")
     k: int = 5  # neighbours shown per word
     static_word: Optional[str] = "plough"  # a word used two ways ("the plough has handles", "they plough")
+    static_sentences: tuple[str, ...] = ()  # two sentences with static_word; empty: the two of the text that
+    # share the fewest other words
 
 
 @dataclass(frozen=True)
@@ -155,23 +158,44 @@ def sentences_with(tokens_text: str, word: str, limit: int = 200) -> list[str]:
     return out
 
 
-def static_text(cfg: Word2VecConfig, c: Corpus, vectors: np.ndarray) -> list[str]:
-    """Two sentences that use `static_word` most differently, and the one vector word2vec gives it in both."""
-    word = cfg.static_word
-    text, _ = lesson_text(cfg.corpus, cfg.path)
+def pick_sentences(text: str, word: str) -> list[str]:
+    """The two sentences with `word` that share the fewest other words (Jaccard; the first such pair), or fewer."""
     found = sentences_with(text, word)
     if len(found) < 2:
-        return [f"static vectors: '{word}' occurs in fewer than two sentences of {c.where}"]
+        return found
     bags = [set(words(s)) - {word} for s in found]
-    # the two sentences sharing the fewest other words (Jaccard), the first such pair in text order
-    best = min((len(bags[i] & bags[j]) / max(1, len(bags[i] | bags[j])), i, j)
-                for i in range(len(found)) for j in range(i + 1, len(found)))
-    _, i, j = best
-    return [f"static vectors: word2vec gives '{word}' one vector whatever its sentence:",
-            f"  \"{found[i]}\"", f"  \"{found[j]}\"",
-            "  in both it is the same row of the table (cosine 1 by construction); its neighbours mix every use: "
-            + ", ".join(f"{n} {s:.2f}" for n, s in nearest(vectors, c.vocab, word, cfg.k)),
-            "  A contextual encoder (BERT) gives a word one vector per sentence instead."]
+    _, i, j = min((len(bags[i] & bags[j]) / max(1, len(bags[i] | bags[j])), i, j)
+                  for i in range(len(found)) for j in range(i + 1, len(found)))
+    return [found[i], found[j]]
+
+
+def static_text(cfg: Word2VecConfig, c: Corpus, vectors: np.ndarray) -> list[str]:
+    """Two sentences that use `static_word` differently, and the one vector word2vec gives it in both.
+
+    What differs is measured on the other words of each sentence (their mean vector): the contexts differ,
+    the word's vector does not.
+    """
+    word = cfg.static_word
+    shown = list(cfg.static_sentences) or pick_sentences(lesson_text(cfg.corpus, cfg.path)[0], word)
+    if len(shown) < 2:
+        return [f"static vectors: '{word}' occurs in fewer than two sentences of {c.where}"]
+    e = unit_rows(vectors)
+    index = c.vocab.index
+    v = e[index[word]]
+    contexts = []
+    for s in shown:
+        others = [index[w] for w in words(s) if w != word and w in index]
+        m = e[others].mean(axis=0) if others else np.zeros_like(v)
+        contexts.append(m / max(float(np.linalg.norm(m)), 1e-12))
+    lines = [f"static vectors: word2vec gives '{word}' one vector whatever its sentence:"]
+    for s, m in zip(shown, contexts, strict=True):
+        lines.append(f"  \"{s}\"  (its other words, averaged: cosine {float(m @ v):.2f} with '{word}')")
+    lines += [f"  the two sentences' other words: cosine {float(contexts[0] @ contexts[1]):.2f} with each other; "
+              f"'{word}' is one row of the table in both (cosine 1)",
+              "  its nearest neighbours, one list for every use: "
+              + ", ".join(f"{n} {s:.2f}" for n, s in nearest(vectors, c.vocab, word, cfg.k)),
+              "  A contextual encoder (BERT) gives a word one vector per sentence instead."]
+    return lines
 
 
 # -------------------------------------------------------------------------------------------- lesson
@@ -198,6 +222,11 @@ def validate(cfg: Word2VecConfig, ctx: ParseContext) -> Word2VecConfig:
         ctx.fail("neighbours", f"'{missing[0]}' is not a word of {c.where} (seen at least {cfg.min_count} times)")
     if cfg.static_word is not None and cfg.static_word not in c.vocab.index:
         ctx.fail("static_word", f"'{cfg.static_word}' is not a word of {c.where}")
+    if cfg.static_sentences and (len(cfg.static_sentences) != 2 or cfg.static_word is None):
+        ctx.fail("static_sentences", f"needs two sentences and a static_word, got {len(cfg.static_sentences)}")
+    bad = [s for s in cfg.static_sentences if cfg.static_word not in words(s)]
+    if bad:
+        ctx.fail("static_sentences", f"{bad[0]!r} does not hold static_word '{cfg.static_word}'")
     return cfg
 
 

@@ -169,16 +169,22 @@ def pick_sentences(text: str, word: str) -> list[str]:
     return [found[i], found[j]]
 
 
-def static_text(cfg: Word2VecConfig, c: Corpus, vectors: np.ndarray) -> list[str]:
-    """Two sentences that use `static_word` differently, and the one vector word2vec gives it in both.
+@dataclass(frozen=True)
+class StaticPoint:
+    """One word in two sentences: how alike the sentences' other words are, and the word's one vector."""
 
-    What differs is measured on the other words of each sentence (their mean vector): the contexts differ,
-    the word's vector does not.
-    """
+    word: str
+    sentences: tuple[str, ...]  # two, or fewer when the text has fewer
+    with_word: tuple[float, ...]  # cosine of each sentence's other words (their mean vector) with the word
+    between: float  # cosine between the two sentences' other words
+
+
+def static_point(cfg: Word2VecConfig, c: Corpus, vectors: np.ndarray) -> StaticPoint:
+    """The measurement behind the static-vector point: the contexts differ, the word's vector cannot."""
     word = cfg.static_word
-    shown = list(cfg.static_sentences) or pick_sentences(lesson_text(cfg.corpus, cfg.path)[0], word)
+    shown = tuple(cfg.static_sentences) or tuple(pick_sentences(lesson_text(cfg.corpus, cfg.path)[0], word))
     if len(shown) < 2:
-        return [f"static vectors: '{word}' occurs in fewer than two sentences of {c.where}"]
+        return StaticPoint(word, shown, (), float("nan"))
     e = unit_rows(vectors)
     index = c.vocab.index
     v = e[index[word]]
@@ -187,13 +193,21 @@ def static_text(cfg: Word2VecConfig, c: Corpus, vectors: np.ndarray) -> list[str
         others = [index[w] for w in words(s) if w != word and w in index]
         m = e[others].mean(axis=0) if others else np.zeros_like(v)
         contexts.append(m / max(float(np.linalg.norm(m)), 1e-12))
-    lines = [f"static vectors: word2vec gives '{word}' one vector whatever its sentence:"]
-    for s, m in zip(shown, contexts, strict=True):
-        lines.append(f"  \"{s}\"  (its other words, averaged: cosine {float(m @ v):.2f} with '{word}')")
-    lines += [f"  the two sentences' other words: cosine {float(contexts[0] @ contexts[1]):.2f} with each other; "
-              f"'{word}' is one row of the table in both (cosine 1)",
+    return StaticPoint(word, shown, tuple(float(m @ v) for m in contexts), float(contexts[0] @ contexts[1]))
+
+
+def static_text(cfg: Word2VecConfig, c: Corpus, vectors: np.ndarray) -> list[str]:
+    """Two sentences that use `static_word` differently, and the one vector word2vec gives it in both."""
+    p = static_point(cfg, c, vectors)
+    if len(p.sentences) < 2:
+        return [f"static vectors: '{p.word}' occurs in fewer than two sentences of {c.where}"]
+    lines = [f"static vectors: word2vec gives '{p.word}' one vector whatever its sentence:"]
+    for s, cos in zip(p.sentences, p.with_word, strict=True):
+        lines.append(f"  \"{s}\"  (its other words, averaged: cosine {cos:.2f} with '{p.word}')")
+    lines += [f"  the two sentences' other words: cosine {p.between:.2f} with each other; "
+              f"'{p.word}' is one row of the table in both (cosine 1)",
               "  its nearest neighbours, one list for every use: "
-              + ", ".join(f"{n} {s:.2f}" for n, s in nearest(vectors, c.vocab, word, cfg.k)),
+              + ", ".join(f"{n} {s:.2f}" for n, s in nearest(vectors, c.vocab, p.word, cfg.k)),
               "  A contextual encoder (BERT) gives a word one vector per sentence instead."]
     return lines
 

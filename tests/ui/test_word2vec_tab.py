@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.lessons import default_config, lesson_for
-from simulator.lessons.word2vec import neighbours_text
+from simulator.lessons.word2vec import load_corpus, neighbours_text, static_point
 from ui.lessons.word2vec import align
 
 
@@ -30,7 +30,7 @@ def test_the_tab_replays_the_lessons_frames_and_recomputes_on_a_change(harness):
     assert h.pump(lambda: tab.result is not None and not tab.playing, 120)
     cfg = default_config(lesson_for("word2vec"))
     frames = lesson_for("word2vec").run(cfg, None, lambda: False)
-    shown, maps = tab.result
+    shown, maps, static = tab.result
     assert tab.steps_of() == cfg.steps == len(frames) and tab.shown == cfg.steps
     last = frames[-1]
     assert [f.loss for f in shown] == [f.loss for f in frames]  # the engine's own frames (same seed)
@@ -38,6 +38,9 @@ def test_the_tab_replays_the_lessons_frames_and_recomputes_on_a_change(harness):
     np.testing.assert_allclose(tab.dots.get_offsets(), maps["capital"][1][-1])
     assert last.maps[2][0] == "capital" and [t.get_text() for t in tab.labels] == list(last.maps[2][1])
     assert tab.neighbours.get_text().startswith("\n".join(neighbours_text(last)))
+    point = static_point(cfg, load_corpus(cfg.corpus, cfg.path, cfg.min_count), last.vectors)
+    assert static.endswith(f"have cosine {point.between:.2f}. BERT's vectors are contextual: one per sentence.")
+    assert tab.neighbours.get_text().endswith(static) and "'plough' in" in static
     for rel, hits, asked in last.accuracy:
         assert tab.acc[rel].get_ydata()[-1] == hits / asked
     assert len(tab.pairs.get_segments()) == len(last.maps[2][1]) // 2 == 8

@@ -18,7 +18,7 @@ from tkinter import ttk
 import numpy as np
 from matplotlib.collections import LineCollection
 
-from simulator.lessons.word2vec import FREQUENT, MODELS, neighbours_text
+from simulator.lessons.word2vec import FREQUENT, MODELS, load_corpus, neighbours_text, static_point
 from ui.lessons import lesson_tab
 from ui.lessons.base import LessonTab
 from ui.plots.base import Blitter, combo
@@ -35,6 +35,20 @@ def align(frames_coords: list[np.ndarray]) -> np.ndarray:
         u, _, vt = np.linalg.svd(x.T @ target)  # (2, 2): the orthogonal R minimising |x R - target|
         out[i] = x @ (u @ vt)
     return np.stack(out)
+
+
+def static_lines(cfg, frames) -> str:
+    """The static-vector point, measured on the trained vectors, short enough for the panel."""
+    if cfg.static_word is None:
+        return "one vector per word, whatever its sentence (static; BERT's are contextual)"
+    p = static_point(cfg, load_corpus(cfg.corpus, cfg.path, cfg.min_count), frames[-1].vectors)
+    if len(p.sentences) < 2:
+        return f"one vector per word: '{p.word}' is in fewer than two sentences here"
+    cut = [s if len(s) <= 52 else s[:51] + "…" for s in p.sentences]
+    return (f"one vector per word, whatever its sentence: after training,\n'{p.word}' in\n"
+            + "\n".join(f'  "{s}"' for s in cut)
+            + f"\nis one vector (cosine 1), though the other words of the\ntwo sentences have cosine "
+              f"{p.between:.2f}. BERT's vectors are contextual: one per sentence.")
 
 
 @lesson_tab("word2vec")
@@ -71,11 +85,11 @@ class Word2VecTab(LessonTab):
             self.change(path, text)
 
     def digest(self, cfg, frames):
-        """(frames, {map name: (words, (steps, n, 2) aligned coordinates)})."""
+        """(frames, {map name: (words, (steps, n, 2) aligned coordinates)}, the static-vector lines)."""
         maps = {}
         for m, (name, ws, _, _) in enumerate(frames[-1].maps):
             maps[name] = (ws, align([f.maps[m][2] for f in frames]))
-        return frames, maps
+        return frames, maps, static_lines(cfg, frames)
 
     def steps_of(self) -> int:
         return len(self.result[0])
@@ -88,7 +102,7 @@ class Word2VecTab(LessonTab):
             self.full_draw()
 
     def draw_static(self) -> list:
-        frames, maps = self.result
+        frames, maps, self.static = self.result
         names = list(maps)
         self.map_box.configure(values=names)
         if self.map_var.get() not in names:  # capitals first: their pairs are the most parallel
@@ -127,13 +141,14 @@ class Word2VecTab(LessonTab):
         ax_loss = ax_acc.twinx()
         (self.loss_line,) = ax_loss.plot([], [], color="0.3", lw=1.0, ls="--", label="loss per prediction")
         ax_acc.set_xlim(0, n)
-        ax_acc.set_ylim(0, 1)
-        ax_loss.set_ylim(0, float(self.loss_values.max()) * 1.1)
+        ax_acc.set_ylim(0, 1.3)  # headroom for the legend
+        ax_acc.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+        ax_loss.set_ylim(0, float(self.loss_values.max()) * 1.35)
         ax_acc.set_xlabel("step")
         ax_acc.set_title("analogy accuracy (solid) and loss (dashed)")
         ax_acc.grid(alpha=0.3)
-        ax_acc.legend(handles=[*self.acc.values(), self.loss_line], loc="lower right",
-                      bbox_to_anchor=(1.0, 0.28), fontsize=7)
+        ax_acc.legend(handles=[*self.acc.values(), self.loss_line], loc="upper center", ncol=2,
+                      fontsize=7)
         ax_text.set_axis_off()
         self.neighbours = ax_text.text(0, 1, "", transform=ax_text.transAxes, ha="left", va="top", fontsize=8,
                                        family="monospace")
@@ -141,7 +156,7 @@ class Word2VecTab(LessonTab):
                 self.neighbours]
 
     def show_until(self, k: int) -> None:
-        frames, _ = self.result
+        frames = self.result[0]
         i = max(0, k - 1)
         xy = self.coords[i]  # (n, 2)
         self.dots.set_offsets(xy)
@@ -157,5 +172,4 @@ class Word2VecTab(LessonTab):
             line.set_data(self.steps[:k], self.acc_values[rel][:k])
         self.loss_line.set_data(self.steps[:k], self.loss_values[:k])
         acc = "   ".join(f"{rel} {h / a:.0%}" for rel, h, a in f.accuracy if a)
-        self.neighbours.set_text("\n".join(neighbours_text(f)) + f"\n\nanalogies solved: {acc}\n\n"
-                                 "one vector per word, whatever its sentence\n(static; BERT's are contextual)")
+        self.neighbours.set_text("\n".join(neighbours_text(f)) + f"\n\nanalogies solved: {acc}\n\n" + self.static)

@@ -15,6 +15,7 @@ from simulator.text.tfidf import words
 from simulator.text.word2vec import (
     Word2Vec,
     Word2VecParams,
+    analogy_accuracy,
     analogy_hits,
     build_vocab,
     draw_negatives,
@@ -239,19 +240,42 @@ def test_trained_cbow_vectors_solve_analogies_too(world):
     assert after["gender"] > 0.4 and after["capital"] > 0.5, after
 
 
+def test_analogy_accuracy_matches_a_query_by_query_reference():
+    # vectors where the relations hold up to noise, so some analogies are solved and some are not
+    vocab = build_vocab([w for rel in RELATIONS.values() for pair in rel for w in pair] + ["the", "of"])
+    index = vocab.index
+    rng = np.random.default_rng(1)
+    offsets = {rel: rng.normal(size=9) for rel in RELATIONS}
+    v = rng.normal(size=(len(vocab), 9))
+    for rel, pairs in RELATIONS.items():
+        for a, b in pairs:
+            v[index[b]] = v[index[a]] + offsets[rel] + rng.normal(0, 0.9, 9)
+    got = analogy_accuracy(v, vocab, RELATIONS)
+    e = v / np.linalg.norm(v, axis=1, keepdims=True)
+    for (rel, hits, asked), pairs in zip(got, RELATIONS.values(), strict=True):
+        ref = total = 0
+        for a, b in pairs:
+            for c, d in pairs:
+                if a != c:
+                    sc = e @ (e[index[b]] - e[index[a]] + e[index[c]])
+                    sc[[index[a], index[b], index[c]]] = -np.inf
+                    ref += int(np.argmax(sc)) == index[d]
+                    total += 1
+        assert (hits, asked) == (ref, total) and 0 < hits < asked, rel
+        assert analogy_hits(v, vocab, pairs) == (hits, asked)
+
+
 def test_pca_map_is_the_top_two_principal_axes():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(11, 7)) * np.array([5.0, 3.0, 1.0, 0.5, 0.4, 0.3, 0.2])
     coords, share = pca_2d(x)
     centered = x - x.mean(0)
-    cov = centered.T @ centered
-    vals, vecs = np.linalg.eigh(cov)
-    top = vecs[:, ::-1][:, :2]
-    ref = centered @ top
+    u, sv, _ = np.linalg.svd(centered, full_matrices=False)
+    ref = u[:, :2] * sv[:2]
     for j in range(2):  # equal up to each axis's sign, which pca_2d fixes: its largest coordinate is positive
         assert np.allclose(np.abs(coords[:, j]), np.abs(ref[:, j]))
         assert coords[np.argmax(np.abs(coords[:, j])), j] > 0
-    np.testing.assert_allclose(share, vals[::-1][:2] / vals.sum())
+    np.testing.assert_allclose(share, sv[:2] ** 2 / (sv ** 2).sum())
 
 
 def test_the_lessons_frames_and_summary_report_what_was_measured():

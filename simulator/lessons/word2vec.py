@@ -28,7 +28,7 @@ from simulator.text.word2vec import (
     Vocab,
     Word2Vec,
     Word2VecParams,
-    analogy_hits,
+    analogy_accuracy,
     build_vocab,
     encode,
     nearest,
@@ -123,7 +123,7 @@ def map_sets(vocab: Vocab) -> list[tuple[str, tuple[str, ...]]]:
 
 def describe(vectors: np.ndarray, c: Corpus, cfg: Word2VecConfig, step: int, stats, vectors_kept: bool) -> W2VFrame:
     """The frame of the vectors after one chunk."""
-    acc = tuple((rel, *analogy_hits(vectors, c.vocab, pairs)) for rel, pairs in RELATIONS.items())
+    acc = tuple(analogy_accuracy(vectors, c.vocab, RELATIONS))
     nbs = tuple((w, tuple(nearest(vectors, c.vocab, w, cfg.k))) for w in cfg.neighbours)
     index = c.vocab.index
     maps = tuple((name, ws, *pca_2d(vectors[[index[w] for w in ws]])) for name, ws in map_sets(c.vocab))

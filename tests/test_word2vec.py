@@ -296,6 +296,22 @@ def test_the_lessons_frames_and_summary_report_what_was_measured():
     assert "word2vec gives 'plough' one vector whatever its sentence" in text and text.count("plough") >= 3
 
 
+def test_a_persons_text_file_trains_and_says_which_relations_it_lacks(tmp_path):
+    from simulator.lessons import check
+    from simulator.lessons.word2vec import FREQUENT, Word2VecConfig, run, summary
+    rng = np.random.default_rng(0)
+    animals, places = ("cat", "dog", "fox", "owl"), ("mat", "rug", "log", "bed")
+    text = ". ".join(f"the {rng.choice(animals)} sat on the {rng.choice(places)}" for _ in range(300)) + ".\n"
+    (tmp_path / "story.txt").write_text(text, encoding="utf-8")
+    cfg = check(Word2VecConfig(corpus="text_file", path=str(tmp_path / "story.txt"), dim=8, epochs=3, steps=2,
+                               neighbours=("cat",), k=3, static_word="dog"))
+    frames = run(cfg)
+    out = summary(cfg, frames)
+    assert [m[0] for m in frames[-1].maps] == [FREQUENT] and len(frames[-1].maps[0][1]) == 11  # all its words
+    assert out.count("no pair of this relation in the text") == 3 and "11 in the vocabulary" in out
+    assert "word2vec gives 'dog' one vector whatever its sentence" in out
+
+
 # ----------------------------------------------------------------------------------------------- mistakes
 @pytest.mark.parametrize("body, says", [
     ("window: 0\n", "t.yaml:2: window: must be at least 1, got 0"),

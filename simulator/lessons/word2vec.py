@@ -98,12 +98,14 @@ def load_corpus(corpus: str, path: str | None, min_count: int) -> Corpus:
     """The words of the lesson's corpus (cached per text and min_count); ExplainError for a text that cannot be read."""
     text, where = lesson_text(corpus, path)
     key = (corpus, path, min_count, len(text), hash(text))
-    if key not in _CORPORA:
+    found = _CORPORA.get(key)  # read once: the window's lesson thread and the Tk thread both call this
+    if found is None:
         tokens = words(text)
         vocab = build_vocab(tokens, min_count)
+        found = Corpus(where, tokens, vocab, encode(tokens, vocab))
         _CORPORA.clear()  # one text at a time: a person's file may be large
-        _CORPORA[key] = Corpus(where, tokens, vocab, encode(tokens, vocab))
-    return _CORPORA[key]
+        _CORPORA[key] = found
+    return found
 
 
 def params_of(cfg: Word2VecConfig) -> Word2VecParams:

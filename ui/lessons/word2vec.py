@@ -1,0 +1,175 @@
+"""word2vec: a PCA map of the word vectors moving as they train, analogy accuracy and loss per step, and the
+nearest neighbours of the asked words at the step shown.
+
+The lesson (`simulator.lessons.word2vec`) trains in chunks, one frame each; this tab replays the frames.
+Each frame's map is the PCA of one relation's words (pairs joined by a line: king - queen, goat - goats,
+varnia - tolm). The axes of a PCA may turn or flip from one frame to the next, so each frame's map is turned
+(an orthogonal Procrustes fit: rotation or reflection, distances kept) onto the last frame's and scaled
+to unit spread: what moves is the words, not the axes. The toolbar's model, window and D recompute the
+lesson; the map choice only redraws.
+"""
+
+from __future__ import annotations
+
+import gc
+import tkinter as tk
+from tkinter import ttk
+
+import numpy as np
+from matplotlib.collections import LineCollection
+
+from simulator.lessons.word2vec import FREQUENT, MODELS, load_corpus, neighbours_text, static_point
+from ui.lessons import lesson_tab
+from ui.lessons.base import LessonTab
+from ui.plots.base import Blitter, combo
+
+
+def align(frames_coords: list[np.ndarray]) -> np.ndarray:
+    """(steps, n, 2): each frame's centred map, turned onto the last one's (Procrustes) and scaled to unit RMS."""
+    out = []
+    for x in frames_coords:
+        x = x - x.mean(axis=0)
+        out.append(x / max(float(np.sqrt((x ** 2).sum(axis=1).mean())), 1e-12))
+    target = out[-1]
+    for i, x in enumerate(out):
+        u, _, vt = np.linalg.svd(x.T @ target)  # (2, 2): the orthogonal R minimising |x R - target|
+        out[i] = x @ (u @ vt)
+    return np.stack(out)
+
+
+def static_lines(cfg, frames) -> str:
+    """The static-vector point, measured on the trained vectors, short enough for the panel."""
+    if cfg.static_word is None:
+        return "one vector per word, whatever its sentence (static; BERT's are contextual)"
+    p = static_point(cfg, load_corpus(cfg.corpus, cfg.path, cfg.min_count), frames[-1].vectors)
+    if len(p.sentences) < 2:
+        return f"one vector per word: '{p.word}' is in fewer than two sentences here"
+    cut = [s if len(s) <= 52 else s[:51] + "…" for s in p.sentences]
+    return (f"one vector per word, whatever its sentence: after training,\n'{p.word}' in\n"
+            + "\n".join(f'  "{s}"' for s in cut)
+            + f"\nis one vector (cosine 1), though the other words of the\ntwo sentences have cosine "
+              f"{p.between:.2f}. BERT's vectors are contextual: one per sentence.")
+
+
+@lesson_tab("word2vec")
+class Word2VecTab(LessonTab):
+    """The vectors' PCA map, analogy accuracy and loss, and nearest neighbours, step by step."""
+
+    steps_per_second = 25.0
+
+    def load(self, cfg) -> None:
+        # Tk objects already garbage are freed here, on the Tk thread: the lesson's thread allocates enough
+        # (numba loading its kernels, the frames) to run a full collection, and Tk refuses calls from it
+        gc.collect()
+        super().load(cfg)
+
+    def build_controls(self, bar) -> None:
+        _, self.model_var = combo(bar, "model", MODELS, width=9, command=lambda: self._changed("model"))
+        self.vars: dict[str, tk.StringVar] = {"model": self.model_var}
+        for path, label in (("window", "window"), ("dim", "D"), ("epochs", "epochs")):
+            ttk.Label(bar, text=label).pack(side="left", padx=(6, 2))
+            var = self.vars[path] = tk.StringVar(self.frame)
+            entry = ttk.Entry(bar, textvariable=var, width=5)
+            entry.pack(side="left")
+            for seq in ("<Return>", "<FocusOut>"):
+                entry.bind(seq, lambda e, p=path: self._changed(p), add="+")
+        self.map_box, self.map_var = combo(bar, "map", [], width=9, command=self.show_map)
+
+    def show_config(self, cfg) -> None:
+        for path, var in self.vars.items():
+            var.set(str(getattr(cfg, path)))
+
+    def _changed(self, path: str) -> None:
+        text = self.vars[path].get().strip()
+        if text != str(getattr(self.cfg, path)):
+            self.change(path, text)
+
+    def digest(self, cfg, frames):
+        """(frames, {map name: (words, (steps, n, 2) aligned coordinates)}, the static-vector lines)."""
+        maps = {}
+        for m, (name, ws, _, _) in enumerate(frames[-1].maps):
+            maps[name] = (ws, align([f.maps[m][2] for f in frames]))
+        return frames, maps, static_lines(cfg, frames)
+
+    def steps_of(self) -> int:
+        return len(self.result[0])
+
+    def show_map(self) -> None:
+        if self.result is not None:
+            self.relayout()
+            self.blitter = Blitter(self.canvas, self.draw_static())
+            self.show_until(self.shown if self.shown else self.steps_of())
+            self.full_draw()
+
+    def draw_static(self) -> list:
+        frames, maps, self.static = self.result
+        names = list(maps)
+        self.map_box.configure(values=names)
+        if self.map_var.get() not in names:  # capitals first: their pairs are the most parallel
+            self.map_var.set("capital" if "capital" in names else names[0])
+        name = self.map_var.get()
+        self.words, self.coords = maps[name]
+        n = len(frames)
+        fig = self.figure
+        fig.clear()
+        spec = fig.add_gridspec(2, 2, width_ratios=(1.25, 1))
+        self.ax_map = ax = fig.add_subplot(spec[:, 0])
+        ax_acc = fig.add_subplot(spec[0, 1])
+        ax_text = fig.add_subplot(spec[1, 1])
+        lim = float(np.abs(self.coords[-1]).max()) * 1.3  # early frames may reach past it: clipped
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        paired = name != FREQUENT
+        ax.set_title(f"PCA of the {name} words" + (" (pairs joined)" if paired else ", most frequent first"))
+        self.pairs = LineCollection([], colors="0.6", linewidths=0.8)
+        ax.add_collection(self.pairs)
+        colours = ["C0", "C3"] * (len(self.words) // 2) if paired else ["C0"] * len(self.words)
+        self.dots = ax.scatter(self.coords[-1, :, 0], self.coords[-1, :, 1], s=14, c=colours, zorder=3, clip_on=True)
+        self.labels = [ax.text(0, 0, w, fontsize=7, ha="left", va="bottom", clip_on=True) for w in self.words]
+        self.step_text = ax.text(0.01, 0.99, "", transform=ax.transAxes, ha="left", va="top", fontsize=8)
+        steps = np.arange(1, n + 1)
+        self.acc = {}
+        for i, (rel, _, asked) in enumerate(frames[-1].accuracy):
+            if asked:
+                (self.acc[rel],) = ax_acc.plot([], [], color=f"C{i}", lw=1.3, label=f"{rel} analogies")
+        self.acc_values = {rel: np.array([h / a for r, h, a in (f.accuracy[i] for f in frames)])
+                           for i, (rel, _, a) in enumerate(frames[-1].accuracy) if a}
+        self.loss_values = np.array([f.loss for f in frames])
+        self.steps = steps
+        ax_loss = ax_acc.twinx()
+        (self.loss_line,) = ax_loss.plot([], [], color="0.3", lw=1.0, ls="--", label="loss per prediction")
+        ax_acc.set_xlim(0, n)
+        ax_acc.set_ylim(0, 1.3)  # headroom for the legend
+        ax_acc.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+        ax_loss.set_ylim(0, float(self.loss_values.max()) * 1.35)
+        ax_acc.set_xlabel("step")
+        ax_acc.set_title("analogy accuracy (solid) and loss (dashed)")
+        ax_acc.grid(alpha=0.3)
+        ax_acc.legend(handles=[*self.acc.values(), self.loss_line], loc="upper center", ncol=2,
+                      fontsize=7)
+        ax_text.set_axis_off()
+        self.neighbours = ax_text.text(0, 1, "", transform=ax_text.transAxes, ha="left", va="top", fontsize=8,
+                                       family="monospace")
+        return [self.pairs, self.dots, *self.labels, self.step_text, *self.acc.values(), self.loss_line,
+                self.neighbours]
+
+    def show_until(self, k: int) -> None:
+        frames = self.result[0]
+        i = max(0, k - 1)
+        xy = self.coords[i]  # (n, 2)
+        self.dots.set_offsets(xy)
+        for t, p in zip(self.labels, xy, strict=True):
+            t.set_position((p[0], p[1]))
+        if self.map_var.get() != FREQUENT:
+            self.pairs.set_segments([xy[j:j + 2] for j in range(0, len(xy) - 1, 2)])
+        else:
+            self.pairs.set_segments([])
+        f = frames[i]
+        self.step_text.set_text(f"step {f.step} of {len(frames)}, {f.words_done:,} words")
+        for rel, line in self.acc.items():
+            line.set_data(self.steps[:k], self.acc_values[rel][:k])
+        self.loss_line.set_data(self.steps[:k], self.loss_values[:k])
+        acc = "   ".join(f"{rel} {h / a:.0%}" for rel, h, a in f.accuracy if a)
+        self.neighbours.set_text("\n".join(neighbours_text(f)) + f"\n\nanalogies solved: {acc}\n\n" + self.static)

@@ -447,6 +447,22 @@ metric("term_cosine", "TF-IDF: per word pair of the preset's pairs ('king queen'
                                                                                  True)},
        per_step=False, keyed=True, key_name="pair")
 
+# word2vec: W2VFrames
+_RELATIONS_W2V = ("gender", "plural", "capital")
+
+
+def _analogy(run: Run):
+    return [(f.step, {rel: solved / asked for rel, solved, asked in f.accuracy if asked}) for f in run.frames]
+
+
+metric("analogy_accuracy", "word2vec: per relation of the corpus (gender, plural, capital), the share of analogies "
+       "b - a + c whose nearest vector is the expected word", {
+           "word2vec": Impl(_analogy, keys=lambda cfg: list(_RELATIONS_W2V))}, keyed=True, key_name="relation",
+       best="max")
+metric("w2v_loss", "word2vec: the mean negative-sampling loss per prediction over a chunk of training", {
+    "word2vec": Impl(lambda run: [(f.step, f.loss) for f in run.frames])})
+
+
 # -------------------------------------------------------------------------------------------- reading
 def _fold(values: dict, claim, key) -> float:
     if key is not None:

@@ -259,3 +259,110 @@ def test_every_other_layer_refuses_a_teacher_of_another_shape():
     teacher, student, _, _ = _pair(n_teacher=2, n_student=2)
     with pytest.raises(ValueError, match="at least 3"):
         init_every_other_layer(student, teacher.cfg, dict(teacher.p))
+
+
+# --------------------------------------------------------------------------------------- the lesson
+SMALL = dict(teacher_d_model=16, teacher_n_layer=2, teacher_n_head=2, teacher_steps=60, d_model=8, n_layer=1,
+             n_head=2, seq_len=16, batch_size=4, steps=40, eval_every=20, eval_batches=2, lr=1e-2)
+
+
+def _preset(tmp_path, name="d.yaml", **fields):
+    from simulator.lessons.distill import DistillConfig
+    from simulator.presets import dump_config
+    path = tmp_path / name
+    path.write_text(dump_config(DistillConfig(**{**SMALL, **fields})), encoding="utf-8")
+    return path
+
+
+def _run_folder(tmp_path, text=None):
+    """A run folder of a tiny GPT trained 2 steps on `text` (default: the built-in corpus)."""
+    from simulator.checkpoint import save_checkpoint
+    from simulator.data.dataset import TextDataset
+    from simulator.lessons.distill import DistillConfig, _run_config, corpus
+    from simulator.session import TrainingSession
+
+    data = corpus(0.1) if text is None else TextDataset(text, 0.1, "a small text")
+    session = TrainingSession(_run_config(DistillConfig(seq_len=16, batch_size=2), 16, 2, 2, 2, 1e-3), data)
+    session.run(2)
+    folder = tmp_path / "teacher-run"
+    folder.mkdir()
+    save_checkpoint(folder, session)
+    return folder
+
+
+def test_the_distilled_student_comes_closer_to_its_teacher():
+    from simulator.lessons.distill import DistillConfig, run, summary
+    cfg = DistillConfig(**SMALL)
+    frames = run(cfg)
+    hard, distilled = frames[-1].points
+    start = frames[0].start_val
+    assert start[0] == start[1]  # the same student: same seed, same init
+    assert hard.val < start[0] - 0.5 and distilled.val < start[1] - 0.5  # both learn
+    assert frames[-1].teacher_val < start[0] - 0.5
+    # what distillation optimises: the KL to the teacher's softened outputs, far lower than the hard student's
+    kl = [np.mean([f.points[i].terms.kl for f in frames[-10:]]) for i in range(2)]
+    assert kl[1] < 0.7 * kl[0]
+    text = summary(cfg, frames)
+    assert f"{distilled.val:.4f} vs {hard.val:.4f}" in text
+
+
+def test_init_from_teacher_starts_both_students_from_every_other_block():
+    from simulator.lessons.distill import DistillConfig, run, teacher_of
+    cfg = DistillConfig(**{**SMALL, "d_model": 16, "n_layer": 1, "init_from_teacher": True, "gamma": 0.5})
+    frames = run(cfg, 1)
+    tcfg, tensors = teacher_of(cfg)
+    assert frames[0].start_val[0] == frames[0].start_val[1] and not frames[0].projected
+    # at step 0 the student is the teacher's block 0 with its embeddings and head: its loss is that model's
+    from simulator.lessons.distill import _run_config, corpus
+    from simulator.session import TrainingSession
+    s = TrainingSession(_run_config(cfg, 16, 1, 2, 1, 1e-3), corpus(0.1))
+    init_every_other_layer(s.model, tcfg, tensors)
+    assert s.evaluate("val") == frames[0].start_val[0]
+    assert np.array_equal(s.model.p["h0.attn.qkv.w"], tensors["h0.attn.qkv.w"])
+
+
+def test_a_teacher_run_folder_with_the_students_tokens_is_the_teacher(tmp_path, capsys):
+    from simulator.cli import main
+    folder = _run_folder(tmp_path)
+    path = _preset(tmp_path, teacher_run=str(folder))
+    assert main(["train", "--preset", str(path), "--steps", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert str(folder) in out and "d_model 16 x 2 blocks" in out
+
+
+@pytest.mark.parametrize("fields, key, words", [
+    ({"alpha": 0.0, "beta": 0.0, "gamma": 0.0}, "alpha", "all 0"),
+    ({"temperature": 0.0}, "temperature", "must be greater than 0"),
+    ({"beta": -1.0}, "beta", "must be at least 0"),
+    ({"init_from_teacher": True}, "init_from_teacher", "d_model is 8, the teacher's 16"),
+    ({"teacher_run": "no-such-run"}, "teacher_run", "no checkpoint there"),
+])
+def test_bad_settings_are_one_line_with_file_line_and_key(tmp_path, capsys, fields, key, words):
+    from simulator.cli import main
+    path = _preset(tmp_path, **fields)
+    assert main(["train", "--preset", str(path), "--steps", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if text.startswith(f"{key}:"))
+    assert err.count("\n") == 1 and err.startswith(f"error: {path}:{line}: {key}: ") and words in err, err
+
+
+def test_a_teacher_with_another_vocabulary_is_refused(tmp_path, capsys):
+    from simulator.cli import main
+    folder = _run_folder(tmp_path, text="abcab cabba " * 200)
+    path = _preset(tmp_path, teacher_run=str(folder))
+    assert main(["train", "--preset", str(path), "--steps", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if text.startswith("teacher_run:"))
+    assert err.count("\n") == 1 and err.startswith(f"error: {path}:{line}: teacher_run: ") and "vocabulary" in err, err
+    assert "Traceback" not in err
+
+
+def test_dark_knowledge_is_the_teachers_softened_distribution_beside_the_label():
+    from simulator.lessons.distill import DistillConfig, dark_knowledge, run
+    window = run(DistillConfig(**SMALL), 1)[0].window
+    tokens, probs, onehot = dark_knowledge(window, 5, (1.0, 2.0, 4.0), top=6)
+    target = window.vocab[int(window.targets[5])]
+    assert tokens[int(np.argmax(onehot))] == target and onehot.sum() == 1
+    full = soft_targets(window.logits[5], (1.0, 2.0, 4.0))
+    assert np.allclose(probs[:, :6], full[:, np.argsort(-full[0], kind="stable")[:6]])
+    assert (np.diff(probs[0, :6]) <= 0).all() and probs[2].max() < probs[1].max() < probs[0].max()

@@ -40,25 +40,25 @@ class DistillConfig:
     description: str = ""
     teacher_run: str = setting("", help=(
         "A run folder (or checkpoint file) whose model is the teacher; empty: this lesson trains its own."))
-    teacher_d_model: int = setting(64, positive_int, help="Width of the teacher this lesson trains.")
-    teacher_n_layer: int = setting(4, positive_int, help="Blocks of the teacher this lesson trains.")
+    teacher_d_model: int = setting(48, positive_int, help="Width of the teacher this lesson trains.")
+    teacher_n_layer: int = setting(3, positive_int, help="Blocks of the teacher this lesson trains.")
     teacher_n_head: int = setting(4, positive_int)
-    teacher_steps: int = setting(400, positive_int, help="Pretraining steps of the teacher on the built-in corpus.")
-    teacher_lr: float = setting(3e-3, positive)
+    teacher_steps: int = setting(300, positive_int, help="Pretraining steps of the teacher on the built-in corpus.")
+    teacher_lr: float = setting(2e-3, positive)
     d_model: int = setting(32, positive_int, help="Width of the student.")
-    n_layer: int = setting(2, positive_int, help="Blocks of the student.")
+    n_layer: int = setting(1, positive_int, help="Blocks of the student.")
     n_head: int = setting(4, positive_int)
     init_from_teacher: bool = setting(False, help=(
         "Both students start from every other block of the teacher (DistilBERT); needs the teacher's width."))
     seq_len: int = setting(32, positive_int)
     batch_size: int = setting(8, positive_int)
-    steps: int = setting(200, positive_int, help="Training steps of each student.")
+    steps: int = setting(150, positive_int, help="Training steps of each student.")
     lr: float = setting(3e-3, positive)
     alpha: float = setting(0.5, non_negative, help="Weight of the cross-entropy with the hard labels.")
     beta: float = setting(0.5, non_negative, help="Weight of T^2 KL(teacher_T || student_T), the soft targets.")
     gamma: float = setting(0.0, non_negative, help="Weight of 1 - cos between the final hidden states.")
     temperature: float = setting(2.0, positive, help="Softmax temperature of the soft targets (both models).")
-    eval_every: int = setting(20, non_negative)
+    eval_every: int = setting(10, non_negative)
     eval_batches: int = setting(4, positive_int)
     val_fraction: float = setting(0.1, in_range(0, 0.5, low_open=True))
     seed: int = setting(0, at_least(0))
@@ -157,11 +157,10 @@ def _window(session, teacher) -> Window:
     """Row 0 of the first validation batch with the teacher's logits."""
     ids, targets, _ = session.eval_batches("val")[0]
     teacher.forward(ids)
-    T = ids.shape[1]
     tok = session.tokenizer
     vocab = tuple(_shown(tok.decode(np.array([i]))) for i in range(tok.vocab_size))
     logits = teacher.logits()[0, :, :tok.vocab_size].astype(np.float32)
-    return Window(tuple(vocab[i] for i in ids[0]), targets[0].copy(), logits, vocab) if T else None
+    return Window(tuple(vocab[i] for i in ids[0]), targets[0].copy(), logits, vocab)
 
 
 def _teacher_val(session, teacher) -> float:

@@ -39,7 +39,6 @@ from simulator.model.layout import ParamLayout
 from simulator.optim import clip_gradients, lr_at, make_optimizer
 
 EPS = 1e-8  # the norms of the cosine are sqrt(h . h + EPS^2): smooth at h = 0
-TERMS = ("ce", "kl", "cos")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ the gradient it is given, so the three terms are summed into one `dlogits` and o
 student's backward runs once; the caller zeroes those buffers first. `scale` carries the term's weight
 and the 1/N of the mean (and T^2 for the KL term).
 
-Rows are independent and the shapes small (N = B*T rows of V or C numbers), so the loops are serial.
+Rows are independent and the shapes small (N = B*T rows of V or C numbers), so the loops are serial; numpy's
+error model, as the other kernels (a diverging run gives NaN, not ZeroDivisionError).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def hard_ce_forward(losses, logits, targets):
     """losses[n] = -log softmax(logits[n])[targets[n]]: the cross-entropy with the hard labels."""
     # losses (N,), logits (N, V), targets (N,) ints
@@ -34,7 +35,7 @@ def hard_ce_forward(losses, logits, targets):
         losses[n] = mx + np.log(s) - logits[n, targets[n]]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def hard_ce_backward(dlogits, logits, targets, scale):
     """Accumulates dlogits += scale * (softmax(logits) - onehot(targets))."""
     # dlogits, logits (N, V), targets (N,) ints; scale: the term's weight / N
@@ -52,7 +53,7 @@ def hard_ce_backward(dlogits, logits, targets, scale):
         dlogits[n, targets[n]] -= scale
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _log_normalizer(row, inv_t):
     """(max of row / T, log sum exp(row / T - max)): log softmax(row / T)[v] = row[v] / T - max - lse."""
     mx = -np.inf
@@ -64,7 +65,7 @@ def _log_normalizer(row, inv_t):
     return mx, np.log(s)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def soft_kl_forward(losses, student, teacher, inv_t):
     """losses[n] = KL(p || q) = sum_v p_v (log p_v - log q_v), p = softmax(teacher / T), q = softmax(student / T).
 
@@ -83,7 +84,7 @@ def soft_kl_forward(losses, student, teacher, inv_t):
         losses[n] = kl
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def soft_kl_backward(dstudent, student, teacher, inv_t, scale):
     """Accumulates dstudent += scale * (q - p) / T, the gradient of KL(p || q) with respect to the student's logits."""
     # dstudent, student, teacher (N, V); scale: the term's weight * T^2 / N
@@ -98,7 +99,7 @@ def soft_kl_backward(dstudent, student, teacher, inv_t, scale):
             dstudent[n, v] += k * (q - p)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _norms(hs, ht, n, eps):
     """(h_s . h_t, |h_s|, |h_t|) of row n, the norms as sqrt(h . h + eps^2): smooth at 0, exact elsewhere."""
     dot, ss, tt = 0.0, 0.0, 0.0
@@ -109,7 +110,7 @@ def _norms(hs, ht, n, eps):
     return dot, np.sqrt(ss + eps * eps), np.sqrt(tt + eps * eps)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def cosine_forward(losses, hs, ht, eps):
     """losses[n] = 1 - cos(hs[n], ht[n])."""
     # losses (N,), hs, ht (N, C): the student's hidden state (or its projection) and the teacher's
@@ -118,7 +119,7 @@ def cosine_forward(losses, hs, ht, eps):
         losses[n] = 1.0 - dot / (a * b)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def cosine_backward(dhs, hs, ht, eps, scale):
     """Accumulates dhs += scale * d(1 - cos(hs, ht))/dhs = -scale * (ht / (|hs| |ht|) - cos * hs / |hs|^2)."""
     # dhs, hs, ht (N, C); scale: the term's weight / N. The teacher is frozen: no gradient for ht

@@ -220,6 +220,10 @@ def dark_knowledge(window: Window, position: int, temperatures=SHOWN_TEMPERATURE
     return tuple(window.vocab[i] for i in order), probs[:, order], onehot
 
 
+def _blocks(n: int) -> str:
+    return f"{n} block" + ("" if n == 1 else "s")
+
+
 def summary(cfg: DistillConfig, frames: list[DistillFrame]) -> str:
     """The teacher, the student, both students' validation loss at the start, the end and its best."""
     if not frames:
@@ -228,9 +232,9 @@ def summary(cfg: DistillConfig, frames: list[DistillFrame]) -> str:
     teacher, student = last.models
     source = cfg.teacher_run or f"trained here {cfg.teacher_steps} steps on the built-in corpus"
     w = cfg.weights
-    lines = [f"teacher: d_model {teacher.d_model} x {teacher.n_layer} blocks, {teacher.parameters:,} parameters "
+    lines = [f"teacher: d_model {teacher.d_model} x {_blocks(teacher.n_layer)}, {teacher.parameters:,} parameters "
              f"({source}): validation loss {last.teacher_val:.4f}",
-             f"student: d_model {student.d_model} x {student.n_layer} blocks, {student.parameters:,} parameters, "
+             f"student: d_model {student.d_model} x {_blocks(student.n_layer)}, {student.parameters:,} parameters, "
              f"{last.step} steps each, seed {cfg.seed}" + (", started from every other teacher block"
                                                            if cfg.init_from_teacher else ""),
              f"distilled loss: {w.alpha:g} CE + {w.beta:g} T^2 KL (T = {w.temperature:g}) + {w.gamma:g} (1 - cos)"

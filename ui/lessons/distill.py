@@ -97,8 +97,8 @@ class DistillTab(LessonTab):
         context = "".join(window.tokens[max(0, position - 20):position + 1])
         ax.set_title(f"after \u2026{context!r}: the next token is {tokens[int(np.argmax(onehot))]!r}", fontsize=9)
         ax.set_ylabel("probability")
-        ax.set_ylim(0, 1.05)
-        ax.legend(loc="upper right", fontsize=7)
+        ax.set_ylim(0, 1.2)  # headroom for the legend in one row above the one-hot bar
+        ax.legend(loc="upper center", ncols=4, fontsize=7)
         ax.grid(alpha=0.3, axis="y")
         self.shown_position = position
         return True

@@ -225,9 +225,9 @@ class Distiller:
             hs = self.hp
         return hs, final_hidden(self.teacher)
 
-    def terms(self, hs: np.ndarray, ht: np.ndarray) -> Terms:
-        """The current batch's three terms and the weighted total."""
-        m, w = self.session.model, self.weights
+    def terms(self, hs: np.ndarray, ht: np.ndarray, weights: LossWeights | None = None) -> Terms:
+        """The current batch's three terms and their total weighted by `weights` (default the distiller's)."""
+        m, w = self.session.model, weights or self.weights
         ce, kl, cos = loss_terms(m.acts["logits"], self.teacher.acts["logits"], m.targets.reshape(-1), hs, ht,
                                  w.temperature, self.rows)
         return Terms(ce, kl, cos, w.alpha * ce + w.beta * w.temperature ** 2 * kl + w.gamma * cos)
@@ -236,7 +236,7 @@ class Distiller:
         """Loss and gradients of the student's current batch (ids, targets already in place); no update."""
         m, w = self.session.model, weights or self.weights
         hs, ht = self.forward()
-        terms = self.terms(hs, ht)
+        terms = self.terms(hs, ht, w)
         dlogits = m.acts["dlogits"]
         dlogits.fill(0.0)  # every term adds into it
         self.dhp.fill(0.0)

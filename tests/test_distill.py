@@ -160,15 +160,15 @@ def test_the_gradient_of_the_sum_is_the_sum_of_the_three_gradients(d_student):
     teacher, student, ids, targets = _pair(d_student=d_student)
     w = LossWeights(alpha=0.7, beta=0.4, gamma=1.3, temperature=2.5)
     d = _distiller(teacher, student, ids, targets, w)
-    d.forward_backward()
+    total = d.forward_backward().total
     together = student.grads.copy()
     proj_together = None if d.projection is None else d.projection.grads.copy()
-    apart = np.zeros_like(together)
+    apart, totals = np.zeros_like(together), 0.0
     for term in ("ce", "kl", "cos"):
-        d.forward_backward(w.only(term))
+        totals += d.forward_backward(w.only(term)).total
         assert np.abs(student.grads).max() > 0, term  # every term reaches the weights
         apart += student.grads
-    assert rel_err(together, apart) < 1e-12
+    assert rel_err(together, apart) < 1e-12 and abs(total - totals) < 1e-12
     if proj_together is not None:  # only the cosine reaches the projection
         assert rel_err(proj_together, d.projection.grads) < 1e-12
 

@@ -14,8 +14,8 @@ KINDS = [lesson.kind for lesson in lessons.all_lessons()]
 
 
 def test_the_registry_holds_every_lesson_module_in_name_order():
-    assert KINDS == ["deep_mlp", "finetune", "flash_trace", "leaf_flower", "optimizer_race", "sparse_logreg",
-                     "tfidf", "tokenizers", "word2vec",
+    assert KINDS == ["deep_mlp", "distill", "finetune", "flash_trace", "leaf_flower", "optimizer_race",
+                     "sparse_logreg", "tfidf", "tokenizers", "word2vec",
                      "worked_examples"]
     for lesson in lessons.all_lessons():
         assert lessons.lesson_for(lesson.kind) is lesson and lessons.lesson_of(lesson.config()) is lesson

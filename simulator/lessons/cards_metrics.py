@@ -463,6 +463,33 @@ metric("w2v_loss", "word2vec: the mean negative-sampling loss per prediction ove
     "word2vec": Impl(lambda run: [(f.step, f.loss) for f in run.frames])})
 
 
+# knowledge distillation: DistillFrames, one point per student
+def _distill_labels(cfg) -> list[str]:
+    from simulator.lessons.distill import LABELS
+
+    return list(LABELS)
+
+
+def _students(read) -> Impl:
+    def series(run: Run):
+        out = []
+        for f in run.frames:
+            values = {p.label: read(p) for p in f.points if read(p) is not None}
+            out.append((f.step, values or None))
+        return out
+    return Impl(series, keys=_distill_labels, needs_key=True)
+
+
+metric("student_val_loss", "distillation: per student (hard labels, distilled), the validation cross-entropy "
+       "with the next token (every eval_every steps)", {"distill": _students(lambda p: p.val)},
+       keyed=True, key_name="learner")
+metric("student_kl", "distillation: per student, the batch's KL(teacher_T || student_T) at the lesson's "
+       "temperature (measured for both; only the distilled student minimises it)",
+       {"distill": _students(lambda p: p.terms.kl)}, keyed=True, key_name="learner")
+metric("teacher_val_loss", "distillation: the teacher's validation cross-entropy", {
+    "distill": Impl(lambda run: float(run.frames[0].teacher_val))}, per_step=False)
+
+
 # -------------------------------------------------------------------------------------------- reading
 def _fold(values: dict, claim, key) -> float:
     if key is not None:

@@ -27,28 +27,32 @@ from simulator.kernels.cuda import launch
 from simulator.kernels.cuda import optim as _optim
 from simulator.kernels.cuda.table import ELSEWHERE, MODULES
 
+# grid-stride loops over at most MAX_BLOCKS blocks: under the simulator every CUDA thread is a Python
+# thread, so a thread per element would make zeroing the gradients cost more than a kernel that uses them
+
 
 @cuda.jit
 def _fill(x, value):
-    i = cuda.grid(1)
-    if i < x.shape[0]:
+    for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
         x[i] = value
 
 
 @cuda.jit
 def _multiply(out, a, b):
-    i = cuda.grid(1)
-    if i < out.shape[0]:
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = a[i] * b[i]
 
 
 @cuda.jit
 def _scale_rows(x, rows):
-    # x (N, V) *= rows (N,): a thread per element
-    i = cuda.grid(1)
+    # x (N, V) *= rows (N,)
     V = x.shape[1]
-    if i < x.shape[0] * V:
+    for i in range(cuda.grid(1), x.shape[0] * V, cuda.gridsize(1)):
         x[i // V, i % V] *= rows[i // V]
+
+
+def _grid(n: int) -> tuple[int, int]:
+    return min(launch.blocks(n), launch.MAX_BLOCKS), launch.THREADS
 
 
 def _flat(a):
@@ -101,15 +105,15 @@ class CudaBackend:
 
     def fill(self, a, value) -> None:
         if a.size:
-            _fill[launch.blocks(a.size), launch.THREADS](_flat(a), a.dtype.type(value))
+            _fill[_grid(a.size)](_flat(a), a.dtype.type(value))
 
     def multiply(self, out, a, b) -> None:
         if out.size:
-            _multiply[launch.blocks(out.size), launch.THREADS](_flat(out), _flat(a), _flat(b))
+            _multiply[_grid(out.size)](_flat(out), _flat(a), _flat(b))
 
     def scale_rows(self, x, rows) -> None:
         if x.size:
-            _scale_rows[launch.blocks(x.size), launch.THREADS](x, rows)
+            _scale_rows[_grid(x.size)](x, rows)
 
     def mean64(self, a) -> float:
         return float(a.copy_to_host().mean(dtype=np.float64))  # N losses cross: the step record's loss is a host float

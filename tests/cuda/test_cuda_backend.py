@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from main import main
-from simulator.backend import probe
+from simulator.backend import backend_problem, probe
 from simulator.checkpoint import load_checkpoint, save_checkpoint
 from simulator.config import AttentionConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 from simulator.session import SessionError, TrainingSession
@@ -70,6 +70,9 @@ def test_a_bad_backend_name_and_lora_on_cuda_are_refused_at_config_time(tmp_path
     path.write_text((TINY % ", backend: cuda").replace("dropout: 0.0}", "dropout: 0.0, lora: {rank: 2}}"))
     assert main(["check", str(path)]) == 2
     _one_line_error(capsys, f"error: {path}:")
+    problem = backend_problem(RunConfig(model=ModelConfig(init_from="runs/base"), train=TrainConfig(backend="cuda")))
+    assert problem is not None and "model.init_from" in problem.sentence() and problem.path == "train.backend"
+    assert backend_problem(RunConfig(model=ModelConfig(init_from="runs/base"))) is None  # the CPU runs it
     with pytest.raises(SessionError, match="cuda cannot run LoRA"):
         TrainingSession(RunConfig(model=ModelConfig(d_model=8, n_head=2, n_layer=1, seq_len=5,
                                                     lora=replace(ModelConfig().lora, rank=2)),

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from simulator.backend import BackendError, backend_problem, get_backend
-from simulator.backend.host import host_model
+from simulator.backend.host import host_model, host_tensors
 from simulator.config import LIVE_FIELDS, RunConfig, changed_paths
 from simulator.data import TextDataset, load_dataset
 from simulator.kv_cache import CachedDecoder
@@ -191,7 +191,8 @@ class TrainingSession:
         if self._cursor == len(self._phases) - 1:
             return self._end_step(phase, index, tensors, dt)
         self._cursor += 1
-        return PhaseEvent(self.step_count, index, phase.name, phase.kind, tensors, dt, last=False)
+        return PhaseEvent(self.step_count, index, phase.name, phase.kind, host_tensors(tensors, self.backend), dt,
+                          last=False)
 
     def step(self) -> StepRecord:
         """Runs one whole training step (or the rest of the open one) and returns its record."""
@@ -242,7 +243,8 @@ class TrainingSession:
             if every and self.step_count % every == 0:
                 record.val_loss = self.evaluate()
         self.last_record = record
-        return PhaseEvent(self.step_count, index, phase.name, phase.kind, tensors or {}, dt, last=True)
+        return PhaseEvent(self.step_count, index, phase.name, phase.kind, host_tensors(tensors or {}, self.backend),
+                          dt, last=True)
 
     def _heavy_now(self, completed: bool = False) -> bool:
         every = self.config.train.stats_every

@@ -81,10 +81,10 @@ class CudaBackend:
         return cuda.to_device(np.ascontiguousarray(a, dtype=dtype))
 
     def to_host(self, a) -> np.ndarray:
-        return a.copy_to_host()
+        return a.copy() if isinstance(a, np.ndarray) else a.copy_to_host()  # host arrays too (the batch's ids)
 
     def as_host(self, a) -> np.ndarray:
-        return a.copy_to_host()
+        return a if isinstance(a, np.ndarray) else a.copy_to_host()
 
     def upload(self, dst, host) -> None:
         dst.copy_to_device(np.ascontiguousarray(np.broadcast_to(np.asarray(host, dtype=dst.dtype), dst.shape)))

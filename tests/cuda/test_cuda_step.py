@@ -96,7 +96,16 @@ def test_cuda_backend_statistics_and_reads_equal_cpu():
     cpu.set_parameter("wte", w)
     gpu.set_parameter("wte", w)
     assert np.array_equal(gpu.parameter("wte"), w)
-    assert gpu.step().loss == pytest.approx(cpu.step().loss, rel=1e-10)
+    # phase by phase (the step-through view): each PhaseEvent's tensors are host arrays, the CPU's numbers
+    while True:
+        ec, eg = cpu.step_into(), gpu.step_into()
+        assert (eg.name, eg.last, list(eg.tensors)) == (ec.name, ec.last, list(ec.tensors))
+        for name, t in ec.tensors.items():
+            got = eg.tensors[name]
+            assert isinstance(got, np.ndarray) and np.allclose(got, t, rtol=1e-9, atol=1e-12), (ec.name, name)
+        if ec.last:
+            break
+    assert gpu.last_record.loss == pytest.approx(cpu.last_record.loss, rel=1e-10)
     assert np.allclose(gpu.next_logits(ids), cpu.next_logits(ids), rtol=1e-10, atol=1e-12)  # new weights followed
 
 

@@ -66,18 +66,18 @@ def get_backend(name: str = "cpu"):
     which, what = resolve(name)
     key = f"{which}:{what}"
     if key not in _BUILT:
+        from simulator.backend.cpu import CpuBackend
         if which == "cpu":
-            from simulator.backend.cpu import CpuBackend
             backend = CpuBackend()
         else:
             try:
                 from simulator.backend.cuda import CudaBackend
+                backend = CudaBackend(what)
             except Exception as exc:  # numba-cuda missing or broken: the sentence, not a traceback
-                if name == "auto":
-                    return get_backend("cpu")
-                raise BackendError(f"train.backend is {name}, but numba-cuda does not load "
-                                   f"({type(exc).__name__}: {exc}); use train.backend: cpu") from None
-            backend = CudaBackend(what)
+                why = f"numba-cuda does not load ({type(exc).__name__}: {exc})"
+                if name != "auto":
+                    raise BackendError(f"train.backend is {name}, but {why}; use train.backend: cpu") from None
+                backend, what = CpuBackend(), f"CPU (numba; the GPU is not usable: {why})"
         backend.description = what
         _BUILT[key] = backend
     return _BUILT[key]

@@ -120,3 +120,18 @@ def test_cli_trains_on_cuda_and_resumes_on_the_cpu(tmp_path, capsys):
     assert "backend: cpu" in (run / "config.yaml").read_text()  # the folder says where the run continues
     steps = [row["step"] for row in csv.DictReader((run / "metrics.csv").open())]
     assert steps == ["1", "2"], steps
+
+
+def test_a_gpu_whose_numba_cuda_does_not_load(monkeypatch):
+    """The driver sees a GPU but numba-cuda is broken: cuda says so in one sentence, auto falls back to the CPU."""
+    import sys
+
+    import simulator.backend as backend
+
+    monkeypatch.setattr(backend, "cuda_usable", lambda: (True, "GPU"))
+    monkeypatch.setattr(backend, "_BUILT", {})
+    monkeypatch.setitem(sys.modules, "simulator.backend.cuda", None)  # importing it now raises ImportError
+    with pytest.raises(backend.BackendError, match=r"^train.backend is cuda, but numba-cuda does not load "):
+        backend.get_backend("cuda")
+    auto = backend.get_backend("auto")
+    assert auto.name == "cpu" and auto.description.startswith("CPU (numba; the GPU is not usable: numba-cuda")

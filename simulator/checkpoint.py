@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -90,11 +91,13 @@ def _check_entries(path: Path, arrays: dict[str, np.ndarray]) -> None:
             raise CheckpointError(f"{path}: entry '{key}' is not a random-number state ({e})") from None
 
 
-def load_checkpoint(path, dataset: TextDataset | None = None, need_data: bool = True) -> TrainingSession:
+def load_checkpoint(path, dataset: TextDataset | None = None, need_data: bool = True,
+                    backend: str | None = None) -> TrainingSession:
     """A session restored from a checkpoint, ready to continue bit-identically.
 
     need_data=False (sampling): when the training text is gone, the session gets the checkpoint's own
-    tokenizer and can generate, but not train.
+    tokenizer and can generate, but not train. `backend` (cpu, cuda, auto): where the restored session
+    runs, instead of the saved train.backend; a checkpoint holds host arrays, so either backend reads it.
     """
     path = checkpoint_path(path)
     arrays = read_checkpoint(path)
@@ -102,6 +105,8 @@ def load_checkpoint(path, dataset: TextDataset | None = None, need_data: bool = 
         config = parse_preset_text(str(arrays["config"]), f"{path} (saved config)", read_data=need_data)
     except PresetError as e:
         raise CheckpointError(f"{path}: the saved config no longer loads: {e}") from None
+    if backend is not None:
+        config = replace(config, train=replace(config.train, backend=backend))
     try:  # char, bpe or wordpiece: the record says which
         saved_tokens = tokenizer_from_json(str(arrays["tokenizer"]))
     except DataError as e:

@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="override train.seed")
     t.add_argument("--runs", default="runs", help="folder for new run folders (default: runs)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--backend", choices=("cpu", "cuda", "auto"),
+                   help="override train.backend (with --resume: where the run continues; checkpoints fit both)")
     t.add_argument("--accept-checkpoint-config", action="store_true",
                    help="with --resume: rewrite the folder's config.yaml from the checkpoint when they disagree")
 
@@ -170,7 +172,8 @@ def _sample(args) -> int:
 
     from simulator.checkpoint import load_checkpoint
     from simulator.sampling import explain_table, generate, validate_sampling
-    session = load_checkpoint(args.checkpoint, need_data=False)  # a copied run folder samples without its text
+    # a copied run folder samples without its text; generation runs on the CPU whatever backend trained it
+    session = load_checkpoint(args.checkpoint, need_data=False, backend="cpu")
     cfg = session.config.sampling
     given = {"prompt": args.prompt, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
              "min_p": args.min_p, "max_new": args.max_new, "seed": args.seed}

@@ -42,6 +42,7 @@ CLIP_MODES = ("norm", "value")
 DATA_KINDS = ("builtin", "text_file", "lines", "world")
 TOKENIZERS = ("char", "bpe", "wordpiece")
 DTYPES = ("float32", "float64")
+BACKENDS = ("cpu", "cuda", "auto")  # where the kernels run (simulator/backend/)
 # The linears LoRA can adapt: the fused q/k/v projection, the attention output, the MLP's two layers
 LORA_TARGETS = ("qkv", "proj", "fc", "fc2")
 
@@ -277,6 +278,10 @@ class TrainConfig:
         "CLI: write checkpoint.npz every k steps (0: only at the end)."))
     dtype: str = setting("float32", one_of(DTYPES), help="The floating-point type of weights and activations.")
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    backend: str = setting("cpu", one_of(BACKENDS), label="backend", help=(
+        "Where the kernels run: cpu, cuda (a GPU; the CUDA simulator counts only with NUMBA_ENABLE_CUDASIM=1 set) "
+        "or auto (the GPU when one is usable, otherwise the CPU). Changing it rebuilds the session; the weights "
+        "and checkpoints are the same on both."))
 
 
 @dataclass(frozen=True)

@@ -49,12 +49,12 @@ def check_gradients(session, n_per_tensor: int = 2, tensors=None, eps: float = 1
     if unknown:
         raise GradCheckError(f"the model has no tensor named {unknown[0]!r}; it has {', '.join(model.p)}")
 
-    twin = GPT(model.cfg, np.float64)
-    twin.params[...] = model.params  # float64 copy: the session's own buffers are never written
+    twin = GPT(model.cfg, np.float64)  # on the CPU, whatever backend the session runs on (as_host: a device copy)
+    twin.params[...] = model.bk.as_host(model.params)  # float64 copy: the session's own buffers are never written
     if model.frozen is not None:  # LoRA: the frozen base weights (the adapters are `params`)
         twin.frozen[...] = model.frozen
     for name, buf in model.buffers.items():  # BatchNorm's running statistics, which eval mode normalizes with
-        twin.buffers[name][...] = buf
+        twin.buffers[name][...] = model.bk.as_host(buf)
     # dropout off, so the loss is a fixed function of the weights; otherwise the session's mode
     # (train: BatchNorm on batch statistics, as a training step differentiates it)
     twin.dropout = 0.0

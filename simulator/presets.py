@@ -299,6 +299,7 @@ def _backstop(ctx: ParseContext, cfg: RunConfig) -> None:
 
 def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
     """Cross-field checks of a RunConfig; resolves data.path and reads the data once to check it."""
+    from simulator.backend import backend_problem
     from simulator.model.lora import lora_problem
     from simulator.optim import optim_problem  # imported here: it compiles kernels
 
@@ -331,6 +332,9 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
     if problem is not None:
         ctx.fail(problem.path, problem.what, problem.hint, at=problem.at)
     problem = optim_problem(o, ctx.name)  # the optimizer's and the schedule's own cross-field checks
+    if problem is not None:
+        ctx.fail(problem.path, problem.what, problem.hint, at=problem.at)
+    problem = backend_problem(cfg)  # what backend cuda cannot run yet (LoRA); a missing GPU is the session's
     if problem is not None:
         ctx.fail(problem.path, problem.what, problem.hint, at=problem.at)
     _backstop(ctx, cfg)

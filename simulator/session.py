@@ -13,6 +13,8 @@ from typing import Optional
 
 import numpy as np
 
+from simulator.backend import BackendError, backend_problem, get_backend
+from simulator.backend.host import host_model, host_tensors
 from simulator.config import LIVE_FIELDS, RunConfig, changed_paths
 from simulator.data import TextDataset, load_dataset
 from simulator.early_stopping import EarlyStop, EarlyStopping
@@ -55,7 +57,8 @@ class TrainingSession:
         self.config = config
         self.dataset = dataset
         self.tokenizer = dataset.tokenizer
-        self.model = GPT(config.model, dtype=np.dtype(config.train.dtype))
+        self.backend = _backend_for(config)  # train.backend: where the arrays live and which kernels run
+        self.model = GPT(config.model, dtype=np.dtype(config.train.dtype), backend=self.backend)
         # three independent streams from one seed: weights, batches, dropout masks
         init_seq, data_seq, drop_seq = np.random.SeedSequence(config.train.seed).spawn(3)
         self.model.init_weights(np.random.default_rng(init_seq))
@@ -64,7 +67,7 @@ class TrainingSession:
             apply_init_from(self.model, config.model.init_from, self.tokenizer)
         self.data_rng = np.random.default_rng(data_seq)
         self.model.dropout_rng = np.random.default_rng(drop_seq)
-        self.optimizer = make_optimizer(config.optim, self.model.layout, self.model.dtype)
+        self.optimizer = make_optimizer(config.optim, self.model.layout, self.model.dtype, self.backend)
         self.step_count = 0  # completed steps
         self.diverged: Optional[NonFinite] = None
         B, T = config.train.batch_size, config.model.seq_len
@@ -93,6 +96,16 @@ class TrainingSession:
         phases.append(_Phase("clip", "clip", self._phase_clip))
         phases.append(_Phase("update", "update", self._phase_update))
         return phases
+
+    @property
+    def backend_name(self) -> str:
+        """The backend that runs ("cpu" or "cuda"; train.backend auto has been resolved)."""
+        return self.backend.name
+
+    @property
+    def backend_description(self) -> str:
+        """What runs the kernels, in words: "CPU (numba)", "GPU", "CUDA simulator", or the CPU with why not the GPU."""
+        return self.backend.description
 
     @property
     def preclip_copy_bytes(self) -> int:
@@ -125,11 +138,11 @@ class TrainingSession:
     def _phase_clip(self) -> dict:
         if self.config.optim.grad_clip > 0:  # one copy of the flat buffer, so gradient(clipped=False) is exact
             if self._unclipped is None:
-                self._unclipped = np.empty_like(self.model.grads)
-            np.copyto(self._unclipped, self.model.grads)
+                self._unclipped = self.backend.empty_like(self.model.grads)
+            self.backend.copy(self._unclipped, self.model.grads)
         else:
             self._unclipped = None
-        norm, fired = clip_gradients(self.model.grads, self.config.optim)
+        norm, fired = clip_gradients(self.model.grads, self.config.optim, self.backend)
         self._grads_state = "clipped"
         self._step_state.update(grad_norm=norm, clipped=fired)
         if not np.isfinite(norm):
@@ -141,7 +154,7 @@ class TrainingSession:
         lr = lr_at(self.step_count, self.config.optim)
         st["lr"] = lr
         heavy = self._heavy_now()
-        before = m.params.copy() if heavy else None
+        before = self.backend.clone(m.params) if heavy else None
         self.optimizer.step(m.params, m.grads, lr)
         st["params_before"] = before
         return {"params": m.params}
@@ -149,9 +162,10 @@ class TrainingSession:
     def _stop_nonfinite(self) -> None:
         """Names the first tensor (in phase order) that is not finite, and ends the step without an update."""
         where = NonFinite(self.step_count, "loss", "loss")
+        as_host = self.backend.as_host  # a device backend copies each tensor here: only when a step diverged
         for phase, tensors in self._step_state["produced"]:
             bad = next((name for name, t in tensors.items()
-                        if t.dtype.kind == "f" and not np.isfinite(t).all()), None)
+                        if t.dtype.kind == "f" and not np.isfinite(as_host(t)).all()), None)
             if bad is not None:
                 where = NonFinite(self.step_count, phase, bad)
                 break
@@ -180,7 +194,8 @@ class TrainingSession:
         if self._cursor == len(self._phases) - 1:
             return self._end_step(phase, index, tensors, dt)
         self._cursor += 1
-        return PhaseEvent(self.step_count, index, phase.name, phase.kind, tensors, dt, last=False)
+        return PhaseEvent(self.step_count, index, phase.name, phase.kind, host_tensors(tensors, self.backend), dt,
+                          last=False)
 
     def step(self) -> StepRecord:
         """Runs one whole training step (or the rest of the open one) and returns its record."""
@@ -229,13 +244,16 @@ class TrainingSession:
         else:
             self.step_count += 1
             if self._heavy_now(completed=True):
-                step_statistics(record, self.model, st["params_before"], cfg.train)
+                before = st["params_before"]  # numpy statistics: a device model's tensors are copied (backend/host.py)
+                before = None if before is None else self.backend.as_host(before)
+                step_statistics(record, host_model(self.model), before, cfg.train)
             every = cfg.train.eval_every
             if every and self.step_count % every == 0:
                 record.val_loss = self.evaluate()
                 record.early_stop = self._early_stopping(record.val_loss)
         self.last_record = record
-        return PhaseEvent(self.step_count, index, phase.name, phase.kind, tensors or {}, dt, last=True)
+        return PhaseEvent(self.step_count, index, phase.name, phase.kind, host_tensors(tensors or {}, self.backend),
+                          dt, last=True)
 
     def _early_stopping(self, val_loss: float) -> Optional[EarlyStop]:
         """Takes an evaluation for train.early_stopping; the EarlyStop when patience ran out (weights restored)."""
@@ -344,7 +362,7 @@ class TrainingSession:
         m = self.model
         ids, targets = self._check_batch(ids, "ids"), self._check_batch(targets, "targets")
         rng_state = m.dropout_rng.bit_generator.state
-        buffers = {k: v.copy() for k, v in m.buffers.items()}
+        buffers = {k: self.backend.clone(v) for k, v in m.buffers.items()}
         mcfg = self.config.model
         m.training, m.dropout, m.dropout_mode = self._training, mcfg.dropout, mcfg.dropout_mode
         try:
@@ -356,7 +374,7 @@ class TrainingSession:
         finally:
             m.dropout_rng.bit_generator.state = rng_state
             for k, buf in m.buffers.items():
-                buf[...] = buffers[k]
+                self.backend.copy(buf, buffers[k])
         self._grads_state = "raw"
         return loss
 
@@ -383,13 +401,21 @@ class TrainingSession:
         if self.in_step:
             raise SessionError("finish the current step before generating")
         mcfg = self.config.model
+        bk = self.backend
         if self._generator is None:  # same weights, own activations: training buffers stay untouched
-            self._generator = CachedDecoder(mcfg, self.model.dtype, self.model.params, self.model.buffers,
-                                            frozen=self.model.frozen)
+            # a device model generates on the CPU from host copies of its weights, refreshed with the key below
+            # (the KV-cache decoder has no CUDA twin yet; one token at a time is not where a GPU helps anyway)
+            params = self.model.params if bk.on_host else bk.to_host(self.model.params)
+            buffers = self.model.buffers if bk.on_host else {k: bk.to_host(v) for k, v in self.model.buffers.items()}
+            self._generator = CachedDecoder(mcfg, self.model.dtype, params, buffers, frozen=self.model.frozen)
         # cached keys and values belong to one set of weights, running statistics and dropout setting
         key = (self.step_count, mcfg.dropout, mcfg.dropout_mode,
-               b"".join(buf.tobytes() for buf in self.model.buffers.values()))
+               b"".join(bk.as_host(buf).tobytes() for buf in self.model.buffers.values()))
         if key != self._generator_key:
+            if not bk.on_host:  # the host copies follow the device weights
+                self._generator.full.params[...] = bk.to_host(self.model.params)
+                for k, buf in self.model.buffers.items():
+                    self._generator.full.buffers[k][...] = bk.to_host(buf)
             self._generator.reset()
             self._generator.set_dropout(mcfg.dropout, mcfg.dropout_mode)  # classic dropout scales by 1-p
             self._generator_key = key
@@ -414,7 +440,7 @@ class TrainingSession:
 
     def parameter(self, name: str) -> np.ndarray:
         """A copy of parameter tensor `name` (see parameter_names)."""
-        return self._view(self.model.params, name).copy()
+        return self.backend.to_host(self._view(self.model.params, name))
 
     def set_parameter(self, name: str, value) -> None:
         """Writes parameter tensor `name` from an array of the same shape (cast to the model's dtype)."""
@@ -424,7 +450,7 @@ class TrainingSession:
         value = np.asarray(value)
         if value.shape != view.shape:
             raise SessionError(f"{name} has shape {view.shape}; the new value has shape {value.shape}")
-        view[...] = value
+        self.backend.upload(view, value)
         self._generator_key = None  # new weights: the KV cache is stale
 
     def parameter_kinds(self) -> dict[str, str]:
@@ -451,10 +477,10 @@ class TrainingSession:
             if self._grads_state == "raw":
                 raise SessionError("the gradients are not clipped yet (forward_backward or a step before its clip "
                                    "phase); read gradient(name, clipped=False)")
-            return view.copy()
+            return self.backend.to_host(view)
         if self._grads_state == "clipped" and self._unclipped is not None:
-            return self._view(self._unclipped, name).copy()
-        return view.copy()  # not clipped yet, or clipping off: one and the same
+            return self.backend.to_host(self._view(self._unclipped, name))
+        return self.backend.to_host(view)  # not clipped yet, or clipping off: one and the same
 
     def _view(self, flat: np.ndarray, name: str) -> np.ndarray:
         if name not in self.model.layout.by_name:
@@ -463,11 +489,11 @@ class TrainingSession:
 
     def activation(self, site: str) -> np.ndarray:
         """A copy of activation `site` (N, C) from the last forward pass."""
-        return self.model.acts[site].copy()
+        return self.backend.to_host(self.model.acts[site])
 
     def attention_map(self, layer: int, row: int = 0) -> np.ndarray:
         """A float32 copy of the attention probabilities (NH, T, T) of one layer for batch row `row`."""
-        return np.array(attention_probs(self.model, layer)[row], dtype=np.float32)
+        return np.array(attention_probs(host_model(self.model), layer)[row], dtype=np.float32)
 
     def batch_text(self, row: int = 0) -> str:
         """The characters of batch row `row` of the last forward pass."""
@@ -477,11 +503,11 @@ class TrainingSession:
         """Float64 copies of one head's q, k, v and output (T, HS) from the last forward pass."""
         if self.in_step:
             raise SessionError("finish the current step before reading q, k and v")
-        A = self.model.acts
+        A, host = self.model.acts, self.backend.as_host
         nh, nkv = A[f"h{layer}.q"].shape[1], A[f"h{layer}.k"].shape[1]
         kv = head // (nh // nkv)  # grouped-query attention: query heads share key/value heads
-        out = {n: np.array(A[f"h{layer}.{n}"][row, head], dtype=np.float64) for n in ("q", "yh")}
-        out.update({n: np.array(A[f"h{layer}.{n}"][row, kv], dtype=np.float64) for n in ("k", "v")})
+        out = {n: np.array(host(A[f"h{layer}.{n}"])[row, head], dtype=np.float64) for n in ("q", "yh")}
+        out.update({n: np.array(host(A[f"h{layer}.{n}"])[row, kv], dtype=np.float64) for n in ("k", "v")})
         return {"q": out["q"], "k": out["k"], "v": out["v"], "y": out["yh"]}
 
     # ------------------------------------------------------------- live changes
@@ -506,7 +532,7 @@ class TrainingSession:
                 note += " (weights kept; the optimizer state starts fresh)"
             notes.append(note)
         if "optim.name" in changed:
-            self.optimizer = make_optimizer(new.optim, self.model.layout, self.model.dtype)
+            self.optimizer = make_optimizer(new.optim, self.model.layout, self.model.dtype, self.backend)
         else:
             self.optimizer.set_config(new.optim)
         self.config = new
@@ -517,11 +543,12 @@ class TrainingSession:
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Everything needed to continue bit-identically: weights, optimizer state, step, RNG states."""
         import json
-        out = {"params": self.model.params.copy(), "step": np.array(self.step_count, dtype=np.int64),
+        host = self.backend.to_host  # checkpoints hold host arrays: the same file from either backend
+        out = {"params": host(self.model.params), "step": np.array(self.step_count, dtype=np.int64),
                "rng.data": np.array(json.dumps(self.data_rng.bit_generator.state)),
                "rng.dropout": np.array(json.dumps(self.model.dropout_rng.bit_generator.state))}
         out.update({f"optim.{k}": np.array(v, copy=True) for k, v in self.optimizer.state_dict().items()})
-        out.update({f"buffer.{k}": v.copy() for k, v in self.model.buffers.items()})  # BatchNorm running statistics
+        out.update({f"buffer.{k}": host(v) for k, v in self.model.buffers.items()})  # BatchNorm running statistics
         if self.model.frozen is not None:  # LoRA: params are the adapters; the base weights travel beside them
             out["frozen"] = self.model.frozen.copy()
         out.update(self.early.state_arrays())
@@ -547,11 +574,11 @@ class TrainingSession:
         if missing:
             raise SessionError(f"the saved state has no {missing[0]}: the checkpoint belongs to another model")
         self.optimizer.load_state_dict({k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
-        self.model.params[...] = params
+        self.backend.upload(self.model.params, params)
         if frozen is not None:
             frozen[...] = arrays["frozen"]
         for k, buf in self.model.buffers.items():
-            buf[...] = arrays[f"buffer.{k}"]
+            self.backend.upload(buf, arrays[f"buffer.{k}"])
         self.step_count = int(arrays["step"])
         self.data_rng.bit_generator.state = json.loads(str(arrays["rng.data"]))
         self.model.dropout_rng.bit_generator.state = json.loads(str(arrays["rng.dropout"]))
@@ -575,6 +602,17 @@ def _value_at(cfg, path: str):
     for part in path.split("."):
         cfg = getattr(cfg, part)
     return cfg
+
+
+def _backend_for(config: RunConfig):
+    """The backend object `train.backend` names (auto resolved), or SessionError saying why it cannot run."""
+    problem = backend_problem(config)
+    if problem is not None:
+        raise SessionError(problem.sentence())
+    try:
+        return get_backend(config.train.backend)
+    except BackendError as e:
+        raise SessionError(str(e)) from None
 
 
 class _Diverged(Exception):

@@ -60,8 +60,9 @@ def train_command(args) -> int:
         lock = RunLock(run_dir).acquire() if run_dir.is_dir() else None
         try:
             read_checkpoint(run_dir)  # a clear message before anything else if it is not readable
-            session = load_checkpoint(run_dir)
+            session = load_checkpoint(run_dir, backend=getattr(args, "backend", None))
             _agree_with_checkpoint(run_dir, session, accept=getattr(args, "accept_checkpoint_config", False))
+            _say_backend(session, args.quiet)
             if args.seed is not None:
                 print("note: --seed is ignored when resuming (the run keeps its random streams)", file=sys.stderr)
             remove_stale_temps(run_dir)
@@ -83,12 +84,15 @@ def train_command(args) -> int:
         if args.seed is not None:
             print("note: --seed is ignored by lesson presets (their seeds are in the preset)", file=sys.stderr)
         return _lesson_command(lesson, cfg, args.steps)
-    overrides = {k: v for k, v in {"train.steps": args.steps, "train.seed": args.seed}.items() if v is not None}
+    overrides = {k: v for k, v in {"train.steps": args.steps, "train.seed": args.seed,
+                                   "train.backend": getattr(args, "backend", None)}.items() if v is not None}
     if overrides:
-        cfg = override(cfg, flag_names={"train.steps": "--steps", "train.seed": "--seed"}, **overrides)
+        cfg = override(cfg, flag_names={"train.steps": "--steps", "train.seed": "--seed",
+                                        "train.backend": "--backend"}, **overrides)
     if not kernels_cached():
         print("compiling kernels for the first run (cached for the next ones)...", file=sys.stderr, flush=True)
     session = TrainingSession(cfg)
+    _say_backend(session, args.quiet)
     run_dir = new_run_dir(Path(args.runs), cfg.name, "config.yaml", dump_config(session.config))
     lock = RunLock(run_dir).acquire()
     try:
@@ -109,11 +113,26 @@ def _agree_with_checkpoint(run_dir: Path, session: TrainingSession, accept: bool
     except (PresetError, OSError, UnicodeDecodeError) as e:
         raise RunFolderError(f"{path} does not load ({e}); {fix}") from None
     written = replace(written, model=replace(written.model, vocab_size=session.config.model.vocab_size))
+    # train.backend says where the run continues (--backend may change it), not what it is
+    backend = written.train.backend
+    written = replace(written, train=replace(written.train, backend=session.config.train.backend))
     differ = changed_paths(session.config, written)
     if differ:
         raise RunFolderError(f"{path} disagrees with the checkpoint at {differ[0]} "
                              f"({_value(written, differ[0])!r} vs the checkpoint's "
                              f"{_value(session.config, differ[0])!r}); {fix}")
+    if backend != session.config.train.backend:
+        write_atomically(path, truth)
+
+
+def _backend_line(session: TrainingSession) -> str:
+    return f"backend: {session.backend_name} ({session.backend_description})"
+
+
+def _say_backend(session: TrainingSession, quiet: bool) -> None:
+    """Which backend runs, above the progress bar (the summary says it again on stdout)."""
+    if not quiet:
+        print(_backend_line(session), file=sys.stderr, flush=True)
 
 
 def _value(cfg, path: str):
@@ -180,7 +199,7 @@ def _summary(session: TrainingSession, run_dir: Path, rec) -> None:
     h = session.dataset.unigram_entropy()
     last = f"train loss {rec.loss:.4f}, " if rec is not None else ""
     print(f"step {session.step_count}: {last}validation loss {val:.4f} "
-          f"(unigram entropy of the data {h:.4f} nats)\nrun folder: {run_dir}")
+          f"(unigram entropy of the data {h:.4f} nats)\nrun folder: {run_dir}\n{_backend_line(session)}")
 
 
 def _lesson_command(lesson: Lesson, cfg, steps: int | None) -> int:

@@ -6,11 +6,15 @@ import numpy as np
 
 
 class Arena:
-    """One flat buffer holding several named arrays of given shapes."""
+    """One flat buffer holding several named arrays of given shapes.
 
-    def __init__(self, shapes: dict[str, tuple[int, ...]], dtype):
+    `zeros(n, dtype)` allocates the flat buffer: numpy's by default, a backend's for device arrays (whose
+    slices and reshapes are views too).
+    """
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], dtype, zeros=np.zeros):
         sizes = {k: int(np.prod(s)) for k, s in shapes.items()}
-        self.flat = np.zeros(sum(sizes.values()), dtype=dtype)
+        self.flat = zeros(sum(sizes.values()), dtype)
         self.arrays: dict[str, np.ndarray] = {}
         offset = 0
         for name, shape in shapes.items():
@@ -42,8 +46,9 @@ class GradientArena(Arena):
     """
 
     def __init__(self, shapes: dict[str, tuple[int, ...]], dtype, gradient_of: dict[str, str],
-                 buffer_of: dict[str, str]):
-        super().__init__(shapes, dtype)  # shapes by buffer
+                 buffer_of: dict[str, str], zeros=np.zeros, fill=np.ndarray.fill):
+        super().__init__(shapes, dtype, zeros)  # shapes by buffer
+        self._fill = fill  # fill(array, value): a backend's, for device arrays
         self.gradient_of = gradient_of  # activation name -> gradient
         self.buffer_of = buffer_of  # gradient -> buffer
         self._started: set[str] = set()  # the gradients used in this step
@@ -56,7 +61,7 @@ class GradientArena(Arena):
         grad = self.gradient_of[name]
         buf = self.arrays[self.buffer_of[grad]]
         if grad not in self._started:
-            buf.fill(0.0)
+            self._fill(buf, 0.0)
             self._started.add(grad)
         return buf
 

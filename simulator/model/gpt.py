@@ -14,6 +14,12 @@ buffer: the stream has one buffer through its adds. Inside an op, the
 gradients that BLAS products write whole (dy, dact; the naive attention's dq,
 dk, dv) are scratch, and the others (dyh, dqkv, dfc, ...) are gradients whose
 buffer every layer's op shares: one is never alive while another is.
+
+Arrays and kernels come from a backend (simulator/backend/): `self.bk` allocates and moves arrays,
+`self.k` holds the kernels by name. The CPU backend's arrays are numpy arrays and its kernels the numba
+CPU ones; the CUDA backend's are device arrays and the twins, and the code here is the same for both.
+The batch's ids, targets and row lengths are filled on the host (the data pipeline is numpy) and
+mirrored where the kernels read them (`bk.mirror` / `bk.sync`: on the CPU the host arrays themselves).
 """
 
 from __future__ import annotations
@@ -23,32 +29,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.backend import cpu_backend
 from simulator.config import ModelConfig
-from simulator.kernels.cpu import activations as act
-from simulator.kernels.cpu.attention import (
-    attention_heads_backward,
-    attention_heads_forward,
-    merge_heads,
-    merge_qkv_grad,
-    split_heads,
-    split_heads_grad,
-)
-from simulator.kernels.cpu.attention_tiled import (
-    BACKWARD_TILE_K,
-    BACKWARD_TILE_Q,
-    TILE_K,
-    TILE_Q,
-    tiled_attention_backward,
-    tiled_attention_forward,
-)
-from simulator.kernels.cpu.embedding import embedding_backward, embedding_forward
-from simulator.kernels.cpu.linear import linear_backward, linear_forward
-from simulator.kernels.cpu.lora import lora_backward, lora_forward
-from simulator.kernels.cpu.norms import layernorm_backward, layernorm_forward, rmsnorm_backward, rmsnorm_forward
-from simulator.kernels.cpu.rope import rope_backward, rope_forward, rope_tables, sinusoid_table
-from simulator.kernels.cpu.softmax import crossentropy_forward, crossentropy_softmax_backward
+from simulator.kernels.cpu import activations as cpu_act  # LoRA's dropout only: LoRA runs on the CPU backend alone
+from simulator.kernels.cpu.attention_tiled import BACKWARD_TILE_K, BACKWARD_TILE_Q, TILE_K, TILE_Q
+from simulator.kernels.cpu.lora import lora_backward, lora_forward  # no CUDA twin yet: backend cuda refuses LoRA
+from simulator.kernels.cpu.rope import rope_tables, sinusoid_table  # host-side tables, moved to the backend once
 from simulator.model.arena import Arena, GradientArena
-from simulator.model.batchnorm_mode import batchnorm_mode_backward, batchnorm_mode_forward
 from simulator.model.lora import init_lora, lora_activation_shapes, lora_layout, lora_sites
 from simulator.model.params import build_buffers, build_layout, has_final_norm, init_params, norm_sites
 
@@ -101,10 +88,14 @@ class GPT:
     """Parameters, gradients and activations of one model, and its ops in forward order."""
 
     def __init__(self, cfg: ModelConfig, dtype=np.float32, shared_params: np.ndarray | None = None,
-                 shared_buffers: dict[str, np.ndarray] | None = None, shared_frozen: np.ndarray | None = None):
+                 shared_buffers: dict[str, np.ndarray] | None = None, shared_frozen: np.ndarray | None = None,
+                 backend=None):
         assert cfg.vocab_size, "vocab_size must be resolved before building the model"
         self.cfg = cfg
         self.dtype = np.dtype(dtype)
+        self.bk = bk = backend if backend is not None else cpu_backend()  # where arrays live, which kernels run
+        self.k = bk.k
+        assert bk.on_host or not cfg.lora.on, "LoRA has no CUDA kernels yet (simulator.backend.backend_problem)"
         # `layout`, `params` and `grads` cover the trainable tensors: every weight, or under LoRA the adapters
         # alone, while the base weights sit in `frozen` (its own layout, no gradient, no optimizer state)
         self.lora = cfg.lora if cfg.lora.on else None
@@ -115,15 +106,16 @@ class GPT:
             self.frozen = shared_frozen if shared_frozen is not None else \
                 np.zeros(self.frozen_layout.size, dtype=self.dtype)
         # shared_params: a second model over the same weights with its own activations (generation)
-        self.params = shared_params if shared_params is not None else np.zeros(self.layout.size, dtype=self.dtype)
-        self.grads = np.zeros(self.layout.size, dtype=self.dtype)
+        self.params = shared_params if shared_params is not None else bk.zeros(self.layout.size, self.dtype)
+        self.grads = bk.zeros(self.layout.size, self.dtype)
         self.p = self.layout.views(self.params)
         if self.lora:  # every tensor by name for the forward: the frozen base and the adapters
             self.p = {**self.frozen_layout.views(self.frozen), **self.p}
         self.g = self.layout.views(self.grads)
         self._lora_sites = {site: (d_in, d_out) for site, d_in, d_out in lora_sites(cfg)}
         # buffers: state that is not trained (BatchNorm's running statistics); shared like the weights
-        self.buffers = shared_buffers if shared_buffers is not None else build_buffers(cfg, self.dtype)
+        self.buffers = shared_buffers if shared_buffers is not None else \
+            {k: bk.from_host(v) for k, v in build_buffers(cfg, self.dtype).items()}
         self.dropout = float(cfg.dropout)  # live: read at every forward
         self.dropout_mode = cfg.dropout_mode  # live: inverted or classic
         self.training = True  # eval mode: dropout off (classic: scaled by 1-p), BatchNorm on running statistics
@@ -135,7 +127,12 @@ class GPT:
 
     def init_weights(self, rng: np.random.Generator) -> None:
         """Draws fresh weights from `rng` by the config's init scheme (the base first: LoRA or not, one seed
-        gives the same base weights)."""
+        gives the same base weights). Drawn on the host; a device backend then receives a copy."""
+        if not self.bk.on_host:
+            host = np.zeros(self.layout.size, dtype=self.dtype)
+            init_params(self.layout.views(host), self.layout, self.cfg, rng)
+            self.bk.upload(self.params, host)
+            return
         init_params(self.p, self.frozen_layout or self.layout, self.cfg, rng)
         if self.lora:
             init_lora(self.p, self.cfg, rng)
@@ -147,11 +144,15 @@ class GPT:
         if self.shape == (B, T):
             return
         assert 1 <= T <= self.cfg.seq_len, (T, self.cfg.seq_len)
-        self.acts = Arena(activation_shapes(self.cfg, B, T), self.dtype)
-        self.acts["rowmask"].fill(1.0)  # every row of a batch is a real token: batches are never padded
+        bk = self.bk
+        self.acts = Arena(activation_shapes(self.cfg, B, T), self.dtype, bk.zeros)
+        bk.fill(self.acts["rowmask"], 1.0)  # every row of a batch is a real token: batches are never padded
         self.ids = np.zeros((B, T), dtype=np.int32)
         self.targets = np.zeros((B, T), dtype=np.int32)
         self.kv_len = np.full(B, T, dtype=np.int32)  # real tokens per row; the rest is <pad> (see set_lengths)
+        # where the kernels read them (the host arrays themselves on the CPU)
+        self._ids_k, self._targets_k, self._kv_len_k = bk.mirror(self.ids), bk.mirror(self.targets), \
+            bk.mirror(self.kv_len)
         self.padded = False
         self.shape = (B, T)
         self._dropout_on: dict[str, bool] = {}
@@ -162,14 +163,15 @@ class GPT:
         self._grad_shapes: dict[str, tuple[int, ...]] = {}
         self.ops: list[Op] = []
         self._build_ops()
-        self.grads_acts = GradientArena(self._grad_shapes, self.dtype, self._gradient_of, self._buffer_of)
+        self.grads_acts = GradientArena(self._grad_shapes, self.dtype, self._gradient_of, self._buffer_of, bk.zeros,
+                                        bk.fill)
 
     def zero_grad(self) -> None:
         """Zeroes every gradient, of the parameters and of the activations: each backward op adds from here.
 
         The one place gradients are zeroed, once per step (the head's backward calls it).
         """
-        self.grads.fill(0.0)
+        self.bk.fill(self.grads, 0.0)
         self.grads_acts.zero()
 
     def _grad(self, name: str, shape: tuple[int, ...] | None = None, same_as: str | None = None,
@@ -242,9 +244,13 @@ class GPT:
         # The sinusoids are scaled to init_std, the token embeddings' own scale: at amplitude 1 they would
         # drown the tokens (std 0.02) and the model would learn nothing past letter frequencies. The paper
         # balances the two the other way, multiplying its (larger) token embeddings by sqrt(d_model).
-        self.pos_table = (cfg.init_std * sinusoid_table(n, cfg.d_model, np.float64)).astype(self.dtype) \
+        pos = (cfg.init_std * sinusoid_table(n, cfg.d_model, np.float64)).astype(self.dtype) \
             if kind == "sinusoidal" else np.zeros((n, cfg.d_model), self.dtype) if kind != "learned" else None
-        self.rope_cos, self.rope_sin = rope_tables(n, cfg.head_size, self.dtype) if kind == "rope" else (None, None)
+        rope = rope_tables(n, cfg.head_size, self.dtype) if kind == "rope" else (None, None)
+        if not self.bk.on_host:  # built on the host, moved once
+            pos = None if pos is None else self.bk.from_host(pos)
+            rope = tuple(None if t is None else self.bk.from_host(t) for t in rope)
+        self.pos_table, (self.rope_cos, self.rope_sin) = pos, rope
 
     def set_lengths(self, lengths: np.ndarray | None = None) -> None:
         """How many leading tokens of each row are real (the rest is <pad>); None: every row is full.
@@ -259,7 +265,8 @@ class GPT:
             assert np.shape(lengths) == (B,) and 0 <= np.min(lengths) and np.max(lengths) <= T, lengths
             self.kv_len[...] = lengths
         self.padded = bool(np.any(self.kv_len < T))
-        self.acts["rowmask"][...] = (np.arange(T)[None, :] < self.kv_len[:, None]).reshape(-1)
+        self.bk.upload(self.acts["rowmask"], (np.arange(T)[None, :] < self.kv_len[:, None]).reshape(-1))
+        self.bk.sync(self._kv_len_k, self.kv_len)
 
     # ------------------------------------------------------------ embedding
 
@@ -267,7 +274,8 @@ class GPT:
         B, T = self.shape
         A, t0 = self.acts, self.position_offset
         pos = self.p["wpe"] if self.cfg.positional == "learned" else self.pos_table
-        embedding_forward(A["x0"].reshape(B, T, -1), self.ids, self.p["wte"], pos[t0:t0 + T])
+        self.bk.sync(self._ids_k, self.ids)  # the batch, filled on the host
+        self.k.embedding_forward(A["x0"].reshape(B, T, -1), self._ids_k, self.p["wte"], pos[t0:t0 + T])
         self._apply_dropout("x0")
         return {"x0": A["x0"]}
 
@@ -278,9 +286,9 @@ class GPT:
             return {}
         d = self._dropout_backward("x0").reshape(B, T, -1)
         if self.cfg.positional == "learned":
-            embedding_backward(self.g["wte"], self.g["wpe"][t0:t0 + T], d, self.ids)
+            self.k.embedding_backward(self.g["wte"], self.g["wpe"][t0:t0 + T], d, self._ids_k)
             return {"d wte": self.g["wte"], "d wpe": self.g["wpe"]}
-        embedding_backward(self.g["wte"], self.grads_acts["pos"], d, self.ids)
+        self.k.embedding_backward(self.g["wte"], self.grads_acts["pos"], d, self._ids_k)
         return {"d wte": self.g["wte"]}
 
     # ---------------------------------------------------------------- norms
@@ -289,7 +297,7 @@ class GPT:
         """Appends op `name`: norm `site` of activation `inp`; returns `site`, or `inp` itself under norm: none."""
         if self.cfg.norm == "none":
             return inp
-        A, P, G = self.acts, self.p, self.g
+        A, P, G, K = self.acts, self.p, self.g, self.k
         rms, bn = self.cfg.norm == "rmsnorm", self.cfg.norm == "batchnorm"
         self._grad(site)
 
@@ -297,9 +305,9 @@ class GPT:
             if bn:
                 self._batchnorm_forward(site, inp, site)
             elif rms:
-                rmsnorm_forward(A[site], A[f"{site}.rstd"], A[inp], P[f"{site}.w"])
+                K.rmsnorm_forward(A[site], A[f"{site}.rstd"], A[inp], P[f"{site}.w"])
             else:
-                layernorm_forward(A[site], A[f"{site}.mean"], A[f"{site}.rstd"], A[inp], P[f"{site}.w"],
+                K.layernorm_forward(A[site], A[f"{site}.mean"], A[f"{site}.rstd"], A[inp], P[f"{site}.w"],
                                   P[f"{site}.b"])
             return {site: A[site]}
 
@@ -309,9 +317,9 @@ class GPT:
             if bn:
                 self._batchnorm_backward(site, inp, site, dinp, dout)
             elif rms:
-                rmsnorm_backward(dinp, dw, dout, A[inp], P[f"{site}.w"], A[f"{site}.rstd"])
+                K.rmsnorm_backward(dinp, dw, dout, A[inp], P[f"{site}.w"], A[f"{site}.rstd"])
             else:
-                layernorm_backward(dinp, dw, db, dout, A[inp], P[f"{site}.w"], A[f"{site}.mean"], A[f"{site}.rstd"])
+                K.layernorm_backward(dinp, dw, db, dout, A[inp], P[f"{site}.w"], A[f"{site}.mean"], A[f"{site}.rstd"])
             names = [k for k in (f"{site}.w", f"{site}.b") if k in G]
             return {f"d {inp}": dinp, **{f"d {k}": G[k] for k in names}}
 
@@ -329,7 +337,7 @@ class GPT:
         """Train mode: batch statistics over the rows, then the running statistics move; eval: running ones."""
         A, P, B = self.acts, self.p, self.buffers
         # the backward must differentiate what the forward did
-        self.norm_trained[out] = batchnorm_mode_forward(
+        self.norm_trained[out] = self.k.batchnorm_mode_forward(
             A[out], A[f"{out}.mean"], A[f"{out}.var"], A[f"{out}.rstd"], A[inp], A["rowmask"], P[f"{prefix}.w"],
             P[f"{prefix}.b"], B[f"{prefix}.running_mean"], B[f"{prefix}.running_var"], self.cfg.batchnorm_momentum,
             self.training)
@@ -337,7 +345,7 @@ class GPT:
     def _batchnorm_backward(self, prefix: str, inp: str, out: str, dinp: np.ndarray, dout: np.ndarray) -> None:
         A, P = self.acts, self.p
         dw, db = self._norm_grads(prefix)
-        batchnorm_mode_backward(dinp, dw, db, dout, A[inp], A["rowmask"], P[f"{prefix}.w"],
+        self.k.batchnorm_mode_backward(dinp, dw, db, dout, A[inp], A["rowmask"], P[f"{prefix}.w"],
                                 A[f"{out}.mean"], A[f"{out}.rstd"], A["dnorm_sum"], A["dnorm_xsum"],
                                 self.norm_trained.get(out, True))
 
@@ -373,14 +381,14 @@ class GPT:
             self._apply_dropout(out)
             produced = {out: A[out]}
             if cfg.residual:
-                act.residual_forward(A[res], A[stream], A[out])
+                self.k.residual_forward(A[res], A[stream], A[out])
                 produced[res] = A[res]
             return produced
 
         def backward():
             D = self.grads_acts
             if cfg.residual:  # d(out) += d(res): d(out) is still zero, so a copy
-                np.copyto(D.for_writing(out), D[res])
+                self.bk.copy(D.for_writing(out), D[res])
             run_backward(p, inp, self._dropout_backward(out))
             names = [k for k in self.g if k.startswith(f"{p}.{kind}.")]
             return {f"d {inp}": D[inp], **{f"d {k}": self.g[k] for k in names}}
@@ -390,23 +398,23 @@ class GPT:
 
     def _attn_forward(self, p: str, inp: str, out: str) -> None:
         A, P = self.acts, self.p
-        linear_forward(A[f"{p}.qkv"], A[inp], P[f"{p}.attn.qkv.w"], P[f"{p}.attn.qkv.b"])  # (N, C + 2 NKV HS)
+        self.k.linear_forward(A[f"{p}.qkv"], A[inp], P[f"{p}.attn.qkv.w"], P[f"{p}.attn.qkv.b"])  # (N, C + 2 NKV HS)
         self._lora_forward(f"{p}.attn.qkv", A[f"{p}.qkv"], A[inp])
         self._attend(p)  # {p}.qkv -> {p}.y
-        linear_forward(A[out], A[f"{p}.y"], P[f"{p}.attn.proj.w"], P[f"{p}.attn.proj.b"])  # (N, C)
+        self.k.linear_forward(A[out], A[f"{p}.y"], P[f"{p}.attn.proj.w"], P[f"{p}.attn.proj.b"])  # (N, C)
         self._lora_forward(f"{p}.attn.proj", A[out], A[f"{p}.y"])
 
     def _attend(self, p: str) -> None:
         """Heads from the fused projection, positions rotated in (rope), `attend`, heads merged into {p}.y."""
         A, (B, T) = self.acts, self.shape
         q, k, v, yh = A[f"{p}.q"], A[f"{p}.k"], A[f"{p}.v"], A[f"{p}.yh"]
-        split_heads(q, k, v, A[f"{p}.qkv"].reshape(B, T, -1))  # (B, NH, T, HS), k and v (B, NKV, T, HS)
+        self.k.split_heads(q, k, v, A[f"{p}.qkv"].reshape(B, T, -1))  # (B, NH, T, HS), k and v (B, NKV, T, HS)
         if self.rope_cos is not None:
             cos, sin = self._rope_rows()
-            rope_forward(q, cos, sin)
-            rope_forward(k, cos, sin)
+            self.k.rope_forward(q, cos, sin)
+            self.k.rope_forward(k, cos, sin)
         self.attend(int(p[1:]), q, k, v, yh)
-        merge_heads(A[f"{p}.y"].reshape(B, T, -1), yh)  # (B, T, C)
+        self.k.merge_heads(A[f"{p}.y"].reshape(B, T, -1), yh)  # (B, T, C)
 
     def attend(self, layer: int, q: np.ndarray, k: np.ndarray, v: np.ndarray, yh: np.ndarray) -> None:
         """Writes the attention output yh (B, NH, T, HS) of a layer from its q, k (rotated under rope) and v.
@@ -418,37 +426,37 @@ class GPT:
         causal = att.mask == "causal"
         if att.impl == "tiled":
             tile_q, tile_k = att.tile_q or TILE_Q, att.tile_k or TILE_K
-            tiled_attention_forward(yh, A[f"{p}.lse"], q, k, v, self.kv_len, self.attention_scale(), causal, tile_q,
-                                    tile_k)
+            self.k.tiled_attention_forward(yh, A[f"{p}.lse"], q, k, v, self._kv_len_k, self.attention_scale(), causal,
+                                           tile_q, tile_k)
         else:
-            attention_heads_forward(yh, A[f"{p}.att"], q, k, v, self.attention_scale(), causal, self.kv_len)
+            self.k.attention_heads_forward(yh, A[f"{p}.att"], q, k, v, self.attention_scale(), causal, self._kv_len_k)
 
     def _attn_backward(self, p: str, inp: str, dout: np.ndarray) -> None:
         A, P, G, D, (B, T), att = self.acts, self.p, self.g, self.grads_acts, self.shape, self.cfg.attention
         # dy: scratch, written whole by the product
-        linear_backward(A["dy"], G.get(f"{p}.attn.proj.w"), G.get(f"{p}.attn.proj.b"), dout, A[f"{p}.y"],
-                        P[f"{p}.attn.proj.w"])
+        self.k.linear_backward(A["dy"], G.get(f"{p}.attn.proj.w"), G.get(f"{p}.attn.proj.b"), dout, A[f"{p}.y"],
+                               P[f"{p}.attn.proj.w"])
         self._lora_backward(f"{p}.attn.proj", A["dy"], dout, A[f"{p}.y"])
         q, k, v, dyh = A[f"{p}.q"], A[f"{p}.k"], A[f"{p}.v"], D[f"{p}.yh"]
-        split_heads_grad(dyh, A["dy"].reshape(B, T, -1))
+        self.k.split_heads_grad(dyh, A["dy"].reshape(B, T, -1))
         if att.impl == "tiled":
             dq, dk, dv = D[f"{p}.q"], D[f"{p}.k"], D[f"{p}.v"]
             tile_q, tile_k = att.tile_q or BACKWARD_TILE_Q, att.tile_k or BACKWARD_TILE_K
-            tiled_attention_backward(dq, dk, dv, dyh, q, k, v, A[f"{p}.yh"], A[f"{p}.lse"], self.kv_len,
-                                     self.attention_scale(), att.mask == "causal", tile_q, tile_k)
+            self.k.tiled_attention_backward(dq, dk, dv, dyh, q, k, v, A[f"{p}.yh"], A[f"{p}.lse"], self._kv_len_k,
+                                            self.attention_scale(), att.mask == "causal", tile_q, tile_k)
         else:  # scratch, written whole by the products
             dq, dk, dv = A["dq"], A["dk"], A["dv"]
-            attention_heads_backward(dq, dk, dv, A["datt"], dyh, q, k, v, A[f"{p}.att"], self.attention_scale(),
-                                     att.mask == "causal", self.kv_len)
+            self.k.attention_heads_backward(dq, dk, dv, A["datt"], dyh, q, k, v, A[f"{p}.att"],
+                                            self.attention_scale(), att.mask == "causal", self._kv_len_k)
         if self.rope_cos is not None:  # gradients of the rotated q, k -> of the projected ones
             cos, sin = self._rope_rows()
-            rope_backward(dq, cos, sin)
-            rope_backward(dk, cos, sin)
+            self.k.rope_backward(dq, cos, sin)
+            self.k.rope_backward(dk, cos, sin)
         dqkv = D[f"{p}.qkv"]
-        merge_qkv_grad(dqkv.reshape(B, T, -1), dq, dk, dv)
+        self.k.merge_qkv_grad(dqkv.reshape(B, T, -1), dq, dk, dv)
         dinp, dscratch = self._input_grad(inp)
-        linear_backward(dinp, G.get(f"{p}.attn.qkv.w"), G.get(f"{p}.attn.qkv.b"), dqkv, A[inp], P[f"{p}.attn.qkv.w"],
-                        dscratch)
+        self.k.linear_backward(dinp, G.get(f"{p}.attn.qkv.w"), G.get(f"{p}.attn.qkv.b"), dqkv, A[inp],
+                               P[f"{p}.attn.qkv.w"], dscratch)
         self._lora_backward(f"{p}.attn.qkv", dinp, dqkv, A[inp])
 
     def _rope_rows(self) -> tuple[np.ndarray, np.ndarray]:
@@ -462,22 +470,22 @@ class GPT:
 
     def _mlp_forward(self, p: str, inp: str, out: str) -> None:
         A, P = self.acts, self.p
-        linear_forward(A[f"{p}.fc"], A[inp], P[f"{p}.mlp.fc.w"], P[f"{p}.mlp.fc.b"])  # (N, H)
+        self.k.linear_forward(A[f"{p}.fc"], A[inp], P[f"{p}.mlp.fc.w"], P[f"{p}.mlp.fc.b"])  # (N, H)
         self._lora_forward(f"{p}.mlp.fc", A[f"{p}.fc"], A[inp])
-        act.ACTIVATION_KERNELS[self.cfg.activation][0](A[f"{p}.act"], A[f"{p}.fc"])
-        linear_forward(A[out], A[f"{p}.act"], P[f"{p}.mlp.proj.w"], P[f"{p}.mlp.proj.b"])  # (N, C)
+        self.k.ACTIVATION_KERNELS[self.cfg.activation][0](A[f"{p}.act"], A[f"{p}.fc"])
+        self.k.linear_forward(A[out], A[f"{p}.act"], P[f"{p}.mlp.proj.w"], P[f"{p}.mlp.proj.b"])  # (N, C)
         self._lora_forward(f"{p}.mlp.proj", A[out], A[f"{p}.act"])
 
     def _mlp_backward(self, p: str, inp: str, dout: np.ndarray) -> None:
         A, P, G, dfc = self.acts, self.p, self.g, self.grads_acts[f"{p}.fc"]
         # dact: scratch, written whole by the product
-        linear_backward(A["dact"], G.get(f"{p}.mlp.proj.w"), G.get(f"{p}.mlp.proj.b"), dout, A[f"{p}.act"],
-                        P[f"{p}.mlp.proj.w"])
+        self.k.linear_backward(A["dact"], G.get(f"{p}.mlp.proj.w"), G.get(f"{p}.mlp.proj.b"), dout, A[f"{p}.act"],
+                               P[f"{p}.mlp.proj.w"])
         self._lora_backward(f"{p}.mlp.proj", A["dact"], dout, A[f"{p}.act"])
-        act.ACTIVATION_KERNELS[self.cfg.activation][1](dfc, A[f"{p}.fc"], A["dact"])
+        self.k.ACTIVATION_KERNELS[self.cfg.activation][1](dfc, A[f"{p}.fc"], A["dact"])
         dinp, dscratch = self._input_grad(inp)
-        linear_backward(dinp, G.get(f"{p}.mlp.fc.w"), G.get(f"{p}.mlp.fc.b"), dfc, A[inp], P[f"{p}.mlp.fc.w"],
-                        dscratch)
+        self.k.linear_backward(dinp, G.get(f"{p}.mlp.fc.w"), G.get(f"{p}.mlp.fc.b"), dfc, A[inp], P[f"{p}.mlp.fc.w"],
+                               dscratch)
         self._lora_backward(f"{p}.mlp.fc", dinp, dfc, A[inp])
 
     # ---------------------------------------------------------------- LoRA
@@ -494,7 +502,7 @@ class GPT:
             xd = A["lora_x"][:N * d_in].reshape(N, d_in)
             uniform = A["uniform"][:N * d_in].reshape(N, d_in)
             self.dropout_rng.random(out=uniform, dtype=self.dtype)
-            act.dropout_forward(xd, A[f"{site}.lora_mask"], x, uniform, lora.dropout)
+            cpu_act.dropout_forward(xd, A[f"{site}.lora_mask"], x, uniform, lora.dropout)
             x = xd
         lora_forward(out, A[f"{site}.lora_u"], x, P[f"{site}.lora_A"], P[f"{site}.lora_B"], lora.scale,
                      A["lora_tmp"][:N * d_out].reshape(N, d_out))
@@ -531,15 +539,14 @@ class GPT:
         self._dropout_on[site] = on
         if not on:
             return
-        A = self.acts
+        A, bk = self.acts, self.bk
         x, mask = A[site], A[f"{site}.mask"]
         if not self.training:  # classic at inference: every unit is on, so scale to the training expectation
-            mask.fill(1.0 - p)
-            np.multiply(x, mask, out=x)
+            bk.fill(mask, 1.0 - p)
+            bk.multiply(x, x, mask)
             return
-        uniform = A["uniform"][:x.size].reshape(x.shape)
-        self.dropout_rng.random(out=uniform, dtype=self.dtype)
-        (act.dropout_classic_forward if classic else act.dropout_forward)(x, mask, x, uniform, p)
+        # the CPU draws the uniforms from the dropout stream; a device draws its mask from a key off that stream
+        bk.dropout_forward(x, mask, A["uniform"][:x.size].reshape(x.shape), self.dropout_rng, p, classic)
 
     def _input_grad(self, name: str) -> tuple[np.ndarray, np.ndarray | None]:
         """d(name) for linear_backward and the scratch it adds through: None while d(name) is zero (then written).
@@ -557,18 +564,18 @@ class GPT:
         D = self.grads_acts
         if not self._dropout_on.get(site, False):
             return D[site]
-        act.dropout_backward(D[f"{site}.undropped"], D[site], self.acts[f"{site}.mask"])
+        self.k.dropout_backward(D[f"{site}.undropped"], D[site], self.acts[f"{site}.mask"])
         return D[f"{site}.undropped"]
 
     # ---------------------------------------------------------- head, loss
 
     def _head_weight(self, grads=False) -> np.ndarray:
         src = self.g if grads else self.p
-        return src["wte"].T if self.cfg.tie_embeddings else src["lm_head.w"]  # (C, V)
+        return self.bk.transposed(src["wte"]) if self.cfg.tie_embeddings else src["lm_head.w"]  # (C, V)
 
     def _head_forward(self) -> Tensors:
         A = self.acts
-        linear_forward(A["logits"], A[self.final], self._head_weight(), None)  # (N, V)
+        self.k.linear_forward(A["logits"], A[self.final], self._head_weight(), None)  # (N, V)
         return {"logits": A["logits"]}
 
     def _head_backward(self) -> Tensors:
@@ -576,7 +583,7 @@ class GPT:
         self.zero_grad()  # the first backward op of a step: every gradient adds up from zero here
         dfinal, dscratch = self._input_grad(self.final)
         dhead = None if self.lora else self._head_weight(grads=True)  # frozen under LoRA
-        linear_backward(dfinal, dhead, None, A["dlogits"], A[self.final], self._head_weight(), dscratch)
+        self.k.linear_backward(dfinal, dhead, None, A["dlogits"], A[self.final], self._head_weight(), dscratch)
         if self.lora:
             return {f"d {self.final}": dfinal}
         name = "d wte" if self.cfg.tie_embeddings else "d lm_head.w"
@@ -588,29 +595,31 @@ class GPT:
         With padding (set_lengths) the mean runs over the real tokens only: pad
         rows get loss 0 and dlogits 0.
         """
-        A = self.acts
+        A, bk = self.acts, self.bk
+        bk.sync(self._targets_k, self.targets)
+        targets = self._targets_k.reshape(-1)
         if not self.padded:
             N = A["losses"].shape[0]
-            crossentropy_softmax_backward(A["losses"], A["dlogits"], A["logits"], self.targets.reshape(-1), 1.0 / N)
-            return float(A["losses"].mean(dtype=np.float64))
-        rows = A["rowmask"]
+            self.k.crossentropy_softmax_backward(A["losses"], A["dlogits"], A["logits"], targets, 1.0 / N)
+            return bk.mean64(A["losses"])
         n_real = max(int(self.kv_len.sum()), 1)
-        crossentropy_softmax_backward(A["losses"], A["dlogits"], A["logits"], self.targets.reshape(-1), 1.0 / n_real)
-        np.multiply(A["dlogits"], rows[:, None], out=A["dlogits"])
+        self.k.crossentropy_softmax_backward(A["losses"], A["dlogits"], A["logits"], targets, 1.0 / n_real)
+        bk.scale_rows(A["dlogits"], A["rowmask"])
         return self._real_mean(n_real)
 
     def loss_only(self) -> float:
         """Mean cross-entropy of the current logits (no gradient), for evaluation; real tokens only."""
-        A = self.acts
-        crossentropy_forward(A["losses"], A["logits"], self.targets.reshape(-1))
+        A, bk = self.acts, self.bk
+        bk.sync(self._targets_k, self.targets)
+        self.k.crossentropy_forward(A["losses"], A["logits"], self._targets_k.reshape(-1))
         if not self.padded:
-            return float(A["losses"].mean(dtype=np.float64))
+            return bk.mean64(A["losses"])
         return self._real_mean(max(int(self.kv_len.sum()), 1))
 
     def _real_mean(self, n_real: int) -> float:
         losses = self.acts["losses"]
-        np.multiply(losses, self.acts["rowmask"], out=losses)  # pad rows: 0
-        return float(losses.sum(dtype=np.float64) / n_real)
+        self.bk.multiply(losses, losses, self.acts["rowmask"])  # pad rows: 0
+        return self.bk.sum64(losses) / n_real
 
     # ------------------------------------------------------------- helpers
 

@@ -27,13 +27,16 @@ def global_norm(grads: np.ndarray) -> float:
     return math.sqrt(sum_of_squares(grads))
 
 
-def clip_gradients(grads: np.ndarray, cfg: OptimConfig) -> tuple[float, bool]:
+def clip_gradients(grads: np.ndarray, cfg: OptimConfig, backend=None) -> tuple[float, bool]:
     """Clip `grads` in place; returns (global norm before clipping, whether clipping changed anything).
 
     norm:  if ||g|| > grad_clip, g *= grad_clip / ||g|| (the clipped norm is exactly grad_clip).
     value: each entry is clamped to [-grad_clip, grad_clip].
     A non-finite norm is returned as is and nothing is clipped: the session reports the divergence.
+    `backend`: where grads live (simulator/backend/); a device backend clips with its twin of this function.
     """
+    if backend is not None and not backend.on_host:
+        return backend.clip_gradients(grads, cfg)
     norm = global_norm(grads)
     limit = float(cfg.grad_clip)
     if limit <= 0 or not math.isfinite(norm):

@@ -38,9 +38,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from simulator.backend import cpu_backend
 from simulator.config import OPTIMIZERS, OptimConfig
 from simulator.model.layout import ParamLayout
-from simulator.optim import kernels
 from simulator.optim.clip import ClipError, check_clip
 from simulator.optim.schedules import ScheduleError, check_schedule, schedule_problem
 from simulator.rules import Problem, setting_of
@@ -102,12 +102,18 @@ def check_optim(cfg: OptimConfig) -> None:
 
 
 class Optimizer:
-    """Shared bookkeeping: config, decay mask, named flat state buffers, counters, checkpoints."""
+    """Shared bookkeeping: config, decay mask, named flat state buffers, counters, checkpoints.
+
+    The buffers and the update kernel come from a backend (simulator/backend/; the CPU's by default), so
+    the state lives where the weights do; `state_dict` returns host copies, `load_state_dict` takes host arrays.
+    """
 
     required: tuple[str, ...] = ()  # state buffers every step needs
     optional: tuple[str, ...] = ()  # buffers allocated only when a setting asks for them (momentum)
 
-    def __init__(self, cfg: OptimConfig, layout: ParamLayout, dtype):
+    def __init__(self, cfg: OptimConfig, layout: ParamLayout, dtype, backend=None):
+        self.bk = backend if backend is not None else cpu_backend()
+        self.k = self.bk.k  # the update kernels by name
         self.layout = layout
         self.size = layout.size
         self.dtype = np.dtype(dtype)
@@ -116,7 +122,7 @@ class Optimizer:
         self.cfg: OptimConfig | None = None
         self.decay_mask: np.ndarray | None = None  # (N,) uint8, 1 where weight decay applies
         self._mask_key = None
-        self._unused = np.empty(0, dtype=self.dtype)  # stands in for a buffer a kernel will not touch
+        self._unused = self.bk.zeros(0, self.dtype)  # stands in for a buffer a kernel will not touch
         self.set_config(cfg)
 
     def wanted(self, cfg: OptimConfig) -> tuple[str, ...]:
@@ -131,12 +137,13 @@ class Optimizer:
         check_optim(cfg)
         key = (cfg.decay_embeddings, cfg.decay_norms_and_biases)
         if key != self._mask_key:
-            self.decay_mask = self.layout.mask(decay_kinds(cfg), dtype=np.uint8)
+            mask = self.layout.mask(decay_kinds(cfg), dtype=np.uint8)
+            self.decay_mask = mask if self.bk.on_host else self.bk.from_host(mask)
             self._mask_key = key
         self.cfg = cfg
         for name in self.wanted(cfg):
             if name not in self.state:
-                self.state[name] = np.zeros(self.size, dtype=self.dtype)
+                self.state[name] = self.bk.zeros(self.size, self.dtype)
 
     def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
         """One update of `params` in place from `grads`; the optimizer counts its own steps (t = steps + 1)."""
@@ -153,7 +160,7 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the state buffers plus the optimizer name and counters as 0-d arrays."""
-        out = {name: buf.copy() for name, buf in self.state.items()}
+        out = {name: self.bk.to_host(buf) for name, buf in self.state.items()}
         out["optimizer"] = np.array(self.cfg.name)
         out.update({k: np.array(v, dtype=np.int64) for k, v in self._counters().items()})
         return out
@@ -176,7 +183,7 @@ class Optimizer:
         missing = [k for k in self.required if k not in buffers]
         if missing:
             raise OptimError(f"the checkpoint's {name} state lacks {', '.join(missing)}")
-        self.state = {k: np.array(v, dtype=self.dtype) for k, v in buffers.items()}
+        self.state = {k: self.bk.from_host(v, self.dtype) for k, v in buffers.items()}
         for key in counters:
             setattr(self, key, int(d[key]) if key in d else 0)
         self.set_config(self.cfg)  # zero-fills any buffer the current settings want but the checkpoint lacks
@@ -187,9 +194,9 @@ class SGD(Optimizer):
 
     optional = ("buf",)
 
-    def __init__(self, cfg, layout, dtype):
+    def __init__(self, cfg, layout, dtype, backend=None):
         self.buf_steps = 0  # steps the momentum buffer has seen: torch starts it at the gradient itself
-        super().__init__(cfg, layout, dtype)
+        super().__init__(cfg, layout, dtype, backend)
 
     def wanted(self, cfg):
         return ("buf",) if cfg.momentum != 0 else ()
@@ -200,7 +207,7 @@ class SGD(Optimizer):
     def _update(self, params, grads, lr, t):
         c = self.cfg
         buf = self.state.get("buf", self._unused)
-        kernels.sgd_update(params, buf, grads, self.decay_mask, lr, float(c.momentum), float(c.dampening),
+        self.k.sgd_update(params, buf, grads, self.decay_mask, lr, float(c.momentum), float(c.dampening),
                            float(c.weight_decay), c.name == "nesterov", self.buf_steps == 0)
         if c.momentum != 0:
             self.buf_steps += 1
@@ -213,7 +220,7 @@ class AdaGrad(Optimizer):
 
     def _update(self, params, grads, lr, t):
         c = self.cfg
-        kernels.adagrad_update(params, self.state["sum_sq"], grads, self.decay_mask, lr, float(c.eps),
+        self.k.adagrad_update(params, self.state["sum_sq"], grads, self.decay_mask, lr, float(c.eps),
                                float(c.weight_decay))
 
 
@@ -229,7 +236,7 @@ class RMSProp(Optimizer):
     def _update(self, params, grads, lr, t):
         c = self.cfg
         buf = self.state.get("buf", self._unused)
-        kernels.rmsprop_update(params, self.state["square_avg"], buf, grads, self.decay_mask, lr, float(c.rho),
+        self.k.rmsprop_update(params, self.state["square_avg"], buf, grads, self.decay_mask, lr, float(c.rho),
                                float(c.eps), float(c.weight_decay), float(c.momentum))
 
 
@@ -242,7 +249,7 @@ class Adam(Optimizer):
         c = self.cfg
         bc1 = 1.0 - c.beta1 ** t if c.bias_correction else 1.0
         bc2 = 1.0 - c.beta2 ** t if c.bias_correction else 1.0
-        kernels.adam_update(params, self.state["m"], self.state["v"], grads, self.decay_mask, lr, float(c.beta1),
+        self.k.adam_update(params, self.state["m"], self.state["v"], grads, self.decay_mask, lr, float(c.beta1),
                             float(c.beta2), float(c.eps), float(c.weight_decay), c.name == "adamw", bc1, bc2)
 
 
@@ -256,7 +263,7 @@ class FTRL(Optimizer):
         if lr <= 0:
             raise OptimError(f"ftrl got learning rate {lr} at step {t}; lr is its alpha and must stay > 0 "
                              "(use optim.min_lr > 0 or a constant schedule)")
-        kernels.ftrl_update(params, self.state["z"], self.state["n"], grads, self.decay_mask, lr,
+        self.k.ftrl_update(params, self.state["z"], self.state["n"], grads, self.decay_mask, lr,
                             float(c.ftrl_beta), float(c.l1), float(c.l2))
 
 
@@ -264,7 +271,7 @@ CLASSES = {"sgd": SGD, "momentum": SGD, "nesterov": SGD, "adagrad": AdaGrad, "rm
            "adam": Adam, "adam_l2": Adam, "adamw": Adam, "ftrl": FTRL}
 
 
-def make_optimizer(cfg: OptimConfig, layout: ParamLayout, dtype=np.float32) -> Optimizer:
-    """Build the optimizer `cfg.name` names, with its state buffers allocated for `layout`."""
+def make_optimizer(cfg: OptimConfig, layout: ParamLayout, dtype=np.float32, backend=None) -> Optimizer:
+    """Build the optimizer `cfg.name` names, with its state buffers allocated for `layout` (on `backend`'s arrays)."""
     check_optim(cfg)
-    return CLASSES[cfg.name](cfg, layout, dtype)
+    return CLASSES[cfg.name](cfg, layout, dtype, backend)

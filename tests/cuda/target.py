@@ -2,34 +2,14 @@
 
 Decided before numba.cuda is first imported (its config reads NUMBA_ENABLE_CUDASIM then), and
 without importing it to decide: the CUDA driver library is asked directly (cuInit and
-cuDeviceGetCount through ctypes). An explicit NUMBA_ENABLE_CUDASIM in the environment wins.
+cuDeviceGetCount through ctypes, simulator/backend/probe.py). An explicit NUMBA_ENABLE_CUDASIM in the environment wins.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 
-
-def gpu_usable() -> tuple[bool, str]:
-    """(True, "") when the CUDA driver loads and sees a device; else (False, why)."""
-    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll", "libcuda.dylib"):
-        try:
-            lib = ctypes.CDLL(name)
-            break
-        except OSError:
-            continue
-    else:
-        return False, "no CUDA driver library (libcuda) on this machine"
-    try:
-        if lib.cuInit(0) != 0:
-            return False, "the CUDA driver did not initialise (cuInit failed)"
-        count = ctypes.c_int(0)
-        if lib.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:
-            return False, "the CUDA driver sees no device"
-    except AttributeError:
-        return False, "libcuda lacks cuInit / cuDeviceGetCount"
-    return True, ""
+from simulator.backend.probe import gpu_usable  # the driver probe, shared with the engine's backend selection
 
 
 def choose() -> tuple[str, str]:

@@ -27,6 +27,8 @@ def test_cpu_engine_does_not_import_numba_cuda():
     proc = _run("import sys\n"
                 "import simulator.session, simulator.api, simulator.cli, simulator.kernels, simulator.kernels.cuda\n"
                 "import simulator.kernels.cuda.table, simulator.kernels.cuda.philox  # pure: no numba.cuda\n"
+                "import simulator.backend\n"
+                "simulator.backend.get_backend('cpu'), simulator.backend.resolve('auto')  # the probe: ctypes only\n"
                 f"print({CUDA_MODULES})\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]", f"the CPU path imported {proc.stdout.strip()}"

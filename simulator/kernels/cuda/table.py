@@ -1,8 +1,8 @@
 """The kernel table: which CUDA module holds the twin of each CPU kernel module, and what has none yet.
 
-Pure data (importing it imports no kernels): the backend seam will look kernels up here, and a test
-checks that every public function of every CPU kernel module has a twin of the same name and
-parameters, apart from the differences listed with their reason.
+Pure data (importing it imports no kernels): the CUDA backend (simulator/backend/cuda.py) looks
+kernels up here, and a test checks that every public function of every CPU kernel module has a twin
+of the same name and parameters, apart from the differences listed with their reason.
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ class TrainingSession:
         self._grads_state = "none"
         self._unclipped: Optional[np.ndarray] = None  # a copy before clipping, kept only while clipping is on
         self.early = EarlyStopping()  # train.early_stopping's bookkeeping on the validation loss
-        self._best: Optional[dict[str, np.ndarray]] = None  # weights and buffers of the best evaluation
+        self._best: Optional[dict[str, np.ndarray]] = None  # host copies of the best evaluation's weights and buffers
 
     # ------------------------------------------------------------- phases
 
@@ -262,18 +262,23 @@ class TrainingSession:
             return None
         verdict = self.early.observe(self.step_count, val_loss, es.patience, es.min_delta, es.restore_best)
         if verdict == "improved":  # kept whatever restore_best says now: it is live and may be on at the stop
-            self._best = {"params": self.model.params.copy(),
-                          **{f"buffer.{k}": v.copy() for k, v in self.model.buffers.items()}}
+            self._best = self._host_weights()
         elif verdict == "stop" and es.restore_best and self._best is not None:
             self._restore_best()
         return self.early.stopped
 
     def _restore_best(self) -> None:
         """Puts back the weights (and BatchNorm's running statistics) of the best evaluation; the step count stays."""
-        self.model.params[...] = self._best["params"]
+        self.backend.upload(self.model.params, self._best["params"])
         for k, buf in self.model.buffers.items():
-            buf[...] = self._best[f"buffer.{k}"]
+            self.backend.upload(buf, self._best[f"buffer.{k}"])
         self._generator_key = None  # new weights: the KV cache is stale
+
+    def _host_weights(self) -> dict[str, np.ndarray]:
+        """Host copies of the weights and BatchNorm buffers (the best evaluation's, kept as a checkpoint keeps them)."""
+        to_host = self.backend.to_host
+        buffers = {f"buffer.{k}": to_host(v) for k, v in self.model.buffers.items()}
+        return {"params": to_host(self.model.params), **buffers}
 
     @property
     def early_stop(self) -> Optional[EarlyStop]:
@@ -591,8 +596,7 @@ class TrainingSession:
                 raise SessionError("the saved best weights do not fit this model: the checkpoint is damaged")
             self._best = {k: v.copy() for k, v in best.items()}
         elif self.early.best_step is not None and self.early.stopped is not None and self.early.stopped.restored:
-            self._best = {"params": self.model.params.copy(),
-                          **{f"buffer.{k}": v.copy() for k, v in self.model.buffers.items()}}
+            self._best = self._host_weights()
         else:
             self._best = None
 

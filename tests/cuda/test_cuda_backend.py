@@ -135,3 +135,26 @@ def test_a_gpu_whose_numba_cuda_does_not_load(monkeypatch):
         backend.get_backend("cuda")
     auto = backend.get_backend("auto")
     assert auto.name == "cpu" and auto.description.startswith("CPU (numba; the GPU is not usable: numba-cuda")
+
+
+def test_early_stopping_restores_the_same_best_weights_on_either_backend():
+    """The best weights are kept as host copies and put back into the device buffers."""
+    from simulator.config import EarlyStoppingConfig
+
+    def stopped(backend):
+        cfg = _config(backend)
+        # min_delta 1: no later evaluation improves enough, so the first is the best and patience 2 stops at step 3
+        es = EarlyStoppingConfig(patience=2, min_delta=1.0, restore_best=True)
+        cfg = replace(cfg, train=replace(cfg.train, eval_every=1, early_stopping=es))
+        s = TrainingSession(cfg)
+        recs = s.run(10)
+        return s, recs
+
+    cpu, cpu_recs = stopped("cpu")
+    gpu, gpu_recs = stopped("cuda")
+    assert len(cpu_recs) == len(gpu_recs) == 3 and gpu_recs[-1].early_stop.best_step == 1
+    first = TrainingSession(_config("cpu"))
+    first.step()
+    for name in cpu.parameter_names:
+        assert np.array_equal(cpu.parameter(name), first.parameter(name)), name  # the weights of step 1 ...
+        assert np.allclose(gpu.parameter(name), first.parameter(name), rtol=1e-10, atol=1e-12), name  # ... on cuda

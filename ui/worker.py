@@ -163,6 +163,7 @@ class Worker(threading.Thread):
 
     def run(self) -> None:
         """The loop: handle every waiting command, then take one training step while running."""
+        _one_kernel_thread()
         if self._build(self.config):
             self._warm_up()
         while not self._quit:
@@ -387,6 +388,21 @@ class Worker(threading.Thread):
                 HeadTensors: _on_head_tensors, Rewind: _on_rewind, Generate: _on_generate,
                 GradCheck: _on_grad_check, SaveCheckpoint: _on_save_checkpoint, LoadCheckpoint: _on_load_checkpoint}
 
+
+
+def _one_kernel_thread() -> None:
+    """Numba's parallel kernels (the optimizer's) run on one thread in this thread (the setting is per thread).
+
+    A parallel region waits for its slowest thread; with the Tk thread drawing on one of two cores, the second
+    kernel thread waits for that core and the whole step waits with it. Measured on 2 cores: one thread
+    trained faster than two as soon as anything else ran. Headless training keeps numba's default.
+    """
+    try:
+        import numba
+
+        numba.set_num_threads(1)
+    except (ImportError, ValueError):  # no numba, or a layer that refuses: the default stays
+        pass
 
 
 def drain(q: queue.Queue, limit: int = 10000) -> list:

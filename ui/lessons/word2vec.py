@@ -150,8 +150,13 @@ class Word2VecTab(LessonTab):
         ax_acc.legend(handles=[*self.acc.values(), self.loss_line], loc="upper center", ncol=2,
                       fontsize=7)
         ax_text.set_axis_off()
-        self.neighbours = ax_text.text(0, 1, "", transform=ax_text.transAxes, ha="left", va="top", fontsize=8,
-                                       family="monospace")
+        self.neighbours = ax_text.text(0, 1, self._neighbours(frames[-1]), transform=ax_text.transAxes, ha="left",
+                                       va="top", fontsize=8, family="monospace")
+        # the static-vector note never changes during a replay: drawn once under the neighbours (which keep their
+        # number of lines), not re-rendered with them on every frame (text is most of a frame's cost)
+        self.static_note = ax_text.annotate(self.static, xy=(0, 0), xycoords=self.neighbours, xytext=(0, -9.6),
+                                            textcoords="offset points", ha="left", va="top", fontsize=8,
+                                            family="monospace", annotation_clip=False)
         return [self.pairs, self.dots, *self.labels, self.step_text, *self.acc.values(), self.loss_line,
                 self.neighbours]
 
@@ -171,5 +176,9 @@ class Word2VecTab(LessonTab):
         for rel, line in self.acc.items():
             line.set_data(self.steps[:k], self.acc_values[rel][:k])
         self.loss_line.set_data(self.steps[:k], self.loss_values[:k])
+        self.neighbours.set_text(self._neighbours(f))
+
+    @staticmethod
+    def _neighbours(f) -> str:
         acc = "   ".join(f"{rel} {h / a:.0%}" for rel, h, a in f.accuracy if a)
-        self.neighbours.set_text("\n".join(neighbours_text(f)) + f"\n\nanalogies solved: {acc}\n\n" + self.static)
+        return "\n".join(neighbours_text(f)) + f"\n\nanalogies solved: {acc}"

@@ -21,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")  # the window embeds Agg canvases itself; never a pyplot window
 from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 from ui.protocol import Ready  # noqa: E402
 
@@ -217,6 +218,7 @@ class Blitter:
         self.canvas = canvas
         self.artists: list = []
         self.background = None
+        self._last_region = None
         self.set_artists(artists)
         canvas.mpl_connect("draw_event", self._on_draw)
 
@@ -234,6 +236,7 @@ class Blitter:
         if event is not None and event.canvas is not self.canvas:  # savefig draws on a file's canvas
             return
         self.background = self.canvas.copy_from_bbox(self.canvas.figure.bbox)
+        self._last_region = None  # a full draw put the whole figure on screen
         self._draw_artists()
 
     def _draw_artists(self) -> None:
@@ -242,13 +245,35 @@ class Blitter:
             if a.get_visible() and (a.axes is not None or a.figure is fig):  # axes' artists and figure texts
                 fig.draw_artist(a)
 
+    def _region(self):
+        """The part of the canvas the artists may cover: their axes (clipped artists stay inside them) and the
+        extents of those that are not clipped (titles, notes). Copying it, not the whole figure, into Tk's
+        image is most of a blit of a few lines."""
+        fig = self.canvas.figure
+        renderer = self.canvas.get_renderer()
+        boxes = []
+        for a in self.artists:
+            if not a.get_visible():
+                continue
+            if a.axes is not None and a.get_clip_on() and a.get_clip_box() is not None:
+                boxes.append(a.axes.bbox)
+            else:
+                boxes.append(a.get_window_extent(renderer).padded(2.0))  # and antialiased edges
+        if not boxes:
+            return None
+        return Bbox.intersection(Bbox.union(boxes), fig.bbox)
+
     def blit(self) -> bool:
         """Draws the artists over the background; False when there is no background yet (draw fully)."""
         if self.background is None:
             return False
         self.canvas.restore_region(self.background)
         self._draw_artists()
-        self.canvas.blit(self.canvas.figure.bbox)
+        region = self._region()
+        # the region of the last blit too: an artist that moved or shrank must be wiped where it was
+        shown = region if self._last_region is None or region is None else Bbox.union([region, self._last_region])
+        self._last_region = region
+        self.canvas.blit(shown if shown is not None else self.canvas.figure.bbox)
         return True
 
 

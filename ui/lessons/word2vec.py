@@ -12,6 +12,7 @@ lesson; the map choice only redraws.
 from __future__ import annotations
 
 import gc
+import threading
 import tkinter as tk
 from tkinter import ttk
 
@@ -22,6 +23,7 @@ from simulator.lessons.word2vec import FREQUENT, MODELS, load_corpus, neighbours
 from ui.lessons import lesson_tab
 from ui.lessons.base import LessonTab
 from ui.plots.base import Blitter, combo
+from ui.plots.textcache import cached_text
 
 
 def align(frames_coords: list[np.ndarray]) -> np.ndarray:
@@ -56,6 +58,7 @@ class Word2VecTab(LessonTab):
     """The vectors' PCA map, analogy accuracy and loss, and nearest neighbours, step by step."""
 
     steps_per_second = 25.0
+    _prerender = threading.Event()  # set: stops the rendering of the previous lesson's panels
 
     def load(self, cfg) -> None:
         # Tk objects already garbage are freed here, on the Tk thread: the lesson's thread allocates enough
@@ -127,8 +130,9 @@ class Word2VecTab(LessonTab):
         ax.add_collection(self.pairs)
         colours = ["C0", "C3"] * (len(self.words) // 2) if paired else ["C0"] * len(self.words)
         self.dots = ax.scatter(self.coords[-1, :, 0], self.coords[-1, :, 1], s=14, c=colours, zorder=3, clip_on=True)
-        self.labels = [ax.text(0, 0, w, fontsize=7, ha="left", va="bottom", clip_on=True) for w in self.words]
-        self.step_text = ax.text(0.01, 0.99, "", transform=ax.transAxes, ha="left", va="top", fontsize=8)
+        # text that only moves, or repeats on a replay, is drawn from bitmaps (`CachedText`): most of a frame
+        self.labels = [cached_text(ax, 0, 0, w, fontsize=7, ha="left", va="bottom", clip_on=True) for w in self.words]
+        self.step_text = cached_text(ax, 0.01, 0.99, "", transform=ax.transAxes, ha="left", va="top", fontsize=8)
         steps = np.arange(1, n + 1)
         self.acc = {}
         for i, (rel, _, asked) in enumerate(frames[-1].accuracy):
@@ -150,8 +154,17 @@ class Word2VecTab(LessonTab):
         ax_acc.legend(handles=[*self.acc.values(), self.loss_line], loc="upper center", ncol=2,
                       fontsize=7)
         ax_text.set_axis_off()
-        self.neighbours = ax_text.text(0, 1, self._neighbours(frames[-1]), transform=ax_text.transAxes, ha="left",
-                                       va="top", fontsize=8, family="monospace")
+        self.neighbours = cached_text(ax_text, 0, 1, self._neighbours(frames[-1]), transform=ax_text.transAxes,
+                                      ha="left", va="top", fontsize=8, family="monospace")
+        # each frame's panel rendered in the background while the first frames play (once per computed lesson)
+        self._prerender.set()
+        self._prerender = threading.Event()
+        texts = [self._neighbours(f) for f in frames]
+        steps = [self._step_line(f, n) for f in frames]
+        dpi = fig.dpi
+        threading.Thread(target=lambda c=self._prerender: (self.neighbours.prerender(texts, dpi, c),
+                                                           self.step_text.prerender(steps, dpi, c)),
+                         daemon=True, name="word2vec-text").start()
         # the static-vector note never changes during a replay: drawn once under the neighbours (which keep their
         # number of lines), not re-rendered with them on every frame (text is most of a frame's cost)
         self.static_note = ax_text.annotate(self.static, xy=(0, 0), xycoords=self.neighbours, xytext=(0, -9.6),
@@ -172,11 +185,15 @@ class Word2VecTab(LessonTab):
         else:
             self.pairs.set_segments([])
         f = frames[i]
-        self.step_text.set_text(f"step {f.step} of {len(frames)}, {f.words_done:,} words")
+        self.step_text.set_text(self._step_line(f, len(frames)))
         for rel, line in self.acc.items():
             line.set_data(self.steps[:k], self.acc_values[rel][:k])
         self.loss_line.set_data(self.steps[:k], self.loss_values[:k])
         self.neighbours.set_text(self._neighbours(f))
+
+    @staticmethod
+    def _step_line(f, n: int) -> str:
+        return f"step {f.step} of {n}, {f.words_done:,} words"
 
     @staticmethod
     def _neighbours(f) -> str:

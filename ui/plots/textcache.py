@@ -97,8 +97,8 @@ class CachedText(Text):
 
 
 def cached_text(ax, x, y, text: str, **kwargs) -> CachedText:
-    """`ax.text(x, y, text, **kwargs)`, as a `CachedText`."""
-    t = CachedText(x, y, text, **kwargs)
+    """`ax.text(x, y, text, **kwargs)`, as a `CachedText` (unclipped unless asked, as `ax.text`)."""
+    t = CachedText(x, y, text, **{"clip_on": False, **kwargs})
     if t.get_clip_path() is None:
         t.set_clip_path(ax.patch)
     ax._add_text(t)

@@ -12,7 +12,6 @@ lesson; the map choice only redraws.
 from __future__ import annotations
 
 import gc
-import threading
 import tkinter as tk
 from tkinter import ttk
 
@@ -23,7 +22,10 @@ from simulator.lessons.word2vec import FREQUENT, MODELS, load_corpus, neighbours
 from ui.lessons import lesson_tab
 from ui.lessons.base import LessonTab
 from ui.plots.base import Blitter, combo
-from ui.plots.textcache import cached_text
+from ui.plots.textcache import CachedText, cached_text
+
+PANEL_TEXT = dict(ha="left", va="top", fontsize=8, family="monospace")  # the neighbours panel
+STEP_TEXT = dict(ha="left", va="top", fontsize=8)  # the map's step line
 
 
 def align(frames_coords: list[np.ndarray]) -> np.ndarray:
@@ -58,7 +60,7 @@ class Word2VecTab(LessonTab):
     """The vectors' PCA map, analogy accuracy and loss, and nearest neighbours, step by step."""
 
     steps_per_second = 25.0
-    _prerender = threading.Event()  # set: stops the rendering of the previous lesson's panels
+    _bitmaps: tuple = (None, {}, {})  # (the frames, the neighbours panels' and step lines' bitmaps of each)
 
     def load(self, cfg) -> None:
         # Tk objects already garbage are freed here, on the Tk thread: the lesson's thread allocates enough
@@ -92,7 +94,18 @@ class Word2VecTab(LessonTab):
         maps = {}
         for m, (name, ws, _, _) in enumerate(frames[-1].maps):
             maps[name] = (ws, align([f.maps[m][2] for f in frames]))
+        self._prerender(frames)
         return frames, maps, static_lines(cfg, frames)
+
+    def _prerender(self, frames) -> None:
+        """Renders every frame's neighbours panel and step line (in the lesson's thread, as part of computing
+        it): a replay then draws them from bitmaps (about 70 ms of glyphs a frame otherwise)."""
+        dpi = self.figure.dpi if self.figure is not None else 100.0
+        n = len(frames)
+        panels, lines = {}, {}
+        CachedText(0, 0, "", bitmaps=panels, **PANEL_TEXT).prerender([self._neighbours(f) for f in frames], dpi)
+        CachedText(0, 0, "", bitmaps=lines, **STEP_TEXT).prerender([self._step_line(f, n) for f in frames], dpi)
+        self._bitmaps = (frames, panels, lines)
 
     def steps_of(self) -> int:
         return len(self.result[0])
@@ -132,7 +145,8 @@ class Word2VecTab(LessonTab):
         self.dots = ax.scatter(self.coords[-1, :, 0], self.coords[-1, :, 1], s=14, c=colours, zorder=3, clip_on=True)
         # text that only moves, or repeats on a replay, is drawn from bitmaps (`CachedText`): most of a frame
         self.labels = [cached_text(ax, 0, 0, w, fontsize=7, ha="left", va="bottom", clip_on=True) for w in self.words]
-        self.step_text = cached_text(ax, 0.01, 0.99, "", transform=ax.transAxes, ha="left", va="top", fontsize=8)
+        _, panels, lines = self._bitmaps if self._bitmaps[0] is frames else (None, None, None)
+        self.step_text = cached_text(ax, 0.01, 0.99, "", transform=ax.transAxes, bitmaps=lines, **STEP_TEXT)
         steps = np.arange(1, n + 1)
         self.acc = {}
         for i, (rel, _, asked) in enumerate(frames[-1].accuracy):
@@ -155,16 +169,7 @@ class Word2VecTab(LessonTab):
                       fontsize=7)
         ax_text.set_axis_off()
         self.neighbours = cached_text(ax_text, 0, 1, self._neighbours(frames[-1]), transform=ax_text.transAxes,
-                                      ha="left", va="top", fontsize=8, family="monospace")
-        # each frame's panel rendered in the background while the first frames play (once per computed lesson)
-        self._prerender.set()
-        self._prerender = threading.Event()
-        texts = [self._neighbours(f) for f in frames]
-        steps = [self._step_line(f, n) for f in frames]
-        dpi = fig.dpi
-        threading.Thread(target=lambda c=self._prerender: (self.neighbours.prerender(texts, dpi, c),
-                                                           self.step_text.prerender(steps, dpi, c)),
-                         daemon=True, name="word2vec-text").start()
+                                      bitmaps=panels, **PANEL_TEXT)
         # the static-vector note never changes during a replay: drawn once under the neighbours (which keep their
         # number of lines), not re-rendered with them on every frame (text is most of a frame's cost)
         self.static_note = ax_text.annotate(self.static, xy=(0, 0), xycoords=self.neighbours, xytext=(0, -9.6),

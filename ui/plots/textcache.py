@@ -24,9 +24,10 @@ CACHE_LIMIT = 512  # strings per artist: a lesson's frames, with room to spare
 class CachedText(Text):
     """A `Text` (anchor, alignment, font and colour set as for one) that draws each string from its bitmap."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, bitmaps: dict | None = None, **kwargs):
+        """`bitmaps`: a cache to share (one filled by a twin artist's `prerender` in another thread)."""
         super().__init__(*args, **kwargs)
-        self._bitmaps: dict = {}
+        self._bitmaps: dict = {} if bitmaps is None else bitmaps
         self._lock = threading.Lock()
 
     def _key(self, text: str, dpi: float) -> tuple:

@@ -60,7 +60,7 @@ def test_the_qlora_linear_is_the_lora_linear_on_the_decoded_weight(tile):
     x, bias, a, b = (rng.normal(size=sh) for sh in ((N, d_in), (d_out,), (r, d_in), (d_out, r)))
     scratch, prod = np.empty(tile * max(d_in, d_out)), np.empty(N * tile)
     out, u, tmp = np.empty((N, d_out)), np.empty((N, r)), np.empty((N, d_out))
-    qk.qlora_linear_forward(out, x, q, bias, scratch, prod, tile)
+    qk.qlora_linear_forward(out, x, q, bias, scratch, tile)
     lora_forward(out, u, x, a, b, s, tmp)
     assert np.abs(out - (x @ wq + bias + s * (x @ a.T) @ b.T)).max() < 1e-12
     dout = rng.normal(size=(N, d_out))
@@ -82,7 +82,7 @@ def test_the_qlora_linear_passes_finite_differences_in_its_input_and_adapters():
 
     def loss():
         y = np.empty((N, d_out))
-        qk.qlora_linear_forward(y, x, q, bias, scratch, prod, 4)
+        qk.qlora_linear_forward(y, x, q, bias, scratch, 4)
         lora_forward(y, u, x, a, b, s, tmp[:, :d_out])
         return float(np.sum(G * y))
 
@@ -269,3 +269,47 @@ def test_bad_qlora_settings_are_one_line_with_file_and_line(text, message, tmp_p
     assert main(["check", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and f"{path}:" in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+# ------------------------------------------------------------------------- the lesson card's metrics
+def test_the_qlora_card_metrics_read_the_frames():
+    from simulator.lessons.cards import Claim
+    from simulator.lessons.cards_metrics import Run, measure
+    from simulator.lessons.finetune import (
+        FinetuneConfig,
+        FinetuneFrame,
+        FinetunePoint,
+        Learner,
+        QuantErrors,
+        learner_labels,
+        quant_errors,
+    )
+
+    cfg = FinetuneConfig(ranks=(4,), qlora_rank=4)
+    assert learner_labels(cfg) == ["full", "LoRA r=4", "QLoRA r=4"]
+    assert learner_labels(FinetuneConfig(ranks=(1,), qlora_rank=0)) == ["full", "LoRA r=1"]
+    learners = (Learner("full", 0, 1000, 4000, 9000, base_bytes=4000), Learner("LoRA r=4", 4, 100, 600, 8000),
+                Learner("QLoRA r=4", 4, 100, 600, 5000, base_bytes=900, nf4_bytes=500, nf4_float32_bytes=4000))
+    quant = QuantErrors(("a",), np.zeros(3), {}, {}, pooled={"nf4": 1.0e-5, "int4": 1.5e-5})
+    points = [FinetunePoint(k, 1.0, v, 2.0) for k, v in (("full", 2.5), ("LoRA r=4", 2.4), ("QLoRA r=4", 2.43))]
+    frame = FinetuneFrame(1, points, learners, 3.0, 2.0, {}, {"float32": (3.0, 2.0), "nf4": (3.01, 2.004)}, quant)
+    run = Run("ft", cfg, "finetune", [frame], 0.0)
+
+    def claim(**kw):
+        return Claim(**{"text": "t", "comparison": "<", "threshold": 0.0, **kw})
+
+    v = measure(claim(metric="quant_mse", of="nf4", other_of="int4"), run, None)
+    assert v.value == pytest.approx(-0.5e-5) and v.holds
+    assert measure(claim(metric="nf4_bytes_share", threshold=1 / 6), run, None).value == 0.125
+    v = measure(claim(metric="base_val_loss", of="nf4", other_of="float32", comparison="within", threshold=0.005),
+                run, None)
+    assert v.value == pytest.approx(0.004) and v.holds
+    v = measure(claim(metric="val_new", of="QLoRA r=4", other_of="LoRA r=4", comparison="within", threshold=0.02),
+                run, None)
+    assert v.value == pytest.approx(0.03) and not v.holds
+    # the errors themselves: a tensor on the NF4 grid's own levels comes back exactly, int4 does not
+    from simulator.quant.nf4 import nf4_levels
+    w = np.tile(nf4_levels(), 8).reshape(8, 16)
+    q = quant_errors({"w": w}, ["w"])
+    assert q.mse["nf4"]["w"] == 0.0 < q.mse["int4"]["w"] and q.pooled["int4"] == q.mse["int4"]["w"]
+    assert abs(q.hist["int4"]["w"].sum() - 1) < 1e-12

@@ -522,7 +522,7 @@ class GPT:
         """out = x W + b of linear `site` (e.g. h0.attn.qkv); under QLoRA W decoded tile by tile from NF4."""
         A, P, w = self.acts, self.p, f"{site}.w"
         if self.qbase is not None and w in self.qbase:
-            qlora_linear_forward(out, x, self.qbase[w], P[f"{site}.b"], A["qlora_tile"], A["qlora_prod"])
+            qlora_linear_forward(out, x, self.qbase[w], P[f"{site}.b"], A["qlora_tile"])
         else:
             self.k.linear_forward(out, x, P[w], P[f"{site}.b"])
 

@@ -3,14 +3,14 @@ tile at a time into a small scratch that BLAS then multiplies.
 
 W is (D_in, D_out), stored flat in row-major order as 4-bit codes (code f in byte f // 2, the even one in the
 high nibble) with one absmax scale per `block` consecutive weights (simulator/quant/nf4.py). A tile is a block
-of columns of W (the forward: out[:, c0:c1] = x W[:, c0:c1]) or a
-block of rows (the backward: dx[:, r0:r1] = dout W[r0:r1, :]^T), each tile's product placed in its
-columns: each output element is one whole dot product,
-so nothing is summed across tiles and the result is the dense product's up to BLAS's own rounding. The frozen
-weight has no gradient; the adapters' gradients do not read W at all (kernels/cpu/lora.py).
+of columns of W (the forward: out[:, c0:c1] = x W[:, c0:c1]) or a block of rows (the backward:
+dx[:, r0:r1] = dout W[r0:r1, :]^T), BLAS writing each product into its columns of the result: each output
+element is one whole dot product, so nothing is summed across tiles and the result is the dense product's up
+to BLAS's own rounding. The frozen weight has no gradient; the adapters' gradients do not read W at all
+(kernels/cpu/lora.py).
 
 Shapes: x (N, D_in), out (N, D_out), dout (N, D_out), dx (N, D_in), scratch (at least tile * max(D_in, D_out)),
-prod (at least N * tile).
+prod (at least N * tile: a backward that adds into a gradient already there).
 """
 
 from __future__ import annotations
@@ -70,47 +70,43 @@ _NO_CODES = np.zeros(0, np.int8)
 
 
 @njit(cache=True, nogil=True)
-def place_columns(dst, src, c0, add):
-    """dst[:, c0:c0 + C] = src (add: +=): a tile's product into its columns of the whole result."""
+def add_columns(dst, src, c0):
+    """dst[:, c0:c0 + C] += src: a tile's product added into its columns of a gradient that holds one already."""
     # dst (N, D); src (N, C), contiguous
     N, C = src.shape
     for n in range(N):
-        if add:
-            for j in range(C):
-                dst[n, c0 + j] += src[n, j]
-        else:
-            for j in range(C):
-                dst[n, c0 + j] = src[n, j]
+        d, s = dst[n], src[n]
+        for j in range(C):
+            d[c0 + j] += s[j]
 
 
-def qlora_linear_forward(out, x, q, bias, scratch, prod, tile: int | None = None):
-    """Writes out = x W (+ bias), W decoded `tile` columns at a time.
-
-    BLAS writes each tile's product into `prod` (N, tile) and numba places it in out's columns: numpy's
-    matmul into a column slice of `out` falls back to its own loops (measured: 40x slower than BLAS).
-    """
-    # out (N, D_out); x (N, D_in); q: W (D_in, D_out) as NF4; bias (D_out,) or None; prod (at least N * tile)
+def qlora_linear_forward(out, x, q, bias, scratch, tile: int | None = None):
+    """Writes out = x W (+ bias), W decoded `tile` columns at a time, each product written by BLAS straight
+    into its columns of `out` (a column block of a row-major array is a BLAS matrix with ldc = D_out)."""
+    # out (N, D_out); x (N, D_in); q: W (D_in, D_out) as NF4; bias (D_out,) or None
     d_in, d_out = q.shape
     tile = tile or TILE
-    N = x.shape[0]
     for c0 in range(0, d_out, tile):
         c1 = min(d_out, c0 + tile)
-        p = prod[:N * (c1 - c0)].reshape(N, c1 - c0)
-        np.matmul(x, tile_of(q, scratch, 0, d_in, c0, c1), out=p)  # (N, c1 - c0)
-        place_columns(out, p, c0, False)
+        np.matmul(x, tile_of(q, scratch, 0, d_in, c0, c1), out=out[:, c0:c1])  # (N, c1 - c0)
     if bias is not None:
         bias_add(out, bias)
 
 
 def qlora_linear_backward(dx, dout, q, scratch, prod, add: bool, tile: int | None = None):
     """dx = dout W^T (add: dx += dout W^T), W decoded `tile` rows at a time; the frozen weight and its bias get
-    no gradient. `add` False is for a dx that holds no gradient yet (the caller's word, as linear_backward's)."""
+    no gradient. `add` False is for a dx that holds no gradient yet (the caller's word, as linear_backward's):
+    BLAS writes each tile's columns of dx; with `add`, it writes them into `prod` (N, tile), added from there."""
     # dx (N, D_in); dout (N, D_out); W (D_in, D_out); prod (at least N * tile)
     d_in, d_out = q.shape
     tile = tile or TILE
     N = dout.shape[0]
     for r0 in range(0, d_in, tile):
         r1 = min(d_in, r0 + tile)
-        p = prod[:N * (r1 - r0)].reshape(N, r1 - r0)
-        np.matmul(dout, tile_of(q, scratch, r0, r1, 0, d_out).T, out=p)  # (N, r1 - r0)
-        place_columns(dx, p, r0, add)
+        w = tile_of(q, scratch, r0, r1, 0, d_out).T  # (d_out, r1 - r0)
+        if add:
+            p = prod[:N * (r1 - r0)].reshape(N, r1 - r0)
+            np.matmul(dout, w, out=p)
+            add_columns(dx, p, r0)
+        else:
+            np.matmul(dout, w, out=dx[:, r0:r1])

@@ -313,3 +313,11 @@ def test_the_qlora_card_metrics_read_the_frames():
     q = quant_errors({"w": w}, ["w"])
     assert q.mse["nf4"]["w"] == 0.0 < q.mse["int4"]["w"] and q.pooled["int4"] == q.mse["int4"]["w"]
     assert abs(q.hist["int4"]["w"].sum() - 1) < 1e-12
+
+
+def test_the_bench_times_both_linears_at_every_target_shape():
+    """Runs, not timed: the numbers are the bench's to print (a shared machine's timings assert nothing)."""
+    from simulator.bench.finetune import qlora_vs_lora_linears
+    r = qlora_vs_lora_linears("tiny", rank=4, repeats=1)
+    assert set(r["seconds"]) == {"qkv", "proj", "fc", "fc2"} and r["rows"] == 64 * 16
+    assert all(0 < t < 10 for pair in r["seconds"].values() for t in pair)

@@ -143,7 +143,25 @@ def nf4_throughput(n: int = 1 << 24, repeats: int = 5) -> dict:
     return {"quantize": gb / tq, "dequantize": gb / td, "copy": 2 * gb / tc}
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    """`--threads N`: BLAS and numba on N threads (on a shared machine, 1 keeps threads from fighting for cores)."""
+    import argparse
+    from contextlib import nullcontext
+
+    parser = argparse.ArgumentParser(prog="python -m simulator.bench.finetune")
+    parser.add_argument("--threads", type=int, default=0, help="BLAS and numba threads (default: as they start)")
+    args = parser.parse_args(argv)
+    limit = nullcontext()
+    if args.threads > 0:
+        import numba
+        from threadpoolctl import threadpool_limits
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+        limit = threadpool_limits(args.threads)
+    with limit:
+        _report()
+
+
+def _report() -> None:
     r = lora_vs_full()
     full, lora = r["seconds"].items()
     print(f"{r['shape']} shape: {full[0]} {1e3 * full[1]:.1f} ms/step ({r['trainable'][full[0]]:,} trainable), "

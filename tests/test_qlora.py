@@ -221,6 +221,30 @@ def test_a_qlora_run_resumes_bit_identically_from_its_stored_codes(tmp_path):
     assert resumed.last_record.loss == whole.last_record.loss
 
 
+def test_qlora_starts_from_a_base_run_and_its_adapters_and_checkpoint_travel(tmp_path):
+    from simulator.lora_io import attach_adapters, read_base, save_adapters
+    from simulator.session import TrainingSession
+    folder, base = tmp_path / "base", TrainingSession(tiny())
+    base.run(3)
+    save_checkpoint(folder, base)
+    s = TrainingSession(qlora_cfg(**{"model.init_from": str(folder), "model.lora.double_quant": True}))
+    views = base.model.layout.views(base.model.params)
+    for name in s.model.qbase.names:  # the base run's weights, quantized: nothing else
+        assert np.array_equal(s.model.qbase[name].packed, quantize(views[name], double=True).packed)
+    for name, view in s.model.frozen_layout.views(s.model.frozen).items():
+        assert np.array_equal(view, views[name])
+    s.run(2)
+    again = attach_adapters(folder, save_adapters(tmp_path / "adapters.npz", s))  # quantized again: the same codes
+    ids = np.array([[1, 2, 3, 4, 5]] * 4, dtype=np.int32)
+    for m in (s.model, again.model):
+        m.forward(ids)
+    assert np.array_equal(s.model.logits(), again.model.logits())
+    save_checkpoint(tmp_path / "q", s)  # a QLoRA checkpoint as a base: its decoded weights, adapters merged
+    _, _, tensors = read_base(tmp_path / "q")
+    merged = merged_session_weights(s)
+    assert set(tensors) == set(merged) and all(np.array_equal(tensors[k], merged[k]) for k in merged)
+
+
 @pytest.mark.parametrize("double", [False, True])
 def test_the_memory_bill_with_qlora_is_exact_and_the_base_is_under_a_sixth(double):
     from simulator.session import TrainingSession

@@ -412,7 +412,8 @@ class TrainingSession:
             # (the KV-cache decoder has no CUDA twin yet; one token at a time is not where a GPU helps anyway)
             params = self.model.params if bk.on_host else bk.to_host(self.model.params)
             buffers = self.model.buffers if bk.on_host else {k: bk.to_host(v) for k, v in self.model.buffers.items()}
-            self._generator = CachedDecoder(mcfg, self.model.dtype, params, buffers, frozen=self.model.frozen)
+            self._generator = CachedDecoder(mcfg, self.model.dtype, params, buffers, frozen=self.model.frozen,
+                                            qbase=self.model.qbase)
         # cached keys and values belong to one set of weights, running statistics and dropout setting
         key = (self.step_count, mcfg.dropout, mcfg.dropout_mode,
                b"".join(bk.as_host(buf).tobytes() for buf in self.model.buffers.values()))
@@ -556,6 +557,8 @@ class TrainingSession:
         out.update({f"buffer.{k}": host(v) for k, v in self.model.buffers.items()})  # BatchNorm running statistics
         if self.model.frozen is not None:  # LoRA: params are the adapters; the base weights travel beside them
             out["frozen"] = self.model.frozen.copy()
+        if self.model.qbase is not None:  # QLoRA: the NF4 codes and scales themselves (no float base to re-quantize)
+            out.update(self.model.qbase.state_arrays())
         out.update(self.early.state_arrays())
         restored = self.early.stopped is not None and self.early.stopped.restored
         if self._best is not None and not restored:  # once restored, the best weights are the weights
@@ -575,6 +578,12 @@ class TrainingSession:
         if frozen is not None and ("frozen" not in arrays or arrays["frozen"].shape != frozen.shape):
             raise SessionError("the saved state has no frozen base weights of this model's shape: the checkpoint "
                                "belongs to another model")
+        qbase = self.model.qbase
+        if qbase is not None:  # checked on a copy first: a refused state changes nothing
+            from simulator.model.qlora import QuantizedBase
+            problem = QuantizedBase(self.model.cfg).load_state_arrays(arrays)
+            if problem:
+                raise SessionError(f"{problem}: the checkpoint belongs to another model")
         missing = [k for k in self.model.buffers if f"buffer.{k}" not in arrays]
         if missing:
             raise SessionError(f"the saved state has no {missing[0]}: the checkpoint belongs to another model")
@@ -582,6 +591,8 @@ class TrainingSession:
         self.backend.upload(self.model.params, params)
         if frozen is not None:
             frozen[...] = arrays["frozen"]
+        if qbase is not None:
+            qbase.load_state_arrays(arrays)
         for k, buf in self.model.buffers.items():
             self.backend.upload(buf, arrays[f"buffer.{k}"])
         self.step_count = int(arrays["step"])

@@ -14,12 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from simulator.data.tokenizers import build_tokenizer
 from simulator.data.wordpiece import base_size
-from simulator.encoder.masking import MASKINGS
+from simulator.encoder.masking import KEPT_OUT, MASKINGS, TO_MASK, TO_RANDOM, UNCHANGED
 from simulator.encoder.pairs import PAIR_TASKS, PairCorpus, draw_pair, pair_corpus
 from simulator.encoder.probe import ProbeResult, bag_of_words_probe, fit_bags
 from simulator.encoder.train import EncoderShape, Evaluation, Learner, eval_set
@@ -32,6 +33,9 @@ from simulator.yamlconfig import ParseContext
 
 HELD_OUT_EVERY = 10  # every 10th document is held out (texts of at least MIN_SPLIT documents)
 MIN_SPLIT = 20
+# how the tab names what the masking did at a position (masking.KEPT_OUT ...)
+ACTIONS = {KEPT_OUT: "not chosen", TO_MASK: "[MASK] (80%)", TO_RANDOM: "random token (10%)",
+           UNCHANGED: "unchanged (10%)"}
 TASK_NAMES = {"nsp": "NSP (next sentence or another document's)", "sop": "SOP (two sentences in order or swapped)"}
 
 
@@ -54,7 +58,7 @@ class BertConfig:
     batch_size: int = 32
     lr: float = 2e-3
     warmup: int = 20
-    steps: int = 300
+    steps: int = 200
     eval_every: int = 25
     eval_pairs: int = 256
     probe_pairs: int = 2000  # pairs the bag-of-words probe is fitted on (tested on eval_pairs x 4 held-out ones)
@@ -198,13 +202,18 @@ def validate(cfg: BertConfig, ctx: ParseContext) -> BertConfig:
 def run(cfg: BertConfig, steps: int | None = None, cancelled=lambda: False) -> list[BertFrame]:
     """Trains one learner per task in lockstep, one frame a step (the first `steps` steps when given).
 
-    BLAS runs on one thread: the products are small (d_model 64), and waking threads for them cost more
-    than they gave, by far on a busy machine.
+    BLAS and numba's parallel kernels run on one thread: the arrays are small (d_model 32), and waking
+    threads for them cost more than they gave, by far on a busy machine (numba's setting is per thread).
     """
     if cancelled():
         return []
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _run(cfg, steps, cancelled)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return _run(cfg, steps, cancelled)
+    finally:
+        numba.set_num_threads(threads)
 
 
 def _run(cfg: BertConfig, steps: int | None, cancelled) -> list[BertFrame]:
@@ -239,9 +248,7 @@ def _evaluated(frames: list[BertFrame], i: int) -> TaskPoint:
 
 
 def example_text(ex: Example) -> str:
-    """The pair as read: a chosen position as [original->read], predicted as <prediction>."""
-    from simulator.encoder.masking import KEPT_OUT
-
+    """The pair as read: a chosen position as [original->read: prediction]."""
     out = []
     for tok, read, pred, act in zip(ex.tokens, ex.shown, ex.predicted, ex.action, strict=True):
         out.append(tok if act == KEPT_OUT else f"[{tok}->{read}: {pred}]")

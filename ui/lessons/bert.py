@@ -10,7 +10,7 @@ from ui.lessons import lesson_tab
 from ui.lessons.base import LessonTab
 
 ACTION_COLOURS = {KEPT_OUT: "white", TO_MASK: "#f4a3a3", TO_RANDOM: "#f6d26b", UNCHANGED: "#9fd4a8"}
-PER_LINE = 12  # tokens per line of the example panel
+PER_LINE = 10  # tokens per line of the example panel
 
 
 @lesson_tab("bert")
@@ -64,7 +64,7 @@ class BertTab(LessonTab):
         ax = self.ax_pair
         ax.axhline(0.5, color="0.5", lw=0.8)
         ax.set_xlim(0, max(n, 1))
-        ax.set_ylim(0.3, 1.0)
+        ax.set_ylim(0.3, 1.05)
         ax.set_title("pair task accuracy on held-out pairs (chance 50%)", fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -79,16 +79,16 @@ class BertTab(LessonTab):
         ax.set_axis_off()
         ax.set_xlim(0, PER_LINE)
         lines = -(-len(ex.tokens) // PER_LINE)
-        ax.set_ylim(lines + 0.5, -1.2)
+        ax.set_ylim(lines + 0.2, -0.3)
         for t, (tok, read, pred, act) in enumerate(zip(ex.tokens, ex.shown, ex.predicted, ex.action, strict=True)):
-            x, y = t % PER_LINE + 0.5, t // PER_LINE + 0.5
+            x, y = t % PER_LINE + 0.5, (t // PER_LINE) * 1.0 + 0.4
             label = tok if act == KEPT_OUT else f"{tok}\n\u2192{read}\n\u2192{pred}"
             ax.text(x, y, label, ha="center", va="center", fontsize=6 if act != KEPT_OUT else 7,
                     bbox={"boxstyle": "round,pad=0.2", "fc": ACTION_COLOURS[int(act)],
                           "ec": "0.3" if ex.segments[t] else "0.7", "lw": 0.6})
-        ax.set_title(f"held-out pair (label {ex.label}, predicted {ex.predicted_label}); chosen: original "
-                     f"\u2192 read \u2192 predicted\ncolours: red {ACTIONS[TO_MASK]}, yellow {ACTIONS[TO_RANDOM]}, "
-                     f"green {ACTIONS[UNCHANGED]}", fontsize=8)
+        ax.set_title(f"held-out pair: label {ex.label}, predicted {ex.predicted_label}; chosen: original \u2192 read "
+                     f"\u2192 predicted\nred {ACTIONS[TO_MASK]}, yellow {ACTIONS[TO_RANDOM]}, "
+                     f"green {ACTIONS[UNCHANGED]}", fontsize=7)
 
     def draw_attention(self, ex) -> None:
         """The last layer's attention from [CLS] over the pair, one row per head."""

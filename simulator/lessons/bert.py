@@ -11,6 +11,7 @@ encoder's predictions, the attention from [CLS]).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -20,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from simulator.data.tokenizers import build_tokenizer
 from simulator.data.wordpiece import base_size
+from simulator.encoder.contextual import contextual_cosines, word_positions
 from simulator.encoder.masking import KEPT_OUT, MASKINGS, TO_MASK, TO_RANDOM, UNCHANGED
 from simulator.encoder.pairs import PAIR_TASKS, PairCorpus, draw_pair, pair_corpus
 from simulator.encoder.probe import ProbeResult, bag_of_words_probe, fit_bags
@@ -64,6 +66,9 @@ class BertConfig:
     probe_pairs: int = 2000  # pairs the bag-of-words probe is fitted on (tested on eval_pairs x 4 held-out ones)
     seed: int = 0
     shown: int = 0  # which held-out pair the tab shows (a row of the first evaluation batch)
+    static_word: Optional[str] = "plough"  # static vs contextual: a word used two ways (none: skip)
+    static_sentences: tuple[str, ...] = ("the lazy pigs plough one muddy field near the barn",
+                                         "at last, the plough has handles")
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,8 @@ class BertFrame:
     step: int
     points: tuple[TaskPoint, ...]
     probes: tuple[ProbeResult, ...]  # the bag-of-words probe per task (the same in every frame)
+    # the last frame: per task, (layer, cosine) between static_word's vectors in the two static_sentences
+    contextual: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -193,6 +200,20 @@ def validate(cfg: BertConfig, ctx: ParseContext) -> BertConfig:
                  f"({data.full.n_tokens} tokens)", "use a smaller seq_len or a longer text")
     if cfg.d_model % cfg.n_head:
         ctx.fail("n_head", f"{cfg.n_head} heads do not divide d_model {cfg.d_model}")
+    if cfg.static_word is not None:
+        if len(cfg.static_sentences) != 2:
+            ctx.fail("static_sentences", f"needs two sentences with static_word, got {len(cfg.static_sentences)}")
+        tok = data.full.tokenizer
+        for s in cfg.static_sentences:
+            where = word_positions(tok, s, cfg.static_word)
+            if where is None:
+                ctx.fail("static_sentences", f"{s!r} does not hold static_word '{cfg.static_word}'")
+            if where[0] >= cfg.seq_len - 1:
+                ctx.fail("static_sentences", f"'{cfg.static_word}' comes after the window of {cfg.seq_len} tokens "
+                         f"in {s!r}")
+        if cfg.batch_size < 2:
+            ctx.fail("batch_size", "static vs contextual reads its two sentences in one batch: use at least 2",
+                     "or static_word: null")
     if cfg.shown >= cfg.batch_size:
         ctx.fail("shown", f"{cfg.shown} is not a row of a batch of {cfg.batch_size}",
                  f"use 0 to {cfg.batch_size - 1}")
@@ -239,6 +260,11 @@ def _run(cfg: BertConfig, steps: int | None, cancelled) -> list[BertFrame]:
             else:
                 points.append(TaskPoint(learner.task, mlm, pair))
         frames.append(BertFrame(k + 1, tuple(points), probe))
+    if frames and cfg.static_word is not None:
+        tok = data.full.tokenizer
+        ctx = tuple((L.task, contextual_cosines(L.model, tok, tuple(cfg.static_sentences), cfg.static_word,
+                                                cfg.batch_size, cfg.seq_len)) for L in learners)
+        frames[-1] = dataclasses.replace(frames[-1], contextual=ctx)
     return frames
 
 
@@ -280,6 +306,12 @@ def summary(cfg: BertConfig, frames: list[BertFrame]) -> str:
     lines += ["", "pair acc: the [CLS] head on held-out pairs; bag-of-words: a logistic regression on which words "
               "the two sentences hold,", "never their order (so it is at chance, 50%, on SOP by construction). "
               + "; ".join(TASK_NAMES[t] for t in cfg.tasks)]
+    if last.contextual:
+        lines += ["", f"static vs contextual: '{cfg.static_word}' in " + " and ".join(
+                  f'"{t}"' for t in cfg.static_sentences) + "; word2vec gives it one vector (cosine 1). "
+                  "The encoder's vectors of it (each sentence read alone), cosine between the two uses:"]
+        for task, cos in last.contextual:
+            lines.append(f"  {task} learner: " + ", ".join(f"{name} {c:.3f}" for name, c in cos))
     ex = _evaluated(frames, 0).example
     if ex is not None:
         lines += ["", f"one held-out {cfg.tasks[0].upper()} pair (label {ex.label}, predicted {ex.predicted_label}); "
@@ -311,5 +343,5 @@ _RULES = {"name": non_empty, "corpus": one_of(CORPORA), "path": non_empty, "voca
           "masking": one_of(MASKINGS), "mask_rate": in_range(0, 1, low_open=True, high_open=True),
           "batch_size": positive_int, "lr": greater_than(0), "warmup": non_negative, "steps": positive_int,
           "eval_every": positive_int, "eval_pairs": positive_int, "probe_pairs": at_least(10),
-          "seed": non_negative, "shown": non_negative}
+          "seed": non_negative, "shown": non_negative, "static_word": non_empty}
 LESSON = register(Lesson("bert", "BERT", BertConfig, _RULES, validate, run, summary, preset="bert-mlm"))

@@ -66,7 +66,8 @@ def test_a_mistake_is_one_line_naming_file_line_and_key(tmp_path, capsys, body, 
 def test_one_document_is_enough_for_sop(tmp_path):
     (tmp_path / "one.txt").write_text("The cat sat. Then the dog ran. At last they slept.\n", encoding="utf-8")
     cfg = parse_any_text("kind: bert\ncorpus: text_file\npath: one.txt\nvocab_size: 400\ntasks: [sop]\nseq_len: 8\n"
-                         "steps: 2\neval_pairs: 4\nbatch_size: 4\nprobe_pairs: 10\nstatic_word: null\n", "t.yaml", tmp_path)
+                         "steps: 2\neval_pairs: 4\nbatch_size: 4\nprobe_pairs: 10\nstatic_word: null\n", "t.yaml",
+                         tmp_path)
     assert check(cfg) == cfg
     frames = lesson_for("bert").run(cfg)
     assert len(frames) == 2 and "too few to hold any out" in lesson_for("bert").summary(cfg, frames)

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 .venv/bin/ruff check .
-.venv/bin/python -m pytest "$@"
+# one single-threaded worker per core (at most 4), each test file on one worker so its fixtures are built once
+.venv/bin/python -m pytest -n auto --maxprocesses 4 --dist loadfile "$@"

@@ -24,6 +24,7 @@ from simulator.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from simulator.data.corpus import builtin_corpus
 from simulator.data.dataset import TextDataset
 from simulator.distill import LossWeights, Terms, soft_targets
+from simulator.i18n import N_, _
 from simulator.lessons import Lesson, register
 from simulator.rules import at_least, in_range, non_empty, non_negative, positive, positive_int, setting, settings_of
 from simulator.yamlconfig import ParseContext
@@ -261,36 +262,42 @@ def _teacher_problem(cfg: DistillConfig, ctx: ParseContext) -> DistillConfig:
     path = resolve(cfg.teacher_run, ctx.base_dir)
     cfg = replace(cfg, teacher_run=path)
     try:
-        model, tokenizer, _ = read_base(path)
+        model, tokenizer, _meta = read_base(path)
     except LoraFileError as e:
         ctx.fail("teacher_run", str(e))
     own = corpus(cfg.val_fraction).tokenizer
     if tokenizer != own:
-        ctx.fail("teacher_run", f"{path}: the teacher's vocabulary ({tokenizer.vocab_size} tokens) is not the "
-                 f"student's ({own.vocab_size} characters of the built-in corpus), so its soft targets are over "
-                 "other tokens", "distill from a teacher trained with the student's tokenizer")
+        ctx.fail("teacher_run", _("{path}: the teacher's vocabulary ({vocab_size} tokens) is not the student's "
+                                  "({vocab_size2} characters of the built-in corpus), so its soft targets are over "
+                                  "other tokens").format(
+                                    path=path, vocab_size=tokenizer.vocab_size, vocab_size2=own.vocab_size),
+                 _("distill from a teacher trained with the student's tokenizer"))
     if model.vocab_size != own.vocab_size:
-        ctx.fail("teacher_run", f"{path}: the teacher has {model.vocab_size} logits, the student's vocabulary "
-                 f"{own.vocab_size} tokens")
+        ctx.fail("teacher_run", _("{path}: the teacher has {vocab_size} logits, the student's vocabulary "
+                                  "{vocab_size2} tokens").format(
+                                    path=path, vocab_size=model.vocab_size, vocab_size2=own.vocab_size))
     if model.seq_len < cfg.seq_len:
-        ctx.fail("seq_len", f"{cfg.seq_len} is longer than the teacher's seq_len {model.seq_len}",
-                 f"use at most {model.seq_len}")
+        ctx.fail("seq_len", _("{seq_len} is longer than the teacher's seq_len {seq_len2}").format(
+                                seq_len=cfg.seq_len, seq_len2=model.seq_len),
+                 _("use at most {seq_len}").format(seq_len=model.seq_len))
     if model.norm == "batchnorm":
-        ctx.fail("teacher_run", f"{path}: a BatchNorm teacher's running statistics are not in its weights")
+        ctx.fail("teacher_run", _("{path}: a BatchNorm teacher's running statistics are not in its weights").format(
+                                    path=path))
     if model.attention.mask != "causal":
-        ctx.fail("teacher_run", f"{path}: the teacher sees the future (attention.mask {model.attention.mask})")
+        ctx.fail("teacher_run", _("{path}: the teacher sees the future (attention.mask {mask})").format(
+                                    path=path, mask=model.attention.mask))
     return cfg
 
 
 def validate(cfg: DistillConfig, ctx: ParseContext) -> DistillConfig:
     """Loss weights not all zero, heads that divide the widths, a teacher that fits the student."""
     if not (cfg.alpha or cfg.beta or cfg.gamma):
-        ctx.fail("alpha", "alpha, beta and gamma are all 0: the distilled student would have no loss",
-                 "give at least one a positive weight", at=("alpha", "beta", "gamma"))
+        ctx.fail("alpha", _("alpha, beta and gamma are all 0: the distilled student would have no loss"),
+                 _("give at least one a positive weight"), at=("alpha", "beta", "gamma"))
     for prefix in ("teacher_", ""):
         d, h = getattr(cfg, f"{prefix}d_model"), getattr(cfg, f"{prefix}n_head")
         if d % h:
-            ctx.fail(f"{prefix}n_head", f"{h} does not divide {prefix}d_model {d}")
+            ctx.fail(f"{prefix}n_head", _("{h} does not divide {prefix}d_model {d}").format(h=h, prefix=prefix, d=d))
     if cfg.teacher_run:
         cfg = _teacher_problem(cfg, ctx)
     if cfg.init_from_teacher:
@@ -312,5 +319,5 @@ def _model_config(cfg: DistillConfig, prefix: str) -> ModelConfig:
 
 
 _RULES = {path: s.rule for path, s in settings_of(DistillConfig).items() if s.rule is not None}
-LESSON = register(Lesson("distill", "Knowledge distillation", DistillConfig, _RULES, validate, run, summary,
+LESSON = register(Lesson("distill", N_("Knowledge distillation"), DistillConfig, _RULES, validate, run, summary,
                          preset="distill"))

@@ -12,6 +12,7 @@ from typing import Optional
 
 import numpy as np
 
+from simulator.i18n import _
 from simulator.lessons import Lesson, register
 from simulator.lessons.tokenizers import CORPORA, lesson_text, resolve_path
 from simulator.lessons.worked_examples import ExplainError
@@ -32,11 +33,12 @@ def fit_corpus(corpus: str, path: str | None, idf: str) -> tuple[Tfidf, list[str
     docs = split_documents(text)
     n_words = len({w for d in docs for w in words(d)})
     if len(docs) * n_words > MAX_TABLE:
-        raise ExplainError(f"{where} has {len(docs):,} documents and {n_words:,} distinct words, too many for the "
-                           f"lesson's dense table ({MAX_TABLE:,} cells); use a shorter text")
+        raise ExplainError(_("{where} has {n:,} documents and {n_words:,} distinct words, too many for the lesson's "
+                             "dense table ({MAX_TABLE:,} cells); use a shorter text").format(
+                               where=where, n=len(docs), n_words=n_words, MAX_TABLE=MAX_TABLE))
     if len(docs) < 2:
-        raise ExplainError(f"{where} has {len(docs)} document; TF-IDF needs at least two paragraphs "
-                           "(separate documents by a blank line)")
+        raise ExplainError(_("{where} has {n} document; TF-IDF needs at least two paragraphs (separate documents by "
+                             "a blank line)").format(where=where, n=len(docs)))
     return fit_tfidf(docs, idf_variant=idf), docs, where
 
 
@@ -48,10 +50,11 @@ def parse_pairs(text: str) -> list[tuple[str, str]]:
         if not ws:
             continue
         if len(ws) != 2:
-            raise ExplainError(f"pairs: {part.strip()!r} is not two words (type pairs like 'king queen; goat goats')")
+            raise ExplainError(_("pairs: {strip!r} is not two words (type pairs like 'king queen; goat goats')").format(
+                                   strip=part.strip()))
         pairs.append((ws[0].lower(), ws[1].lower()))
     if not pairs:
-        raise ExplainError("pairs: type pairs of words, e.g. 'king queen; goat goats'")
+        raise ExplainError(_("pairs: type pairs of words, e.g. 'king queen; goat goats'"))
     return pairs
 
 
@@ -59,7 +62,8 @@ def keywords_text(t: Tfidf, docs: list[str], where: str, shown: list[int], k: in
     """The formulas, the keywords of the shown documents, and the cosine between them."""
     bad = [i for i in shown if not 0 <= i < len(docs)]
     if bad:
-        raise ExplainError(f"documents: {bad[0]} is not a document of {where} (0 to {len(docs) - 1})")
+        raise ExplainError(_("documents: {value} is not a document of {where} (0 to {value2})").format(
+                               value=bad[0], where=where, value2=len(docs) - 1))
     lines = [f"TF-IDF of {where}: n = {len(docs):,} documents (paragraphs), {len(t.vocab):,} words",
              "tf(t, d) = how often word t occurs in document d",
              FORMULAS[t.idf_variant],
@@ -111,14 +115,15 @@ def validate(cfg: TfidfConfig, ctx: ParseContext) -> TfidfConfig:
     """A readable corpus of at least two documents, documents that exist, pairs of two words."""
     cfg = resolve_path(cfg, ctx)
     if not cfg.documents:
-        ctx.fail("documents", "needs at least one document number")
+        ctx.fail("documents", _("needs at least one document number"))
     try:
-        _, docs, where = fit_corpus(cfg.corpus, cfg.path, cfg.idf)
+        _fit, docs, where = fit_corpus(cfg.corpus, cfg.path, cfg.idf)
     except ExplainError as e:
         ctx.fail("path" if cfg.corpus == "text_file" else "corpus", str(e))
     bad = [i for i in cfg.documents if not 0 <= i < len(docs)]
     if bad:
-        ctx.fail("documents", f"{bad[0]} is not a document of {where}", f"use 0 to {len(docs) - 1}")
+        ctx.fail("documents", _("{value} is not a document of {where}").format(value=bad[0], where=where),
+                 _("use 0 to {last}").format(last=len(docs) - 1))
     try:
         parse_pairs("; ".join(cfg.pairs))
     except ExplainError as e:

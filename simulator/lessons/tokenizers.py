@@ -16,6 +16,7 @@ from simulator.data.dataset import read_text_file
 from simulator.data.tokenizer import DataError
 from simulator.data.tokenizer_view import MergeStep, merge_steps, splits_at
 from simulator.data.tokenizers import min_vocab_size
+from simulator.i18n import N_, _
 from simulator.lessons import Lesson, register
 from simulator.lessons.worked_examples import ExplainError
 from simulator.rules import non_empty, one_of, positive_int
@@ -35,7 +36,7 @@ def lesson_text(corpus: str, path: str | None = None) -> tuple[str, str]:
         from simulator.data.world import world_corpus
         return world_corpus(), "the invented-world corpus"
     if not path:
-        raise ExplainError("corpus text_file needs a path (the text file to learn from)")
+        raise ExplainError(_("corpus text_file needs a path (the text file to learn from)"))
     try:
         return read_text_file(os.path.expanduser(path)), f"'{path}'"
     except DataError as e:
@@ -44,7 +45,8 @@ def lesson_text(corpus: str, path: str | None = None) -> tuple[str, str]:
 
 def _check_learned(n: int, what: str) -> None:
     if n < 0:
-        raise ExplainError(f"{what} {n} is negative: it counts tokens learned on top of the base alphabet")
+        raise ExplainError(_("{what} {n} is negative: it counts tokens learned on top of the base alphabet").format(
+                               what=what, n=n))
 
 
 def merges_text(kind: str, text: str, where: str, merges: int, steps: list[MergeStep] | None = None) -> str:
@@ -71,7 +73,7 @@ def splits_text(kind: str, text: str, where: str, sentence: str, learned: list[i
     """How `sentence` splits with each number of learned tokens on top of the base alphabet, tokens separated
     by '|' (spaces shown as ␣)."""
     if not sentence:
-        raise ExplainError("the sentence is empty; type a few words")
+        raise ExplainError(_("the sentence is empty; type a few words"))
     for n in learned:
         _check_learned(n, "a size")
     base = min_vocab_size(kind, text)
@@ -101,9 +103,10 @@ class TokenizersConfig:
 def resolve_path(cfg, ctx: ParseContext):
     """A lesson config's `corpus` and `path` agree; a relative path resolves against the preset's folder."""
     if cfg.corpus == "text_file" and cfg.path is None:
-        ctx.fail("path", "corpus text_file needs a path (the text file to learn from)", at=("corpus",))
+        ctx.fail("path", _("corpus text_file needs a path (the text file to learn from)"), at=("corpus",))
     if cfg.corpus != "text_file" and cfg.path is not None:
-        ctx.fail("path", f"is set but corpus is {cfg.corpus}", "set corpus: text_file, or remove path")
+        ctx.fail("path", _("is set but corpus is {corpus}").format(corpus=cfg.corpus),
+                 _("set corpus: text_file, or remove path"))
     if cfg.corpus == "text_file" and not os.path.isabs(os.path.expanduser(cfg.path)):
         cfg = replace(cfg, path=os.path.abspath(ctx.base_dir / cfg.path))
     return cfg
@@ -113,9 +116,10 @@ def validate(cfg: TokenizersConfig, ctx: ParseContext) -> TokenizersConfig:
     """A text to learn from, and sizes that count up from the base alphabet."""
     cfg = resolve_path(cfg, ctx)
     if not cfg.learned:
-        ctx.fail("learned", "needs at least one vocabulary size (tokens learned on top of the base alphabet)")
+        ctx.fail("learned", _("needs at least one vocabulary size (tokens learned on top of the base alphabet)"))
     if min(cfg.learned) < 0:
-        ctx.fail("learned", f"{min(cfg.learned)} is negative: it counts tokens learned on top of the base alphabet")
+        ctx.fail("learned", _("{min} is negative: it counts tokens learned on top of the base alphabet").format(
+                                min=min(cfg.learned)))
     try:
         lesson_text(cfg.corpus, cfg.path)
     except ExplainError as e:
@@ -141,5 +145,5 @@ def summary(cfg: TokenizersConfig, frames: list[MergeStep]) -> str:
 
 _RULES = {"name": non_empty, "tokenizer": one_of(SUBWORD_KINDS), "corpus": one_of(CORPORA), "path": non_empty,
           "merges": positive_int, "sentence": non_empty}
-LESSON = register(Lesson("tokenizers", "Tokenizers", TokenizersConfig, _RULES, validate, run, summary,
+LESSON = register(Lesson("tokenizers", N_("Tokenizers"), TokenizersConfig, _RULES, validate, run, summary,
                          preset="tokenizers"))

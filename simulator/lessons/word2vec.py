@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from simulator.data.world import RELATIONS
+from simulator.i18n import _
 from simulator.lessons import Lesson, register
 from simulator.lessons.tokenizers import CORPORA, lesson_text, resolve_path
 from simulator.lessons.worked_examples import ExplainError
@@ -225,24 +226,32 @@ def validate(cfg: Word2VecConfig, ctx: ParseContext) -> Word2VecConfig:
     where_key = "path" if cfg.corpus == "text_file" else "corpus"
     if len(c.ids) < 2 * cfg.window + 1:
         counted = f" seen at least {cfg.min_count} times (min_count)" if cfg.min_count > 1 else ""
-        ctx.fail(where_key, f"{c.where} has {len(c.ids)} words{counted}, fewer than one window of "
-                 f"{2 * cfg.window + 1} (window {cfg.window} on each side)",
-                 "use a longer text or a smaller window")
+        ctx.fail(where_key, _("{where} has {n} words{counted}, fewer than one window of {value} (window {window} on "
+                              "each side)").format(
+                                where=c.where, n=len(c.ids), counted=counted, value=2 * cfg.window + 1,
+                                window=cfg.window),
+                 _("use a longer text or a smaller window"))
     if len(c.vocab) < 2:
-        ctx.fail(where_key, f"{c.where} has {len(c.vocab)} distinct word; word2vec needs at least two")
+        ctx.fail(where_key, _("{where} has {n} distinct word; word2vec needs at least two").format(
+                                where=c.where, n=len(c.vocab)))
     if cfg.k >= len(c.vocab):
-        ctx.fail("k", f"{cfg.k} neighbours asked, but {c.where} has only {len(c.vocab)} words",
-                 f"use at most {len(c.vocab) - 1}")
+        ctx.fail("k", _("{k} neighbours asked, but {where} has only {n} words").format(
+                          k=cfg.k, where=c.where, n=len(c.vocab)),
+                 _("use at most {value}").format(value=len(c.vocab) - 1))
     missing = [w for w in cfg.neighbours if w not in c.vocab.index]
     if missing:
-        ctx.fail("neighbours", f"'{missing[0]}' is not a word of {c.where} (seen at least {cfg.min_count} times)")
+        ctx.fail("neighbours", _("'{value}' is not a word of {where} (seen at least {min_count} times)").format(
+                                   value=missing[0], where=c.where, min_count=cfg.min_count))
     if cfg.static_word is not None and cfg.static_word not in c.vocab.index:
-        ctx.fail("static_word", f"'{cfg.static_word}' is not a word of {c.where}")
+        ctx.fail("static_word", _("'{static_word}' is not a word of {where}").format(
+                                    static_word=cfg.static_word, where=c.where))
     if cfg.static_sentences and (len(cfg.static_sentences) != 2 or cfg.static_word is None):
-        ctx.fail("static_sentences", f"needs two sentences and a static_word, got {len(cfg.static_sentences)}")
+        ctx.fail("static_sentences", _("needs two sentences and a static_word, got {n}").format(
+                                         n=len(cfg.static_sentences)))
     bad = [s for s in cfg.static_sentences if cfg.static_word not in words(s)]
     if bad:
-        ctx.fail("static_sentences", f"{bad[0]!r} does not hold static_word '{cfg.static_word}'")
+        ctx.fail("static_sentences", _("{value!r} does not hold static_word '{static_word}'").format(
+                                         value=bad[0], static_word=cfg.static_word))
     return cfg
 
 

@@ -200,5 +200,5 @@ def summary(cfg: WorkedExamplesConfig, frames: list) -> str:
     return zscores_text(frames[0]) + "\n\n" + table_text(frames[1])
 
 
-LESSON = register(Lesson("worked_examples", "Worked examples", WorkedExamplesConfig, {"name": non_empty}, validate,
+LESSON = register(Lesson("worked_examples", N_("Worked examples"), WorkedExamplesConfig, {"name": non_empty}, validate,
                          run, summary))

@@ -410,15 +410,28 @@ def seed_of(cfg) -> int | None:
 
 
 def cached_run(cfg, steps: int | None, label: str, cancelled=lambda: False) -> Run:
-    """The run of `cfg` for `steps` steps, trained once per process (several claims and cards share it)."""
-    key = (cfg, steps)
+    """The run of `cfg` for `steps` steps, trained once per process (several claims and cards share it).
+
+    GPT configs that differ only in `sampling` train the same weights, so they share one training; each
+    gets its own Run (its config, and a fresh cache for what it samples)."""
+    key = (_trained(cfg), steps)
     if key not in _RUNS:
         run = train_run(cfg, steps, label, cancelled)
         if cancelled():
             return run
         _RUNS[key] = run
     run = _RUNS[key]
+    if run.cfg != cfg:
+        run = dataclasses.replace(run, cfg=cfg, cache={})
     return run if run.label == label else dataclasses.replace(run, label=label)
+
+
+def _trained(cfg):
+    """What a run's weights depend on: a GPT config without its sampling settings (they only read the model)."""
+    from simulator.config import RunConfig, SamplingConfig
+
+    return dataclasses.replace(cfg, sampling=SamplingConfig()) if isinstance(cfg, RunConfig) else cfg
+
 
 
 def clear_cache() -> None:

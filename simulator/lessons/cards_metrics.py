@@ -364,7 +364,32 @@ metric("train_eval_loss", "GPT: the training split's loss of the trained model, 
 metric("generalization_gap", "GPT: validation loss minus training loss of the trained model, both in eval mode", {
     "gpt": Impl(lambda run: run.once("val", lambda: run.session.evaluate("val"))
                 - run.once("train", lambda: run.session.evaluate("train")))}, per_step=False)
+def _sample(run: Run) -> list:
+    """The token events of `run.cfg.sampling` (its rule, prompt, seed, max_new) drawn from the trained model.
+
+    Generated once per run; runs that differ only in their sampling settings share the trained session
+    (`cards.cached_run`), so a claim's `other_settings: {sampling.temperature: 0.5}` trains nothing twice."""
+    from simulator.sampling import generate
+
+    def draw():
+        return generate(run.session.next_logits, run.session.tokenizer, run.cfg.sampling)[1]
+
+    return run.once("sample", draw)
+
+
+metric("sample_entropy", "GPT: mean entropy (nats) of the distributions the sampled tokens were drawn from, after "
+       "temperature and the filters (sampling settings of the run)", {
+           "gpt": Impl(lambda run: float(np.mean([e.entropy for e in _sample(run)])))}, per_step=False)
+metric("sample_kept", "GPT: mean number of tokens the filters (top-k, top-p, min-p) keep per sampled token", {
+    "gpt": Impl(lambda run: float(np.mean([len(e.after_min_p) for e in _sample(run)])))}, per_step=False)
+metric("sample_distinct", "GPT: distinct tokens among the sampled ones (sampling.max_new of them)", {
+    "gpt": Impl(lambda run: float(len({e.token for e in _sample(run)})))}, per_step=False)
+metric("sample_token_prob", "GPT: mean probability the sampled tokens had in the distribution they were drawn from", {
+    "gpt": Impl(lambda run: float(np.mean([e.prob for e in _sample(run)])))}, per_step=False)
+
+
 def _early_stop(run: Run):
+
     """The run's early stop (simulator/early_stopping.py), or None when it trained all its steps."""
     return next((r.early_stop for r in run.frames if r.early_stop is not None), None)
 

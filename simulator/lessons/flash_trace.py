@@ -300,14 +300,18 @@ def summary(cfg: FlashTraceConfig, frames: list[TileStep]) -> str:
     naive = naive_attention_traffic(n, d)
     last = frames[-1]
     n_pairs = -(-n // tile_q) * -(-n // tile_k)
+    head = (_("tiled attention, T={n}, d={d}, fast memory {floats} floats: tiles {tile_q} x {tile_k}, {order}, causal")
+            if cfg.causal else
+            _("tiled attention, T={n}, d={d}, fast memory {floats} floats: tiles {tile_q} x {tile_k}, {order}"))
     return "\n".join([
-        f"tiled attention, T={n}, d={d}, fast memory {cfg.fast_memory_floats} floats: tiles {tile_q} x {tile_k}, "
-        f"{cfg.loop_order}{', causal' if cfg.causal else ''}",
-        f"after {last.index + 1} of {n_pairs} pairs: {BYTES_PER_FLOAT * last.reads} bytes read, "
-        f"{BYTES_PER_FLOAT * last.writes} written",
-        f"the whole walk moves {total.bytes} bytes; standard attention {naive.bytes} "
-        f"(tiled / standard = {total.bytes / naive.bytes:.2f})",
+        head.format(n=n, d=d, floats=cfg.fast_memory_floats, tile_q=tile_q, tile_k=tile_k, order=cfg.loop_order),
+        _("after {done} of {pairs} pairs: {read} bytes read, {written} written").format(
+            done=last.index + 1, pairs=n_pairs, read=BYTES_PER_FLOAT * last.reads,
+            written=BYTES_PER_FLOAT * last.writes),
+        _("the whole walk moves {tiled} bytes; standard attention {naive} (tiled / standard = {ratio:.2f})").format(
+            tiled=total.bytes, naive=naive.bytes, ratio=total.bytes / naive.bytes),
     ])
+
 
 
 _RULES = {"name": non_empty, "seq_len": positive_int, "head_size": positive_int, "fast_memory_floats": positive_int,

@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from simulator.i18n import _
+from simulator.i18n import N_, _
 from simulator.lessons import Lesson, register
 from simulator.lessons.tokenizers import CORPORA, lesson_text, resolve_path
 from simulator.lessons.worked_examples import ExplainError
@@ -22,8 +22,8 @@ from simulator.yamlconfig import ParseContext
 
 MAX_TABLE = 20_000_000  # documents x words: the dense (D, V) tables stay a few hundred MB at most
 FORMULAS = {
-    "smooth": "idf(t) = ln((1 + n) / (1 + df(t))) + 1   (smoothed: scikit-learn's default)",
-    "raw": "idf(t) = ln(n / df(t))   (raw: 0 for a word in every document)",
+    "smooth": N_("idf(t) = ln((1 + n) / (1 + df(t))) + 1   (smoothed: scikit-learn's default)"),
+    "raw": N_("idf(t) = ln(n / df(t))   (raw: 0 for a word in every document)"),
 }
 
 
@@ -64,35 +64,40 @@ def keywords_text(t: Tfidf, docs: list[str], where: str, shown: list[int], k: in
     if bad:
         raise ExplainError(_("documents: {value} is not a document of {where} (0 to {value2})").format(
                                value=bad[0], where=where, value2=len(docs) - 1))
-    lines = [f"TF-IDF of {where}: n = {len(docs):,} documents (paragraphs), {len(t.vocab):,} words",
-             "tf(t, d) = how often word t occurs in document d",
-             FORMULAS[t.idf_variant],
-             "tfidf(t, d) = tf(t, d) * idf(t), then each document's row divided by its length (L2 norm)", ""]
+    lines = [_("TF-IDF of {where}: n = {n:,} documents (paragraphs), {words:,} words").format(
+                 where=where, n=len(docs), words=len(t.vocab)),
+             _("tf(t, d) = how often word t occurs in document d"),
+             _(FORMULAS[t.idf_variant]),
+
+             _("tfidf(t, d) = tf(t, d) * idf(t), then each document's row divided by its length (L2 norm)"), ""]
     for i in shown:
         head = docs[i].replace("\n", " ")
-        lines.append(f"document {i}: {head[:70]}{'...' if len(head) > 70 else ''}")
+        lines.append(_("document {i}: {head}").format(i=i, head=f"{head[:70]}{'...' if len(head) > 70 else ''}"))
         lines.append("   " + "  ".join(f"{w} {v:.3f} (df {int(t.df[t.vocab.index(w)])})"
                                        for w, v in t.keywords(i, k)))
     sim = t.document_similarity()[np.ix_(shown, shown)]
-    lines += ["", "cosine between the documents' rows:", "      " + "".join(f"{i:>7}" for i in shown)]
+    lines += ["", _("cosine between the documents' rows:"), "      " + "".join(f"{i:>7}" for i in shown)]
     lines += [f"{i:>6}" + "".join(f"{v:>7.3f}" for v in row) for i, row in zip(shown, sim, strict=True)]
     return "\n".join(lines)
 
 
 def pairs_text(t: Tfidf, pairs: list[tuple[str, str]]) -> str:
     """Cosine between the TF-IDF columns (one weight per document) of each pair of words."""
-    lines = ["a word's TF-IDF vector is its column: its weight in each document. Cosine between two words:"]
+    lines = [_("a word's TF-IDF vector is its column: its weight in each document. Cosine between two words:")]
     for a, b in pairs:
         missing = [w for w in (a, b) if w not in t.vocab]
         if missing:
-            lines.append(f"  {a:>10} ~ {b:<10} '{missing[0]}' does not occur in these documents")
+            lines.append(f"  {a:>10} ~ {b:<10} " + _("'{word}' does not occur in these documents").format(
+                word=missing[0]))
             continue
         shared = int(((t.counts[:, t.vocab.index(a)] > 0) & (t.counts[:, t.vocab.index(b)] > 0)).sum())
-        lines.append(f"  {a:>10} ~ {b:<10} cosine {t.term_similarity(a, b):.3f}   "
-                     f"(in {int(t.df[t.vocab.index(a)])} and {int(t.df[t.vocab.index(b)])} documents, "
-                     f"{shared} of them shared)")
-    lines.append("Related meaning does not show: only sharing documents does. Word vectors (word2vec) learn "
-                 "from the words around a word instead.")
+        lines.append(f"  {a:>10} ~ {b:<10} " + _("cosine {cosine:.3f}   (in {df_a} and {df_b} documents, {shared} of "
+                                                  "them shared)").format(
+            cosine=t.term_similarity(a, b), df_a=int(t.df[t.vocab.index(a)]), df_b=int(t.df[t.vocab.index(b)]),
+            shared=shared))
+    lines.append(_("Related meaning does not show: only sharing documents does. Word vectors (word2vec) learn "
+                   "from the words around a word instead."))
+
     return "\n".join(lines)
 
 

@@ -31,10 +31,10 @@ def lesson_text(corpus: str, path: str | None = None) -> tuple[str, str]:
     """(text, how a person names it) of the lesson's corpus; ExplainError for a file that cannot be read."""
     if corpus == "builtin":
         from simulator.data.corpus import builtin_corpus
-        return builtin_corpus(), "the built-in corpus"
+        return builtin_corpus(), _("the built-in corpus")
     if corpus == "world":
         from simulator.data.world import world_corpus
-        return world_corpus(), "the invented-world corpus"
+        return world_corpus(), _("the invented-world corpus")
     if not path:
         raise ExplainError(_("corpus text_file needs a path (the text file to learn from)"))
     try:
@@ -55,9 +55,11 @@ def merges_text(kind: str, text: str, where: str, merges: int, steps: list[Merge
     _check_learned(merges, "merges")
     base = min_vocab_size(kind, text)
     steps = merge_steps(kind, text, base + merges) if steps is None else steps
-    rule = ("the most frequent adjacent pair (ties: smaller ids)" if kind == "bpe" else
-            "the pair with the highest count(ab) / (count(a) count(b)) (ties: higher count, smaller strings)")
-    lines = [f"{kind} on {where} ({len(text):,} characters): {base} base tokens, then each step joins {rule}",
+    head = (_("{kind} on {where} ({n:,} characters): {base} base tokens, then each step joins the most frequent "
+              "adjacent pair (ties: smaller ids)") if kind == "bpe" else
+            _("{kind} on {where} ({n:,} characters): {base} base tokens, then each step joins the pair with the "
+              "highest count(ab) / (count(a) count(b)) (ties: higher count, smaller strings)"))
+    lines = [head.format(kind=kind, where=where, n=len(text), base=base),
              f"{'step':>5} {'id':>5}  {'left':<12} {'right':<12} {'new token':<16} {'count':>7}"
              + ("  score" if kind == "wordpiece" else "")]
     for m in steps:
@@ -65,7 +67,7 @@ def merges_text(kind: str, text: str, where: str, merges: int, steps: list[Merge
                f"{printable(m.new):<16} {m.count:>7}")
         lines.append(row + (f"  {m.score:.3g}" if m.score is not None else ""))
     if len(steps) < merges:
-        lines.append(f"(stopped after {len(steps)} steps: no pair occurs twice any more)")
+        lines.append(_("(stopped after {n} steps: no pair occurs twice any more)").format(n=len(steps)))
     return "\n".join(lines)
 
 
@@ -77,10 +79,12 @@ def splits_text(kind: str, text: str, where: str, sentence: str, learned: list[i
     for n in learned:
         _check_learned(n, "a size")
     base = min_vocab_size(kind, text)
-    lines = [f"how {sentence!r} splits ({kind}, learned on {where}; vocabulary = {base} base + learned):"]
+    lines = [_("how {sentence!r} splits ({kind}, learned on {where}; vocabulary = {base} base + learned):").format(
+        sentence=sentence, kind=kind, where=where, base=base)]
     for n, pieces in splits_at(kind, text, sentence, sorted({base + k for k in learned})).items():
-        lines.append(f"{n:>6} tokens: {len(pieces):>3} pieces, {len(sentence) / len(pieces):.2f} characters each  "
-                     + "|".join(printable(p) for p in pieces))
+        lines.append(_("{n:>6} tokens: {pieces:>3} pieces, {each:.2f} characters each  ").format(
+            n=n, pieces=len(pieces), each=len(sentence) / len(pieces)) + "|".join(printable(p) for p in pieces))
+
     return "\n".join(lines)
 
 

@@ -264,8 +264,10 @@ def printable(text: str) -> str:
 
 def explain_table(events: list[TokenEvent], tokenizer, top: int = 5) -> str:
     """A compact per-token table: drawn token, its prob, entropy, kept-set size and the top candidates."""
+    # the column names stay short English (they head numbers); the sentence after them is translated
     header = (f"{'pos':>5} {'token':<6} {'prob':>6} {'H(nats)':>7} {'kept':>5}  "
-              f"top {top} after temperature ((cut) = removed by a filter)")
+              + _("top {top} after temperature ((cut) = removed by a filter)").format(top=top))
+
     lines = [header]
     for ev in events:
         kept = set(ev.after_min_p.tolist())

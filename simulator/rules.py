@@ -127,4 +127,5 @@ class Problem(NamedTuple):
 
     def sentence(self) -> str:
         """The problem as one sentence without a file: 'optim.min_lr: 0.1 is larger than ... (hint)'."""
-        return f"{self.path}: {self.what}" + (f" ({self.hint})" if self.hint else "")
+        return f"{self.path}: {self.what}" + (_(" ({hint})").format(hint=self.hint) if self.hint else "")
+

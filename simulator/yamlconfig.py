@@ -72,7 +72,8 @@ class ParseContext:
         if self.source is not None:
             where = f"{self.source}:{line}: " if line is not None else f"{self.source}: "
         key = f"{self.name(path)}: " if path else ""
-        tail = f" ({hint})" if hint else ""
+        tail = _(" ({hint})").format(hint=hint) if hint else ""
+
         raise PresetError(" ".join(f"{where}{key}{what}{tail}".split("\n")))
 
 

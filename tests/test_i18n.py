@@ -199,3 +199,24 @@ def test_help_and_argparse_words_are_translated(capsys):
     out = capsys.readouterr().out
     assert _in("zh_CN", "usage: ") in out and _in("zh_CN", "train headless and write a run folder") in out
     assert "--lang" in out and "usage:" not in out
+
+
+@pytest.mark.parametrize("body, key, line", [
+    ("name: n\noptim:\n  name: nesterov\n  momentum: 0.9\n  dampening: 0.5\n", "optim.dampening", 5),  # optimizer's own
+    ("name: n\nsampling:\n  max_new: 2000000\n", "sampling.max_new", 3),  # the sampler's own check
+    ("name: n\nmodel:\n  d_model: 64\n  n_head: 5\n", "model.n_head", 4),  # a cross-field check with a hint
+    ("name: n\ntrain:\n  stepz: 3\n", "train.stepz", 3),  # did you mean
+])
+def test_every_kind_of_preset_mistake_keeps_file_line_and_key_in_chinese(tmp_path, capsys, body, key, line):
+    """The optimizer's and sampler's messages are parsed for their key (presets._backstop): it must survive."""
+    bad = tmp_path / "p.yaml"
+    bad.write_text(body)
+    assert main(["check", str(bad)]) == 2
+    en = capsys.readouterr().err
+    assert main(["--lang", "zh_CN", "check", str(bad)]) == 2
+    zh = capsys.readouterr().err
+    where = f"{bad}:{line}: {key}: "
+    assert where in en and where in zh and zh.count("\n") == 1 and zh != en
+    assert re.search(r"[\u4e00-\u9fff]", zh.split(where)[1])
+    numbers = re.findall(r"\d[\d,.]*", en.split(where)[1])
+    assert all(n in zh for n in numbers)  # every number of the English sentence is in the Chinese one

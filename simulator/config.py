@@ -46,6 +46,7 @@ DTYPES = ("float32", "float64")
 BACKENDS = ("cpu", "cuda", "auto")  # where the kernels run (simulator/backend/)
 # The linears LoRA can adapt: the fused q/k/v projection, the attention output, the MLP's two layers
 LORA_TARGETS = ("qkv", "proj", "fc", "fc2")
+LORA_BASES = ("float", "nf4")  # how a LoRA base is held: the model's dtype, or QLoRA's 4-bit NormalFloat
 
 
 def lora_targets_rule(v) -> str | None:
@@ -99,6 +100,16 @@ class LoraConfig:
         "MLP's first and second layer).")))
     dropout: float = setting(0.0, unit_open, help=(
         N_("Dropout on each adapter's input while training (the base path sees the input undropped).")))
+    base: str = setting("float", one_of(LORA_BASES), label=N_("LoRA base"), help=(
+        N_("How the frozen base of every targeted linear is held: float (the model's dtype) or nf4 (QLoRA: packed "
+        "4-bit NormalFloat codes and one absmax scale per block, dequantized tile by tile inside the linear).")))
+    block: int = setting(64, positive_int, label=N_("NF4 block"), help=(
+        N_("Weights per absmax scale under base nf4 (QLoRA's 64); even, and a divisor of every targeted weight's "
+           "size.")))
+
+    double_quant: bool = setting(False, label=N_("double quantization"), help=(
+        N_("Under base nf4, store the block scales again in 8 bits (blocks of 256 scales): 4.127 bits per weight "
+        "instead of 4.5.")))
 
     @property
     def on(self) -> bool:
@@ -107,6 +118,11 @@ class LoraConfig:
     @property
     def scale(self) -> float:
         return self.alpha / self.rank
+
+    @property
+    def quantized(self) -> bool:
+        """QLoRA: the targeted linears' frozen weights are held as NF4 codes only."""
+        return self.on and self.base == "nf4"
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ def check_gradients(session, n_per_tensor: int = 2, tensors=None, eps: float = 1
     twin.params[...] = model.bk.as_host(model.params)  # float64 copy: the session's own buffers are never written
     if model.frozen is not None:  # LoRA: the frozen base weights (the adapters are `params`)
         twin.frozen[...] = model.frozen
+    if model.qbase is not None:  # QLoRA: the same NF4 codes (a constant of the loss), decoded in float64
+        twin.qbase = model.qbase
     for name, buf in model.buffers.items():  # BatchNorm's running statistics, which eval mode normalizes with
         twin.buffers[name][...] = model.bk.as_host(buf)
     # dropout off, so the loss is a fixed function of the weights; otherwise the session's mode

@@ -64,8 +64,9 @@ class _CachedStep(GPT):
     """
 
     def __init__(self, cfg: ModelConfig, dtype, params: np.ndarray, buffers: dict, cache: KVCache,
-                 frozen: np.ndarray | None = None):
-        super().__init__(cfg, dtype, shared_params=params, shared_buffers=buffers, shared_frozen=frozen)
+                 frozen: np.ndarray | None = None, qbase=None):
+        super().__init__(cfg, dtype, shared_params=params, shared_buffers=buffers, shared_frozen=frozen,
+                         shared_qbase=qbase)
         self.cache = cache
         self.training = False
         self.set_max_positions(cache.capacity)
@@ -90,16 +91,18 @@ class CachedDecoder:
     """Next-token logits for a growing sequence: a whole forward for the prompt, then one cached row per token."""
 
     def __init__(self, cfg: ModelConfig, dtype, params: np.ndarray, buffers: dict | None = None,
-                 capacity: int | None = None, frozen: np.ndarray | None = None):
+                 capacity: int | None = None, frozen: np.ndarray | None = None, qbase=None):
         capacity = cfg.seq_len if capacity is None else int(capacity)
         if cfg.positional == "learned" and capacity > cfg.seq_len:
             raise ValueError(f"learned positions stop at seq_len {cfg.seq_len}; capacity {capacity} is larger")
         self.cfg = cfg
         self.cache = KVCache(cfg, dtype, capacity)
-        # frozen: a LoRA model's base weights (params then holds its adapters)
-        self.full = GPT(cfg, dtype, shared_params=params, shared_buffers=buffers, shared_frozen=frozen)
+        # frozen: a LoRA model's base weights (params then holds its adapters); qbase: QLoRA's NF4 weights
+        self.full = GPT(cfg, dtype, shared_params=params, shared_buffers=buffers, shared_frozen=frozen,
+                        shared_qbase=qbase)
         self.full.training = False
-        self.step_model = _CachedStep(cfg, dtype, params, self.full.buffers, self.cache, self.full.frozen)
+        self.step_model = _CachedStep(cfg, dtype, params, self.full.buffers, self.cache, self.full.frozen,
+                                      self.full.qbase)
         self.uses_cache = cfg.attention.mask == "causal"
         self.last_mode = ""  # how the last call ran: prefill, cached, window, recompute
 

@@ -20,6 +20,7 @@ import numpy as np
 from simulator.config import LoraConfig, ModelConfig
 from simulator.model.lora import lora_layout, merged_weights
 from simulator.model.params import build_layout
+from simulator.model.qlora import QuantizedBase, float_base_layout
 
 ADAPTERS_FORMAT = 1
 # What must agree between a base checkpoint and the model that starts from it (vocab_size: the tokenizer's)
@@ -57,11 +58,18 @@ def read_base(path) -> tuple[ModelConfig, object, dict[str, np.ndarray]]:
         raise LoraFileError(str(e)) from None
     model = cfg.model if cfg.model.vocab_size else replace(cfg.model, vocab_size=tokenizer.vocab_size)
     params = arrays["params"]
-    if model.lora.on:
-        adapters, base = lora_layout(model), build_layout(model)
+    if model.lora.on:  # QLoRA: the NF4 weights decoded, as its linears saw them
+        adapters, base = lora_layout(model), float_base_layout(model)
         if "frozen" not in arrays or arrays["frozen"].shape != (base.size,) or params.shape != (adapters.size,):
             raise LoraFileError(f"{path}: a LoRA checkpoint whose weights do not fit its own config")
-        tensors = merged_weights(base.views(arrays["frozen"]), adapters.views(params), model)
+        tensors = dict(base.views(arrays["frozen"]))
+        if model.lora.quantized:
+            qbase = QuantizedBase(model)
+            problem = qbase.load_state_arrays(arrays)
+            if problem:
+                raise LoraFileError(f"{path}: {problem}")
+            tensors.update({n: qbase.dequantized(n, arrays["frozen"].dtype) for n in qbase.names})
+        tensors = merged_weights(tensors, adapters.views(params), model)
     else:
         layout = build_layout(model)
         if params.shape != (layout.size,):
@@ -104,10 +112,7 @@ def apply_init_from(model, path: str, tokenizer) -> None:
     if problem:
         raise LoraFileError(problem)
     _, _, tensors = read_base(path)
-    layout = model.frozen_layout or model.layout
-    views = layout.views(model.frozen if model.frozen is not None else model.params)
-    for name, view in views.items():
-        view[...] = tensors[name]
+    model.load_base(tensors)  # QLoRA quantizes its targeted weights from them
 
 
 # ------------------------------------------------------------------------------------------ adapters
@@ -173,11 +178,9 @@ def attach_adapters(base_run, adapters_path, dataset=None):
     cfg = base.config
     cfg = replace(cfg, model=replace(cfg.model, lora=lora, init_from=None))
     session = TrainingSession(cfg, base.dataset)
-    layout = session.model.frozen_layout
     if base.model.frozen is not None:
         raise LoraFileError(f"{base_run}: a LoRA run's checkpoint; attach adapters to a base model's run")
-    session.model.frozen[...] = base.model.params
-    assert layout.size == base.model.params.size
+    session.model.load_base(base.model.layout.views(base.model.params))  # QLoRA: quantized again, deterministically
     load_adapters(adapters_path, session)
     return session
 
@@ -185,4 +188,4 @@ def attach_adapters(base_run, adapters_path, dataset=None):
 def merged_session_weights(session) -> dict[str, np.ndarray]:
     """A LoRA session's base weights with its adapters folded in: W' = W + (alpha / r) (B A)^T."""
     m = session.model
-    return merged_weights(m.frozen_layout.views(m.frozen), m.layout.views(m.params), m.cfg)
+    return merged_weights(m.base_tensors(), m.layout.views(m.params), m.cfg)

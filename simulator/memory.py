@@ -21,6 +21,7 @@ from simulator.config import ModelConfig, OptimConfig, RunConfig
 from simulator.model.gpt import activation_shapes
 from simulator.model.lora import lora_layout
 from simulator.model.params import build_layout, has_final_norm
+from simulator.model.qlora import float_base_layout, quantized_bytes
 
 GIB = 1024 ** 3
 MIB = 1024 ** 2
@@ -43,17 +44,19 @@ class MemoryBill:
     activations: int  # the forward arena: activations, caches for the backward, scratch
     activation_gradients: int
     frozen: int = 0  # LoRA: the frozen base weights (then `parameters` are the adapters, the only trainable ones)
+    quantized: int = 0  # QLoRA: the targeted linears' NF4 codes and scales (they are not in `frozen` then)
 
     @property
     def total(self) -> int:
         """Every row together."""
-        return (self.parameters + self.frozen + self.gradients + self.optimizer + self.activations
+        return (self.parameters + self.frozen + self.quantized + self.gradients + self.optimizer + self.activations
                 + self.activation_gradients)
 
     def sentence(self) -> str:
         """'5.2 GiB (weights 1 GiB, gradients 1 GiB, optimizer state 2 GiB, activations 1.2 GiB)'."""
         acts = self.activations + self.activation_gradients
-        return (f"{gib(self.total)} (weights {gib(self.parameters + self.frozen)}, gradients {gib(self.gradients)}, "
+        return (f"{gib(self.total)} (weights {gib(self.parameters + self.frozen + self.quantized)}, "
+                f"gradients {gib(self.gradients)}, "
                 f"optimizer state {gib(self.optimizer)}, activations {gib(acts)})")
 
 
@@ -101,14 +104,14 @@ def memory_bill(cfg: RunConfig, vocab_size: int | None = None) -> MemoryBill:
         model = replace(model, vocab_size=vocab_size)
     itemsize = np.dtype(cfg.train.dtype).itemsize
     n = trainable_layout(model).size  # under LoRA the adapters; the base weights are `frozen`
-    frozen = build_layout(model).size * itemsize if model.lora.on else 0
+    frozen = float_base_layout(model).size * itemsize if model.lora.on else 0  # QLoRA: less its NF4 weights
     B, T = cfg.train.batch_size, model.seq_len
     forward = sum(int(np.prod(s)) for s in activation_shapes(model, B, T).values()) * itemsize
     clip_copy = n * itemsize if cfg.optim.grad_clip > 0 else 0
     return MemoryBill(parameters=n * itemsize, gradients=n * itemsize + clip_copy,
                       optimizer=optimizer_tensors(cfg.optim) * n * itemsize + n,  # + the uint8 decay mask
                       activations=forward, activation_gradients=activation_gradient_bytes(model, B, T, itemsize),
-                      frozen=frozen)
+                      frozen=frozen, quantized=quantized_bytes(model))
 
 
 def trainable_layout(model: ModelConfig):
@@ -172,7 +175,8 @@ def measure(session) -> tuple[MemoryBill, dict[str, int]]:
     bill = MemoryBill(parameters=m.params.nbytes, gradients=m.grads.nbytes + session.preclip_copy_bytes,
                       optimizer=sum(b.nbytes for b in opt.state.values()) + opt.decay_mask.nbytes,
                       activations=m.acts.nbytes, activation_gradients=m.grads_acts.nbytes,
-                      frozen=m.frozen.nbytes if m.frozen is not None else 0)
+                      frozen=m.frozen.nbytes if m.frozen is not None else 0,
+                      quantized=m.qbase.nbytes if m.qbase is not None else 0)
     kinds = dict.fromkeys(KINDS, 0)
     for name, a in m.acts.arrays.items():
         kinds[site_kind(name)] += a.nbytes
@@ -196,7 +200,7 @@ def preset_report(cfg: RunConfig, dataset) -> str:
     B, T = cfg.train.batch_size, model.seq_len
     bill, kinds = memory_bill(cfg), activation_kinds(model, B, T, itemsize)
     have = available_bytes()
-    got = None
+    got, session = None, None
     if have is None or bill.total <= have:
         session = TrainingSession(cfg, dataset)
         session.step()
@@ -213,7 +217,11 @@ def preset_report(cfg: RunConfig, dataset) -> str:
     k = optimizer_tensors(cfg.optim)
     lora = model.lora
     rows = [("parameters" if not lora.on else f"LoRA adapters (rank {lora.rank}, trainable)", "parameters", None)]
-    if lora.on:
+    if lora.quantized:
+        rows.append(("frozen base, float part (embeddings, norms, biases, head)", "frozen", None))
+        dq = ", double-quantized" if lora.double_quant else ""
+        rows.append((f"frozen base, NF4 part (targeted linears: codes + scales{dq})", "quantized", None))
+    elif lora.on:
         rows.append(("frozen base weights (no gradient, no optimizer state)", "frozen", None))
     rows += [(f"gradients{clip}", "gradients", None),
             (f"optimizer state ({cfg.optim.name}: {k} tensor{'s' if k != 1 else ''} + decay mask)", "optimizer", None),
@@ -231,8 +239,31 @@ def preset_report(cfg: RunConfig, dataset) -> str:
     lines += _columns(table, right=(False, True, True, got is not None))
     lines.append("measured: the real buffers of a session built from the preset, after one training step"
                  if got is not None else "measured: not built, the model does not fit in this machine's free memory")
+    if lora.quantized:
+        lines += ["", *_qlora_lines(model, bill, session)]
     lines += ["", _attention_line(cfg, bill, kinds), "", _formats_table(build_layout(model)), FORMAT_NOTE]
     return "\n".join(lines)
+
+
+def _qlora_lines(model: ModelConfig, bill: MemoryBill, session) -> list[str]:
+    """QLoRA's base against the same weights in float32: the targeted linears, and the whole frozen base."""
+    from simulator.model.qlora import quantized_names
+
+    n = sum(build_layout(model).by_name[name].size for name in quantized_names(model))
+    f32 = 4 * n
+    lines = [f"QLoRA: the {len(quantized_names(model))} targeted weight matrices ({n:,} numbers) in float32 would "
+             f"take {f32:,} bytes; as NF4 (block {model.lora.block}"
+             f"{', scales double-quantized' if model.lora.double_quant else ''}) {bill.quantized:,} bytes = "
+             f"{bill.quantized / f32:.3f} of float32, {8 * bill.quantized / n:.3f} bits per weight"]
+    if session is not None:
+        parts = session.model.qbase.part_bytes()
+        lines.append(f"  measured: packed codes {parts['codes']:,} + scales {parts['scales']:,} + the scales' scales "
+                     f"{parts['scale_scales']:,} = {sum(parts.values()):,} bytes")
+    whole = 4 * build_layout(model).size
+    held = bill.frozen + bill.quantized
+    lines.append(f"  the whole frozen base: {held:,} bytes (float part {bill.frozen:,} + NF4 {bill.quantized:,}) "
+                 f"against {whole:,} for the float32 model = {held / whole:.3f}")
+    return lines
 
 
 def _attention_line(cfg: RunConfig, bill: MemoryBill, kinds: dict[str, int]) -> str:

@@ -37,6 +37,8 @@ def step_statistics(record: StepRecord, model, params_before: np.ndarray | None,
     weights = before if before is not None else params
     if model.frozen is not None:  # LoRA: the base weights (frozen: the same before and after the update) by name too
         weights = {**model.frozen_layout.views(model.frozen), **weights}
+    if model.qbase is not None:  # QLoRA: the NF4 weights decoded for the statistics (copies, dropped after)
+        weights = {**{n: model.qbase.dequantized(n, model.dtype) for n in model.qbase.names}, **weights}
     stability_statistics(record, model, weights)
 
 

@@ -414,7 +414,8 @@ class TrainingSession:
             # (the KV-cache decoder has no CUDA twin yet; one token at a time is not where a GPU helps anyway)
             params = self.model.params if bk.on_host else bk.to_host(self.model.params)
             buffers = self.model.buffers if bk.on_host else {k: bk.to_host(v) for k, v in self.model.buffers.items()}
-            self._generator = CachedDecoder(mcfg, self.model.dtype, params, buffers, frozen=self.model.frozen)
+            self._generator = CachedDecoder(mcfg, self.model.dtype, params, buffers, frozen=self.model.frozen,
+                                            qbase=self.model.qbase)
         # cached keys and values belong to one set of weights, running statistics and dropout setting
         key = (self.step_count, mcfg.dropout, mcfg.dropout_mode,
                b"".join(bk.as_host(buf).tobytes() for buf in self.model.buffers.values()))
@@ -560,6 +561,8 @@ class TrainingSession:
         out.update({f"buffer.{k}": host(v) for k, v in self.model.buffers.items()})  # BatchNorm running statistics
         if self.model.frozen is not None:  # LoRA: params are the adapters; the base weights travel beside them
             out["frozen"] = self.model.frozen.copy()
+        if self.model.qbase is not None:  # QLoRA: the NF4 codes and scales themselves (no float base to re-quantize)
+            out.update(self.model.qbase.state_arrays())
         out.update(self.early.state_arrays())
         restored = self.early.stopped is not None and self.early.stopped.restored
         if self._best is not None and not restored:  # once restored, the best weights are the weights
@@ -580,6 +583,12 @@ class TrainingSession:
         if frozen is not None and ("frozen" not in arrays or arrays["frozen"].shape != frozen.shape):
             raise SessionError(_("the saved state has no frozen base weights of this model's shape: the checkpoint "
                                  "belongs to another model"))
+        qbase = self.model.qbase
+        if qbase is not None:  # checked on a copy first: a refused state changes nothing
+            from simulator.model.qlora import QuantizedBase
+            problem = QuantizedBase(self.model.cfg).load_state_arrays(arrays)
+            if problem:
+                raise SessionError(_("{problem}: the checkpoint belongs to another model").format(problem=problem))
         missing = [k for k in self.model.buffers if f"buffer.{k}" not in arrays]
         if missing:
             raise SessionError(_("the saved state has no {value}: the checkpoint belongs to another model").format(
@@ -588,6 +597,8 @@ class TrainingSession:
         self.backend.upload(self.model.params, params)
         if frozen is not None:
             frozen[...] = arrays["frozen"]
+        if qbase is not None:
+            qbase.load_state_arrays(arrays)
         for k, buf in self.model.buffers.items():
             self.backend.upload(buf, arrays[f"buffer.{k}"])
         self.step_count = int(arrays["step"])

@@ -287,18 +287,26 @@ def test_the_finetune_lesson_trains_every_learner_from_one_base():
     frames = run(cfg)
     assert [f.step for f in frames] == list(range(1, 16))
     learners = frames[0].learners
-    assert [x.label for x in learners] == ["full", "LoRA r=1", "LoRA r=4"]
+    assert [x.label for x in learners] == ["full", "LoRA r=1", "LoRA r=4", "QLoRA r=4"]
     # A (r x d_in) + B (d_out x r) on qkv (16 -> 48), proj (16 -> 16), fc (16 -> 64), fc2 (64 -> 16)
-    assert [x.trainable for x in learners[1:]] == [r * ((16 + 48) + (16 + 16) + (16 + 64) + (64 + 16)) for r in (1, 4)]
+    assert [x.trainable for x in learners[1:]] == [r * ((16 + 48) + (16 + 16) + (16 + 64) + (64 + 16))
+                                                   for r in (1, 4, 4)]
     assert learners[0].trainable > 10 * learners[1].trainable
     assert [x.state_bytes for x in learners] == [x.trainable * 4 * 4 + x.trainable for x in learners]
-    assert [p.val_new is None for p in frames[1].points] == [True] * 3 and frames[4].points[0].val_new is not None
-    # one base, one seed, B = 0: every learner's first batch loss is the same, bit for bit (and the NF4 / int4
-    # round trip of the base, measured on the full learner before its first step, left its weights as they were)
-    assert len({p.loss for p in frames[0].points}) == 1
+    assert [p.val_new is None for p in frames[1].points] == [True] * 4 and frames[4].points[0].val_new is not None
+    # one base, one seed, B = 0: every float learner's first batch loss is the same, bit for bit (and the NF4 /
+    # int4 round trip of the base, measured on the full learner before its first step, left its weights as they
+    # were); QLoRA's is the base on its NF4 weights, which the round trip measured too
+    assert len({p.loss for p in frames[0].points[:3]}) == 1
+    assert frames[0].points[3].loss != frames[0].points[0].loss
+    assert abs(frames[0].points[3].loss - frames[0].points[0].loss) < 0.05
     stored = frames[0].stored
     assert list(stored) == ["float32", "nf4", "int4"] and stored["nf4"] != stored["float32"]
     assert abs(stored["nf4"] - stored["float32"]) < 0.05
+    # the QLoRA learner before its first step is that NF4 base (double quantization moves it a little)
+    (fn, fo), (qn, qo) = frames[0].base_loss["float32"], frames[0].base_loss["nf4"]
+    assert (fn, fo) == (frames[0].base_new, frames[0].base_old) and abs(qo - stored["nf4"]) < 2e-3 and qo != fo \
+        and qn != fn
     for p in frames[-1].points:  # every learner moved toward the new text
         assert p.val_new < frames[0].base_new
     text = summary(cfg, frames)

@@ -30,9 +30,14 @@ def measured(s: TrainingSession) -> dict[str, int]:
     m, opt = s.model, s.optimizer
     s.step()
     grads = m.grads.nbytes + s.preclip_copy_bytes
+    # LoRA's frozen base, and QLoRA's NF4 part of it: every packed code and scale array by itself
+    nf4 = [] if m.qbase is None else [a for q in m.qbase.weights.values() for a in
+                                      (q.packed, q.absmax, q.scale_codes, q.scale_absmax) if a is not None]
+    means = 0 if m.qbase is None else 4 * sum(q.scale_codes is not None for q in m.qbase.weights.values())
     return {"parameters": m.params.nbytes, "gradients": grads,
             "optimizer": sum(b.nbytes for b in opt.state.values()) + opt.decay_mask.nbytes,
-            "activations": m.acts.nbytes, "activation_gradients": m.grads_acts.nbytes}
+            "activations": m.acts.nbytes, "activation_gradients": m.grads_acts.nbytes,
+            "frozen": 0 if m.frozen is None else m.frozen.nbytes, "quantized": sum(a.nbytes for a in nf4) + means}
 
 
 def small(cfg):
@@ -53,6 +58,9 @@ def test_the_bill_of_every_shipped_preset_is_what_the_session_allocates(name):
     {"model.norm": "batchnorm", "model.norm_position": "post"}, {"model.residual": False},
     {"model.attention.n_kv_head": 1}, {"optim.name": "sgd"}, {"optim.name": "rmsprop", "optim.momentum": 0.9},
     {"optim.grad_clip": 1.0}, {"train.dtype": "float64"}, {"model.tie_embeddings": False},
+    {"model.lora.rank": 4}, {"model.lora.rank": 4, "model.lora.base": "nf4"},
+    {"model.lora.rank": 2, "model.lora.base": "nf4", "model.lora.double_quant": True, "model.lora.block": 32,
+     "model.lora.targets": ["qkv", "fc2"], "train.dtype": "float64"},
 ])
 def test_the_bill_follows_every_structural_choice(change):
     cfg = small(override(load_any("tiny-gpt"), **change))

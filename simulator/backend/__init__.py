@@ -26,6 +26,8 @@ class BackendError(Exception):
 
 # features without CUDA twins yet: (what, test on a RunConfig), refused at config time with backend cuda
 NOT_ON_CUDA = (
+    ("model.lora.base", "QLoRA's NF4 base (its tile-by-tile dequantizing linear, simulator/kernels/cpu/qlora.py, "
+     "has no CUDA twin yet)", lambda cfg: cfg.model.lora.quantized),
     ("model.lora", "LoRA adapters (their kernels, simulator/kernels/cpu/lora.py, have no CUDA twin yet)",
      lambda cfg: cfg.model.lora.on),
     ("model.init_from", "starting from a base checkpoint (model.init_from) is not wired to device arrays yet",

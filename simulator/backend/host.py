@@ -40,7 +40,7 @@ class HostModel:
     def __init__(self, model):
         bk = model.bk
         self.cfg, self.dtype, self.layout, self.frozen_layout = model.cfg, model.dtype, model.layout, None
-        self.frozen = None  # LoRA runs on the CPU backend only
+        self.frozen = self.qbase = None  # LoRA and QLoRA run on the CPU backend only
         self.params, self.grads = bk.to_host(model.params), bk.to_host(model.grads)
         self.p = self.layout.views(self.params)
         self.buffers = {k: bk.to_host(v) for k, v in model.buffers.items()}

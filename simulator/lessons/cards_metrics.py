@@ -219,9 +219,16 @@ def _flash_ratio(run: Run) -> float:
     return (last.reads + last.writes) / naive_attention_traffic(run.cfg.seq_len, run.cfg.head_size).floats
 
 
-# fine-tuning: FinetuneFrames, one point per learner (full, LoRA r=...)
+# fine-tuning: FinetuneFrames, one point per learner (full, LoRA r=..., QLoRA r=...)
 def _ft_labels(cfg) -> list[str]:
-    return ["full", *(f"LoRA r={r}" for r in cfg.ranks)]
+    from simulator.lessons.finetune import learner_labels
+    return learner_labels(cfg)
+
+
+def _ft_nf4_share(run: Run) -> float:
+    """QLoRA's NF4 base (codes and scales) over the same weights in float32."""
+    q = next(lr for lr in run.frames[-1].learners if lr.label.startswith("QLoRA"))
+    return q.nf4_bytes / q.nf4_float32_bytes
 
 
 def _ft_learners(run: Run) -> dict:
@@ -457,6 +464,17 @@ metric("val_old", "fine-tuning: per learner, the validation loss on the old text
 metric("forgetting", "fine-tuning: per learner, its validation loss on the old text at the last evaluation minus "
        "the base model's (how much it forgot)", {"finetune": Impl(_ft_forgetting, _ft_labels)},
        per_step=False, keyed=True, key_name="learner")
+metric("quant_mse", "fine-tuning: the mean squared error of the base's block matrices stored as nf4 or int4 (absmax, "
+       "block 64) and decoded, over every weight", {"finetune": Impl(lambda run: dict(run.frames[0].quant.pooled),
+                                                                    lambda cfg: ["nf4", "int4"], True)},
+       per_step=False, keyed=True, key_name="4-bit grid")
+metric("base_val_loss", "fine-tuning: the base model's validation loss on its own (old) text, as float32 and as "
+       "nf4 (the QLoRA learner before its first step)", {"finetune": Impl(
+           lambda run: {k: v[1] for k, v in run.frames[0].base_loss.items()},
+           lambda cfg: ["float32", "nf4"] if cfg.qlora_rank else ["float32"], True)},
+       per_step=False, keyed=True, key_name="storage")
+metric("nf4_bytes_share", "fine-tuning: the QLoRA learner's NF4 base (packed codes and scales) over the same weights "
+       "in float32", {"finetune": Impl(_ft_nf4_share)}, per_step=False)
 metric("merge_count", "tokenizers: how often the pair joined by each learned token occurred (step k: the k-th "
        "merge)", {"tokenizers": Impl(lambda run: [(m.index + 1, float(m.count)) for m in run.frames])}, best="max")
 metric("sentence_tokens", "tokenizers: per vocabulary size (tokens learned on top of the base alphabet, as the "

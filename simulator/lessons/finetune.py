@@ -1,4 +1,5 @@
-"""Fine-tuning: full vs LoRA at several ranks, from one base, on a visibly different text; and what it forgets.
+"""Fine-tuning: full vs LoRA at several ranks and QLoRA, from one base, on a visibly different text; and what
+it forgets.
 
 A small GPT is pretrained on the built-in corpus (once per process and base setting: it is cached). The new
 text is the same corpus with every word spelled backwards ("the cat" -> "eht tac"): the same characters, so
@@ -8,12 +9,18 @@ rank (the base frozen, only the adapters train). Every `eval_every` steps each l
 measured on the new text and on the old one: forgetting is the old loss going up. Each learner's trainable
 parameters and the bytes of its training state (trainable weights, their gradients, AdamW's two moments)
 come from the memory bill, which equals the session's buffers byte for byte.
+
+QLoRA (`qlora_rank`, 0: left out) is LoRA on a base whose targeted linears are held as NF4 codes only
+(`model.lora.base: nf4`): its step 0 is the base with those weights decoded, so the base's validation loss is
+measured both ways, float32 and NF4. On the same weights, each tensor's quantization error, NF4 against a
+uniform int4 absmax grid of the same block: its histogram (in units of the tensor's standard deviation) and
+its mean squared error.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -57,6 +64,27 @@ class FinetuneConfig:
     eval_batches: int = 2
     val_fraction: float = 0.1
     seed: int = 0
+    qlora_rank: int = 4  # a QLoRA learner at this rank beside the others (0: none)
+    double_quant: bool = True  # its NF4 scales double-quantized (8-bit)
+
+
+def learner_labels(cfg: FinetuneConfig) -> list[str]:
+    """The learners a config runs, in order: full, LoRA at each rank, QLoRA."""
+    return ["full", *(f"LoRA r={r}" for r in cfg.ranks), *([f"QLoRA r={cfg.qlora_rank}"] if cfg.qlora_rank else [])]
+
+
+ERROR_BINS = np.linspace(-0.6, 0.6, 49)  # quantization error / the tensor's std; the outer bins take the rest
+
+
+@dataclass(frozen=True)
+class QuantErrors:
+    """Per base tensor, NF4 against int4 absmax (block 64 both): error histograms over ERROR_BINS and MSEs."""
+
+    names: tuple[str, ...]
+    edges: np.ndarray  # (bins + 1,), in units of each tensor's standard deviation
+    hist: dict[str, dict[str, np.ndarray]]  # grid ("nf4", "int4") -> tensor -> (bins,) share of its weights
+    mse: dict[str, dict[str, float]]  # grid -> tensor -> mean squared error (in the weights' own units)
+    pooled: dict[str, float]  # grid -> the MSE over every weight of every tensor
 
 
 @dataclass(frozen=True)
@@ -68,6 +96,9 @@ class Learner:
     trainable: int
     state_bytes: int  # trainable weights + their gradients + AdamW's two moments (+ the decay mask)
     total_bytes: int  # the whole bill: frozen base and activations included
+    base_bytes: int = 0  # the base weights it holds: all of them (full), frozen in floats (LoRA), floats + NF4
+    nf4_bytes: int = 0  # QLoRA: the NF4 part of its base (codes and scales)
+    nf4_float32_bytes: int = 0  # QLoRA: the same weights in float32
 
 
 @dataclass
@@ -91,10 +122,14 @@ class FinetuneFrame:
     base_old: float  # and on the old text
     # the base's old-text loss with its block matrices stored as float32 (itself), NF4 or int4 absmax (block 64)
     stored: dict[str, float]
+    # the base's validation loss (new text, old text) as float32 and through the QLoRA learner's NF4 base
+    base_loss: dict[str, tuple[float, float]] = field(default_factory=dict)
+    quant: QuantErrors | None = None
 
 
-def _run_config(cfg: FinetuneConfig, steps: int, lr: float, rank: int = 0) -> RunConfig:
-    lora = LoraConfig(rank=rank, alpha=cfg.alpha, targets=cfg.targets) if rank else LoraConfig()
+def _run_config(cfg: FinetuneConfig, steps: int, lr: float, rank: int = 0, nf4: bool = False) -> RunConfig:
+    lora = LoraConfig(rank=rank, alpha=cfg.alpha, targets=cfg.targets, base="nf4" if nf4 else "float",
+                      double_quant=cfg.double_quant and nf4) if rank else LoraConfig()
     model = ModelConfig(d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head, seq_len=cfg.seq_len, lora=lora)
     return RunConfig(name=cfg.name, model=model,
                      optim=OptimConfig(name="adamw", lr=lr, schedule="constant", weight_decay=0.0),
@@ -138,6 +173,7 @@ def _evaluate_on(session, dataset) -> float:
 def run(cfg: FinetuneConfig, steps: int | None = None, cancelled=lambda: False) -> list[FinetuneFrame]:
     """Pretrains (or reuses) the base, then steps every learner `steps` times (default the config's)."""
     from simulator.memory import memory_bill
+    from simulator.model.params import build_layout
     from simulator.session import TrainingSession
 
     steps = cfg.steps if steps is None else steps
@@ -147,18 +183,30 @@ def run(cfg: FinetuneConfig, steps: int | None = None, cancelled=lambda: False) 
     base = pretrained_base(cfg.d_model, cfg.n_layer, cfg.n_head, cfg.seq_len, cfg.batch_size, cfg.base_steps,
                            cfg.base_lr, cfg.seed, cfg.val_fraction)
     sessions, learners = {}, []
-    for rank in (0, *cfg.ranks):
-        label = "full" if rank == 0 else f"LoRA r={rank}"
-        rc = _run_config(cfg, steps, cfg.lora_lr if rank else cfg.full_lr, rank)
+    runs = [(0, False), *((r, False) for r in cfg.ranks), *([(cfg.qlora_rank, True)] if cfg.qlora_rank else [])]
+    for (rank, nf4), label in zip(runs, learner_labels(cfg), strict=True):
+        rc = _run_config(cfg, steps, cfg.lora_lr if rank else cfg.full_lr, rank, nf4)
         s = TrainingSession(rc, new)
-        (s.model.frozen if rank else s.model.params)[...] = base
+        if rank:  # the base into the frozen buffer; QLoRA quantizes its targeted weights from it
+            s.model.load_base(build_layout(s.config.model).views(base))
+        else:
+            s.model.params[...] = base
         bill = memory_bill(s.config)
+        q = s.model.qbase
         learners.append(Learner(label, rank, s.model.layout.size, bill.parameters + bill.gradients + bill.optimizer,
-                                bill.total))
+                                bill.total, base_bytes=bill.frozen + bill.quantized if rank else bill.parameters,
+                                nf4_bytes=bill.quantized,
+                                nf4_float32_bytes=0 if q is None else 4 * sum(q[n].packed.size * 2 for n in q.names)))
         sessions[label] = s
     first = next(iter(sessions.values()))
     base_new, base_old = first.evaluate("val"), _evaluate_on(first, old)  # B = 0: every LoRA learner's too
     stored = {"float32": base_old, **_stored_losses(first, old)}
+    base_loss = {"float32": (base_new, base_old)}
+    if cfg.qlora_rank:  # B = 0: the QLoRA learner before its first step is the base on its decoded NF4 weights
+        s = sessions[learner_labels(cfg)[-1]]
+        base_loss["nf4"] = (s.evaluate("val"), _evaluate_on(s, old))
+    quant = quant_errors(first.model.p, [s.name for s in first.model.layout
+                                         if s.kind == "matrix" and s.name.startswith("h")])
     learners = tuple(learners)
     frames = []
     for t in range(1, steps + 1):
@@ -170,8 +218,26 @@ def run(cfg: FinetuneConfig, steps: int | None = None, cancelled=lambda: False) 
             loss = s.step().loss
             vn, vo = (s.evaluate("val"), _evaluate_on(s, old)) if evaluate else (None, None)
             points.append(FinetunePoint(label, loss, vn, vo))
-        frames.append(FinetuneFrame(t, points, learners, base_new, base_old, stored))
+        frames.append(FinetuneFrame(t, points, learners, base_new, base_old, stored, base_loss, quant))
     return frames
+
+
+def quant_errors(tensors: dict[str, np.ndarray], names: list[str]) -> QuantErrors:
+    """Each tensor quantized to NF4 and to int4 absmax (block 64, no double quantization) and back: the error's
+    histogram over ERROR_BINS (values beyond them in the outer bins) and its mean squared error."""
+    from simulator.quant.nf4 import dequantize, int4_levels, nf4_levels, quantize
+
+    hist, mse = {"nf4": {}, "int4": {}}, {"nf4": {}, "int4": {}}
+    for grid, levels in (("nf4", nf4_levels()), ("int4", int4_levels())):
+        for name in names:
+            w = tensors[name].astype(np.float64)
+            err = dequantize(quantize(w, levels, name=name)).astype(np.float64) - w
+            mse[grid][name] = float(np.mean(err ** 2))
+            z = np.clip(err / max(float(w.std()), 1e-30), ERROR_BINS[0], ERROR_BINS[-1])
+            hist[grid][name] = np.histogram(z, ERROR_BINS)[0] / err.size
+    total = sum(tensors[n].size for n in names)
+    pooled = {g: sum(per[n] * tensors[n].size for n in names) / total for g, per in mse.items()}
+    return QuantErrors(tuple(names), ERROR_BINS.copy(), hist, mse, pooled)
 
 
 def _stored_losses(session, old) -> dict[str, float]:
@@ -208,6 +274,7 @@ def summary(cfg: FinetuneConfig, frames: list[FinetuneFrame]) -> str:
              f"base model: validation loss {last.base_new:.4f} on the new text, {last.base_old:.4f} on the old one",
              "the base's old-text loss with its block matrices stored in 4 bits (block-wise absmax, 64): "
              + ", ".join(f"{k} {v:.4f}" for k, v in last.stored.items()),
+             *_qlora_summary(last),
              f"{'learner':<12} {'trainable':>10} {'state bytes':>12} {'new text':>9} {'old text':>9}"]
     for learner, p in zip(last.learners, last.points, strict=True):
         lines.append(f"{learner.label:<12} {learner.trainable:>10,} {learner.state_bytes:>12,} "
@@ -215,6 +282,25 @@ def summary(cfg: FinetuneConfig, frames: list[FinetuneFrame]) -> str:
     lines.append("state bytes: trainable weights, their gradients and AdamW's two moments (the base of a LoRA "
                  "learner is frozen: no gradient, no moments)")
     return "\n".join(lines)
+
+
+def _qlora_summary(frame: FinetuneFrame) -> list[str]:
+    """The base's loss as float32 and as NF4, QLoRA's base bytes, and the quantization error per tensor."""
+    lines = []
+    if "nf4" in frame.base_loss:
+        (fn, fo), (qn, qo) = frame.base_loss["float32"], frame.base_loss["nf4"]
+        q = frame.learners[-1]
+        lines += [f"the base's validation loss, float32 vs NF4 (through the QLoRA learner): new text {fn:.4f} vs "
+                  f"{qn:.4f}, old text {fo:.4f} vs {qo:.4f}",
+                  f"{q.label}: its targeted weights take {q.nf4_bytes:,} bytes as NF4 against {q.nf4_float32_bytes:,} "
+                  f"in float32 ({q.nf4_bytes / q.nf4_float32_bytes:.3f}); its whole base {q.base_bytes:,} bytes "
+                  f"against full fine-tuning's {frame.learners[0].base_bytes:,}"]
+    if frame.quant is not None:
+        qe = frame.quant
+        lines.append(f"quantization MSE, NF4 vs int4 absmax (block 64), all block matrices: {qe.pooled['nf4']:.3e} "
+                     f"vs {qe.pooled['int4']:.3e}; per tensor: " + ", ".join(
+                         f"{n} {qe.mse['nf4'][n]:.2e}/{qe.mse['int4'][n]:.2e}" for n in qe.names))
+    return lines
 
 
 def validate(cfg: FinetuneConfig, ctx: ParseContext) -> FinetuneConfig:
@@ -227,6 +313,9 @@ def validate(cfg: FinetuneConfig, ctx: ParseContext) -> FinetuneConfig:
                      f"use 1 to {cfg.d_model}")
     if len(set(cfg.ranks)) != len(cfg.ranks):
         ctx.fail("ranks", "names a rank twice")
+    if cfg.qlora_rank > cfg.d_model:
+        ctx.fail("qlora_rank", f"{cfg.qlora_rank} is not a rank a {cfg.d_model}-wide linear can hold",
+                 f"use 0 (no QLoRA learner) to {cfg.d_model}")
     problem = lora_targets_rule(cfg.targets)
     if problem:
         ctx.fail("targets", problem)
@@ -236,10 +325,11 @@ def validate(cfg: FinetuneConfig, ctx: ParseContext) -> FinetuneConfig:
 
 
 _RULES = {"name": non_empty, "seed": non_negative, "eval_every": non_negative, "alpha": positive,
+          "qlora_rank": non_negative,
           "base_lr": positive, "full_lr": positive, "lora_lr": positive,
           "val_fraction": in_range(0, 0.5, low_open=True),
           **{k: positive_int for k in ("d_model", "n_layer", "n_head", "seq_len", "batch_size", "base_steps", "steps",
                                        "eval_batches")}}
-LESSON = register(Lesson("finetune", "Fine-tuning: full vs LoRA", FinetuneConfig, _RULES, validate, run, summary,
-                         preset="finetune-lora"))
+LESSON = register(Lesson("finetune", "Fine-tuning: full vs LoRA vs QLoRA", FinetuneConfig, _RULES, validate, run,
+                         summary, preset="finetune-lora"))
 

@@ -34,10 +34,12 @@ from simulator.config import ModelConfig
 from simulator.kernels.cpu import activations as cpu_act  # LoRA's dropout only: LoRA runs on the CPU backend alone
 from simulator.kernels.cpu.attention_tiled import BACKWARD_TILE_K, BACKWARD_TILE_Q, TILE_K, TILE_Q
 from simulator.kernels.cpu.lora import lora_backward, lora_forward  # no CUDA twin yet: backend cuda refuses LoRA
+from simulator.kernels.cpu.qlora import qlora_linear_backward, qlora_linear_forward  # QLoRA's NF4 base, CPU only
 from simulator.kernels.cpu.rope import rope_tables, sinusoid_table  # host-side tables, moved to the backend once
 from simulator.model.arena import Arena, GradientArena
 from simulator.model.lora import init_lora, lora_activation_shapes, lora_layout, lora_sites
 from simulator.model.params import build_buffers, build_layout, has_final_norm, init_params, norm_sites
+from simulator.model.qlora import QuantizedBase, float_base_layout
 
 Tensors = dict[str, np.ndarray]
 
@@ -89,7 +91,7 @@ class GPT:
 
     def __init__(self, cfg: ModelConfig, dtype=np.float32, shared_params: np.ndarray | None = None,
                  shared_buffers: dict[str, np.ndarray] | None = None, shared_frozen: np.ndarray | None = None,
-                 backend=None):
+                 backend=None, shared_qbase: QuantizedBase | None = None):
         assert cfg.vocab_size, "vocab_size must be resolved before building the model"
         self.cfg = cfg
         self.dtype = np.dtype(dtype)
@@ -99,7 +101,12 @@ class GPT:
         # `layout`, `params` and `grads` cover the trainable tensors: every weight, or under LoRA the adapters
         # alone, while the base weights sit in `frozen` (its own layout, no gradient, no optimizer state)
         self.lora = cfg.lora if cfg.lora.on else None
-        self.frozen_layout = build_layout(cfg) if self.lora else None
+        # QLoRA (lora.base nf4): the targeted linears' weights are held only as NF4 codes in `qbase`; the frozen
+        # buffer keeps the rest of the base (embeddings, norms, biases, head) in the model's dtype
+        self.qbase = None
+        if cfg.lora.quantized:
+            self.qbase = shared_qbase if shared_qbase is not None else QuantizedBase(cfg)
+        self.frozen_layout = (float_base_layout(cfg) if self.qbase else build_layout(cfg)) if self.lora else None
         self.layout = lora_layout(cfg) if self.lora else build_layout(cfg)
         self.frozen = None
         if self.lora:
@@ -133,9 +140,34 @@ class GPT:
             init_params(self.layout.views(host), self.layout, self.cfg, rng)
             self.bk.upload(self.params, host)
             return
-        init_params(self.p, self.frozen_layout or self.layout, self.cfg, rng)
+        if self.qbase is not None:  # the whole base drawn in floats (as LoRA's), then quantized; the copy goes
+            base = build_layout(self.cfg)
+            views = base.views(np.zeros(base.size, self.dtype))
+            init_params(views, base, self.cfg, rng)
+            self.load_base(views)
+        else:
+            init_params(self.p, self.frozen_layout or self.layout, self.cfg, rng)
         if self.lora:
             init_lora(self.p, self.cfg, rng)
+
+    def load_base(self, tensors: dict[str, np.ndarray]) -> None:
+        """Writes every base tensor by name (a LoRA model's frozen base; QLoRA quantizes its targeted weights
+        from these, keeping no float copy of them; a full model's weights)."""
+        layout = self.frozen_layout or self.layout
+        views = layout.views(self.frozen if self.frozen is not None else self.params)
+        for name, view in views.items():
+            view[...] = tensors[name]
+        if self.qbase is not None:
+            self.qbase.quantize_from(tensors)
+
+    def base_tensors(self) -> dict[str, np.ndarray]:
+        """Every base tensor by name: views of the frozen buffer, and under QLoRA fresh float copies of the
+        NF4 weights as the linears decode them (made for the caller, never kept)."""
+        layout = self.frozen_layout or self.layout
+        out = layout.views(self.frozen if self.frozen is not None else self.params)
+        if self.qbase is not None:
+            out.update({name: self.qbase.dequantized(name, self.dtype) for name in self.qbase.names})
+        return out
 
     # ----------------------------------------------------------------- buffers
 
@@ -397,11 +429,11 @@ class GPT:
         return res if cfg.residual else out
 
     def _attn_forward(self, p: str, inp: str, out: str) -> None:
-        A, P = self.acts, self.p
-        self.k.linear_forward(A[f"{p}.qkv"], A[inp], P[f"{p}.attn.qkv.w"], P[f"{p}.attn.qkv.b"])  # (N, C + 2 NKV HS)
+        A = self.acts
+        self._linear_forward(f"{p}.attn.qkv", A[f"{p}.qkv"], A[inp])  # (N, C + 2 NKV HS)
         self._lora_forward(f"{p}.attn.qkv", A[f"{p}.qkv"], A[inp])
         self._attend(p)  # {p}.qkv -> {p}.y
-        self.k.linear_forward(A[out], A[f"{p}.y"], P[f"{p}.attn.proj.w"], P[f"{p}.attn.proj.b"])  # (N, C)
+        self._linear_forward(f"{p}.attn.proj", A[out], A[f"{p}.y"])  # (N, C)
         self._lora_forward(f"{p}.attn.proj", A[out], A[f"{p}.y"])
 
     def _attend(self, p: str) -> None:
@@ -432,10 +464,9 @@ class GPT:
             self.k.attention_heads_forward(yh, A[f"{p}.att"], q, k, v, self.attention_scale(), causal, self._kv_len_k)
 
     def _attn_backward(self, p: str, inp: str, dout: np.ndarray) -> None:
-        A, P, G, D, (B, T), att = self.acts, self.p, self.g, self.grads_acts, self.shape, self.cfg.attention
+        A, D, (B, T), att = self.acts, self.grads_acts, self.shape, self.cfg.attention
         # dy: scratch, written whole by the product
-        self.k.linear_backward(A["dy"], G.get(f"{p}.attn.proj.w"), G.get(f"{p}.attn.proj.b"), dout, A[f"{p}.y"],
-                               P[f"{p}.attn.proj.w"])
+        self._linear_backward(f"{p}.attn.proj", A["dy"], dout, A[f"{p}.y"])
         self._lora_backward(f"{p}.attn.proj", A["dy"], dout, A[f"{p}.y"])
         q, k, v, dyh = A[f"{p}.q"], A[f"{p}.k"], A[f"{p}.v"], D[f"{p}.yh"]
         self.k.split_heads_grad(dyh, A["dy"].reshape(B, T, -1))
@@ -455,8 +486,7 @@ class GPT:
         dqkv = D[f"{p}.qkv"]
         self.k.merge_qkv_grad(dqkv.reshape(B, T, -1), dq, dk, dv)
         dinp, dscratch = self._input_grad(inp)
-        self.k.linear_backward(dinp, G.get(f"{p}.attn.qkv.w"), G.get(f"{p}.attn.qkv.b"), dqkv, A[inp],
-                               P[f"{p}.attn.qkv.w"], dscratch)
+        self._linear_backward(f"{p}.attn.qkv", dinp, dqkv, A[inp], dscratch)
         self._lora_backward(f"{p}.attn.qkv", dinp, dqkv, A[inp])
 
     def _rope_rows(self) -> tuple[np.ndarray, np.ndarray]:
@@ -469,24 +499,42 @@ class GPT:
         return 1.0 / np.sqrt(self.cfg.head_size) if self.cfg.attention.scale == "sqrt_dk" else 1.0
 
     def _mlp_forward(self, p: str, inp: str, out: str) -> None:
-        A, P = self.acts, self.p
-        self.k.linear_forward(A[f"{p}.fc"], A[inp], P[f"{p}.mlp.fc.w"], P[f"{p}.mlp.fc.b"])  # (N, H)
+        A = self.acts
+        self._linear_forward(f"{p}.mlp.fc", A[f"{p}.fc"], A[inp])  # (N, H)
         self._lora_forward(f"{p}.mlp.fc", A[f"{p}.fc"], A[inp])
         self.k.ACTIVATION_KERNELS[self.cfg.activation][0](A[f"{p}.act"], A[f"{p}.fc"])
-        self.k.linear_forward(A[out], A[f"{p}.act"], P[f"{p}.mlp.proj.w"], P[f"{p}.mlp.proj.b"])  # (N, C)
+        self._linear_forward(f"{p}.mlp.proj", A[out], A[f"{p}.act"])  # (N, C)
         self._lora_forward(f"{p}.mlp.proj", A[out], A[f"{p}.act"])
 
     def _mlp_backward(self, p: str, inp: str, dout: np.ndarray) -> None:
-        A, P, G, dfc = self.acts, self.p, self.g, self.grads_acts[f"{p}.fc"]
+        A, dfc = self.acts, self.grads_acts[f"{p}.fc"]
         # dact: scratch, written whole by the product
-        self.k.linear_backward(A["dact"], G.get(f"{p}.mlp.proj.w"), G.get(f"{p}.mlp.proj.b"), dout, A[f"{p}.act"],
-                               P[f"{p}.mlp.proj.w"])
+        self._linear_backward(f"{p}.mlp.proj", A["dact"], dout, A[f"{p}.act"])
         self._lora_backward(f"{p}.mlp.proj", A["dact"], dout, A[f"{p}.act"])
         self.k.ACTIVATION_KERNELS[self.cfg.activation][1](dfc, A[f"{p}.fc"], A["dact"])
         dinp, dscratch = self._input_grad(inp)
-        self.k.linear_backward(dinp, G.get(f"{p}.mlp.fc.w"), G.get(f"{p}.mlp.fc.b"), dfc, A[inp], P[f"{p}.mlp.fc.w"],
-                               dscratch)
+        self._linear_backward(f"{p}.mlp.fc", dinp, dfc, A[inp], dscratch)
         self._lora_backward(f"{p}.mlp.fc", dinp, dfc, A[inp])
+
+    # ---------------------------------------------------------------- linears
+
+    def _linear_forward(self, site: str, out: np.ndarray, x: np.ndarray) -> None:
+        """out = x W + b of linear `site` (e.g. h0.attn.qkv); under QLoRA W decoded tile by tile from NF4."""
+        A, P, w = self.acts, self.p, f"{site}.w"
+        if self.qbase is not None and w in self.qbase:
+            qlora_linear_forward(out, x, self.qbase[w], P[f"{site}.b"], A["qlora_tile"])
+        else:
+            self.k.linear_forward(out, x, P[w], P[f"{site}.b"])
+
+    def _linear_backward(self, site: str, dx: np.ndarray, dout: np.ndarray, x: np.ndarray,
+                         dscratch: np.ndarray | None = None) -> None:
+        """The linear's gradients: dx (written, or added through dscratch), and W's and b's unless frozen."""
+        G, w = self.g, f"{site}.w"
+        if self.qbase is not None and w in self.qbase:  # frozen: only the input gradient
+            qlora_linear_backward(dx, dout, self.qbase[w], self.acts["qlora_tile"], self.acts["qlora_prod"],
+                                  add=dscratch is not None)
+        else:
+            self.k.linear_backward(dx, G.get(w), G.get(f"{site}.b"), dout, x, self.p[w], dscratch)
 
     # ---------------------------------------------------------------- LoRA
 

@@ -42,7 +42,8 @@ def lora_problem(cfg: ModelConfig, given: bool) -> Problem | None:
         return Problem("model.lora.rank", f"{lora.rank} is larger than min(d_in, d_out) = {limit} of target "
                        f"{worst} ({d_in} x {d_out}): a rank above it adds nothing a full matrix lacks",
                        f"use 1 to {limit}", at=("model.lora.rank",))
-    return None
+    from simulator.model.qlora import qlora_problem  # imported here: qlora builds on this module
+    return qlora_problem(cfg)
 
 
 def lora_sites(cfg: ModelConfig) -> list[tuple[str, int, int]]:
@@ -93,6 +94,9 @@ def lora_activation_shapes(cfg: ModelConfig, N: int) -> dict[str, tuple[int, ...
     if drop:
         shapes["lora_x"] = (N * max(d_in for _, d_in, _ in sites),)
     shapes.update({"dfrozen_w": (cfg.d_model,), "dfrozen_b": (cfg.d_model,)})
+    if cfg.lora.quantized:  # QLoRA: one decoded tile of a weight and its product (kernels/cpu/qlora.py)
+        from simulator.kernels.cpu.qlora import TILE
+        shapes.update({"qlora_tile": (TILE * widest,), "qlora_prod": (N * TILE,)})
     return shapes
 
 

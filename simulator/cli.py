@@ -13,6 +13,9 @@ import math
 import re
 import sys
 
+from simulator import i18n
+from simulator.i18n import N_, _
+
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 LARGEST = 1e150  # explain's inputs: their squares (and sums of them) stay finite in float64
 
@@ -30,33 +33,70 @@ class _Parser(argparse.ArgumentParser):
         self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
     def error(self, message: str):
-        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        print(_("error: {message} (see `{prog} --help`)").format(message=message, prog=self.prog), file=sys.stderr)
         sys.exit(EXIT_USAGE)
 
 
+# argparse's own words (usage, section titles, its error sentences) go through our catalogs too: argparse
+# looks them up with the gettext name `_` of its module, so pointing that at ours translates them.
+_ARGPARSE_WORDS = (
+    N_("usage: "), N_("positional arguments"), N_("options"), N_("show this help message and exit"),
+    N_("the following arguments are required: %s"), N_("unrecognized arguments: %s"),
+    N_("invalid choice: %(value)r (choose from %(choices)s)"), N_("argument %(argument_name)s: %(message)s"),
+    N_("invalid %(type)s value: %(value)r"), N_("expected one argument"),
+)
+argparse._ = _
+
+LANG_CODES = tuple(i18n.LANGUAGES)
+
+
+def _take_lang(argv: list[str]) -> list[str]:
+    """Applies `--lang CODE` (anywhere on the line, before the parser's words are translated); the rest of argv.
+
+    Without it the language is the system's (TRANSFORMER_SIM_LANG, then the locale)."""
+    rest, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--lang" or arg.startswith("--lang="):
+            code = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            i += 1 if "=" in arg else 2
+            if code not in LANG_CODES:
+                i18n.set_language(None)
+                raise UsageError(_("--lang: {code!r} is not one of {choices}").format(
+                    code=code, choices=", ".join(LANG_CODES)))
+            i18n.set_language(code)
+            continue
+        rest.append(arg)
+        i += 1
+    return rest
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="transformer-sim", description="Train a small transformer and watch it learn.")
-    p.add_argument("--preset", help="open the app on this preset (a name from `presets` or a YAML file)")
+    p = _Parser(prog="transformer-sim", description=_("Train a small transformer and watch it learn."))
+    p.add_argument("--preset", help=_("open the app on this preset (a name from `presets` or a YAML file)"))
+    p.add_argument("--lang", choices=LANG_CODES,
+                   help=_("the language of every message: en or zh_CN (default: TRANSFORMER_SIM_LANG, then the "
+                          "system locale)"))
     sub = p.add_subparsers(dest="command")
 
-    t = sub.add_parser("train", help="train headless and write a run folder")
-    t.add_argument("--preset", help="a preset name or YAML file (default: tiny-gpt)")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder (its checkpoint.npz)")
-    t.add_argument("--steps", type=int, help="steps to run (with --resume: further steps)")
-    t.add_argument("--seed", type=int, help="override train.seed")
-    t.add_argument("--runs", default="runs", help="folder for new run folders (default: runs)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t = sub.add_parser("train", help=_("train headless and write a run folder"))
+    t.add_argument("--preset", help=_("a preset name or YAML file (default: tiny-gpt)"))
+    t.add_argument("--resume", metavar="RUN_DIR", help=_("continue the run in this folder (its checkpoint.npz)"))
+    t.add_argument("--steps", type=int, help=_("steps to run (with --resume: further steps)"))
+    t.add_argument("--seed", type=int, help=_("override train.seed"))
+    t.add_argument("--runs", default="runs", help=_("folder for new run folders (default: runs)"))
+    t.add_argument("--quiet", action="store_true", help=_("no progress bar"))
     t.add_argument("--backend", choices=("cpu", "cuda", "auto"),
-                   help="override train.backend (with --resume: where the run continues; checkpoints fit both)")
+                   help=_("override train.backend (with --resume: where the run continues; checkpoints fit both)"))
     t.add_argument("--accept-checkpoint-config", action="store_true",
-                   help="with --resume: rewrite the folder's config.yaml from the checkpoint when they disagree")
+                   help=_("with --resume: rewrite the folder's config.yaml from the checkpoint when they disagree"))
 
-    c = sub.add_parser("check", help="validate a preset and say what is wrong")
+    c = sub.add_parser("check", help=_("validate a preset and say what is wrong"))
     c.add_argument("file")
 
-    sub.add_parser("presets", help="list the shipped presets")
+    sub.add_parser("presets", help=_("list the shipped presets"))
 
-    s = sub.add_parser("sample", help="generate text from a checkpoint")
+    s = sub.add_parser("sample", help=_("generate text from a checkpoint"))
     s.add_argument("--checkpoint", required=True, metavar="RUN_DIR")
     s.add_argument("--prompt")
     s.add_argument("--temperature", type=float)
@@ -66,37 +106,39 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--greedy", action="store_true")
     s.add_argument("--max-new", type=int)
     s.add_argument("--seed", type=int)
-    s.add_argument("--explain", action="store_true", help="print the per-token distribution table")
+    s.add_argument("--explain", action="store_true", help=_("print the per-token distribution table"))
 
-    mem = sub.add_parser("memory", help="the memory bill: bytes by formula next to a built session's, and what-ifs")
-    mem.add_argument("preset", nargs="?", help="a GPT preset name or YAML file")
+    mem = sub.add_parser("memory", help=_("the memory bill: bytes by formula next to a built session's, and "
+                                          "what-ifs"))
+    mem.add_argument("preset", nargs="?", help=_("a GPT preset name or YAML file"))
     mem.add_argument("--what-if", type=str.lower, choices=("7b", "13b", "70b"),
-                     help="a Llama-style model too large to run: parameters, training bytes, activations")
-    mem.add_argument("--batch", type=int, help="with --what-if: the batch of the activations (default 1)")
-    mem.add_argument("--seq", type=int, help="with --what-if: the sequence length of the activations (default 2048)")
+                     help=_("a Llama-style model too large to run: parameters, training bytes, activations"))
+    mem.add_argument("--batch", type=int, help=_("with --what-if: the batch of the activations (default 1)"))
+    mem.add_argument("--seq", type=int, help=_("with --what-if: the sequence length of the activations "
+                                               "(default 2048)"))
 
-    b = sub.add_parser("bench", help="print speed tables (numbers, not pass/fail)")
-    b.add_argument("--quick", action="store_true", help="fewer repetitions and no medium preset")
-    b.add_argument("--ui", action="store_true", help="measure the window's responsiveness while training")
+    b = sub.add_parser("bench", help=_("print speed tables (numbers, not pass/fail)"))
+    b.add_argument("--quick", action="store_true", help=_("fewer repetitions and no medium preset"))
+    b.add_argument("--ui", action="store_true", help=_("measure the window's responsiveness while training"))
 
-    les = sub.add_parser("lesson", help="list the lesson cards, or run one headless and check its claims")
-    les.add_argument("name", nargs="?", help="a preset with a lesson card (see the list without a name)")
-    les.add_argument("--seed", type=int, help="run at this seed instead of the card's own")
-    les.add_argument("--course", action="store_true", help="list the cards in the course's order")
+    les = sub.add_parser("lesson", help=_("list the lesson cards, or run one headless and check its claims"))
+    les.add_argument("name", nargs="?", help=_("a preset with a lesson card (see the list without a name)"))
+    les.add_argument("--seed", type=int, help=_("run at this seed instead of the card's own"))
+    les.add_argument("--course", action="store_true", help=_("list the cards in the course's order"))
 
-    e = sub.add_parser("explain", help="worked examples: z-scores, BatchNorm vs LayerNorm, one MLP step")
+    e = sub.add_parser("explain", help=_("worked examples: z-scores, BatchNorm vs LayerNorm, one MLP step"))
     ex = e.add_subparsers(dest="example", required=True)
-    z = ex.add_parser("zscore", help="mean, variance, std and z-scores of some numbers")
+    z = ex.add_parser("zscore", help=_("mean, variance, std and z-scores of some numbers"))
     z.add_argument("values", type=float, nargs="+", metavar="VALUE")
-    n = ex.add_parser("norms", help="a grades table normalized by BatchNorm (columns) and LayerNorm (rows)")
-    n.add_argument("rows", nargs="*", metavar="ROW", help="comma-separated numbers, one student per row "
-                   "(default: 90,80,70 60,50,40)")
-    m = ex.add_parser("mlp", help="the leaf/flower MLP: one weight update, number by number")
+    n = ex.add_parser("norms", help=_("a grades table normalized by BatchNorm (columns) and LayerNorm (rows)"))
+    n.add_argument("rows", nargs="*", metavar="ROW", help=_("comma-separated numbers, one student per row "
+                                                            "(default: 90,80,70 60,50,40)"))
+    m = ex.add_parser("mlp", help=_("the leaf/flower MLP: one weight update, number by number"))
     m.add_argument("--loss", choices=("cross_entropy", "l1"), default="cross_entropy")
     m.add_argument("--lr", type=float, default=0.5)
-    d = ex.add_parser("deep", help="run a deep-MLP lesson preset and print its per-layer gradient norms")
-    d.add_argument("preset", help="a deep_mlp preset, e.g. deep-sigmoid")
-    d.add_argument("--steps", type=int, help="steps to run (default: the preset's)")
+    d = ex.add_parser("deep", help=_("run a deep-MLP lesson preset and print its per-layer gradient norms"))
+    d.add_argument("preset", help=_("a deep_mlp preset, e.g. deep-sigmoid"))
+    d.add_argument("--steps", type=int, help=_("steps to run (default: the preset's)"))
     return p
 
 
@@ -104,8 +146,24 @@ def main(argv: list[str] | None = None, launch_app=None, ui_bench=None) -> int:
     """Runs one command; returns the exit status.
 
     The engine never imports the UI: the launcher (main.py) passes `launch_app(preset) -> int`
-    and `ui_bench() -> int` in.
+    and `ui_bench() -> int` in. `--lang` holds for this one command: a caller in the same process (a test,
+    a script) gets its own language back afterwards.
     """
+    before = i18n.language()
+    try:
+        return _run(argv, launch_app, ui_bench)
+    finally:
+        if i18n.language() != before:
+            i18n.set_language(before)
+
+
+def _run(argv, launch_app, ui_bench) -> int:
+    try:
+
+        argv = _take_lang(list(sys.argv[1:] if argv is None else argv))
+    except UsageError as e:
+        print(_("error: {message}").format(message=e), file=sys.stderr)
+        return EXIT_USAGE
     args = _parser().parse_args(argv)
     from simulator.checkpoint import CheckpointError
     from simulator.data import DataError
@@ -117,25 +175,25 @@ def main(argv: list[str] | None = None, launch_app=None, ui_bench=None) -> int:
     try:
         if args.command is None:
             if launch_app is None:
-                raise UsageError("no command given; see `transformer-sim --help`")
+                raise UsageError(_("no command given; see `transformer-sim --help`"))
             return launch_app(args.preset)
         if args.command == "bench" and args.ui:
             if ui_bench is None:
-                raise UsageError("the window benchmark needs the desktop app")
+                raise UsageError(_("the window benchmark needs the desktop app"))
             return ui_bench()
         return {"train": _train, "check": _check, "presets": _presets, "sample": _sample,
                 "memory": _memory, "bench": _bench, "explain": _explain,
                 "lesson": _lesson}[args.command](args)
     except (UsageError, PresetError, DataError, CheckpointError, SamplingError, SessionError, ExplainError,
             RunFolderError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(_("error: {message}").format(message=e), file=sys.stderr)
         return EXIT_USAGE
     except OSError as e:  # the file system said no: a read-only folder, a full disk, a file where a folder goes
         where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        print(_("error: {message}").format(message=f"{where}{e.strerror or e}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # Ctrl-C while kernels compile or data loads: nothing was written yet
-        print("interrupted", file=sys.stderr)
+        print(_("interrupted"), file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
@@ -146,10 +204,11 @@ def _check(args) -> int:
     if Path(args.file).name == "course.yaml":  # the lesson cards' order, not a preset
         from simulator.lessons.cards_course import load_course
         course = load_course(args.file)
-        print(f"{args.file}: ok (a course of {len(course.cards)} cards in {len(course.sections)} sections)")
+        print(_("{file}: ok (a course of {cards} cards in {sections} sections)").format(
+            file=args.file, cards=len(course.cards), sections=len(course.sections)))
         return 0
     cfg = load_any(args.file)
-    print(f"{args.file}: ok ({getattr(cfg, 'name', '')})")
+    print(_("{file}: ok ({name})").format(file=args.file, name=getattr(cfg, "name", "")))
     return 0
 
 
@@ -159,6 +218,7 @@ def _presets(args) -> int:
     width = max(len(i.name) for i in infos)
     for i in infos:
         print(f"{i.name:<{width}}  {i.description}")
+
     return 0
 
 
@@ -184,10 +244,10 @@ def _sample(args) -> int:
     print(cfg.prompt, end="", flush=True)  # the text streams out token by token; the events stay only if asked
     made = []
     try:
-        _, events = generate(session.next_logits, session.tokenizer, cfg, keep_events=args.explain,
+        _text, events = generate(session.next_logits, session.tokenizer, cfg, keep_events=args.explain,
                              on_token=lambda e: (made.append(1), print(e.char, end="", flush=True)))
     except KeyboardInterrupt:
-        print(f"\ninterrupted after {len(made)} tokens", file=sys.stderr)
+        print("\n" + _("interrupted after {n} tokens").format(n=len(made)), file=sys.stderr)
         return EXIT_INTERRUPTED
     print()
     if args.explain:
@@ -204,11 +264,11 @@ def _explain(args) -> int:
         print(worked_examples.norms_text(_table(args.rows) if args.rows else worked_examples.GRADES))
     elif args.example == "mlp":
         if not args.lr > 0:
-            raise UsageError(f"--lr must be greater than 0, got {args.lr}")
+            raise UsageError(_("--lr must be greater than 0, got {value}").format(value=args.lr))
         print(leaf_flower.mlp_text(args.loss, args.lr))
     else:
         if args.steps is not None and args.steps < 1:
-            raise UsageError(f"--steps must be at least 1, got {args.steps}")
+            raise UsageError(_("--steps must be at least 1, got {value}").format(value=args.steps))
         cfg = load_lesson(args.preset, deep_mlp.LESSON.kind)
         print(deep_mlp.summary(cfg, deep_mlp.run(cfg, args.steps)))
     return 0
@@ -219,16 +279,17 @@ def _lesson(args) -> int:
     from simulator.lessons import cards, cards_course
     if args.name is None:
         if args.seed is not None:
-            raise UsageError("--seed needs a card to run (python main.py lesson NAME --seed S)")
+            raise UsageError(_("--seed needs a card to run (python main.py lesson NAME --seed S)"))
         print(cards_course.course_text() if args.course else cards_course.cards_list_text())
         return 0
     if args.course:
-        raise UsageError("--course lists the course; give it without a card name")
+        raise UsageError(_("--course lists the course; give it without a card name"))
     if args.seed is not None and args.seed < 0:
-        raise UsageError(f"--seed must be at least 0, got {args.seed}")
-    _, card = cards.load_card(args.name)
+        raise UsageError(_("--seed must be at least 0, got {value}").format(value=args.seed))
+    _cfg, card = cards.load_card(args.name)
     if card is None:
-        raise UsageError(f"'{args.name}' has no lesson card (cards: {', '.join(cards.card_names())})")
+        raise UsageError(_("'{name}' has no lesson card (cards: {cards})").format(
+            name=args.name, cards=", ".join(cards.card_names())))
     print(cards.card_text(card), flush=True)
     result = cards.run_card(card, args.seed)
     print("\n" + cards.result_text(result))
@@ -242,9 +303,10 @@ def _table(rows: list[str]) -> list[list[float]]:
         try:
             out.append([float(v) for v in row.split(",")])
         except ValueError:
-            raise UsageError(f"row {i + 1} ({row!r}) is not a comma-separated list of numbers") from None
+            raise UsageError(_("row {n} ({row!r}) is not a comma-separated list of numbers").format(
+                n=i + 1, row=row)) from None
     if len({len(r) for r in out}) > 1:
-        raise UsageError("every row needs the same number of values")
+        raise UsageError(_("every row needs the same number of values"))
     return _finite_table(out)
 
 
@@ -253,9 +315,10 @@ def _finite_table(rows: list[list[float]]) -> list[list[float]]:
     for row in rows:
         for v in row:
             if not math.isfinite(v):
-                raise UsageError(f"{v} is not a finite number")
+                raise UsageError(_("{value} is not a finite number").format(value=v))
             if abs(v) > LARGEST:
-                raise UsageError(f"{v:g} is too large: a variance squares it (use numbers up to {LARGEST:g})")
+                raise UsageError(_("{value:g} is too large: a variance squares it (use numbers up to "
+                                   "{largest:g})").format(value=v, largest=LARGEST))
     return rows
 
 
@@ -263,12 +326,12 @@ def _memory(args) -> int:
     from simulator.lessons import lesson_of
     from simulator.memory_calc import whatif_report
     if args.preset is None and args.what_if is None:
-        raise UsageError("memory needs a GPT preset, --what-if 7b | 13b | 70b, or both")
+        raise UsageError(_("memory needs a GPT preset, --what-if 7b | 13b | 70b, or both"))
     if args.what_if is None and (args.batch is not None or args.seq is not None):
-        raise UsageError("--batch and --seq size the --what-if calculator's activations: give --what-if too")
+        raise UsageError(_("--batch and --seq size the --what-if calculator's activations: give --what-if too"))
     for flag, value in (("--batch", args.batch), ("--seq", args.seq)):
         if value is not None and value < 1:
-            raise UsageError(f"{flag} must be at least 1, got {value}")
+            raise UsageError(_("{flag} must be at least 1, got {value}").format(flag=flag, value=value))
     parts = []
     if args.preset is not None:
         from simulator.data import load_dataset
@@ -277,8 +340,9 @@ def _memory(args) -> int:
         cfg = load_any(args.preset, fit_memory=False)  # a model too large to build is still billed
         lesson = lesson_of(cfg)
         if lesson is not None:
-            raise UsageError(f"'{args.preset}' is a lesson preset (kind: {lesson.kind}): it has no GPT to bill "
-                             "(use a GPT preset, e.g. tiny-gpt)")
+            raise UsageError(_("'{preset}' is a lesson preset (kind: {kind}): it has no GPT to bill "
+                               "(use a GPT preset, e.g. tiny-gpt)").format(preset=args.preset, kind=lesson.kind))
+
         parts.append(preset_report(cfg, load_dataset(cfg.data)))
     if args.what_if is not None:
         parts.append(whatif_report(args.what_if, batch=args.batch or 1, seq=args.seq or 2048))

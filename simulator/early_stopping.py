@@ -19,6 +19,8 @@ from typing import Optional
 
 import numpy as np
 
+from simulator.i18n import _, ngettext
+
 
 @dataclass(frozen=True)
 class EarlyStop:
@@ -33,12 +35,21 @@ class EarlyStop:
 
     def sentence(self) -> str:
         """One line a person reads (the CLI prints it, the window's status line shows it)."""
-        rule = f"by more than {self.min_delta:g} " if self.min_delta > 0 else ""
-        kept = (f"the weights of step {self.best_step} are restored" if self.restored
-                else f"the weights are those of step {self.step}")
-        evals = "evaluation" if self.patience == 1 else "evaluations"
-        return (f"early stop at step {self.step}: the validation loss has not improved {rule}for {self.patience} "
-                f"{evals}; best {self.best_loss:.4f} at step {self.best_step}, {kept}")
+        if self.min_delta > 0:
+            stop = ngettext("early stop at step {step}: the validation loss has not improved by more than "
+                            "{min_delta:g} for {patience} evaluation",
+                            "early stop at step {step}: the validation loss has not improved by more than "
+                            "{min_delta:g} for {patience} evaluations", self.patience)
+        else:
+            stop = ngettext("early stop at step {step}: the validation loss has not improved for {patience} "
+                            "evaluation",
+                            "early stop at step {step}: the validation loss has not improved for {patience} "
+                            "evaluations", self.patience)
+        best = (_("best {best:.4f} at step {best_step}, the weights of step {best_step} are restored")
+                if self.restored else _("best {best:.4f} at step {best_step}, the weights are those of step {step}"))
+        values = dict(step=self.step, min_delta=self.min_delta, patience=self.patience, best=self.best_loss,
+                      best_step=self.best_step)
+        return _("{stop}; {best}").format(stop=stop.format(**values), best=best.format(**values))
 
 
 class EarlyStopping:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.i18n import _
 from simulator.model.gpt import GPT
 
 
@@ -39,15 +40,17 @@ def check_gradients(session, n_per_tensor: int = 2, tensors=None, eps: float = 1
     """Analytic vs central-difference gradients of the session's current batch on sampled coordinates."""
     model = session.model
     if model.shape is None:
-        raise GradCheckError("the model has no batch yet; take a step before checking gradients")
+        raise GradCheckError(_("the model has no batch yet; take a step before checking gradients"))
     if n_per_tensor < 1:
-        raise GradCheckError(f"n_per_tensor must be at least 1, got {n_per_tensor}")
+        raise GradCheckError(_("n_per_tensor must be at least 1, got {n_per_tensor}").format(
+                                 n_per_tensor=n_per_tensor))
     if not eps > 0:
-        raise GradCheckError(f"eps must be > 0, got {eps}")
+        raise GradCheckError(_("eps must be > 0, got {eps}").format(eps=eps))
     names = [s.name for s in model.layout] if tensors is None else list(tensors)
     unknown = [n for n in names if n not in model.layout.by_name]
     if unknown:
-        raise GradCheckError(f"the model has no tensor named {unknown[0]!r}; it has {', '.join(model.p)}")
+        raise GradCheckError(_("the model has no tensor named {value!r}; it has {items}").format(
+                                 value=unknown[0], items=', '.join(model.p)))
 
     twin = GPT(model.cfg, np.float64)  # on the CPU, whatever backend the session runs on (as_host: a device copy)
     twin.params[...] = model.bk.as_host(model.params)  # float64 copy: the session's own buffers are never written

@@ -86,6 +86,10 @@ def preset_texts(data: dict) -> list[str]:
         texts.append(prediction.get("question"))
         texts += list(prediction.get("answers") or [])
         texts += [c.get("text") for c in card.get("claims") or [] if isinstance(c, dict)]
+    if isinstance(data.get("sections"), list):  # the course (presets/course.yaml): its title and sections
+        texts.append(data.get("title"))
+        texts += [s.get(k) for s in data["sections"] if isinstance(s, dict) for k in ("title", "note")]
+
     return [t.strip() for t in texts if isinstance(t, str) and t.strip()]
 
 

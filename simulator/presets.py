@@ -24,6 +24,7 @@ from simulator.config import RunConfig
 from simulator.data.corpus import builtin_corpus
 from simulator.data.dataset import load_dataset, read_text_file, split_sizes
 from simulator.data.tokenizer import DataError
+from simulator.i18n import _
 from simulator.rules import (  # noqa: F401 (re-exported: rule helpers for other preset kinds)
     Rule,
     at_least,
@@ -103,16 +104,19 @@ def _yaml_root(text: str, source: str):
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        what = f"YAML syntax error: {e.problem or e.context}"
+        # the YAML library's own words (e.problem, e.context) stay English: they come from the parser
+        what = _("YAML syntax error: {problem}").format(problem=e.problem or e.context)
         if e.context and "single document" in e.context:
-            what = "the file holds more than one YAML document (a preset is one mapping: remove the '---')"
+            what = _("the file holds more than one YAML document (a preset is one mapping: remove the '---')")
         elif e.context and e.problem and e.context_mark is not None:
-            what += f" ({e.context} on line {e.context_mark.line + 1})"
+            what = _("YAML syntax error: {problem} ({context} on line {line})").format(
+                problem=e.problem, context=e.context, line=e.context_mark.line + 1)
         raise PresetError(f"{source}:{mark.line + 1 if mark else 1}: {what}") from None
     except yaml.reader.ReaderError as e:  # a control character the YAML reader refuses
         line = text.count("\n", 0, e.position) + 1
         code = ord(e.character) if isinstance(e.character, str) else e.character
-        raise PresetError(f"{source}:{line}: character #x{code:04x} is not allowed in YAML ({e.reason})") from None
+        raise PresetError(_("{source}:{line}: character #x{code:04x} is not allowed in YAML ({reason})").format(
+            source=source, line=line, code=code, reason=e.reason)) from None
 
 
 def parse_any_text(text: str, source_name: str = "<preset>", base_dir=None, read_data: bool = True,
@@ -132,11 +136,11 @@ def parse_with_card(text: str, source_name: str = "<preset>", base_dir=None, rea
     root = _yaml_root(text, source_name)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     if root is None:
-        raise PresetError(f"{source_name}:1: the preset is empty (expected a mapping with name, description, "
-                          "model, optim, data, train, sampling)")
+        raise PresetError(_("{file}:1: the preset is empty (expected a mapping with name, description, "
+                            "model, optim, data, train, sampling)").format(file=source_name))
     if not isinstance(root, MappingNode):
-        raise PresetError(f"{source_name}:{node_line(root)}: expected a mapping of settings at the top level, "
-                          f"got {describe_node(root)}")
+        raise PresetError(_("{file}:{line}: expected a mapping of settings at the top level, got {value}").format(
+            file=source_name, line=node_line(root), value=describe_node(root)))
     kind, pairs, card_pair = DEFAULT_KIND, [], None
     for key_node, value_node in root.value:
         if isinstance(key_node, ScalarNode) and key_node.value == "lesson" and card_pair is None:
@@ -145,8 +149,8 @@ def parse_with_card(text: str, source_name: str = "<preset>", base_dir=None, rea
             kind = scalar(value_node) if isinstance(value_node, ScalarNode) else None
             if not isinstance(kind, str) or _kind(kind) is None:
                 known = _kind_names()
-                msg = f"{show(kind)} is not one of {', '.join(known)}" + did_you_mean(str(kind), known)
-                raise PresetError(f"{source_name}:{node_line(key_node)}: kind: {msg}")
+                msg = _("{value} is not one of {choices}").format(value=show(kind), choices=", ".join(known))
+                raise PresetError(f"{source_name}:{node_line(key_node)}: kind: {msg}{did_you_mean(str(kind), known)}")
         else:
             pairs.append((key_node, value_node))
     spec = _kind(kind)
@@ -165,7 +169,8 @@ def parse_preset_text(text: str, source_name: str = "<preset>", base_dir=None, r
     """Parse the YAML text of a gpt preset into a validated RunConfig (read_data: see parse_any_text)."""
     cfg = parse_any_text(text, source_name, base_dir, read_data)
     if not isinstance(cfg, RunConfig):
-        raise PresetError(f"{source_name}: kind: this is a '{_kind_of_config(cfg).name}' preset, not a gpt preset")
+        raise PresetError(_("{file}: kind: this is a '{kind}' preset, not a gpt preset").format(
+            file=source_name, kind=_kind_of_config(cfg).name))
     return cfg
 
 
@@ -175,13 +180,15 @@ def _read_preset(path) -> tuple[str, Path]:
     try:
         raw = resolved.read_bytes()
     except OSError as e:
-        raise PresetError(f"preset file '{path}' cannot be read: {e.strerror or e}") from None
+        raise PresetError(_("preset file '{path}' cannot be read: {reason}").format(
+            path=path, reason=e.strerror or e)) from None
     try:
         return raw.decode("utf-8").removeprefix("\ufeff"), resolved
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise PresetError(f"{path}:{line}: not UTF-8 text: byte 0x{raw[e.start]:02x} at byte offset {e.start} "
-                          "cannot be decoded (save the file as UTF-8)") from None
+        raise PresetError(_("{path}:{line}: not UTF-8 text: byte 0x{byte:02x} at byte offset {offset} cannot be "
+                            "decoded (save the file as UTF-8)").format(
+            path=path, line=line, byte=raw[e.start], offset=e.start)) from None
 
 
 def load_any(path, fit_memory: bool = True):
@@ -211,6 +218,13 @@ def _resolve_data_path(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
     return cfg
 
 
+def _split_name(val_fraction: float | None) -> str:
+    """The training split (None), or the validation split with its share, as a message names it."""
+    if val_fraction is None:
+        return _("training split")
+    return _("validation split (last {percent:g}%)").format(percent=100 * val_fraction)
+
+
 def _check_text(cfg: RunConfig, ctx: ParseContext, text: str, where: str) -> None:
     """The data must hold a window in each split, fit vocab_size, and know every prompt character."""
     if cfg.data.tokenizer != "char":
@@ -219,19 +233,19 @@ def _check_text(cfg: RunConfig, ctx: ParseContext, text: str, where: str) -> Non
     at = ("data.path",) if cfg.data.kind == "text_file" else ("model.seq_len", "data")
     need = cfg.model.seq_len + 1
     n_train, n_val = split_sizes(len(text), cfg.data.val_fraction)
-    val_split = f"validation split (last {100 * cfg.data.val_fraction:g}%)"
-    for split, n in (("training split", n_train), (val_split, n_val)):
+    for split, n in ((_split_name(None), n_train), (_split_name(cfg.data.val_fraction), n_val)):
         if n < need:
-            ctx.fail(at[0], f"the {split} of {where} has {n} characters, fewer than model.seq_len + 1 = {need}",
-                     "use more text, another data.val_fraction or a smaller model.seq_len", at=at)
+            ctx.fail(at[0], _("the {split} of {where} has {n} characters, fewer than model.seq_len + 1 = {need}")
+                     .format(split=split, where=where, n=n, need=need),
+                     _("use more text, another data.val_fraction or a smaller model.seq_len"), at=at)
     chars = set(text)
     if cfg.model.vocab_size is not None and cfg.model.vocab_size < len(chars):
-        ctx.fail("model.vocab_size", f"{cfg.model.vocab_size} is smaller than the {len(chars)} distinct characters "
-                 f"of {where}", "leave it out to take it from the data")
+        ctx.fail("model.vocab_size", _("{vocab_size} is smaller than the {n} distinct characters of {where}").format(
+            vocab_size=cfg.model.vocab_size, n=len(chars), where=where), _("leave it out to take it from the data"))
     for i, ch in enumerate(cfg.sampling.prompt):
         if ch not in chars:
-            ctx.fail("sampling.prompt", f"character {ch!r} at position {i} does not occur in {where}",
-                     "a character model can only start from characters it was trained on")
+            ctx.fail("sampling.prompt", _("character {ch!r} at position {i} does not occur in {where}").format(
+                ch=ch, i=i, where=where), _("a character model can only start from characters it was trained on"))
     if ctx.fit_memory:
         _check_memory(cfg, ctx, len(chars))
 
@@ -242,28 +256,34 @@ def _check_subword(cfg: RunConfig, ctx: ParseContext, text: str, where: str) -> 
 
     d, m = cfg.data, cfg.model
     if d.kind == "lines":
-        ctx.fail("data.tokenizer", f"{d.tokenizer} does not work with data.kind lines yet (its <pad> is a "
-                 "character)", "use data.tokenizer char, or data.kind builtin or text_file", at=("data.tokenizer",))
-    n_train, _ = split_sizes(len(text), d.val_fraction)
+        ctx.fail("data.tokenizer", _("{tokenizer} does not work with data.kind lines yet (its <pad> is a character)")
+                 .format(tokenizer=d.tokenizer), _("use data.tokenizer char, or data.kind builtin or text_file"),
+                 at=("data.tokenizer",))
+    n_train, _val = split_sizes(len(text), d.val_fraction)
     low = min_vocab_size(d.tokenizer, text[:n_train])
     if d.vocab_size < low:
-        base = ("its 256 byte tokens, which let it encode any text" if d.tokenizer == "bpe" else
-                "its 4 special tokens, 256 byte-fallback tokens and one piece per character (and ## "
-                f"continuation) of the training split of {where}")
-        ctx.fail("data.vocab_size", f"{d.vocab_size} is smaller than the {low} tokens {d.tokenizer} starts from: "
-                 f"{base}", f"use at least {low}; a few hundred more give it room to learn", at=("data.vocab_size",))
+        what = (_("{vocab_size} is smaller than the {low} tokens {tokenizer} starts from: its 256 byte tokens, "
+                  "which let it encode any text") if d.tokenizer == "bpe" else
+                _("{vocab_size} is smaller than the {low} tokens {tokenizer} starts from: its 4 special tokens, 256 "
+                  "byte-fallback tokens and one piece per character (and ## continuation) of the training split of "
+                  "{where}"))
+        ctx.fail("data.vocab_size", what.format(vocab_size=d.vocab_size, low=low, tokenizer=d.tokenizer, where=where),
+                 _("use at least {low}; a few hundred more give it room to learn").format(low=low),
+                 at=("data.vocab_size",))
     tok = build_tokenizer(d.tokenizer, text[:n_train], d.vocab_size)
     need = m.seq_len + 1
-    val_split = f"validation split (last {100 * d.val_fraction:g}%)"
     at = ("data.path",) if d.kind == "text_file" else ("model.seq_len", "data")
-    for split, part in (("training split", text[:n_train]), (val_split, text[n_train:])):
+    for split, part in ((_split_name(None), text[:n_train]), (_split_name(d.val_fraction), text[n_train:])):
         n = len(tok.encode(part))
         if n < need:
-            ctx.fail(at[0], f"the {split} of {where} has {n} {d.tokenizer} tokens, fewer than model.seq_len + 1 = "
-                     f"{need}", "use more text, another data.val_fraction or a smaller model.seq_len", at=at)
+            ctx.fail(at[0], _("the {split} of {where} has {n} {tokenizer} tokens, fewer than model.seq_len + 1 = "
+                              "{need}").format(split=split, where=where, n=n, tokenizer=d.tokenizer, need=need),
+                     _("use more text, another data.val_fraction or a smaller model.seq_len"), at=at)
     if m.vocab_size is not None and m.vocab_size < tok.vocab_size:
-        ctx.fail("model.vocab_size", f"{m.vocab_size} is smaller than the {tok.vocab_size} tokens of the {d.tokenizer} "
-                 f"tokenizer", "leave it out to take it from the data", at=("model.vocab_size",))
+        ctx.fail("model.vocab_size", _("{vocab_size} is smaller than the {tokens} tokens of the {tokenizer} "
+                                       "tokenizer").format(vocab_size=m.vocab_size, tokens=tok.vocab_size,
+                                                           tokenizer=d.tokenizer),
+                 _("leave it out to take it from the data"), at=("model.vocab_size",))
     if ctx.fit_memory:
         _check_memory(cfg, ctx, tok.vocab_size)
 
@@ -275,8 +295,9 @@ def _check_memory(cfg: RunConfig, ctx: ParseContext, n_chars: int) -> None:
     have = available_bytes()
     bill = memory_bill(cfg, vocab_size=cfg.model.vocab_size or n_chars)
     if have is not None and bill.total > have:
-        ctx.fail("model", f"this model needs {bill.sentence()}; this machine has {gib(have)} available",
-                 "use a smaller d_model, n_layer, seq_len or train.batch_size", at=("model",))
+        ctx.fail("model", _("this model needs {bill}; this machine has {free} available").format(
+            bill=bill.sentence(), free=gib(have)),
+                 _("use a smaller d_model, n_layer, seq_len or train.batch_size"), at=("model",))
 
 
 _OWN_MESSAGE = re.compile(r"^((?:model|optim|data|train|sampling)\.[a-z0-9_]+)\s*:?\s*(.*)$")
@@ -305,29 +326,39 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
 
     m, o, t, d = cfg.model, cfg.optim, cfg.train, cfg.data
     if m.d_model % m.n_head:
-        hint = f"divisors of {m.d_model} up to 16: {_divisors(m.d_model)}"
+        hint = _("divisors of {d_model} up to 16: {divisors}").format(d_model=m.d_model, divisors=_divisors(m.d_model))
         if ctx.given("model.d_model") and not ctx.given("model.n_head"):
-            ctx.fail("model.d_model", f"{m.d_model} is not divisible by {ctx.name('model.n_head')} {m.n_head}", hint)
-        ctx.fail("model.n_head", f"{m.n_head} does not divide {ctx.name('model.d_model')} {m.d_model}", hint,
-                 at=("model.n_head", "model.d_model"))
+            ctx.fail("model.d_model", _("{d_model} is not divisible by {key} {n_head}").format(
+                d_model=m.d_model, key=ctx.name("model.n_head"), n_head=m.n_head), hint)
+        ctx.fail("model.n_head", _("{n_head} does not divide {key} {d_model}").format(
+            n_head=m.n_head, key=ctx.name("model.d_model"), d_model=m.d_model), hint,
+            at=("model.n_head", "model.d_model"))
+
     if m.attention.n_kv_head is not None and m.n_head % m.attention.n_kv_head:
-        ctx.fail("model.attention.n_kv_head", f"{m.attention.n_kv_head} does not divide {ctx.name('model.n_head')} "
-                 f"{m.n_head}", f"each key/value head serves an equal group of query heads; use one of "
-                 f"{_divisors(m.n_head, m.n_head)}", at=("model.attention.n_kv_head", "model.n_head"))
+        ctx.fail("model.attention.n_kv_head", _("{n_kv_head} does not divide {key} {n_head}").format(
+            n_kv_head=m.attention.n_kv_head, key=ctx.name("model.n_head"), n_head=m.n_head),
+            _("each key/value head serves an equal group of query heads; use one of {divisors}").format(
+                divisors=_divisors(m.n_head, m.n_head)), at=("model.attention.n_kv_head", "model.n_head"))
     if m.positional == "rope" and m.head_size % 2:
-        ctx.fail("model.positional", f"rope rotates pairs of channels, so the head size must be even, but "
-                 f"{ctx.name('model.d_model')} {m.d_model} / {ctx.name('model.n_head')} {m.n_head} = {m.head_size}",
-                 "choose d_model and n_head with an even quotient", at=("model.positional", "model.n_head"))
+        ctx.fail("model.positional", _("rope rotates pairs of channels, so the head size must be even, but "
+                                       "{key_d} {d_model} / {key_h} {n_head} = {head_size}").format(
+            key_d=ctx.name("model.d_model"), d_model=m.d_model, key_h=ctx.name("model.n_head"), n_head=m.n_head,
+            head_size=m.head_size),
+            _("choose d_model and n_head with an even quotient"), at=("model.positional", "model.n_head"))
     if t.watch_layer >= m.n_layer:
-        ctx.fail("train.watch_layer", f"{t.watch_layer} is not a layer of a {m.n_layer}-layer model",
-                 f"use 0 to {m.n_layer - 1}", at=("train.watch_layer", "model.n_layer"))
+        ctx.fail("train.watch_layer", _("{watch_layer} is not a layer of a {n_layer}-layer model").format(
+            watch_layer=t.watch_layer, n_layer=m.n_layer),
+            _("use 0 to {last}").format(last=m.n_layer - 1), at=("train.watch_layer", "model.n_layer"))
     if t.early_stopping.patience and not t.eval_every:
-        ctx.fail("train.early_stopping.patience", f"{t.early_stopping.patience} needs validation losses to watch, "
-                 f"but {ctx.name('train.eval_every')} is 0", "set train.eval_every to how often to evaluate",
+        ctx.fail("train.early_stopping.patience", _("{patience} needs validation losses to watch, but {key} is 0")
+                 .format(patience=t.early_stopping.patience, key=ctx.name("train.eval_every")),
+                 _("set train.eval_every to how often to evaluate"),
                  at=("train.early_stopping.patience", "train.eval_every"))
     if t.watch_head >= m.n_head:
-        ctx.fail("train.watch_head", f"{t.watch_head} is not a head of a {m.n_head}-head model",
-                 f"use 0 to {m.n_head - 1}", at=("train.watch_head", "model.n_head"))
+        ctx.fail("train.watch_head", _("{watch_head} is not a head of a {n_head}-head model").format(
+            watch_head=t.watch_head, n_head=m.n_head),
+            _("use 0 to {last}").format(last=m.n_head - 1), at=("train.watch_head", "model.n_head"))
+
     problem = lora_problem(m, ctx.given("model.lora") or any(p.startswith("model.lora.") for p in ctx.lines))
     if problem is not None:
         ctx.fail(problem.path, problem.what, problem.hint, at=problem.at)
@@ -342,22 +373,22 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
         return cfg
     if d.kind == "text_file" or (d.kind == "lines" and d.path is not None):
         if d.path is None:
-            ctx.fail("data.kind", "text_file needs data.path (the text file to train on)", at=("data.kind",))
+            ctx.fail("data.kind", _("text_file needs data.path (the text file to train on)"), at=("data.kind",))
         cfg = _resolve_data_path(cfg, ctx)
         try:
             text = read_text_file(cfg.data.path)
         except DataError as e:
             ctx.fail("data.path", getattr(e, "problem", str(e)))
-        _check_text(cfg, ctx, text, f"'{cfg.data.path}'")
+        _check_text(cfg, ctx, text, f"'{cfg.data.path}'")  # a file name, not a word to translate
     else:
         if d.path is not None:
-            ctx.fail("data.path", f"is set but data.kind is {d.kind}",
-                     "set data.kind: text_file to train on the file, or remove data.path")
+            ctx.fail("data.path", _("is set but data.kind is {kind}").format(kind=d.kind),
+                     _("set data.kind: text_file to train on the file, or remove data.path"))
         if d.kind == "world":
             from simulator.data.world import world_corpus
-            _check_text(cfg, ctx, world_corpus(), "the invented-world corpus")
+            _check_text(cfg, ctx, world_corpus(), _("the invented-world corpus"))
         else:
-            _check_text(cfg, ctx, builtin_corpus(), "the built-in corpus")
+            _check_text(cfg, ctx, builtin_corpus(), _("the built-in corpus"))
     if m.init_from is not None:
         cfg = _check_init_from(cfg, ctx)
     return cfg
@@ -409,7 +440,7 @@ def override(cfg, flag_names: Mapping[str, str] | None = None, **dotted):
         for part in path.split("."):
             hints = type_hints(typ) if dataclasses.is_dataclass(typ) else {}
             if part not in hints:
-                ctx.fail(path, "is not a setting" + did_you_mean(path, leaves))
+                ctx.fail(path, _("is not a setting") + did_you_mean(path, leaves))
             typ = hints[part]
         converted = from_value(value, typ, ctx, path)
         check_rule(ctx, path, converted, rule=declared_rule(type(cfg), path))
@@ -446,9 +477,11 @@ def list_presets(folder=None) -> list[PresetInfo]:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
             desc = data.get("description", "") if isinstance(data, dict) else ""
-            summary = str(desc).strip().split("\n", 1)[0] if desc else ""
+            # the whole description is one message of the catalogs; its first line is the summary
+            summary = _(str(desc).strip()).split("\n", 1)[0] if desc else ""
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            summary = "(cannot be read: check it with load_preset)"
+            summary = _("(cannot be read: check it with load_preset)")
+
         out.append(PresetInfo(path.stem, summary, path))
     return out
 
@@ -460,14 +493,15 @@ def find_preset(name_or_path) -> Path:
     if path.is_file():
         return path
     if path.is_dir():
-        raise PresetError(f"preset file '{text}' is a folder, not a YAML file")
+        raise PresetError(_("preset file '{text}' is a folder, not a YAML file").format(text=text))
     if "/" in text or os.sep in text or path.suffix not in ("", ".yaml"):
-        raise PresetError(f"preset file '{text}' does not exist")
+        raise PresetError(_("preset file '{text}' does not exist").format(text=text))
     stem = text.removesuffix(".yaml")
     shipped = presets_dir() / f"{stem}.yaml"
     if shipped.is_file():
         return shipped
     names = [p.name for p in list_presets()]
-    hint = did_you_mean(stem, names)[2:-1]
-    raise PresetError(f"no preset named '{text}' and no such file ({hint + ' ' if hint else ''}"
-                      f"available: {', '.join(names)})")
+    hint = did_you_mean(stem, names, bare=True)
+    raise PresetError((_("no preset named '{name}' and no such file ({hint} available: {names})") if hint else
+                       _("no preset named '{name}' and no such file (available: {names})")).format(
+        name=text, hint=hint, names=", ".join(names)))

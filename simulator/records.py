@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 
 from simulator.early_stopping import EarlyStop
+from simulator.i18n import _
 
 
 @dataclass
@@ -33,8 +34,9 @@ class NonFinite:
 
     def sentence(self) -> str:
         """One line a person reads."""
-        return (f"training diverged at step {self.step + 1}: {self.tensor} became NaN/Inf "
-                f"during {self.phase}; the update was not applied and the weights are those of step {self.step}")
+        return _("training diverged at step {step}: {tensor} became NaN/Inf during {phase}; the update was not "
+                 "applied and the weights are those of step {last}").format(
+            step=self.step + 1, tensor=self.tensor, phase=self.phase, last=self.step)
 
 
 @dataclass

@@ -14,31 +14,38 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from simulator.i18n import _
+
 # A rule takes a converted (non-null) value and returns None when it is fine, else what is wrong.
 Rule = Callable[[Any], str | None]
 
 
-def did_you_mean(word: str, options, cutoff: float = 0.6) -> str:
-    """' (did you mean 'x'?)' for the closest of `options`, or '' when none is close."""
+def did_you_mean(word: str, options, cutoff: float = 0.6, bare: bool = False) -> str:
+    """' (did you mean 'x'?)' for the closest of `options` ('did you mean 'x'?' when `bare`: a hint of its own),
+    or '' when none is close."""
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=cutoff)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    if not close:
+        return ""
+    return (_("did you mean '{word}'?") if bare else _(" (did you mean '{word}'?)")).format(word=close[0])
+
 
 
 def at_least(lo) -> Rule:
     """Values >= lo."""
-    return lambda v: None if v >= lo else f"must be at least {lo}, got {v!r}"
+    return lambda v: None if v >= lo else _("must be at least {lo}, got {value!r}").format(lo=lo, value=v)
 
 
 def greater_than(lo) -> Rule:
     """Values > lo."""
-    return lambda v: None if v > lo else f"must be greater than {lo}, got {v!r}"
+    return lambda v: None if v > lo else _("must be greater than {lo}, got {value!r}").format(lo=lo, value=v)
 
 
 def in_range(lo, hi, low_open: bool = False, high_open: bool = False) -> Rule:
     """Values in an interval; the message writes it as [lo, hi) and the like."""
     def rule(v):
         ok = (v > lo if low_open else v >= lo) and (v < hi if high_open else v <= hi)
-        return None if ok else f"must be in {'(' if low_open else '['}{lo}, {hi}{')' if high_open else ']'}, got {v!r}"
+        interval = f"{'(' if low_open else '['}{lo}, {hi}{')' if high_open else ']'}"
+        return None if ok else _("must be in {interval}, got {value!r}").format(interval=interval, value=v)
     return rule
 
 
@@ -47,14 +54,16 @@ def one_of(choices) -> Rule:
     def rule(v):
         if v in choices:
             return None
-        return f"{v!r} is not one of {', '.join(choices)}" + did_you_mean(str(v), choices, cutoff=0.45)
+        return (_("{value!r} is not one of {choices}").format(value=v, choices=", ".join(choices))
+                + did_you_mean(str(v), choices, cutoff=0.45))
     rule.choices = tuple(choices)
     return rule
 
 
 def non_empty(v) -> str | None:
     """Strings that are not empty."""
-    return None if v else "must not be empty"
+    return None if v else _("must not be empty")
+
 
 
 positive_int = at_least(1)
@@ -118,4 +127,5 @@ class Problem(NamedTuple):
 
     def sentence(self) -> str:
         """The problem as one sentence without a file: 'optim.min_lr: 0.1 is larger than ... (hint)'."""
-        return f"{self.path}: {self.what}" + (f" ({self.hint})" if self.hint else "")
+        return f"{self.path}: {self.what}" + (_(" ({hint})").format(hint=self.hint) if self.hint else "")
+

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+from simulator.i18n import _
+
 try:
     import fcntl
 except ImportError:  # not a POSIX system: no advisory locks, one writer is the user's to ensure
@@ -73,7 +75,7 @@ def write_atomically(path: Path, text: str) -> None:
 def new_run_dir(root: Path, name: str, first_file: str, text: str) -> Path:
     """runs/<name>-<timestamp> holding `first_file`; the folder appears only once that file is written whole."""
     if root.exists() and not root.is_dir():
-        raise RunFolderError(f"--runs {root} is a file, not a folder")
+        raise RunFolderError(_("--runs {root} is a file, not a folder").format(root=root))
     root.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     staging = Path(tempfile.mkdtemp(prefix=".new-run-", dir=root))
@@ -116,8 +118,8 @@ class RunLock:
         except OSError:
             holder = os.read(fd, 64).decode("ascii", "replace").strip() or "another process"
             os.close(fd)
-            raise RunFolderError(f"{self.path.parent}: in use by process {holder} (another train is writing "
-                                 "this run folder; wait for it or stop it)") from None
+            raise RunFolderError(_("{parent}: in use by process {holder} (another train is writing this run folder; "
+                                   "wait for it or stop it)").format(parent=self.path.parent, holder=holder)) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
@@ -151,7 +153,8 @@ def reconcile_metrics(path: Path, last_step: int) -> float:
     try:
         step_col, wall_col = header.index("step"), header.index("wall_time")
     except ValueError:
-        raise RunFolderError(f"{path}: not a metrics file of this program (no step / wall_time columns)") from None
+        raise RunFolderError(_("{path}: not a metrics file of this program (no step / wall_time columns)").format(
+                                 path=path)) from None
     kept = []
     for row in body:
         try:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.config import SamplingConfig
+from simulator.i18n import _
 
 TOP_RAW = 20  # how many raw (temperature 1) candidates a TokenEvent carries
 MAX_NEW = 1_000_000  # tokens one generate() call may make: past it a length is a typo, not a wish
@@ -163,38 +164,42 @@ def validate_sampling(cfg: SamplingConfig) -> None:
     """Raise SamplingError with one sentence when a sampling setting is out of range."""
     t = cfg.temperature
     if not _is_number(t) or not math.isfinite(t) or t <= 0:
-        raise SamplingError(f"sampling.temperature must be a finite number > 0, got {t!r}")
+        raise SamplingError(_("sampling.temperature must be a finite number > 0, got {t!r}").format(t=t))
     if not _is_int(cfg.top_k) or cfg.top_k < 0:
-        raise SamplingError(f"sampling.top_k must be an integer >= 0 (0 turns it off), got {cfg.top_k!r}")
+        raise SamplingError(_("sampling.top_k must be an integer >= 0 (0 turns it off), got {top_k!r}").format(
+                                top_k=cfg.top_k))
     if not _is_number(cfg.top_p) or not 0.0 < cfg.top_p <= 1.0:
-        raise SamplingError(f"sampling.top_p must be in (0, 1] (1.0 turns it off), got {cfg.top_p!r}")
+        raise SamplingError(_("sampling.top_p must be in (0, 1] (1.0 turns it off), got {top_p!r}").format(
+                                top_p=cfg.top_p))
     if not _is_number(cfg.min_p) or not 0.0 <= cfg.min_p < 1.0:
-        raise SamplingError(f"sampling.min_p must be in [0, 1) (0.0 turns it off), got {cfg.min_p!r}")
+        raise SamplingError(_("sampling.min_p must be in [0, 1) (0.0 turns it off), got {min_p!r}").format(
+                                min_p=cfg.min_p))
     if not _is_int(cfg.max_new) or cfg.max_new < 1:
-        raise SamplingError(f"sampling.max_new must be an integer >= 1, got {cfg.max_new!r}")
+        raise SamplingError(_("sampling.max_new must be an integer >= 1, got {max_new!r}").format(max_new=cfg.max_new))
     if cfg.max_new > MAX_NEW:
-        raise SamplingError(f"sampling.max_new must be at most {MAX_NEW:,} tokens at a time, got {cfg.max_new:,}")
+        raise SamplingError(_("sampling.max_new must be at most {MAX_NEW:,} tokens at a time, got {max_new:,}").format(
+                                MAX_NEW=MAX_NEW, max_new=cfg.max_new))
     if not _is_int(cfg.seed) or cfg.seed < 0:
-        raise SamplingError(f"sampling.seed must be an integer >= 0, got {cfg.seed!r}")
+        raise SamplingError(_("sampling.seed must be an integer >= 0, got {seed!r}").format(seed=cfg.seed))
     if not isinstance(cfg.prompt, str) or cfg.prompt == "":
-        raise SamplingError("sampling.prompt is empty; give at least one character to start from")
+        raise SamplingError(_("sampling.prompt is empty; give at least one character to start from"))
 
 
 def encode_prompt(tokenizer, prompt: str) -> np.ndarray:
     """The prompt as int32 ids; SamplingError names the first character outside the vocabulary."""
     if prompt == "":
-        raise SamplingError("sampling.prompt is empty; give at least one character to start from")
+        raise SamplingError(_("sampling.prompt is empty; give at least one character to start from"))
     try:
         ids = np.asarray(tokenizer.encode(prompt), dtype=np.int32)
     except Exception as err:
         known = set("".join(tokenizer.chars))
         for pos, ch in enumerate(prompt):
             if ch not in known:
-                raise SamplingError(f"sampling.prompt has the character {ch!r} at position {pos}, "
-                                    f"which is not in the vocabulary of this model") from err
-        raise SamplingError(f"sampling.prompt could not be encoded: {err}") from err
+                raise SamplingError(_("sampling.prompt has the character {ch!r} at position {pos}, which is not in "
+                                      "the vocabulary of this model").format(ch=ch, pos=pos)) from err
+        raise SamplingError(_("sampling.prompt could not be encoded: {err}").format(err=err)) from err
     if ids.size == 0:
-        raise SamplingError("sampling.prompt encodes to no tokens; give at least one character to start from")
+        raise SamplingError(_("sampling.prompt encodes to no tokens; give at least one character to start from"))
     return ids
 
 
@@ -225,8 +230,8 @@ def generate(next_logits: Callable[[np.ndarray], np.ndarray], tokenizer, cfg: Sa
         if logits.shape != (V,):
             raise ValueError(f"next_logits returned shape {logits.shape}, expected ({V},)")
         if not np.isfinite(logits).all():
-            raise SamplingError(f"the model's logits for position {n} contain NaN or Inf "
-                                f"(its weights have diverged), so no token can be drawn")
+            raise SamplingError(_("the model's logits for position {n} contain NaN or Inf (its weights have "
+                                  "diverged), so no token can be drawn").format(n=n))
         f = filter_distribution(logits, cfg.temperature, cfg.top_k, cfg.top_p, cfg.min_p, cfg.greedy)
         u = rng.random()  # one uniform per token, greedy included: token i uses the i-th number
         token = draw_token(f, u)
@@ -259,8 +264,10 @@ def printable(text: str) -> str:
 
 def explain_table(events: list[TokenEvent], tokenizer, top: int = 5) -> str:
     """A compact per-token table: drawn token, its prob, entropy, kept-set size and the top candidates."""
+    # the column names stay short English (they head numbers); the sentence after them is translated
     header = (f"{'pos':>5} {'token':<6} {'prob':>6} {'H(nats)':>7} {'kept':>5}  "
-              f"top {top} after temperature ((cut) = removed by a filter)")
+              + _("top {top} after temperature ((cut) = removed by a filter)").format(top=top))
+
     lines = [header]
     for ev in events:
         kept = set(ev.after_min_p.tolist())

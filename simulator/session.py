@@ -18,6 +18,7 @@ from simulator.backend.host import host_model, host_tensors
 from simulator.config import LIVE_FIELDS, RunConfig, changed_paths
 from simulator.data import TextDataset, load_dataset
 from simulator.early_stopping import EarlyStop, EarlyStopping
+from simulator.i18n import _
 from simulator.kv_cache import CachedDecoder
 from simulator.model.gpt import GPT
 from simulator.observe import attention_probs, step_statistics
@@ -51,8 +52,9 @@ class TrainingSession:
         if config.model.vocab_size is None:
             config = replace(config, model=replace(config.model, vocab_size=vocab))
         elif config.model.vocab_size < vocab:
-            raise SessionError(f"model.vocab_size {config.model.vocab_size} is smaller than the data's "
-                               f"{vocab} characters; leave it out to take it from the data")
+            raise SessionError(_("model.vocab_size {vocab_size} is smaller than the data's {vocab} characters; "
+                                 "leave it out to take it from the data").format(
+                                   vocab_size=config.model.vocab_size, vocab=vocab))
         dataset.check_fits(config.model.seq_len)
         self.config = config
         self.dataset = dataset
@@ -206,7 +208,7 @@ class TrainingSession:
     def run(self, n: int, on_record: Optional[Callable[[StepRecord], bool]] = None) -> list[StepRecord]:
         """Runs up to n steps; stops sooner on divergence, an early stop, or when on_record returns False."""
         out = []
-        for _ in range(n):
+        for _i in range(n):
             rec = self.step()
             out.append(rec)
             if rec.nonfinite is not None or rec.early_stop is not None:
@@ -312,7 +314,7 @@ class TrainingSession:
 
     def _set_mode(self, training: bool) -> None:
         if self.in_step:
-            raise SessionError("finish the current step before switching between train and eval mode")
+            raise SessionError(_("finish the current step before switching between train and eval mode"))
         self._training = training
         self.model.training = training
 
@@ -321,7 +323,7 @@ class TrainingSession:
     def evaluate(self, split: str = "val") -> float:
         """Mean loss over `train.eval_batches` fixed batches of a split, in eval mode; training state untouched."""
         if self.in_step:
-            raise SessionError("finish the current step before evaluating")
+            raise SessionError(_("finish the current step before evaluating"))
         m, cfg = self.model, self.config.train
         ids, targets, lengths = m.ids.copy(), m.targets.copy(), m.kv_len.copy()
         m.training = False
@@ -350,7 +352,7 @@ class TrainingSession:
         B, T = self.model.shape
         rng = np.random.default_rng(self.config.train.seed + 1)  # the same batches at every evaluation
         ids, targets = np.empty((B, T), np.int32), np.empty((B, T), np.int32)
-        for _ in range(self.config.train.eval_batches):
+        for _i in range(self.config.train.eval_batches):
             lengths = self.dataset.sample_batch(split, rng, ids, targets)
             yield ids, targets, lengths
 
@@ -363,7 +365,7 @@ class TrainingSession:
         and BatchNorm's running statistics are as they were.
         """
         if self.in_step:
-            raise SessionError("finish the current step before running forward_backward")
+            raise SessionError(_("finish the current step before running forward_backward"))
         m = self.model
         ids, targets = self._check_batch(ids, "ids"), self._check_batch(targets, "targets")
         rng_state = m.dropout_rng.bit_generator.state
@@ -387,10 +389,10 @@ class TrainingSession:
         a = np.asarray(a)
         V = self.config.model.vocab_size
         if a.shape != self.model.shape:
-            raise SessionError(f"{what} must have the session's batch shape (B, T) = {self.model.shape}, "
-                               f"got {a.shape}")
+            raise SessionError(_("{what} must have the session's batch shape (B, T) = {shape}, got {shape2}").format(
+                                   what=what, shape=self.model.shape, shape2=a.shape))
         if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= V:
-            raise SessionError(f"{what} must be token ids, integers in [0, {V})")
+            raise SessionError(_("{what} must be token ids, integers in [0, {V})").format(what=what, V=V))
         return a.astype(np.int32, copy=False)
 
     def next_logits(self, ids: np.ndarray) -> np.ndarray:
@@ -404,7 +406,7 @@ class TrainingSession:
         last seq_len; a bidirectional model (attention.mask: none) always recomputes.
         """
         if self.in_step:
-            raise SessionError("finish the current step before generating")
+            raise SessionError(_("finish the current step before generating"))
         mcfg = self.config.model
         bk = self.backend
         if self._generator is None:  # same weights, own activations: training buffers stay untouched
@@ -451,11 +453,12 @@ class TrainingSession:
     def set_parameter(self, name: str, value) -> None:
         """Writes parameter tensor `name` from an array of the same shape (cast to the model's dtype)."""
         if self.in_step:
-            raise SessionError("finish the current step before writing a parameter")
+            raise SessionError(_("finish the current step before writing a parameter"))
         view = self._view(self.model.params, name)
         value = np.asarray(value)
         if value.shape != view.shape:
-            raise SessionError(f"{name} has shape {view.shape}; the new value has shape {value.shape}")
+            raise SessionError(_("{name} has shape {shape}; the new value has shape {shape2}").format(
+                                   name=name, shape=view.shape, shape2=value.shape))
         self.backend.upload(view, value)
         self._generator_key = None  # new weights: the KV cache is stale
 
@@ -481,8 +484,8 @@ class TrainingSession:
         view = self._view(self.model.grads, name)
         if clipped:
             if self._grads_state == "raw":
-                raise SessionError("the gradients are not clipped yet (forward_backward or a step before its clip "
-                                   "phase); read gradient(name, clipped=False)")
+                raise SessionError(_("the gradients are not clipped yet (forward_backward or a step before its clip "
+                                     "phase); read gradient(name, clipped=False)"))
             return self.backend.to_host(view)
         if self._grads_state == "clipped" and self._unclipped is not None:
             return self.backend.to_host(self._view(self._unclipped, name))
@@ -490,7 +493,8 @@ class TrainingSession:
 
     def _view(self, flat: np.ndarray, name: str) -> np.ndarray:
         if name not in self.model.layout.by_name:
-            raise SessionError(f"the model has no parameter tensor named {name!r}; parameter_names lists them")
+            raise SessionError(_("the model has no parameter tensor named {name!r}; parameter_names lists them").format(
+                                   name=name))
         return self.model.layout.views(flat)[name]
 
     def activation(self, site: str) -> np.ndarray:
@@ -508,7 +512,7 @@ class TrainingSession:
     def head_tensors(self, layer: int, head: int, row: int = 0) -> dict[str, np.ndarray]:
         """Float64 copies of one head's q, k, v and output (T, HS) from the last forward pass."""
         if self.in_step:
-            raise SessionError("finish the current step before reading q, k and v")
+            raise SessionError(_("finish the current step before reading q, k and v"))
         A, host = self.model.acts, self.backend.as_host
         nh, nkv = A[f"h{layer}.q"].shape[1], A[f"h{layer}.k"].shape[1]
         kv = head // (nh // nkv)  # grouped-query attention: query heads share key/value heads
@@ -524,7 +528,7 @@ class TrainingSession:
         A new optimizer type is live too: the weights stay, the optimizer state starts fresh.
         """
         if self.in_step:
-            raise SessionError("finish the current step before changing the configuration")
+            raise SessionError(_("finish the current step before changing the configuration"))
         new = replace(new, model=replace(new.model, vocab_size=self.config.model.vocab_size))
         changed = changed_paths(self.config, new)
         structural = [p for p in changed if p not in LIVE_FIELDS]
@@ -569,24 +573,26 @@ class TrainingSession:
         """Restores what `state_arrays` saved (shapes must match this session's model and optimizer)."""
         import json
         if self.in_step:
-            raise SessionError("finish the current step before loading a state")
+            raise SessionError(_("finish the current step before loading a state"))
         params = arrays["params"]
         if params.shape != self.model.params.shape:
-            raise SessionError(f"the saved weights have shape {params.shape} but this model's have shape "
-                               f"{self.model.params.shape}: the checkpoint belongs to another model")
+            raise SessionError(_("the saved weights have shape {shape} but this model's have shape {shape2}: the "
+                                 "checkpoint belongs to another model").format(
+                                   shape=params.shape, shape2=self.model.params.shape))
         frozen = self.model.frozen
         if frozen is not None and ("frozen" not in arrays or arrays["frozen"].shape != frozen.shape):
-            raise SessionError("the saved state has no frozen base weights of this model's shape: the checkpoint "
-                               "belongs to another model")
+            raise SessionError(_("the saved state has no frozen base weights of this model's shape: the checkpoint "
+                                 "belongs to another model"))
         qbase = self.model.qbase
         if qbase is not None:  # checked on a copy first: a refused state changes nothing
             from simulator.model.qlora import QuantizedBase
             problem = QuantizedBase(self.model.cfg).load_state_arrays(arrays)
             if problem:
-                raise SessionError(f"{problem}: the checkpoint belongs to another model")
+                raise SessionError(_("{problem}: the checkpoint belongs to another model").format(problem=problem))
         missing = [k for k in self.model.buffers if f"buffer.{k}" not in arrays]
         if missing:
-            raise SessionError(f"the saved state has no {missing[0]}: the checkpoint belongs to another model")
+            raise SessionError(_("the saved state has no {value}: the checkpoint belongs to another model").format(
+                                   value=missing[0]))
         self.optimizer.load_state_dict({k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
         self.backend.upload(self.model.params, params)
         if frozen is not None:
@@ -604,7 +610,7 @@ class TrainingSession:
         best = {k[len("early.best."):]: v for k, v in arrays.items() if k.startswith("early.best.")}
         if best:
             if best["params"].shape != params.shape:
-                raise SessionError("the saved best weights do not fit this model: the checkpoint is damaged")
+                raise SessionError(_("the saved best weights do not fit this model: the checkpoint is damaged"))
             self._best = {k: v.copy() for k, v in best.items()}
         elif self.early.best_step is not None and self.early.stopped is not None and self.early.stopped.restored:
             self._best = self._host_weights()

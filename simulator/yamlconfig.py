@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+from simulator.i18n import _
 from simulator.rules import Rule, did_you_mean, setting_of
 
 
@@ -71,7 +72,8 @@ class ParseContext:
         if self.source is not None:
             where = f"{self.source}:{line}: " if line is not None else f"{self.source}: "
         key = f"{self.name(path)}: " if path else ""
-        tail = f" ({hint})" if hint else ""
+        tail = _(" ({hint})").format(hint=hint) if hint else ""
+
         raise PresetError(" ".join(f"{where}{key}{what}{tail}".split("\n")))
 
 
@@ -101,12 +103,12 @@ def _optional_inner(typ):
 def _type_name(typ) -> str:
     inner = _optional_inner(typ)
     if inner is not None:
-        return f"{_type_name(inner)} or null"
+        return _("{type} or null").format(type=_type_name(inner))
     if dataclasses.is_dataclass(typ):
-        return "a mapping"
+        return _("a mapping")
     if typing.get_origin(typ) in (tuple, list):
-        return "a list"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(typ, str(typ))
+        return _("a list")
+    return {int: _("an integer"), float: _("a number"), str: _("a string"), bool: _("true or false")}.get(typ, str(typ))
 
 
 def show(v) -> str:
@@ -116,9 +118,9 @@ def show(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (list, tuple)):
-        return "a list"
+        return _("a list")
     if isinstance(v, dict):
-        return "a mapping"
+        return _("a mapping")
     if isinstance(v, (int, float)):
         return repr(v)
     return repr(str(v))
@@ -137,9 +139,9 @@ def node_line(node) -> int:
 def describe_node(node) -> str:
     """A node as a message shows it: 'a mapping', 'a list' or its value."""
     if isinstance(node, MappingNode):
-        return "a mapping"
+        return _("a mapping")
     if isinstance(node, SequenceNode):
-        return "a list"
+        return _("a list")
     return show(scalar(node))
 
 
@@ -152,23 +154,23 @@ def _coerce_scalar(v, typ, plain_text: bool):
     if typ is bool:
         if isinstance(v, bool):
             return v
-        raise _Bad(f"expected true or false, got {show(v)}")
+        raise _Bad(_("expected true or false, got {value}").format(value=show(v)))
     if typ is int:
         if isinstance(v, int) and not isinstance(v, bool):  # bool is an int in Python, never in a preset
             return v
-        raise _Bad(f"expected an integer, got {show(v)}")
+        raise _Bad(_("expected an integer, got {value}").format(value=show(v)))
     if typ is float:
         if isinstance(v, str) and plain_text and _NUMBER.match(v):
             v = float(v)  # YAML 1.1 reads 3e-3 (no dot) as text; a person means the number
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise _Bad(f"expected a number, got {show(v)}")
+            raise _Bad(_("expected a number, got {value}").format(value=show(v)))
         if not math.isfinite(v):
-            raise _Bad(f"must be a finite number, got {show(v)}")
+            raise _Bad(_("must be a finite number, got {value}").format(value=show(v)))
         return float(v)
     if typ is str:
         if isinstance(v, str):
             return v
-        raise _Bad(f"expected a string, got {show(v)} (put it in quotes)")
+        raise _Bad(_("expected a string, got {value} (put it in quotes)").format(value=show(v)))
     raise TypeError(f"presets cannot read fields of type {typ!r}")
 
 
@@ -184,21 +186,23 @@ def _from_node(node, typ, ctx: ParseContext, path: str):
     origin = typing.get_origin(typ)
     if origin in (tuple, list):
         if not isinstance(node, SequenceNode):
-            ctx.fail(path, f"expected a list, got {describe_node(node)}", line=node_line(node))
+            ctx.fail(path, _("expected a list, got {value}").format(value=describe_node(node)), line=node_line(node))
         args = typing.get_args(typ)
         repeated = origin is list or (len(args) == 2 and args[1] is Ellipsis)  # list[X] or tuple[X, ...]
         if not repeated and len(node.value) != len(args):
-            ctx.fail(path, f"expected a list of {len(args)} items, got {len(node.value)}", line=node_line(node))
+            ctx.fail(path, _("expected a list of {n} items, got {got}").format(n=len(args), got=len(node.value)),
+                     line=node_line(node))
         items = [_from_node(child, args[0] if repeated else args[i], ctx, f"{path}[{i}]")
                  for i, child in enumerate(node.value)]
         return tuple(items) if origin is tuple else items
     if not isinstance(node, ScalarNode):
-        ctx.fail(path, f"expected {_type_name(typ)}, got {describe_node(node)}", line=node_line(node))
+        ctx.fail(path, _("expected {type}, got {value}").format(type=_type_name(typ), value=describe_node(node)),
+                 line=node_line(node))
     value = scalar(node)
     try:
         return _coerce_scalar(value, typ, plain_text=node.style is None)
     except _Bad as e:
-        hint = "leave the key out to use the default" if value is None and ctx.source is not None else None
+        hint = _("leave the key out to use the default") if value is None and ctx.source is not None else None
         ctx.fail(path, str(e), hint, line=node_line(node))
 
 
@@ -214,8 +218,9 @@ def check_rule(ctx: ParseContext, path: str, value, line: int | None = None, rul
 def parse_dataclass(cls, node, ctx: ParseContext, keypath: str):
     """Build an instance of dataclass `cls` from a YAML mapping node; omitted keys keep their defaults."""
     if not isinstance(node, MappingNode):
-        what = f"{keypath} settings" if keypath else "settings at the top level"
-        ctx.fail(keypath, f"expected a mapping of {what}, got {describe_node(node)}", line=node_line(node))
+        what = (_("expected a mapping of {key} settings, got {value}") if keypath else
+                _("expected a mapping of settings at the top level, got {value}"))
+        ctx.fail(keypath, what.format(key=keypath, value=describe_node(node)), line=node_line(node))
     hints = type_hints(cls)
     declared = {f.name: f for f in dataclasses.fields(cls) if f.init}
     names = list(declared)
@@ -223,14 +228,16 @@ def parse_dataclass(cls, node, ctx: ParseContext, keypath: str):
     for key_node, value_node in node.value:
         line = node_line(key_node)
         if not isinstance(key_node, ScalarNode):
-            ctx.fail(keypath, "a key must be a plain name", line=line)
+            ctx.fail(keypath, _("a key must be a plain name"), line=line)
         key = str(key_node.value)
         path = f"{keypath}.{key}" if keypath else key
         if key not in names:
-            hint = did_you_mean(key, names)[2:-1] or f"{keypath or 'the top level'} takes: {', '.join(names)}"
-            ctx.fail(path, f"unknown key '{key}'", hint, line=line)
+            hint = did_you_mean(key, names, bare=True) or (
+                _("{key} takes: {names}") if keypath else _("the top level takes: {names}")).format(
+                key=keypath, names=", ".join(names))
+            ctx.fail(path, _("unknown key '{key}'").format(key=key), hint, line=line)
         if key in kwargs:
-            ctx.fail(path, f"is given twice (first on line {ctx.lines[path]})", line=line)
+            ctx.fail(path, _("is given twice (first on line {line})").format(line=ctx.lines[path]), line=line)
         ctx.lines[path] = line
         kwargs[key] = _from_node(value_node, hints[key], ctx, path)
         check_rule(ctx, path, kwargs[key], line=node_line(value_node), rule=setting_of(declared[key]).rule)
@@ -281,19 +288,20 @@ def from_value(value, typ, ctx: ParseContext, path: str):
         except yaml.YAMLError:
             node = None
         if node is None and value.strip():
-            ctx.fail(path, f"expected {_type_name(typ)}, got {value!r}")
+            ctx.fail(path, _("expected {type}, got {value!r}").format(type=_type_name(typ), value=value))
         return _from_node(node or yaml.compose("null", Loader=yaml.SafeLoader), typ, ctx, path)
     if value is None:
         if inner is typ:
-            ctx.fail(path, f"expected {_type_name(typ)}, got null")
+            ctx.fail(path, _("expected {type}, got null").format(type=_type_name(typ)))
         return None
     if dataclasses.is_dataclass(inner):
         if not isinstance(value, inner):
-            ctx.fail(path, f"expected {inner.__name__}, got {show(value)}")
+            ctx.fail(path, _("expected {type}, got {value}").format(type=inner.__name__, value=show(value)))
         return value
     if typing.get_origin(inner) in (tuple, list):
         if not isinstance(value, (tuple, list)):
-            ctx.fail(path, f"expected a list, got {show(value)}")
+            ctx.fail(path, _("expected a list, got {value}").format(value=show(value)))
+
         return typing.get_origin(inner)(value)
     try:
         return _coerce_scalar(value, inner, plain_text=False)

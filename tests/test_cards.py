@@ -323,7 +323,9 @@ def test_the_lesson_command(tmp_path, capsys):
     assert all(name in out for name in NAMES)
     assert main(["lesson", "--course"]) == 0
     out = capsys.readouterr().out
-    assert out.index("leaf-flower") < out.index("prenorm-deep") < out.index("flash-trace") and "no card yet" in out
+    assert out.index("leaf-flower") < out.index("prenorm-deep") < out.index("flash-trace") < out.index("sampling")
+    assert "no card yet" not in out  # generation has its card now: every section has one
+
     assert main(["lesson", "leaf-flower"]) == 0
     out = capsys.readouterr().out
     assert "Predict:" in out and "✓ The step lowers the example's loss." in out and "1 of 1 claims hold" in out
@@ -343,3 +345,53 @@ def test_the_lesson_command(tmp_path, capsys):
 def test_another_seed_runs_again_and_is_reported(capsys):
     assert main(["lesson", "deep-exploding-clipped", "--seed", "5"]) == 0
     assert "seed 5" in capsys.readouterr().out
+
+
+def test_sampling_metrics_read_a_sample_of_the_trained_model_and_share_its_training(monkeypatch):
+    """sample_* read `sampling.max_new` tokens drawn by the run's rule; runs differing only in sampling train once."""
+    import dataclasses
+
+    import numpy as np
+
+    from simulator.lessons import cards
+    from simulator.lessons.cards_metrics import METRICS
+    from simulator.presets import override
+    from simulator.sampling import generate
+
+    small = {"model.d_model": 16, "model.n_layer": 1, "model.n_head": 2, "model.seq_len": 16, "train.steps": 3,
+             "train.batch_size": 2, "train.eval_every": 0, "sampling.max_new": 40}
+    cfg = override(load_any("sampling"), **small)
+    trainings = []
+    real = cards.train_run
+    monkeypatch.setattr(cards, "train_run", lambda *a, **k: trainings.append(a[0]) or real(*a, **k))
+    cards.clear_cache()
+    try:
+        runs = {}
+        for name, change in (("plain", {}), ("cold", {"temperature": 0.5}), ("top_p", {"top_p": 0.5}),
+                             ("greedy", {"greedy": True})):
+            c = dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, **change))
+            runs[name] = cards.cached_run(c, 3, name)
+        assert len(trainings) == 1 and len({id(r.session) for r in runs.values()}) == 1
+        for name, run in runs.items():
+            events = generate(run.session.next_logits, run.session.tokenizer, run.cfg.sampling)[1]
+            assert len(events) == 40
+            # the entropy by its definition, from the kept probabilities each token was drawn from
+            entropy = np.mean([-np.sum(e.kept_probs * np.log(e.kept_probs)) for e in events])
+            read = {k: METRICS[k].impls["gpt"].read(run) for k in ("sample_entropy", "sample_kept",
+                                                                    "sample_distinct", "sample_token_prob")}
+            assert read["sample_entropy"] == pytest.approx(entropy, abs=1e-12), name
+            assert read["sample_kept"] == np.mean([len(e.after_min_p) for e in events])
+            assert read["sample_distinct"] == len({e.token for e in events})
+            assert read["sample_token_prob"] == pytest.approx(np.mean([e.prob for e in events]))
+        greedy = runs["greedy"]
+        assert METRICS["sample_entropy"].impls["gpt"].read(greedy) == 0.0
+        assert METRICS["sample_kept"].impls["gpt"].read(greedy) == 1.0
+        vocab = runs["plain"].session.tokenizer.vocab_size
+        assert METRICS["sample_kept"].impls["gpt"].read(runs["plain"]) == vocab  # no filter keeps every token
+        assert METRICS["sample_kept"].impls["gpt"].read(runs["top_p"]) < vocab
+        v = measure(Claim(text="t", metric="sample_entropy", comparison=">", threshold=0.0), runs["plain"],
+                    runs["cold"])  # this minus the other: temperature 1 against 0.5
+        assert v.value == pytest.approx(METRICS["sample_entropy"].impls["gpt"].read(runs["plain"])
+                                        - METRICS["sample_entropy"].impls["gpt"].read(runs["cold"]))
+    finally:
+        cards.clear_cache()

@@ -1,9 +1,18 @@
 """The translation layer: language choice, fallback, plural forms, listeners, and complete catalogs."""
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import polib
 import pytest
 
+from main import main
 from simulator import i18n, i18n_catalogs
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -73,8 +82,141 @@ def test_placeholders_are_compared_by_name():
     assert i18n_catalogs.placeholders("第 {step} 步，共 {total:,} 步") == ["step", "total"]
 
 
-@pytest.mark.parametrize("area", ["ui", "plots", "cli"])
+@pytest.mark.parametrize("area", ["ui", "plots", "cli", "lessons"])
 def test_every_message_is_translated_in_both_languages(area):
     """Each message of the code has a non-fuzzy translation with the same placeholders in en and zh_CN."""
     found = i18n_catalogs.problems(area)
     assert not found, f"{len(found)} catalog problems, first: " + "; ".join(found[:5])
+
+
+# ------------------------------------------------------------------------------- the CLI in Chinese
+BROKEN = "name: broken\nmodel:\n  d_model: 64\n  n_head: 4\noptim:\n  lr: -0.5\n"
+
+
+def _in(code, text):
+    """`text` (a msgid) in language `code`, read from the catalogs as the program reads them."""
+    before = i18n.language()
+    i18n.set_language(code)
+    try:
+        return i18n._(text)
+    finally:
+        i18n.set_language(before)
+
+
+def test_check_of_a_broken_preset_is_one_chinese_line_with_file_line_and_key(tmp_path, capsys):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(BROKEN)
+    assert main(["--lang", "zh_CN", "check", str(bad)]) == 2
+    zh = capsys.readouterr().err
+    assert main(["check", str(bad)]) == 2  # the language was the command's only: English again
+    en = capsys.readouterr().err
+    assert en == f"error: {bad}:6: optim.lr: must be greater than 0, got -0.5\n"
+    assert zh.count("\n") == 1 and f"{bad}:6: optim.lr: " in zh and "-0.5" in zh
+    # the sentence is the catalog's, with the file, line, key and value kept
+    what = _in("zh_CN", "must be greater than {lo}, got {value!r}").format(lo=0, value=-0.5)
+    assert what != "must be greater than 0, got -0.5" and re.search(r"[\u4e00-\u9fff]", what)
+    assert zh == _in("zh_CN", "error: {message}").format(message=f"{bad}:6: optim.lr: {what}") + "\n"
+
+
+def test_lang_may_follow_the_command_and_a_bad_code_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(BROKEN.replace("lr: -0.5", "lrr: 0.1"))
+    assert main(["check", str(bad), "--lang=zh_CN"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:6: optim.lrr: " in err and "'lrr'" in err and "'lr'" in err and re.search(r"[\u4e00-\u9fff]", err)
+    assert main(["--lang", "fr", "check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--lang" in err and "zh_CN" in err
+
+
+def test_the_environment_variable_chooses_chinese_too(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(BROKEN)
+    env = dict(os.environ, TRANSFORMER_SIM_LANG="zh_CN", PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "check", str(bad)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and f"{bad}:6: optim.lr: " in done.stderr
+    assert done.stderr.startswith(_in("zh_CN", "error: {message}").split("{")[0])
+
+
+def _verdicts(out: str) -> list[str]:
+    return [line.strip()[0] for line in out.splitlines() if line.strip()[:1] in ("✓", "✗")]
+
+
+@pytest.mark.parametrize("card", ["leaf-flower", "worked-examples"])
+def test_a_card_in_chinese_shows_its_translated_text_and_the_same_verdicts(card, capsys):
+    from simulator.lessons.cards import load_card
+
+    en_code = main(["lesson", card])
+    en = capsys.readouterr().out
+    zh_code = main(["--lang", "zh_CN", "lesson", card])
+    zh = capsys.readouterr().out
+    assert zh_code == en_code and _verdicts(zh) == _verdicts(en) and _verdicts(en)
+    _cfg, c = load_card(card)
+    for text in (c.title, c.prediction.question, *(cl.text for cl in c.claims)):
+        translated = _in("zh_CN", text.strip())
+        assert translated != text.strip() and re.search(r"[\u4e00-\u9fff]", translated)
+        assert "".join(translated.split())[:20] in "".join(zh.split())  # wrapped, but there
+        assert text.strip()[:30] in " ".join(en.split())
+    for frame in ("Steps:", "Claims:", "Runs:"):
+        assert frame in en and _in("zh_CN", frame) in zh and frame not in zh
+
+
+def test_chinese_card_text_wraps_by_terminal_columns_and_keeps_latin_words_whole(restore_language):
+    from simulator.lessons.cards import _wrap
+    from simulator.lessons.worked_examples import display_width
+
+    text = "把 model.attention.scale 设为 sqrt_dk，" * 12 + "然后走同样的一步。"
+    lines = _wrap(text, "  1. ")
+    assert len(lines) > 2 and all(display_width(line) <= 110 for line in lines)
+    assert all(line.startswith("       ") for line in lines[1:])
+    joined = "".join(line.strip() for line in lines)
+    assert joined.count("model.attention.scale") == 12 and joined.count("sqrt_dk") == 12
+
+
+def test_chinese_preset_list_shows_the_first_line_of_each_translated_description(capsys):
+    from simulator.presets import list_presets
+
+    assert main(["--lang", "zh_CN", "presets"]) == 0
+    zh = capsys.readouterr().out
+    i18n.set_language("zh_CN")
+    try:
+        shown = {p.name: p.description for p in list_presets()}
+    finally:
+        i18n.set_language("en")
+    english = {p.name: p.description for p in list_presets()}
+    for name, summary in shown.items():
+        assert summary in zh
+        if english[name]:
+            assert summary != english[name] and "\n" not in summary
+
+
+def test_help_and_argparse_words_are_translated(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--lang", "zh_CN", "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert _in("zh_CN", "usage: ") in out and _in("zh_CN", "train headless and write a run folder") in out
+    assert "--lang" in out and "usage:" not in out
+
+
+@pytest.mark.parametrize("body, key, line", [
+    ("name: n\noptim:\n  name: nesterov\n  momentum: 0.9\n  dampening: 0.5\n", "optim.dampening", 5),  # optimizer's own
+    ("name: n\nsampling:\n  max_new: 2000000\n", "sampling.max_new", 3),  # the sampler's own check
+    ("name: n\nmodel:\n  d_model: 64\n  n_head: 5\n", "model.n_head", 4),  # a cross-field check with a hint
+    ("name: n\ntrain:\n  stepz: 3\n", "train.stepz", 3),  # did you mean
+])
+def test_every_kind_of_preset_mistake_keeps_file_line_and_key_in_chinese(tmp_path, capsys, body, key, line):
+    """The optimizer's and sampler's messages are parsed for their key (presets._backstop): it must survive."""
+    bad = tmp_path / "p.yaml"
+    bad.write_text(body)
+    assert main(["check", str(bad)]) == 2
+    en = capsys.readouterr().err
+    assert main(["--lang", "zh_CN", "check", str(bad)]) == 2
+    zh = capsys.readouterr().err
+    where = f"{bad}:{line}: {key}: "
+    assert where in en and where in zh and zh.count("\n") == 1 and zh != en
+    assert re.search(r"[\u4e00-\u9fff]", zh.split(where)[1])
+    numbers = re.findall(r"\d[\d,.]*", en.split(where)[1])
+    assert all(n in zh for n in numbers)  # every number of the English sentence is in the Chinese one

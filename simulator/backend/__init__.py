@@ -16,6 +16,7 @@ the CPU. The CUDA simulator counts as usable only with NUMBA_ENABLE_CUDASIM=1 se
 from __future__ import annotations
 
 from simulator.backend.probe import cuda_usable
+from simulator.i18n import _
 from simulator.rules import Problem
 
 
@@ -42,7 +43,7 @@ def backend_problem(cfg) -> Problem | None:
         return None
     for path, what, test in NOT_ON_CUDA:
         if test(cfg):
-            return Problem("train.backend", f"cuda cannot run {what}", "use train.backend: cpu",
+            return Problem("train.backend", _("cuda cannot run {what}").format(what=what), _("use train.backend: cpu"),
                            at=("train.backend", path))
     return None
 
@@ -52,15 +53,15 @@ def resolve(name: str) -> tuple[str, str]:
     if name == "cpu":
         return "cpu", "CPU (numba)"
     if name not in ("cuda", "auto"):
-        raise BackendError(f"train.backend: {name!r} is not one of cpu, cuda, auto")
+        raise BackendError(_("train.backend: {name!r} is not one of cpu, cuda, auto").format(name=name))
     ok, what = cuda_usable()
     if ok:
         return "cuda", what
     if name == "auto":
         return "cpu", f"CPU (numba; no usable GPU: {what})"
-    raise BackendError(f"train.backend is cuda, but no CUDA GPU is usable here ({what}); use train.backend: cpu "
-                       "or auto (train --backend cpu), or set NUMBA_ENABLE_CUDASIM=1 to run the kernels in "
-                       "numba-cuda's (slow) simulator")
+    raise BackendError(_("train.backend is cuda, but no CUDA GPU is usable here ({what}); use train.backend: cpu or "
+                         "auto (train --backend cpu), or set NUMBA_ENABLE_CUDASIM=1 to run the kernels in "
+                         "numba-cuda's (slow) simulator").format(what=what))
 
 
 def get_backend(name: str = "cpu"):
@@ -78,7 +79,8 @@ def get_backend(name: str = "cpu"):
             except Exception as exc:  # numba-cuda missing or broken: the sentence, not a traceback
                 why = f"numba-cuda does not load ({type(exc).__name__}: {exc})"
                 if name != "auto":
-                    raise BackendError(f"train.backend is {name}, but {why}; use train.backend: cpu") from None
+                    raise BackendError(_("train.backend is {name}, but {why}; use train.backend: cpu").format(
+                                           name=name, why=why)) from None
                 backend, what = CpuBackend(), f"CPU (numba; the GPU is not usable: {why})"
         backend.description = what
         _BUILT[key] = backend

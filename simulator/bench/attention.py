@@ -17,6 +17,7 @@ import time
 import numba
 import numpy as np
 
+from simulator.i18n import _
 from simulator.kernels.cpu.attention_tiled import (
     BACKWARD_TILE_K,
     BACKWARD_TILE_Q,
@@ -130,11 +131,12 @@ def print_attention_bench(quick: bool = False) -> None:
     from simulator.config import AttentionConfig, ModelConfig
     from simulator.kv_cache import kv_cache_bytes_per_token
 
-    print("attention, tiled (FlashAttention-style) vs naive; extra memory = bytes held beyond inputs and output:")
+    print(_("attention, tiled (FlashAttention-style) vs naive; extra memory = bytes held beyond inputs and output:"))
     print(format_rows(bench_attention(Ts=(1024, 4096) if quick else (1024, 4096, 16384))))
     cfg = ModelConfig(d_model=256, n_layer=6, n_head=8, attention=AttentionConfig(n_kv_head=2))
     sizes = kv_cache_bytes_per_token(cfg, np.float32)
-    print("\nKV cache per generated token, d_model 256, 6 layers, 8 heads, float32: "
+    print("\n" + _("KV cache per generated token, d_model 256, 6 layers, 8 heads, float32: ")
+
           + ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in sizes.items() if k != "model"))
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from simulator.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from simulator.data.dataset import TextDataset
+from simulator.i18n import _
 from simulator.session import TrainingSession
 
 
@@ -66,7 +67,7 @@ def blas_gflops(n: int = 1024, repeats: int = 10) -> float:
 def median_seconds(fn, repeats: int) -> float:
     """Median wall time of `repeats` calls of fn."""
     times = []
-    for _ in range(repeats):
+    for _i in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
@@ -90,7 +91,7 @@ def session_for(s: Shape) -> TrainingSession:
 
 def bench_engine(s: Shape, repeats: int) -> dict:
     session = session_for(s)
-    for _ in range(3):
+    for _i in range(3):
         session.step()
     records = [session.step() for _ in range(repeats)]
     t = float(np.median([r.seconds for r in records]))
@@ -155,7 +156,7 @@ def run_bench(quick: bool = False, shapes: list[Shape] | None = None, extra: boo
     repeats = 5 if quick else 15
     roof = blas_gflops()
     print("\n".join(describe(simulator.USER_ENVIRON)))
-    print(f"float32 BLAS (1024^3 GEMM) on this machine now: {roof:.0f} GFLOP/s\n")
+    print(_("float32 BLAS (1024^3 GEMM) on this machine now: {roof:.0f} GFLOP/s").format(roof=roof) + "\n")
     head = (f"{'model':<7} {'ms/step':>8} {'tok/s':>8} {'GFLOP/s':>8} {'% roof':>7} {'numpy ms':>9} "
             f"{'vs numpy':>8} {'torch ms':>9} {'vs torch':>8}")
     print(head)
@@ -178,14 +179,16 @@ def run_bench(quick: bool = False, shapes: list[Shape] | None = None, extra: boo
         splits.append((s.name, r["phases"], t))
     if torch_runs:
         tt = torch_runs[-1]
-        env = ", ".join(f"{k}={v}" for k, v in tt["env"].items()) or "no speed variables set"
-        print(f"\ntorch: PyTorch {tt['torch']} eager, the same pre-LN GPT and AdamW, {tt['threads']} threads, "
-              f"measured now in a child process of {torch_python()} ({env}).")
-    print("'vs' columns: how many times faster this engine's step is.\n")
-    print("time split by phase (ms):")
+        env = ", ".join(f"{k}={v}" for k, v in tt["env"].items()) or _("no speed variables set")
+
+        print("\n" + _("torch: PyTorch {version} eager, the same pre-LN GPT and AdamW, {threads} threads, measured now "
+                       "in a child process of {python} ({env}).").format(
+            version=tt["torch"], threads=tt["threads"], python=torch_python(), env=env))
+    print(_("'vs' columns: how many times faster this engine's step is.") + "\n")
+    print(_("time split by phase (ms):"))
     kinds = list(splits[0][1])
     print(f"{'model':<7} " + " ".join(f"{k:>9}" for k in kinds))
-    for name, phases, _ in splits:
+    for name, phases, _seconds in splits:
         print(f"{name:<7} " + " ".join(f"{phases[k] * 1e3:9.3f}" for k in kinds))
     if extra:
         _extra_tables(quick)
@@ -196,7 +199,7 @@ def _extra_tables(quick: bool) -> None:
     from simulator.bench.attention import print_attention_bench
     from simulator.bench.optimizer import bench_optimizer
     rows = bench_optimizer(n=5_000_000, repeats=3 if quick else 5)
-    print("\nAdamW step over 5 M float32 parameters (the medium model's size):")
+    print("\n" + _("AdamW step over 5 M float32 parameters (the medium model's size):"))
     base = next(r for r in rows if r["impl"] != "numba")
     for r in rows:
         print(f"  {r['impl']:<8} {r['ms']:8.2f} ms {r['gb_per_s']:7.1f} GB/s  ({base['ms'] / r['ms']:.1f}x numpy)")

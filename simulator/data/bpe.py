@@ -23,6 +23,7 @@ import numpy as np
 
 from simulator.data.subword import WordTable, bpe_chunks, merge_all, surface
 from simulator.data.tokenizer import DataError
+from simulator.i18n import _
 
 N_BYTES = 256
 MIN_PAIR_COUNT = 2  # a pair seen once is not merged: it would spend a token on a single occurrence
@@ -34,7 +35,8 @@ def train_bpe_merges(text: str, vocab_size: int, counts: list[int] | None = None
     `counts`, when given, receives each merge's pair count at the moment it was chosen.
     """
     if vocab_size < N_BYTES:
-        raise DataError(f"a byte-level BPE needs vocab_size >= {N_BYTES} (its byte tokens), got {vocab_size}")
+        raise DataError(_("a byte-level BPE needs vocab_size >= {N_BYTES} (its byte tokens), got {vocab_size}").format(
+                            N_BYTES=N_BYTES, vocab_size=vocab_size))
     words = Counter(bpe_chunks(text))
     keys = sorted(words)  # sorted, so the table (and every stale-index walk) is the same on every run
     table = WordTable([list(k.encode("utf-8")) for k in keys], [words[k] for k in keys])
@@ -70,7 +72,7 @@ class BPETokenizer:
         pieces = [bytes([b]) for b in range(N_BYTES)]
         for k, (a, b) in enumerate(self.merges):
             if not (0 <= a < N_BYTES + k and 0 <= b < N_BYTES + k):
-                raise DataError(f"BPE merge {k} joins ids {a} and {b}, which do not exist yet")
+                raise DataError(_("BPE merge {k} joins ids {a} and {b}, which do not exist yet").format(k=k, a=a, b=b))
             pieces.append(pieces[a] + pieces[b])
         self.pieces = tuple(pieces)  # the bytes of each token
         self.chars = tuple(surface(p) for p in pieces)  # what each token reads as (the sampler shows these)
@@ -111,7 +113,8 @@ class BPETokenizer:
         ids = np.asarray(ids, dtype=np.int64).ravel()
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
             bad = int(ids[(ids < 0) | (ids >= self.vocab_size)][0])
-            raise DataError(f"token id {bad} is outside the vocabulary of {self.vocab_size} BPE tokens")
+            raise DataError(_("token id {bad} is outside the vocabulary of {vocab_size} BPE tokens").format(
+                                bad=bad, vocab_size=self.vocab_size))
         return b"".join(self.pieces[i] for i in ids.tolist()).decode("utf-8", errors="replace")
 
     def to_json(self) -> str:
@@ -124,7 +127,7 @@ class BPETokenizer:
         merges = data.get("merges")
         if not isinstance(merges, list) or not all(isinstance(m, list) and len(m) == 2
                                                    and all(isinstance(x, int) for x in m) for m in merges):
-            raise DataError("tokenizer record is damaged: BPE 'merges' must be a list of [left, right] id pairs")
+            raise DataError(_("tokenizer record is damaged: BPE 'merges' must be a list of [left, right] id pairs"))
         return cls(merges)
 
     def __eq__(self, other) -> bool:

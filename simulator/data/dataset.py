@@ -12,13 +12,14 @@ from simulator.config import DataConfig
 from simulator.data.corpus import builtin_corpus
 from simulator.data.tokenizer import CharTokenizer, DataError
 from simulator.data.tokenizers import build_tokenizer
+from simulator.i18n import _
 
 SPLITS = ("train", "val")
 
 
 def _file_problem(path: Path, problem: str) -> DataError:
     """A DataError for a data file whose `problem` attribute reads without the 'data file' prefix."""
-    err = DataError(f"data file {problem}")
+    err = DataError(_("data file {problem}").format(problem=problem))
     err.problem = problem
     return err
 
@@ -28,21 +29,25 @@ def read_text_file(path) -> str:
     path = Path(path)
     shown = f"'{path}'"
     if not path.exists():
-        raise _file_problem(path, f"{shown} does not exist")
+        raise _file_problem(path, _("{file} does not exist").format(file=shown))
     if path.is_dir():
-        raise _file_problem(path, f"{shown} is a folder, not a text file")
+        raise _file_problem(path, _("{file} is a folder, not a text file").format(file=shown))
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise _file_problem(path, f"{shown} cannot be read: {e.strerror or e}") from None
+        raise _file_problem(path, _("{file} cannot be read: {reason}").format(
+            file=shown, reason=e.strerror or e)) from None
+
     if not raw:
-        raise _file_problem(path, f"{shown} is empty")
+        raise _file_problem(path, _("{file} is empty").format(file=shown))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise _file_problem(path, f"{shown} is not UTF-8 text: byte 0x{raw[e.start]:02x} at byte offset {e.start} "
-                                  f"(line {line}) cannot be decoded (save the file as UTF-8)") from None
+        raise _file_problem(path, _("{file} is not UTF-8 text: byte 0x{byte:02x} at byte offset {offset} (line "
+                                    "{line}) cannot be decoded (save the file as UTF-8)").format(
+            file=shown, byte=raw[e.start], offset=e.start, line=line)) from None
+
     # a byte-order mark is an encoding marker, not a character of the text
     return text.removeprefix("\ufeff")
 
@@ -62,9 +67,9 @@ def load_text(cfg: DataConfig) -> tuple[str, str]:
         return world_corpus(), "invented-world corpus"
     if cfg.kind == "text_file":
         if not cfg.path:
-            raise DataError("data.kind is text_file but data.path is not set")
+            raise DataError(_("data.kind is text_file but data.path is not set"))
         return read_text_file(os.path.expanduser(cfg.path)), str(cfg.path)
-    raise DataError(f"data.kind '{cfg.kind}' is not a known kind of data")
+    raise DataError(_("data.kind '{kind}' is not a known kind of data").format(kind=cfg.kind))
 
 
 class TokenizerOnly:
@@ -84,7 +89,8 @@ class TokenizerOnly:
         """Nothing to check: there are no splits."""
 
     def split(self, name: str) -> np.ndarray:
-        raise DataError(f"{self.source} is not at hand: a session from this checkpoint can sample, not train")
+        raise DataError(_("{source} is not at hand: a session from this checkpoint can sample, not train").format(
+                            source=self.source))
 
     sample_batch = unigram_entropy = split
 
@@ -100,17 +106,17 @@ class TextDataset:
     def __init__(self, text: str, val_fraction: float, source: str = "text", tokenizer: str = "char",
                  vocab_size: int = 512):
         if not text:
-            raise DataError(f"{source} has no text")
+            raise DataError(_("{source} has no text").format(source=source))
         self.source = source
         if tokenizer == "char":
             self.tokenizer = CharTokenizer.from_text(text)
             ids = self.tokenizer.encode(text)
-            n_train, _ = split_sizes(len(ids), val_fraction)
+            n_train, _val = split_sizes(len(ids), val_fraction)
             self.train_ids = ids[:n_train]  # (N_train,) int32
             self.val_ids = ids[n_train:]  # (N_val,) int32
             self._chars = {"train": n_train, "val": len(ids) - n_train}
         else:
-            n_train, _ = split_sizes(len(text), val_fraction)
+            n_train, _val = split_sizes(len(text), val_fraction)
             self.tokenizer = build_tokenizer(tokenizer, text[:n_train], vocab_size)
             self.train_ids = self.tokenizer.encode(text[:n_train])  # (N_train,) int32
             self.val_ids = self.tokenizer.encode(text[n_train:])  # (N_val,) int32
@@ -148,9 +154,12 @@ class TextDataset:
     def _check_split(self, name: str, seq_len: int) -> None:
         n = len(self.split(name))
         if n < seq_len + 1:
-            raise DataError(f"the {'validation' if name == 'val' else 'training'} split of {self.source} has "
-                            f"{n} tokens, fewer than model.seq_len + 1 = {seq_len + 1} (use more text, "
-                            f"a different data.val_fraction or a smaller model.seq_len)")
+            what = (_("the validation split of {source} has {n} tokens, fewer than model.seq_len + 1 = {need} (use "
+                      "more text, a different data.val_fraction or a smaller model.seq_len)") if name == "val" else
+                    _("the training split of {source} has {n} tokens, fewer than model.seq_len + 1 = {need} (use "
+                      "more text, a different data.val_fraction or a smaller model.seq_len)"))
+            raise DataError(what.format(source=self.source, n=n, need=seq_len + 1))
+
 
     def sample_batch(self, split: str, rng: np.random.Generator, x_out: np.ndarray, y_out: np.ndarray) -> None:
         """Fill x_out and y_out (B, T) int32 with random windows of a split; y is x shifted by one token."""
@@ -174,8 +183,9 @@ def load_dataset(cfg: DataConfig) -> TextDataset:
     """The dataset a data config names (built-in corpus or a UTF-8 text file; lines: either, padded per line)."""
     if cfg.kind == "lines":
         if cfg.tokenizer != "char":
-            raise DataError(f"data.tokenizer {cfg.tokenizer} does not work with data.kind lines yet (its <pad> is a "
-                            f"character); use data.tokenizer char or data.kind builtin / text_file")
+            raise DataError(_("data.tokenizer {tokenizer} does not work with data.kind lines yet (its <pad> is a "
+                              "character); use data.tokenizer char or data.kind builtin / text_file").format(
+                                tokenizer=cfg.tokenizer))
         from simulator.data.lines import LinesDataset  # here: lines.py builds on this module
         text, source = load_text(replace(cfg, kind="text_file" if cfg.path else "builtin"))
         return LinesDataset(text, cfg.val_fraction, f"{source} (one example per line)")

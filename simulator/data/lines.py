@@ -17,6 +17,7 @@ import numpy as np
 
 from simulator.data.dataset import TextDataset, split_sizes
 from simulator.data.tokenizer import CharTokenizer, DataError
+from simulator.i18n import _
 
 PAD = "\x00"
 
@@ -26,14 +27,15 @@ class LinesDataset(TextDataset):
 
     def __init__(self, text: str, val_fraction: float, source: str = "text"):  # builds its own splits, not super()'s
         if PAD in text:
-            raise DataError(f"{source} contains the character U+0000, which data.kind lines uses as <pad>")
+            raise DataError(_("{source} contains the character U+0000, which data.kind lines uses as <pad>").format(
+                                source=source))
         lines = [line for line in text.split("\n") if line.strip()]
         if not lines:
-            raise DataError(f"{source} has no line that is not blank")
+            raise DataError(_("{source} has no line that is not blank").format(source=source))
         self.source = source
         self.tokenizer = CharTokenizer.from_text(text + "\n" + PAD)
         self.pad_id = int(self.tokenizer.encode(PAD)[0])
-        n_train, _ = split_sizes(len(lines), val_fraction)
+        n_train, _val = split_sizes(len(lines), val_fraction)
         self._index: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._chars: dict[str, int] = {}
         for name, part in (("train", lines[:n_train]), ("val", lines[n_train:])):
@@ -53,8 +55,12 @@ class LinesDataset(TextDataset):
         """DataError unless both splits hold at least one line (any line fits: a long one gives windows)."""
         for name in ("train", "val"):
             if self.lines(name) == 0:
-                raise DataError(f"the {'validation' if name == 'val' else 'training'} split of {self.source} has "
-                                f"no line (use more lines of text or a different data.val_fraction)")
+                what = (_("the validation split of {source} has no line (use more lines of text or a different "
+                          "data.val_fraction)") if name == "val" else
+                        _("the training split of {source} has no line (use more lines of text or a different "
+                          "data.val_fraction)"))
+                raise DataError(what.format(source=self.source))
+
 
     def sample_batch(self, split: str, rng: np.random.Generator, x_out: np.ndarray, y_out: np.ndarray) -> np.ndarray:
         """Fill x_out, y_out (B, T) int32 with random lines of a split, padded; returns real lengths (B,) int32."""

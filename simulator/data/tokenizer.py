@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from simulator.i18n import _
+
 
 class DataError(Exception):
     """A person's data problem (a bad file, an unknown character, too little text); one-line message."""
@@ -29,7 +31,7 @@ class CharTokenizer:
         if list(chars) != sorted(set(chars)):
             raise ValueError("CharTokenizer characters must be sorted and distinct")
         if not chars:
-            raise DataError("the text has no characters, so there is no vocabulary to build")
+            raise DataError(_("the text has no characters, so there is no vocabulary to build"))
         self.chars = chars
         # code points in id order: sorted strings of one character sort by code point
         self._codes = np.array([ord(c) for c in chars], dtype=np.uint32)
@@ -53,8 +55,9 @@ class CharTokenizer:
         known = self._codes[ids] == codes
         if not known.all():
             pos = int(np.argmin(known))
-            raise DataError(f"character {_describe_char(text[pos])} at position {pos} is not in the vocabulary "
-                            f"of {self.vocab_size} characters")
+            raise DataError(_("character {describe_char} at position {pos} is not in the vocabulary of {vocab_size} "
+                              "characters").format(
+                                describe_char=_describe_char(text[pos]), pos=pos, vocab_size=self.vocab_size))
         return ids.astype(np.int32)
 
     def decode(self, ids: np.ndarray | Iterable[int]) -> str:
@@ -62,7 +65,8 @@ class CharTokenizer:
         ids = np.asarray(ids, dtype=np.int64).ravel()
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
             bad = int(ids[(ids < 0) | (ids >= self.vocab_size)][0])
-            raise DataError(f"token id {bad} is outside the vocabulary of {self.vocab_size} characters")
+            raise DataError(_("token id {bad} is outside the vocabulary of {vocab_size} characters").format(
+                                bad=bad, vocab_size=self.vocab_size))
         return self._codes[ids].astype("<u4").tobytes().decode("utf-32-le")
 
     def to_json(self) -> str:
@@ -75,12 +79,14 @@ class CharTokenizer:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise DataError(f"tokenizer record is not valid JSON: {e.msg} at offset {e.pos}") from None
+            raise DataError(_("tokenizer record is not valid JSON: {msg} at offset {pos}").format(
+                                msg=e.msg, pos=e.pos)) from None
         if not isinstance(data, dict) or data.get("type") != "char" or not isinstance(data.get("chars"), str):
-            raise DataError("tokenizer record is not a character tokenizer (expected type 'char' and a 'chars' string)")
+            raise DataError(_("tokenizer record is not a character tokenizer (expected type 'char' and a 'chars' "
+                              "string)"))
         chars = data["chars"]
         if list(chars) != sorted(set(chars)):
-            raise DataError("tokenizer record is damaged: its characters are not sorted and distinct")
+            raise DataError(_("tokenizer record is damaged: its characters are not sorted and distinct"))
         return cls(chars)
 
     def __eq__(self, other) -> bool:

@@ -9,6 +9,7 @@ from simulator.config import TOKENIZERS
 from simulator.data.bpe import N_BYTES, BPETokenizer
 from simulator.data.tokenizer import CharTokenizer, DataError
 from simulator.data.wordpiece import WordPieceTokenizer, base_size
+from simulator.i18n import _
 
 
 def min_vocab_size(kind: str, text: str) -> int:
@@ -28,7 +29,8 @@ def build_tokenizer(kind: str, text: str, vocab_size: int):
     if kind == "char":
         return CharTokenizer.from_text(text)
     if kind not in TOKENIZERS:
-        raise DataError(f"data.tokenizer '{kind}' is not one of {', '.join(TOKENIZERS)}")
+        raise DataError(_("data.tokenizer '{kind}' is not one of {items}").format(
+                            kind=kind, items=', '.join(TOKENIZERS)))
     return _trained(kind, vocab_size, text)
 
 
@@ -37,7 +39,9 @@ def tokenizer_from_json(text: str):
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataError(f"tokenizer record is not valid JSON: {e.msg} at offset {e.pos}") from None
+        raise DataError(_("tokenizer record is not valid JSON: {msg} at offset {pos}").format(
+            msg=e.msg, pos=e.pos)) from None
+
     kind = data.get("type") if isinstance(data, dict) else None
     if kind == "bpe":
         return BPETokenizer.from_record(data)

@@ -29,6 +29,7 @@ import numpy as np
 
 from simulator.data.subword import WordTable, byte_name, word_chunks
 from simulator.data.tokenizer import DataError
+from simulator.i18n import _
 
 SPECIALS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")
 N_BYTES = 256
@@ -65,8 +66,9 @@ def train_wordpiece(text: str, vocab_size: int, steps: list[tuple[str, str, int,
     base = base_pieces(text)
     n_base = len(SPECIALS) + N_BYTES + len(base)
     if vocab_size < n_base:
-        raise DataError(f"WordPiece on this text needs vocab_size >= {n_base} ({len(SPECIALS)} special, {N_BYTES} "
-                        f"byte-fallback and {len(base)} character pieces), got {vocab_size}")
+        raise DataError(_("WordPiece on this text needs vocab_size >= {n_base} ({n} special, {N_BYTES} "
+                          "byte-fallback and {n2} character pieces), got {vocab_size}").format(
+                            n_base=n_base, n=len(SPECIALS), N_BYTES=N_BYTES, n2=len(base), vocab_size=vocab_size))
     pieces = list(base)
     index = {p: i for i, p in enumerate(pieces)}
     words = Counter(c for c in word_chunks(text) if _is_word(c))
@@ -117,7 +119,7 @@ class WordPieceTokenizer:
         self.special_ids = {s: i for i, s in enumerate(SPECIALS)}
         self._index = {p: i for i, p in enumerate(self.pieces) if i >= len(SPECIALS) + N_BYTES}
         if len(self._index) != len(self.pieces) - len(SPECIALS) - N_BYTES:
-            raise DataError("tokenizer record is damaged: WordPiece pieces are not distinct")
+            raise DataError(_("tokenizer record is damaged: WordPiece pieces are not distinct"))
         self._byte0 = len(SPECIALS)
         self._bytes = [p.removeprefix(CONT).encode("utf-8") for p in self.pieces]
         for i in range(N_BYTES):
@@ -179,7 +181,8 @@ class WordPieceTokenizer:
         ids = np.asarray(ids, dtype=np.int64).ravel()
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
             bad = int(ids[(ids < 0) | (ids >= self.vocab_size)][0])
-            raise DataError(f"token id {bad} is outside the vocabulary of {self.vocab_size} WordPiece tokens")
+            raise DataError(_("token id {bad} is outside the vocabulary of {vocab_size} WordPiece tokens").format(
+                                bad=bad, vocab_size=self.vocab_size))
         return b"".join(self._bytes[i] for i in ids.tolist()).decode("utf-8", errors="replace")
 
     def to_json(self) -> str:
@@ -192,7 +195,7 @@ class WordPieceTokenizer:
         base, learned = data.get("base"), data.get("learned")
         if not all(isinstance(x, list) and all(isinstance(p, str) and p.removeprefix(CONT) for p in x)
                    for x in (base, learned)):
-            raise DataError("tokenizer record is damaged: WordPiece 'base' and 'learned' must be lists of pieces")
+            raise DataError(_("tokenizer record is damaged: WordPiece 'base' and 'learned' must be lists of pieces"))
         return cls(base, learned)
 
     def __eq__(self, other) -> bool:

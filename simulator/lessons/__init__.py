@@ -15,6 +15,7 @@ from pathlib import Path
 from pkgutil import iter_modules
 from typing import Any
 
+from simulator.i18n import _
 from simulator.optim import OptimError, check_optim
 from simulator.rules import Rule
 from simulator.yamlconfig import ParseContext, PresetError
@@ -86,7 +87,7 @@ def load_lesson(path, kind: str):
 
     cfg = load_any(path)
     if type(cfg) is not lesson_for(kind).config:
-        raise PresetError(f"{path}: kind: this preset is not a {kind} preset")
+        raise PresetError(_("{path}: kind: this preset is not a {kind} preset").format(path=path, kind=kind))
     return cfg
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+from simulator.i18n import _, ngettext
 from simulator.lessons.cards_metrics import COMPARISONS, METRICS, REDUCERS, Run, train_run
 from simulator.rules import did_you_mean, non_empty, one_of, positive_int, setting
 from simulator.yamlconfig import ParseContext, PresetError, describe_node, node_line, parse_dataclass, scalar
@@ -104,20 +105,22 @@ class Card:
 def _settings_node(node, ctx: ParseContext, path: str) -> list[tuple[str, Any, int]]:
     """A `settings:` mapping of dotted paths to values -> [(path, value, line)], values as YAML reads them."""
     if not isinstance(node, MappingNode):
-        ctx.fail(path, f"expected a mapping of dotted settings (optim.lr: 0.01), got {describe_node(node)}",
+        ctx.fail(path, _("expected a mapping of dotted settings (optim.lr: 0.01), got {describe_node}").format(
+                           describe_node=describe_node(node)),
                  line=node_line(node))
     out = []
     for key, value in node.value:
         if not isinstance(key, ScalarNode) or not isinstance(key.value, str) or not key.value:
-            ctx.fail(path, "a key must be a dotted setting name such as optim.lr", line=node_line(key))
+            ctx.fail(path, _("a key must be a dotted setting name such as optim.lr"), line=node_line(key))
         if isinstance(value, SequenceNode) and all(isinstance(v, ScalarNode) for v in value.value):
             py = [scalar(v) for v in value.value]
         elif isinstance(value, ScalarNode):
             py = scalar(value)
         else:
-            ctx.fail(f"{path}.{key.value}", f"expected a value, got {describe_node(value)}", line=node_line(value))
+            ctx.fail(f"{path}.{key.value}", _("expected a value, got {describe_node}").format(
+                                                describe_node=describe_node(value)), line=node_line(value))
         if any(p == key.value for p, _, _ in out):
-            ctx.fail(f"{path}.{key.value}", "is given twice", line=node_line(key))
+            ctx.fail(f"{path}.{key.value}", _("is given twice"), line=node_line(key))
         out.append((key.value, py, node_line(key)))
     return out
 
@@ -153,7 +156,8 @@ def _list_items(node, ctx: ParseContext, path: str, what: str) -> list:
     if node is None:
         return []
     if not isinstance(node, SequenceNode):
-        ctx.fail(path, f"expected a list of {what}, got {describe_node(node)}", line=node_line(node))
+        ctx.fail(path, _("expected a list of {what}, got {describe_node}").format(
+                           what=what, describe_node=describe_node(node)), line=node_line(node))
     return list(node.value)
 
 
@@ -161,8 +165,8 @@ def parse_card(key_node, value_node, cfg, ctx: ParseContext, preset_name: str) -
     """The `lesson:` section of a preset (its config already parsed as `cfg`) -> a checked Card."""
     ctx.lines["lesson"] = node_line(key_node)
     if not isinstance(value_node, MappingNode):
-        ctx.fail("lesson", f"expected a mapping (title, why, steps, prediction, claims), got "
-                 f"{describe_node(value_node)}", line=node_line(value_node))
+        ctx.fail("lesson", _("expected a mapping (title, why, steps, prediction, claims), got {describe_node}").format(
+                               describe_node=describe_node(value_node)), line=node_line(value_node))
     rest, steps_node, steps_line = _split_off(value_node, "steps")
     rest, claims_node, claims_line = _split_off(rest, "claims")
     card = parse_dataclass(Card, _without_filled(rest, ctx), ctx, "lesson")
@@ -175,7 +179,7 @@ def parse_card(key_node, value_node, cfg, ctx: ParseContext, preset_name: str) -
         item, settings_node, line = _split_off(item, "settings")
         step = parse_dataclass(Step, item, ctx, path)
         if not step.text:
-            ctx.fail(path, "needs a text (one or two sentences the learner reads)", line=node_line(item))
+            ctx.fail(path, _("needs a text (one or two sentences the learner reads)"), line=node_line(item))
         changes = []
         if settings_node is not None:
             ctx.lines[f"{path}.settings"] = line
@@ -186,12 +190,13 @@ def parse_card(key_node, value_node, cfg, ctx: ParseContext, preset_name: str) -
         steps.append(dataclasses.replace(step, settings=tuple((k, v) for k, v, _ in changes)))
     runs = [i for i, s in enumerate(steps) if s.run is not None]
     if len(runs) > 1:
-        ctx.fail(f"lesson.steps[{runs[1]}].run", f"a card has one run, and step {runs[0] + 1} already runs",
-                 "compare with another preset through compare_with or a claim's other")
+        ctx.fail(f"lesson.steps[{runs[1]}].run", _("a card has one run, and step {value} already runs").format(
+                                                     value=runs[0] + 1),
+                 _("compare with another preset through compare_with or a claim's other"))
     if runs and any(s.settings for s in steps[runs[0] + 1:]):
         late = next(i for i, s in enumerate(steps) if i > runs[0] and s.settings)
-        ctx.fail(f"lesson.steps[{late}].settings", "comes after the step that runs, so the run would not see it",
-                 "put settings changes before the step with run:")
+        ctx.fail(f"lesson.steps[{late}].settings", _("comes after the step that runs, so the run would not see it"),
+                 _("put settings changes before the step with run:"))
     claims, others = [], []
     for i, item in enumerate(_list_items(claims_node, ctx, "lesson.claims", "claims")):
         path = f"lesson.claims[{i}]"
@@ -210,12 +215,12 @@ def parse_card(key_node, value_node, cfg, ctx: ParseContext, preset_name: str) -
             others.append((i, other_cfg, label))
         claims.append(claim)
     if not claims:
-        ctx.fail("lesson.claims", "a card needs one or more claims (what the run must show)",
+        ctx.fail("lesson.claims", _("a card needs one or more claims (what the run must show)"),
                  line=claims_line or ctx.lines["lesson"])
     _check_prediction(card.prediction, ctx)
     for name in ("title", "why"):
         if not getattr(card, name):
-            ctx.fail(f"lesson.{name}", "is missing", line=ctx.lines["lesson"])
+            ctx.fail(f"lesson.{name}", _("is missing"), line=ctx.lines["lesson"])
     lines = tuple((p, n) for p, n in ctx.lines.items() if p.startswith("lesson"))
     return dataclasses.replace(card, steps=tuple(steps), claims=tuple(claims), preset=preset_name,
                                source=ctx.source or "<preset>", lines=lines, config=current, others=tuple(others))
@@ -226,25 +231,27 @@ _FILLED = {f.name for f in dataclasses.fields(Card)} - {"title", "why", "steps",
 
 def _without_filled(node, ctx: ParseContext):
     """Refuses the Card fields parse_card fills itself (preset, source, ...) as unknown keys."""
-    for k, _ in node.value:
+    for k, _v in node.value:
         if isinstance(k, ScalarNode) and k.value in _FILLED:
-            ctx.fail(f"lesson.{k.value}", f"unknown key '{k.value}'", "lesson takes: title, why, steps, prediction, "
-                     "claims", line=node_line(k))
+            ctx.fail(f"lesson.{k.value}", _("unknown key '{key}'").format(key=k.value),
+                     _("lesson takes: title, why, steps, prediction, claims"), line=node_line(k))
     return node
 
 
 def _check_prediction(pred: Prediction | None, ctx: ParseContext) -> None:
     if pred is None:
-        ctx.fail("lesson.prediction", "is missing (a question with two to four answers, asked before the run)",
+        ctx.fail("lesson.prediction", _("is missing (a question with two to four answers, asked before the run)"),
                  line=ctx.lines["lesson"])
     if not pred.question:
-        ctx.fail("lesson.prediction.question", "is missing")
+        ctx.fail("lesson.prediction.question", _("is missing"))
     if not 2 <= len(pred.answers) <= 4:
-        ctx.fail("lesson.prediction.answers", f"a question has two to four answers, got {len(pred.answers)}")
+        ctx.fail("lesson.prediction.answers", _("a question has two to four answers, got {n}").format(
+                                                  n=len(pred.answers)))
     if len(set(pred.answers)) != len(pred.answers) or not all(a.strip() for a in pred.answers):
-        ctx.fail("lesson.prediction.answers", "answers must be different and not empty")
+        ctx.fail("lesson.prediction.answers", _("answers must be different and not empty"))
     if pred.expected not in pred.answers:
-        ctx.fail("lesson.prediction.expected", f"{pred.expected!r} is not one of the answers"
+        ctx.fail("lesson.prediction.expected", _("{expected!r} is not one of the answers").format(
+                                                   expected=pred.expected)
                  + did_you_mean(pred.expected, pred.answers), at=("lesson.prediction.expected",
                                                                   "lesson.prediction"))
 
@@ -261,63 +268,72 @@ def _check_claim(c: Claim, cfg, ctx: ParseContext, path: str, line: int) -> None
     kind = _kind_name(cfg)
     for name in ("text", "metric", "comparison"):
         if not getattr(c, name):
-            ctx.fail(f"{path}.{name}", "is missing", line=line)
+            ctx.fail(f"{path}.{name}", _("is missing"), line=line)
     fits = [n for n, mm in METRICS.items() if kind in mm.kinds]
     if c.metric not in METRICS:
-        ctx.fail(f"{path}.metric", f"'{c.metric}' is not a metric" + did_you_mean(c.metric, fits or METRICS),
-                 f"{kind} runs measure: {', '.join(fits)}")
+        ctx.fail(f"{path}.metric",
+                 _("'{metric}' is not a metric").format(metric=c.metric) + did_you_mean(c.metric, fits or METRICS),
+                 _("{kind} runs measure: {items}").format(kind=kind, items=', '.join(fits)))
     m = METRICS[c.metric]
     if kind not in m.kinds:
-        ctx.fail(f"{path}.metric", f"'{c.metric}' is not measured in a {kind} run",
-                 f"{kind} runs measure: {', '.join(fits)}")
+        ctx.fail(f"{path}.metric", _("'{metric}' is not measured in a {kind} run").format(metric=c.metric, kind=kind),
+                 _("{kind} runs measure: {items}").format(kind=kind, items=', '.join(fits)))
     if m.text != (c.comparison == "is"):
-        ctx.fail(f"{path}.comparison", f"'{c.metric}' is a name, compare it with 'is' and a value" if m.text else
-                 f"'is' compares a name, but '{c.metric}' is a number: use <, <=, >, >= or within")
+        ctx.fail(f"{path}.comparison", _("'{metric}' is a name, compare it with 'is' and a value").format(
+                                           metric=c.metric) if m.text else
+                 _("'is' compares a name, but '{metric}' is a number: use <, <=, >, >= or within").format(
+                     metric=c.metric))
     if m.text:
         if c.value is None:
-            ctx.fail(f"{path}.value", "is missing (the name the metric must be, e.g. h0.attn)",
+            ctx.fail(f"{path}.value", _("is missing (the name the metric must be, e.g. h0.attn)"),
                      at=(f"{path}.comparison",))
         if c.threshold is not None or c.target is not None:
-            ctx.fail(f"{path}.threshold", "a name is compared with 'is' and a value, not a threshold",
+            ctx.fail(f"{path}.threshold", _("a name is compared with 'is' and a value, not a threshold"),
                      at=(f"{path}.threshold", f"{path}.target"))
     else:
         if c.threshold is None:
-            ctx.fail(f"{path}.threshold", "is missing (the number the measurement is compared with)",
+            ctx.fail(f"{path}.threshold", _("is missing (the number the measurement is compared with)"),
                      at=(f"{path}.comparison",))
         if c.value is not None:
-            ctx.fail(f"{path}.value", f"'{c.metric}' is a number: say the bound with threshold")
+            ctx.fail(f"{path}.value", _("'{metric}' is a number: say the bound with threshold").format(
+                                          metric=c.metric))
         if c.target is not None and c.comparison != "within":
-            ctx.fail(f"{path}.target", f"only 'within' takes a target (|measured - target| <= threshold), "
-                     f"not '{c.comparison}'")
+            ctx.fail(f"{path}.target", _("only 'within' takes a target (|measured - target| <= threshold), not "
+                                         "'{comparison}'").format(comparison=c.comparison))
         if c.comparison == "within" and c.threshold < 0:
-            ctx.fail(f"{path}.threshold", f"'within' needs a tolerance of at least 0, got {c.threshold!r}")
+            ctx.fail(f"{path}.threshold", _("'within' needs a tolerance of at least 0, got {threshold!r}").format(
+                                              threshold=c.threshold))
     if c.target is not None and (c.other is not None or c.other_settings):
-        ctx.fail(f"{path}.target", "a claim compares with a target or with another run, not both")
+        ctx.fail(f"{path}.target", _("a claim compares with a target or with another run, not both"))
     impl = m.impls[kind]
     if not m.per_step and (c.step is not None or c.at != "last" or c.average != 1):
         ctx.fail(f"{path}.{'step' if c.step is not None else 'at' if c.at != 'last' else 'average'}",
-                 f"'{c.metric}' is one number for the whole run, not a value per step")
+                 _("'{metric}' is one number for the whole run, not a value per step").format(metric=c.metric))
     if c.step is not None and c.at != "last":
-        ctx.fail(f"{path}.step", "give step or at, not both", at=(f"{path}.step", f"{path}.at"))
+        ctx.fail(f"{path}.step", _("give step or at, not both"), at=(f"{path}.step", f"{path}.at"))
     if c.average > 1 and c.at != "last":
-        ctx.fail(f"{path}.average", f"an average runs back from the last step or from step:, not from {c.at}")
+        ctx.fail(f"{path}.average", _("an average runs back from the last step or from step:, not from {at}").format(
+                                        at=c.at))
     if m.keyed:
         if c.of is not None and c.reduce is not None:
-            ctx.fail(f"{path}.reduce", "give of (one key) or reduce (over every key), not both")
+            ctx.fail(f"{path}.reduce", _("give of (one key) or reduce (over every key), not both"))
         keys = impl.keys(cfg) if impl.keys else None
         for name, key in (("of", c.of), ("other_of", c.other_of)):
             if key is not None and keys is not None and key not in keys:
-                ctx.fail(f"{path}.{name}", f"'{key}' is not one of {', '.join(keys)}" + did_you_mean(key, keys))
+                ctx.fail(f"{path}.{name}", _("'{key}' is not one of {keys}").format(key=key, keys=", ".join(keys))
+                         + did_you_mean(key, keys))
         if impl.needs_key and c.of is None:
             hint = f"one of {', '.join(keys)}" if keys else None
-            ctx.fail(f"{path}.of", f"'{c.metric}' is measured per {m.key_name}: say which", hint,
+            ctx.fail(f"{path}.of", _("'{metric}' is measured per {key_name}: say which").format(
+                                       metric=c.metric, key_name=m.key_name), hint,
                      at=(f"{path}.metric",))
     else:
         for name in ("of", "reduce", "other_of"):
             if getattr(c, name) is not None:
-                ctx.fail(f"{path}.{name}", f"'{c.metric}' is one number per run, it has no {m.key_name or 'keys'}")
+                ctx.fail(f"{path}.{name}", _("'{metric}' is one number per run, it has no {value}").format(
+                                               metric=c.metric, value=m.key_name or 'keys'))
     if c.other_of is not None and c.other is None and not c.other_settings and c.of == c.other_of:
-        ctx.fail(f"{path}.other_of", "compares a key with itself in the same run")
+        ctx.fail(f"{path}.other_of", _("compares a key with itself in the same run"))
 
 
 def _other_config(name: str, cfg, ctx: ParseContext, path: str):
@@ -328,9 +344,10 @@ def _other_config(name: str, cfg, ctx: ParseContext, path: str):
         found = find_preset(name)
         other = parse_any_text(found.read_text(encoding="utf-8"), str(found), found.parent, lesson=False)
     except (PresetError, OSError, UnicodeDecodeError) as e:
-        ctx.fail(path, f"the run to compare with cannot be loaded: {e}")
+        ctx.fail(path, _("the run to compare with cannot be loaded: {e}").format(e=e))
     if _kind_name(other) != _kind_name(cfg):
-        ctx.fail(path, f"'{name}' is a {_kind_name(other)} preset; a {_kind_name(cfg)} run compares with its own kind")
+        ctx.fail(path, _("'{name}' is a {kind_name} preset; a {kind_name2} run compares with its own kind").format(
+                           name=name, kind_name=_kind_name(other), kind_name2=_kind_name(cfg)))
     return other
 
 
@@ -369,7 +386,8 @@ def seeded(cfg, seed: int | None):
 
     path = seed_path(cfg)
     if path is None:
-        raise PresetError(f"this lesson ({_kind_name(cfg)}) has no seed: it computes the same numbers every time")
+        raise PresetError(_("this lesson ({kind_name}) has no seed: it computes the same numbers every time").format(
+                              kind_name=_kind_name(cfg)))
     return override(cfg, {path: "--seed"}, **{path: seed})
 
 
@@ -392,15 +410,28 @@ def seed_of(cfg) -> int | None:
 
 
 def cached_run(cfg, steps: int | None, label: str, cancelled=lambda: False) -> Run:
-    """The run of `cfg` for `steps` steps, trained once per process (several claims and cards share it)."""
-    key = (cfg, steps)
+    """The run of `cfg` for `steps` steps, trained once per process (several claims and cards share it).
+
+    GPT configs that differ only in `sampling` train the same weights, so they share one training; each
+    gets its own Run (its config, and a fresh cache for what it samples)."""
+    key = (_trained(cfg), steps)
     if key not in _RUNS:
         run = train_run(cfg, steps, label, cancelled)
         if cancelled():
             return run
         _RUNS[key] = run
     run = _RUNS[key]
+    if run.cfg != cfg:
+        run = dataclasses.replace(run, cfg=cfg, cache={})
     return run if run.label == label else dataclasses.replace(run, label=label)
+
+
+def _trained(cfg):
+    """What a run's weights depend on: a GPT config without its sampling settings (they only read the model)."""
+    from simulator.config import RunConfig, SamplingConfig
+
+    return dataclasses.replace(cfg, sampling=SamplingConfig()) if isinstance(cfg, RunConfig) else cfg
+
 
 
 def clear_cache() -> None:
@@ -464,9 +495,31 @@ def run_card(card: Card, seed: int | None = None, cancelled=lambda: False) -> Ca
 
 # ------------------------------------------------------------------------------------------ text
 def _wrap(text: str, indent: str) -> list[str]:
-    """A card's text as lines of at most 110 characters (a YAML block's own line breaks are not kept)."""
-    return textwrap.wrap(" ".join(text.split()), 110, initial_indent=indent,
-                         subsequent_indent=" " * (len(indent) + 2))
+    """A card's text as lines of at most 110 columns (a YAML block's own line breaks are not kept).
+
+    Chinese has no spaces between words and each character takes two columns, so such a text is broken
+    between characters (never inside a run of Latin letters, digits and signs such as `optim.lr`)."""
+    text = " ".join(text.split())
+    if not _CJK.search(text):
+        return textwrap.wrap(text, 110, initial_indent=indent, subsequent_indent=" " * (len(indent) + 2))
+    from simulator.lessons.worked_examples import display_width
+
+    lines, line, width, room = [], indent, display_width(indent), 110
+    for piece in re.findall(r"[!-~]+|\s+|.", text):  # a Latin run, a space, or one character
+        w = display_width(piece)
+        if width + w > room and line.strip():
+            lines.append(line.rstrip())
+            line, width = " " * (display_width(indent) + 2), display_width(indent) + 2
+            if piece.isspace():
+                continue
+        line, width = line + piece, width + w
+    if line.strip():
+        lines.append(line.rstrip())
+    return lines
+
+
+_CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
+
 
 
 def _fmt_value(v) -> str:
@@ -477,39 +530,54 @@ def _fmt_value(v) -> str:
 
 def card_text(card: Card, result: CardResult | None = None) -> str:
     """The card as `python main.py lesson NAME` prints it: steps and prediction, then claims or their verdicts."""
-    out = [f"{card.title}  (preset {card.preset})", "", *_wrap(card.why, ""), "", "Steps:"]
+    # the card's own texts are messages of the lessons catalog (stripped, as the extractor stores them)
+    out = [_("{title}  (preset {preset})").format(title=_t(card.title), preset=card.preset), "",
+           *_wrap(_t(card.why), ""), "", _("Steps:")]
     for i, s in enumerate(card.steps, 1):
-        out += _wrap(s.text, f"  {i}. ")
+        out += _wrap(_t(s.text), f"  {i}. ")
         for k, v in s.settings:
-            out.append(f"     set {k} = {_fmt_value(v)}")
+            out.append("     " + _("set {key} = {value}").format(key=k, value=_fmt_value(v)))
         if s.run is not None:
-            out.append(f"     run {s.run} steps")
+            out.append("     " + ngettext("run {n} step", "run {n} steps", s.run).format(n=s.run))
         if s.compare_with is not None:
-            out.append(f"     compare with {s.compare_with} (same seed and steps)")
+            out.append("     " + _("compare with {preset} (same seed and steps)").format(preset=s.compare_with))
     p = card.prediction
-    out += ["", *_wrap(p.question, "Predict: ")]
-    out += [f"  {chr(ord('a') + i)}) {a}" for i, a in enumerate(p.answers)]
+    out += ["", *_wrap(_t(p.question), _("Predict: "))]
+    out += [f"  {chr(ord('a') + i)}) {_t(a)}" for i, a in enumerate(p.answers)]
     if result is None:
-        out += ["", "Claims:"] + [line for c in card.claims for line in _wrap(c.text, "  - ")]
+        out += ["", _("Claims:")] + [line for c in card.claims for line in _wrap(_t(c.text), "  - ")]
         return "\n".join(out)
     return "\n".join(out) + "\n\n" + result_text(result)
 
 
 def result_text(result: CardResult) -> str:
     """The expected answer, the runs, each claim's verdict with its numbers, and the count that held."""
-    out = [f"Expected answer: {result.card.prediction.expected}", "", "Runs:"]
+    out = [_("Expected answer: {answer}").format(answer=_t(result.card.prediction.expected)), "", _("Runs:")]
     for r in result.runs:
         out.append(f"  {r.describe()}")
-    out += ["", "Claims:"]
+    out += ["", _("Claims:")]
     for v in result.verdicts:
         mark = "✓" if v.holds else "✗"
-        out += _wrap(v.claim.text, f"  {mark} ")
-        out.append(f"      measured: {v.measured}")
-        out.append(f"      claim: {v.test}  -> {'holds' if v.holds else 'does not hold in this run'}")
-    n = sum(v.holds for v in result.verdicts)
-    seed = f" at seed {result.seed}" if result.seed is not None else ""
-    verdict = (f"{n} of {len(result.verdicts)} claims hold{seed}" if n == len(result.verdicts) else
-               f"{n} of {len(result.verdicts)} claims hold{seed}: the run did not show what the card says "
-               "(a finding about this run, not an error)")
-    out += ["", verdict, f"({result.seconds:.1f} s)"]
+        out += _wrap(_t(v.claim.text), f"  {mark} ")
+        out.append("      " + _("measured: {numbers}").format(numbers=v.measured))
+        out.append("      " + (_("claim: {test}  -> holds") if v.holds else
+                               _("claim: {test}  -> does not hold in this run")).format(test=v.test))
+    n, total = sum(v.holds for v in result.verdicts), len(result.verdicts)
+    # "claims" even for one: the English has always said "1 of 1 claims hold", and tests read it
+    if result.seed is not None:
+        verdict = (_("{n} of {total} claims hold at seed {seed}") if n == total else
+                   _("{n} of {total} claims hold at seed {seed}: the run did not show what the card says (a finding "
+                     "about this run, not an error)"))
+    else:
+        verdict = (_("{n} of {total} claims hold") if n == total else
+                   _("{n} of {total} claims hold: the run did not show what the card says (a finding about this "
+                     "run, not an error)"))
+    out += ["", verdict.format(n=n, total=total, seed=result.seed),
+            _("({seconds:.1f} s)").format(seconds=result.seconds)]
+
     return "\n".join(out)
+
+
+def _t(text: str) -> str:
+    """A card's text (title, why, a step, an answer, a claim) in the current language."""
+    return _(text.strip()) if text else text

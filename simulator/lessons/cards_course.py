@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from simulator.i18n import _
 from simulator.rules import non_empty, setting
 from simulator.yamlconfig import ParseContext, PresetError, parse_dataclass
 
@@ -52,22 +53,25 @@ def parse_course(text: str, source: str) -> Course:
     root = _yaml_root(text, source)
     ctx = ParseContext(source, Path(source).parent)
     if root is None:
-        raise PresetError(f"{source}:1: the course is empty (expected title and sections)")
+        raise PresetError(_("{source}:1: the course is empty (expected title and sections)").format(source=source))
     course = parse_dataclass(Course, root, ctx, "")
     if not course.sections:
-        ctx.fail("sections", "the course needs at least one section")
+        ctx.fail("sections", _("the course needs at least one section"))
     known, seen = card_names(), {}
     for i, section in enumerate(course.sections):
         for j, name in enumerate(section.cards):
             path = f"sections[{i}].cards[{j}]"
             if name not in known:
-                ctx.fail(path, f"'{name}' is not a preset with a lesson card" + did_you_mean(name, known),
+                ctx.fail(path, _("'{name}' is not a preset with a lesson card").format(name=name)
+                         + did_you_mean(name, known),
                          at=(f"sections[{i}].cards",))
             if name in seen:
-                ctx.fail(path, f"'{name}' is already in section {seen[name] + 1}", at=(f"sections[{i}].cards",))
+                ctx.fail(path, _("'{name}' is already in section {section}").format(name=name, section=seen[name] + 1),
+                         at=(f"sections[{i}].cards",))
+
             seen[name] = i
         if not section.cards and not section.note:
-            ctx.fail(f"sections[{i}].note", "a section without cards says why (a note)", at=(f"sections[{i}]",))
+            ctx.fail(f"sections[{i}].note", _("a section without cards says why (a note)"), at=(f"sections[{i}]",))
     return course
 
 
@@ -77,7 +81,8 @@ def load_course(path=None) -> Course:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise PresetError(f"course file '{path}' cannot be read: {e}") from None
+        raise PresetError(_("course file '{path}' cannot be read: {problem}").format(path=path, problem=e)) from None
+
     return parse_course(text, str(path))
 
 
@@ -88,9 +93,9 @@ def _titles() -> dict[str, str]:
     out = {}
     for name in card_names():
         try:
-            out[name] = load_card(name)[1].title
+            out[name] = _(load_card(name)[1].title.strip())
         except PresetError as e:
-            out[name] = f"(cannot be read: {e})"
+            out[name] = _("(cannot be read: {problem})").format(problem=e)
     return out
 
 
@@ -99,18 +104,18 @@ def cards_list_text() -> str:
     titles = _titles()
     width = max(map(len, titles), default=0)
     lines = [f"{name:<{width}}  {title}" for name, title in titles.items()]
-    return "\n".join(lines + ["", "run one: python main.py lesson NAME [--seed S]; in order: lesson --course"])
+    return "\n".join(lines + ["", _("run one: python main.py lesson NAME [--seed S]; in order: lesson --course")])
 
 
 def course_text() -> str:
     """The course's table of contents: sections in order, their cards numbered, empty sections said so."""
     course, titles = load_course(), _titles()
-    lines, n = [course.title, ""], 0
+    lines, n = [_(course.title.strip()), ""], 0
     for i, section in enumerate(course.sections, 1):
-        lines.append(f"{i}. {section.title}")
+        lines.append(f"{i}. {_(section.title.strip())}")
         for name in section.cards:
             n += 1
             lines.append(f"   {n:>2}. {name:<24} {titles.get(name, '')}")
         if not section.cards:
-            lines.append(f"       (no card yet: {section.note.strip()})")
+            lines.append("       " + _("(no card yet: {note})").format(note=_(section.note.strip())))
     return "\n".join(lines)

@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from simulator.i18n import _, ngettext
+
 COMPARISONS = ("<", "<=", ">", ">=", "within", "is")
 REDUCERS = ("mean", "min", "max", "product")
 
@@ -46,14 +48,18 @@ class Run:
         from simulator.lessons.cards import seed_of
 
         seed = seed_of(self.cfg)
-        unit = {"flash_trace": "tile pair", "worked_examples": "example", "tokenizers": "merge",
-                "tfidf": "fitted table"}.get(self.kind, "step")
-        parts = [f"{len(self.frames)} {unit}{'' if len(self.frames) == 1 else 's'}"]
+        n = len(self.frames)
+        count = {"flash_trace": lambda: ngettext("{n} tile pair", "{n} tile pairs", n),
+                 "worked_examples": lambda: ngettext("{n} example", "{n} examples", n),
+                 "tokenizers": lambda: ngettext("{n} merge", "{n} merges", n),
+                 "tfidf": lambda: ngettext("{n} fitted table", "{n} fitted tables", n),
+                 }.get(self.kind, lambda: ngettext("{n} step", "{n} steps", n))()
+        parts = [count.format(n=n)]
         if seed is not None:
-            parts.append(f"seed {seed}")
-        parts.append(f"{self.seconds:.1f} s")
+            parts.append(_("seed {seed}").format(seed=seed))
+        parts.append(_("{seconds:.1f} s").format(seconds=self.seconds))
         if self.kind == "gpt" and self.frames and self.frames[-1].nonfinite is not None:
-            parts.append(f"diverged: {self.frames[-1].nonfinite.sentence()}")
+            parts.append(_("diverged: {problem}").format(problem=self.frames[-1].nonfinite.sentence()))
         return f"{self.label}: {', '.join(parts)}"
 
 
@@ -365,7 +371,32 @@ metric("train_eval_loss", "GPT: the training split's loss of the trained model, 
 metric("generalization_gap", "GPT: validation loss minus training loss of the trained model, both in eval mode", {
     "gpt": Impl(lambda run: run.once("val", lambda: run.session.evaluate("val"))
                 - run.once("train", lambda: run.session.evaluate("train")))}, per_step=False)
+def _sample(run: Run) -> list:
+    """The token events of `run.cfg.sampling` (its rule, prompt, seed, max_new) drawn from the trained model.
+
+    Generated once per run; runs that differ only in their sampling settings share the trained session
+    (`cards.cached_run`), so a claim's `other_settings: {sampling.temperature: 0.5}` trains nothing twice."""
+    from simulator.sampling import generate
+
+    def draw():
+        return generate(run.session.next_logits, run.session.tokenizer, run.cfg.sampling)[1]
+
+    return run.once("sample", draw)
+
+
+metric("sample_entropy", "GPT: mean entropy (nats) of the distributions the sampled tokens were drawn from, after "
+       "temperature and the filters (sampling settings of the run)", {
+           "gpt": Impl(lambda run: float(np.mean([e.entropy for e in _sample(run)])))}, per_step=False)
+metric("sample_kept", "GPT: mean number of tokens the filters (top-k, top-p, min-p) keep per sampled token", {
+    "gpt": Impl(lambda run: float(np.mean([len(e.after_min_p) for e in _sample(run)])))}, per_step=False)
+metric("sample_distinct", "GPT: distinct tokens among the sampled ones (sampling.max_new of them)", {
+    "gpt": Impl(lambda run: float(len({e.token for e in _sample(run)})))}, per_step=False)
+metric("sample_token_prob", "GPT: mean probability the sampled tokens had in the distribution they were drawn from", {
+    "gpt": Impl(lambda run: float(np.mean([e.prob for e in _sample(run)])))}, per_step=False)
+
+
 def _early_stop(run: Run):
+
     """The run's early stop (simulator/early_stopping.py), or None when it trained all its steps."""
     return next((r.early_stop for r in run.frames if r.early_stop is not None), None)
 
@@ -512,7 +543,8 @@ metric("teacher_val_loss", "distillation: the teacher's validation cross-entropy
 def _fold(values: dict, claim, key) -> float:
     if key is not None:
         if key not in values:
-            raise LookupError(f"'{key}' is not measured in this run (it has: {', '.join(map(str, values))})")
+            raise LookupError(_("'{key}' is not measured in this run (it has: {keys})").format(
+                key=key, keys=", ".join(map(str, values))))
         return values[key]
     vals = list(values.values())
     how = claim.reduce or "mean"
@@ -524,37 +556,42 @@ def read(claim, run: Run, key) -> tuple[Any, str]:
     m = METRICS[claim.metric]
     impl = m.impls[run.kind]
     fold = m.keyed and key is None
-    what = claim.metric + (f"[{key}]" if key is not None else f" ({claim.reduce or 'mean'} over every "
-                                                           f"{m.key_name})" if fold else "")
+    what = (f"{claim.metric}[{key}]" if key is not None else
+            _("{metric} ({how} over every {key_name})").format(metric=claim.metric, how=claim.reduce or "mean",
+                                                              key_name=m.key_name) if fold else claim.metric)
     if not m.per_step:
         v = impl.read(run)
         return (_fold(v, claim, key) if m.keyed else v), what
     series = [(s, v) for s, v in impl.read(run) if v is not None]
     if not series:
-        raise LookupError(f"'{claim.metric}' was not recorded in this run")
+        raise LookupError(_("'{metric}' was not recorded in this run").format(metric=claim.metric))
     if m.keyed:
         series = [(s, _fold(v, claim, key)) for s, v in series]
     steps = [s for s, _ in series]
     if claim.step is not None:
         if claim.step not in steps:
             shown = ", ".join(map(str, steps[:8])) + (", ..." if len(steps) > 8 else "")
-            raise LookupError(f"'{claim.metric}' has no value at step {claim.step} (it has steps {shown})")
+            raise LookupError(_("'{metric}' has no value at step {step} (it has steps {steps})").format(
+                metric=claim.metric, step=claim.step, steps=shown))
         end = steps.index(claim.step)
     elif claim.at == "first":
         end = 0
     elif claim.at == "best":
         values = [v for _, v in series]
         end = int(np.nanargmax(values) if m.best == "max" else np.nanargmin(values))
-        return series[end][1], f"{what}, best ({'highest' if m.best == 'max' else 'lowest'}) at step {series[end][0]}"
+        where = (_("{what}, best (highest) at step {step}") if m.best == "max" else
+                 _("{what}, best (lowest) at step {step}"))
+        return series[end][1], where.format(what=what, step=series[end][0])
     else:
         end = len(series) - 1
     if claim.average > 1:
         if end + 1 < claim.average:
-            raise LookupError(f"an average of {claim.average} values needs {claim.average} records of "
-                              f"'{claim.metric}', this run has {end + 1} up to there")
+            raise LookupError(_("an average of {n} values needs {n} records of '{metric}', this run has {have} up "
+                              "to there").format(n=claim.average, metric=claim.metric, have=end + 1))
         window = series[end + 1 - claim.average:end + 1]
-        return float(np.mean([v for _, v in window])), f"{what}, mean of steps {window[0][0]}-{window[-1][0]}"
-    return series[end][1], f"{what} at step {series[end][0]}"
+        return float(np.mean([v for _s, v in window])), _("{what}, mean of steps {first}-{last}").format(
+            what=what, first=window[0][0], last=window[-1][0])
+    return series[end][1], _("{what} at step {step}").format(what=what, step=series[end][0])
 
 
 def _num(v) -> str:
@@ -583,10 +620,12 @@ def measure(claim, this: Run, other: Run | None):
         side = other if other is not None else this
         b, where_b = read(claim, side, claim.other_of or claim.of)
         if claim.comparison == "is":
-            raise LookupError("'is' compares one run's name with a value, not two runs")
+            raise LookupError(_("'is' compares one run's name with a value, not two runs"))
         x = a - b
-        measured += (f" vs {_num(b)} ({side.label})" if where_b == where else
-                     f"; {where_b}: {_num(b)} ({side.label})") + f"; difference {_num(x)}"
+        measured = (_("{measured} vs {value} ({label}); difference {difference}") if where_b == where else
+                    _("{measured}; {where}: {value} ({label}); difference {difference}")).format(
+            measured=measured, where=where_b, value=_num(b), label=side.label, difference=_num(x))
+
     if claim.comparison == "is":
         test = f"{x!r} is {claim.value!r}"
     elif claim.comparison == "within":

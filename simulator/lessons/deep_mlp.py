@@ -24,6 +24,7 @@ import numpy as np
 
 from simulator.config import ACTIVATIONS, EarlyStoppingConfig, OptimConfig
 from simulator.early_stopping import EarlyStop, EarlyStopping
+from simulator.i18n import N_, _
 from simulator.kernels.cpu.activations import ACTIVATION_KERNELS
 from simulator.kernels.cpu.linear import linear_backward, linear_forward
 from simulator.kernels.cpu.norms import layernorm_backward, layernorm_forward
@@ -93,21 +94,23 @@ def validate(cfg: DeepMLPConfig, ctx: ParseContext) -> DeepMLPConfig:
     """Sizes, known choices, a batch no larger than the training set, and the optimizer's own checks."""
     for name in ("width", "n_classes", "n_train", "n_val", "batch_size", "steps"):
         if getattr(cfg, name) < 1:
-            ctx.fail(name, f"must be at least 1, got {getattr(cfg, name)}")
+            ctx.fail(name, _("must be at least 1, got {getattr}").format(getattr=getattr(cfg, name)))
     for name in ("n_layer", "eval_every"):
         if getattr(cfg, name) < 0:
-            ctx.fail(name, f"must be at least 0, got {getattr(cfg, name)}")
+            ctx.fail(name, _("must be at least 0, got {getattr}").format(getattr=getattr(cfg, name)))
     for name, options in {"activation": ACTIVATIONS, "norm": MLP_NORMS, "init": MLP_INITS}.items():
         if getattr(cfg, name) not in options:
-            ctx.fail(name, f"{getattr(cfg, name)!r} is not one of {', '.join(options)}")
+            ctx.fail(name, _("{getattr!r} is not one of {items}").format(
+                               getattr=getattr(cfg, name), items=', '.join(options)))
     if cfg.n_classes < 2:
-        ctx.fail("n_classes", f"must be at least 2, got {cfg.n_classes}")
+        ctx.fail("n_classes", _("must be at least 2, got {n_classes}").format(n_classes=cfg.n_classes))
     if cfg.early_stopping.patience and not cfg.eval_every:
-        ctx.fail("early_stopping.patience", f"{cfg.early_stopping.patience} needs validation losses to watch, "
-                 "but eval_every is 0", "set eval_every to how often to evaluate",
+        ctx.fail("early_stopping.patience", _("{patience} needs validation losses to watch, but eval_every is 0")
+                 .format(patience=cfg.early_stopping.patience), _("set eval_every to how often to evaluate"),
                  at=("early_stopping.patience", "eval_every"))
     if cfg.batch_size > cfg.n_train:
-        ctx.fail("batch_size", f"{cfg.batch_size} is larger than n_train {cfg.n_train}", at=("batch_size", "n_train"))
+        ctx.fail("batch_size", _("{batch_size} is larger than n_train {n_train}").format(
+                                   batch_size=cfg.batch_size, n_train=cfg.n_train), at=("batch_size", "n_train"))
     check_optim_at(ctx, "optim", cfg.optim)
     return cfg
 
@@ -359,7 +362,7 @@ class DeepMLPLesson:
     def run(self, steps: int | None = None, cancelled=lambda: False) -> list[MLPRecord]:
         """Takes `steps` steps (default: the config's); stops after a step that diverged, or when cancelled."""
         out = []
-        for _ in range(self.cfg.steps if steps is None else steps):
+        for _i in range(self.cfg.steps if steps is None else steps):
             if cancelled():
                 break
             out.append(self.step())
@@ -385,22 +388,27 @@ def run(cfg: DeepMLPConfig, steps: int | None = None, cancelled=lambda: False) -
 def summary(cfg: DeepMLPConfig, records: list[MLPRecord]) -> str:
     """A table a person reads: per-layer gradient norms at step 1, then the outcome."""
     first, last = records[0], records[-1]
-    lines = [f"{cfg.name}: {cfg.n_layer} hidden layers of {cfg.width} {cfg.activation} units, norm {cfg.norm}, "
-             f"residual {'on' if cfg.residual else 'off'}, init {cfg.init}",
-             "gradient norm of each weight matrix at step 1 (input layer first):"]
+    shape = (_("{name}: {n_layer} hidden layers of {width} {activation} units, norm {norm}, residual on, init {init}")
+             if cfg.residual else
+             _("{name}: {n_layer} hidden layers of {width} {activation} units, norm {norm}, residual off, init {init}"))
+    lines = [shape.format(name=cfg.name, n_layer=cfg.n_layer, width=cfg.width, activation=cfg.activation,
+                          norm=cfg.norm, init=cfg.init),
+             _("gradient norm of each weight matrix at step 1 (input layer first):")]
     for name, g in zip(weight_names(cfg), first.grad_norms, strict=True):
         lines.append(f"  {name:<8} {g:10.3e}")
     if last.nonfinite:
-        lines.append(f"step {last.step + 1}: the loss or a gradient became NaN/Inf (first: {last.first_nonfinite}); "
-                     f"the update was skipped and the run stopped")
+        lines.append(_("step {step}: the loss or a gradient became NaN/Inf (first: {tensor}); the update was skipped "
+                       "and the run stopped").format(step=last.step + 1, tensor=last.first_nonfinite))
     else:
-        lines.append(f"step {last.step}: train loss {last.loss:.4f}, validation loss {last.val_loss:.4f}, "
-                     f"accuracy {100 * last.val_accuracy:.1f}% (chance {100 / cfg.n_classes:.1f}%)")
+        lines.append(_("step {step}: train loss {loss:.4f}, validation loss {val:.4f}, accuracy {accuracy:.1f}% "
+                       "(chance {chance:.1f}%)").format(step=last.step, loss=last.loss, val=last.val_loss,
+                                                        accuracy=100 * last.val_accuracy, chance=100 / cfg.n_classes))
     if last.early_stop is not None:
         lines.append(last.early_stop.sentence())
     clipped = sum(r.clipped for r in records)
     if cfg.optim.grad_clip > 0:
-        lines.append(f"clipping fired on {clipped} of {len(records)} steps (max norm {cfg.optim.grad_clip:g})")
+        lines.append(_("clipping fired on {clipped} of {steps} steps (max norm {max_norm:g})").format(
+            clipped=clipped, steps=len(records), max_norm=cfg.optim.grad_clip))
     return "\n".join(lines)
 
 
@@ -415,8 +423,10 @@ def diverged(cfg: DeepMLPConfig, records: list[MLPRecord]) -> str | None:
     last = records[-1] if records else None
     if last is None or not last.nonfinite:
         return None
-    return f"step {last.step + 1}: {last.first_nonfinite} became NaN/Inf first; the update was skipped"
+    return _("step {step}: {tensor} became NaN/Inf first; the update was skipped").format(
+        step=last.step + 1, tensor=last.first_nonfinite)
 
 
-LESSON = register(Lesson("deep_mlp", "Deep MLP", DeepMLPConfig, _RULES, validate, run, summary,
+
+LESSON = register(Lesson("deep_mlp", N_("Deep MLP"), DeepMLPConfig, _RULES, validate, run, summary,
                          preset="deep-sigmoid", diverged=diverged))

@@ -24,6 +24,7 @@ from simulator.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from simulator.data.corpus import builtin_corpus
 from simulator.data.dataset import TextDataset
 from simulator.distill import LossWeights, Terms, soft_targets
+from simulator.i18n import N_, _, ngettext
 from simulator.lessons import Lesson, register
 from simulator.rules import at_least, in_range, non_empty, non_negative, positive, positive_int, setting, settings_of
 from simulator.yamlconfig import ParseContext
@@ -221,24 +222,29 @@ def dark_knowledge(window: Window, position: int, temperatures=SHOWN_TEMPERATURE
 
 
 def _blocks(n: int) -> str:
-    return f"{n} block" + ("" if n == 1 else "s")
+    return ngettext("{n} block", "{n} blocks", n).format(n=n)
 
 
 def summary(cfg: DistillConfig, frames: list[DistillFrame]) -> str:
     """The teacher, the student, both students' validation loss at the start, the end and its best."""
     if not frames:
-        return "distillation: no steps"
+        return _("distillation: no steps")
     last = frames[-1]
     teacher, student = last.models
-    source = cfg.teacher_run or f"trained here {cfg.teacher_steps} steps on the built-in corpus"
+    source = cfg.teacher_run or _("trained here {steps} steps on the built-in corpus").format(steps=cfg.teacher_steps)
     w = cfg.weights
-    lines = [f"teacher: d_model {teacher.d_model} x {_blocks(teacher.n_layer)}, {teacher.parameters:,} parameters "
-             f"({source}): validation loss {last.teacher_val:.4f}",
-             f"student: d_model {student.d_model} x {_blocks(student.n_layer)}, {student.parameters:,} parameters, "
-             f"{last.step} steps each, seed {cfg.seed}" + (", started from every other teacher block"
-                                                           if cfg.init_from_teacher else ""),
-             f"distilled loss: {w.alpha:g} CE + {w.beta:g} T^2 KL (T = {w.temperature:g}) + {w.gamma:g} (1 - cos)"
-             + (" (cosine through a learned projection)" if last.projected and w.gamma else ""),
+    who = (_("student: d_model {d_model} x {blocks}, {parameters:,} parameters, {steps} steps each, seed {seed}, "
+             "started from every other teacher block") if cfg.init_from_teacher else
+           _("student: d_model {d_model} x {blocks}, {parameters:,} parameters, {steps} steps each, seed {seed}"))
+    loss = (_("distilled loss: {alpha:g} CE + {beta:g} T^2 KL (T = {t:g}) + {gamma:g} (1 - cos) (cosine through a "
+              "learned projection)") if last.projected and w.gamma else
+            _("distilled loss: {alpha:g} CE + {beta:g} T^2 KL (T = {t:g}) + {gamma:g} (1 - cos)"))
+    lines = [_("teacher: d_model {d_model} x {blocks}, {parameters:,} parameters ({source}): validation loss "
+               "{val:.4f}").format(d_model=teacher.d_model, blocks=_blocks(teacher.n_layer),
+                                   parameters=teacher.parameters, source=source, val=last.teacher_val),
+             who.format(d_model=student.d_model, blocks=_blocks(student.n_layer), parameters=student.parameters,
+                        steps=last.step, seed=cfg.seed),
+             loss.format(alpha=w.alpha, beta=w.beta, t=w.temperature, gamma=w.gamma),
              f"{'student':<12} {'val start':>9} {'val end':>9} {'val best':>9} {'KL to teacher':>13}"]
     ends = []
     for i, label in enumerate(LABELS):
@@ -247,10 +253,14 @@ def summary(cfg: DistillConfig, frames: list[DistillFrame]) -> str:
         lines.append(f"{label:<12} {last.start_val[i]:>9.4f} {vals[-1]:>9.4f} {min(vals):>9.4f} "
                      f"{last.points[i].terms.kl:>13.4f}")
     gain = ends[0] - ends[1]
-    verdict = "lower" if gain > 0 else "not lower"
-    lines.append(f"at equal steps the distilled student's validation loss is {verdict} than the hard-label one's "
-                 f"({ends[1]:.4f} vs {ends[0]:.4f}, difference {gain:+.4f}); the teacher's is {last.teacher_val:.4f}")
-    lines.append("KL to teacher: of the last training batch at T, so how close each student's soft outputs came")
+    verdict = (_("at equal steps the distilled student's validation loss is lower than the hard-label one's "
+                 "({distilled:.4f} vs {hard:.4f}, difference {gain:+.4f}); the teacher's is {teacher:.4f}")
+               if gain > 0 else
+               _("at equal steps the distilled student's validation loss is not lower than the hard-label one's "
+                 "({distilled:.4f} vs {hard:.4f}, difference {gain:+.4f}); the teacher's is {teacher:.4f}"))
+    lines.append(verdict.format(distilled=ends[1], hard=ends[0], gain=gain, teacher=last.teacher_val))
+    lines.append(_("KL to teacher: of the last training batch at T, so how close each student's soft outputs came"))
+
     return "\n".join(lines)
 
 
@@ -261,36 +271,42 @@ def _teacher_problem(cfg: DistillConfig, ctx: ParseContext) -> DistillConfig:
     path = resolve(cfg.teacher_run, ctx.base_dir)
     cfg = replace(cfg, teacher_run=path)
     try:
-        model, tokenizer, _ = read_base(path)
+        model, tokenizer, _meta = read_base(path)
     except LoraFileError as e:
         ctx.fail("teacher_run", str(e))
     own = corpus(cfg.val_fraction).tokenizer
     if tokenizer != own:
-        ctx.fail("teacher_run", f"{path}: the teacher's vocabulary ({tokenizer.vocab_size} tokens) is not the "
-                 f"student's ({own.vocab_size} characters of the built-in corpus), so its soft targets are over "
-                 "other tokens", "distill from a teacher trained with the student's tokenizer")
+        ctx.fail("teacher_run", _("{path}: the teacher's vocabulary ({vocab_size} tokens) is not the student's "
+                                  "({vocab_size2} characters of the built-in corpus), so its soft targets are over "
+                                  "other tokens").format(
+                                    path=path, vocab_size=tokenizer.vocab_size, vocab_size2=own.vocab_size),
+                 _("distill from a teacher trained with the student's tokenizer"))
     if model.vocab_size != own.vocab_size:
-        ctx.fail("teacher_run", f"{path}: the teacher has {model.vocab_size} logits, the student's vocabulary "
-                 f"{own.vocab_size} tokens")
+        ctx.fail("teacher_run", _("{path}: the teacher has {vocab_size} logits, the student's vocabulary "
+                                  "{vocab_size2} tokens").format(
+                                    path=path, vocab_size=model.vocab_size, vocab_size2=own.vocab_size))
     if model.seq_len < cfg.seq_len:
-        ctx.fail("seq_len", f"{cfg.seq_len} is longer than the teacher's seq_len {model.seq_len}",
-                 f"use at most {model.seq_len}")
+        ctx.fail("seq_len", _("{seq_len} is longer than the teacher's seq_len {seq_len2}").format(
+                                seq_len=cfg.seq_len, seq_len2=model.seq_len),
+                 _("use at most {seq_len}").format(seq_len=model.seq_len))
     if model.norm == "batchnorm":
-        ctx.fail("teacher_run", f"{path}: a BatchNorm teacher's running statistics are not in its weights")
+        ctx.fail("teacher_run", _("{path}: a BatchNorm teacher's running statistics are not in its weights").format(
+                                    path=path))
     if model.attention.mask != "causal":
-        ctx.fail("teacher_run", f"{path}: the teacher sees the future (attention.mask {model.attention.mask})")
+        ctx.fail("teacher_run", _("{path}: the teacher sees the future (attention.mask {mask})").format(
+                                    path=path, mask=model.attention.mask))
     return cfg
 
 
 def validate(cfg: DistillConfig, ctx: ParseContext) -> DistillConfig:
     """Loss weights not all zero, heads that divide the widths, a teacher that fits the student."""
     if not (cfg.alpha or cfg.beta or cfg.gamma):
-        ctx.fail("alpha", "alpha, beta and gamma are all 0: the distilled student would have no loss",
-                 "give at least one a positive weight", at=("alpha", "beta", "gamma"))
+        ctx.fail("alpha", _("alpha, beta and gamma are all 0: the distilled student would have no loss"),
+                 _("give at least one a positive weight"), at=("alpha", "beta", "gamma"))
     for prefix in ("teacher_", ""):
         d, h = getattr(cfg, f"{prefix}d_model"), getattr(cfg, f"{prefix}n_head")
         if d % h:
-            ctx.fail(f"{prefix}n_head", f"{h} does not divide {prefix}d_model {d}")
+            ctx.fail(f"{prefix}n_head", _("{h} does not divide {prefix}d_model {d}").format(h=h, prefix=prefix, d=d))
     if cfg.teacher_run:
         cfg = _teacher_problem(cfg, ctx)
     if cfg.init_from_teacher:
@@ -312,5 +328,5 @@ def _model_config(cfg: DistillConfig, prefix: str) -> ModelConfig:
 
 
 _RULES = {path: s.rule for path, s in settings_of(DistillConfig).items() if s.rule is not None}
-LESSON = register(Lesson("distill", "Knowledge distillation", DistillConfig, _RULES, validate, run, summary,
+LESSON = register(Lesson("distill", N_("Knowledge distillation"), DistillConfig, _RULES, validate, run, summary,
                          preset="distill"))

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.i18n import N_, _
 from simulator.lessons import Lesson, register
 from simulator.rules import non_empty, non_negative, one_of, positive_int
 from simulator.yamlconfig import ParseContext
@@ -88,8 +89,8 @@ def tile_sizes(d, fast_memory_floats):
     """(tile_q, tile_k) = (Br, Bc) of FlashAttention for head size d and M floats of fast memory."""
     if fast_memory_floats < 4 * d:
         raise AttentionTraceError(
-            f"fast_memory_floats={fast_memory_floats} is too small: fast memory must hold at least 4*d = {4 * d} "
-            "floats (one row each of Q, K, V and O)")
+            _("fast_memory_floats={fast_memory_floats} is too small: fast memory must hold at least 4*d = {value} "
+              "floats (one row each of Q, K, V and O)").format(fast_memory_floats=fast_memory_floats, value=4 * d))
     bc = fast_memory_floats // (4 * d)
     return min(bc, d), bc
 
@@ -98,25 +99,27 @@ def _resolve_tiles(d, fast_memory_floats, tile_q, tile_k):
     """Explicit tile sizes, or ones derived from fast memory; checks that they fit."""
     if tile_q is None or tile_k is None:
         if fast_memory_floats is None:
-            raise AttentionTraceError("give fast_memory_floats, or both tile_q and tile_k")
+            raise AttentionTraceError(_("give fast_memory_floats, or both tile_q and tile_k"))
         br, bc = tile_sizes(d, fast_memory_floats)
         tile_q = br if tile_q is None else tile_q
         tile_k = bc if tile_k is None else tile_k
     for name, t in (("tile_q", tile_q), ("tile_k", tile_k)):
         if not isinstance(t, (int, np.integer)) or t < 1:
-            raise AttentionTraceError(f"{name} must be a positive integer, got {t!r}")
+            raise AttentionTraceError(_("{name} must be a positive integer, got {t!r}").format(name=name, t=t))
     need = (2 * tile_q + 2 * tile_k) * d
     if fast_memory_floats is not None and need > fast_memory_floats:
         raise AttentionTraceError(
-            f"tile_q={tile_q}, tile_k={tile_k} need (2*{tile_q} + 2*{tile_k})*{d} = {need} floats of fast memory "
-            f"for the Q, K, V and O tiles, more than fast_memory_floats={fast_memory_floats}")
+            _("tile_q={tile_q}, tile_k={tile_k} need (2*{tile_q} + 2*{tile_k})*{d} = {need} floats of fast memory "
+              "for the Q, K, V and O tiles, more than fast_memory_floats={fast_memory_floats}").format(
+                tile_q=tile_q, tile_k=tile_k, d=d, need=need, fast_memory_floats=fast_memory_floats))
     return int(tile_q), int(tile_k)
 
 
 def _schedule(n, d, tile_q, tile_k, causal, loop_order):
     """Yields (q_tile, k_tile, skipped, reads, writes) per pair in visiting order; counts for that pair alone."""
     if loop_order not in LOOP_ORDERS:
-        raise AttentionTraceError(f"loop_order must be one of {', '.join(LOOP_ORDERS)}, got {loop_order!r}")
+        raise AttentionTraceError(_("loop_order must be one of {items}, got {loop_order!r}").format(
+                                      items=', '.join(LOOP_ORDERS), loop_order=loop_order))
     n_q, n_k = -(-n // tile_q), -(-n // tile_k)
 
     def rows(i):
@@ -163,7 +166,7 @@ def tiled_attention_traffic(n, d, fast_memory_floats=None, causal=True, tile_q=N
     """Total slow/fast memory traffic of tiled attention over n positions of head size d (no arithmetic)."""
     tile_q, tile_k = _resolve_tiles(d, fast_memory_floats, tile_q, tile_k)
     reads = writes = 0
-    for _, _, _, r, w in _schedule(n, d, tile_q, tile_k, causal, loop_order):
+    for _q, _k, _w, r, w in _schedule(n, d, tile_q, tile_k, causal, loop_order):
         reads, writes = reads + r, writes + w
     return Traffic(reads, writes)
 
@@ -181,7 +184,8 @@ class TiledAttentionTrace:
         q, k, v = (np.asarray(a, dtype=np.float64) for a in (q, k, v))
         if q.ndim != 2 or not q.shape == k.shape == v.shape or q.shape[0] < 1:
             raise AttentionTraceError(
-                f"q, k and v must be (T, d) arrays of one shape, got {q.shape}, {k.shape}, {v.shape}")
+                _("q, k and v must be (T, d) arrays of one shape, got {shape}, {shape2}, {shape3}").format(
+                    shape=q.shape, shape2=k.shape, shape3=v.shape))
         self.n, self.d = q.shape
         self.q, self.k, self.v = q, k, v
         self.scale = 1.0 / np.sqrt(self.d) if scale is None else float(scale)
@@ -296,16 +300,20 @@ def summary(cfg: FlashTraceConfig, frames: list[TileStep]) -> str:
     naive = naive_attention_traffic(n, d)
     last = frames[-1]
     n_pairs = -(-n // tile_q) * -(-n // tile_k)
+    head = (_("tiled attention, T={n}, d={d}, fast memory {floats} floats: tiles {tile_q} x {tile_k}, {order}, causal")
+            if cfg.causal else
+            _("tiled attention, T={n}, d={d}, fast memory {floats} floats: tiles {tile_q} x {tile_k}, {order}"))
     return "\n".join([
-        f"tiled attention, T={n}, d={d}, fast memory {cfg.fast_memory_floats} floats: tiles {tile_q} x {tile_k}, "
-        f"{cfg.loop_order}{', causal' if cfg.causal else ''}",
-        f"after {last.index + 1} of {n_pairs} pairs: {BYTES_PER_FLOAT * last.reads} bytes read, "
-        f"{BYTES_PER_FLOAT * last.writes} written",
-        f"the whole walk moves {total.bytes} bytes; standard attention {naive.bytes} "
-        f"(tiled / standard = {total.bytes / naive.bytes:.2f})",
+        head.format(n=n, d=d, floats=cfg.fast_memory_floats, tile_q=tile_q, tile_k=tile_k, order=cfg.loop_order),
+        _("after {done} of {pairs} pairs: {read} bytes read, {written} written").format(
+            done=last.index + 1, pairs=n_pairs, read=BYTES_PER_FLOAT * last.reads,
+            written=BYTES_PER_FLOAT * last.writes),
+        _("the whole walk moves {tiled} bytes; standard attention {naive} (tiled / standard = {ratio:.2f})").format(
+            tiled=total.bytes, naive=naive.bytes, ratio=total.bytes / naive.bytes),
     ])
+
 
 
 _RULES = {"name": non_empty, "seq_len": positive_int, "head_size": positive_int, "fast_memory_floats": positive_int,
           "loop_order": one_of(LOOP_ORDERS), "seed": non_negative}
-LESSON = register(Lesson("flash_trace", "Tiled attention", FlashTraceConfig, _RULES, validate, run, summary))
+LESSON = register(Lesson("flash_trace", N_("Tiled attention"), FlashTraceConfig, _RULES, validate, run, summary))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.i18n import N_, _
 from simulator.lessons import Lesson, check, register
 from simulator.lessons.worked_examples import num, nums
 from simulator.rules import non_empty, one_of, positive, positive_int
@@ -116,29 +117,37 @@ def update_text(u: WorkedUpdate) -> str:
     b, a = u.before, u.after
     name, i, j = u.weight
     leaf, flower = LEAF_FLOWER_CLASSES
+    # the class and feature names are the program's words (leaf, flower, R, G, B, volume): kept as they are
     lines = [
-        "leaf or flower? a 4-3-2 MLP: inputs (R, G, B, volume), 3 sigmoid hidden units, softmax over (leaf, flower)",
-        f"input x ({', '.join(LEAF_FLOWER_FEATURES)}) = ({nums(b['x'], 4)}), a {u.example}: target ({leaf}, {flower})"
-        f" = ({nums(u.target)})",
-        f"hidden  z1 = x W1 + b1 = ({nums(b['z1'], 4)});  h = sigmoid(z1) = ({nums(b['h'], 4)})",
-        f"output  z2 = h W2 + b2 = ({nums(b['z2'], 4)});  p = softmax(z2) = ({leaf} {num(b['p'][0], 4)}, "
-        f"{flower} {num(b['p'][1], 4)})",
+        _("leaf or flower? a 4-3-2 MLP: inputs (R, G, B, volume), 3 sigmoid hidden units, softmax over (leaf, "
+          "flower)"),
+        _("input x ({features}) = ({x}), a {example}: target ({leaf}, {flower}) = ({target})").format(
+            features=", ".join(LEAF_FLOWER_FEATURES), x=nums(b["x"], 4), example=u.example, leaf=leaf, flower=flower,
+            target=nums(u.target)),
+        _("hidden  z1 = x W1 + b1 = ({z1});  h = sigmoid(z1) = ({h})").format(z1=nums(b["z1"], 4), h=nums(b["h"], 4)),
+        _("output  z2 = h W2 + b2 = ({z2});  p = softmax(z2) = ({leaf} {p0}, {flower} {p1})").format(
+            z2=nums(b["z2"], 4), leaf=leaf, p0=num(b["p"][0], 4), flower=flower, p1=num(b["p"][1], 4)),
     ]
     p0, p1 = b["p"]
     h = b["h"][i]
     if u.loss_name == "cross_entropy":
-        lines.append(f"loss (cross-entropy) = -ln p_{leaf} = -ln {num(p0, 4)} = {num(u.loss, 4)}")
+        lines.append(_("loss (cross-entropy) = -ln p_{leaf} = -ln {p0} = {loss}").format(
+            leaf=leaf, p0=num(p0, 4), loss=num(u.loss, 4)))
         why = f"(p_{leaf} - 1) x h{i} = ({num(p0, 4)} - 1) x {num(h, 4)}"
     else:
-        lines.append(f"loss (L1) = |1 - p_{leaf}| + |0 - p_{flower}| = |1 - {num(p0, 4)}| + |0 - {num(p1, 4)}| = "
-                     f"{num(u.loss, 4)}")
+        lines.append(_("loss (L1) = |1 - p_{leaf}| + |0 - p_{flower}| = |1 - {p0}| + |0 - {p1}| = {loss}").format(
+            leaf=leaf, flower=flower, p0=num(p0, 4), p1=num(p1, 4), loss=num(u.loss, 4)))
         why = f"-2 p_{leaf} p_{flower} x h{i} = -2 x {num(p0, 4)} x {num(p1, 4)} x {num(h, 4)}"
     lines += [
-        f"gradient of {name}[{i},{j}] (hidden unit {i} -> {LEAF_FLOWER_CLASSES[j]}) = {why} = {num(u.grad, 6)}",
-        f"update: new = old - lr x grad = {num(u.old, 4)} - {num(u.lr, 4)} x ({num(u.grad, 6)}) = {num(u.new, 6)}",
-        f"after the step (every weight updated the same way): p_{leaf} {num(p0, 4)} -> {num(a['p'][0], 4)}, "
-        f"loss {num(u.loss, 4)} -> {num(u.loss_after, 4)}",
-        f"the textbook's L1 example: |1 - 0.6| + |0 - 0.4| = {num(l1_loss([0.6, 0.4], [1.0, 0.0]))}",
+        _("gradient of {name}[{i},{j}] (hidden unit {i} -> {cls}) = {why} = {grad}").format(
+            name=name, i=i, j=j, cls=LEAF_FLOWER_CLASSES[j], why=why, grad=num(u.grad, 6)),
+        _("update: new = old - lr x grad = {old} - {lr} x ({grad}) = {new}").format(
+            old=num(u.old, 4), lr=num(u.lr, 4), grad=num(u.grad, 6), new=num(u.new, 6)),
+        _("after the step (every weight updated the same way): p_{leaf} {p0} -> {p1}, loss {loss} -> {after}").format(
+            leaf=leaf, p0=num(p0, 4), p1=num(a["p"][0], 4), loss=num(u.loss, 4), after=num(u.loss_after, 4)),
+        _("the textbook's L1 example: |1 - 0.6| + |0 - 0.4| = {loss}").format(
+            loss=num(l1_loss([0.6, 0.4], [1.0, 0.0]))),
+
     ]
     return "\n".join(lines)
 
@@ -160,20 +169,22 @@ class LeafFlowerConfig:
 def validate(cfg: LeafFlowerConfig, ctx: ParseContext) -> LeafFlowerConfig:
     """A known loss and example, a positive learning rate, at least one step."""
     if cfg.loss not in LEAF_FLOWER_LOSSES:
-        ctx.fail("loss", f"must be one of {', '.join(LEAF_FLOWER_LOSSES)}, got {cfg.loss!r}")
+        ctx.fail("loss", _("must be one of {items}, got {loss!r}").format(
+                             items=', '.join(LEAF_FLOWER_LOSSES), loss=cfg.loss))
     if cfg.example not in LEAF_FLOWER_CLASSES:
-        ctx.fail("example", f"must be one of {', '.join(LEAF_FLOWER_CLASSES)}, got {cfg.example!r}")
+        ctx.fail("example", _("must be one of {items}, got {example!r}").format(
+                                items=', '.join(LEAF_FLOWER_CLASSES), example=cfg.example))
     if not cfg.lr > 0:
-        ctx.fail("lr", f"must be greater than 0, got {cfg.lr}")
+        ctx.fail("lr", _("must be greater than 0, got {lr}").format(lr=cfg.lr))
     if cfg.steps < 1:
-        ctx.fail("steps", f"must be at least 1, got {cfg.steps}")
+        ctx.fail("steps", _("must be at least 1, got {steps}").format(steps=cfg.steps))
     return cfg
 
 
 def run(cfg: LeafFlowerConfig, steps: int | None = None, cancelled=lambda: False) -> list[WorkedUpdate]:
     """`steps` SGD steps (default the config's), each from the weights the one before left."""
     frames, params = [], None
-    for _ in range(cfg.steps if steps is None else steps):
+    for _i in range(cfg.steps if steps is None else steps):
         if cancelled():
             break
         frames.append(leaf_flower_update(cfg.loss, cfg.lr, cfg.example, params=params))
@@ -184,10 +195,12 @@ def run(cfg: LeafFlowerConfig, steps: int | None = None, cancelled=lambda: False
 def summary(cfg: LeafFlowerConfig, frames: list[WorkedUpdate]) -> str:
     """The first step number by number, then the loss after each further step."""
     lines = [update_text(frames[0])]
-    lines += [f"step {k}: loss {num(u.loss, 4)} -> {num(u.loss_after, 4)}" for k, u in enumerate(frames[1:], 2)]
+    lines += [_("step {step}: loss {loss} -> {after}").format(step=k, loss=num(u.loss, 4), after=num(u.loss_after, 4))
+              for k, u in enumerate(frames[1:], 2)]
+
     return "\n".join(lines)
 
 
 _RULES = {"name": non_empty, "loss": one_of(LEAF_FLOWER_LOSSES), "example": one_of(LEAF_FLOWER_CLASSES),
           "lr": positive, "steps": positive_int}
-LESSON = register(Lesson("leaf_flower", "Leaf or flower", LeafFlowerConfig, _RULES, validate, run, summary))
+LESSON = register(Lesson("leaf_flower", N_("Leaf or flower"), LeafFlowerConfig, _RULES, validate, run, summary))

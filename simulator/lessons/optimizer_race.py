@@ -25,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from simulator.config import OptimConfig
+from simulator.i18n import N_, _
 from simulator.lessons import Lesson, check, check_optim_at, optim_rules, register
 from simulator.model.layout import ParamLayout
 from simulator.optim import clip_gradients, lr_at, make_optimizer
@@ -119,21 +120,23 @@ class RacePoint:
 def validate(cfg: RaceConfig, ctx: ParseContext) -> RaceConfig:
     """What the race needs beyond each field's rule: a known function, a finite start, distinct labels."""
     if cfg.function not in FUNCTIONS:
-        ctx.fail("function", f"unknown function {cfg.function!r}", f"choose one of {', '.join(RACE_FUNCTIONS)}")
+        ctx.fail("function", _("unknown function {function!r}").format(function=cfg.function),
+                 _("choose one of {items}").format(items=", ".join(RACE_FUNCTIONS)))
     if len(cfg.start) != 2 or not all(math.isfinite(v) for v in cfg.start):
-        ctx.fail("start", f"must be two finite numbers, got {cfg.start}")
+        ctx.fail("start", _("must be two finite numbers, got {start}").format(start=cfg.start))
     if cfg.steps < 1:
-        ctx.fail("steps", f"must be at least 1, got {cfg.steps}")
+        ctx.fail("steps", _("must be at least 1, got {steps}").format(steps=cfg.steps))
     if not cfg.noise >= 0:
-        ctx.fail("noise", f"must be >= 0, got {cfg.noise}")
+        ctx.fail("noise", _("must be >= 0, got {noise}").format(noise=cfg.noise))
     if cfg.bounds is not None and not (cfg.bounds[0] < cfg.bounds[1] and cfg.bounds[2] < cfg.bounds[3]):
-        ctx.fail("bounds", f"must be xmin < xmax, ymin < ymax, got {cfg.bounds}")
+        ctx.fail("bounds", _("must be xmin < xmax, ymin < ymax, got {bounds}").format(bounds=cfg.bounds))
     if not cfg.optimizers:
-        ctx.fail("optimizers", "a race needs at least one optimizer entry")
+        ctx.fail("optimizers", _("a race needs at least one optimizer entry"))
     labels = [e.label for e in cfg.optimizers]
     for i, entry in enumerate(cfg.optimizers):
         if labels.index(entry.label) != i:
-            ctx.fail(f"optimizers[{i}].label", f"{entry.label!r} is used twice", "labels name the paths")
+            ctx.fail(f"optimizers[{i}].label", _("{label!r} is used twice").format(label=entry.label),
+                     _("labels name the paths"))
         check_optim_at(ctx, f"optimizers[{i}].optim", entry.optim)
     return cfg
 
@@ -178,7 +181,8 @@ class Race:
                 racer.opt.set_config(optim)
                 racer.entry = RaceEntry(label, optim)
                 return
-        raise RaceError(f"no racer is labelled {label!r}; labels are {', '.join(self.labels)}")
+        raise RaceError(_("no racer is labelled {label!r}; labels are {items}").format(
+                            label=label, items=', '.join(self.labels)))
 
     def step(self) -> list[RacePoint]:
         """Every racer takes one optimizer step from its current position."""
@@ -236,14 +240,17 @@ def run(cfg: RaceConfig, steps: int | None = None, cancelled=lambda: False) -> l
 def summary(cfg: RaceConfig, frames: list[list[RacePoint]]) -> str:
     """Where each racer got to: its loss and position, and whether it diverged."""
     last = frames[-1]
-    lines = [f"{cfg.function}, {last[0].step} steps from {tuple(cfg.start)}:"]
+    lines = [_("{function}, {steps} steps from {start}:").format(function=cfg.function, steps=last[0].step,
+                                                                 start=tuple(cfg.start))]
     for p in last:
-        state = " diverged" if p.diverged else ""
-        lines.append(f"  {p.label:<16} loss {p.loss:11.4g}  at ({p.position[0]: .4f}, {p.position[1]: .4f}){state}")
+        row = (_("loss {loss:11.4g}  at ({x: .4f}, {y: .4f}) diverged") if p.diverged else
+               _("loss {loss:11.4g}  at ({x: .4f}, {y: .4f})"))
+        lines.append(f"  {p.label:<16} " + row.format(loss=p.loss, x=p.position[0], y=p.position[1]))
+
     return "\n".join(lines)
 
 
 _RULES = {**optim_rules("optimizers.optim."), "name": non_empty, "optimizers.label": non_empty,
           "function": one_of(RACE_FUNCTIONS), "steps": positive_int, "seed": non_negative, "noise": non_negative}
-LESSON = register(Lesson("optimizer_race", "Optimizer race", RaceConfig, _RULES, validate, run, summary,
+LESSON = register(Lesson("optimizer_race", N_("Optimizer race"), RaceConfig, _RULES, validate, run, summary,
                          preset="optimizer-race"))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.i18n import N_, _
 from simulator.lessons import Lesson, check, check_optim_at, optim_rules, register
 from simulator.lessons.optimizer_race import RaceEntry
 from simulator.model.layout import ParamLayout
@@ -71,18 +72,18 @@ def validate(cfg: SparseLogRegConfig, ctx: ParseContext) -> SparseLogRegConfig:
     """Sizes of at least 1, a density in (0, 1], distinct labels and each learner's optimizer checks."""
     for name in ("n_features", "fields", "ids_per_field", "batch_size", "steps", "val_size"):
         if getattr(cfg, name) < 1:
-            ctx.fail(name, f"must be at least 1, got {getattr(cfg, name)}")
+            ctx.fail(name, _("must be at least 1, got {getattr}").format(getattr=getattr(cfg, name)))
     if not 0 < cfg.true_density <= 1:
-        ctx.fail("true_density", f"must lie in (0, 1], got {cfg.true_density}")
+        ctx.fail("true_density", _("must lie in (0, 1], got {true_density}").format(true_density=cfg.true_density))
     for name in ("zipf", "true_scale"):
         if not getattr(cfg, name) >= 0:
-            ctx.fail(name, f"must be >= 0, got {getattr(cfg, name)}")
+            ctx.fail(name, _("must be >= 0, got {getattr}").format(getattr=getattr(cfg, name)))
     if not cfg.optimizers:
-        ctx.fail("optimizers", "the lesson needs at least one optimizer entry")
+        ctx.fail("optimizers", _("the lesson needs at least one optimizer entry"))
     labels = [e.label for e in cfg.optimizers]
     for i, entry in enumerate(cfg.optimizers):
         if labels.index(entry.label) != i:
-            ctx.fail(f"optimizers[{i}].label", f"{entry.label!r} is used twice")
+            ctx.fail(f"optimizers[{i}].label", _("{label!r} is used twice").format(label=entry.label))
         check_optim_at(ctx, f"optimizers[{i}].optim", entry.optim)
     return cfg
 
@@ -199,15 +200,17 @@ def run(cfg: SparseLogRegConfig, steps: int | None = None, cancelled=lambda: Fal
 def summary(cfg: SparseLogRegConfig, frames: list[SparseFrame]) -> str:
     """Each learner's validation log-loss and share of exactly-zero weights at the end."""
     last = frames[-1].points
-    lines = [f"sparse logistic regression, {last[0].step} steps:"]
+    lines = [_("sparse logistic regression, {steps} steps:").format(steps=last[0].step)]
     for p in last:
-        lines.append(f"  {p.label:<16} validation log-loss {p.val_loss:.4f}  weights exactly zero "
-                     f"{100 * p.zero_fraction:5.1f}%")
+        row = _("validation log-loss {loss:.4f}  weights exactly zero {zero:5.1f}%")
+        lines.append(f"  {p.label:<16} " + row.format(loss=p.val_loss, zero=100 * p.zero_fraction))
+
+
     return "\n".join(lines)
 
 
 _RULES = {**optim_rules("optimizers.optim."), "name": non_empty, "optimizers.label": non_empty, "seed": non_negative,
           **{k: positive_int for k in ("n_features", "fields", "ids_per_field", "batch_size", "steps", "val_size")},
           "zipf": non_negative, "true_scale": non_negative, "true_density": in_range(0, 1, low_open=True)}
-LESSON = register(Lesson("sparse_logreg", "Sparse FTRL", SparseLogRegConfig, _RULES, validate, run, summary,
+LESSON = register(Lesson("sparse_logreg", N_("Sparse FTRL"), SparseLogRegConfig, _RULES, validate, run, summary,
                          preset="ftrl-sparse"))

@@ -12,6 +12,7 @@ from typing import Optional
 
 import numpy as np
 
+from simulator.i18n import N_, _
 from simulator.lessons import Lesson, register
 from simulator.lessons.tokenizers import CORPORA, lesson_text, resolve_path
 from simulator.lessons.worked_examples import ExplainError
@@ -21,8 +22,8 @@ from simulator.yamlconfig import ParseContext
 
 MAX_TABLE = 20_000_000  # documents x words: the dense (D, V) tables stay a few hundred MB at most
 FORMULAS = {
-    "smooth": "idf(t) = ln((1 + n) / (1 + df(t))) + 1   (smoothed: scikit-learn's default)",
-    "raw": "idf(t) = ln(n / df(t))   (raw: 0 for a word in every document)",
+    "smooth": N_("idf(t) = ln((1 + n) / (1 + df(t))) + 1   (smoothed: scikit-learn's default)"),
+    "raw": N_("idf(t) = ln(n / df(t))   (raw: 0 for a word in every document)"),
 }
 
 
@@ -32,11 +33,12 @@ def fit_corpus(corpus: str, path: str | None, idf: str) -> tuple[Tfidf, list[str
     docs = split_documents(text)
     n_words = len({w for d in docs for w in words(d)})
     if len(docs) * n_words > MAX_TABLE:
-        raise ExplainError(f"{where} has {len(docs):,} documents and {n_words:,} distinct words, too many for the "
-                           f"lesson's dense table ({MAX_TABLE:,} cells); use a shorter text")
+        raise ExplainError(_("{where} has {n:,} documents and {n_words:,} distinct words, too many for the lesson's "
+                             "dense table ({MAX_TABLE:,} cells); use a shorter text").format(
+                               where=where, n=len(docs), n_words=n_words, MAX_TABLE=MAX_TABLE))
     if len(docs) < 2:
-        raise ExplainError(f"{where} has {len(docs)} document; TF-IDF needs at least two paragraphs "
-                           "(separate documents by a blank line)")
+        raise ExplainError(_("{where} has {n} document; TF-IDF needs at least two paragraphs (separate documents by "
+                             "a blank line)").format(where=where, n=len(docs)))
     return fit_tfidf(docs, idf_variant=idf), docs, where
 
 
@@ -48,10 +50,11 @@ def parse_pairs(text: str) -> list[tuple[str, str]]:
         if not ws:
             continue
         if len(ws) != 2:
-            raise ExplainError(f"pairs: {part.strip()!r} is not two words (type pairs like 'king queen; goat goats')")
+            raise ExplainError(_("pairs: {strip!r} is not two words (type pairs like 'king queen; goat goats')").format(
+                                   strip=part.strip()))
         pairs.append((ws[0].lower(), ws[1].lower()))
     if not pairs:
-        raise ExplainError("pairs: type pairs of words, e.g. 'king queen; goat goats'")
+        raise ExplainError(_("pairs: type pairs of words, e.g. 'king queen; goat goats'"))
     return pairs
 
 
@@ -59,36 +62,42 @@ def keywords_text(t: Tfidf, docs: list[str], where: str, shown: list[int], k: in
     """The formulas, the keywords of the shown documents, and the cosine between them."""
     bad = [i for i in shown if not 0 <= i < len(docs)]
     if bad:
-        raise ExplainError(f"documents: {bad[0]} is not a document of {where} (0 to {len(docs) - 1})")
-    lines = [f"TF-IDF of {where}: n = {len(docs):,} documents (paragraphs), {len(t.vocab):,} words",
-             "tf(t, d) = how often word t occurs in document d",
-             FORMULAS[t.idf_variant],
-             "tfidf(t, d) = tf(t, d) * idf(t), then each document's row divided by its length (L2 norm)", ""]
+        raise ExplainError(_("documents: {value} is not a document of {where} (0 to {value2})").format(
+                               value=bad[0], where=where, value2=len(docs) - 1))
+    lines = [_("TF-IDF of {where}: n = {n:,} documents (paragraphs), {words:,} words").format(
+                 where=where, n=len(docs), words=len(t.vocab)),
+             _("tf(t, d) = how often word t occurs in document d"),
+             _(FORMULAS[t.idf_variant]),
+
+             _("tfidf(t, d) = tf(t, d) * idf(t), then each document's row divided by its length (L2 norm)"), ""]
     for i in shown:
         head = docs[i].replace("\n", " ")
-        lines.append(f"document {i}: {head[:70]}{'...' if len(head) > 70 else ''}")
+        lines.append(_("document {i}: {head}").format(i=i, head=f"{head[:70]}{'...' if len(head) > 70 else ''}"))
         lines.append("   " + "  ".join(f"{w} {v:.3f} (df {int(t.df[t.vocab.index(w)])})"
                                        for w, v in t.keywords(i, k)))
     sim = t.document_similarity()[np.ix_(shown, shown)]
-    lines += ["", "cosine between the documents' rows:", "      " + "".join(f"{i:>7}" for i in shown)]
+    lines += ["", _("cosine between the documents' rows:"), "      " + "".join(f"{i:>7}" for i in shown)]
     lines += [f"{i:>6}" + "".join(f"{v:>7.3f}" for v in row) for i, row in zip(shown, sim, strict=True)]
     return "\n".join(lines)
 
 
 def pairs_text(t: Tfidf, pairs: list[tuple[str, str]]) -> str:
     """Cosine between the TF-IDF columns (one weight per document) of each pair of words."""
-    lines = ["a word's TF-IDF vector is its column: its weight in each document. Cosine between two words:"]
+    lines = [_("a word's TF-IDF vector is its column: its weight in each document. Cosine between two words:")]
     for a, b in pairs:
         missing = [w for w in (a, b) if w not in t.vocab]
         if missing:
-            lines.append(f"  {a:>10} ~ {b:<10} '{missing[0]}' does not occur in these documents")
+            lines.append(f"  {a:>10} ~ {b:<10} " + _("'{word}' does not occur in these documents").format(
+                word=missing[0]))
             continue
         shared = int(((t.counts[:, t.vocab.index(a)] > 0) & (t.counts[:, t.vocab.index(b)] > 0)).sum())
-        lines.append(f"  {a:>10} ~ {b:<10} cosine {t.term_similarity(a, b):.3f}   "
-                     f"(in {int(t.df[t.vocab.index(a)])} and {int(t.df[t.vocab.index(b)])} documents, "
-                     f"{shared} of them shared)")
-    lines.append("Related meaning does not show: only sharing documents does. Word vectors (word2vec) learn "
-                 "from the words around a word instead.")
+        lines.append(f"  {a:>10} ~ {b:<10} " + _("cosine {cosine:.3f}   (in {df_a} and {df_b} documents, {shared} of "
+                                                  "them shared)").format(
+            cosine=t.term_similarity(a, b), df_a=int(t.df[t.vocab.index(a)]), df_b=int(t.df[t.vocab.index(b)]),
+            shared=shared))
+    lines.append(_("Related meaning does not show: only sharing documents does. Word vectors (word2vec) learn "
+                   "from the words around a word instead."))
+
     return "\n".join(lines)
 
 
@@ -111,14 +120,15 @@ def validate(cfg: TfidfConfig, ctx: ParseContext) -> TfidfConfig:
     """A readable corpus of at least two documents, documents that exist, pairs of two words."""
     cfg = resolve_path(cfg, ctx)
     if not cfg.documents:
-        ctx.fail("documents", "needs at least one document number")
+        ctx.fail("documents", _("needs at least one document number"))
     try:
-        _, docs, where = fit_corpus(cfg.corpus, cfg.path, cfg.idf)
+        _fit, docs, where = fit_corpus(cfg.corpus, cfg.path, cfg.idf)
     except ExplainError as e:
         ctx.fail("path" if cfg.corpus == "text_file" else "corpus", str(e))
     bad = [i for i in cfg.documents if not 0 <= i < len(docs)]
     if bad:
-        ctx.fail("documents", f"{bad[0]} is not a document of {where}", f"use 0 to {len(docs) - 1}")
+        ctx.fail("documents", _("{value} is not a document of {where}").format(value=bad[0], where=where),
+                 _("use 0 to {last}").format(last=len(docs) - 1))
     try:
         parse_pairs("; ".join(cfg.pairs))
     except ExplainError as e:

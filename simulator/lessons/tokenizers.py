@@ -16,6 +16,7 @@ from simulator.data.dataset import read_text_file
 from simulator.data.tokenizer import DataError
 from simulator.data.tokenizer_view import MergeStep, merge_steps, splits_at
 from simulator.data.tokenizers import min_vocab_size
+from simulator.i18n import N_, _
 from simulator.lessons import Lesson, register
 from simulator.lessons.worked_examples import ExplainError
 from simulator.rules import non_empty, one_of, positive_int
@@ -30,12 +31,12 @@ def lesson_text(corpus: str, path: str | None = None) -> tuple[str, str]:
     """(text, how a person names it) of the lesson's corpus; ExplainError for a file that cannot be read."""
     if corpus == "builtin":
         from simulator.data.corpus import builtin_corpus
-        return builtin_corpus(), "the built-in corpus"
+        return builtin_corpus(), _("the built-in corpus")
     if corpus == "world":
         from simulator.data.world import world_corpus
-        return world_corpus(), "the invented-world corpus"
+        return world_corpus(), _("the invented-world corpus")
     if not path:
-        raise ExplainError("corpus text_file needs a path (the text file to learn from)")
+        raise ExplainError(_("corpus text_file needs a path (the text file to learn from)"))
     try:
         return read_text_file(os.path.expanduser(path)), f"'{path}'"
     except DataError as e:
@@ -44,7 +45,8 @@ def lesson_text(corpus: str, path: str | None = None) -> tuple[str, str]:
 
 def _check_learned(n: int, what: str) -> None:
     if n < 0:
-        raise ExplainError(f"{what} {n} is negative: it counts tokens learned on top of the base alphabet")
+        raise ExplainError(_("{what} {n} is negative: it counts tokens learned on top of the base alphabet").format(
+                               what=what, n=n))
 
 
 def merges_text(kind: str, text: str, where: str, merges: int, steps: list[MergeStep] | None = None) -> str:
@@ -53,9 +55,11 @@ def merges_text(kind: str, text: str, where: str, merges: int, steps: list[Merge
     _check_learned(merges, "merges")
     base = min_vocab_size(kind, text)
     steps = merge_steps(kind, text, base + merges) if steps is None else steps
-    rule = ("the most frequent adjacent pair (ties: smaller ids)" if kind == "bpe" else
-            "the pair with the highest count(ab) / (count(a) count(b)) (ties: higher count, smaller strings)")
-    lines = [f"{kind} on {where} ({len(text):,} characters): {base} base tokens, then each step joins {rule}",
+    head = (_("{kind} on {where} ({n:,} characters): {base} base tokens, then each step joins the most frequent "
+              "adjacent pair (ties: smaller ids)") if kind == "bpe" else
+            _("{kind} on {where} ({n:,} characters): {base} base tokens, then each step joins the pair with the "
+              "highest count(ab) / (count(a) count(b)) (ties: higher count, smaller strings)"))
+    lines = [head.format(kind=kind, where=where, n=len(text), base=base),
              f"{'step':>5} {'id':>5}  {'left':<12} {'right':<12} {'new token':<16} {'count':>7}"
              + ("  score" if kind == "wordpiece" else "")]
     for m in steps:
@@ -63,7 +67,7 @@ def merges_text(kind: str, text: str, where: str, merges: int, steps: list[Merge
                f"{printable(m.new):<16} {m.count:>7}")
         lines.append(row + (f"  {m.score:.3g}" if m.score is not None else ""))
     if len(steps) < merges:
-        lines.append(f"(stopped after {len(steps)} steps: no pair occurs twice any more)")
+        lines.append(_("(stopped after {n} steps: no pair occurs twice any more)").format(n=len(steps)))
     return "\n".join(lines)
 
 
@@ -71,14 +75,16 @@ def splits_text(kind: str, text: str, where: str, sentence: str, learned: list[i
     """How `sentence` splits with each number of learned tokens on top of the base alphabet, tokens separated
     by '|' (spaces shown as ␣)."""
     if not sentence:
-        raise ExplainError("the sentence is empty; type a few words")
+        raise ExplainError(_("the sentence is empty; type a few words"))
     for n in learned:
         _check_learned(n, "a size")
     base = min_vocab_size(kind, text)
-    lines = [f"how {sentence!r} splits ({kind}, learned on {where}; vocabulary = {base} base + learned):"]
+    lines = [_("how {sentence!r} splits ({kind}, learned on {where}; vocabulary = {base} base + learned):").format(
+        sentence=sentence, kind=kind, where=where, base=base)]
     for n, pieces in splits_at(kind, text, sentence, sorted({base + k for k in learned})).items():
-        lines.append(f"{n:>6} tokens: {len(pieces):>3} pieces, {len(sentence) / len(pieces):.2f} characters each  "
-                     + "|".join(printable(p) for p in pieces))
+        lines.append(_("{n:>6} tokens: {pieces:>3} pieces, {each:.2f} characters each  ").format(
+            n=n, pieces=len(pieces), each=len(sentence) / len(pieces)) + "|".join(printable(p) for p in pieces))
+
     return "\n".join(lines)
 
 
@@ -101,9 +107,10 @@ class TokenizersConfig:
 def resolve_path(cfg, ctx: ParseContext):
     """A lesson config's `corpus` and `path` agree; a relative path resolves against the preset's folder."""
     if cfg.corpus == "text_file" and cfg.path is None:
-        ctx.fail("path", "corpus text_file needs a path (the text file to learn from)", at=("corpus",))
+        ctx.fail("path", _("corpus text_file needs a path (the text file to learn from)"), at=("corpus",))
     if cfg.corpus != "text_file" and cfg.path is not None:
-        ctx.fail("path", f"is set but corpus is {cfg.corpus}", "set corpus: text_file, or remove path")
+        ctx.fail("path", _("is set but corpus is {corpus}").format(corpus=cfg.corpus),
+                 _("set corpus: text_file, or remove path"))
     if cfg.corpus == "text_file" and not os.path.isabs(os.path.expanduser(cfg.path)):
         cfg = replace(cfg, path=os.path.abspath(ctx.base_dir / cfg.path))
     return cfg
@@ -113,9 +120,10 @@ def validate(cfg: TokenizersConfig, ctx: ParseContext) -> TokenizersConfig:
     """A text to learn from, and sizes that count up from the base alphabet."""
     cfg = resolve_path(cfg, ctx)
     if not cfg.learned:
-        ctx.fail("learned", "needs at least one vocabulary size (tokens learned on top of the base alphabet)")
+        ctx.fail("learned", _("needs at least one vocabulary size (tokens learned on top of the base alphabet)"))
     if min(cfg.learned) < 0:
-        ctx.fail("learned", f"{min(cfg.learned)} is negative: it counts tokens learned on top of the base alphabet")
+        ctx.fail("learned", _("{min} is negative: it counts tokens learned on top of the base alphabet").format(
+                                min=min(cfg.learned)))
     try:
         lesson_text(cfg.corpus, cfg.path)
     except ExplainError as e:
@@ -141,5 +149,5 @@ def summary(cfg: TokenizersConfig, frames: list[MergeStep]) -> str:
 
 _RULES = {"name": non_empty, "tokenizer": one_of(SUBWORD_KINDS), "corpus": one_of(CORPORA), "path": non_empty,
           "merges": positive_int, "sentence": non_empty}
-LESSON = register(Lesson("tokenizers", "Tokenizers", TokenizersConfig, _RULES, validate, run, summary,
+LESSON = register(Lesson("tokenizers", N_("Tokenizers"), TokenizersConfig, _RULES, validate, run, summary,
                          preset="tokenizers"))

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
 from tqdm import tqdm
 
 from simulator.data.world import RELATIONS
+from simulator.i18n import _
 from simulator.lessons import Lesson, register
 from simulator.lessons.tokenizers import CORPORA, lesson_text, resolve_path
 from simulator.lessons.worked_examples import ExplainError
@@ -105,7 +106,9 @@ def load_corpus(corpus: str, path: str | None, min_count: int) -> Corpus:
         found = Corpus(where, tokens, vocab, encode(tokens, vocab))
         _CORPORA.clear()  # one text at a time: a person's file may be large
         _CORPORA[key] = found
-    return found
+    # the name is in the language of now (the cached corpus may have been read in another)
+    return found if found.where == where else replace(found, where=where)
+
 
 
 def params_of(cfg: Word2VecConfig) -> Word2VecParams:
@@ -135,15 +138,15 @@ def describe(vectors: np.ndarray, c: Corpus, cfg: Word2VecConfig, step: int, sta
 
 # ------------------------------------------------------------------------------------------------- text
 def accuracy_text(frame: W2VFrame) -> list[str]:
-    lines = ["analogies a : b :: c : ? (nearest word to b - a + c by cosine, a, b, c left out):"]
+    lines = [_("analogies a : b :: c : ? (nearest word to b - a + c by cosine, a, b, c left out):")]
     for rel, hits, asked in frame.accuracy:
-        lines.append(f"  {rel:<8} {hits / asked:6.1%}  ({hits} of {asked})" if asked else
-                     f"  {rel:<8} no pair of this relation in the text")
+        lines.append(f"  {rel:<8} " + (_("{share:6.1%}  ({hits} of {asked})").format(
+            share=hits / asked, hits=hits, asked=asked) if asked else _("no pair of this relation in the text")))
     return lines
 
 
 def neighbours_text(frame: W2VFrame) -> list[str]:
-    lines = ["nearest neighbours (cosine):"]
+    lines = [_("nearest neighbours (cosine):")]
     for w, nbs in frame.neighbours:
         lines.append(f"  {w:>10}: " + ", ".join(f"{n} {s:.2f}" for n, s in nbs))
     return lines
@@ -202,15 +205,17 @@ def static_text(cfg: Word2VecConfig, c: Corpus, vectors: np.ndarray) -> list[str
     """Two sentences that use `static_word` differently, and the one vector word2vec gives it in both."""
     p = static_point(cfg, c, vectors)
     if len(p.sentences) < 2:
-        return [f"static vectors: '{p.word}' occurs in fewer than two sentences of {c.where}"]
-    lines = [f"static vectors: word2vec gives '{p.word}' one vector whatever its sentence:"]
+        return [_("static vectors: '{word}' occurs in fewer than two sentences of {where}").format(
+            word=p.word, where=c.where)]
+    lines = [_("static vectors: word2vec gives '{word}' one vector whatever its sentence:").format(word=p.word)]
     for s, cos in zip(p.sentences, p.with_word, strict=True):
-        lines.append(f"  \"{s}\"  (its other words, averaged: cosine {cos:.2f} with '{p.word}')")
-    lines += [f"  the two sentences' other words: cosine {p.between:.2f} with each other; "
-              f"'{p.word}' is one row of the table in both (cosine 1)",
-              "  its nearest neighbours, one list for every use: "
+        lines.append(f"  \"{s}\"  " + _("(its other words, averaged: cosine {cosine:.2f} with '{word}')").format(
+            cosine=cos, word=p.word))
+    lines += ["  " + _("the two sentences' other words: cosine {cosine:.2f} with each other; '{word}' is one row of "
+                       "the table in both (cosine 1)").format(cosine=p.between, word=p.word),
+              "  " + _("its nearest neighbours, one list for every use: ")
               + ", ".join(f"{n} {s:.2f}" for n, s in nearest(vectors, c.vocab, p.word, cfg.k)),
-              "  A contextual encoder (BERT) gives a word one vector per sentence instead."]
+              "  " + _("A contextual encoder (BERT) gives a word one vector per sentence instead.")]
     return lines
 
 
@@ -225,24 +230,32 @@ def validate(cfg: Word2VecConfig, ctx: ParseContext) -> Word2VecConfig:
     where_key = "path" if cfg.corpus == "text_file" else "corpus"
     if len(c.ids) < 2 * cfg.window + 1:
         counted = f" seen at least {cfg.min_count} times (min_count)" if cfg.min_count > 1 else ""
-        ctx.fail(where_key, f"{c.where} has {len(c.ids)} words{counted}, fewer than one window of "
-                 f"{2 * cfg.window + 1} (window {cfg.window} on each side)",
-                 "use a longer text or a smaller window")
+        ctx.fail(where_key, _("{where} has {n} words{counted}, fewer than one window of {value} (window {window} on "
+                              "each side)").format(
+                                where=c.where, n=len(c.ids), counted=counted, value=2 * cfg.window + 1,
+                                window=cfg.window),
+                 _("use a longer text or a smaller window"))
     if len(c.vocab) < 2:
-        ctx.fail(where_key, f"{c.where} has {len(c.vocab)} distinct word; word2vec needs at least two")
+        ctx.fail(where_key, _("{where} has {n} distinct word; word2vec needs at least two").format(
+                                where=c.where, n=len(c.vocab)))
     if cfg.k >= len(c.vocab):
-        ctx.fail("k", f"{cfg.k} neighbours asked, but {c.where} has only {len(c.vocab)} words",
-                 f"use at most {len(c.vocab) - 1}")
+        ctx.fail("k", _("{k} neighbours asked, but {where} has only {n} words").format(
+                          k=cfg.k, where=c.where, n=len(c.vocab)),
+                 _("use at most {value}").format(value=len(c.vocab) - 1))
     missing = [w for w in cfg.neighbours if w not in c.vocab.index]
     if missing:
-        ctx.fail("neighbours", f"'{missing[0]}' is not a word of {c.where} (seen at least {cfg.min_count} times)")
+        ctx.fail("neighbours", _("'{value}' is not a word of {where} (seen at least {min_count} times)").format(
+                                   value=missing[0], where=c.where, min_count=cfg.min_count))
     if cfg.static_word is not None and cfg.static_word not in c.vocab.index:
-        ctx.fail("static_word", f"'{cfg.static_word}' is not a word of {c.where}")
+        ctx.fail("static_word", _("'{static_word}' is not a word of {where}").format(
+                                    static_word=cfg.static_word, where=c.where))
     if cfg.static_sentences and (len(cfg.static_sentences) != 2 or cfg.static_word is None):
-        ctx.fail("static_sentences", f"needs two sentences and a static_word, got {len(cfg.static_sentences)}")
+        ctx.fail("static_sentences", _("needs two sentences and a static_word, got {n}").format(
+                                         n=len(cfg.static_sentences)))
     bad = [s for s in cfg.static_sentences if cfg.static_word not in words(s)]
     if bad:
-        ctx.fail("static_sentences", f"{bad[0]!r} does not hold static_word '{cfg.static_word}'")
+        ctx.fail("static_sentences", _("{value!r} does not hold static_word '{static_word}'").format(
+                                         value=bad[0], static_word=cfg.static_word))
     return cfg
 
 
@@ -274,14 +287,19 @@ def summary(cfg: Word2VecConfig, frames: list[W2VFrame]) -> str:
     """The training, the neighbours and analogies after the last frame, and the static-vector point."""
     c = load_corpus(cfg.corpus, cfg.path, cfg.min_count)
     last = frames[-1]
-    name = {"skipgram": "skip-gram (a word predicts its neighbours)",
-            "cbow": "CBOW (the mean of the neighbours predicts the word)"}[cfg.model]
-    lines = [f"word2vec {name}, negative sampling, on {c.where}: {len(c.ids):,} words, {len(c.vocab):,} in the "
-             f"vocabulary",
-             f"D = {cfg.dim}, window 1..{cfg.window}, {cfg.negative} negatives from count^0.75, subsampling "
-             f"t = {cfg.sample:g}, {cfg.epochs} epochs, lr {cfg.lr:g} falling linearly, seed {cfg.seed}",
-             f"step {last.step} of {cfg.steps} ({last.words_done:,} words): loss {last.loss:.3f} per prediction "
-             f"(first step {frames[0].loss:.3f}), lr {last.lr:.3g}", ""]
+    head = {"skipgram": _("word2vec skip-gram (a word predicts its neighbours), negative sampling, on {where}: "
+                          "{words:,} words, {vocab:,} in the vocabulary"),
+            "cbow": _("word2vec CBOW (the mean of the neighbours predicts the word), negative sampling, on "
+                      "{where}: {words:,} words, {vocab:,} in the vocabulary")}[cfg.model]
+    lines = [head.format(where=c.where, words=len(c.ids), vocab=len(c.vocab)),
+             _("D = {dim}, window 1..{window}, {negative} negatives from count^0.75, subsampling t = {sample:g}, "
+               "{epochs} epochs, lr {lr:g} falling linearly, seed {seed}").format(
+                 dim=cfg.dim, window=cfg.window, negative=cfg.negative, sample=cfg.sample, epochs=cfg.epochs,
+                 lr=cfg.lr, seed=cfg.seed),
+             _("step {step} of {steps} ({words:,} words): loss {loss:.3f} per prediction (first step {first:.3f}), "
+               "lr {lr:.3g}").format(step=last.step, steps=cfg.steps, words=last.words_done, loss=last.loss,
+                                     first=frames[0].loss, lr=last.lr), ""]
+
     lines += neighbours_text(last) + [""] + accuracy_text(last)
     if cfg.static_word is not None:
         lines += [""] + static_text(cfg, c, last.vectors)

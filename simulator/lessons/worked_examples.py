@@ -9,17 +9,20 @@ tab shows the same texts. (The leaf/flower MLP step is its own lesson: `leaf_flo
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.i18n import N_, _
 from simulator.kernels.cpu.batchnorm import batchnorm_forward
 from simulator.kernels.cpu.norms import layernorm_forward
 from simulator.lessons import Lesson, register
 from simulator.rules import non_empty
 from simulator.yamlconfig import ParseContext
 
-GRADES_SUBJECTS = ("math", "physics", "art")
+GRADES_SUBJECTS = (N_("math"), N_("physics"), N_("art"))
+
 GRADES = ((90.0, 80.0, 70.0), (60.0, 50.0, 40.0))  # students (rows) x subjects (columns)
 
 
@@ -55,11 +58,11 @@ def zscores(values) -> ZScores:
     """The z-scores of `values`, by the formula and by the LayerNorm kernel."""
     x = np.asarray(values, dtype=np.float64)
     if x.ndim != 1 or x.size < 2:
-        raise ExplainError("z-scores need at least two values")
+        raise ExplainError(_("z-scores need at least two values"))
     mean = float(x.mean())
     variance = float(np.mean((x - mean) ** 2))
     if variance == 0.0:
-        raise ExplainError("all values are equal, so the standard deviation is 0 and z-scores are undefined")
+        raise ExplainError(_("all values are equal, so the standard deviation is 0 and z-scores are undefined"))
     std = float(np.sqrt(variance))
     out, m, r = np.zeros((1, x.size)), np.zeros(1), np.zeros(1)
     layernorm_forward(out, m, r, x[None, :], np.ones(x.size), np.zeros(x.size))
@@ -75,15 +78,27 @@ def zscores_text(zs: ZScores) -> str:
     """Computed z-scores as the textbook writes them out."""
     n = len(zs.values)
     squares = nums([(v - zs.mean) ** 2 for v in zs.values])
-    return "\n".join([
-        f"values    {nums(zs.values)}",
-        f"mean      {num(zs.mean)}  (sum / {n})",
-        f"variance  {num(zs.variance)}  (mean of the squared deviations {squares};"
-        f" dividing by n - 1 instead gives {num(zs.variance * n / (n - 1))})",
-        f"std       {num(zs.std)}  (square root of the variance)",
-        f"z-scores  {nums(zs.z)}  ((x - mean) / std)",
-        f"the engine's LayerNorm kernel on this row (gamma 1, beta 0, eps 1e-5): {nums(zs.kernel_z)}",
-    ])
+    rows = [(_("values"), nums(zs.values)),
+            (_("mean"), _("{mean}  (sum / {n})").format(mean=num(zs.mean), n=n)),
+            (_("variance"), _("{variance}  (mean of the squared deviations {squares}; dividing by n - 1 instead gives "
+                              "{unbiased})").format(variance=num(zs.variance), squares=squares,
+                                                    unbiased=num(zs.variance * n / (n - 1)))),
+            (_("std"), _("{std}  (square root of the variance)").format(std=num(zs.std))),
+            (_("z-scores"), _("{z}  ((x - mean) / std)").format(z=nums(zs.z)))]
+    width = max(display_width(label) for label, _v in rows) + 2
+    return "\n".join([pad(label, width) + value for label, value in rows] + [
+        _("the engine's LayerNorm kernel on this row (gamma 1, beta 0, eps 1e-5): {z}").format(z=nums(zs.kernel_z))])
+
+
+def display_width(text: str) -> int:
+    """Columns a terminal gives `text`: Chinese characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def pad(text: str, width: int, right: bool = False) -> str:
+    """`text` padded with spaces to `width` terminal columns (on the left when `right`)."""
+    fill = " " * max(0, width - display_width(text))
+    return fill + text if right else text + fill
 
 
 # ----------------------------------------------------------------------------- BatchNorm vs LayerNorm
@@ -104,7 +119,7 @@ def norms_table(rows=GRADES) -> NormsTable:
     """BatchNorm (train mode, over the rows) and LayerNorm (over each row) of a table."""
     t = np.asarray(rows, dtype=np.float64)
     if t.ndim != 2 or t.shape[0] < 2 or t.shape[1] < 2:
-        raise ExplainError("the table needs at least two rows of at least two numbers, all rows the same length")
+        raise ExplainError(_("the table needs at least two rows of at least two numbers, all rows the same length"))
     N, C = t.shape
     bn, mean, var, rstd = np.zeros((N, C)), np.zeros(C), np.zeros(C), np.zeros(C)
     batchnorm_forward(bn, mean, var, rstd, t, np.ones(N), np.ones(C), np.zeros(C))
@@ -115,10 +130,10 @@ def norms_table(rows=GRADES) -> NormsTable:
 
 def _grid(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
     cells = [header] + rows
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    widths = [max(display_width(r[i]) for r in cells) for i in range(len(header))]
     lines = [title]
     for r in cells:
-        lines.append("  " + "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
+        lines.append("  " + "  ".join(pad(c, w, right=True) for c, w in zip(r, widths, strict=True)))
     return lines
 
 
@@ -130,22 +145,24 @@ def norms_text(rows=GRADES) -> str:
 def table_text(nt: NormsTable) -> str:
     """A normalized table as `explain norms` prints it."""
     N, C = nt.table.shape
-    subjects = list(GRADES_SUBJECTS) if C == len(GRADES_SUBJECTS) else [f"col {j + 1}" for j in range(C)]
-    students = [f"student {i + 1}" for i in range(N)]
-    lines = _grid("grades (students x subjects):", [""] + subjects,
+    subjects = ([_(s) for s in GRADES_SUBJECTS] if C == len(GRADES_SUBJECTS) else
+                [_("col {n}").format(n=j + 1) for j in range(C)])
+    students = [_("student {n}").format(n=i + 1) for i in range(N)]
+    mean, std = _("mean"), _("std")
+    lines = _grid(_("grades (students x subjects):"), [""] + subjects,
                   [[students[i]] + [num(v) for v in nt.table[i]] for i in range(N)])
     lines.append("")
-    left = _grid("BatchNorm: each column (one subject across students)", [""] + subjects,
+    left = _grid(_("BatchNorm: each column (one subject across students)"), [""] + subjects,
                  [[students[i]] + [num(v) for v in nt.batchnorm[i]] for i in range(N)]
-                 + [["mean"] + [num(v) for v in nt.column_mean], ["std"] + [num(v) for v in nt.column_std]])
-    right = _grid("LayerNorm: each row (one student across subjects)", subjects + ["mean", "std"],
+                 + [[mean] + [num(v) for v in nt.column_mean], [std] + [num(v) for v in nt.column_std]])
+    right = _grid(_("LayerNorm: each row (one student across subjects)"), subjects + [mean, std],
                   [[num(v) for v in nt.layernorm[i]] + [num(nt.row_mean[i]), num(nt.row_std[i])] for i in range(N)]
                   + [[""] * (C + 2)] * 2)
-    width = max(len(s) for s in left) + 4
-    lines += [a.ljust(width) + b for a, b in zip(left, right, strict=True)]
-    lines += ["", "BatchNorm compares students (each grade against the class in that subject): it needs a batch.",
-              "LayerNorm compares subjects (each grade against the same student's others): one row is enough.",
-              "Both by the engine's kernels with gamma 1, beta 0 and eps 1e-5; std divides by n."]
+    width = max(display_width(s) for s in left) + 4
+    lines += [pad(a, width) + b for a, b in zip(left, right, strict=True)]
+    lines += ["", _("BatchNorm compares students (each grade against the class in that subject): it needs a batch."),
+              _("LayerNorm compares subjects (each grade against the same student's others): one row is enough."),
+              _("Both by the engine's kernels with gamma 1, beta 0 and eps 1e-5; std divides by n.")]
     return "\n".join(lines)
 
 
@@ -183,5 +200,5 @@ def summary(cfg: WorkedExamplesConfig, frames: list) -> str:
     return zscores_text(frames[0]) + "\n\n" + table_text(frames[1])
 
 
-LESSON = register(Lesson("worked_examples", "Worked examples", WorkedExamplesConfig, {"name": non_empty}, validate,
+LESSON = register(Lesson("worked_examples", N_("Worked examples"), WorkedExamplesConfig, {"name": non_empty}, validate,
                          run, summary))

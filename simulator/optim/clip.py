@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from simulator.config import CLIP_MODES, OptimConfig
+from simulator.i18n import _
 from simulator.optim.kernels import clamp_inplace, scale_inplace, sum_of_squares
 
 
@@ -17,9 +18,11 @@ class ClipError(ValueError):
 def check_clip(cfg: OptimConfig) -> None:
     """Raise ClipError with one sentence if the clipping settings are not usable."""
     if cfg.clip_mode not in CLIP_MODES:
-        raise ClipError(f"optim.clip_mode: unknown mode {cfg.clip_mode!r}; choose norm or value")
+        raise ClipError(_("optim.clip_mode: unknown mode {clip_mode!r}; choose norm or value").format(
+                            clip_mode=cfg.clip_mode))
     if not cfg.grad_clip >= 0:
-        raise ClipError(f"optim.grad_clip must be >= 0 (0 turns clipping off), got {cfg.grad_clip}")
+        raise ClipError(_("optim.grad_clip must be >= 0 (0 turns clipping off), got {grad_clip}").format(
+                            grad_clip=cfg.grad_clip))
 
 
 def global_norm(grads: np.ndarray) -> float:

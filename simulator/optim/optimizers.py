@@ -40,6 +40,7 @@ import numpy as np
 
 from simulator.backend import cpu_backend
 from simulator.config import OPTIMIZERS, OptimConfig
+from simulator.i18n import _
 from simulator.model.layout import ParamLayout
 from simulator.optim.clip import ClipError, check_clip
 from simulator.optim.schedules import ScheduleError, check_schedule, schedule_problem
@@ -63,12 +64,14 @@ def decay_kinds(cfg: OptimConfig) -> set[str]:
 def _update_problem(cfg: OptimConfig, name: Callable[[str], str]) -> Problem | None:
     """The optimizer's own cross-field problem (a setting its update rule needs or ignores), or None."""
     if cfg.name in ("momentum", "nesterov") and cfg.momentum <= 0:
-        return Problem("optim.momentum", f"must be greater than 0 for optimizer {cfg.name}, got {cfg.momentum!r}",
+        return Problem("optim.momentum", _("must be greater than 0 for optimizer {name}, got {momentum!r}").format(
+                                             name=cfg.name, momentum=cfg.momentum),
                        "e.g. 0.9", at=("optim.momentum", "optim.name"))
     if cfg.name == "nesterov" and cfg.dampening != 0:
-        return Problem("optim.dampening", f"must be 0 for optimizer nesterov, got {cfg.dampening!r}")
+        return Problem("optim.dampening", _("must be 0 for optimizer nesterov, got {dampening!r}").format(
+                                              dampening=cfg.dampening))
     if cfg.name == "ftrl" and cfg.weight_decay != 0:
-        return Problem("optim.weight_decay", "is not used by ftrl", "set optim.l1 / optim.l2 instead",
+        return Problem("optim.weight_decay", _("is not used by ftrl"), _("set optim.l1 / optim.l2 instead"),
                        at=("optim.weight_decay", "optim.name"))
     return None
 
@@ -90,12 +93,14 @@ def check_optim(cfg: OptimConfig) -> None:
     except (ScheduleError, ClipError) as err:
         raise OptimError(str(err)) from None
     if cfg.name not in OPTIMIZERS:
-        raise OptimError(f"optim.name: unknown optimizer {cfg.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+        raise OptimError(_("optim.name: unknown optimizer {name!r}; choose one of {items}").format(
+                             name=cfg.name, items=', '.join(OPTIMIZERS)))
     for f in dataclasses.fields(cfg):  # each field's own rule, as config.py declares it (also catches NaN)
         rule = setting_of(f).rule
         what = rule(getattr(cfg, f.name)) if rule is not None else None
         if what:
             raise OptimError(f"optim.{f.name}: {what}")
+
     problem = _update_problem(cfg, str)
     if problem is not None:
         raise OptimError(problem.sentence())
@@ -132,8 +137,8 @@ class Optimizer:
     def set_config(self, cfg: OptimConfig) -> None:
         """Take new hyper-parameters from the next step on; state is kept."""
         if self.cfg is not None and cfg.name != self.cfg.name:
-            raise OptimError(f"optim.name cannot change from {self.cfg.name} to {cfg.name} on a live optimizer; "
-                             "build a new one")
+            raise OptimError(_("optim.name cannot change from {old} to {new} on a live optimizer; build a new one")
+                             .format(old=self.cfg.name, new=cfg.name))
         check_optim(cfg)
         key = (cfg.decay_embeddings, cfg.decay_norms_and_biases)
         if key != self._mask_key:
@@ -168,21 +173,25 @@ class Optimizer:
     def load_state_dict(self, d: dict[str, np.ndarray]) -> None:
         """Restore from state_dict(); refuses a different optimizer or a different parameter count."""
         if "optimizer" not in d:
-            raise OptimError("the optimizer state has no 'optimizer' entry; it was not written by state_dict()")
+            raise OptimError(_("the optimizer state has no 'optimizer' entry; it was not written by state_dict()"))
         name = str(np.asarray(d["optimizer"]))
         if name != self.cfg.name:
-            raise OptimError(f"the checkpoint holds {name} optimizer state but optim.name is {self.cfg.name}")
+            raise OptimError(_("the checkpoint holds {name} optimizer state but optim.name is {name2}").format(
+                                 name=name, name2=self.cfg.name))
         counters = set(self._counters())
         buffers = {k: v for k, v in d.items() if k != "optimizer" and k not in counters}
         for key, value in buffers.items():
             if key not in self.required + self.optional:
-                raise OptimError(f"the checkpoint's {name} state has an entry {key!r} that {name} does not keep")
+                raise OptimError(_("the checkpoint's {name} state has an entry {key!r} that {name} does not keep")
+                                 .format(name=name, key=key))
+
             if np.shape(value) != (self.size,):
-                raise OptimError(f"the checkpoint's optimizer state {key!r} has shape {np.shape(value)} "
-                                 f"but the model has {self.size} parameters")
+                raise OptimError(_("the checkpoint's optimizer state {key!r} has shape {shape} but the model has "
+                                   "{size} parameters").format(key=key, shape=np.shape(value), size=self.size))
         missing = [k for k in self.required if k not in buffers]
         if missing:
-            raise OptimError(f"the checkpoint's {name} state lacks {', '.join(missing)}")
+            raise OptimError(_("the checkpoint's {name} state lacks {items}").format(
+                                 name=name, items=', '.join(missing)))
         self.state = {k: self.bk.from_host(v, self.dtype) for k, v in buffers.items()}
         for key in counters:
             setattr(self, key, int(d[key]) if key in d else 0)
@@ -261,8 +270,8 @@ class FTRL(Optimizer):
     def _update(self, params, grads, lr, t):
         c = self.cfg
         if lr <= 0:
-            raise OptimError(f"ftrl got learning rate {lr} at step {t}; lr is its alpha and must stay > 0 "
-                             "(use optim.min_lr > 0 or a constant schedule)")
+            raise OptimError(_("ftrl got learning rate {lr} at step {t}; lr is its alpha and must stay > 0 (use "
+                               "optim.min_lr > 0 or a constant schedule)").format(lr=lr, t=t))
         self.k.ftrl_update(params, self.state["z"], self.state["n"], grads, self.decay_mask, lr,
                             float(c.ftrl_beta), float(c.l1), float(c.l2))
 

@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable
 
 from simulator.config import SCHEDULES, OptimConfig
+from simulator.i18n import _
 from simulator.rules import Problem
 
 DECAYING = ("cosine", "warmup_cosine", "linear_decay")  # go from lr down to min_lr
@@ -37,34 +38,42 @@ def schedule_problem(cfg: OptimConfig, name: Callable[[str], str] = str) -> Prob
     `name` is how a message names the other field (an override on the command line shows it as '--lr').
     """
     if cfg.schedule in DECAYING and cfg.min_lr > cfg.lr:
-        return Problem("optim.min_lr", f"{cfg.min_lr!r} is larger than {name('optim.lr')} {cfg.lr!r}",
-                       f"schedule {cfg.schedule} goes from lr down to min_lr", at=("optim.min_lr", "optim.lr"))
+        return Problem("optim.min_lr", _("{min_lr!r} is larger than {key} {lr!r}").format(
+            min_lr=cfg.min_lr, key=name("optim.lr"), lr=cfg.lr),
+            _("schedule {schedule} goes from lr down to min_lr").format(schedule=cfg.schedule),
+            at=("optim.min_lr", "optim.lr"))
     if cfg.schedule in WARMUP_THEN_DECAY and cfg.warmup_steps >= cfg.decay_steps:
-        return Problem("optim.warmup_steps", f"{cfg.warmup_steps} is not less than {name('optim.decay_steps')} "
-                       f"{cfg.decay_steps}", f"schedule {cfg.schedule} decays between the two",
-                       at=("optim.warmup_steps", "optim.decay_steps"))
+        return Problem("optim.warmup_steps", _("{warmup_steps} is not less than {key} {decay_steps}").format(
+            warmup_steps=cfg.warmup_steps, key=name("optim.decay_steps"), decay_steps=cfg.decay_steps),
+            _("schedule {schedule} decays between the two").format(schedule=cfg.schedule),
+            at=("optim.warmup_steps", "optim.decay_steps"))
+
     return None
 
 
 def check_schedule(cfg: OptimConfig) -> None:
     """Raise ScheduleError with one sentence if the schedule settings are not usable."""
     if cfg.schedule not in SCHEDULES:
-        raise ScheduleError(f"optim.schedule: unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        raise ScheduleError(_("optim.schedule: unknown schedule {schedule!r}; choose one of {items}").format(
+                                schedule=cfg.schedule, items=', '.join(SCHEDULES)))
     if not (cfg.lr >= 0 and math.isfinite(cfg.lr)):
-        raise ScheduleError(f"optim.lr must be a finite number >= 0, got {cfg.lr}")
+        raise ScheduleError(_("optim.lr must be a finite number >= 0, got {lr}").format(lr=cfg.lr))
     if cfg.schedule in DECAYING and not cfg.min_lr >= 0:  # also catches NaN
-        raise ScheduleError(f"optim.min_lr must be >= 0, got {cfg.min_lr}")
+        raise ScheduleError(_("optim.min_lr must be >= 0, got {min_lr}").format(min_lr=cfg.min_lr))
     if cfg.warmup_steps < 0:
-        raise ScheduleError(f"optim.warmup_steps must be >= 0, got {cfg.warmup_steps}")
+        raise ScheduleError(_("optim.warmup_steps must be >= 0, got {warmup_steps}").format(
+                                warmup_steps=cfg.warmup_steps))
     problem = schedule_problem(cfg)
     if problem is not None:
         raise ScheduleError(problem.sentence())
     if cfg.schedule == "cosine" and cfg.decay_steps <= 0:
-        raise ScheduleError(f"optim.decay_steps must be > 0 for schedule cosine, got {cfg.decay_steps}")
+        raise ScheduleError(_("optim.decay_steps must be > 0 for schedule cosine, got {decay_steps}").format(
+                                decay_steps=cfg.decay_steps))
     if cfg.schedule == "step" and cfg.step_size <= 0:
-        raise ScheduleError(f"optim.step_size must be > 0 for schedule step, got {cfg.step_size}")
+        raise ScheduleError(_("optim.step_size must be > 0 for schedule step, got {step_size}").format(
+                                step_size=cfg.step_size))
     if cfg.schedule == "step" and cfg.gamma < 0:
-        raise ScheduleError(f"optim.gamma must be >= 0 for schedule step, got {cfg.gamma}")
+        raise ScheduleError(_("optim.gamma must be >= 0 for schedule step, got {gamma}").format(gamma=cfg.gamma))
 
 
 def lr_at(step: int, cfg: OptimConfig) -> float:
@@ -72,7 +81,7 @@ def lr_at(step: int, cfg: OptimConfig) -> float:
     s, lr, w, d = int(step), float(cfg.lr), int(cfg.warmup_steps), int(cfg.decay_steps)
     kind = cfg.schedule
     if s < 0:
-        raise ScheduleError(f"learning-rate schedule asked for step {s}; steps count from 0")
+        raise ScheduleError(_("learning-rate schedule asked for step {s}; steps count from 0").format(s=s))
     if kind == "constant":
         return lr
     if kind == "cosine":

@@ -26,6 +26,7 @@ from simulator.encoder.masking import KEPT_OUT, MASKINGS, TO_MASK, TO_RANDOM, UN
 from simulator.encoder.pairs import PAIR_TASKS, PairCorpus, draw_pair, pair_corpus
 from simulator.encoder.probe import ProbeResult, bag_of_words_probe, fit_bags
 from simulator.encoder.train import EncoderShape, Evaluation, Learner, eval_set
+from simulator.i18n import N_, _
 from simulator.lessons import Lesson, register
 from simulator.lessons.cards_metrics import Impl, metric
 from simulator.lessons.tokenizers import CORPORA, lesson_text, resolve_path
@@ -36,9 +37,10 @@ from simulator.yamlconfig import ParseContext
 HELD_OUT_EVERY = 10  # every 10th document is held out (texts of at least MIN_SPLIT documents)
 MIN_SPLIT = 20
 # how the tab names what the masking did at a position (masking.KEPT_OUT ...)
-ACTIONS = {KEPT_OUT: "not chosen", TO_MASK: "[MASK] (80%)", TO_RANDOM: "random token (10%)",
-           UNCHANGED: "unchanged (10%)"}
-TASK_NAMES = {"nsp": "NSP (next sentence or another document's)", "sop": "SOP (two sentences in order or swapped)"}
+ACTIONS = {KEPT_OUT: N_("not chosen"), TO_MASK: N_("[MASK] (80%)"), TO_RANDOM: N_("random token (10%)"),
+           UNCHANGED: N_("unchanged (10%)")}  # translated where shown
+TASK_NAMES = {"nsp": N_("NSP (next sentence or another document's)"),
+              "sop": N_("SOP (two sentences in order or swapped)")}
 
 
 @dataclass(frozen=True)
@@ -188,35 +190,41 @@ def validate(cfg: BertConfig, ctx: ParseContext) -> BertConfig:
         ctx.fail("vocab_size" if "vocab_size" in str(e) else where_key, str(e))
     docs = data.full.documents
     if not cfg.tasks or len(set(cfg.tasks)) != len(cfg.tasks) or any(t not in PAIR_TASKS for t in cfg.tasks):
-        ctx.fail("tasks", f"must be distinct pair tasks of {', '.join(PAIR_TASKS)}, got {list(cfg.tasks)}")
+        ctx.fail("tasks", _("must be distinct pair tasks of {tasks}, got {value}").format(
+            tasks=", ".join(PAIR_TASKS), value=list(cfg.tasks)))
     if not any(len(d) >= 2 for d in data.train.documents):
-        ctx.fail(where_key, f"{data.where} has no document of two sentences or more; NSP and SOP pair a sentence "
-                 "with the next one", "end sentences with . ! or ?")
+        ctx.fail(where_key, _("{where} has no document of two sentences or more; NSP and SOP pair a sentence "
+                              "with the next one").format(where=data.where), _("end sentences with . ! or ?"))
     if "nsp" in cfg.tasks and len(docs) < 2:
-        ctx.fail(where_key, f"{data.where} has {len(docs)} document; NSP draws its negatives from another "
-                 "document, so it needs at least two", "separate documents by a blank line, or use tasks: [sop]")
+        ctx.fail(where_key, _("{where} has {n} document; NSP draws its negatives from another document, so it "
+                              "needs at least two").format(where=data.where, n=len(docs)),
+                 _("separate documents by a blank line, or use tasks: [sop]"))
     if cfg.seq_len > data.full.n_tokens:
-        ctx.fail("seq_len", f"a window of {cfg.seq_len} tokens is larger than {data.where} "
-                 f"({data.full.n_tokens} tokens)", "use a smaller seq_len or a longer text")
+        ctx.fail("seq_len", _("a window of {seq_len} tokens is larger than {where} ({n} tokens)").format(
+            seq_len=cfg.seq_len, where=data.where, n=data.full.n_tokens), _("use a smaller seq_len or a longer text"))
     if cfg.d_model % cfg.n_head:
-        ctx.fail("n_head", f"{cfg.n_head} heads do not divide d_model {cfg.d_model}")
+        ctx.fail("n_head", _("{n_head} heads do not divide d_model {d_model}").format(
+            n_head=cfg.n_head, d_model=cfg.d_model))
     if cfg.static_word is not None:
         if len(cfg.static_sentences) != 2:
-            ctx.fail("static_sentences", f"needs two sentences with static_word, got {len(cfg.static_sentences)}")
+            ctx.fail("static_sentences", _("needs two sentences with static_word, got {n}").format(
+                n=len(cfg.static_sentences)))
         tok = data.full.tokenizer
         for s in cfg.static_sentences:
             where = word_positions(tok, s, cfg.static_word)
             if where is None:
-                ctx.fail("static_sentences", f"{s!r} does not hold static_word '{cfg.static_word}'")
+                ctx.fail("static_sentences", _("{value!r} does not hold static_word '{static_word}'").format(
+                    value=s, static_word=cfg.static_word))
             if where[0] >= cfg.seq_len - 1:
-                ctx.fail("static_sentences", f"'{cfg.static_word}' comes after the window of {cfg.seq_len} tokens "
-                         f"in {s!r}")
+                ctx.fail("static_sentences", _("'{static_word}' comes after the window of {seq_len} tokens in "
+                                               "{value!r}").format(static_word=cfg.static_word, seq_len=cfg.seq_len,
+                                                                   value=s))
         if cfg.batch_size < 2:
-            ctx.fail("batch_size", "static vs contextual reads its two sentences in one batch: use at least 2",
-                     "or static_word: null")
+            ctx.fail("batch_size", _("static vs contextual reads its two sentences in one batch: use at least 2"),
+                     _("or static_word: null"))
     if cfg.shown >= cfg.batch_size:
-        ctx.fail("shown", f"{cfg.shown} is not a row of a batch of {cfg.batch_size}",
-                 f"use 0 to {cfg.batch_size - 1}")
+        ctx.fail("shown", _("{shown} is not a row of a batch of {batch_size}").format(
+            shown=cfg.shown, batch_size=cfg.batch_size), _("use 0 to {value}").format(value=cfg.batch_size - 1))
     return cfg
 
 
@@ -287,35 +295,44 @@ def summary(cfg: BertConfig, frames: list[BertFrame]) -> str:
     tok = data.full.tokenizer
     n_words = sum(int(s.starts.sum()) for d in data.full.documents for s in d)
     last = frames[-1]
-    split = (f"{len(data.train.documents):,} for training, {len(data.test.documents):,} held out" if data.held_out
-             else "too few to hold any out: evaluation reuses them")
-    lines = [f"BERT-style encoder on {data.where}: {len(data.full.documents):,} documents ({split}); WordPiece "
-             f"{tok.vocab_size} tokens, {data.full.n_tokens / max(n_words, 1):.2f} pieces per word",
-             f"[CLS] A [SEP] B [SEP] in {cfg.seq_len} positions, token + segment + position embeddings; "
-             f"{cfg.n_layer} layers, d_model {cfg.d_model}, {cfg.n_head} heads, bidirectional attention",
-             f"MLM: {cfg.masking} masking of {cfg.mask_rate:.0%} of the tokens (80% [MASK], 10% random, "
-             f"10% unchanged), loss on those only",
-             f"batch {cfg.batch_size}, AdamW lr {cfg.lr:g}, seed {cfg.seed}; step {last.step} of {cfg.steps}; "
-             f"held out: {cfg.eval_pairs} pairs per task", "",
+    split = (_("{train:,} for training, {test:,} held out").format(
+        train=len(data.train.documents), test=len(data.test.documents)) if data.held_out
+             else _("too few to hold any out: evaluation reuses them"))
+    lines = [_("BERT-style encoder on {where}: {n:,} documents ({split}); WordPiece {vocab} tokens, {pieces:.2f} "
+               "pieces per word").format(where=data.where, n=len(data.full.documents), split=split,
+                                         vocab=tok.vocab_size, pieces=data.full.n_tokens / max(n_words, 1)),
+             _("[CLS] A [SEP] B [SEP] in {seq_len} positions, token + segment + position embeddings; {n_layer} "
+               "layers, d_model {d_model}, {n_head} heads, bidirectional attention").format(
+                 seq_len=cfg.seq_len, n_layer=cfg.n_layer, d_model=cfg.d_model, n_head=cfg.n_head),
+             _("MLM: {masking} masking of {rate:.0%} of the tokens (80% [MASK], 10% random, 10% unchanged), loss "
+               "on those only").format(masking=cfg.masking, rate=cfg.mask_rate),
+             _("batch {batch}, AdamW lr {lr:g}, seed {seed}; step {step} of {steps}; held out: {pairs} pairs per "
+               "task").format(batch=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, step=last.step, steps=cfg.steps,
+                              pairs=cfg.eval_pairs), "",
              f"{'task':<5} {'MLM loss':>9} {'held out':>9} {'top-1':>6} {'pair acc':>9} {'bag-of-words':>13}"]
     for i, p in enumerate(last.points):
         ev = _evaluated(frames, i).eval
         probe = next(r for r in last.probes if r.task == p.task)
         lines.append(f"{p.task:<5} {p.mlm_loss:>9.3f} {ev.mlm_loss:>9.3f} {ev.mlm_accuracy:>6.1%} "
                      f"{ev.pair_accuracy:>9.1%} {probe.test_accuracy:>13.1%}")
-    lines += ["", "pair acc: the [CLS] head on held-out pairs; bag-of-words: a logistic regression on which words "
-              "the two sentences hold,", "never their order (so it is at chance, 50%, on SOP by construction). "
-              + "; ".join(TASK_NAMES[t] for t in cfg.tasks)]
+    lines += ["", _("pair acc: the [CLS] head on held-out pairs; bag-of-words: a logistic regression on which words "
+                    "the two sentences hold,"),
+              _("never their order (so it is at chance, 50%, on SOP by construction).") + " "
+              + "; ".join(_(TASK_NAMES[t]) for t in cfg.tasks)]
     if last.contextual:
-        lines += ["", f"static vs contextual: '{cfg.static_word}' in " + " and ".join(
-                  f'"{t}"' for t in cfg.static_sentences) + "; word2vec gives it one vector (cosine 1). "
-                  "The encoder's vectors of it (each sentence read alone), cosine between the two uses:"]
+        first, second = (f'"{t}"' for t in cfg.static_sentences)
+        lines += ["", _("static vs contextual: '{word}' in {first} and {second}; word2vec gives it one vector "
+                        "(cosine 1). The encoder's vectors of it (each sentence read alone), cosine between the two "
+                        "uses:").format(word=cfg.static_word, first=first, second=second)]
         for task, cos in last.contextual:
-            lines.append(f"  {task} learner: " + ", ".join(f"{name} {c:.3f}" for name, c in cos))
+            lines.append("  " + _("{task} learner:").format(task=task) + " "
+                         + ", ".join(f"{name} {c:.3f}" for name, c in cos))
     ex = _evaluated(frames, 0).example
     if ex is not None:
-        lines += ["", f"one held-out {cfg.tasks[0].upper()} pair (label {ex.label}, predicted {ex.predicted_label}); "
-                  "chosen positions as [original->read: predicted]:", "  " + example_text(ex)]
+        lines += ["", _("one held-out {task} pair (label {label}, predicted {predicted}); chosen positions as "
+                        "[original->read: predicted]:").format(task=cfg.tasks[0].upper(), label=ex.label,
+                                                               predicted=ex.predicted_label),
+                  "  " + example_text(ex)]
     return "\n".join(lines)
 
 

@@ -1,0 +1,161 @@
+"""View → Language under Xvfb: the window relabels itself in Chinese and back while a run keeps stepping, the
+choice is remembered for the next window, and the font module picks a CJK family or falls back with a note."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from simulator import i18n
+from ui import fonts
+from ui.language import language_path, read_language, startup_language
+
+TINY = """\
+name: lang-tiny
+description: a very small model for the language tests
+model: {d_model: 16, n_layer: 1, n_head: 2, seq_len: 16, norm: layernorm}
+optim: {name: adamw, lr: 0.003, schedule: constant}
+train: {batch_size: 2, seed: 3, eval_every: 0, stats_every: 2, eval_batches: 1}
+"""
+
+
+@pytest.fixture
+def english():
+    """Every test starts and ends in English (the suite reads English)."""
+    i18n.set_language("en")
+    yield
+    i18n.set_language("en")
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "lang-tiny.yaml"
+    path.write_text(TINY, encoding="utf-8")
+    return str(path)
+
+
+def menubar(root):
+    return root.nametowidget(root.cget("menu"))
+
+
+def labels(menu) -> list[str]:
+    return [menu.entrycget(i,
+            "label") for i in range(menu.index("end") + 1) if menu.type(i) not in ("separator", "tearoff")]
+
+
+def choose(h, code: str) -> None:
+    """Clicks View → Language → `code`'s entry, as a person would."""
+    lay = h.app.layout
+    menu = lay.language_menu
+    menu.invoke(list(i18n.LANGUAGES).index(code))
+    h.pump(timeout=0.2)
+
+
+def test_switching_relabels_the_window_while_the_run_keeps_stepping(harness, tiny, english):
+    h = harness(tiny)
+    lay = h.app.layout
+    assert labels(menubar(h.root)) == ["File", "Run", "View", "Help"]
+    assert labels(lay.language_menu) == ["English", "简体中文"]  # each language in its own name
+    h.app.run()
+    assert h.pump(lambda: h.app.running and h.app.step_count >= 2, 60)
+    before = h.app.step_count
+    choose(h, "zh_CN")
+    assert i18n.language() == "zh_CN" and h.app.language == "zh_CN"
+    assert labels(menubar(h.root)) == ["文件", "运行", "视图", "帮助"]
+    assert lay.run_button.cget("text") == "暂停" and lay.step_button.cget("text") == "单步"
+    assert lay.status_label.cget("text") == "训练中"
+    assert h.pump(lambda: h.app.step_count > before + 2, 60), "the run stopped at the switch"
+    assert h.app.running and h.app.worker.session is not None
+    assert h.pump(lambda: lay.status_vars["step"].get() == f"第 {h.app.step_count} 步", 5)
+    assert lay.notebook.tab(lay.overview.frame, "text") == i18n._(lay.overview.title)
+    assert lay.notebook.tab(lay.lessons, "text") == "更多课程"
+    labelled = [w.cget("text") for w in lay.controls.inner.winfo_children()[1].winfo_children()
+                if w.winfo_class() == "TLabel"]
+    assert "学习率" in " ".join(w.cget("text") for box in lay.controls.inner.winfo_children()[1:]
+                                for w in box.winfo_children() if w.winfo_class() == "TLabel"), labelled
+    assert lay.gradcheck_button.cget("text") == "梯度检验"
+    mid = h.app.step_count
+    choose(h, "en")
+    assert labels(menubar(h.root)) == ["File", "Run", "View", "Help"]
+    assert lay.run_button.cget("text") == "Pause" and lay.status_label.cget("text") == "training"
+    assert h.pump(lambda: h.app.step_count > mid + 2, 60)
+    h.app.pause()
+    assert h.pump(lambda: not h.app.running, 30)
+    assert lay.run_button.cget("text") == "Run" and h.app.message == "paused"
+
+
+def test_the_choice_is_remembered_for_the_next_window(harness, tiny, english, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("TRANSFORMER_SIM_LANG")
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+    assert startup_language() == "en"  # nothing chosen yet: the system's
+    h = harness(tiny)
+    h.app.remember = True  # the real app's memory (a test window otherwise writes nothing)
+    choose(h, "zh_CN")
+    saved = json.loads(language_path().read_text(encoding="utf-8"))
+    assert saved == {"language": "zh_CN"} and read_language() == "zh_CN"
+    assert not list(language_path().parent.glob("*.tmp")), "no temp file left behind"
+    h.close()
+    i18n.set_language("en")
+    import tkinter as tk
+
+    from tests.ui.conftest import pump
+    from ui.app import build_app
+
+    root = tk.Tk()
+    app = build_app(root, tiny, remember=True)  # reads language.json as `launch` does
+    try:
+        assert i18n.language() == "zh_CN"
+        assert labels(menubar(root))[0] == "文件" and app.layout.run_button.cget("text") == "运行"
+        assert pump(root, lambda: app.info is not None, 60)
+        assert app.layout.language_var.get() == "zh_CN"
+    finally:
+        app.close()
+    language_path().write_text("{broken", encoding="utf-8")
+    assert read_language() is None and startup_language() == "en"
+    monkeypatch.setenv("TRANSFORMER_SIM_LANG", "zh")  # one launch in another language wins over the memory
+    assert startup_language() == "zh_CN"
+
+
+def test_the_font_module_picks_a_cjk_family_or_falls_back(harness, tiny, english, monkeypatch):
+    assert fonts.pick_cjk(["DejaVu Sans", "noto sans cjk sc", "WenQuanYi Micro Hei"]) == "noto sans cjk sc"
+    assert fonts.pick_cjk(["DejaVu Sans", "WenQuanYi Zen Hei"]) == "WenQuanYi Zen Hei"
+    assert fonts.pick_cjk(["DejaVu Sans"]) is None
+    from tkinter import font as tkfont
+
+    import matplotlib
+
+    h = harness(tiny)
+    before = list(matplotlib.rcParams["font.sans-serif"])
+    monkeypatch.setattr(fonts, "tk_families", lambda root: ["DejaVu Sans", "Noto Sans CJK SC"])
+    monkeypatch.setattr(fonts, "matplotlib_families", lambda: ["DejaVu Sans", "Noto Sans CJK SC"])
+    choose(h, "zh_CN")
+    assert tkfont.nametofont("TkDefaultFont", root=h.root).cget("family") == "Noto Sans CJK SC"
+    assert matplotlib.rcParams["font.sans-serif"][0] == "Noto Sans CJK SC"
+    assert h.app.message != i18n._(fonts.NO_CJK_FONT)
+    choose(h, "en")
+    assert tkfont.nametofont("TkDefaultFont", root=h.root).cget("family") == h.app.fonts.original["TkDefaultFont"]
+    assert list(matplotlib.rcParams["font.sans-serif"]) == before
+    # none installed: the window still switches, says so in one status line, and keeps its fonts
+    monkeypatch.setattr(fonts, "tk_families", lambda root: ["DejaVu Sans"])
+    monkeypatch.setattr(fonts, "matplotlib_families", lambda: ["DejaVu Sans"])
+    monkeypatch.setattr(fonts, "add_system_cjk_fonts", lambda: 0)
+    choose(h, "zh_CN")
+    assert h.app.message == "未安装中文字体（请安装 fonts-noto-cjk）：部分文字可能显示为方框"
+    assert h.app.layout.run_button.cget("text") == "运行"
+    assert list(matplotlib.rcParams["font.sans-serif"]) == before
+
+
+def test_the_installed_cjk_font_is_found_for_both_tk_and_matplotlib(harness, tiny, english):
+    h = harness(tiny)
+    if fonts.pick_cjk(fonts.tk_families(h.root)) is None:
+        pytest.skip("no CJK font installed (scripts/setup.sh installs fonts-noto-cjk)")
+    choose(h, "zh_CN")
+    import matplotlib
+    from matplotlib import font_manager
+
+    family = matplotlib.rcParams["font.sans-serif"][0]
+    assert family in fonts.CJK_FAMILIES
+    path = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+    assert "cjk" in path.lower() or "wqy" in path.lower() or "han" in path.lower(), path

@@ -155,6 +155,8 @@ class WindowLayout:
         return self.course_window
 
     def _button(self, bar, msgid: str, tip: str | None = None, **options) -> ttk.Button:
+        if options.get("width", 0) > 0:  # a minimum (negative in ttk): a longer translation widens, never cut off
+            options["width"] = -options["width"]
         button = relabel.text(ttk.Button(bar, text=_(msgid), **options), msgid)
         if tip is not None:
             _tip(button, tip)

@@ -4,12 +4,18 @@ choice is remembered for the next window, and the font module picks a CJK family
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tkinter as tk
 
 import pytest
 
-from simulator import i18n
-from ui import fonts
-from ui.language import language_path, read_language, startup_language
+if __name__ == "__main__":  # a child process that opens the window on its own screen (see test_screenshots...)
+    sys.path.insert(0, os.getcwd())
+from simulator import i18n  # noqa: E402
+from ui import fonts  # noqa: E402
+from ui.language import language_path, read_language, startup_language  # noqa: E402
 
 TINY = """\
 name: lang-tiny
@@ -159,3 +165,85 @@ def test_the_installed_cjk_font_is_found_for_both_tk_and_matplotlib(harness, tin
     assert family in fonts.CJK_FAMILIES
     path = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
     assert "cjk" in path.lower() or "wqy" in path.lower() or "han" in path.lower(), path
+
+
+# ------------------------------------------------------------------ both languages on real screens
+def cut_off(root) -> list[str]:
+    """Every mapped label and button whose text is wider than the widget (text cut off), measured in its font."""
+    from tkinter import font as tkfont
+    from tkinter import ttk
+
+    out, todo = [], [root]
+    while todo:
+        w = todo.pop()
+        todo += w.winfo_children()
+        if w.winfo_class() not in ("TLabel", "TButton") or not w.winfo_ismapped():
+            continue
+        var = str(w.cget("textvariable"))
+        text = str(w.cget("text")) or (w.getvar(var) if var else "")
+        keys = w.keys()
+        if not text or ("wraplength" in keys and str(w.cget("wraplength"))):  # wrapped text breaks lines to fit
+            continue
+        style = str(w.cget("style")) or w.winfo_class()
+        spec = (str(w.cget("font")) if "font" in keys else "") or ttk.Style(w).lookup(style, "font")
+        font = tkfont.nametofont(spec or "TkDefaultFont", root=w) if (spec or "TkDefaultFont").startswith("Tk") \
+            else tkfont.Font(root=w, font=spec)
+        need = max(font.measure(line) for line in text.splitlines())
+        room = w.winfo_width()
+        if w.winfo_class() == "TButton":  # a button's text sits inside its padding, border and focus ring
+            pad = ttk.Style(w).lookup(str(w.cget("style")) or "TButton", "padding") or "0"
+            room -= 2 * (int(float(str(w.tk.splitlist(pad)[0]))) + 3)
+        if need > room:
+            out.append(f"{text!r}: {need} px of text in {room} px")
+    return out
+
+
+@pytest.mark.parametrize("width, height", [(1280, 800), (1024, 700)])
+@pytest.mark.parametrize("language", ["en", "zh_CN"])
+def test_screenshots_in_both_languages_cut_no_text_off(tmp_path, tiny, shots, language, width, height):
+    """The window on a screen of each size in each language: no label or button narrower than its text."""
+    from pyvirtualdisplay import Display
+
+    png = shots / f"window-{language}-{width}x{height}.png"
+    disp = Display(backend="xvfb", size=(width, height), color_depth=24, extra_args=["-dpi", "100"],
+                   manage_global_env=False)
+    disp.start()
+    try:
+        env = {**os.environ, "DISPLAY": disp.new_display_var, "XDG_CONFIG_HOME": str(tmp_path / "config"),
+               "TRANSFORMER_SIM_LANG": language,
+               "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+        proc = subprocess.run([sys.executable, __file__, str(width), str(height), tiny, str(png)], env=env,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        disp.stop()
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["language"] == language and out["cut"] == [], out["cut"]
+    assert out["toolbar"] <= out["width"]
+    from tests.ui.test_ui_window import colours
+
+    n, top = colours(png)
+    assert n > 50 and top < 0.9, (png, n, top)
+
+
+def child(width: int, height: int, preset: str, png: str) -> dict:
+    from tests.ui.conftest import pump
+    from ui.app import build_app
+
+    root = tk.Tk()
+    app = build_app(root, preset)
+    assert pump(root, lambda: app.info is not None, 120)
+    pump(root, lambda: app.layout.menu_height > 0, 10)
+    app.layout.step_button.invoke()
+    assert pump(root, lambda: app.step_count >= 1, 60)
+    pump(root, timeout=0.5)
+    subprocess.run(["import", "-window", "root", "-crop", f"{width}x{height}+0+0", png], check=True, timeout=30)
+    out = {"language": app.language, "cut": cut_off(app.layout.top), "toolbar": app.layout.toolbar.winfo_reqwidth(),
+           "width": root.winfo_width()}
+    app.close()
+    return out
+
+
+if __name__ == "__main__":
+    W, H, preset, png = sys.argv[1:]
+    print(json.dumps(child(int(W), int(H), preset, png)))

@@ -430,6 +430,7 @@ class App:
             return
         self.closed = True
         self._unlisten()
+        relabel.forget(self.root)
         self._remember_window()
         for tab in self.layout.tabs:
             tab.cancel()

@@ -61,6 +61,12 @@ def menu(m: tk.Menu, index: int | str, msgid: str, **fields) -> None:
     keep(m, lambda: m.entryconfigure(index, label=str(msg)), key=f"entry{index}")
 
 
+def forget(root: tk.Misc) -> None:
+    """Drops every entry of `root`'s Tcl interpreter (its window closes: nothing of it is relabelled again)."""
+    for key in [k for k in _entries if k[0] == id(root.tk)]:
+        del _entries[key]
+
+
 def relabel() -> int:
     """Applies every registered text again (after a switch); drops destroyed widgets'. How many were applied."""
     done = 0

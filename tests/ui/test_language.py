@@ -247,3 +247,29 @@ def child(width: int, height: int, preset: str, png: str) -> dict:
 if __name__ == "__main__":
     W, H, preset, png = sys.argv[1:]
     print(json.dumps(child(int(W), int(H), preset, png)))
+
+
+def test_every_lesson_tab_redraws_its_figure_in_the_new_language(harness, tiny, english):
+    """Each lesson tab, built and computed, survives a switch both ways; a figure's titles follow the language."""
+    h = harness(tiny)
+    lay = h.app.layout
+    tabs = list(lay.lesson_tabs.values())
+    for tab in tabs:
+        lay.select_tab(tab)
+        h.pump(timeout=0.2)
+        assert tab.built
+    for tab in tabs:
+        if hasattr(tab, "result"):
+            assert h.pump(lambda t=tab: t.result is not None and t._static_for is not None, 240), tab.title
+    race = lay.lesson_tabs["optimizer_race"]
+    assert race.ax_loss.get_title() == "loss (function value) per step"
+    choose(h, "zh_CN")
+    assert race.ax_loss.get_title() == "每一步的损失（函数值）"
+    assert lay.inner.tab(lay.lesson_tabs["deep_mlp"].frame, "text") == "深层 MLP"
+    for tab in tabs:  # every figure draws in Chinese without an error (the draw raises on a bug)
+        lay.select_tab(tab)
+        h.pump(timeout=0.3)
+        if getattr(tab, "figure", None) is not None and getattr(tab, "canvas", None) is not None:
+            tab.canvas.draw()
+    choose(h, "en")
+    assert race.ax_loss.get_title() == "loss (function value) per step"

@@ -260,8 +260,10 @@ class TiledAttentionTab(PlotTab):
 
     def _title(self) -> str:
         layer, head, step = self.qkv[4], self.qkv[5], self.qkv[7]
-        source = f"random q, k (seed {self.cfg.seed})" if layer is None else f"layer {layer}, head {head} (step {step})"
-        return f"scores of {source}; tiles {self.trace.tile_q} x {self.trace.tile_k}"
+        source = _("random q, k (seed {seed})").format(seed=self.cfg.seed) if layer is None else \
+            _("layer {layer}, head {head} (step {step})").format(layer=layer, head=head, step=step)
+        return _("scores of {source}; tiles {rows} x {cols}").format(source=source, rows=self.trace.tile_q,
+                                                                    cols=self.trace.tile_k)
 
     def _update_walk(self) -> bool:
         """The scores so far, the current tile, m and l, and the counters; True when an axis must grow."""
@@ -306,17 +308,18 @@ class TiledAttentionTab(PlotTab):
                                         causal=self.trace.causal,
                                         loop_order=self.trace.loop_order)
         naive = naive_attention_traffic(n, d)
-        pair = (f"pair {st.index + 1}/{self.trace.n_steps}" + (" skipped (masked)" if st.skipped else "")
-                if st else f"pair 0/{self.trace.n_steps}")
-        lines = [f"moved so far: {human_bytes(4 * reads)} read + {human_bytes(4 * writes)} written;  the whole "
-                 f"tiled walk: {human_bytes(total.bytes)}",
-                 f"standard attention (writes and reads the T x T matrix): {human_bytes(naive.bytes)};  "
-                 f"tiled / standard = {total.bytes / naive.bytes:.2f}"]
+        index, n_steps = (st.index + 1 if st else 0), self.trace.n_steps
+        pair = (_("pair {index}/{count} skipped (masked)") if st and st.skipped else
+                _("pair {index}/{count}")).format(index=index, count=n_steps)
+        lines = [_("moved so far: {read} read + {written} written;  the whole tiled walk: {total}").format(
+                     read=human_bytes(4 * reads), written=human_bytes(4 * writes), total=human_bytes(total.bytes)),
+                 _("standard attention (writes and reads the T x T matrix): {naive};  tiled / standard = "
+                   "{ratio:.2f}").format(naive=human_bytes(naive.bytes), ratio=total.bytes / naive.bytes)]
         if self.trace.done or (st is not None and st.index + 1 == self.trace.n_steps):
             err = float(np.max(np.abs(self.trace.output - model_out)))
-            lines.append(f"done: max |tiled output - the model's attention output| = {err:.2e} "
-                         "(float64 walk vs the float32 model)" if layer is not None else
-                         f"done: max |tiled output - standard attention's output| = {err:.2e}")
+            lines.append(_("done: max |tiled output - the model's attention output| = {err:.2e} (float64 walk vs "
+                           "the float32 model)").format(err=err) if layer is not None else
+                         _("done: max |tiled output - standard attention's output| = {err:.2e}").format(err=err))
         else:  # always three lines: a label that grew would shrink the canvas (a new layout)
             lines.append(pair)
         self.counters.configure(text="\n".join(lines))

@@ -18,7 +18,7 @@ from tkinter import ttk
 import numpy as np
 from matplotlib.collections import LineCollection
 
-from simulator.i18n import N_
+from simulator.i18n import N_, _
 from simulator.lessons.word2vec import FREQUENT, MODELS, load_corpus, neighbours_text, static_point
 from ui.lessons import lesson_tab
 from ui.lessons.base import LessonTab, labelled_combo
@@ -37,7 +37,7 @@ def align(frames_coords: list[np.ndarray]) -> np.ndarray:
         out.append(x / max(float(np.sqrt((x ** 2).sum(axis=1).mean())), 1e-12))
     target = out[-1]
     for i, x in enumerate(out):
-        u, _, vt = np.linalg.svd(x.T @ target)  # (2, 2): the orthogonal R minimising |x R - target|
+        u, _s, vt = np.linalg.svd(x.T @ target)  # (2, 2): the orthogonal R minimising |x R - target|
         out[i] = x @ (u @ vt)
     return np.stack(out)
 
@@ -93,7 +93,7 @@ class Word2VecTab(LessonTab):
     def digest(self, cfg, frames):
         """(frames, {map name: (words, (steps, n, 2) aligned coordinates)}, the static-vector lines)."""
         maps = {}
-        for m, (name, ws, _, _) in enumerate(frames[-1].maps):
+        for m, (name, ws, _xy, _ids) in enumerate(frames[-1].maps):
             maps[name] = (ws, align([f.maps[m][2] for f in frames]))
         self._prerender(frames)
         return frames, maps, static_lines(cfg, frames)
@@ -139,7 +139,8 @@ class Word2VecTab(LessonTab):
         ax.set_xticks([])
         ax.set_yticks([])
         paired = name != FREQUENT
-        ax.set_title(f"PCA of the {name} words" + (" (pairs joined)" if paired else ", most frequent first"))
+        ax.set_title((_("PCA of the {name} words (pairs joined)") if paired else
+                      _("PCA of the {name} words, most frequent first")).format(name=name))
         self.pairs = LineCollection([], colors="0.6", linewidths=0.8)
         ax.add_collection(self.pairs)
         colours = ["C0", "C3"] * (len(self.words) // 2) if paired else ["C0"] * len(self.words)
@@ -150,12 +151,12 @@ class Word2VecTab(LessonTab):
         self.step_text = cached_text(ax, 0.01, 0.99, "", transform=ax.transAxes, bitmaps=lines, **STEP_TEXT)
         steps = np.arange(1, n + 1)
         self.acc = {}
-        for i, (rel, _, asked) in enumerate(frames[-1].accuracy):
+        for i, (rel, _hits, asked) in enumerate(frames[-1].accuracy):
             if asked:
                 (self.acc[rel],) = ax_acc.plot([], [], color=f"C{i}", lw=1.3,
                         label=_("{relation} analogies").format(relation=rel))
         self.acc_values = {rel: np.array([h / a for r, h, a in (f.accuracy[i] for f in frames)])
-                           for i, (rel, _, a) in enumerate(frames[-1].accuracy) if a}
+                           for i, (rel, _hits, a) in enumerate(frames[-1].accuracy) if a}
         self.loss_values = np.array([f.loss for f in frames])
         self.steps = steps
         ax_loss = ax_acc.twinx()
@@ -200,7 +201,7 @@ class Word2VecTab(LessonTab):
 
     @staticmethod
     def _step_line(f, n: int) -> str:
-        return f"step {f.step} of {n}, {f.words_done:,} words"
+        return _("step {step} of {steps}, {words:,} words").format(step=f.step, steps=n, words=f.words_done)
 
     @staticmethod
     def _neighbours(f) -> str:

@@ -116,7 +116,7 @@ SAMPLING_GROUP: list[tuple[str, list[ControlSpec]]] = [
     ]),
 ]
 
-SPECS: dict[str, ControlSpec] = {s.path: s for _, group in GROUPS + SAMPLING_GROUP for s in group}
+SPECS: dict[str, ControlSpec] = {s.path: s for _title, group in GROUPS + SAMPLING_GROUP for s in group}
 
 
 def escape(text: str) -> str:

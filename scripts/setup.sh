@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=${1:-}
 
-packages="python3-venv python3-tk"
+packages="python3-venv python3-tk fonts-noto-cjk"  # the CJK font: the window in Chinese (ui/fonts.py)
 [ "$want_test" = "--test" ] && packages="$packages xvfb xauth xdotool imagemagick x11-utils fonts-dejavu-core"
 if command -v apt-get >/dev/null 2>&1; then
   missing=$(for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)

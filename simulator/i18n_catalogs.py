@@ -6,7 +6,9 @@
 Messages are found by reading the code, not by running it: every `_("...")`, `N_("...")` and
 `ngettext("...", "...", n)` whose arguments are string literals, in `simulator/`, `ui/` and `main.py`,
 and the person-readable text of the lesson presets (`presets/*.yaml`: the description and the
-`lesson:` card's title, why, steps, question, answers and claims). A message's area (its `.po` file)
+`lesson:` card's title, why, steps, question, answers and claims), and the text the window shows from
+the engine's declarations (a `setting(...)`'s label and help, a `Lesson(...)`'s title: area `ui`, the
+window's controls and tabs being their only readers). A message's area (its `.po` file)
 follows from where it was first found, so each part of the code has its own catalog.
 
 English catalogs carry msgstr = msgid unless someone rewrote the English; Chinese entries start empty
@@ -73,6 +75,25 @@ def python_messages(path: Path) -> list[tuple[str, str | None, int]]:
     return found
 
 
+def declared_texts(path: Path) -> list[tuple[str, int]]:
+    """(text, line) of every literal `label=`/`help=` of a `setting(...)` and title of a `Lesson(kind, title, ...)`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+        if name == "setting":
+            values = [k.value for k in node.keywords if k.arg in ("label", "help")]
+        elif name == "Lesson" and len(node.args) > 1:
+            values = [node.args[1]]
+        else:
+            continue
+        found += [(v.value, node.lineno) for v in values
+                  if isinstance(v, ast.Constant) and isinstance(v.value, str) and v.value]
+    return found
+
+
 def preset_texts(data: dict) -> list[str]:
     """The sentences of a preset a person reads: its description and its lesson card."""
     texts = []
@@ -105,6 +126,10 @@ def collect() -> dict[str, Message]:
     for path in code_files():
         for msgid, plural, line in python_messages(path):
             add(msgid, plural, area_of(path), f"{path.relative_to(ROOT).as_posix()}:{line}")
+    for path in code_files():
+        if path.relative_to(ROOT).parts[0] == "simulator":
+            for text, line in declared_texts(path):
+                add(text, None, "ui", f"{path.relative_to(ROOT).as_posix()}:{line}")
     for path in sorted(PRESETS_DIR.glob("*.yaml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for text in preset_texts(data) if isinstance(data, dict) else []:

@@ -20,10 +20,15 @@ from dataclasses import replace
 from tkinter import messagebox
 
 from simulator.config import RunConfig, is_structural_change
+from simulator.i18n import N_, _, language, on_language_change
+from simulator.i18n import set_language as switch_language
 from simulator.presets import DEFAULT_PRESET, PresetError, find_preset, load_any, override
+from ui import relabel
 from ui.dialogs import gradcheck_window
 from ui.files import FileActions
+from ui.fonts import Fonts
 from ui.history import PinnedRun, RunHistory
+from ui.language import startup_language, write_language
 from ui.layout import TITLE, WindowLayout
 from ui.panels.controls import SPECS
 from ui.protocol import (
@@ -57,6 +62,7 @@ from ui.protocol import (
     StepInto,
     Watch,
 )
+from ui.relabel import Msg
 from ui.window_geometry import (
     WindowState,
     apply_scale,
@@ -105,6 +111,11 @@ class App:
         self.ask = lambda title, text: messagebox.askyesno(title, text, parent=self.root)
 
         root.title(f"{TITLE} - {config.name}")
+        if remember:  # the person's last choice in View → Language (the real app; tests choose their own)
+            switch_language(startup_language())
+        self.language = language()
+        self.fonts = Fonts(root)
+        font_note = self.fonts.apply(self.language)
         self.bus = Bus()
         for kind, handler in self._handlers():  # the app's own state first, then the tabs that draw it
             self.bus.subscribe(kind, handler)
@@ -118,8 +129,32 @@ class App:
             root.after_idle(lambda: self.files.show_lesson(lesson))
         self.worker = Worker(config, snapshot_every=snapshot_every)
         self.worker.start()
-        self.set_status("building the model (the first launch compiles kernels: a few seconds)")
+        self.set_status(Msg(N_("building the model (the first launch compiles kernels: a few seconds)")))
+        if font_note:
+            self.set_status(Msg(font_note))
+        # a switch relabels the widgets in place: the worker and its session never notice (ui/relabel.py)
+        self._unlisten = on_language_change(self._language_changed)
         self._after = root.after(POLL_MS, self.poll)
+
+    # ================================================================== the language
+    def set_language(self, code: str) -> None:
+        """View → Language: the window speaks `code` from now on, the run going on; the choice is remembered."""
+        switch_language(code)  # tells `_language_changed` (and any other window of this process)
+        if self.remember:
+            write_language(language())
+
+    def _language_changed(self, code: str) -> None:
+        if self.closed:
+            return
+        self.language = code
+        note = self.fonts.apply(code)  # before the figures rebuild their text in the new fonts
+        self.layout.relabel_all()
+        for tab in self.layout.tabs:
+            changed = getattr(tab, "language_changed", None)
+            if changed is not None:
+                changed()
+        if note:
+            self.set_status(Msg(note))
 
     # ================================================================== where the window opens
     def _place_window(self) -> None:
@@ -173,13 +208,14 @@ class App:
     def _handlers(self):
         return ((Record, self._on_record), (Phase, self._on_phase), (Ready, self._on_ready),
                 (Running, self._on_running), (Diverged, self._on_diverged), (Error, self._on_error),
-                (Fatal, lambda m: self.set_status(f"no model could be built: {m.text}", error=True)),
+                (Fatal, lambda m: self.set_status(Msg(N_("no model could be built: {text}"), text=Msg(m.text.strip())),
+                                                  error=True)),
                 (ConfigKept, lambda m: self.set_config(m.config)), (Applied, self._on_applied),
                 (SnapshotSteps, self._on_snapshots), (Rewound, self._on_rewound),
-                (Status, lambda m: self.set_status(m.text)), (Generating, self._on_generating),
-                (Generated, lambda m: self.set_status(f"generated {len(m.text)} characters")),
+                (Status, lambda m: self.set_status(Msg(m.text.strip()))), (Generating, self._on_generating),
+                (Generated, lambda m: self.set_status(Msg(N_("generated {n} characters"), n=len(m.text)))),
                 (GradChecked, self._on_gradcheck),
-                (CheckpointSaved, lambda m: self.set_status(f"checkpoint saved to {m.path}")))
+                (CheckpointSaved, lambda m: self.set_status(Msg(N_("checkpoint saved to {path}"), path=m.path))))
 
     def _on_record(self, msg: Record) -> None:
         rec = msg.record
@@ -188,12 +224,13 @@ class App:
         if rec.nonfinite is None:
             self.step_count = rec.step
         if not self.running:
-            self.layout.show_phase("phase -")
+            self.layout.show_phase(Msg(N_("phase -")))
 
     def _on_phase(self, view: Phase) -> None:
         self.phase_log.append(view.name)
         self.in_step = not view.last
-        self.layout.show_phase(f"phase {view.index + 1}/{view.count} {view.name}")
+        self.layout.show_phase(Msg(N_("phase {index}/{count} {name}"), index=view.index + 1, count=view.count,
+                                   name=view.name))
 
     def _on_ready(self, info: Ready) -> None:
         self.info = info
@@ -209,7 +246,8 @@ class App:
         self.set_config(info.config)
 
     def _show_ready(self, info: Ready) -> None:
-        self.set_status(f"ready: {info.n_params:,} parameters, {len(info.phase_names)} phases a step")
+        self.set_status(Msg(N_("ready: {params:,} parameters, {phases} phases a step"), params=info.n_params,
+                            phases=len(info.phase_names)))
         tab = self.layout.current_tab()
         if tab is not None:
             tab.refresh(force=True)
@@ -218,21 +256,21 @@ class App:
         self.running = msg.on
         self.layout.show_running(msg.on)
         if msg.on:
-            self.set_status("training")
+            self.set_status(Msg(N_("training")))
         elif not self.diverged:
-            self.set_status("paused")
+            self.set_status(Msg(N_("paused")))
 
     def _on_diverged(self, msg: Diverged) -> None:
         self.diverged = msg.sentence
-        self.set_status(msg.sentence, error=True)
+        self.set_status(Msg(msg.sentence.strip()), error=True)
 
     def _on_error(self, msg: Error) -> None:
-        self.set_status(msg.text, error=True)
-        self.show_error(msg.text)
+        self.set_status(Msg(msg.text.strip()), error=True)
+        self.show_error(_(msg.text.strip()))
 
     def _on_applied(self, msg: Applied) -> None:
         if msg.paths:
-            self.set_status("applied on the next step: " + ", ".join(msg.paths))
+            self.set_status(Msg(N_("applied on the next step: {paths}"), paths=", ".join(msg.paths)))
 
     def _on_snapshots(self, msg: SnapshotSteps) -> None:
         self.snapshot_steps = list(msg.steps)
@@ -242,7 +280,7 @@ class App:
         self.history.truncate(msg.step)
         self.step_count = msg.step
         self.diverged = None
-        self.set_status(f"rewound to step {msg.step}: training from here branches")
+        self.set_status(Msg(N_("rewound to step {step}: training from here branches"), step=msg.step))
 
     def _on_generating(self, msg: Generating) -> None:
         self.generating = msg.on
@@ -252,9 +290,9 @@ class App:
         self.layout.show_gradcheck(msg.rows)
         self.gradcheck_window = gradcheck_window(self.root, msg.rows)
 
-    def set_status(self, text: str, error: bool = False) -> None:
-        """The message part of the status line; red for an error or a divergence."""
-        self.message = text
+    def set_status(self, text: str | Msg, error: bool = False) -> None:
+        """The message part of the status line (a Msg follows a language switch); red for an error or a divergence."""
+        self.message = str(text)
         self.layout.show_status(text, error)
 
     def set_config(self, cfg: RunConfig) -> None:
@@ -294,7 +332,8 @@ class App:
             if n < 1:
                 raise ValueError
         except ValueError:
-            self.show_error(f"Run N: the number of steps must be a whole number of at least 1, got {text!r}.")
+            self.show_error(_("Run N: the number of steps must be a whole number of at least 1, got {text!r}.")
+                            .format(text=text))
             return
         self.run(n)
 
@@ -306,28 +345,42 @@ class App:
         """A fresh model from the current settings."""
         self.worker.send(Reset())
 
-    def change_setting(self, path: str, text) -> None:
+    def change_setting(self, path: str, text) -> bool:
         """A control was changed: check the value, then apply it live or rebuild (asking first)."""
+        return self.change_settings([(path, text)])
+
+    def change_settings(self, changes) -> bool:
+        """Several settings at once ((dotted path, value), ...: a lesson card's step), as one change.
+
+        Checked together by the preset rules (a bad value is one dialog, nothing changes), then applied on the
+        next step or, when one of them is structural, rebuilt after asking. True when the window's run took them.
+        """
+        changes = list(changes)
+        paths = [p for p, _v in changes]
         try:
-            new = override(self.config, flag_names={path: path}, **{path: text})
+            new = override(self.config, flag_names={p: p for p in paths}, **dict(changes))
         except PresetError as err:
-            spec = SPECS.get(path)
-            self.show_error(f"{spec.label if spec else path}: {err}")
+            bad = next((p for p in paths if p in str(err)), paths[0] if len(paths) == 1 else None)
+            spec = SPECS.get(bad) if bad else None
+            label = _(spec.label) if spec else (bad or ", ".join(paths))
+            self.show_error(_("{label}: {error}").format(label=label, error=_(str(err).strip())))
             self.set_config(self.config)
-            return
+            return False
         if new == self.config:
-            return
+            return True
         if is_structural_change(self.config, new):
-            if self.step_count > 0 and not self.ask("Rebuild the model?", f"Changing {path} builds a new model: "
-                                                    f"the current run ({self.step_count} steps) is discarded. "
-                                                    "Pin it first to keep its curves. Go on?"):
+            if self.step_count > 0 and not self.ask(
+                    _("Rebuild the model?"),
+                    _("Changing {path} builds a new model: the current run ({steps} steps) is discarded. Pin it first "
+                      "to keep its curves. Go on?").format(path=", ".join(paths), steps=self.step_count)):
                 self.set_config(self.config)
-                return
+                return False
             self.set_config(new)
             self.worker.send(Rebuild(new))
         else:
             self.set_config(new)
             self.worker.send(Apply(new))
+        return True
 
     def set_watch(self, **choices) -> None:
         """Changes which tensor, site, layer or batch row the probes read, and tells the worker."""
@@ -344,11 +397,12 @@ class App:
     def pin(self) -> None:
         """Keeps the current run's curves as a faded overlay."""
         if not len(self.history.loss):
-            self.show_error("Pin this run: there is nothing to pin yet; train a few steps first.")
+            self.show_error(_("Pin this run: there is nothing to pin yet; train a few steps first."))
             return
         self.pins = (self.pins + [PinnedRun(self.config, self.history.loss.copy(), self.history.val.copy())])
         self.pins = self.pins[-MAX_PINS:]
-        self.set_status(f"pinned the run at step {self.step_count}; change a setting, reset and run again")
+        self.set_status(Msg(N_("pinned the run at step {step}; change a setting, reset and run again"),
+                            step=self.step_count))
 
     def clear_pins(self) -> None:
         """Forgets every pinned run."""
@@ -363,10 +417,11 @@ class App:
     def gradient_check(self) -> None:
         """Checks a few parameters' gradients against finite differences on the current batch."""
         if self.step_count == 0 and not self.history.loss.x:
-            self.show_error("Gradient check: take a step first, so there is a batch to check the gradient on.")
+            self.show_error(_("Gradient check: take a step first, so there is a batch to check the gradient on."))
             return
         names = set(self.info.tensor_names) if self.info else set()
-        self.layout.gradcheck_label.configure(text="checking…", style="TLabel")
+        self.layout.gradcheck_label.configure(style="TLabel")
+        relabel.text(self.layout.gradcheck_label, N_("checking…"))
         self.worker.send(GradCheck(tuple(t for t in GRADCHECK_TENSORS if t in names)[:4]))
 
     def close(self) -> None:
@@ -374,6 +429,8 @@ class App:
         if self.closed:
             return
         self.closed = True
+        self._unlisten()
+        relabel.forget(self.root)
         self._remember_window()
         for tab in self.layout.tabs:
             tab.cancel()

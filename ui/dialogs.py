@@ -6,9 +6,11 @@ import tkinter as tk
 from tkinter import font as tkfont
 from tkinter import ttk
 
+from simulator.i18n import N_, _
+
 CELL_PAD = 8  # pixels each side of a cell's text: the theme pads a cell by 4, the rest is air between columns
-COLUMNS = (("tensor", "tensor", "w"), ("index", "index", "e"), ("analytic", "analytic", "e"),
-           ("numeric", "numeric", "e"), ("rel_err", "rel. error", "e"))  # (name, heading, anchor)
+COLUMNS = (("tensor", N_("tensor"), "w"), ("index", N_("index"), "e"), ("analytic", N_("analytic"), "e"),
+           ("numeric", N_("numeric"), "e"), ("rel_err", N_("rel. error"), "e"))  # (name, heading, anchor)
 
 
 def style_font(widget, style: str) -> tkfont.Font:
@@ -28,26 +30,27 @@ def gradcheck_cells(rows) -> list[tuple[str, ...]]:
 def gradcheck_window(root: tk.Tk, rows) -> tk.Toplevel:
     """A window listing each checked entry: analytic vs numeric gradient and their relative error."""
     win = tk.Toplevel(root)
-    win.title("Gradient check")
+    win.title(_("Gradient check"))
     win.transient(root)
-    intro = ttk.Label(win, text="analytic gradient (backward pass, float64 twin of the model) vs central "
-                      "difference (eps 1e-6), on the current batch; rel. error = |a - n| / max(1, |a|, |n|)",
+    intro = ttk.Label(win, text=_("analytic gradient (backward pass, float64 twin of the model) vs central "
+                                  "difference (eps 1e-6), on the current batch; rel. error = |a - n| / "
+                                  "max(1, |a|, |n|)"),
                       padding=6)
     intro.pack(fill="x")
     cells = gradcheck_cells(rows)
-    table = win.table = ttk.Treeview(win, columns=[c for c, _, _ in COLUMNS], show="headings",
+    table = win.table = ttk.Treeview(win, columns=[c[0] for c in COLUMNS], show="headings",
                                      height=max(1, min(12, len(rows))))
     # each column as wide as its longest text in the font it is drawn in, so no number is cut off
     body, heading = style_font(table, "Treeview"), style_font(table, "Heading")
     total = 0
     for i, (name, title, anchor) in enumerate(COLUMNS):
-        width = max([heading.measure(title)] + [body.measure(row[i]) for row in cells]) + 2 * CELL_PAD
-        table.heading(name, text=title, anchor=anchor)
+        width = max([heading.measure(_(title))] + [body.measure(row[i]) for row in cells]) + 2 * CELL_PAD
+        table.heading(name, text=_(title), anchor=anchor)
         table.column(name, width=width, minwidth=width, stretch=False, anchor=anchor)
         total += width
     for row in cells:
         table.insert("", "end", values=row)
     intro.configure(wraplength=max(420, total))
     table.pack(fill="both", expand=True, padx=6, pady=6)
-    ttk.Button(win, text="Close", command=win.destroy).pack(pady=(0, 6))
+    ttk.Button(win, text=_("Close"), command=win.destroy).pack(pady=(0, 6))
     return win

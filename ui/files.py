@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from tkinter import filedialog
 
+from simulator.i18n import N_, _
 from simulator.lessons import lesson_of
 from simulator.presets import PresetError, dump_config, load_any
 from ui.protocol import LoadCheckpoint, Rebuild, SaveCheckpoint
+from ui.relabel import Msg
 
 
 class FileActions:
@@ -22,8 +24,8 @@ class FileActions:
 
     def open_preset_dialog(self) -> None:
         """File > Open preset…"""
-        path = filedialog.askopenfilename(parent=self.app.root, title="Open a preset",
-                                          filetypes=[("YAML presets", "*.yaml *.yml"), ("All files", "*")])
+        path = filedialog.askopenfilename(parent=self.app.root, title=_("Open a preset"),
+                                          filetypes=[(_("YAML presets"), "*.yaml *.yml"), (_("All files"), "*")])
         if path:
             self.open_preset(path)
 
@@ -32,16 +34,17 @@ class FileActions:
         try:
             cfg = load_any(path)
         except PresetError as err:
-            self.app.show_error(str(err))
+            self.app.show_error(_(str(err).strip()))
             return False
         except OSError as err:
-            self.app.show_error(f"{path}: cannot be read ({err.strerror or err}).")
+            self.app.show_error(_("{path}: cannot be read ({reason}).").format(path=path, reason=err.strerror or err))
             return False
         if lesson_of(cfg) is not None:  # a lesson beside the GPT opens in its own tab
             return self.show_lesson(cfg)
         app = self.app
-        if app.step_count > 0 and not app.ask("Open preset", f"Open '{cfg.name}' and discard the current run "
-                                              f"({app.step_count} steps)?"):
+        if app.step_count > 0 and not app.ask(_("Open preset"), _("Open '{name}' and discard the current run ({steps} "
+                                                                  "steps)?").format(name=cfg.name,
+                                                                          steps=app.step_count)):
             return False
         app.preset_path = path
         app.set_config(cfg)
@@ -54,7 +57,7 @@ class FileActions:
         lesson = lesson_of(cfg)
         tab = layout.lesson_tabs.get(lesson.kind) if lesson is not None else None
         if tab is None:
-            self.app.show_error(f"{cfg.name}: presets of this kind have no view in the window yet.")
+            self.app.show_error(_("{name}: presets of this kind have no view in the window yet.").format(name=cfg.name))
             return False
         tab.load(cfg)
         layout.select_tab(tab)
@@ -62,9 +65,9 @@ class FileActions:
 
     def save_preset_dialog(self) -> None:
         """File > Save preset as…"""
-        path = filedialog.asksaveasfilename(parent=self.app.root, title="Save the preset as", defaultextension=".yaml",
-                                            initialfile=f"{self.app.config.name}.yaml",
-                                            filetypes=[("YAML presets", "*.yaml")])
+        path = filedialog.asksaveasfilename(parent=self.app.root, title=_("Save the preset as"),
+                                            defaultextension=".yaml", initialfile=f"{self.app.config.name}.yaml",
+                                            filetypes=[(_("YAML presets"), "*.yaml")])
         if path:
             self.save_preset(path)
 
@@ -74,21 +77,23 @@ class FileActions:
             with open(path, "w", encoding="utf-8") as f:
                 f.write(dump_config(self.app.config))
         except OSError as err:
-            self.app.show_error(f"{path}: cannot be written ({err.strerror or err}).")
+            self.app.show_error(_("{path}: cannot be written ({reason}).").format(path=path,
+                                                                                  reason=err.strerror or err))
             return
-        self.app.set_status(f"saved the preset to {path}")
+        self.app.set_status(Msg(N_("saved the preset to {path}"), path=path))
 
     def save_checkpoint_dialog(self) -> None:
         """File > Save checkpoint…"""
-        path = filedialog.asksaveasfilename(parent=self.app.root, title="Save a checkpoint", defaultextension=".npz",
-                                            initialfile="checkpoint.npz", filetypes=[("Checkpoints", "*.npz")])
+        path = filedialog.asksaveasfilename(parent=self.app.root, title=_("Save a checkpoint"),
+                                            defaultextension=".npz", initialfile="checkpoint.npz",
+                                            filetypes=[(_("Checkpoints"), "*.npz")])
         if path:
             self.app.worker.send(SaveCheckpoint(path))
 
     def load_checkpoint_dialog(self) -> None:
         """File > Load checkpoint…"""
-        path = filedialog.askopenfilename(parent=self.app.root, title="Load a checkpoint",
-                                          filetypes=[("Checkpoints", "*.npz"), ("All files", "*")])
+        path = filedialog.askopenfilename(parent=self.app.root, title=_("Load a checkpoint"),
+                                          filetypes=[(_("Checkpoints"), "*.npz"), (_("All files"), "*")])
         if path:
             self.load_checkpoint(path)
 
@@ -99,9 +104,10 @@ class FileActions:
     def export_plot_dialog(self) -> None:
         """File > Export current plot…"""
         tab = self.app.layout.current_tab()
-        path = filedialog.asksaveasfilename(parent=self.app.root, title="Export the plot", defaultextension=".png",
+        path = filedialog.asksaveasfilename(parent=self.app.root, title=_("Export the plot"),
+                                            defaultextension=".png",
                                             initialfile=f"{tab.title.lower().replace(' ', '-')}.png",
-                                            filetypes=[("PNG image", "*.png"), ("SVG drawing", "*.svg")])
+                                            filetypes=[(_("PNG image"), "*.png"), (_("SVG drawing"), "*.svg")])
         if path:
             self.export_plot(path)
 
@@ -109,15 +115,18 @@ class FileActions:
         """Writes the visible tab's figure (PNG or SVG by suffix)."""
         try:
             self.app.layout.current_tab().export(path)
-        except (OSError, ValueError) as err:
-            self.app.show_error(f"{path}: the plot cannot be written ({err}).")
+        except (OSError,
+                ValueError) as err:
+            self.app.show_error(_("{path}: the plot cannot be written ({reason}).").format(path=path,
+                                                                                          reason=_(str(err))))
             return
-        self.app.set_status(f"exported the plot to {path}")
+        self.app.set_status(Msg(N_("exported the plot to {path}"), path=path))
 
     def export_csv_dialog(self) -> None:
         """File > Export metrics CSV…"""
-        path = filedialog.asksaveasfilename(parent=self.app.root, title="Export metrics", defaultextension=".csv",
-                                            initialfile="metrics.csv", filetypes=[("CSV", "*.csv")])
+        path = filedialog.asksaveasfilename(parent=self.app.root, title=_("Export metrics"),
+                                            defaultextension=".csv", initialfile="metrics.csv",
+                                            filetypes=[("CSV", "*.csv")])
         if path:
             self.export_csv(path)
 
@@ -127,6 +136,7 @@ class FileActions:
             with open(path, "w", encoding="utf-8") as f:
                 f.write(self.app.history.csv())
         except OSError as err:
-            self.app.show_error(f"{path}: cannot be written ({err.strerror or err}).")
+            self.app.show_error(_("{path}: cannot be written ({reason}).").format(path=path,
+                                                                                  reason=err.strerror or err))
             return
-        self.app.set_status(f"exported the metrics to {path}")
+        self.app.set_status(Msg(N_("exported the metrics to {path}"), path=path))

@@ -3,6 +3,7 @@
 `WindowLayout(root, app)` builds the widgets on `root` and wires them to the app's commands (`app.step`,
 `app.run_n`, `app.files.open_preset_dialog`, ...). It holds the widgets, shows what it is told (a status line,
 the snapshots, the running state) and knows which tab is on screen; the run's state lives in the app.
+Every text it shows is registered with `ui.relabel`, so View → Language relabels it in place (`relabel_all`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import tkinter as tk
 from tkinter import font as tkfont
 from tkinter import messagebox, ttk
 
+from simulator.i18n import LANGUAGES, N_, _
 from simulator.presets import list_presets
+from ui import relabel
 from ui.lessons import build_lesson_tabs
 from ui.panels.controls import ControlsPanel
 from ui.plots.activations import ActivationsTab
@@ -20,6 +23,7 @@ from ui.plots.generate import GenerateTab
 from ui.plots.gradients import GradientsTab
 from ui.plots.overview import OverviewTab
 from ui.plots.stepthrough import StepThroughTab
+from ui.relabel import Msg
 from ui.scrollarea import ScrollArea
 from ui.tooltip import Tooltip
 from ui.window_geometry import Area, scaled
@@ -27,14 +31,25 @@ from ui.window_geometry import Area, scaled
 TITLE = "transformer-sim"
 WINDOW = (1280, 800)  # default size, menu bar included (at scale 1; ui/window_geometry.py fits it to the screen)
 SMALLEST = (1024, 700)  # still usable; a smaller window scrolls a layout of this size
-SPEEDS = {"full speed": 0.0, "1 step/s": 1.0, "2 steps/s": 2.0, "5 steps/s": 5.0, "10 steps/s": 10.0,
-          "20 steps/s": 20.0}
-SHORTCUTS = ("Space  run / pause\nF10  step\nF11  step into (one phase)\nCtrl+R  reset\nCtrl+O  open a preset\n"
-             "Ctrl+S  save the preset as…\nCtrl+Q  quit\nAlt+1 … Alt+9  show a tab")
+# the speed menu's entries (shown translated, chosen by position) and steps per second
+SPEEDS = {N_("full speed"): 0.0, N_("1 step/s"): 1.0, N_("2 steps/s"): 2.0, N_("5 steps/s"): 5.0,
+          N_("10 steps/s"): 10.0, N_("20 steps/s"): 20.0}
+SHORTCUTS = N_("Space  run / pause\nF10  step\nF11  step into (one phase)\nCtrl+R  reset\nCtrl+O  open a preset\n"
+               "Ctrl+S  save the preset as…\nCtrl+Q  quit\nAlt+1 … Alt+9  show a tab")
+ABOUT = N_("{title}: train a small GPT step by step and watch what each design choice does.\n"
+           "Every number is computed by the engine: gradients are checked, kernels compared with references.")
+MORE_LESSONS = N_("More lessons")
 
 
 def _tip(widget, text) -> Tooltip:
     return Tooltip(widget, text)
+
+
+def preset_label(p) -> str:
+    """A shipped preset as its menu entry reads: name and what it teaches (in the current language)."""
+    text = _(p.description)
+    text = text if len(text) <= 90 else text[:89] + "…"
+    return f"{p.name}  -  {text}"
 
 
 class WindowLayout:
@@ -46,6 +61,8 @@ class WindowLayout:
         self.scale = scale  # the screen's density factor (ui/window_geometry.display_scale)
         self.default_size, self.smallest = scaled(WINDOW, scale), scaled(SMALLEST, scale)
         self.usable = usable or Area(0, 0, root.winfo_screenwidth(), root.winfo_screenheight())
+        self._phase: str | Msg = Msg(N_("phase -"))
+        self._status: tuple[str | Msg, bool] = ("", False)
         # every widget lives in one area that keeps the smallest layout and scrolls when the window is smaller
         self.area = ScrollArea(root, self.smallest)
         self.area.pack(fill="both", expand=True)
@@ -70,96 +87,136 @@ class WindowLayout:
         tab_font.configure(size=max(8, tab_font.cget("size") - 1))
         self._tab_font = tab_font  # keep a reference: Tk forgets a font that Python collects
         style.configure("TNotebook.Tab", padding=(3, 2), font=tab_font)
-        style.configure("Accent.TButton", font=("DejaVu Sans", 9, "bold"))
+        self.restyle()
+
+    def restyle(self) -> None:
+        """The fonts the styles name themselves, in the family of the current language (ui/fonts.py)."""
+        fonts = self.app.fonts
+        self._tab_font.configure(family=fonts.family)
+        ttk.Style(self.root).configure("Accent.TButton", font=fonts.font(9, "bold"))
+
+    def _command(self, m: tk.Menu, msgid: str, **options) -> None:
+        m.add_command(label=_(msgid), **options)
+        relabel.menu(m, m.index("end"), msgid)
+
+    def _cascade(self, bar: tk.Menu, msgid: str, menu: tk.Menu) -> None:
+        bar.add_cascade(label=_(msgid), menu=menu)
+        relabel.menu(bar, bar.index("end"), msgid)
 
     def _menus(self) -> None:
-        bar = tk.Menu(self.root)
+        bar = self.menubar = tk.Menu(self.root)
+        files = self.app.files
         m = tk.Menu(bar, tearoff=False)
-        m.add_command(label="Open preset…", accelerator="Ctrl+O", command=self.app.files.open_preset_dialog)
-        m.add_command(label="Save preset as…", accelerator="Ctrl+S", command=self.app.files.save_preset_dialog)
+        self._command(m, N_("Open preset…"), accelerator="Ctrl+O", command=files.open_preset_dialog)
+        self._command(m, N_("Save preset as…"), accelerator="Ctrl+S", command=files.save_preset_dialog)
         m.add_separator()
-        m.add_command(label="Save checkpoint…", command=self.app.files.save_checkpoint_dialog)
-        m.add_command(label="Load checkpoint…", command=self.app.files.load_checkpoint_dialog)
+        self._command(m, N_("Save checkpoint…"), command=files.save_checkpoint_dialog)
+        self._command(m, N_("Load checkpoint…"), command=files.load_checkpoint_dialog)
         m.add_separator()
-        m.add_command(label="Export current plot (PNG/SVG)…", command=self.app.files.export_plot_dialog)
-        m.add_command(label="Export metrics CSV…", command=self.app.files.export_csv_dialog)
+        self._command(m, N_("Export current plot (PNG/SVG)…"), command=files.export_plot_dialog)
+        self._command(m, N_("Export metrics CSV…"), command=files.export_csv_dialog)
         m.add_separator()
-        m.add_command(label="Quit", accelerator="Ctrl+Q", command=self.app.close)
-        bar.add_cascade(label="File", menu=m)
+        self._command(m, N_("Quit"), accelerator="Ctrl+Q", command=self.app.close)
+        self._cascade(bar, N_("File"), m)
         m = tk.Menu(bar, tearoff=False)
-        m.add_command(label="Step", accelerator="F10", command=self.app.step)
-        m.add_command(label="Step into (one phase)", accelerator="F11", command=self.app.step_into)
-        m.add_command(label="Run / Pause", accelerator="Space", command=self.app.toggle_run)
-        m.add_command(label="Run N steps", command=self.app.run_n)
-        m.add_command(label="Reset", accelerator="Ctrl+R", command=self.app.reset)
+        self._command(m, N_("Step"), accelerator="F10", command=self.app.step)
+        self._command(m, N_("Step into (one phase)"), accelerator="F11", command=self.app.step_into)
+        self._command(m, N_("Run / Pause"), accelerator="Space", command=self.app.toggle_run)
+        self._command(m, N_("Run N steps"), command=self.app.run_n)
+        self._command(m, N_("Reset"), accelerator="Ctrl+R", command=self.app.reset)
         m.add_separator()
-        m.add_command(label="Pin this run", command=self.app.pin)
-        m.add_command(label="Clear pinned runs", command=self.app.clear_pins)
-        m.add_command(label="Rewind to the chosen snapshot", command=self.app.rewind)
-        m.add_command(label="Gradient check", command=self.app.gradient_check)
-        bar.add_cascade(label="Run", menu=m)
+        self._command(m, N_("Pin this run"), command=self.app.pin)
+        self._command(m, N_("Clear pinned runs"), command=self.app.clear_pins)
+        self._command(m, N_("Rewind to the chosen snapshot"), command=self.app.rewind)
+        self._command(m, N_("Gradient check"), command=self.app.gradient_check)
+        self._cascade(bar, N_("Run"), m)
         self.view_menu = tk.Menu(bar, tearoff=False)
-        bar.add_cascade(label="View", menu=self.view_menu)
+        self._cascade(bar, N_("View"), self.view_menu)
+        # each language named in itself, so a person who cannot read the current one still finds theirs
+        self.language_menu = tk.Menu(self.view_menu, tearoff=False)
+        self.language_var = tk.StringVar(self.root, self.app.language)
+        for code, name in LANGUAGES.items():
+            self.language_menu.add_radiobutton(label=name, variable=self.language_var, value=code,
+                                               command=lambda c=code: self.app.set_language(c))
         m = tk.Menu(bar, tearoff=False)
-        m.add_command(label="Course (lesson cards)…", command=self.open_course)
-        m.add_command(label="Keyboard shortcuts", command=lambda: messagebox.showinfo(
-            "Keyboard shortcuts", SHORTCUTS, parent=self.root))
-        m.add_command(label="About", command=lambda: messagebox.showinfo(
-            "About", f"{TITLE}: train a small GPT step by step and watch what each design choice does.\n"
-            "Every number is computed by the engine: gradients are checked, kernels compared with references.",
-            parent=self.root))
-        bar.add_cascade(label="Help", menu=m)
+        self._command(m, N_("Course (lesson cards)…"), command=self.open_course)
+        self._command(m, N_("Keyboard shortcuts"), command=lambda: messagebox.showinfo(
+            _("Keyboard shortcuts"), _(SHORTCUTS), parent=self.root))
+        self._command(m, N_("About"), command=lambda: messagebox.showinfo(
+            _("About"), _(ABOUT).format(title=TITLE), parent=self.root))
+        self._cascade(bar, N_("Help"), m)
         self.root.configure(menu=bar)
 
     def open_course(self):
         """Help → Course: the lesson cards' table of contents with this person's progress (ui/panels/cards.py)."""
         from ui.panels.cards import CourseWindow
 
-        self.course_window = CourseWindow(self.root)
+        self.course_window = CourseWindow(self.root, apply_settings=self.app.change_settings)
         return self.course_window
+
+    def _button(self, bar, msgid: str, tip: str | None = None, **options) -> ttk.Button:
+        if options.get("width", 0) > 0:  # a minimum (negative in ttk): a longer translation widens, never cut off
+            options["width"] = -options["width"]
+        button = relabel.text(ttk.Button(bar, text=_(msgid), **options), msgid)
+        if tip is not None:
+            _tip(button, tip)
+        return button
 
     def _toolbar(self) -> None:
         bar = self.toolbar = ttk.Frame(self.top, padding=(4, 3))
         bar.pack(side="top", fill="x")
         self.presets = list_presets()
-        ttk.Label(bar, text="Preset").pack(side="left")
+        relabel.text(ttk.Label(bar), N_("Preset")).pack(side="left")
         self.preset_var = tk.StringVar(self.root, self.app.config.name)
         self.preset_button = ttk.Menubutton(bar, textvariable=self.preset_var, width=16)
         self.preset_menu = tk.Menu(self.preset_button, tearoff=False)
-        for p in self.presets:  # shipped presets by name and what they teach
-            text = p.description if len(p.description) <= 90 else p.description[:89] + "…"
-            self.preset_menu.add_command(label=f"{p.name}  -  {text}",
+        for i, p in enumerate(self.presets):  # shipped presets by name and what they teach
+            self.preset_menu.add_command(label=preset_label(p),
                                          command=lambda p=p: self.app.files.open_preset(str(p.path)))
+            relabel.keep(self.preset_menu, lambda i=i, p=p: self.preset_menu.entryconfigure(i, label=preset_label(p)),
+                         key=f"entry{i}")
         self.preset_button.configure(menu=self.preset_menu)
         self.preset_button.pack(side="left", padx=(3, 2))
-        _tip(self.preset_button, "The shipped lessons; Open… loads any preset file.")
-        ttk.Button(bar, text="Open…", width=6, command=self.app.files.open_preset_dialog).pack(side="left", padx=1)
-        ttk.Button(bar, text="Save As…", width=8, command=self.app.files.save_preset_dialog).pack(side="left", padx=1)
+        _tip(self.preset_button, N_("The shipped lessons; Open… loads any preset file."))
+        self._button(bar, N_("Open…"), width=6, command=self.app.files.open_preset_dialog).pack(side="left", padx=1)
+        self._button(bar, N_("Save As…"), width=8,
+                     command=self.app.files.save_preset_dialog).pack(side="left", padx=1)
         ttk.Separator(bar, orient="vertical").pack(side="left", fill="y", padx=6)
-        self.reset_button = ttk.Button(bar, text="Reset", width=6, command=self.app.reset)
+        self.reset_button = self._button(bar, N_("Reset"), N_("A fresh model from the current settings (same seed: "
+                                         "same batches)."), width=6, command=self.app.reset)
         self.reset_button.pack(side="left", padx=1)
-        self.step_button = ttk.Button(bar, text="Step", width=6, command=self.app.step, style="Accent.TButton")
+        self.step_button = self._button(bar, N_("Step"), N_("One whole training step (F10)."), width=6,
+                                        command=self.app.step, style="Accent.TButton")
         self.step_button.pack(side="left", padx=1)
-        self.step_into_button = ttk.Button(bar, text="Step into", width=9, command=self.app.step_into)
+        self.step_into_button = self._button(
+            bar, N_("Step into"), N_("One phase of a step: an op's forward or backward, the loss, the clip or the "
+                                     "update (F11). See the Step-through tab."), width=9, command=self.app.step_into)
         self.step_into_button.pack(side="left", padx=1)
-        self.run_button = ttk.Button(bar, text="Run", width=6, command=self.app.toggle_run, style="Accent.TButton")
+        self.run_button = self._button(bar, N_("Run"), N_("Train until paused (Space)."), width=6,
+                                       command=self.app.toggle_run, style="Accent.TButton")
         self.run_button.pack(side="left", padx=1)
-        self.run_n_button = ttk.Button(bar, text="Run N", width=6, command=self.app.run_n)
+        self.run_n_button = self._button(bar, N_("Run N"), N_("Train the given number of steps, then pause."),
+                                         width=6, command=self.app.run_n)
         self.run_n_button.pack(side="left", padx=(6, 1))
         self.n_var = tk.StringVar(self.root, "50")
         ttk.Spinbox(bar, textvariable=self.n_var, from_=1, to=100000, increment=10, width=5).pack(side="left")
-        ttk.Label(bar, text="speed").pack(side="left", padx=(8, 2))
-        self.speed_var = tk.StringVar(self.root, "full speed")
-        speed = ttk.Combobox(bar, textvariable=self.speed_var, values=list(SPEEDS), state="readonly", width=9)
+        relabel.text(ttk.Label(bar), N_("speed")).pack(side="left", padx=(8, 2))
+        self.speed_var = tk.StringVar(self.root)
+        speed = self.speed_box = ttk.Combobox(bar, textvariable=self.speed_var, state="readonly", width=9)
         speed.pack(side="left")
-        speed.bind("<<ComboboxSelected>>", lambda e: self.app.set_speed(SPEEDS[self.speed_var.get()]))
-        for w, text in ((self.reset_button, "A fresh model from the current settings (same seed: same batches)."),
-                        (self.step_button, "One whole training step (F10)."),
-                        (self.step_into_button, "One phase of a step: an op's forward or backward, the loss, the "
-                         "clip or the update (F11). See the Step-through tab."),
-                        (self.run_button, "Train until paused (Space)."),
-                        (self.run_n_button, "Train the given number of steps, then pause.")):
-            _tip(w, text)
+        speed.bind("<<ComboboxSelected>>", lambda e: self.app.set_speed(self.speed()))
+        choice = {"index": 0}  # the chosen speed by position: its text changes with the language
+
+        def show_speeds():
+            if speed.current() >= 0:
+                choice["index"] = speed.current()
+            speed.configure(values=[_(s) for s in SPEEDS])
+            speed.current(choice["index"])
+        relabel.keep(speed, show_speeds, key="values")
+
+    def speed(self) -> float:
+        """The steps per second chosen in the speed menu (0: full speed)."""
+        return list(SPEEDS.values())[max(0, self.speed_box.current())]
 
     def _body(self) -> None:
         app = self.app
@@ -184,16 +241,21 @@ class WindowLayout:
         self.lesson_tabs = build_lesson_tabs(app, self.notebook, self.inner)  # kind -> tab
         self.tabs = [self.overview, self.gradients, self.activations, self.attention, self.stepthrough,
                      self.generate_tab, *self.lesson_tabs.values()]
+        # the tabs' titles are their msgids (a tab's identity); what shows is their translation
         self.tab_var = tk.StringVar(self.root, self.overview.title)
         for i, tab in enumerate(self.tabs):
-            if tab.frame.master is self.inner:
-                self.inner.add(tab.frame, text=tab.title)
-            else:
-                self.notebook.add(tab.frame, text=tab.title)
-            self.view_menu.add_radiobutton(label=tab.title, variable=self.tab_var, value=tab.title,
+            book = self.inner if tab.frame.master is self.inner else self.notebook
+            book.add(tab.frame, text=_(tab.title))
+            relabel.keep(book, lambda b=book, t=tab: b.tab(t.frame, text=_(t.title)), key=f"tab{i}")
+            self.view_menu.add_radiobutton(label=_(tab.title), variable=self.tab_var, value=tab.title,
                                            accelerator=f"Alt+{i + 1}" if i < 9 else None,
                                            command=lambda t=tab: self.select_tab(t))
-        self.notebook.add(self.lessons, text="More lessons")
+            relabel.menu(self.view_menu, self.view_menu.index("end"), tab.title)
+        self.notebook.add(self.lessons, text=_(MORE_LESSONS))
+        relabel.keep(self.notebook, lambda: self.notebook.tab(self.lessons, text=_(MORE_LESSONS)), key="more")
+        self.view_menu.add_separator()
+        self.view_menu.add_cascade(label=_("Language"), menu=self.language_menu)
+        relabel.menu(self.view_menu, self.view_menu.index("end"), N_("Language"))
         self.notebook.bind("<<NotebookTabChanged>>", lambda e: self._tab_changed())
         self.inner.bind("<<NotebookTabChanged>>", lambda e: self._tab_changed())
         self.overview.ensure_built()
@@ -201,27 +263,27 @@ class WindowLayout:
     def _bottom_bar(self) -> None:
         bar = ttk.Frame(self.top, padding=(4, 2))
         bar.pack(side="bottom", fill="x")
-        ttk.Label(bar, text="Rewind to step").pack(side="left")
+        relabel.text(ttk.Label(bar), N_("Rewind to step")).pack(side="left")
         self.rewind_scale = ttk.Scale(bar, from_=0, to=0, orient="horizontal", length=220,
                                       command=lambda v: self.show_rewind_choice())
         self.rewind_scale.pack(side="left", padx=4)
         self.rewind_label = ttk.Label(bar, text="0", width=7)
         self.rewind_label.pack(side="left")
-        self.rewind_button = ttk.Button(bar, text="Rewind", command=self.app.rewind)
+        self.rewind_button = self._button(bar, N_("Rewind"), N_(
+            "Go back to a snapshot (kept every few steps, bounded memory); training from there branches, and the "
+            "curves after it are dropped."), command=self.app.rewind)
         self.rewind_button.pack(side="left", padx=2)
-        _tip(self.rewind_button, "Go back to a snapshot (kept every few steps, bounded memory); training from "
-             "there branches, and the curves after it are dropped.")
         ttk.Separator(bar, orient="vertical").pack(side="left", fill="y", padx=8)
-        self.pin_button = ttk.Button(bar, text="Pin this run", command=self.app.pin)
+        self.pin_button = self._button(bar, N_("Pin this run"), N_(
+            "Keep this run's loss curves as a faded overlay, labelled by how its settings differ. Then change a "
+            "toggle, reset and run again on the same seed and batches."), command=self.app.pin)
         self.pin_button.pack(side="left", padx=2)
-        _tip(self.pin_button, "Keep this run's loss curves as a faded overlay, labelled by how its settings differ. "
-             "Then change a toggle, reset and run again on the same seed and batches.")
-        ttk.Button(bar, text="Clear pins", command=self.app.clear_pins).pack(side="left", padx=2)
+        self._button(bar, N_("Clear pins"), command=self.app.clear_pins).pack(side="left", padx=2)
         ttk.Separator(bar, orient="vertical").pack(side="left", fill="y", padx=8)
-        self.gradcheck_button = ttk.Button(bar, text="Gradient check", command=self.app.gradient_check)
+        self.gradcheck_button = self._button(bar, N_("Gradient check"), N_(
+            "Compare the analytic gradient of a few parameters with central finite differences (float64) on the "
+            "current batch."), command=self.app.gradient_check)
         self.gradcheck_button.pack(side="left", padx=2)
-        _tip(self.gradcheck_button, "Compare the analytic gradient of a few parameters with central finite "
-             "differences (float64) on the current batch.")
         self.gradcheck_label = ttk.Label(bar, text="")
         self.gradcheck_label.pack(side="left", padx=4)
 
@@ -229,13 +291,27 @@ class WindowLayout:
         bar = ttk.Frame(self.top, padding=(6, 2), relief="sunken")
         bar.pack(side="bottom", fill="x")
         self.status_vars = {k: tk.StringVar(self.root, v) for k, v in
-                            (("step", "step 0"), ("loss", "loss -"), ("speed", "- tok/s"), ("phase", "phase -"))}
+                            (("step", _("step {step}").format(step=0)), ("loss", _("loss -")),
+                             ("speed", _("- tok/s")), ("phase", str(self._phase)))}
         widths = {"step": 11, "loss": 22, "speed": 13, "phase": 30}
         for k, var in self.status_vars.items():
             ttk.Label(bar, textvariable=var, width=widths[k], anchor="w").pack(side="left")
             ttk.Separator(bar, orient="vertical").pack(side="left", fill="y", padx=4)
         self.status_label = ttk.Label(bar, text="", anchor="w")
         self.status_label.pack(side="left", fill="x", expand=True)
+
+    def relabel_all(self) -> None:
+        """After a language switch: every registered text, the styles' fonts, the status line and the phase."""
+        self.restyle()
+        relabel.relabel()
+        self.language_var.set(self.app.language)
+        self.show_phase(self._phase)
+        self.show_status(*self._status)
+        self.show_progress(self.app.step_count, self.app.history)
+        if not self.app.history.last:
+            self._set_var("loss", _("loss -"))
+            self._set_var("speed", _("- tok/s"))
+
 
     def _keys(self) -> None:
         r = self.root
@@ -322,9 +398,10 @@ class WindowLayout:
             tab.refresh(force=True)
 
     # ------------------------------------------------------------------ what the app shows
-    def show_status(self, text: str, error: bool = False) -> None:
-        """The message part of the status line; red for an error or a divergence."""
-        self.status_label.configure(text=text, style="Red.TLabel" if error else "TLabel")
+    def show_status(self, text: str | Msg, error: bool = False) -> None:
+        """The message part of the status line (a Msg is translated again after a switch); red for an error."""
+        self._status = (text, error)
+        self.status_label.configure(text=str(text), style="Red.TLabel" if error else "TLabel")
 
     def _set_var(self, key: str, text: str) -> None:
         var = self.status_vars[key]
@@ -334,24 +411,27 @@ class WindowLayout:
     def show_progress(self, step: int, history) -> None:
         """Step, loss and speed in the status line."""
         rec = history.last
-        self._set_var("step", f"step {step}")
+        self._set_var("step", _("step {step}").format(step=step))
         if rec is not None and rec.nonfinite is None:
             val = history.val.y[-1] if len(history.val) else None
-            self._set_var("loss", f"loss {rec.loss:.4f}" + (f"  val {val:.3f}" if val is not None else ""))
+            self._set_var("loss", _("loss {loss:.4f}").format(loss=rec.loss) if val is None else
+                          _("loss {loss:.4f}  val {val:.3f}").format(loss=rec.loss, val=val))
             # the phases' own time: a step taken phase by phase also waited for the person between phases
             busy = sum(rec.phase_seconds.values())
-            self._set_var("speed", f"{rec.tokens / busy:,.0f} tok/s" if busy > 0 else "- tok/s")
+            self._set_var("speed", _("{rate:,.0f} tok/s").format(rate=rec.tokens / busy) if busy > 0
+                          else _("- tok/s"))
         elif rec is None:
-            self._set_var("loss", "loss -")
+            self._set_var("loss", _("loss -"))
 
-    def show_phase(self, text: str) -> None:
+    def show_phase(self, text: str | Msg) -> None:
         """The phase part of the status line."""
-        self.status_vars["phase"].set(text)
+        self._phase = text
+        self.status_vars["phase"].set(str(text))
 
     def show_running(self, on: bool) -> None:
         """The Run button says what it will do."""
-        self.run_button.configure(text="Pause" if on else "Run")
-        self.show_phase("phase: running" if on else "phase -")
+        relabel.text(self.run_button, N_("Pause") if on else N_("Run"))
+        self.show_phase(Msg(N_("phase: running")) if on else Msg(N_("phase -")))
 
     def show_config(self, cfg) -> None:
         """Every control shows `cfg`: the panel, and the generate tab's decoding controls once built."""
@@ -361,7 +441,7 @@ class WindowLayout:
 
     def show_session(self, name: str) -> None:
         """A new session's name in the title and the preset button."""
-        self.run_button.configure(text="Run")
+        relabel.text(self.run_button, N_("Run"))
         self.root.title(f"{TITLE} - {name}")
         self.preset_var.set(name)
 
@@ -388,5 +468,6 @@ class WindowLayout:
         """The check's verdict beside its button."""
         worst = max((r.rel_err for r in rows), default=0.0)
         ok = worst < 1e-5
-        self.gradcheck_label.configure(text=f"{len(rows)} checked, worst rel. error {worst:.1e}"
-                                       + (" ✓" if ok else " ✗"), style="TLabel" if ok else "Red.TLabel")
+        self.gradcheck_label.configure(style="TLabel" if ok else "Red.TLabel")
+        relabel.text(self.gradcheck_label, N_("{n} checked, worst rel. error {worst:.1e} {mark}"), n=len(rows),
+                     worst=worst, mark="✓" if ok else "✗")

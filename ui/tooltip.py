@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import tkinter as tk
+from collections.abc import Callable
+
+from simulator.i18n import _
 
 DELAY_MS = 450
 
 
 class Tooltip:
-    """Shows `text` in a small borderless window after the pointer rests on `widget`."""
+    """Shows `text` in a small borderless window after the pointer rests on `widget`.
 
-    def __init__(self, widget: tk.Widget, text: str, wraplength: int = 340):
+    `text` is a message (mark it `N_`), translated when shown, or a function giving the text: either way the
+    tooltip speaks the language of the moment it opens.
+    """
+
+    def __init__(self, widget: tk.Widget, text: str | Callable[[], str], wraplength: int = 340):
         self.widget, self.text, self.wraplength = widget, text, wraplength
         self._after: str | None = None
         self._tip: tk.Toplevel | None = None
@@ -36,8 +43,12 @@ class Tooltip:
         self._tip = tip = tk.Toplevel(self.widget)
         tip.wm_overrideredirect(True)
         tip.wm_geometry(f"+{x}+{y}")
-        tk.Label(tip, text=self.text, justify="left", background="#ffffe8", relief="solid", borderwidth=1,
+        tk.Label(tip, text=self.shown_text(), justify="left", background="#ffffe8", relief="solid", borderwidth=1,
                  wraplength=self.wraplength, padx=6, pady=4).pack()
+
+    def shown_text(self) -> str:
+        """The text in the current language."""
+        return self.text() if callable(self.text) else _(self.text)
 
     def _hide(self, _event=None) -> None:
         self._cancel()

@@ -67,3 +67,38 @@ def test_progress_file_is_per_user_and_survives_a_bad_file(tmp_path, monkeypatch
     monkeypatch.delenv("XDG_CONFIG_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert progress.progress_path() == tmp_path / "home" / ".config" / "transformer-sim" / "progress.json"
+
+
+def test_apply_puts_a_steps_settings_into_the_main_windows_run(harness, tmp_path, monkeypatch):
+    """A GPT card's step with settings: Apply goes through the window's validated path into its controls and run."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    h = harness()
+    h.steps(1)  # a run to discard: a structural change asks first
+    course = h.app.layout.open_course()
+    course.tree.selection_set("unscaled-attention")
+    panel = course.open_selected()
+    h.pump()
+    step = panel.card.steps[0]
+    assert dict(step.settings)["model.n_layer"] == 1 and 0 in panel.apply_buttons
+    assert h.app.config.model.n_layer != 1
+    h.answer = False  # "Rebuild the model?" answered no: nothing changes
+    panel.apply_buttons[0].invoke()
+    assert len(h.questions) == 1 and h.app.config.model.n_layer != 1
+    h.answer = True
+    panel.apply_buttons[0].invoke()
+    assert h.app.config.model.n_layer == 1 and h.app.config.train.batch_size == 8
+    assert h.app.layout.controls.vars["model.n_layer"].get() == "1"  # the controls show what the run takes
+    assert h.app.layout.controls.vars["train.batch_size"].get() == "8"
+    assert h.pump(lambda: h.app.info is not None and h.app.info.config.model.n_layer == 1, 60), "never rebuilt"
+    assert "applied to the window's run" in panel.status.cget("text")
+    # a value the rules refuse is one dialog, and the run keeps its settings
+    bad = h.app.change_settings([("optim.lr", "-1")])
+    assert bad is False and h.errors and h.app.config.optim.lr > 0
+    # a card of another lesson (leaf-flower) has no GPT run to apply to
+    course.tree.selection_set("leaf-flower")
+    other = course.open_selected()
+    while str(other.next_button.cget("state")) != "disabled":
+        other.next_button.invoke()
+    assert other.apply_buttons == {}
+    panel.close()
+    other.close()

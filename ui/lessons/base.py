@@ -17,9 +17,24 @@ import time
 import tkinter as tk
 from tkinter import ttk
 
+from simulator.i18n import N_, _
 from simulator.lessons import check, default_config, lesson_for
 from simulator.presets import PresetError, override
+from ui import relabel
 from ui.plots.base import NOTE_FONT, Blitter, PlotTab, combo
+from ui.relabel import Msg
+
+
+def labelled_combo(parent, msgid: str, values, width: int = 14, command=None):
+    """`combo` with its label in the current language, relabelled after a switch (the values stay as typed)."""
+    box, var = combo(parent, _(msgid), values, width=width, command=command)
+    relabel.text(parent.winfo_children()[-2], msgid)  # combo packs its label just before the box
+    return box, var
+
+
+def error_of(title: str, err) -> str:
+    """"Tab: what went wrong" in the current language (an engine's sentence through its catalog)."""
+    return _("{title}: {error}").format(title=_(title), error=_(str(err).strip()))
 
 
 class LessonTab(PlotTab):
@@ -74,7 +89,7 @@ class LessonTab(PlotTab):
         bar = ttk.Frame(self.frame)
         bar.pack(fill="x", pady=2)
         self.build_controls(bar)
-        ttk.Button(bar, text="Replay", command=self.replay).pack(side="left", padx=6)
+        relabel.text(ttk.Button(bar, command=self.replay), N_("Replay")).pack(side="left", padx=6)
         self.note = ttk.Label(self.frame, text="", foreground="#555", justify="left", font=NOTE_FONT)
         self.note.pack(fill="x", padx=4)
         self.note.bind("<Configure>", lambda e: self.note.configure(wraplength=max(200, e.width - 8)))
@@ -83,7 +98,8 @@ class LessonTab(PlotTab):
             try:
                 self.cfg = default_config(self.lesson)
             except PresetError as err:
-                self.app.set_status(f"{self.title}: {err}", error=True)
+                self.app.set_status(Msg(N_("{title}: {error}"), title=Msg(self.title), error=Msg(str(err).strip())),
+                                    error=True)
                 return
         self.load(self.cfg)
 
@@ -93,7 +109,7 @@ class LessonTab(PlotTab):
         if not self.built:
             return
         self.show_config(cfg)
-        self.note.configure(text=" ".join(cfg.description.split()))
+        relabel.keep(self.note, lambda: self.note.configure(text=" ".join(_(cfg.description.strip()).split())))
         self.result, self.shown, self.playing = None, 0, False
         self.cancel()  # a computation of an older config is of no use any more
         self._cancel = threading.Event()
@@ -113,11 +129,21 @@ class LessonTab(PlotTab):
         try:
             new = override(self.cfg, flag_names={path: path}, **{path: text})
         except PresetError as err:
-            self.app.show_error(f"{self.title}: {err}")
+            self.app.show_error(error_of(self.title, err))
             self.show_config(self.cfg)
             return
         if new != self.cfg:
             self.load(new)
+
+    def language_changed(self) -> None:
+        """After a language switch (fonts set): the figure's static part drawn again in the new language."""
+        if not self.built or self.result is None or self._static_for is None or self.blitter is None:
+            return
+        self.relayout()
+        self.blitter.set_artists(self.draw_static())
+        self._static_for = self.result
+        self.show_until(self.shown)
+        self.full_draw()
 
     def replay(self) -> None:
         """Reveals the computed lesson again from step 0.
@@ -151,7 +177,7 @@ class LessonTab(PlotTab):
             cfg, result = None, None
         if cfg is not None and cfg is self.cfg:
             if isinstance(result, PresetError):
-                self.app.show_error(f"{self.title}: {result}")
+                self.app.show_error(error_of(self.title, result))
             elif isinstance(result, Exception):
                 raise result
             else:
@@ -176,18 +202,19 @@ class LessonTab(PlotTab):
 class LearnersTab(LessonTab):
     """A lesson of several learners (`cfg.optimizers`): a toolbar to pick one and set one optimizer field."""
 
-    learner_field = "lr"  # the OptimConfig field the toolbar sets
-    learner_label = "learner"
+    learner_field = "lr"  # the OptimConfig field the toolbar sets (a setting's name, as typed)
+    learner_label = N_("learner")
 
     def build_learner_setter(self, bar: ttk.Frame) -> None:
         """The learner choice, an entry for its `learner_field` and a Set button."""
-        self.learner_box, self.learner_var = combo(bar, self.learner_label, [], width=14, command=self.show_learner)
+        self.learner_box, self.learner_var = labelled_combo(bar, self.learner_label, [], width=14,
+                                                            command=self.show_learner)
         ttk.Label(bar, text=self.learner_field).pack(side="left", padx=(6, 2))
         self.value_var = tk.StringVar(self.frame)
         entry = ttk.Entry(bar, textvariable=self.value_var, width=8)
         entry.pack(side="left")
         entry.bind("<Return>", lambda e: self.set_learner_value())
-        ttk.Button(bar, text="Set", command=self.set_learner_value).pack(side="left", padx=2)
+        relabel.text(ttk.Button(bar, command=self.set_learner_value), N_("Set")).pack(side="left", padx=2)
 
     def show_config(self, cfg) -> None:
         labels = [e.label for e in cfg.optimizers]
@@ -208,7 +235,8 @@ class LearnersTab(LessonTab):
         try:
             value = float(text)
         except ValueError:
-            self.app.show_error(f"{self.title}: {name} of {label} must be a number, got {text!r}.")
+            self.app.show_error(_("{title}: {name} of {label} must be a number, got {text!r}.").format(
+                title=_(self.title), name=name, label=label, text=text))
             return
         entries = tuple(dataclasses.replace(e, optim=dataclasses.replace(e.optim, **{name: value}))
                         if e.label == label else e for e in self.cfg.optimizers)
@@ -216,7 +244,7 @@ class LearnersTab(LessonTab):
         try:
             check(new)  # names the learner and the field
         except PresetError as err:
-            self.app.show_error(f"{self.title}: {err}")
+            self.app.show_error(error_of(self.title, err))
             self.show_learner()
             return
         self.load(new)

@@ -22,10 +22,11 @@ import numpy as np
 from matplotlib.colors import LogNorm
 
 from simulator import config as C
+from simulator.i18n import N_, _
 from simulator.lessons.deep_mlp import MLP_INITS, MLP_NORMS, weight_names
+from ui import relabel
 from ui.lessons import lesson_tab
-from ui.lessons.base import LessonTab
-from ui.plots.base import combo
+from ui.lessons.base import LessonTab, labelled_combo
 
 
 @lesson_tab("deep_mlp")
@@ -36,17 +37,18 @@ class MLPTab(LessonTab):
 
     def build_controls(self, bar) -> None:
         self.vars: dict[str, tk.Variable] = {}
-        for path, label, values, width in (("activation", "activation", C.ACTIVATIONS, 8),
-                                           ("norm", "norm", MLP_NORMS, 9), ("init", "init", MLP_INITS, 8)):
-            _, self.vars[path] = combo(bar, label, values, width=width, command=lambda p=path: self._changed(p))
+        for path, label, values, width in (("activation", N_("activation"), C.ACTIVATIONS, 8),
+                                           ("norm", N_("norm"), MLP_NORMS, 9), ("init", N_("init"), MLP_INITS, 8)):
+            _box, self.vars[path] = labelled_combo(bar, label, values, width=width,
+                    command=lambda p=path: self._changed(p))
         self.vars["residual"] = tk.BooleanVar(self.frame)
-        ttk.Checkbutton(bar, text="residual", variable=self.vars["residual"],
-                        command=lambda: self._changed("residual")).pack(side="left", padx=(6, 0))
+        relabel.text(ttk.Checkbutton(bar, variable=self.vars["residual"], command=lambda: self._changed("residual")),
+                     N_("residual")).pack(side="left", padx=(6, 0))
         row = ttk.Frame(self.frame)  # a second row: one would not fit a 1024-pixel window
         row.pack(fill="x", pady=(0, 2))
-        for path, label in (("n_layer", "layers"), ("width", "width"), ("batch_size", "batch"), ("optim.lr", "lr"),
-                            ("optim.grad_clip", "clip")):
-            ttk.Label(row, text=label).pack(side="left", padx=(6, 2))
+        for path, label in (("n_layer", N_("layers")), ("width", N_("width")), ("batch_size", N_("batch")),
+                            ("optim.lr", N_("lr")), ("optim.grad_clip", N_("clip"))):
+            relabel.text(ttk.Label(row), label).pack(side="left", padx=(6, 2))
             var = self.vars[path] = tk.StringVar(self.frame)
             entry = ttk.Entry(row, textvariable=var, width=6)
             entry.pack(side="left")
@@ -97,20 +99,21 @@ class MLPTab(LessonTab):
         self.grid = grid
         ticks = sorted({0, len(names) - 1, *range(0, len(names), max(1, len(names) // 6))})
         ax_heat.set_yticks(ticks, [names[i] for i in ticks])
-        ax_heat.set_title("grad norm per weight (log colour)")
-        ax_heat.set_xlabel("step (input layer at the bottom)")
+        ax_heat.set_title(_("grad norm per weight (log colour)"))
+        ax_heat.set_xlabel(_("step (input layer at the bottom)"))
         fig.colorbar(self.heat, ax=ax_heat, pad=0.01)
         losses = np.array([r.loss for r in records])
-        (self.l_loss,) = ax_loss.plot([], [], color="C0", lw=1.0, label="train loss")
-        (self.l_val,) = ax_loss.plot([], [], color="C1", lw=1.2, marker="o", ms=2.5, label="val loss")
+        (self.l_loss,) = ax_loss.plot([], [], color="C0", lw=1.0, label=_("train loss"))
+        (self.l_val,) = ax_loss.plot([], [], color="C1", lw=1.2, marker="o", ms=2.5, label=_("val loss"))
         self.ax_acc = ax_acc = ax_loss.twinx()
-        (self.l_acc,) = ax_acc.plot([], [], color="C2", lw=1.2, label="val accuracy")
+        (self.l_acc,) = ax_acc.plot([], [], color="C2", lw=1.2, label=_("val accuracy"))
         finite_loss = losses[np.isfinite(losses)]
         ax_loss.set_xlim(0, n)
         ax_loss.set_ylim(0, float(finite_loss.max()) * 1.1 if finite_loss.size else 2.0)
         ax_acc.set_ylim(0, 1)
-        ax_loss.set_title("loss and validation accuracy" + (" (diverged)" if records[-1].nonfinite else ""))
-        ax_loss.set_xlabel("step")
+        ax_loss.set_title(_("loss and validation accuracy (diverged)") if records[-1].nonfinite else
+                          _("loss and validation accuracy"))
+        ax_loss.set_xlabel(_("step"))
         ax_loss.grid(alpha=0.3)
         ax_loss.legend(handles=[self.l_loss, self.l_val, self.l_acc], loc="upper right")
         x = np.arange(len(names))
@@ -119,19 +122,19 @@ class MLPTab(LessonTab):
         ax_layer.set_ylim(max(float(finite.min()) / 2, 1e-12) if finite.size else 1e-6,
                           float(finite.max()) * 2 if finite.size else 1.0)
         ax_layer.set_xticks(ticks, [names[i] for i in ticks])
-        ax_layer.set_title("grad norm per layer at the step shown")
+        ax_layer.set_title(_("grad norm per layer at the step shown"))
         ax_layer.grid(alpha=0.3, axis="y")
         hidden = len(records[0].act_std)
         xs = np.arange(hidden)
-        (self.l_std,) = ax_act.plot(xs, np.zeros(hidden), color="C0", marker=".", label="activation std")
-        (self.l_sat,) = ax_act.plot([], [], color="C3", marker=".", label="saturated share")
-        (self.l_dead,) = ax_act.plot([], [], color="C4", marker=".", label="dead ReLU share")
+        (self.l_std,) = ax_act.plot(xs, np.zeros(hidden), color="C0", marker=".", label=_("activation std"))
+        (self.l_sat,) = ax_act.plot([], [], color="C3", marker=".", label=_("saturated share"))
+        (self.l_dead,) = ax_act.plot([], [], color="C4", marker=".", label=_("dead ReLU share"))
         stds = np.array([r.act_std for r in records], dtype=float)
         top = float(np.nanmax(stds[np.isfinite(stds)])) if np.isfinite(stds).any() else 1.0
         ax_act.set_ylim(0, max(1.05, top * 1.1))
         ax_act.set_xlim(-0.5, hidden - 0.5)
-        ax_act.set_xlabel("layer (input first)")
-        ax_act.set_title("activations at the step shown")
+        ax_act.set_xlabel(_("layer (input first)"))
+        ax_act.set_title(_("activations at the step shown"))
         ax_act.grid(alpha=0.3)
         ax_act.legend(loc="upper right")
         return [self.heat, self.l_loss, self.l_val, self.l_acc, *self.bars, self.l_std, self.l_sat, self.l_dead]

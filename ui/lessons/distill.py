@@ -9,7 +9,9 @@ from tkinter import ttk
 
 import numpy as np
 
+from simulator.i18n import N_, _
 from simulator.lessons.distill import LABELS, SHOWN_TEMPERATURES, dark_knowledge
+from ui import relabel
 from ui.lessons import lesson_tab
 from ui.lessons.base import LessonTab
 
@@ -21,7 +23,7 @@ class DistillTab(LessonTab):
     steps_per_second = 40.0
 
     def build_controls(self, bar: ttk.Frame) -> None:
-        ttk.Label(bar, text="position").pack(side="left", padx=(6, 2))
+        relabel.text(ttk.Label(bar), N_("position")).pack(side="left", padx=(6, 2))
         self.position_var = tk.StringVar(self.frame, "10")
         self.position_box = ttk.Spinbox(bar, from_=0, to=10_000, width=5, textvariable=self.position_var,
                                         command=self.show_position)
@@ -48,7 +50,8 @@ class DistillTab(LessonTab):
         n = len(window.tokens) if window is not None else 0
         text = self.position_var.get().strip()
         if not text.isdigit() or int(text) >= n:
-            self.app.show_error(f"{self.title}: position: type a whole number from 0 to {n - 1}, got {text!r}.")
+            self.app.show_error(_("{title}: position: type a whole number from 0 to {last}, got {text!r}.").format(
+                title=_(self.title), last=n - 1, text=text))
             return None
         return int(text)
 
@@ -63,13 +66,13 @@ class DistillTab(LessonTab):
             self.lines[label] = line
             artists.append(line)
         ax = self.ax_val
-        ax.axhline(teacher_val, color="0.4", ls="--", lw=0.9, label=f"teacher ({teacher_val:.3f})")
+        ax.axhline(teacher_val, color="0.4", ls="--", lw=0.9, label=_("teacher ({loss:.3f})").format(loss=teacher_val))
         every = np.concatenate([v[1] for v in curves.values()] + [[teacher_val]])
         lo, hi = float(np.nanmin(every)), float(np.nanmax(every))
         ax.set_xlim(0, max(n, 1))
         ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
-        ax.set_title("validation loss (cross-entropy with the true next token)", fontsize=9)
-        ax.set_xlabel("training step (same seed, batches and steps)")
+        ax.set_title(_("validation loss (cross-entropy with the true next token)"), fontsize=9)
+        ax.set_xlabel(_("training step (same seed, batches and steps)"))
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=7)
         text, n_pos = self.position_var.get().strip(), len(window.tokens)
@@ -91,12 +94,13 @@ class DistillTab(LessonTab):
         x = np.arange(len(tokens))
         width = 0.8 / (len(SHOWN_TEMPERATURES) + 1)
         for j, T in enumerate(SHOWN_TEMPERATURES):
-            ax.bar(x + j * width, probs[j], width, color=f"C{j + 2}", label=f"teacher, T = {T:g}")
-        ax.bar(x + len(SHOWN_TEMPERATURES) * width, onehot, width, color="0.2", label="one-hot label")
+            ax.bar(x + j * width, probs[j], width, color=f"C{j + 2}", label=_("teacher, T = {T:g}").format(T=T))
+        ax.bar(x + len(SHOWN_TEMPERATURES) * width, onehot, width, color="0.2", label=_("one-hot label"))
         ax.set_xticks(x + 0.4 - width / 2, [repr(t)[1:-1] if t.strip() else t for t in tokens], fontsize=8)
         context = "".join(window.tokens[max(0, position - 20):position + 1])
-        ax.set_title(f"after \u2026{context!r}: the next token is {tokens[int(np.argmax(onehot))]!r}", fontsize=9)
-        ax.set_ylabel("probability")
+        ax.set_title(_("after \u2026{context!r}: the next token is {token!r}").format(
+            context=context, token=tokens[int(np.argmax(onehot))]), fontsize=9)
+        ax.set_ylabel(_("probability"))
         ax.set_ylim(0, 1.2)  # headroom for the legend in one row above the one-hot bar
         ax.legend(loc="upper center", ncols=4, fontsize=7)
         ax.grid(alpha=0.3, axis="y")

@@ -21,6 +21,7 @@ from tkinter import ttk
 import numpy as np
 from matplotlib.patches import Rectangle
 
+from simulator.i18n import N_, _
 from simulator.lessons.flash_trace import (
     LOOP_ORDERS,
     AttentionTraceError,
@@ -29,8 +30,10 @@ from simulator.lessons.flash_trace import (
     naive_attention_traffic,
     tiled_attention_traffic,
 )
+from ui import relabel
 from ui.lessons import lesson_tab
-from ui.plots.base import Blitter, PlotTab, combo, grow_limits, message_on
+from ui.lessons.base import labelled_combo
+from ui.plots.base import Blitter, PlotTab, grow_limits, message_on
 from ui.protocol import HeadQKV, HeadTensors
 
 PAIRS_PER_SECOND = 6.0
@@ -57,22 +60,25 @@ class TiledAttentionTab(PlotTab):
     def build(self) -> None:
         bar = ttk.Frame(self.frame)
         bar.pack(fill="x", pady=(2, 0))
-        self.layer_box, self.layer_var = combo(bar, "layer", [], width=3)
-        self.head_box, self.head_var = combo(bar, "head", [], width=3)
-        ttk.Label(bar, text="fast memory (floats)").pack(side="left", padx=(8, 2))
+        self.layer_box, self.layer_var = labelled_combo(bar, N_("layer"), [], width=3)
+        self.head_box, self.head_var = labelled_combo(bar, N_("head"), [], width=3)
+        relabel.text(ttk.Label(bar), N_("fast memory (floats)")).pack(side="left", padx=(8, 2))
         self.mem_var = tk.StringVar(self.frame, "")
         mem = ttk.Entry(bar, textvariable=self.mem_var, width=7)
         mem.pack(side="left")
         mem.bind("<Return>", lambda e: self.restart())
-        self.order_box, self.order_var = combo(bar, "loop order", LOOP_ORDERS, width=9, command=self.restart)
+        self.order_box, self.order_var = labelled_combo(bar, N_("loop order"), LOOP_ORDERS, width=9,
+                command=self.restart)
         self.order_var.set(LOOP_ORDERS[0])
         bar = ttk.Frame(self.frame)
-        bar.pack(fill="x", pady=2)
-        ttk.Button(bar, text="Load q, k, v from the model", command=self.request).pack(side="left", padx=(8, 2))
-        ttk.Button(bar, text="Step tile", command=self.step_tile).pack(side="left", padx=2)
-        self.play_button = ttk.Button(bar, text="Play", command=self.toggle_play)
+        bar.pack(fill="x",
+                pady=2)
+        relabel.text(ttk.Button(bar, command=self.request), N_("Load q, k, v from the model")).pack(side="left",
+                                                                                                  padx=(8, 2))
+        relabel.text(ttk.Button(bar, command=self.step_tile), N_("Step tile")).pack(side="left", padx=2)
+        self.play_button = relabel.text(ttk.Button(bar, command=self.toggle_play), N_("Play"))
         self.play_button.pack(side="left", padx=2)
-        ttk.Button(bar, text="Restart", command=self.restart).pack(side="left", padx=2)
+        relabel.text(ttk.Button(bar, command=self.restart), N_("Restart")).pack(side="left", padx=2)
         self.counters = ttk.Label(self.frame, text="", font=("DejaVu Sans Mono", 9), justify="left")
         self.counters.pack(fill="x", padx=6)
         self.make_canvas(self.frame)
@@ -146,7 +152,7 @@ class TiledAttentionTab(PlotTab):
         except ValueError as err:
             text = str(err) if isinstance(err, AttentionTraceError) else f"must be a whole number, got " \
                 f"{self.mem_var.get()!r}"
-            self.app.show_error(f"Tiled attention: fast memory: {text}")
+            self.app.show_error(_("Tiled attention: fast memory: {error}").format(error=_(text)))
             return
         n = q.shape[0]
         self.grid = np.full((n, n), np.nan)
@@ -188,7 +194,7 @@ class TiledAttentionTab(PlotTab):
         if self.playing and time.perf_counter() - self.t_last >= 1.0 / PAIRS_PER_SECOND:
             self.t_last = time.perf_counter()
             self.step_tile()
-        self.play_button.configure(text="Pause" if self.playing else "Play")
+        relabel.text(self.play_button, N_("Pause") if self.playing else N_("Play"))
         key = (id(self.trace), self.last.index if self.last else -1)
         if key == self._drawn and not force and not (self._need_full and self.can_full_draw()):
             return False
@@ -232,16 +238,16 @@ class TiledAttentionTab(PlotTab):
             ax.axhline(y - 0.5, color="w", lw=0.5)
         self.tile = ax.add_patch(Rectangle((-0.5, -0.5), 0, 0, fill=False, ec="red", lw=2.0, visible=False))
         self.grid_title = ax.set_title(self._title())  # static: the pair is counted in the label above (cheaper)
-        ax.set_xlabel("key position")
-        ax.set_ylabel("query position")
+        ax.set_xlabel(_("key position"))
+        ax.set_ylabel(_("query position"))
         self.ax_m = fig.add_subplot(grid[0, 1])
         (self.m_line,) = self.ax_m.plot(np.arange(n), self.m, color="C3", lw=1.0)
-        self.ax_m.set_title("running row max m")
+        self.ax_m.set_title(_("running row max m"))
         self.ax_m.grid(alpha=0.3)
         self.ax_l = fig.add_subplot(grid[1, 1], sharex=self.ax_m)
         (self.l_line,) = self.ax_l.plot(np.arange(n), self.l, color="C2", lw=1.0)
-        self.ax_l.set_title("running sum l = sum exp(s - m)")
-        self.ax_l.set_xlabel("query position")
+        self.ax_l.set_title(_("running sum l = sum exp(s - m)"))
+        self.ax_l.set_xlabel(_("query position"))
         self.ax_l.grid(alpha=0.3)
         self.ax_m.set_xlim(-0.5, n - 0.5)
         self._fitted: set = set()
@@ -254,8 +260,10 @@ class TiledAttentionTab(PlotTab):
 
     def _title(self) -> str:
         layer, head, step = self.qkv[4], self.qkv[5], self.qkv[7]
-        source = f"random q, k (seed {self.cfg.seed})" if layer is None else f"layer {layer}, head {head} (step {step})"
-        return f"scores of {source}; tiles {self.trace.tile_q} x {self.trace.tile_k}"
+        source = _("random q, k (seed {seed})").format(seed=self.cfg.seed) if layer is None else \
+            _("layer {layer}, head {head} (step {step})").format(layer=layer, head=head, step=step)
+        return _("scores of {source}; tiles {rows} x {cols}").format(source=source, rows=self.trace.tile_q,
+                                                                    cols=self.trace.tile_k)
 
     def _update_walk(self) -> bool:
         """The scores so far, the current tile, m and l, and the counters; True when an axis must grow."""
@@ -300,17 +308,18 @@ class TiledAttentionTab(PlotTab):
                                         causal=self.trace.causal,
                                         loop_order=self.trace.loop_order)
         naive = naive_attention_traffic(n, d)
-        pair = (f"pair {st.index + 1}/{self.trace.n_steps}" + (" skipped (masked)" if st.skipped else "")
-                if st else f"pair 0/{self.trace.n_steps}")
-        lines = [f"moved so far: {human_bytes(4 * reads)} read + {human_bytes(4 * writes)} written;  the whole "
-                 f"tiled walk: {human_bytes(total.bytes)}",
-                 f"standard attention (writes and reads the T x T matrix): {human_bytes(naive.bytes)};  "
-                 f"tiled / standard = {total.bytes / naive.bytes:.2f}"]
+        index, n_steps = (st.index + 1 if st else 0), self.trace.n_steps
+        pair = (_("pair {index}/{count} skipped (masked)") if st and st.skipped else
+                _("pair {index}/{count}")).format(index=index, count=n_steps)
+        lines = [_("moved so far: {read} read + {written} written;  the whole tiled walk: {total}").format(
+                     read=human_bytes(4 * reads), written=human_bytes(4 * writes), total=human_bytes(total.bytes)),
+                 _("standard attention (writes and reads the T x T matrix): {naive};  tiled / standard = "
+                   "{ratio:.2f}").format(naive=human_bytes(naive.bytes), ratio=total.bytes / naive.bytes)]
         if self.trace.done or (st is not None and st.index + 1 == self.trace.n_steps):
             err = float(np.max(np.abs(self.trace.output - model_out)))
-            lines.append(f"done: max |tiled output - the model's attention output| = {err:.2e} "
-                         "(float64 walk vs the float32 model)" if layer is not None else
-                         f"done: max |tiled output - standard attention's output| = {err:.2e}")
+            lines.append(_("done: max |tiled output - the model's attention output| = {err:.2e} (float64 walk vs "
+                           "the float32 model)").format(err=err) if layer is not None else
+                         _("done: max |tiled output - standard attention's output| = {err:.2e}").format(err=err))
         else:  # always three lines: a label that grew would shrink the canvas (a new layout)
             lines.append(pair)
         self.counters.configure(text="\n".join(lines))

@@ -8,7 +8,9 @@ from __future__ import annotations
 import tkinter as tk
 from tkinter import ttk
 
+from simulator.i18n import N_
 from simulator.lessons.leaf_flower import LEAF_FLOWER_LOSSES, mlp_text
+from ui import relabel
 from ui.lessons import lesson_tab
 from ui.lessons.text import InputError, TextLessonTab, parse_numbers
 
@@ -25,11 +27,12 @@ class LeafFlowerTab(TextLessonTab):
     """The loss choice and the learning rate over the engine's account of one weight update."""
 
     def sections(self) -> None:
-        self.lr_var = self.section("Leaf or flower: one SGD step of a tiny MLP", "lr", self.compute_mlp, expand=True,
+        self.lr_var = self.section(N_("Leaf or flower: one SGD step of a tiny MLP"), N_("lr"), self.compute_mlp,
+                expand=True,
                                    entry_width=8, extra=self._loss_choice)
 
     def _loss_choice(self, bar) -> None:
-        ttk.Label(bar, text="loss").pack(side="left", padx=(0, 2))
+        relabel.text(ttk.Label(bar), N_("loss")).pack(side="left", padx=(0, 2))
         self.loss_var = tk.StringVar(self.frame, loss_label(LEAF_FLOWER_LOSSES[0]))
         self.loss_box = ttk.Combobox(bar, textvariable=self.loss_var, state="readonly", width=13,
                                      values=[loss_label(n) for n in LEAF_FLOWER_LOSSES])
@@ -49,4 +52,4 @@ class LeafFlowerTab(TextLessonTab):
                 raise InputError(f"lr: the learning rate must be one positive number, got {self.lr_var.get()!r}.")
             names = {loss_label(n): n for n in LEAF_FLOWER_LOSSES}
             return mlp_text(names[self.loss_var.get()], lr[0])
-        return self.run_section("lr", "lr", make)
+        return self.run_section("lr", N_("lr"), make)

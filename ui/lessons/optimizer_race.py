@@ -14,10 +14,11 @@ from tkinter import ttk
 import numpy as np
 from matplotlib.colors import LogNorm
 
+from simulator.i18n import N_, _
 from simulator.lessons.optimizer_race import FUNCTIONS, RACE_FUNCTIONS, RaceConfig, surface
+from ui import relabel
 from ui.lessons import lesson_tab
-from ui.lessons.base import LearnersTab
-from ui.plots.base import combo
+from ui.lessons.base import LearnersTab, labelled_combo
 
 # Where a race starts on each function when the function is switched in the window.
 STARTS = {"rosenbrock": (-1.5, 2.0), "ravine": (-7.0, 2.0), "saddle": (-1.5, 0.01), "beale": (-1.0, 3.5),
@@ -31,11 +32,12 @@ class RaceTab(LearnersTab):
 
     nested = False
     steps_per_second = STEPS_PER_SECOND
-    learner_label = "racer"
+    learner_label = N_("racer")
 
     def build_controls(self, bar: ttk.Frame) -> None:
-        self.fn_box, self.fn_var = combo(bar, "function", RACE_FUNCTIONS, width=15, command=self._function)
-        ttk.Button(bar, text="Open race preset…", command=self.app.open_preset_dialog).pack(side="left", padx=6)
+        self.fn_box, self.fn_var = labelled_combo(bar, N_("function"), RACE_FUNCTIONS, width=15, command=self._function)
+        relabel.text(ttk.Button(bar, command=self.app.open_preset_dialog),
+                N_("Open race preset…")).pack(side="left", padx=6)
         self.build_learner_setter(bar)
         self.lines: dict[str, tuple] = {}
 
@@ -80,14 +82,15 @@ class RaceTab(LearnersTab):
         ax.plot(*self.cfg.start, marker="o", color="k", ms=4)
         ax.set_xlim(xs[0], xs[-1])
         ax.set_ylim(ys[0], ys[-1])
-        ax.set_title(f"{self.cfg.function}: paths (star: the minimum)")
+        ax.set_title(_("{function}: paths (star: the minimum)").format(function=self.cfg.function))
         ax.set_xlabel("x")
         ax.set_ylabel("y")
         self.lines = {}
         artists = []
         for i, (label, (_path, _losses, div)) in enumerate(out.items()):
             colour = f"C{i % 10}"
-            (line,) = ax.plot([], [], color=colour, lw=1.4, label=label + (f" (diverged at {div})" if div else ""))
+            shown = _("{label} (diverged at {step})").format(label=label, step=div) if div else label
+            (line,) = ax.plot([], [], color=colour, lw=1.4, label=shown)
             (head,) = ax.plot([], [], marker="o", color=colour, ms=5, mec="k")
             (curve,) = axl.plot([], [], color=colour, lw=1.2, label=label)
             self.lines[label] = (line, head, curve)
@@ -98,13 +101,13 @@ class RaceTab(LearnersTab):
         finite = np.concatenate([v[1][np.isfinite(v[1]) & (v[1] > 0)] for v in out.values()])
         if finite.size:
             axl.set_ylim(max(finite.min() / 2, 1e-12), finite.max() * 2)
-        axl.set_title("loss (function value) per step")
-        axl.set_xlabel("step")
+        axl.set_title(_("loss (function value) per step"))
+        axl.set_xlabel(_("step"))
         axl.grid(alpha=0.3, which="both")
         return artists
 
     def show_until(self, n: int) -> None:
-        for label, (path, losses, _) in self.result[0].items():
+        for label, (path, losses, _div) in self.result[0].items():
             line, head, curve = self.lines[label]
             line.set_data(path[:n + 1, 0], path[:n + 1, 1])
             head.set_data(path[n:n + 1, 0], path[n:n + 1, 1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.i18n import _
 from ui.lessons import lesson_tab
 from ui.lessons.base import LearnersTab
 
@@ -40,8 +41,8 @@ class SparseTab(LearnersTab):
         fig = self.figure
         fig.clear()
         self.ax_loss, self.ax_zero = ax, az = fig.subplots(1, 2)
-        ax.axhline(baseline, color="0.5", ls="--", lw=0.9, label=f"base rate only ({baseline:.3f})")
-        ax.axhline(best, color="k", ls=":", lw=0.9, label=f"true weights ({best:.3f})")
+        ax.axhline(baseline, color="0.5", ls="--", lw=0.9, label=_("base rate only ({loss:.3f})").format(loss=baseline))
+        ax.axhline(best, color="k", ls=":", lw=0.9, label=_("true weights ({loss:.3f})").format(loss=best))
         self.lines = {}
         artists = []
         for i, label in enumerate(out):
@@ -52,14 +53,14 @@ class SparseTab(LearnersTab):
         losses = np.concatenate([v[0] for v in out.values()] + [[baseline, best]])
         ax.set_xlim(0, n)
         ax.set_ylim(min(losses) * 0.95, max(losses) * 1.05)
-        ax.set_title("validation log-loss")
-        ax.set_xlabel("step")
+        ax.set_title(_("validation log-loss"))
+        ax.set_xlabel(_("step"))
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right")
         az.set_xlim(0, n)
         az.set_ylim(0, 1)
-        az.set_title("fraction of weights exactly 0.0")
-        az.set_xlabel("step")
+        az.set_title(_("fraction of weights exactly 0.0"))
+        az.set_xlabel(_("step"))
         az.grid(alpha=0.3)
         az.legend(loc="lower right")
         return artists

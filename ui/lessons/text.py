@@ -10,9 +10,11 @@ import re
 import tkinter as tk
 from tkinter import ttk
 
+from simulator.i18n import N_, _
 from simulator.lessons import default_config, lesson_for
 from simulator.lessons.worked_examples import ExplainError
 from simulator.presets import PresetError
+from ui import relabel
 from ui.plots.base import NOTE_FONT, PlotTab
 
 MONO = ("DejaVu Sans Mono", 8)
@@ -72,9 +74,9 @@ class TextLessonTab(PlotTab):
 
     def build(self) -> None:
         self.outputs: dict[str, tk.Text] = {}
-        ttk.Label(self.frame, text="Edit a value and press Compute (or Enter): every number below is computed by "
-                  "the engine, the same text as `main.py explain`.", foreground="#555", font=NOTE_FONT).pack(
-            fill="x", padx=6, pady=(3, 0))
+        relabel.text(ttk.Label(self.frame, foreground="#555", font=NOTE_FONT), N_(
+            "Edit a value and press Compute (or Enter): every number below is computed by the engine, the same text "
+            "as `main.py explain`.")).pack(fill="x", padx=6, pady=(3, 0))
         self.sections()
         self.load(self.cfg if self.cfg is not None else default_config(lesson_for(self.kind)))
 
@@ -86,18 +88,21 @@ class TextLessonTab(PlotTab):
 
     def section(self, title: str, label: str, command, expand: bool = False, entry_width: int = 26,
                 extra=None) -> tk.StringVar:
-        """A titled row: an entry (after `extra(bar)`'s widgets) and Compute, over a read-only monospace text."""
+        """A titled row: an entry (after `extra(bar)`'s widgets) and Compute, over a read-only monospace text.
+
+        `title` and `label` are messages (mark them N_), shown translated; `label` also names the section.
+        """
         box = ttk.Frame(self.frame, padding=(6, 0))
         box.pack(fill="both" if expand else "x", expand=expand, pady=(4, 0))
         bar = ttk.Frame(box)
         bar.pack(fill="x")
-        ttk.Label(bar, text=title, font=TITLE_FONT).pack(side="left", padx=(0, 10))
+        relabel.text(ttk.Label(bar, font=TITLE_FONT), title).pack(side="left", padx=(0, 10))
         if extra is not None:
             extra(bar)
-        ttk.Label(bar, text=label).pack(side="left", padx=(0, 2))
+        relabel.text(ttk.Label(bar), label).pack(side="left", padx=(0, 2))
         var = tk.StringVar(self.frame, "")
         # the button is packed before the entry so that a narrow window shrinks the entry, not the button
-        ttk.Button(bar, text="Compute", command=command).pack(side="right", padx=4)
+        relabel.text(ttk.Button(bar, command=command), N_("Compute")).pack(side="right", padx=4)
         entry = ttk.Entry(bar, textvariable=var, width=entry_width)
         entry.pack(side="left", fill="x", expand=entry_width > 10)
         entry.bind("<Return>", lambda e: command())
@@ -131,7 +136,7 @@ class TextLessonTab(PlotTab):
             message = str(err)
             if not isinstance(err, InputError):  # the engine's sentence, told where it came from
                 message = f"{message}." if message.startswith(what) else f"{what}: {message}."
-            self.app.show_error(f"{self.title}: {message}")
+            self.app.show_error(_("{title}: {error}").format(title=_(self.title), error=_(message)))
             return False
         self._show(label, text)
         return True
@@ -142,4 +147,4 @@ class TextLessonTab(PlotTab):
 
     def export(self, path: str) -> None:
         """This tab has text, not a figure: says so (the app shows it as the export's error)."""
-        raise ValueError(f"the {self.title} tab has no plot; copy its text instead")
+        raise ValueError(_("the {title} tab has no plot; copy its text instead").format(title=_(self.title)))

@@ -9,7 +9,9 @@ from __future__ import annotations
 import tkinter as tk
 from tkinter import ttk
 
+from simulator.i18n import N_
 from simulator.lessons.tfidf import IDF_VARIANTS, fit_corpus, keywords_text, pairs_text, parse_pairs
+from ui import relabel
 from ui.lessons import lesson_tab
 from ui.lessons.text import InputError, TextLessonTab, parse_numbers
 
@@ -19,16 +21,16 @@ class TfidfTab(TextLessonTab):
     """The corpus and idf choice, keywords of the typed documents, and cosines of the typed word pairs."""
 
     def sections(self) -> None:
-        self.docs_var = self.section("TF-IDF: keywords and cosine between documents", "documents",
+        self.docs_var = self.section(N_("TF-IDF: keywords and cosine between documents"), N_("documents"),
                                      self.compute_keywords, entry_width=14, extra=self._choices)
-        self.pairs_var = self.section("Words of related meaning", "pairs", self.compute_pairs, expand=True)
+        self.pairs_var = self.section(N_("Words of related meaning"), N_("pairs"), self.compute_pairs, expand=True)
 
     def _choices(self, bar) -> None:
         self.corpus_var = tk.StringVar(self.frame, "world")
         self.idf_var = tk.StringVar(self.frame, IDF_VARIANTS[0])
-        for label, var, values in (("corpus", self.corpus_var, ("world", "builtin")),
-                                   ("idf", self.idf_var, IDF_VARIANTS)):
-            ttk.Label(bar, text=label).pack(side="left", padx=(0, 2))
+        for label, var, values in ((N_("corpus"), self.corpus_var, ("world", "builtin")),
+                                   (N_("idf"), self.idf_var, IDF_VARIANTS)):
+            relabel.text(ttk.Label(bar), label).pack(side="left", padx=(0, 2))
             box = ttk.Combobox(bar, textvariable=var, state="readonly", width=8, values=list(values))
             box.pack(side="left", padx=(0, 8))
             box.bind("<<ComboboxSelected>>", lambda e: self.compute_all())

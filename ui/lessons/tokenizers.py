@@ -9,7 +9,9 @@ from __future__ import annotations
 import tkinter as tk
 from tkinter import ttk
 
+from simulator.i18n import N_
 from simulator.lessons.tokenizers import SUBWORD_KINDS, lesson_text, merges_text, splits_text
+from ui import relabel
 from ui.lessons import lesson_tab
 from ui.lessons.text import InputError, TextLessonTab, parse_numbers
 
@@ -19,16 +21,16 @@ class TokenizersTab(TextLessonTab):
     """The tokenizer and corpus choice, the merge table, and the sentence at several vocabulary sizes."""
 
     def sections(self) -> None:
-        self.merges_var = self.section("Merges learned step by step", "merges", self.compute_merges,
+        self.merges_var = self.section(N_("Merges learned step by step"), N_("merges"), self.compute_merges,
                                        entry_width=6, extra=self._choices)
-        self.sentence_var = self.section("How a sentence splits", "sentence", self.compute_splits, expand=True)
+        self.sentence_var = self.section(N_("How a sentence splits"), N_("sentence"), self.compute_splits, expand=True)
 
     def _choices(self, bar) -> None:
         self.kind_var = tk.StringVar(self.frame, SUBWORD_KINDS[0])
         self.corpus_var = tk.StringVar(self.frame, "builtin")
-        for label, var, values in (("tokenizer", self.kind_var, SUBWORD_KINDS),
-                                   ("corpus", self.corpus_var, ("builtin", "world"))):
-            ttk.Label(bar, text=label).pack(side="left", padx=(0, 2))
+        for label, var, values in ((N_("tokenizer"), self.kind_var, SUBWORD_KINDS),
+                                   (N_("corpus"), self.corpus_var, ("builtin", "world"))):
+            relabel.text(ttk.Label(bar), label).pack(side="left", padx=(0, 2))
             box = ttk.Combobox(bar, textvariable=var, state="readonly", width=10, values=list(values))
             box.pack(side="left", padx=(0, 8))
             box.bind("<<ComboboxSelected>>", lambda e: self.compute_all())

@@ -18,10 +18,11 @@ from tkinter import ttk
 import numpy as np
 from matplotlib.collections import LineCollection
 
+from simulator.i18n import N_, _
 from simulator.lessons.word2vec import FREQUENT, MODELS, load_corpus, neighbours_text, static_point
 from ui.lessons import lesson_tab
-from ui.lessons.base import LessonTab
-from ui.plots.base import Blitter, combo
+from ui.lessons.base import LessonTab, labelled_combo
+from ui.plots.base import Blitter
 from ui.plots.textcache import CachedText, cached_text
 
 PANEL_TEXT = dict(ha="left", va="top", fontsize=8, family="monospace")  # the neighbours panel
@@ -36,7 +37,7 @@ def align(frames_coords: list[np.ndarray]) -> np.ndarray:
         out.append(x / max(float(np.sqrt((x ** 2).sum(axis=1).mean())), 1e-12))
     target = out[-1]
     for i, x in enumerate(out):
-        u, _, vt = np.linalg.svd(x.T @ target)  # (2, 2): the orthogonal R minimising |x R - target|
+        u, _s, vt = np.linalg.svd(x.T @ target)  # (2, 2): the orthogonal R minimising |x R - target|
         out[i] = x @ (u @ vt)
     return np.stack(out)
 
@@ -69,7 +70,7 @@ class Word2VecTab(LessonTab):
         super().load(cfg)
 
     def build_controls(self, bar) -> None:
-        _, self.model_var = combo(bar, "model", MODELS, width=9, command=lambda: self._changed("model"))
+        _box, self.model_var = labelled_combo(bar, N_("model"), MODELS, width=9, command=lambda: self._changed("model"))
         self.vars: dict[str, tk.StringVar] = {"model": self.model_var}
         for path, label in (("window", "window"), ("dim", "D"), ("epochs", "epochs")):
             ttk.Label(bar, text=label).pack(side="left", padx=(6, 2))
@@ -78,7 +79,7 @@ class Word2VecTab(LessonTab):
             entry.pack(side="left")
             for seq in ("<Return>", "<FocusOut>"):
                 entry.bind(seq, lambda e, p=path: self._changed(p), add="+")
-        self.map_box, self.map_var = combo(bar, "map", [], width=9, command=self.show_map)
+        self.map_box, self.map_var = labelled_combo(bar, N_("map"), [], width=9, command=self.show_map)
 
     def show_config(self, cfg) -> None:
         for path, var in self.vars.items():
@@ -92,7 +93,7 @@ class Word2VecTab(LessonTab):
     def digest(self, cfg, frames):
         """(frames, {map name: (words, (steps, n, 2) aligned coordinates)}, the static-vector lines)."""
         maps = {}
-        for m, (name, ws, _, _) in enumerate(frames[-1].maps):
+        for m, (name, ws, _xy, _ids) in enumerate(frames[-1].maps):
             maps[name] = (ws, align([f.maps[m][2] for f in frames]))
         self._prerender(frames)
         return frames, maps, static_lines(cfg, frames)
@@ -138,32 +139,34 @@ class Word2VecTab(LessonTab):
         ax.set_xticks([])
         ax.set_yticks([])
         paired = name != FREQUENT
-        ax.set_title(f"PCA of the {name} words" + (" (pairs joined)" if paired else ", most frequent first"))
+        ax.set_title((_("PCA of the {name} words (pairs joined)") if paired else
+                      _("PCA of the {name} words, most frequent first")).format(name=name))
         self.pairs = LineCollection([], colors="0.6", linewidths=0.8)
         ax.add_collection(self.pairs)
         colours = ["C0", "C3"] * (len(self.words) // 2) if paired else ["C0"] * len(self.words)
         self.dots = ax.scatter(self.coords[-1, :, 0], self.coords[-1, :, 1], s=14, c=colours, zorder=3, clip_on=True)
         # text that only moves, or repeats on a replay, is drawn from bitmaps (`CachedText`): most of a frame
         self.labels = [cached_text(ax, 0, 0, w, fontsize=7, ha="left", va="bottom", clip_on=True) for w in self.words]
-        _, panels, lines = self._bitmaps if self._bitmaps[0] is frames else (None, None, None)
+        _frames, panels, lines = self._bitmaps if self._bitmaps[0] is frames else (None, None, None)
         self.step_text = cached_text(ax, 0.01, 0.99, "", transform=ax.transAxes, bitmaps=lines, **STEP_TEXT)
         steps = np.arange(1, n + 1)
         self.acc = {}
-        for i, (rel, _, asked) in enumerate(frames[-1].accuracy):
+        for i, (rel, _hits, asked) in enumerate(frames[-1].accuracy):
             if asked:
-                (self.acc[rel],) = ax_acc.plot([], [], color=f"C{i}", lw=1.3, label=f"{rel} analogies")
+                (self.acc[rel],) = ax_acc.plot([], [], color=f"C{i}", lw=1.3,
+                        label=_("{relation} analogies").format(relation=rel))
         self.acc_values = {rel: np.array([h / a for r, h, a in (f.accuracy[i] for f in frames)])
-                           for i, (rel, _, a) in enumerate(frames[-1].accuracy) if a}
+                           for i, (rel, _hits, a) in enumerate(frames[-1].accuracy) if a}
         self.loss_values = np.array([f.loss for f in frames])
         self.steps = steps
         ax_loss = ax_acc.twinx()
-        (self.loss_line,) = ax_loss.plot([], [], color="0.3", lw=1.0, ls="--", label="loss per prediction")
+        (self.loss_line,) = ax_loss.plot([], [], color="0.3", lw=1.0, ls="--", label=_("loss per prediction"))
         ax_acc.set_xlim(0, n)
         ax_acc.set_ylim(0, 1.3)  # headroom for the legend
         ax_acc.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
         ax_loss.set_ylim(0, float(self.loss_values.max()) * 1.35)
-        ax_acc.set_xlabel("step")
-        ax_acc.set_title("analogy accuracy (solid) and loss (dashed)")
+        ax_acc.set_xlabel(_("step"))
+        ax_acc.set_title(_("analogy accuracy (solid) and loss (dashed)"))
         ax_acc.grid(alpha=0.3)
         ax_acc.legend(handles=[*self.acc.values(), self.loss_line], loc="upper center", ncol=2,
                       fontsize=7)
@@ -198,7 +201,7 @@ class Word2VecTab(LessonTab):
 
     @staticmethod
     def _step_line(f, n: int) -> str:
-        return f"step {f.step} of {n}, {f.words_done:,} words"
+        return _("step {step} of {steps}, {words:,} words").format(step=f.step, steps=n, words=f.words_done)
 
     @staticmethod
     def _neighbours(f) -> str:

@@ -6,6 +6,7 @@ Every number shown is the text `simulator.lessons.worked_examples` produces (the
 
 from __future__ import annotations
 
+from simulator.i18n import N_
 from simulator.lessons.worked_examples import norms_text, nums, zscore_text
 from ui.lessons import lesson_tab
 from ui.lessons.text import TextLessonTab, parse_numbers, parse_rows
@@ -16,8 +17,8 @@ class WorkedTab(TextLessonTab):
     """Two editable worked examples, each an entry, a Compute button and the engine's text."""
 
     def sections(self) -> None:
-        self.zscore_var = self.section("z-scores: z = (x - mean) / std", "values", self.compute_zscores)
-        self.rows_var = self.section("BatchNorm vs LayerNorm (rows: students, columns: subjects)", "rows",
+        self.zscore_var = self.section(N_("z-scores: z = (x - mean) / std"), N_("values"), self.compute_zscores)
+        self.rows_var = self.section(N_("BatchNorm vs LayerNorm (rows: students, columns: subjects)"), N_("rows"),
                                      self.compute_norms, expand=True)
 
     def show_config(self, cfg) -> None:

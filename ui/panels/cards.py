@@ -7,6 +7,11 @@ engine: `simulator.lessons.cards.run_card`) and reveal the expected answer and e
 the numbers it read and ✓ / ✗. A claim that does not hold says so as a finding. The outcome goes to
 the person's progress file (`ui/panels/progress.py`). `CourseWindow` lists the course's sections
 and cards with that progress, and opens a card's panel.
+
+A step that changes settings of a GPT card has "Apply to the window's run": its settings go into the
+main window's controls through the window's own validated path (`App.change_settings`: the preset rules,
+a live change on the next step, a structural one rebuilt after asking), so the person can try them on
+the run they have. The card's own texts are the lesson catalog's (`_(text)`); the panel's are the window's.
 """
 
 from __future__ import annotations
@@ -16,28 +21,52 @@ import threading
 import tkinter as tk
 from tkinter import ttk
 
+from simulator.config import RunConfig
+from simulator.i18n import N_, _
 from simulator.lessons.cards import load_card, run_card
 from simulator.lessons.cards_course import load_course
 from simulator.presets import PresetError
+from ui import relabel
 from ui.panels import progress
 
 WRAP = 620
 
 
 def _text(s: str) -> str:
-    return " ".join(s.split())
+    """A card's text (the lesson catalog's message) in the current language, on one line."""
+    return " ".join(_(s.strip()).split())
+
+
+def step_text(index: int, step) -> str:
+    """A step as the panel lists it: its text, then what it sets, runs and compares (names as typed)."""
+    lines = [f"{index + 1}. {_text(step.text)}"]
+    lines += ["      " + _("set {path} = {value}").format(path=k, value=v) for k, v in step.settings]
+    if step.run is not None:
+        lines.append("      " + _("run {steps} steps").format(steps=step.run))
+    if step.compare_with:
+        lines.append("      " + _("compare with {preset} (same seed and steps)").format(preset=step.compare_with))
+    return "\n".join(lines)
+
+
+def claim_text(v) -> str:
+    """A claim's verdict: ✓ / ✗, the claim, what was measured and the test it was held to."""
+    said = "" if v.holds else _("  — does not hold in this run (a finding, not an error)")
+    return f"{'✓' if v.holds else '✗'} {_text(v.claim.text)}\n    {v.measured}\n    {v.test}{said}"
 
 
 class CardPanel:
     """One card in a window of its own: steps, prediction, run, verdicts."""
 
-    def __init__(self, root: tk.Misc, name: str, seed: int | None = None, on_done=None):
+    def __init__(self, root: tk.Misc, name: str, seed: int | None = None, on_done=None, apply_settings=None):
         self.name, self.seed, self.on_done = name, seed, on_done
+        # ((path, value), ...) -> bool: the main window's validated change (None: no window to apply to)
+        self.apply_settings = apply_settings
+        self.apply_buttons: dict[int, ttk.Button] = {}  # step index -> its Apply button
         self.config, self.card = load_card(name)
         if self.card is None:
             raise PresetError(f"'{name}' has no lesson card")
         self.top = tk.Toplevel(root)
-        self.top.title(f"Lesson card: {self.card.title}")
+        relabel.keep(self.top, lambda: self.top.title(_("Lesson card: {title}").format(title=_text(self.card.title))))
         self.top.geometry("700x640")
         self.shown_steps = 0
         self.result = None
@@ -51,51 +80,66 @@ class CardPanel:
     def _build(self) -> None:
         outer = ttk.Frame(self.top, padding=8)
         outer.pack(fill="both", expand=True)
-        ttk.Label(outer, text=self.card.title, font=("DejaVu Sans", 12, "bold")).pack(anchor="w")
-        ttk.Label(outer, text=_text(self.card.why), wraplength=WRAP, justify="left").pack(anchor="w", pady=(2, 6))
-        self.steps_frame = ttk.LabelFrame(outer, text="Steps", padding=4)
+        title = ttk.Label(outer, font=("TkDefaultFont", 12, "bold"))
+        relabel.keep(title, lambda: title.configure(text=_text(self.card.title)))
+        title.pack(anchor="w")
+        why = ttk.Label(outer, wraplength=WRAP, justify="left")
+        relabel.keep(why, lambda: why.configure(text=_text(self.card.why)))
+        why.pack(anchor="w", pady=(2, 6))
+        self.steps_frame = relabel.text(ttk.LabelFrame(outer, padding=4), N_("Steps"))
         self.steps_frame.pack(fill="x")
         self.step_labels: list[ttk.Label] = []
         bar = ttk.Frame(outer)
         bar.pack(fill="x", pady=4)
-        self.next_button = ttk.Button(bar, text="Next step", command=self.next_step)
+        self.next_button = relabel.text(ttk.Button(bar, command=self.next_step), N_("Next step"))
         self.next_button.pack(side="left")
-        self.run_button = ttk.Button(bar, text="Run and check", command=self.run, state="disabled")
+        self.run_button = relabel.text(ttk.Button(bar, command=self.run, state="disabled"), N_("Run and check"))
         self.run_button.pack(side="left", padx=6)
         self.status = ttk.Label(bar, text="")
         self.status.pack(side="left", padx=6)
-        self.predict_frame = ttk.LabelFrame(outer, text="Predict first", padding=4)
+        self.predict_frame = relabel.text(ttk.LabelFrame(outer, padding=4), N_("Predict first"))
         self.answer = tk.StringVar(self.top, "")
         self.answer_buttons = []
-        ttk.Label(self.predict_frame, text=_text(self.card.prediction.question), wraplength=WRAP,
-                  justify="left").pack(anchor="w")
-        for a in self.card.prediction.answers:
-            b = ttk.Radiobutton(self.predict_frame, text=a, value=a, variable=self.answer, command=self._answered)
+        question = ttk.Label(self.predict_frame, wraplength=WRAP, justify="left")
+        relabel.keep(question, lambda: question.configure(text=_text(self.card.prediction.question)))
+        question.pack(anchor="w")
+        for a in self.card.prediction.answers:  # the value stays the card's own answer; the text is translated
+            b = ttk.Radiobutton(self.predict_frame, value=a, variable=self.answer, command=self._answered)
+            relabel.keep(b, lambda b=b, a=a: b.configure(text=_text(a)))
             b.pack(anchor="w")
             self.answer_buttons.append(b)
-        self.result_frame = ttk.LabelFrame(outer, text="What the run shows", padding=4)
+        self.result_frame = relabel.text(ttk.LabelFrame(outer, padding=4), N_("What the run shows"))
         self.claim_labels: list[ttk.Label] = []
         self.next_step()
 
     def next_step(self) -> None:
         """Shows the next step (and what it sets); after the last, the prediction question."""
         if self.shown_steps < len(self.card.steps):
-            s = self.card.steps[self.shown_steps]
-            lines = [f"{self.shown_steps + 1}. {_text(s.text)}"]
-            lines += [f"      set {k} = {v}" for k, v in s.settings]
-            if s.run is not None:
-                lines.append(f"      run {s.run} steps")
-            if s.compare_with:
-                lines.append(f"      compare with {s.compare_with} (same seed and steps)")
-            label = ttk.Label(self.steps_frame, text="\n".join(lines), wraplength=WRAP, justify="left")
+            i, s = self.shown_steps, self.card.steps[self.shown_steps]
+            label = ttk.Label(self.steps_frame, wraplength=WRAP, justify="left")
+            relabel.keep(label, lambda: label.configure(text=step_text(i, s)))
             label.pack(anchor="w")
             self.step_labels.append(label)
+            if s.settings and self.apply_settings is not None and isinstance(self.config, RunConfig):
+                button = relabel.text(ttk.Button(self.steps_frame, command=lambda: self.apply_step(i)),
+                                      N_("Apply to the window's run"))
+                button.pack(anchor="w", padx=(24, 0), pady=(0, 2))
+                self.apply_buttons[i] = button
             self.shown_steps += 1
         if self.shown_steps == len(self.card.steps):
             self.next_button.configure(state="disabled")
             if not self.predict_frame.winfo_ismapped():
                 self.predict_frame.pack(fill="x", pady=4)  # below the buttons, above the results
-            self.status.configure(text="choose an answer, then run")
+            relabel.text(self.status, N_("choose an answer, then run"))
+
+    def apply_step(self, index: int) -> bool:
+        """Puts step `index`'s settings into the main window's run (its controls show them); True when taken."""
+        step = self.card.steps[index]
+        if self.apply_settings is None or not self.apply_settings(list(step.settings)):
+            return False
+        relabel.text(self.status, N_("applied to the window's run: {settings}"),
+                     settings=", ".join(f"{k} = {v}" for k, v in step.settings))
+        return True
 
     def _answered(self) -> None:
         if self.result is None:
@@ -109,7 +153,7 @@ class CardPanel:
         for b in self.answer_buttons:
             b.configure(state="disabled")
         self.run_button.configure(state="disabled")
-        self.status.configure(text="running the experiment on the engine…")
+        relabel.text(self.status, N_("running the experiment on the engine…"))
 
         def work():
             try:
@@ -128,7 +172,7 @@ class CardPanel:
             return
         if what == "error":
             self.error = value
-            self.status.configure(text=value)
+            self.status.configure(text=_(value.strip()))
             return
         self.result = value
         self._reveal()
@@ -137,25 +181,27 @@ class CardPanel:
         r, expected = self.result, self.card.prediction.expected
         correct = self.answer.get() == expected
         self.result_frame.pack(fill="both", expand=True, pady=4)
-        verdict = "you predicted it" if correct else f"you predicted “{self.answer.get()}”"
-        ttk.Label(self.result_frame, text=f"Answer: {expected} ({verdict})", wraplength=WRAP,
-                  justify="left").pack(anchor="w")
+        chosen = self.answer.get()
+        answer = ttk.Label(self.result_frame, wraplength=WRAP, justify="left")
+        relabel.keep(answer, lambda: answer.configure(text=(
+            _("Answer: {expected} (you predicted it)") if correct else
+            _("Answer: {expected} (you predicted “{chosen}”)")).format(expected=_text(expected), chosen=_text(chosen))))
+        answer.pack(anchor="w")
         for run in r.runs:
             ttk.Label(self.result_frame, text=run.describe(), foreground="#555").pack(anchor="w")
         for v in r.verdicts:
-            mark = "✓" if v.holds else "✗"
-            said = "" if v.holds else "  — does not hold in this run (a finding, not an error)"
-            label = ttk.Label(self.result_frame, text=f"{mark} {_text(v.claim.text)}\n    {v.measured}\n    "
-                              f"{v.test}{said}", wraplength=WRAP, justify="left",
+            label = ttk.Label(self.result_frame, wraplength=WRAP, justify="left",
                               foreground="#1a7f37" if v.holds else "#b3261e")
+            relabel.keep(label, lambda label=label, v=v: label.configure(text=claim_text(v)))
             label.pack(anchor="w", pady=1)
             self.claim_labels.append(label)
         held = sum(v.holds for v in r.verdicts)
-        self.status.configure(text=f"{held} of {len(r.verdicts)} claims hold")
+        relabel.text(self.status, N_("{held} of {claims} claims hold"), held=held, claims=len(r.verdicts))
         try:
             progress.record_card(self.name, held, len(r.verdicts), self.answer.get(), correct, r.seed)
         except OSError as e:  # a read-only config folder costs the progress, not the lesson
-            self.status.configure(text=f"{held} of {len(r.verdicts)} claims hold (progress not saved: {e})")
+            relabel.text(self.status, N_("{held} of {claims} claims hold (progress not saved: {reason})"), held=held,
+                         claims=len(r.verdicts), reason=str(e))
         if self.on_done is not None:
             self.on_done(self.name)
 
@@ -167,25 +213,26 @@ class CardPanel:
 class CourseWindow:
     """The course's table of contents: sections, their cards with progress; Open shows a card's panel."""
 
-    def __init__(self, root: tk.Misc):
-        self.root = root
+    def __init__(self, root: tk.Misc, apply_settings=None):
+        self.root, self.apply_settings = root, apply_settings
         self.course = load_course()
         self.top = tk.Toplevel(root)
-        self.top.title(self.course.title)
+        relabel.keep(self.top, lambda: self.top.title(_text(self.course.title)))
         self.top.geometry("640x560")
         self.panels: list[CardPanel] = []
         frame = ttk.Frame(self.top, padding=8)
         frame.pack(fill="both", expand=True)
-        ttk.Label(frame, text=_text(self.course.description), wraplength=600, justify="left").pack(anchor="w")
+        about = ttk.Label(frame, wraplength=600, justify="left")
+        relabel.keep(about, lambda: about.configure(text=_text(self.course.description)))
+        about.pack(anchor="w")
         self.tree = ttk.Treeview(frame, columns=("progress",), height=20)
-        self.tree.heading("#0", text="section / card")
-        self.tree.heading("progress", text="progress")
         self.tree.column("progress", width=170, anchor="w")
+        relabel.keep(self.tree, self.refresh)  # the headings, sections and progress in the current language
         self.tree.pack(fill="both", expand=True, pady=6)
         self.tree.bind("<Double-1>", lambda _e: self.open_selected())
         bar = ttk.Frame(frame)
         bar.pack(fill="x")
-        ttk.Button(bar, text="Open card", command=self.open_selected).pack(side="left")
+        relabel.text(ttk.Button(bar, command=self.open_selected), N_("Open card")).pack(side="left")
         self.summary = ttk.Label(bar, text="")
         self.summary.pack(side="left", padx=8)
         self.refresh()
@@ -193,22 +240,30 @@ class CourseWindow:
     def refresh(self, _name: str | None = None) -> None:
         """Rebuilds the table from the course and the progress file."""
         done = progress.load_progress()
+        if not hasattr(self, "summary"):  # registered before the bar is built: the first refresh comes after it
+            return
+        self.tree.heading("#0", text=_("section / card"))
+        self.tree.heading("progress", text=_("progress"))
+        selected = self.tree.selection()
         self.tree.delete(*self.tree.get_children())
         for i, section in enumerate(self.course.sections, 1):
-            sid = self.tree.insert("", "end", text=f"{i}. {section.title}", open=True,
-                                   values=("" if section.cards else "no card yet",))
+            sid = self.tree.insert("", "end", text=f"{i}. {_text(section.title)}", open=True,
+                                   values=("" if section.cards else _("no card yet"),))
             for name in section.cards:
                 entry = done.get(name)
-                state = ("✓ done" if progress.is_done(entry) else
-                         f"{entry['held']} of {entry['claims']} held" if entry else "not started")
+                state = (_("✓ done") if progress.is_done(entry) else
+                         _("{held} of {claims} held").format(held=entry["held"], claims=entry["claims"]) if entry
+                         else _("not started"))
                 self.tree.insert(sid, "end", iid=name, text=name, values=(state,))
+        if selected and all(self.tree.exists(s) for s in selected):
+            self.tree.selection_set(selected)
         n = sum(progress.is_done(done.get(c)) for c in self.course.cards)
-        self.summary.configure(text=f"{n} of {len(self.course.cards)} cards done")
+        self.summary.configure(text=_("{done} of {cards} cards done").format(done=n, cards=len(self.course.cards)))
 
     def open_selected(self) -> CardPanel | None:
         sel = self.tree.selection()
         if not sel or sel[0] not in self.course.cards:
             return None
-        panel = CardPanel(self.top, sel[0], on_done=self.refresh)
+        panel = CardPanel(self.top, sel[0], on_done=self.refresh, apply_settings=self.apply_settings)
         self.panels.append(panel)
         return panel

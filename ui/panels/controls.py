@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from tkinter import ttk
 
 from simulator import config as C
+from simulator.i18n import N_, _
+from ui import relabel
 from ui.tooltip import Tooltip
 
 REBUILD_MARK = "⟳"
@@ -58,7 +60,7 @@ def control(path: str, lesson: str, spin: tuple[int, int, int] | None = None) ->
 
 # Which controls exist, in which group, and the lesson preset each tooltip points to.
 GROUPS: list[tuple[str, list[ControlSpec]]] = [
-    ("Model", [
+    (N_("Model"), [
         control("model.norm", "rmsnorm, no-norm-deep"),
         control("model.norm_position", "postnorm"),
         control("model.residual", "no-norm-deep"),
@@ -74,7 +76,7 @@ GROUPS: list[tuple[str, list[ControlSpec]]] = [
         control("model.attention.scale", "unscaled-attention"),
         control("model.positional", "tiny-gpt"),
     ]),
-    ("Optimizer", [
+    (N_("Optimizer"), [
         control("optim.name", "optimizer-race"),
         control("optim.lr", "no-norm-deep"),
         control("optim.weight_decay", "tiny-gpt"),
@@ -87,14 +89,14 @@ GROUPS: list[tuple[str, list[ControlSpec]]] = [
         control("optim.min_lr", "tiny-gpt"),
         control("optim.grad_clip", "no-norm-deep"),
     ]),
-    ("Data and batch", [
+    (N_("Data and batch"), [
         control("train.batch_size", "tiny-gpt", spin=(1, 256, 1)),
         control("model.seq_len", "tiny-gpt", spin=(8, 512, 8)),
         control("train.seed", "postnorm", spin=(0, 2**31 - 1, 1)),
         control("data.tokenizer", "tiny-gpt-bpe, tokenizers"),
         control("data.vocab_size", "tiny-gpt-bpe", spin=(256, 8192, 64)),
     ]),
-    ("Early stopping", [
+    (N_("Early stopping"), [
         control("train.early_stopping.patience", "overfit-early-stop", spin=(0, 1000, 1)),
         control("train.early_stopping.min_delta", "overfit-early-stop"),
         control("train.early_stopping.restore_best", "overfit-early-stop"),
@@ -102,7 +104,7 @@ GROUPS: list[tuple[str, list[ControlSpec]]] = [
 ]
 
 SAMPLING_GROUP: list[tuple[str, list[ControlSpec]]] = [
-    ("Decoding rule", [
+    (N_("Decoding rule"), [
         control("sampling.prompt", "tiny-gpt"),
         control("sampling.temperature", "tiny-gpt"),
         control("sampling.top_k", "tiny-gpt", spin=(0, 1000, 1)),
@@ -114,7 +116,7 @@ SAMPLING_GROUP: list[tuple[str, list[ControlSpec]]] = [
     ]),
 ]
 
-SPECS: dict[str, ControlSpec] = {s.path: s for _, group in GROUPS + SAMPLING_GROUP for s in group}
+SPECS: dict[str, ControlSpec] = {s.path: s for _title, group in GROUPS + SAMPLING_GROUP for s in group}
 
 
 def escape(text: str) -> str:
@@ -141,10 +143,11 @@ def show_value(v) -> str:
 
 
 def tooltip_text(spec: ControlSpec) -> str:
-    """The tooltip: what it does, whether it rebuilds, and the lesson."""
-    when = "Applies on the next step." if spec.live else f"{REBUILD_MARK} Rebuilds the model (asks before " \
-        "discarding a run)."
-    return f"{spec.help} {when}\n{spec.path} - lesson: {spec.lesson}"
+    """The tooltip in the current language: what it does, whether it rebuilds, and the lesson (names as typed)."""
+    when = _("Applies on the next step.") if spec.live else \
+        _("{mark} Rebuilds the model (asks before discarding a run).").format(mark=REBUILD_MARK)
+    where = _("{path} - lesson: {lesson}").format(path=spec.path, lesson=spec.lesson)
+    return f"{_(spec.help)} {when}\n{where}"
 
 
 class ControlsPanel(ttk.Frame):
@@ -169,10 +172,11 @@ class ControlsPanel(ttk.Frame):
         bar.pack(side="right", fill="y")
         self.canvas, self.inner = canvas, inner
         if note:
-            ttk.Label(inner, text=f"{REBUILD_MARK} rebuilds the model; the others apply on the next step",
-                      wraplength=width - 10, foreground="#555").pack(fill="x", pady=(0, 4))
+            relabel.text(ttk.Label(inner, wraplength=width - 10, foreground="#555"),
+                         N_("{mark} rebuilds the model; the others apply on the next step"),
+                         mark=REBUILD_MARK).pack(fill="x", pady=(0, 4))
         for title, specs in groups:
-            box = ttk.LabelFrame(inner, text=title, padding=(3, 2))
+            box = relabel.text(ttk.LabelFrame(inner, padding=(3, 2)), title)
             box.pack(fill="x", pady=3)
             box.columnconfigure(1, weight=1)
             for row, spec in enumerate(specs):
@@ -184,7 +188,8 @@ class ControlsPanel(ttk.Frame):
 
     def _add(self, box, row: int, spec: ControlSpec) -> None:
         mark = "" if spec.live else f" {REBUILD_MARK}"
-        label = ttk.Label(box, text=spec.label + mark)
+        label = ttk.Label(box)  # the setting's label from its declaration (the catalogs have it), translated
+        relabel.keep(label, lambda: label.configure(text=_(spec.label) + mark))
         label.grid(row=row, column=0, sticky="w", padx=(0, 4), pady=1)
         if spec.kind == "bool":
             var = tk.BooleanVar(self)
@@ -204,9 +209,8 @@ class ControlsPanel(ttk.Frame):
             for seq in ("<Return>", "<KP_Enter>", "<FocusOut>"):
                 w.bind(seq, lambda e: self._changed(spec.path), add="+")
         w.grid(row=row, column=1, sticky="ew", pady=1)
-        tip = tooltip_text(spec)
-        Tooltip(label, tip)
-        Tooltip(w, tip)
+        Tooltip(label, lambda: tooltip_text(spec))
+        Tooltip(w, lambda: tooltip_text(spec))
         self.vars[spec.path] = var
         self.widgets[spec.path] = w
         self.kinds[spec.path] = spec.kind

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.i18n import _
 from simulator.lessons.bert import ACTIONS, KEPT_OUT, TO_MASK, TO_RANDOM, UNCHANGED
 from ui.lessons import lesson_tab
 from ui.lessons.base import LessonTab
@@ -29,9 +30,9 @@ class BertTab(LessonTab):
             steps = np.array([f.step for f in frames], float)
             train = np.array([f.points[i].mlm_loss for f in frames])
             ev = [(f.step, f.points[i].eval) for f in frames if f.points[i].eval is not None]
-            es = np.array([s for s, _ in ev], float)
-            curves[task] = (steps, train, es, np.array([e.mlm_loss for _, e in ev]),
-                            np.array([e.pair_accuracy for _, e in ev]))
+            es = np.array([s for s, _e in ev], float)
+            curves[task] = (steps, train, es, np.array([e.mlm_loss for _s, e in ev]),
+                            np.array([e.pair_accuracy for _s, e in ev]))
         example = next(f.points[0].example for f in reversed(frames) if f.points[0].example is not None)
         return curves, probes, example, len(frames)
 
@@ -45,28 +46,31 @@ class BertTab(LessonTab):
         (self.ax_mlm, self.ax_pair), (self.ax_ex, self.ax_att) = fig.subplots(2, 2, height_ratios=(1, 1))
         self.lines, artists = {}, []
         losses = np.concatenate([np.r_[c[1], c[3]] for c in curves.values()])
-        for i, (task, _) in enumerate(curves.items()):
-            (train,) = self.ax_mlm.plot([], [], color=f"C{i}", lw=0.6, alpha=0.5, label=f"{task}: training batch")
-            (held,) = self.ax_mlm.plot([], [], color=f"C{i}", lw=1.6, marker="o", ms=3, label=f"{task}: held out")
+        for i, task in enumerate(curves):
+            (train,) = self.ax_mlm.plot([], [], color=f"C{i}", lw=0.6, alpha=0.5,
+                                        label=_("{task}: training batch").format(task=task))
+            (held,) = self.ax_mlm.plot([], [], color=f"C{i}", lw=1.6, marker="o", ms=3,
+                                       label=_("{task}: held out").format(task=task))
             (acc,) = self.ax_pair.plot([], [], color=f"C{i}", lw=1.6, marker="o", ms=3,
-                                       label=f"{task.upper()}: encoder's [CLS] head")
+                                       label=_("{task}: encoder's [CLS] head").format(task=task.upper()))
             self.ax_pair.axhline(probes[task], color=f"C{i}", ls="--", lw=1.0,
-                                 label=f"{task.upper()}: bag-of-words probe ({probes[task]:.0%})")
+                                 label=_("{task}: bag-of-words probe ({share:.0%})").format(
+                                     task=task.upper(), share=probes[task]))
             self.lines[task] = (train, held, acc)
             artists += [train, held, acc]
         ax = self.ax_mlm
         ax.set_xlim(0, max(n, 1))
         ax.set_ylim(0, float(np.nanmax(losses)) * 1.05)
-        ax.set_title("MLM loss (cross-entropy on the chosen positions)", fontsize=9)
-        ax.set_xlabel("step")
+        ax.set_title(_("MLM loss (cross-entropy on the chosen positions)"), fontsize=9)
+        ax.set_xlabel(_("step"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper right")
         ax = self.ax_pair
         ax.axhline(0.5, color="0.5", lw=0.8)
         ax.set_xlim(0, max(n, 1))
         ax.set_ylim(0.3, 1.05)
-        ax.set_title("pair task accuracy on held-out pairs (chance 50%)", fontsize=9)
-        ax.set_xlabel("step")
+        ax.set_title(_("pair task accuracy on held-out pairs (chance 50%)"), fontsize=9)
+        ax.set_xlabel(_("step"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", ncols=2)
         self.draw_example(example)
@@ -86,18 +90,20 @@ class BertTab(LessonTab):
             ax.text(x, y, label, ha="center", va="center", fontsize=6 if act != KEPT_OUT else 7,
                     bbox={"boxstyle": "round,pad=0.2", "fc": ACTION_COLOURS[int(act)],
                           "ec": "0.3" if ex.segments[t] else "0.7", "lw": 0.6})
-        ax.set_title(f"held-out pair: label {ex.label}, predicted {ex.predicted_label}; chosen: original \u2192 read "
-                     f"\u2192 predicted\nred {ACTIONS[TO_MASK]}, yellow {ACTIONS[TO_RANDOM]}, "
-                     f"green {ACTIONS[UNCHANGED]}", fontsize=7)
+        ax.set_title(_("held-out pair: label {label}, predicted {predicted}; chosen: original \u2192 read \u2192 "
+                       "predicted\nred {masked}, yellow {random}, green {unchanged}").format(
+                         label=ex.label, predicted=ex.predicted_label, masked=_(ACTIONS[TO_MASK]),
+                         random=_(ACTIONS[TO_RANDOM]), unchanged=_(ACTIONS[UNCHANGED])), fontsize=7)
 
     def draw_attention(self, ex) -> None:
         """The last layer's attention from [CLS] over the pair, one row per head."""
         ax = self.ax_att
         im = ax.imshow(ex.cls_attention, aspect="auto", cmap="viridis", vmin=0)
-        ax.set_yticks(range(ex.cls_attention.shape[0]), [f"head {h}" for h in range(ex.cls_attention.shape[0])],
+        heads = ex.cls_attention.shape[0]
+        ax.set_yticks(range(heads), [_("head {h}").format(h=h) for h in range(heads)],
                       fontsize=7)
         ax.set_xticks(range(len(ex.tokens)), ex.tokens, rotation=90, fontsize=6)
-        ax.set_title("attention from [CLS], last layer (trained model)", fontsize=9)
+        ax.set_title(_("attention from [CLS], last layer (trained model)"), fontsize=9)
         self.figure.colorbar(im, ax=ax, fraction=0.04)
 
     def show_until(self, k: int) -> None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.i18n import N_, _
 from ui.lessons import lesson_tab
-from ui.lessons.base import LessonTab
-from ui.plots.base import combo
+from ui.lessons.base import LessonTab, labelled_combo
 
 
 @lesson_tab("finetune")
@@ -20,7 +20,8 @@ class FinetuneTab(LessonTab):
     steps_per_second = 30.0
 
     def build_controls(self, bar) -> None:
-        self.tensor_box, self.tensor_var = combo(bar, "quantization error of", [], width=16, command=self.show_tensor)
+        self.tensor_box, self.tensor_var = labelled_combo(bar, N_("quantization error of"), [], width=16,
+                                                          command=self.show_tensor)
         self.quant, self.stairs = None, {}
 
     def digest(self, cfg, frames):
@@ -56,25 +57,25 @@ class FinetuneTab(LessonTab):
             artists += [a, b]
         every = np.concatenate([np.r_[v[1], v[2]] for v in curves.values()] or [[0.0, 1.0]])
         lo, hi = float(np.nanmin(every)), float(np.nanmax(every))
-        for ax, title, base in ((self.ax_new, "validation loss, new text (words reversed)", base_new),
-                                (self.ax_old, "validation loss, old text (forgetting)", base_old)):
-            ax.axhline(base, color="0.5", ls="--", lw=0.9, label=f"base model ({base:.3f})")
+        for ax, title, base in ((self.ax_new, _("validation loss, new text (words reversed)"), base_new),
+                                (self.ax_old, _("validation loss, old text (forgetting)"), base_old)):
+            ax.axhline(base, color="0.5", ls="--", lw=0.9, label=_("base model ({loss:.3f})").format(loss=base))
             ax.set_xlim(0, max(n, 1))
             ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
             ax.set_title(title, fontsize=9)
-            ax.set_xlabel("fine-tuning step")
+            ax.set_xlabel(_("fine-tuning step"))
             ax.grid(alpha=0.3)
         self.ax_new.legend(loc="upper right", fontsize=7)
         az = self.ax_size
         for i, learner in enumerate(learners):  # where each learner ends: the cost of its adaptability
-            _, new, old = curves[learner.label]
+            new, old = curves[learner.label][1:]
             az.scatter([learner.trainable], [new[-1]], color=f"C{i}", marker="o")
             az.scatter([learner.trainable], [old[-1]], color=f"C{i}", marker="x")
             az.annotate(f"{learner.state_bytes / 1024:.0f} KiB", (learner.trainable, new[-1]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
         az.set_xscale("log")
-        az.set_title("end of fine-tuning: o new text, x old text", fontsize=9)
-        az.set_xlabel("trainable parameters (label: training-state bytes)")
+        az.set_title(_("end of fine-tuning: o new text, x old text"), fontsize=9)
+        az.set_xlabel(_("trainable parameters (label: training-state bytes)"))
         az.grid(alpha=0.3)
         self._draw_base_losses(base_loss)
         self._draw_errors(quant)
@@ -89,10 +90,10 @@ class FinetuneTab(LessonTab):
             bars = ax.bar(np.arange(2) + (j - (len(kinds) - 1) / 2) * 0.38, base_loss[kind], width=0.36,
                           color=f"C{j + 7}", label=kind)
             ax.bar_label(bars, fmt="%.4f", fontsize=7)
-        ax.set_xticks([0, 1], ["new text", "old text"])
+        ax.set_xticks([0, 1], [_("new text"), _("old text")])
         every = [v for vals in base_loss.values() for v in vals] or [0.0, 1.0]
         ax.set_ylim(0.9 * min(every), 1.06 * max(every))
-        ax.set_title("the base before fine-tuning: validation loss", fontsize=9)
+        ax.set_title(_("the base before fine-tuning: validation loss"), fontsize=9)
         ax.legend(loc="lower right", fontsize=7)
         ax.grid(alpha=0.3, axis="y")
 
@@ -100,9 +101,9 @@ class FinetuneTab(LessonTab):
         """One tensor's error histogram, NF4 vs int4 (the toolbar picks the tensor)."""
         ax = self.ax_hist
         self.quant, self.stairs = quant, {}
-        ax.set_title("quantization error, NF4 vs int4 absmax (block 64)", fontsize=9)
-        ax.set_xlabel("error / the tensor's std (outer bins: beyond)")
-        ax.set_ylabel("share of weights")
+        ax.set_title(_("quantization error, NF4 vs int4 absmax (block 64)"), fontsize=9)
+        ax.set_xlabel(_("error / the tensor's std (outer bins: beyond)"))
+        ax.set_ylabel(_("share of weights"))
         ax.grid(alpha=0.3)
         if quant is None:
             self.tensor_box.configure(values=[])
@@ -142,7 +143,7 @@ class FinetuneTab(LessonTab):
         ax.bar_label(bars, fmt="%.0f", fontsize=7)
         ax.set_xticks(np.arange(len(labels)), labels, rotation=30, fontsize=7)
         ax.set_ylabel("KiB")
-        ax.set_title("base weights held (QLoRA: float part + NF4)", fontsize=9)
+        ax.set_title(_("base weights held (QLoRA: float part + NF4)"), fontsize=9)
         ax.grid(alpha=0.3, axis="y")
 
     def show_until(self, k: int) -> None:

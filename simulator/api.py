@@ -5,6 +5,7 @@
 them); the kernels, the model and the optimizers' internals stay behind `TrainingSession`.
 """
 
+from simulator.backend import BackendError, resolve
 from simulator.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from simulator.config import (
     LIVE_FIELDS,
@@ -56,6 +57,17 @@ PUBLIC_MODULES = (
 )
 
 
+def backend_unavailable(cfg: RunConfig) -> str | None:
+    """Why `cfg`'s train.backend cannot run on this machine (one sentence), or None.
+
+    The window asks before it rebuilds for a new backend, so a missing GPU is a dialog and the run stays."""
+    try:
+        resolve(cfg.train.backend)
+    except BackendError as err:
+        return str(err)
+    return None
+
+
 def is_public(module: str) -> bool:
     """True when ui/ may import `module` (a listed module, or a lesson inside simulator.lessons)."""
     return module in PUBLIC_MODULES or module.startswith("simulator.lessons.")
@@ -65,8 +77,8 @@ __all__ = [
     "DEFAULT_PRESET", "LIVE_FIELDS", "PUBLIC_MODULES", "AttentionConfig", "CheckpointError", "DataConfig",
     "DataError", "GradCheckError", "ModelConfig", "NeedsRebuild", "NonFinite", "OptimConfig", "PhaseEvent",
     "PresetError", "RunConfig", "SamplingConfig", "SamplingError", "SessionError", "StepRecord", "TrainConfig",
-    "TrainingSession", "changed_paths", "check_gradients", "dump_config", "find_preset", "generate",
-    "is_public", "is_structural_change", "list_presets", "load_any", "load_checkpoint", "load_preset", "lr_at",
-    "override",
+    "TrainingSession", "backend_unavailable", "changed_paths", "check_gradients", "dump_config", "find_preset",
+    "generate", "is_public", "is_structural_change", "list_presets", "load_any", "load_checkpoint", "load_preset",
+    "lr_at", "override",
     "printable", "save_checkpoint", "EarlyStop", "EarlyStoppingConfig", "write_atomically",
 ]

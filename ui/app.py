@@ -19,6 +19,7 @@ import tkinter as tk
 from dataclasses import replace
 from tkinter import messagebox
 
+from simulator.api import backend_unavailable
 from simulator.config import RunConfig, is_structural_change
 from simulator.i18n import N_, _, language, on_language_change
 from simulator.i18n import set_language as switch_language
@@ -368,6 +369,10 @@ class App:
             return False
         if new == self.config:
             return True
+        if new.train.backend != self.config.train.backend and (why := backend_unavailable(new)):
+            self.show_error(why)  # no GPU here: one sentence, and the run keeps its backend
+            self.set_config(self.config)
+            return False
         if is_structural_change(self.config, new):
             if self.step_count > 0 and not self.ask(
                     _("Rebuild the model?"),

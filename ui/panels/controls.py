@@ -101,6 +101,9 @@ GROUPS: list[tuple[str, list[ControlSpec]]] = [
         control("train.early_stopping.min_delta", "overfit-early-stop"),
         control("train.early_stopping.restore_best", "overfit-early-stop"),
     ]),
+    (N_("Where it runs"), [
+        control("train.backend", "tiny-gpt"),
+    ]),
 ]
 
 SAMPLING_GROUP: list[tuple[str, list[ControlSpec]]] = [

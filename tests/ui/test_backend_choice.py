@@ -1,0 +1,41 @@
+"""The window's backend control: choosing cuda where no GPU is usable is one sentence, and the run keeps going."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.backend import probe
+from tests.ui.test_ui_window import TINY
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "ui-tiny.yaml"
+    path.write_text(TINY, encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    # the CUDA tests may have asked for numba-cuda's simulator in this process: here there is neither
+    monkeypatch.delenv(probe.SIMULATOR_VARIABLE, raising=False)
+    monkeypatch.setattr(probe, "gpu_usable", lambda: (False, "no CUDA driver"))
+
+
+def test_the_backend_is_a_control_and_cuda_without_a_gpu_is_one_message(harness, tiny, no_gpu):
+    h = harness(tiny)
+    controls = h.app.layout.controls
+    assert "train.backend" in controls.vars and controls.vars["train.backend"].get() == "cpu"
+    h.steps(2)
+    session = h.session
+    controls.set_value("train.backend", "cuda")
+    h.pump(timeout=0.3)
+    assert len(h.errors) == 1 and "\n" not in h.errors[0], h.errors
+    assert "no CUDA GPU is usable here (no CUDA driver)" in h.errors[0]
+    assert h.questions == []  # refused before the rebuild question
+    assert controls.vars["train.backend"].get() == "cpu" and h.app.config.train.backend == "cpu"
+    h.steps(1)
+    assert h.session is session and h.app.step_count == 3
+    controls.set_value("train.backend", "auto")  # auto without a GPU runs on the CPU: a rebuild, no error
+    h.pump(lambda: h.app.info is not None and h.session is not session, timeout=60)
+    assert len(h.errors) == 1 and h.app.config.train.backend == "auto" and h.session.backend_name == "cpu"

@@ -297,6 +297,27 @@ def _backstop(ctx: ParseContext, cfg: RunConfig) -> None:
             ctx.fail(m.group(1), m.group(2))
 
 
+def _check_local_attention(ctx: ParseContext, m) -> None:
+    """attention.window and global_tokens belong to mask local; a window of at least one key, fewer globals than T."""
+    a, name = m.attention, ctx.name
+    if a.mask != "local":
+        for key, value in (("window", a.window), ("global_tokens", a.global_tokens)):
+            if value:
+                ctx.fail(f"model.attention.{key}", f"{value} is set but {name('model.attention.mask')} is {a.mask}",
+                         f"set {name('model.attention.mask')}: local, or leave {key} out",
+                         at=(f"model.attention.{key}", "model.attention.mask"))
+        return
+    if a.window < 1:
+        ctx.fail("model.attention.window", f"mask local needs a window of at least 1 key, got {a.window}",
+                 "e.g. window: 256 (each position sees itself and the 255 before it)",
+                 at=("model.attention.window", "model.attention.mask"))
+    if a.global_tokens >= m.seq_len:
+        ctx.fail("model.attention.global_tokens", f"{a.global_tokens} global tokens in a context of "
+                 f"{name('model.seq_len')} {m.seq_len} makes every position global",
+                 f"use fewer than {m.seq_len}, or mask: causal for full attention",
+                 at=("model.attention.global_tokens", "model.seq_len"))
+
+
 def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
     """Cross-field checks of a RunConfig; resolves data.path and reads the data once to check it."""
     from simulator.backend import backend_problem
@@ -314,6 +335,7 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
         ctx.fail("model.attention.n_kv_head", f"{m.attention.n_kv_head} does not divide {ctx.name('model.n_head')} "
                  f"{m.n_head}", f"each key/value head serves an equal group of query heads; use one of "
                  f"{_divisors(m.n_head, m.n_head)}", at=("model.attention.n_kv_head", "model.n_head"))
+    _check_local_attention(ctx, m)
     if m.positional == "rope" and m.head_size % 2:
         ctx.fail("model.positional", f"rope rotates pairs of channels, so the head size must be even, but "
                  f"{ctx.name('model.d_model')} {m.d_model} / {ctx.name('model.n_head')} {m.n_head} = {m.head_size}",

@@ -194,3 +194,26 @@ def test_local_attention_mistakes_are_one_line(text, parts):
     assert "\n" not in message
     for part in parts:
         assert part in message, message
+
+
+def test_backend_cuda_refuses_local_attention_and_auto_runs_it_on_the_cpu():
+    from simulator.backend import backend_problem, backend_setting
+    from simulator.config import ModelConfig, RunConfig, TrainConfig
+
+    local = ModelConfig(attention=AttentionConfig(mask="local", window=8))
+    cuda = RunConfig(model=local, train=TrainConfig(backend="cuda"))
+    problem = backend_problem(cuda)
+    assert problem is not None and "local attention" in problem.sentence()
+    assert backend_setting(RunConfig(model=local, train=TrainConfig(backend="auto"))) == "cpu"
+    assert backend_setting(RunConfig(train=TrainConfig(backend="auto"))) == "auto"
+    assert backend_problem(RunConfig(model=local)) is None
+
+
+def test_the_cli_says_one_line_and_exits_2_on_a_bad_window(tmp_path, capsys):
+    from simulator.cli import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\nmodel:\n  attention:\n    mask: local\n    window: 0\n", encoding="utf-8")
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad.yaml:5: model.attention.window: mask local needs a window" in err, err

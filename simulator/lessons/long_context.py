@@ -200,10 +200,12 @@ def _cost_point(impl: str, T: int, n_head: int, head_size: int, window: int, glo
     return _measure(impl, T, cfg, np.random.default_rng([seed, T, IMPLS.index(impl)]))
 
 
-def cost_frame(cfg: LongContextConfig, T: int) -> CostFrame:
-    """Every impl at T (measured once per process and setting; see _cost_point)."""
+def cost_frame(cfg: LongContextConfig, T: int, cancelled=lambda: False) -> CostFrame | None:
+    """Every impl at T (measured once per process and setting; see _cost_point); None when cancelled."""
     points = []
     for impl in IMPLS:
+        if cancelled():
+            return None
         window, n_global = (cfg.window, cfg.global_tokens) if impl == "local" else (1, 0)
         budget = cfg.memory_budget_mib if impl == "naive" else 0  # only naive reads the budget
         points.append(_cost_point(impl, T, cfg.n_head, cfg.head_size, window, n_global, budget, cfg.repeats, cfg.seed))
@@ -374,6 +376,8 @@ def _copy_frames(cfg: LongContextConfig, cancelled) -> list[CopyFrame]:
                 else:
                     curves[name].append((step, _long_loss(session, seqs, cfg)))
             if step < cfg.steps:
+                if cancelled():  # a tab that asked for another config: stop within a step
+                    return []
                 session.step()
     sees = {"exact": cfg.seq_len, "local": cfg.copy_window, "truncation": cfg.context_len,
             "sliding": cfg.context_len}
@@ -390,9 +394,10 @@ def run(cfg: LongContextConfig, steps: int | None = None, cancelled=lambda: Fals
         return frames
     _warm_up(cfg)
     for T in lens[:n]:
-        if cancelled():
-            return frames
-        frames.append(cost_frame(cfg, T))
+        frame = cost_frame(cfg, T, cancelled)
+        if frame is None:
+            return []
+        frames.append(frame)
     if n > len(frames):
         frames.extend(copy_frames(cfg, cancelled)[:n - len(frames)])
     return frames

@@ -23,3 +23,13 @@ def key_mask(T: int, mask: str = "causal", window: int = 0, n_global: int = 0) -
     elif mask != "causal":
         raise ValueError(f"unknown attention mask {mask!r}")
     return visible
+
+
+def check_window(causal, window, n_global):
+    """ValueError unless (window, n_global) is a mask the kernels compute: a window is causal, n_global >= 0."""
+    if window < 0 or n_global < 0:
+        raise ValueError(f"window and n_global must be >= 0, got {window} and {n_global}")
+    if window > 0 and not causal:
+        raise ValueError("local attention (window > 0) is causal: pass causal=True")
+    if n_global > 0 and window == 0:
+        raise ValueError("n_global tokens need a window (without one every key is visible already)")

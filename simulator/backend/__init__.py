@@ -27,8 +27,6 @@ class BackendError(Exception):
 NOT_ON_CUDA = (
     ("model.lora", "LoRA adapters (their kernels, simulator/kernels/cpu/lora.py, have no CUDA twin yet)",
      lambda cfg: cfg.model.lora.on),
-    ("model.attention.mask", "local attention (the CUDA attention twins take no window yet)",
-     lambda cfg: cfg.model.attention.mask == "local"),
     ("model.init_from", "starting from a base checkpoint (model.init_from) is not wired to device arrays yet",
      lambda cfg: cfg.model.init_from is not None),
 )

@@ -17,6 +17,7 @@ skip the tiles nobody sees.
 import numpy as np
 from numba import njit, prange
 
+from simulator.attention_mask import check_window
 from simulator.kernels.cpu.fastexp import fast_exp
 from simulator.kernels.cpu.jit import FAST, wide
 
@@ -165,16 +166,6 @@ def _local_softmax_forward(att, scale, kv_len, window, n_global):
             row[j] *= inv
         for j in range(n, T):
             row[j] = 0.0
-
-
-def check_window(causal, window, n_global):
-    """ValueError unless (window, n_global) is a mask the kernels compute: a window is causal, n_global >= 0."""
-    if window < 0 or n_global < 0:
-        raise ValueError(f"window and n_global must be >= 0, got {window} and {n_global}")
-    if window > 0 and not causal:
-        raise ValueError("local attention (window > 0) is causal: pass causal=True")
-    if n_global > 0 and window == 0:
-        raise ValueError("n_global tokens need a window (without one every key is visible already)")
 
 
 def attention_softmax_forward(att, scale, causal, kv_len=None, window=0, n_global=0):

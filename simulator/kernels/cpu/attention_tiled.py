@@ -32,7 +32,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from simulator.kernels.cpu.attention import check_window
+from simulator.attention_mask import check_window
 from simulator.kernels.cpu.fastexp import fast_exp
 from simulator.kernels.cpu.jit import FAST
 

@@ -36,16 +36,10 @@ DIFFERENT_PARAMETERS = {
     "sum_of_squares": "takes an optional scratch from reduction_scratch",
     "global_norm": "takes an optional scratch from reduction_scratch",
     "clip_gradients": "takes an optional scratch from reduction_scratch",
-    # local attention (attention.mask: local) runs on the CPU only: backend_problem refuses it with
-    # train.backend cuda (simulator/backend/__init__.py NOT_ON_CUDA) until the twins take a window
-    "attention_softmax_forward": "takes no window / n_global: local attention is refused on backend cuda",
-    "attention_heads_forward": "takes no window / n_global: local attention is refused on backend cuda",
-    "tiled_attention_forward": "takes no window / n_global: local attention is refused on backend cuda",
-    "tiled_attention_backward": "takes no window / n_global: local attention is refused on backend cuda",
 }
 
 # host-side functions that build tables or check settings: the same numpy code serves both backends
-HOST_SIDE = {"sinusoid_table", "rope_tables", "check_clip", "check_window"}
+HOST_SIDE = {"sinusoid_table", "rope_tables", "check_clip"}
 
 # CPU kernels without a twin yet (said in docs/ARCHITECTURE.md)
 NOT_YET: dict[str, str] = {}

@@ -8,6 +8,7 @@ frame by frame through `set_data` (the sweep's points first, then the strategies
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.ticker import NullLocator
 
 from simulator.lessons.long_context import IMPLS, MIB, STRATEGIES, STRATEGY_LABELS, CopyFrame, CostFrame
 from ui.lessons import lesson_tab
@@ -47,8 +48,9 @@ class LongContextTab(LessonTab):
                  "local": f"local (window {cfg.window}, {cfg.global_tokens} global)"}
         Ts = impls["tiled"][0]
         for i, impl in enumerate(IMPLS):
+            style = dict(ls="--", lw=1.0, ms=3) if impl == "local" else dict(ls="-", lw=1.4, ms=4)  # local = tiled
             (lt,) = self.ax_time.plot([], [], "o-", color=f"C{i}", lw=1.4, ms=4, label=names[impl])
-            (lm,) = self.ax_mem.plot([], [], "o-", color=f"C{i}", lw=1.4, ms=4, label=names[impl])
+            (lm,) = self.ax_mem.plot([], [], marker="o", color=f"C{i}", label=names[impl], **style)
             self.time_lines[impl], self.mem_lines[impl] = lt, lm
             artists += [lt, lm]
         for ax in (self.ax_time, self.ax_mem):
@@ -58,6 +60,8 @@ class LongContextTab(LessonTab):
             ax.grid(alpha=0.3, which="both")
             if len(Ts):
                 ax.set_xlim(Ts[0] / 1.3, Ts[-1] * 1.3)
+                ax.set_xticks(Ts, [f"{int(T) // 1024} K" if T >= 1024 else str(int(T)) for T in Ts])
+                ax.xaxis.set_minor_locator(NullLocator())
         ms = np.concatenate([v[1] for v in impls.values()])
         if np.isfinite(ms).any():
             self.ax_time.set_ylim(np.nanmin(ms) / 2, np.nanmax(ms) * 2)
@@ -66,8 +70,14 @@ class LongContextTab(LessonTab):
             self.ax_mem.set_ylim(mib.min() / 2, mib.max() * 2)
         self.ax_time.set_title(f"forward + backward, B 1, {cfg.n_head} heads of {cfg.head_size} (ms)", fontsize=9)
         self.ax_mem.set_title("bytes kept by the arrays (MiB, by formula = allocated)", fontsize=9)
+        # naive where it was not run: its bytes by formula, hollow, above the budget
+        (self.naive_over,) = self.ax_mem.plot([], [], "o", mfc="none", color="C0", ms=6,
+                                              label="naive, not run (by formula)")
+        artists.append(self.naive_over)
+        self.ax_mem.legend(loc="upper left", fontsize=7)
         self.ax_mem.axhline(budget, color="0.3", ls="--", lw=0.9)
-        self.ax_mem.text(Ts[0] if len(Ts) else 1, budget * 1.15, f"budget {budget} MiB", fontsize=7, color="0.3")
+        self.ax_mem.text(Ts[-1] if len(Ts) else 1, budget * 1.15, f"budget {budget} MiB", fontsize=7, color="0.3",
+                         ha="right")
         skipped = impls["naive"][0][np.isnan(impls["naive"][1])]
         if len(skipped):
             self.ax_time.text(0.02, 0.97, f"naive not run at T \u2265 {int(skipped[0])}: its T x T matrices would "
@@ -96,6 +106,8 @@ class LongContextTab(LessonTab):
             self.time_lines[impl].set_data(T[:shown], ms[:shown])
             ran = np.isfinite(ms[:shown])
             self.mem_lines[impl].set_data(T[:shown][ran], mib[:shown][ran])
+            if impl == "naive":
+                self.naive_over.set_data(T[:shown][~ran], mib[:shown][~ran])
         revealed = STRATEGIES[:max(0, k - n_cost)]
         for s, line in self.loss_lines.items():
             if s in revealed and s in curves:

@@ -34,7 +34,7 @@ ACTIVATIONS = ("gelu", "relu", "silu", "sigmoid", "tanh")
 INITS = ("normal", "xavier", "xavier_normal", "he", "gpt2", "zeros", "constant")
 DROPOUT_MODES = ("inverted", "classic")
 ATTENTION_IMPLS = ("naive", "tiled")
-ATTENTION_MASKS = ("causal", "none")
+ATTENTION_MASKS = ("causal", "none", "local")
 ATTENTION_SCALES = ("sqrt_dk", "none")
 POSITIONALS = ("learned", "sinusoidal", "none", "rope")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "adam_l2", "ftrl")
@@ -72,14 +72,29 @@ class AttentionConfig:
         "tile by tile and never stores it. Same numbers, other memory traffic: see the Tiled attention tab.")))
     mask: str = setting("causal", one_of(ATTENTION_MASKS), label=N_("mask"), help=(
         N_("causal: a position sees only earlier ones (a decoder). none: it also sees the future, so predicting "
-        "the next character is trivial and the model learns nothing it can generate with.")))
+        "the next character is trivial and the model learns nothing it can generate with. local: causal, but only "
+        "the last attention.window keys (and the first attention.global_tokens positions): the long-context tab.")))
     scale: str = setting("sqrt_dk", one_of(ATTENTION_SCALES), label=N_("score scale"), help=(
         N_("sqrt_dk: scores q.k / sqrt(head size). none: unscaled scores grow with the width and saturate the "
         "softmax.")))
     n_kv_head: Optional[int] = setting(None, positive_int, help=(
         N_("Key/value heads: null = n_head (MHA), 1 (MQA), or a divisor of n_head (GQA).")))
+    window: int = setting(0, non_negative, label=N_("window"), help=(
+        N_("mask local: each position attends to itself and the window - 1 positions before it (0: no window).")))
+    global_tokens: int = setting(0, non_negative, label=N_("global tokens"), help=(
+        N_("mask local: the first N positions are global, as in Longformer: they attend to every earlier position "
+        "and every later position attends to them.")))
     tile_q: int = setting(0, non_negative, help=N_("tiled: query rows per tile (0: the kernel's tuned default)."))
     tile_k: int = setting(0, non_negative, help=N_("tiled: keys per tile (0: the kernel's tuned default)."))
+
+    @property
+    def causal(self) -> bool:
+        """No position sees a later one (causal and local)."""
+        return self.mask != "none"
+
+    def window_args(self) -> dict:
+        """The attention kernels' window keywords: {} unless the mask is local (so the defaults stay untouched)."""
+        return {"window": self.window, "n_global": self.global_tokens} if self.mask == "local" else {}
 
 
 @dataclass(frozen=True)

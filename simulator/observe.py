@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.attention_mask import key_mask
 from simulator.config import TrainConfig
 from simulator.kv_cache import kv_cache_bytes_per_token
 from simulator.records import StepRecord
@@ -128,8 +129,9 @@ def attention_probs(model, layer: int) -> np.ndarray:
     s = (q.reshape(B, nkv, -1, HS) @ k.transpose(0, 1, 3, 2)).reshape(B, NH, T, T) * model.attention_scale()
     lse = A[f"{p}.lse"].astype(np.float64)
     visible = np.arange(T)[None, None, None, :] < model.kv_len[:, None, None, None]  # (B, 1, 1, T) keys
-    if model.cfg.attention.mask == "causal":
-        visible = visible & np.tri(T, dtype=bool)
+    if model.cfg.attention.mask != "none":  # causal, local
+        a = model.cfg.attention
+        visible = visible & key_mask(T, a.mask, a.window, a.global_tokens)
     lse = np.where(np.isfinite(lse), lse, np.inf)  # a row without keys: all zeros
     return np.where(visible, np.exp(np.where(visible, s, 0.0) - lse[..., None]), 0.0).astype(model.dtype)
 
@@ -159,6 +161,9 @@ def attention_saturation(model, layer: int, probs: np.ndarray | None = None, mar
     keys = np.minimum(model.kv_len[:, None], T)  # (B, 1): visible keys per query row
     if model.cfg.attention.mask == "causal":
         keys = np.minimum(keys, np.arange(1, T + 1)[None, :])  # (B, T)
+    elif model.cfg.attention.mask == "local":  # the keys each row's window shows
+        a = model.cfg.attention
+        keys = np.minimum(keys, key_mask(T, a.mask, a.window, a.global_tokens).sum(axis=1)[None, :])
     rows = (np.broadcast_to(keys, (B, T)) >= 2) & (model.acts["rowmask"].reshape(B, T) != 0)
     top = P.max(axis=-1) > 1.0 - margin  # (B, NH, T)
     return (top & rows[:, None, :]).sum(axis=(0, 2)) / max(int(rows.sum()), 1)

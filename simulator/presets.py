@@ -318,6 +318,30 @@ def _backstop(ctx: ParseContext, cfg: RunConfig) -> None:
             ctx.fail(m.group(1), m.group(2))
 
 
+def _check_local_attention(ctx: ParseContext, m) -> None:
+    """attention.window and global_tokens belong to mask local; a window of at least one key, fewer globals than T."""
+    a, name = m.attention, ctx.name
+    if a.mask != "local":
+        for key, value in (("window", a.window), ("global_tokens", a.global_tokens)):
+            if value:
+                ctx.fail(f"model.attention.{key}", _("{value} is set but {mask_key} is {mask}").format(
+                    value=value, mask_key=name("model.attention.mask"), mask=a.mask),
+                    _("set {mask_key}: local, or leave {key} out").format(mask_key=name("model.attention.mask"),
+                                                                          key=key),
+                    at=(f"model.attention.{key}", "model.attention.mask"))
+        return
+    if a.window < 1:
+        ctx.fail("model.attention.window", _("mask local needs a window of at least 1 key, got {window}").format(
+            window=a.window), _("e.g. window: 256 (each position sees itself and the 255 before it)"),
+            at=("model.attention.window", "model.attention.mask"))
+    if a.global_tokens >= m.seq_len:
+        ctx.fail("model.attention.global_tokens", _("{n} global tokens in a context of {key} {seq_len} makes every "
+                                                    "position global").format(
+            n=a.global_tokens, key=name("model.seq_len"), seq_len=m.seq_len),
+            _("use fewer than {seq_len}, or mask: causal for full attention").format(seq_len=m.seq_len),
+            at=("model.attention.global_tokens", "model.seq_len"))
+
+
 def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
     """Cross-field checks of a RunConfig; resolves data.path and reads the data once to check it."""
     from simulator.backend import backend_problem
@@ -339,6 +363,7 @@ def validate_gpt(cfg: RunConfig, ctx: ParseContext) -> RunConfig:
             n_kv_head=m.attention.n_kv_head, key=ctx.name("model.n_head"), n_head=m.n_head),
             _("each key/value head serves an equal group of query heads; use one of {divisors}").format(
                 divisors=_divisors(m.n_head, m.n_head)), at=("model.attention.n_kv_head", "model.n_head"))
+    _check_local_attention(ctx, m)
     if m.positional == "rope" and m.head_size % 2:
         ctx.fail("model.positional", _("rope rotates pairs of channels, so the head size must be even, but "
                                        "{key_d} {d_model} / {key_h} {n_head} = {head_size}").format(

@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from simulator.attention_mask import key_mask
 from simulator.config import ModelConfig
 from simulator.model.params import build_layout
 
@@ -207,8 +208,9 @@ def attention_fwd(x, params, prefix, cfg, B, T, lengths=None):
     s = (q @ kk.transpose(0, 1, 3, 2)) * scale  # (B, NH, T, T)
     n = np.full(B, T) if lengths is None else np.asarray(lengths)
     visible = np.arange(T)[None, None, None, :] < n[:, None, None, None]  # (B, 1, 1, T)
-    if cfg.attention.mask == "causal":
-        visible = visible & np.tril(np.ones((T, T), dtype=bool))
+    if cfg.attention.mask != "none":  # causal, local: the explicit (T, T) mask
+        a = cfg.attention
+        visible = visible & key_mask(T, a.mask, a.window, a.global_tokens)
     s = np.where(visible, s, -np.inf)
     mx = s.max(axis=-1, keepdims=True)
     e = np.exp(s - np.where(np.isfinite(mx), mx, 0.0))

@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from simulator.backend import BackendError, backend_problem, get_backend
+from simulator.backend import BackendError, backend_problem, backend_setting, get_backend
 from simulator.backend.host import host_model, host_tensors
 from simulator.config import LIVE_FIELDS, RunConfig, changed_paths
 from simulator.data import TextDataset, load_dataset
@@ -631,7 +631,7 @@ def _backend_for(config: RunConfig):
     if problem is not None:
         raise SessionError(problem.sentence())
     try:
-        return get_backend(config.train.backend)
+        return get_backend(backend_setting(config))  # auto with a feature cuda lacks (local attention, LoRA): cpu
     except BackendError as e:
         raise SessionError(str(e)) from None
 

@@ -48,6 +48,13 @@ def backend_problem(cfg) -> Problem | None:
     return None
 
 
+def backend_setting(cfg) -> str:
+    """`train.backend` as it should be built: auto with a feature cuda cannot run yet (NOT_ON_CUDA) is cpu."""
+    if cfg.train.backend == "auto" and any(test(cfg) for _, _, test in NOT_ON_CUDA):
+        return "cpu"
+    return cfg.train.backend
+
+
 def resolve(name: str) -> tuple[str, str]:
     """(backend that runs, what it is) for a `train.backend` value; BackendError when cuda cannot run here."""
     if name == "cpu":

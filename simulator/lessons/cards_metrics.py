@@ -539,6 +539,52 @@ metric("teacher_val_loss", "distillation: the teacher's validation cross-entropy
     "distill": Impl(lambda run: float(run.frames[0].teacher_val))}, per_step=False)
 
 
+# long context: CostFrames (one per T), then CopyFrames (one per strategy)
+def _lc_cost(run: Run) -> list:
+    from simulator.lessons.long_context import CostFrame
+
+    return [f for f in run.frames if isinstance(f, CostFrame)]
+
+
+def _lc_time_ratio(run: Run) -> float:
+    last = _lc_cost(run)[-1]
+    return last.point("local").seconds / last.point("tiled").seconds
+
+
+def _lc_naive_longest(run: Run) -> float:
+    ran = [f.seq_len for f in _lc_cost(run) if f.point("naive").seconds is not None]
+    return float(max(ran)) if ran else 0.0
+
+
+def _lc_bytes_mismatch(run: Run) -> float:
+    return float(max((abs(p.bytes - p.allocated) for f in _lc_cost(run) for p in f.points if p.seconds is not None),
+                     default=math.nan))
+
+
+def _lc_copy_loss(run: Run) -> dict[str, float]:
+    from simulator.lessons.long_context import CopyFrame
+
+    return {f.strategy: float(f.final) for f in run.frames if isinstance(f, CopyFrame)}
+
+
+def _lc_strategies(_cfg) -> list[str]:
+    from simulator.lessons.long_context import STRATEGIES
+
+    return list(STRATEGIES)
+
+
+metric("local_time_ratio", "long context: at the sweep's longest T, local attention's forward + backward time over "
+       "exact tiled attention's", {"long_context": Impl(_lc_time_ratio)}, per_step=False)
+metric("naive_longest", "long context: the longest T at which naive attention ran (its T x T matrices fit the "
+       "memory budget; 0: none)", {"long_context": Impl(_lc_naive_longest)}, per_step=False, best="max")
+metric("bytes_mismatch", "long context: the largest |bytes by formula - bytes of the arrays allocated| of any run "
+       "of the sweep", {"long_context": Impl(_lc_bytes_mismatch)}, per_step=False)
+metric("copy_loss", "long context: per strategy (exact, local, truncation, sliding), the copy task's loss on the "
+       "positions whose token repeats one copy_distance back, after training", {
+           "long_context": Impl(_lc_copy_loss, _lc_strategies, True)}, per_step=False, keyed=True,
+       key_name="strategy")
+
+
 # -------------------------------------------------------------------------------------------- reading
 def _fold(values: dict, claim, key) -> float:
     if key is not None:

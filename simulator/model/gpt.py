@@ -455,13 +455,14 @@ class GPT:
         over its cached keys as well; everything around it stays the model's.
         """
         A, p, att = self.acts, f"h{layer}", self.cfg.attention
-        causal = att.mask == "causal"
+        causal, local = att.causal, att.window_args()  # local: {window, n_global}, else {} (the kernels' defaults)
         if att.impl == "tiled":
             tile_q, tile_k = att.tile_q or TILE_Q, att.tile_k or TILE_K
             self.k.tiled_attention_forward(yh, A[f"{p}.lse"], q, k, v, self._kv_len_k, self.attention_scale(), causal,
-                                           tile_q, tile_k)
+                                           tile_q, tile_k, **local)
         else:
-            self.k.attention_heads_forward(yh, A[f"{p}.att"], q, k, v, self.attention_scale(), causal, self._kv_len_k)
+            self.k.attention_heads_forward(yh, A[f"{p}.att"], q, k, v, self.attention_scale(), causal, self._kv_len_k,
+                                           **local)
 
     def _attn_backward(self, p: str, inp: str, dout: np.ndarray) -> None:
         A, D, (B, T), att = self.acts, self.grads_acts, self.shape, self.cfg.attention
@@ -474,11 +475,11 @@ class GPT:
             dq, dk, dv = D[f"{p}.q"], D[f"{p}.k"], D[f"{p}.v"]
             tile_q, tile_k = att.tile_q or BACKWARD_TILE_Q, att.tile_k or BACKWARD_TILE_K
             self.k.tiled_attention_backward(dq, dk, dv, dyh, q, k, v, A[f"{p}.yh"], A[f"{p}.lse"], self._kv_len_k,
-                                            self.attention_scale(), att.mask == "causal", tile_q, tile_k)
-        else:  # scratch, written whole by the products
+                                            self.attention_scale(), att.causal, tile_q, tile_k, **att.window_args())
+        else:  # scratch, written whole by the products; a local window needs no keywords (its p is 0 outside)
             dq, dk, dv = A["dq"], A["dk"], A["dv"]
             self.k.attention_heads_backward(dq, dk, dv, A["datt"], dyh, q, k, v, A[f"{p}.att"],
-                                            self.attention_scale(), att.mask == "causal", self._kv_len_k)
+                                            self.attention_scale(), att.causal, self._kv_len_k)
         if self.rope_cos is not None:  # gradients of the rotated q, k -> of the projected ones
             cos, sin = self._rope_rows()
             self.k.rope_backward(dq, cos, sin)

@@ -147,3 +147,42 @@ def test_naive_attention_forward_backward(dtype, rng):
     close(host(d_out), out_c, dtype, scale=4)
     close(host(d["att"]), host_bufs["att"], dtype, scale=4)
     close(host(d_dqkv), dqkv_c, dtype, scale=8)
+
+
+# local attention: (B, NH, NKV, T, HS, window, n_global, kv_len, tiles, dtype); windows shorter and longer
+# than a tile, global tokens, a padded row, tile pairs skipped whole
+LOCAL_CASES = [
+    (1, 2, 1, 11, 3, 3, 0, [11], (2, 2), np.float64),
+    (2, 2, 2, 9, 4, 2, 2, [9, 6], (3, 2), np.float32),
+]
+
+
+@pytest.mark.parametrize("B,NH,NKV,T,HS,window,n_global,kv_len,tiles,dtype", LOCAL_CASES)
+def test_local_attention_tiled_and_naive(B, NH, NKV, T, HS, window, n_global, kv_len, tiles, dtype, rng):
+    from simulator.kernels.cuda import attention as gpu
+
+    q, dy = randn(rng, (B, NH, T, HS), dtype), randn(rng, (B, NH, T, HS), dtype)
+    k, v = randn(rng, (B, NKV, T, HS), dtype), randn(rng, (B, NKV, T, HS), dtype)
+    kvl, scale = np.array(kv_len, np.int32), 1.0 / np.sqrt(HS)
+    y_c, lse_c = np.empty_like(q), np.empty((B, NH, T), dtype)
+    dq_c, dk_c, dv_c = np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
+    cpu.tiled_attention_forward(y_c, lse_c, q, k, v, kvl, scale, True, *tiles, window, n_global)
+    cpu.tiled_attention_backward(dq_c, dk_c, dv_c, dy, q, k, v, y_c, lse_c, kvl, scale, True, *tiles, window,
+                                 n_global)
+    d_q, d_k, d_v, d_dy, d_kvl, d_dq, d_dk, d_dv = dev(q, k, v, dy, kvl, *(np.zeros_like(a) for a in (q, k, v)))
+    d_y, d_lse = dev(np.full_like(q, np.nan), np.full((B, NH, T), np.nan, dtype))
+    gpu.tiled_attention_forward(d_y, d_lse, d_q, d_k, d_v, d_kvl, scale, True, *tiles, window, n_global)
+    gpu.tiled_attention_backward(d_dq, d_dk, d_dv, d_dy, d_q, d_k, d_v, d_y, d_lse, d_kvl, scale, True, *tiles,
+                                 window, n_global)
+    close(host(d_y), y_c, dtype, scale=4)
+    close(host(d_lse), lse_c, dtype, scale=4)
+    for g, c in ((d_dq, dq_c), (d_dk, dk_c), (d_dv, dv_c)):
+        close(host(g), c, dtype, scale=8)
+    # the naive twin: the same probabilities as the CPU's, 0 outside the window
+    att_c, yh_c = np.zeros((B, NH, T, T), dtype), np.zeros_like(q)
+    cpu_layout.attention_heads_forward(yh_c, att_c, q, k, v, scale, True, kvl, window, n_global)
+    d_att, d_yh = dev(np.full((B, NH, T, T), np.nan, dtype), np.zeros_like(q))
+    gpu.attention_heads_forward(d_yh, d_att, d_q, d_k, d_v, scale, True, d_kvl, window, n_global)
+    close(host(d_att), att_c, dtype, scale=4)
+    close(host(d_yh), yh_c, dtype, scale=4)
+    assert np.all(host(d_att)[0, 0, T - 1, n_global:T - window] == 0) and np.abs(y_c - yh_c).max() < 1e-5

@@ -46,6 +46,11 @@ def _err(got, want):
     # one step in float32: RMSNorm, rope, SiLU, naive attention, an untied head
     ("float32", 2e-5, 1, "naive", {"norm": "rmsnorm", "positional": "rope", "activation": "silu",
                                    "tie_embeddings": False}),
+    # local attention (window 2, one global token), both impls, two steps
+    ("float64", 1e-10, 2, "tiled", {"attention": AttentionConfig(impl="tiled", mask="local", window=2,
+                                                                 global_tokens=1)}),
+    ("float64", 1e-10, 2, "naive", {"attention": AttentionConfig(impl="naive", mask="local", window=2,
+                                                                 global_tokens=1)}),
 ])
 def test_cuda_backend_steps_equal_cpu_steps(dtype, tol, steps, impl, model):
     cpu, losses_c, params_c, grads_c = _run(_config(dtype, impl, **model), steps)

@@ -7,11 +7,17 @@ projection qkv is (B, T, C + 2 NKV HS) laid out [q | k | v]. kv_len is (B,) int3
 positions >= kv_len[b] are padding and get probability 0; a row without any visible key (only when
 kv_len[b] == 0) outputs 0. Products go to BLAS over the head stack (the query heads of one group
 are one (G T, HS) matrix, so GQA costs no copies); numba does the layout changes and the softmax.
+
+Local attention (window > 0, causal only): query t sees keys t - window < j <= t, and the first
+n_global positions are global (as Longformer's: they see every earlier key, and every later query
+sees them). Here the (T, T) matrix is still formed and the entries outside are 0; the tiled kernels
+skip the tiles nobody sees.
 """
 
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
+from simulator.attention_mask import check_window
 from simulator.kernels.cpu.fastexp import fast_exp
 from simulator.kernels.cpu.jit import FAST, wide
 
@@ -80,6 +86,16 @@ def split_heads_grad(dyh, dout):
                 dh[i] += row[h * HS + i]
 
 
+@njit(cache=True, nogil=True)
+def _local_span(t, n, window, n_global):
+    """(g, lo): under a causal window, query t of n visible-so-far keys sees [0, g) and [lo, n)."""
+    # a global query (t < n_global) sees every earlier key; a local one its window and the global keys
+    if window <= 0 or t < n_global:
+        return 0, 0
+    lo = min(max(t - window + 1, 0), n)
+    return min(n_global, lo), lo
+
+
 @wide(fastmath=FAST)
 def _attention_softmax_forward(att, scale, causal, kv_len):
     # att is (B, NH, T, T): raw scores q.k in, probabilities out; scale has att's dtype so
@@ -117,17 +133,60 @@ def _attention_softmax_forward(att, scale, causal, kv_len):
             row[j] = 0.0
 
 
-def attention_softmax_forward(att, scale, causal, kv_len=None):
-    """In place: att = softmax(scale * att) per row over the visible keys; hidden keys get probability 0."""
+@wide(fastmath=FAST)
+def _local_softmax_forward(att, scale, kv_len, window, n_global):
+    # att is (B, NH, T, T) as above; causal, and row t sees only the keys [0, g) and [lo, n) of _local_span.
+    # One loop over the visible keys (index i -> key i below g, lo + i - g above), so fast_exp is inlined once
+    B, NH, T, _ = att.shape
+    for r in prange(B * NH * T):
+        b, h, t = r // (NH * T), (r // T) % NH, r % T
+        row = att[b, h, t]
+        n = min(min(max(kv_len[b], 0), T), t + 1)
+        g, lo = _local_span(t, n, window, n_global)
+        m = g + n - lo  # visible keys
+        if m <= 0:
+            row[:] = 0.0
+            continue
+        mx = row[0] if g > 0 else row[lo]
+        for i in range(m):
+            x = row[i if i < g else lo + i - g]
+            mx = x if (x > mx) == (scale >= 0) else mx  # the max (the min for a negative scale)
+        s = 0.0
+        for i in range(m):
+            j = i if i < g else lo + i - g
+            e = fast_exp(scale * (row[j] - mx))
+            row[j] = e
+            s += e
+        inv = 1.0 / s
+        for j in range(g):
+            row[j] *= inv
+        for j in range(g, lo):
+            row[j] = 0.0
+        for j in range(lo, n):
+            row[j] *= inv
+        for j in range(n, T):
+            row[j] = 0.0
+
+
+def attention_softmax_forward(att, scale, causal, kv_len=None, window=0, n_global=0):
+    """In place: att = softmax(scale * att) per row over the visible keys; hidden keys get probability 0.
+
+    window > 0 (causal only): each row sees the last `window` keys and the first `n_global` ones.
+    """
     if kv_len is None:  # no padding
         kv_len = np.full(att.shape[0], att.shape[-1], np.int32)
-    _attention_softmax_forward(att, att.dtype.type(scale), causal, kv_len)
+    check_window(causal, window, n_global)
+    if window > 0:  # a kernel of its own, so the full-mask one stays as it was
+        _local_softmax_forward(att, att.dtype.type(scale), kv_len, int(window), int(n_global))
+    else:
+        _attention_softmax_forward(att, att.dtype.type(scale), causal, kv_len)
 
 
 def attention_softmax_backward(datt, att, scale, causal=False, kv_len=None):
     """In place: datt (dL/dprobs) becomes dL/dscores = scale * p * (dp - sum(dp * p)) (one gradient, two names).
 
     Given the forward's mask (causal, kv_len), the hidden keys are not read: their p is 0, so is their gradient.
+    A local window needs no parameter here: the keys outside it have p = 0 in att, so their gradient is 0.
     """
     if kv_len is None:
         kv_len = np.full(att.shape[0], att.shape[-1], np.int32)
@@ -161,12 +220,12 @@ def _grouped(x, nkv):
     return view
 
 
-def attention_heads_forward(yh, att, q, k, v, scale, causal, kv_len=None):
-    """Writes yh = softmax(scale q k^T, masked) v per head and keeps the probabilities in att."""
+def attention_heads_forward(yh, att, q, k, v, scale, causal, kv_len=None, window=0, n_global=0):
+    """Writes yh = softmax(scale q k^T, masked) v per head and keeps the probabilities in att (window: local)."""
     # q, yh are (B, NH, T, HS); k, v are (B, NKV, T, HS); att is (B, NH, T, T); all C-contiguous
     nkv = k.shape[1]
     np.matmul(_grouped(q, nkv), k.transpose(0, 1, 3, 2), out=_grouped(att, nkv))  # raw scores (B, NH, T, T)
-    attention_softmax_forward(att, scale, causal, kv_len)
+    attention_softmax_forward(att, scale, causal, kv_len, window, n_global)
     np.matmul(_grouped(att, nkv), v, out=_grouped(yh, nkv))  # (B, NH, T, HS)
 
 

@@ -16,6 +16,11 @@ A query row with no valid key (only when kv_len[b] == 0) is defined to output 0 
 and gets zero gradient: a softmax over no keys has no value, and 0 is what a padding row should
 pass on. Padded keys get zero dK and dV.
 
+Local attention (window > 0, causal only; see attention.py): query t sees keys t - window < j <= t and
+the first n_global positions (global tokens, both ways). A tile pair in which no query sees any key
+is skipped whole, so the work falls from O(T^2) to O(T (window + n_global + tile)); a tile that
+straddles the window's edge has its hidden scores set to -inf, as the causal diagonal's are.
+
 Inside a tile everything is held transposed, queries along the fast axis: scores are
 (key, query), so the max, the exp and the rescale run over contiguous query lanes and every tile
 product is the one register-blocked loop `_matmul_acc`. Tile scratch is allocated per parallel
@@ -27,6 +32,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from simulator.attention_mask import check_window
 from simulator.kernels.cpu.fastexp import fast_exp
 from simulator.kernels.cpu.jit import FAST
 
@@ -119,6 +125,34 @@ def _mask_future(sT, q0, k0, nc, nr):
             sT[c, r] = -np.inf
 
 
+@njit(cache=True, nogil=True)
+def _tile_hidden(q0, k0, nc, window, n_global):
+    """True when, under a causal window, no query from q0 on sees a key of [k0, k0 + nc): the pair is skipped."""
+    if window <= 0 or k0 < n_global or q0 < n_global:  # no window, or a global key or query in the pair
+        return False
+    return q0 - (k0 + nc - 1) >= window  # even the nearest pair is a window or more apart
+
+
+@njit(cache=True, nogil=True)
+def _tile_straddles_window(q0, nr, k0, nc, window, n_global):
+    """True when some (local query, local key) pair of the tiles is a window or more apart."""
+    if window <= 0 or k0 + nc <= n_global or q0 + nr <= n_global:
+        return False
+    return q0 + nr - 1 - k0 >= window
+
+
+@njit(cache=True, nogil=True)
+def _mask_outside_window(sT, q0, k0, nc, nr, window, n_global):
+    """Sets to -inf the scores of local keys a window or more before their local query."""
+    # sT is (key, query): key kk >= n_global is hidden from query q0 + r >= n_global when q0 + r - kk >= window
+    for c in range(nc):
+        kk = k0 + c
+        if kk < n_global:
+            continue
+        for r in range(max(kk + window - q0, n_global - q0, 0), nr):
+            sT[c, r] = -np.inf
+
+
 @njit(cache=True, nogil=True, fastmath=FAST)
 def _online_softmax_step(sT, accT, m, lsum, m_new, alpha, nc, nc4, nr):
     """Folds one key tile in: scores in sT become probabilities exp(s - m_new); lsum and accT are rescaled."""
@@ -150,9 +184,17 @@ def _online_softmax_step(sT, accT, m, lsum, m_new, alpha, nc, nc4, nr):
             accT[d, r] *= alpha[r]
 
 
+def tiled_attention_forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile_k, window=0, n_global=0):
+    """Writes y and lse: masked softmax(scale q k^T) v, one (query tile, key tile) pair at a time.
+
+    window > 0 (causal only): local attention with n_global global tokens; hidden tile pairs are skipped.
+    """
+    check_window(causal, window, n_global)
+    _forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile_k, int(window), int(n_global))
+
+
 @njit(cache=True, nogil=True, parallel=True, fastmath=FAST)
-def tiled_attention_forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile_k):
-    """Writes y and lse: masked softmax(scale q k^T) v, one (query tile, key tile) pair at a time."""
+def _forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile_k, window, n_global):
     # y, q are (B, NH, T, HS); k, v are (B, NKV, T, HS); lse is (B, NH, T); kv_len is (B,)
     B, NH, T, HS = q.shape
     group = NH // k.shape[1]
@@ -176,6 +218,8 @@ def tiled_attention_forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile
         k_end = _key_end(kv_len[b], q0 + nr, T, causal)
         for k0 in range(0, k_end, tile_k):
             nc = min(tile_k, k_end - k0)
+            if _tile_hidden(q0, k0, nc, window, n_global):
+                continue
             nc4 = _up4(nc)
             _load_rows(kt, kb, k0, nc, nc4, 1.0)
             _load_cols(vT, vb, k0, nc, nc4, 1.0)
@@ -183,6 +227,8 @@ def tiled_attention_forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile
             _matmul_acc(sT, kt, qT, nc4, HS4, nr)  # S^T = K Q^T, (tile_k, tile_q)
             if causal and k0 + nc - 1 > q0:
                 _mask_future(sT, q0, k0, nc, nr)
+            if _tile_straddles_window(q0, nr, k0, nc, window, n_global):
+                _mask_outside_window(sT, q0, k0, nc, nr, window, n_global)
             _online_softmax_step(sT, accT, m, lsum, m_new, alpha, nc, nc4, nr)
             _matmul_acc(accT, vT, sT, HS4, nc4, nr)  # acc^T += V^T P^T, (HS, tile_q)
         for r in range(nr):
@@ -233,7 +279,7 @@ def _probs_and_dscores(sT, dpT, lse_use, dsum, nc, nc4, nr, nr4):
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=FAST)
-def _backward_dkdv(dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k):
+def _backward_dkdv(dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k, window, n_global):
     """dk, dv += their gradients; parallel over key tiles, each owning its rows of dk and dv."""
     B, NH, T, HS = q.shape
     NKV = k.shape[1]
@@ -264,6 +310,8 @@ def _backward_dkdv(dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, t
             for qt in range(k0 // tile_q if causal else 0, n_qt):
                 q0 = qt * tile_q
                 nr = min(tile_q, T - q0)
+                if _tile_hidden(q0, k0, nc, window, n_global):
+                    continue
                 nr4 = _up4(nr)
                 _load_query_tile(qT, qr, dyT, dyr, lse_use, dsum, q[b, h], dy[b, h], y[b, h], lse[b, h],
                                  q0, nr, nr4, scale, True)
@@ -272,6 +320,8 @@ def _backward_dkdv(dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, t
                 _matmul_acc(sT, kt, qT, nc4, HS4, nr)  # S^T = K Q^T (scaled)
                 if causal and k0 + nc - 1 > q0:
                     _mask_future(sT, q0, k0, nc, nr)
+                if _tile_straddles_window(q0, nr, k0, nc, window, n_global):
+                    _mask_outside_window(sT, q0, k0, nc, nr, window, n_global)
                 _matmul_acc(dpT, vr, dyT, nc4, HS4, nr)  # dP^T = V dY^T
                 _probs_and_dscores(sT, dpT, lse_use, dsum, nc, nc4, nr, nr4)
                 _matmul_acc(dv_acc, sT, dyr, nc4, nr4, HS)  # dV += P^T dY
@@ -283,7 +333,7 @@ def _backward_dkdv(dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, t
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=FAST)
-def _backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k):
+def _backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k, window, n_global):
     """dq += its gradient; parallel over query tiles, each owning its rows of dq."""
     B, NH, T, HS = q.shape
     group = NH // k.shape[1]
@@ -308,6 +358,8 @@ def _backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k)
         k_end = _key_end(kv_len[b], q0 + nr, T, causal)
         for k0 in range(0, k_end, tile_k):
             nc = min(tile_k, k_end - k0)
+            if _tile_hidden(q0, k0, nc, window, n_global):
+                continue
             nc4 = _up4(nc)
             _load_rows(kt, kb, k0, nc, nc4, 1.0)
             _load_rows(vr, vb, k0, nc, nc4, 1.0)
@@ -317,6 +369,8 @@ def _backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k)
             _matmul_acc(sT, kt, qT, nc4, HS4, nr)  # S^T = K Q^T (scaled)
             if causal and k0 + nc - 1 > q0:
                 _mask_future(sT, q0, k0, nc, nr)
+            if _tile_straddles_window(q0, nr, k0, nc, window, n_global):
+                _mask_outside_window(sT, q0, k0, nc, nr, window, n_global)
             _matmul_acc(dpT, vr, dyT, nc4, HS4, nr)  # dP^T = V dY^T
             _probs_and_dscores(sT, dpT, lse_use, dsum, nc, nc4, nr, nr4)
             _matmul_acc(dqT, kT, dpT, HS4, nc4, nr)  # dQ^T += K^T dS^T (scaled when stored)
@@ -325,8 +379,11 @@ def _backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k)
                 dq[b, h, q0 + r, d] += scale * dqT[d, r]
 
 
-def tiled_attention_backward(dq, dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k):
-    """dq, dk, dv += the gradients of tiled_attention_forward, recomputing probabilities from lse."""
+def tiled_attention_backward(dq, dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k, window=0,
+                             n_global=0):
+    """dq, dk, dv += the gradients of tiled_attention_forward, recomputing probabilities from lse (same mask)."""
     # dq, dy, q, y are (B, NH, T, HS); dk, dv, k, v are (B, NKV, T, HS); lse is (B, NH, T)
-    _backward_dkdv(dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k)
-    _backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k)
+    check_window(causal, window, n_global)
+    window, n_global = int(window), int(n_global)
+    _backward_dkdv(dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k, window, n_global)
+    _backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k, window, n_global)

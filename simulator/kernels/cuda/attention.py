@@ -24,6 +24,10 @@ The tile sizes tile_q, tile_k of the CPU signature are honoured up to the shared
 (tile_rows: 32 rows in float32, 16 in float64 on a GPU; the results do not depend on the tiles).
 Head sizes up to MAX_HEAD_SIZE.
 
+Local attention (window > 0, causal, n_global global tokens; see kernels/cpu/attention.py): a
+score is used only when `seen(query, key)`, and a tile pair nobody sees is skipped whole by every
+thread of the block (`hidden`, the CPU's `_tile_hidden`), so the syncthreads stay uniform.
+
 The naive attention (twin of attention.py: the (T, T) probabilities are formed and kept) runs
 the tiled GEMM over the stack of key/value groups (the query heads of one group are one
 (G T, HS) matrix, as on the CPU, so GQA costs no copies) and a block per score row for the
@@ -37,6 +41,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from simulator.attention_mask import check_window
 from simulator.kernels.cuda.gemm import gemm_batched
 from simulator.kernels.cuda.launch import ROW_THREADS, SIMULATED, THREADS, block_max, block_sum, blocks, per_dtype
 
@@ -57,6 +62,16 @@ def _kernels(t):
     BT, HSM = tile_rows(t), MAX_HEAD_SIZE
 
     @cuda.jit(device=True)
+    def seen(qi, kj, window, n_global):
+        """Whether query qi sees key kj <= qi under local attention (always without a window)."""
+        return window <= 0 or qi - kj < window or kj < n_global or qi < n_global
+
+    @cuda.jit(device=True)
+    def hidden(q0, k0, nc, window, n_global):
+        """No query from q0 on sees a key of [k0, k0 + nc): the tile pair is skipped (as on the CPU)."""
+        return window > 0 and k0 >= n_global and q0 >= n_global and q0 - (k0 + nc - 1) >= window
+
+    @cuda.jit(device=True)
     def dot(a, i, b, j, n):
         acc = zero
         for d in range(n):
@@ -64,7 +79,7 @@ def _kernels(t):
         return acc
 
     @cuda.jit
-    def forward(y, lse, q, k, v, kv_len, scale, causal, tile_k):
+    def forward(y, lse, q, k, v, kv_len, scale, causal, tile_k, window, n_global):
         sq = cuda.shared.array((BT, HSM), t)
         sk = cuda.shared.array((BT, HSM), t)
         sv = cuda.shared.array((BT, HSM), t)
@@ -87,6 +102,8 @@ def _kernels(t):
         m, lsum = ninf, zero
         for k0 in range(0, k_end, tile_k):
             nc = min(tile_k, k_end - k0)
+            if hidden(q0, k0, nc, window, n_global):  # the same for every thread of the block
+                continue
             cuda.syncthreads()  # the previous tile is no longer read
             for c in range(r, nc, tq):
                 for d in range(HS):
@@ -97,7 +114,7 @@ def _kernels(t):
                 m_new = m
                 nan = zero
                 for c in range(nc):
-                    if k0 + c < my_end:
+                    if k0 + c < my_end and seen(qi, k0 + c, window, n_global):
                         s = dot(sq, r, sk, c, HS)
                         sc[c] = s
                         if s > m_new:
@@ -132,7 +149,7 @@ def _kernels(t):
                 lse[b, h, qi] = ninf
 
     @cuda.jit
-    def backward_dkdv(dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q):
+    def backward_dkdv(dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, window, n_global):
         sk = cuda.shared.array((BT, HSM), t)
         sv = cuda.shared.array((BT, HSM), t)
         sq = cuda.shared.array((BT, HSM), t)
@@ -162,6 +179,8 @@ def _kernels(t):
             for qt in range(k0 // tile_q if causal else 0, n_qt):  # causal: only queries at or after k0
                 q0 = qt * tile_q
                 nr = min(tile_q, T - q0)
+                if hidden(q0, k0, tk, window, n_global):  # the block's whole key tile, the same for every thread
+                    continue
                 cuda.syncthreads()
                 for r in range(c, nr, tk):
                     acc = zero
@@ -175,7 +194,7 @@ def _kernels(t):
                 cuda.syncthreads()
                 if key_ok:
                     for r in range(nr):
-                        if causal and kj > q0 + r:
+                        if (causal and kj > q0 + r) or not seen(q0 + r, kj, window, n_global):
                             continue
                         p = math.exp(dot(sq, r, sk, c, HS) - slse[r])
                         ds = p * (dot(sdy, r, sv, c, HS) - sD[r])
@@ -188,7 +207,7 @@ def _kernels(t):
                 dv[b, kh, kj, d] += dv_acc[d]
 
     @cuda.jit
-    def backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_k):
+    def backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_k, window, n_global):
         sq = cuda.shared.array((BT, HSM), t)
         sdy = cuda.shared.array((BT, HSM), t)
         sk = cuda.shared.array((BT, HSM), t)
@@ -216,6 +235,8 @@ def _kernels(t):
         my_end = min(kvl, qi + 1) if causal else kvl
         for k0 in range(0, k_end, tile_k):
             nc = min(tile_k, k_end - k0)
+            if hidden(q0, k0, nc, window, n_global):
+                continue
             cuda.syncthreads()
             for c in range(r, nc, tq):
                 for d in range(HS):
@@ -224,7 +245,7 @@ def _kernels(t):
             cuda.syncthreads()
             if row_ok:
                 for c in range(nc):
-                    if k0 + c < my_end:
+                    if k0 + c < my_end and seen(qi, k0 + c, window, n_global):
                         p = math.exp(dot(sq, r, sk, c, HS) - ls)
                         ds = p * (dot(sdy, r, sv, c, HS) - D)
                         for d in range(HS):
@@ -250,22 +271,27 @@ def _check(q, k):
     return B, NH, T, HS
 
 
-def tiled_attention_forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile_k):
-    """Writes y and lse: masked softmax(scale q k^T) v, one (query tile, key tile) pair at a time."""
+def tiled_attention_forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile_k, window=0, n_global=0):
+    """Writes y and lse: masked softmax(scale q k^T) v, one (query tile, key tile) pair at a time (window: local)."""
     B, NH, T, HS = _check(q, k)
+    check_window(causal, window, n_global)
     tq, tk = _tile(tile_q, T, q.dtype), _tile(tile_k, T, q.dtype)
     fwd = _kernels(q.dtype)["forward"]
-    fwd[(blocks(T, tq), B * NH), tq](y, lse, q, k, v, kv_len, q.dtype.type(scale), bool(causal), tk)
+    fwd[(blocks(T, tq), B * NH), tq](y, lse, q, k, v, kv_len, q.dtype.type(scale), bool(causal), tk, int(window),
+                                     int(n_global))
 
 
-def tiled_attention_backward(dq, dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k):
-    """dq, dk, dv += the gradients of tiled_attention_forward, recomputing probabilities from lse."""
+def tiled_attention_backward(dq, dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k, window=0,
+                             n_global=0):
+    """dq, dk, dv += the gradients of tiled_attention_forward, recomputing probabilities from lse (same mask)."""
     B, NH, T, HS = _check(q, k)
+    check_window(causal, window, n_global)
     tq, tk = _tile(tile_q, T, q.dtype), _tile(tile_k, T, q.dtype)
     kern, s = _kernels(q.dtype), q.dtype.type(scale)
+    w, g = int(window), int(n_global)
     kern["backward_dkdv"][(blocks(T, tk), B * k.shape[1]), tk](dk, dv, dy, q, k, v, y, lse, kv_len, s,
-                                                                 bool(causal), tq)
-    kern["backward_dq"][(blocks(T, tq), B * NH), tq](dq, dy, q, k, v, y, lse, kv_len, s, bool(causal), tk)
+                                                                 bool(causal), tq, w, g)
+    kern["backward_dq"][(blocks(T, tq), B * NH), tq](dq, dy, q, k, v, y, lse, kv_len, s, bool(causal), tk, w, g)
 
 
 # ------------------------------------------------------------------ head layouts (twins of attention.py's)
@@ -354,8 +380,13 @@ def _naive_kernels(t):
         n = min(max(kv_len[b], 0), T)  # keys past kv_len are padding
         return min(n, i + 1) if causal else n
 
+    @cuda.jit(device=True)
+    def seen(i, j, window, n_global):
+        """Whether query i sees key j <= i under local attention (always without a window)."""
+        return window <= 0 or i - j < window or j < n_global or i < n_global
+
     @cuda.jit
-    def softmax_forward(att, scale, causal, kv_len):
+    def softmax_forward(att, scale, causal, kv_len, window, n_global):
         # one block per row of att (B, NH, T, T): raw scores in, probabilities out
         buf = cuda.shared.array(R, t)
         tid = cuda.threadIdx.x
@@ -366,10 +397,11 @@ def _naive_kernels(t):
         # the row's largest scaled score, taken on the raw scores (the smallest for a negative scale) as on the
         # CPU, so the top key gets exp(0) = 1 exactly; sign * x is an exact negation
         sign = t(1) if scale >= zero else t(-1)
-        mx = sign * att[b, h, i, 0] if n > 0 else zero
+        first = 0 if window <= 0 or n_global > 0 or i < n_global else max(i - window + 1, 0)  # a visible key
+        mx = sign * att[b, h, i, first] if n > first else zero
         for j in range(tid, n, R):
             x = sign * att[b, h, i, j]
-            if x > mx:
+            if x > mx and seen(i, j, window, n_global):
                 mx = x
         buf[tid] = mx
         block_max(buf, tid, R)
@@ -377,14 +409,15 @@ def _naive_kernels(t):
         cuda.syncthreads()
         acc = zero
         for j in range(tid, n, R):
-            e = math.exp(scale * (att[b, h, i, j] - mx))
-            att[b, h, i, j] = e
-            acc += e
+            if seen(i, j, window, n_global):
+                e = math.exp(scale * (att[b, h, i, j] - mx))
+                att[b, h, i, j] = e
+                acc += e
         buf[tid] = acc
         block_sum(buf, tid, R)
         s = buf[0]
         for j in range(tid, T, R):
-            if j < n:
+            if j < n and seen(i, j, window, n_global):
                 att[b, h, i, j] = att[b, h, i, j] / s
             else:
                 att[b, h, i, j] = zero  # hidden keys (a row without any visible key passes on nothing)
@@ -423,11 +456,13 @@ def _kv_len(kv_len, B, T):
     return cuda.to_device(np.full(B, T, np.int32)) if kv_len is None else kv_len
 
 
-def attention_softmax_forward(att, scale, causal, kv_len=None):
+def attention_softmax_forward(att, scale, causal, kv_len=None, window=0, n_global=0):
     """In place: att = softmax(scale * att) per row over the visible keys; hidden keys get probability 0."""
     B, NH, T, _ = att.shape
+    check_window(causal, window, n_global)
     k = _naive_kernels(att.dtype)[0]
-    k[B * NH * T, ROW_THREADS](att, att.dtype.type(scale), bool(causal), _kv_len(kv_len, B, T))
+    k[B * NH * T, ROW_THREADS](att, att.dtype.type(scale), bool(causal), _kv_len(kv_len, B, T), int(window),
+                               int(n_global))
 
 
 def attention_softmax_backward(datt, att, scale, causal=False, kv_len=None):
@@ -449,11 +484,11 @@ def _stacked(x):
     return x.reshape(B * NKV, T, X)
 
 
-def attention_heads_forward(yh, att, q, k, v, scale, causal, kv_len=None):
-    """Writes yh = softmax(scale q k^T, masked) v per head and keeps the probabilities in att."""
+def attention_heads_forward(yh, att, q, k, v, scale, causal, kv_len=None, window=0, n_global=0):
+    """Writes yh = softmax(scale q k^T, masked) v per head and keeps the probabilities in att (window: local)."""
     nkv = k.shape[1]
     gemm_batched(_grouped(att, nkv), _grouped(q, nkv), _stacked(k), trans_b=True)  # raw scores
-    attention_softmax_forward(att, scale, causal, kv_len)
+    attention_softmax_forward(att, scale, causal, kv_len, window, n_global)
     gemm_batched(_grouped(yh, nkv), _grouped(att, nkv), _stacked(v))
 
 

@@ -1,0 +1,116 @@
+"""Long context: attention's time and memory against T (naive, tiled, local), and the copy task's loss for
+truncation, a sliding window, local and exact attention (`simulator.lessons.long_context`).
+
+The figure is built once per computed lesson: three axes, one line per impl or strategy, each revealed
+frame by frame through `set_data` (the sweep's points first, then the strategies' curves).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.ticker import NullLocator
+
+from simulator.lessons.long_context import IMPLS, MIB, STRATEGIES, STRATEGY_LABELS, CopyFrame, CostFrame
+from ui.lessons import lesson_tab
+from ui.lessons.base import LessonTab
+
+
+@lesson_tab("long_context")
+class LongContextTab(LessonTab):
+    """Time and memory of one attention forward + backward against T, and the copy-task loss by step."""
+
+    steps_per_second = 3.0
+
+    def digest(self, cfg, frames):
+        """{impl: (T, ms or nan, MiB)}, {strategy: (steps, losses)}, chance loss, budget MiB, n frames."""
+        cost = [f for f in frames if isinstance(f, CostFrame)]
+        copy = {f.strategy: f for f in frames if isinstance(f, CopyFrame)}
+        impls = {}
+        for impl in IMPLS:
+            pts = [f.point(impl) for f in cost]
+            impls[impl] = (np.array([p.seq_len for p in pts], float),
+                           np.array([1e3 * p.seconds if p.seconds is not None else np.nan for p in pts]),
+                           np.array([p.bytes / MIB for p in pts]))
+        curves = {s: tuple(np.array(v, float) for v in zip(*f.curve, strict=True)) for s, f in copy.items()}
+        chance = next(iter(copy.values())).chance if copy else np.log(cfg.vocab)
+        return impls, curves, chance, cfg.memory_budget_mib, len(cost), len(frames), cfg
+
+    def steps_of(self) -> int:
+        return self.result[5]
+
+    def draw_static(self) -> list:
+        impls, curves, chance, budget, n_cost, n, cfg = self.result
+        fig = self.figure
+        fig.clear()
+        self.ax_time, self.ax_mem, self.ax_loss = fig.subplots(1, 3)
+        self.time_lines, self.mem_lines, self.loss_lines, artists = {}, {}, {}, []
+        names = {"naive": "naive (T x T stored)", "tiled": "tiled (exact)",
+                 "local": f"local (window {cfg.window}, {cfg.global_tokens} global)"}
+        Ts = impls["tiled"][0]
+        for i, impl in enumerate(IMPLS):
+            style = dict(ls="--", lw=1.0, ms=3) if impl == "local" else dict(ls="-", lw=1.4, ms=4)  # local = tiled
+            (lt,) = self.ax_time.plot([], [], "o-", color=f"C{i}", lw=1.4, ms=4, label=names[impl])
+            (lm,) = self.ax_mem.plot([], [], marker="o", color=f"C{i}", label=names[impl], **style)
+            self.time_lines[impl], self.mem_lines[impl] = lt, lm
+            artists += [lt, lm]
+        for ax in (self.ax_time, self.ax_mem):
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("sequence length T")
+            ax.grid(alpha=0.3, which="both")
+            if len(Ts):
+                ax.set_xlim(Ts[0] / 1.3, Ts[-1] * 1.3)
+                ax.set_xticks(Ts, [f"{int(T) // 1024} K" if T >= 1024 else str(int(T)) for T in Ts])
+                ax.xaxis.set_minor_locator(NullLocator())
+        ms = np.concatenate([v[1] for v in impls.values()])
+        if np.isfinite(ms).any():
+            self.ax_time.set_ylim(np.nanmin(ms) / 2, np.nanmax(ms) * 2)
+        mib = np.concatenate([v[2] for v in impls.values()] + [[budget]])
+        if len(mib):
+            self.ax_mem.set_ylim(mib.min() / 2, mib.max() * 2)
+        self.ax_time.set_title(f"forward + backward, B 1, {cfg.n_head} heads of {cfg.head_size} (ms)", fontsize=9)
+        self.ax_mem.set_title("bytes kept by the arrays (MiB, by formula = allocated)", fontsize=9)
+        # naive where it was not run: its bytes by formula, hollow, above the budget
+        (self.naive_over,) = self.ax_mem.plot([], [], "o", mfc="none", color="C0", ms=6,
+                                              label="naive, not run (by formula)")
+        artists.append(self.naive_over)
+        self.ax_mem.legend(loc="upper left", fontsize=7)
+        self.ax_mem.axhline(budget, color="0.3", ls="--", lw=0.9)
+        self.ax_mem.text(Ts[-1] if len(Ts) else 1, budget * 1.15, f"budget {budget} MiB", fontsize=7, color="0.3",
+                         ha="right")
+        skipped = impls["naive"][0][np.isnan(impls["naive"][1])]
+        if len(skipped):
+            self.ax_time.text(0.02, 0.97, f"naive not run at T \u2265 {int(skipped[0])}: its T x T matrices would "
+                              f"exceed {budget} MiB", transform=self.ax_time.transAxes, fontsize=7, va="top",
+                              color="C0")
+        self.ax_time.legend(loc="lower right", fontsize=7)
+        for i, s in enumerate(STRATEGIES):
+            (line,) = self.ax_loss.plot([], [], color=f"C{i + 3}", lw=1.4, label=STRATEGY_LABELS[s])
+            self.loss_lines[s] = line
+            artists.append(line)
+        ax = self.ax_loss
+        ax.axhline(chance, color="0.4", ls=":", lw=0.9, label=f"chance (log {cfg.vocab} = {chance:.2f})")
+        ax.set_xlim(0, cfg.steps)
+        top = max([chance] + [float(np.nanmax(c[1])) for c in curves.values()])
+        ax.set_ylim(0, top * 1.1)
+        ax.set_title(f"copy task: token t+1 repeats t+1-{cfg.copy_distance} (loss on those)", fontsize=9)
+        ax.set_xlabel("training step (same seed and steps)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left", fontsize=7)
+        return artists
+
+    def show_until(self, k: int) -> None:
+        impls, curves, _chance, _budget, n_cost, _n, _cfg = self.result
+        shown = min(k, n_cost)
+        for impl, (T, ms, mib) in impls.items():
+            self.time_lines[impl].set_data(T[:shown], ms[:shown])
+            ran = np.isfinite(ms[:shown])
+            self.mem_lines[impl].set_data(T[:shown][ran], mib[:shown][ran])
+            if impl == "naive":
+                self.naive_over.set_data(T[:shown][~ran], mib[:shown][~ran])
+        revealed = STRATEGIES[:max(0, k - n_cost)]
+        for s, line in self.loss_lines.items():
+            if s in revealed and s in curves:
+                line.set_data(*curves[s])
+            else:
+                line.set_data([], [])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.ticker import NullLocator
 
+from simulator.i18n import _
 from simulator.lessons.long_context import IMPLS, MIB, STRATEGIES, STRATEGY_LABELS, CopyFrame, CostFrame
 from ui.lessons import lesson_tab
 from ui.lessons.base import LessonTab
@@ -44,8 +45,8 @@ class LongContextTab(LessonTab):
         fig.clear()
         self.ax_time, self.ax_mem, self.ax_loss = fig.subplots(1, 3)
         self.time_lines, self.mem_lines, self.loss_lines, artists = {}, {}, {}, []
-        names = {"naive": "naive (T x T stored)", "tiled": "tiled (exact)",
-                 "local": f"local (window {cfg.window}, {cfg.global_tokens} global)"}
+        names = {"naive": _("naive (T x T stored)"), "tiled": _("tiled (exact)"),
+                 "local": _("local (window {window}, {n} global)").format(window=cfg.window, n=cfg.global_tokens)}
         Ts = impls["tiled"][0]
         for i, impl in enumerate(IMPLS):
             style = dict(ls="--", lw=1.0, ms=3) if impl == "local" else dict(ls="-", lw=1.4, ms=4)  # local = tiled
@@ -56,7 +57,7 @@ class LongContextTab(LessonTab):
         for ax in (self.ax_time, self.ax_mem):
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
-            ax.set_xlabel("sequence length T")
+            ax.set_xlabel(_("sequence length T"))
             ax.grid(alpha=0.3, which="both")
             if len(Ts):
                 ax.set_xlim(Ts[0] / 1.3, Ts[-1] * 1.3)
@@ -68,33 +69,36 @@ class LongContextTab(LessonTab):
         mib = np.concatenate([v[2] for v in impls.values()] + [[budget]])
         if len(mib):
             self.ax_mem.set_ylim(mib.min() / 2, mib.max() * 2)
-        self.ax_time.set_title(f"forward + backward, B 1, {cfg.n_head} heads of {cfg.head_size} (ms)", fontsize=9)
-        self.ax_mem.set_title("bytes kept by the arrays (MiB, by formula = allocated)", fontsize=9)
+        self.ax_time.set_title(_("forward + backward, B 1, {n_head} heads of {head_size} (ms)").format(
+            n_head=cfg.n_head, head_size=cfg.head_size), fontsize=9)
+        self.ax_mem.set_title(_("bytes kept by the arrays (MiB, by formula = allocated)"), fontsize=9)
         # naive where it was not run: its bytes by formula, hollow, above the budget
         (self.naive_over,) = self.ax_mem.plot([], [], "o", mfc="none", color="C0", ms=6,
-                                              label="naive, not run (by formula)")
+                                              label=_("naive, not run (by formula)"))
         artists.append(self.naive_over)
         self.ax_mem.legend(loc="upper left", fontsize=7)
         self.ax_mem.axhline(budget, color="0.3", ls="--", lw=0.9)
-        self.ax_mem.text(Ts[-1] if len(Ts) else 1, budget * 1.15, f"budget {budget} MiB", fontsize=7, color="0.3",
-                         ha="right")
+        self.ax_mem.text(Ts[-1] if len(Ts) else 1, budget * 1.15, _("budget {budget} MiB").format(budget=budget),
+                         fontsize=7, color="0.3", ha="right")
         skipped = impls["naive"][0][np.isnan(impls["naive"][1])]
         if len(skipped):
-            self.ax_time.text(0.02, 0.97, f"naive not run at T \u2265 {int(skipped[0])}: its T x T matrices would "
-                              f"exceed {budget} MiB", transform=self.ax_time.transAxes, fontsize=7, va="top",
-                              color="C0")
+            self.ax_time.text(0.02, 0.97, _("naive not run at T \u2265 {T}: its T x T matrices would exceed "
+                                            "{budget} MiB").format(T=int(skipped[0]), budget=budget),
+                              transform=self.ax_time.transAxes, fontsize=7, va="top", color="C0")
         self.ax_time.legend(loc="lower right", fontsize=7)
         for i, s in enumerate(STRATEGIES):
-            (line,) = self.ax_loss.plot([], [], color=f"C{i + 3}", lw=1.4, label=STRATEGY_LABELS[s])
+            (line,) = self.ax_loss.plot([], [], color=f"C{i + 3}", lw=1.4, label=_(STRATEGY_LABELS[s]))
             self.loss_lines[s] = line
             artists.append(line)
         ax = self.ax_loss
-        ax.axhline(chance, color="0.4", ls=":", lw=0.9, label=f"chance (log {cfg.vocab} = {chance:.2f})")
+        ax.axhline(chance, color="0.4", ls=":", lw=0.9,
+                   label=_("chance (log {vocab} = {chance:.2f})").format(vocab=cfg.vocab, chance=chance))
         ax.set_xlim(0, cfg.steps)
         top = max([chance] + [float(np.nanmax(c[1])) for c in curves.values()])
         ax.set_ylim(0, top * 1.1)
-        ax.set_title(f"copy task: token t+1 repeats t+1-{cfg.copy_distance} (loss on those)", fontsize=9)
-        ax.set_xlabel("training step (same seed and steps)")
+        ax.set_title(_("copy task: token t+1 repeats t+1-{distance} (loss on those)").format(
+            distance=cfg.copy_distance), fontsize=9)
+        ax.set_xlabel(_("training step (same seed and steps)"))
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left", fontsize=7)
         return artists

@@ -247,8 +247,9 @@ def test_the_memory_tables_in_chinese_have_translated_headings_the_same_numbers_
     en = capsys.readouterr().out
     assert main(["--lang", "zh_CN", *argv]) == 0
     zh = capsys.readouterr().out
-    headings = ["row", "predicted", "measured", "weights stored as", "bits per weight", "full fine-tuning with AdamW, GB",
-                "mixed precision", "activations kept for the backward", "fp32 master weights"]
+    headings = ["row", "predicted", "measured", "weights stored as", "bits per weight",
+                "full fine-tuning with AdamW, GB", "mixed precision", "activations kept for the backward",
+                "fp32 master weights"]
     for text in headings:
         translated = _in("zh_CN", text)
         assert text in en and translated in zh and re.search(r"[\u4e00-\u9fff]", translated)

@@ -273,3 +273,28 @@ def test_the_memory_tables_in_chinese_have_translated_headings_the_same_numbers_
             assert re.split(r"\s{2,}", e.strip())[1:] == re.split(r"\s{2,}", z.strip())[1:]
     # the Chinese labels are wider on a terminal than in characters: padding by len() would not line them up
     assert any(len(row) != len(zh_tables[0][0]) for row in zh_tables[0])
+
+
+def test_the_fine_tuning_summary_in_chinese_keeps_its_numbers_and_columns(restore_language):
+    from simulator.lessons.finetune import FinetuneConfig, FinetuneFrame, FinetunePoint, Learner, summary
+
+    cfg = FinetuneConfig(ranks=(4,), qlora_rank=4)
+    learners = (Learner("full", 0, 1000, 17000, 90000, base_bytes=4000),
+                Learner("LoRA r=4", 4, 100, 1700, 80000, base_bytes=4000),
+                Learner("QLoRA r=4", 4, 100, 1700, 70000, base_bytes=1500, nf4_bytes=500, nf4_float32_bytes=3500))
+    points = [FinetunePoint(x.label, 1.0, 2.0 + i / 7, 2.5 - i / 9) for i, x in enumerate(learners)]
+    frame = FinetuneFrame(3, points, learners, base_new=3.25, base_old=2.125, stored={"float32": 2.125, "nf4": 2.25},
+                          base_loss={"float32": (3.25, 2.125), "nf4": (3.5, 2.375)})
+    i18n.set_language("en")
+    en = summary(cfg, [frame])
+    i18n.set_language("zh_CN")
+    zh = summary(cfg, [frame])
+    number = r"[0-9](?:[0-9,.]*[0-9])?"
+    assert sorted(re.findall(number, en)) == sorted(re.findall(number, zh))
+    for text in ("learner", "state bytes", "new text", "full"):
+        assert _in("zh_CN", text) in zh and re.search(r"[\u4e00-\u9fff]", _in("zh_CN", text))
+    for out, head in ((en, "learner"), (zh, _in("zh_CN", "learner"))):
+        lines = out.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith(head))
+        table = lines[start:start + 1 + len(learners)]
+        assert len({tuple(_cell_ends(row)[-4:]) for row in table}) == 1, table  # four right-aligned columns

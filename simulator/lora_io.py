@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator.config import LoraConfig, ModelConfig
+from simulator.i18n import _
 from simulator.model.lora import lora_layout, merged_weights
 from simulator.model.params import build_layout
 from simulator.model.qlora import QuantizedBase, float_base_layout
@@ -52,7 +53,7 @@ def read_base(path) -> tuple[ModelConfig, object, dict[str, np.ndarray]]:
 
     try:
         arrays = read_checkpoint(path)
-        cfg = parse_preset_text(str(arrays["config"]), f"{path} (saved config)", read_data=False)
+        cfg = parse_preset_text(str(arrays["config"]), _("{path} (saved config)").format(path=path), read_data=False)
         tokenizer = tokenizer_from_json(str(arrays["tokenizer"]))
     except (CheckpointError, PresetError, DataError) as e:
         raise LoraFileError(str(e)) from None
@@ -61,7 +62,8 @@ def read_base(path) -> tuple[ModelConfig, object, dict[str, np.ndarray]]:
     if model.lora.on:  # QLoRA: the NF4 weights decoded, as its linears saw them
         adapters, base = lora_layout(model), float_base_layout(model)
         if "frozen" not in arrays or arrays["frozen"].shape != (base.size,) or params.shape != (adapters.size,):
-            raise LoraFileError(f"{path}: a LoRA checkpoint whose weights do not fit its own config")
+            raise LoraFileError(_("{path}: a LoRA checkpoint whose weights do not fit its own config").format(
+                path=path))
         tensors = dict(base.views(arrays["frozen"]))
         if model.lora.quantized:
             qbase = QuantizedBase(model)
@@ -73,7 +75,7 @@ def read_base(path) -> tuple[ModelConfig, object, dict[str, np.ndarray]]:
     else:
         layout = build_layout(model)
         if params.shape != (layout.size,):
-            raise LoraFileError(f"{path}: the weights do not fit the checkpoint's own config")
+            raise LoraFileError(_("{path}: the weights do not fit the checkpoint's own config").format(path=path))
         tensors = {k: v.copy() for k, v in layout.views(params).items()}
     return model, tokenizer, tensors
 
@@ -83,26 +85,27 @@ def architecture_difference(theirs: ModelConfig, ours: ModelConfig) -> str | Non
     for name in ARCHITECTURE:
         a, b = getattr(theirs, name), getattr(ours, name)
         if a != b and not (name == "vocab_size" and b is None):
-            return f"model.{name} {a} there, {b} here"
+            return _("{key} {theirs} there, {ours} here").format(key=f"model.{name}", theirs=a, ours=b)
     for name in ATTENTION:
         a, b = getattr(theirs.attention, name), getattr(ours.attention, name)
         if a != b:
-            return f"model.attention.{name} {a} there, {b} here"
+            return _("{key} {theirs} there, {ours} here").format(key=f"model.attention.{name}", theirs=a, ours=b)
     return None
 
 
 def init_from_problem(model: ModelConfig, tokenizer, path: str) -> str | None:
     """Why checkpoint `path` cannot be this model's base (one sentence without the key), or None."""
     try:
-        theirs, their_tokens, _ = read_base(path)
+        theirs, their_tokens, _tensors = read_base(path)
     except LoraFileError as e:
         return str(e)
     if their_tokens != tokenizer:
-        return (f"{path}: the base was trained with other tokens than this run's data, so its embeddings do "
-                f"not fit (fine-tune with the base's data.tokenizer, on text whose characters it knows)")
+        return _("{path}: the base was trained with other tokens than this run's data, so its embeddings do not fit "
+                 "(fine-tune with the base's data.tokenizer, on text whose characters it knows)").format(path=path)
     diff = architecture_difference(theirs, model)
     if diff:
-        return f"{path}: the base checkpoint's model differs from this one ({diff})"
+        return _("{path}: the base checkpoint's model differs from this one ({difference})").format(
+            path=path, difference=diff)
     return None
 
 
@@ -111,7 +114,7 @@ def apply_init_from(model, path: str, tokenizer) -> None:
     problem = init_from_problem(model.cfg, tokenizer, path)
     if problem:
         raise LoraFileError(problem)
-    _, _, tensors = read_base(path)
+    _model, _tokens, tensors = read_base(path)
     model.load_base(tensors)  # QLoRA quantizes its targeted weights from them
 
 
@@ -122,7 +125,7 @@ def save_adapters(path, session) -> Path:
 
     model = session.model
     if model.lora is None:
-        raise LoraFileError("this run has no LoRA adapters to save (set model.lora)")
+        raise LoraFileError(_("this run has no LoRA adapters to save (set model.lora)"))
     path = Path(path)
     arrays = {f"lora.{k}": v.copy() for k, v in model.layout.views(model.params).items()}
     arrays.update({"format": np.array(ADAPTERS_FORMAT), "lora": np.array(json.dumps(asdict(model.lora))),
@@ -136,7 +139,7 @@ def read_adapters(path) -> tuple[LoraConfig, ModelConfig, dict[str, np.ndarray]]
     """(LoRA settings, the base model config they were trained on, tensors by name) of an adapters file."""
     path = Path(path)
     if not path.is_file():
-        raise LoraFileError(f"{path}: no adapters file there")
+        raise LoraFileError(_("{path}: no adapters file there").format(path=path))
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -146,7 +149,8 @@ def read_adapters(path) -> tuple[LoraConfig, ModelConfig, dict[str, np.ndarray]]
         model = ModelConfig(**{**base, "lora": LoraConfig(), "attention": replace(ModelConfig().attention,
                                                                                   **base["attention"])})
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise LoraFileError(f"{path}: not an adapters file ({e.__class__.__name__}: {e})") from None
+        raise LoraFileError(_("{path}: not an adapters file ({error})").format(
+            path=path, error=f"{e.__class__.__name__}: {e}")) from None
     tensors = {k[len("lora."):]: v for k, v in arrays.items() if k.startswith("lora.")}
     return lora, model, tensors
 
@@ -156,13 +160,15 @@ def load_adapters(path, session) -> None:
     lora, base, tensors = read_adapters(path)
     model = session.model
     if model.lora is None or lora != model.lora:
-        raise LoraFileError(f"{path}: the adapters were trained with {lora}, this model has {model.cfg.lora}")
+        raise LoraFileError(_("{path}: the adapters were trained with {theirs}, this model has {ours}").format(
+            path=path, theirs=lora, ours=model.cfg.lora))
     diff = architecture_difference(base, model.cfg)
     if diff:
-        raise LoraFileError(f"{path}: the adapters belong to another model ({diff})")
+        raise LoraFileError(_("{path}: the adapters belong to another model ({difference})").format(
+            path=path, difference=diff))
     views = model.layout.views(model.params)
     if set(views) != set(tensors) or any(views[k].shape != tensors[k].shape for k in views):
-        raise LoraFileError(f"{path}: the adapters' tensors do not fit this model")
+        raise LoraFileError(_("{path}: the adapters' tensors do not fit this model").format(path=path))
     for k, v in views.items():
         v[...] = tensors[k]
     session._generator_key = None  # new weights: a cached decoder's keys and values are stale
@@ -173,13 +179,14 @@ def attach_adapters(base_run, adapters_path, dataset=None):
     from simulator.checkpoint import load_checkpoint
     from simulator.session import TrainingSession
 
-    lora, _, _ = read_adapters(adapters_path)
+    lora, _base, _tensors = read_adapters(adapters_path)
     base = load_checkpoint(base_run, dataset)
     cfg = base.config
     cfg = replace(cfg, model=replace(cfg.model, lora=lora, init_from=None))
     session = TrainingSession(cfg, base.dataset)
     if base.model.frozen is not None:
-        raise LoraFileError(f"{base_run}: a LoRA run's checkpoint; attach adapters to a base model's run")
+        raise LoraFileError(_("{run}: a LoRA run's checkpoint; attach adapters to a base model's run").format(
+            run=base_run))
     session.model.load_base(base.model.layout.views(base.model.params))  # QLoRA: quantized again, deterministically
     load_adapters(adapters_path, session)
     return session

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from simulator.config import ModelConfig, OptimConfig, RunConfig
+from simulator.i18n import N_, _, ngettext
 from simulator.model.gpt import activation_shapes
 from simulator.model.lora import lora_layout
 from simulator.model.params import build_layout, has_final_norm
@@ -28,10 +29,11 @@ MIB = 1024 ** 2
 
 # What-if storage of the weights: bits per weight of the codes, and the block that shares one float16 absmax
 # scale (0: no scales). NF4 is QLoRA's: 4-bit codes + one float16 scale per 64 weights = 4.25 bits per weight.
+# FORMAT_NOTE is translated where shown: _(FORMAT_NOTE).
 FORMATS = {"float32": (32, 0), "float16": (16, 0), "bfloat16": (16, 0), "int8": (8, 64), "nf4": (4, 64)}
 SCALE_BYTES = 2
-FORMAT_NOTE = ("int8 and NF4 are block-wise: one float16 absmax scale per block of 64 weights of each tensor\n"
-               "(8.25 and 4.25 bits per weight); float16 and bfloat16 differ in range, not in bytes")
+FORMAT_NOTE = N_("int8 and NF4 are block-wise: one float16 absmax scale per block of 64 weights of each tensor\n"
+                  "(8.25 and 4.25 bits per weight); float16 and bfloat16 differ in range, not in bytes")
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,11 @@ class MemoryBill:
     def sentence(self) -> str:
         """'5.2 GiB (weights 1 GiB, gradients 1 GiB, optimizer state 2 GiB, activations 1.2 GiB)'."""
         acts = self.activations + self.activation_gradients
-        return (f"{gib(self.total)} (weights {gib(self.parameters + self.frozen + self.quantized)}, "
-                f"gradients {gib(self.gradients)}, "
-                f"optimizer state {gib(self.optimizer)}, activations {gib(acts)})")
+        return _("{total} (weights {weights}, gradients {gradients}, optimizer state {optimizer}, activations "
+                 "{activations})").format(total=gib(self.total),
+                                          weights=gib(self.parameters + self.frozen + self.quantized),
+                                          gradients=gib(self.gradients), optimizer=gib(self.optimizer),
+                                          activations=gib(acts))
 
 
 def gib(n: int) -> str:
@@ -141,9 +145,11 @@ def stored_bytes(sizes: Iterable[int], fmt: str) -> int:
 
 
 # The forward arena by kind of site: the two that scale with T^2 or T, the MLP's hidden layer, the logits.
-KINDS = {"probs": "attention probabilities, L·B·H·T²", "datt": "their gradient (one layer at a time), B·H·T²",
-         "lse": "log-sum-exps (tiled), L·B·H·T", "mlp": "MLP hidden layer: fc, act 2·L·B·T·Dh; dact B·T·Dh",
-         "logits": "logits and dlogits, 2·B·T·V", "rest": "everything else (stream, norms, q/k/v, dropout, scratch)"}
+# The labels are translated where shown: _(KINDS[kind]).
+KINDS = {"probs": N_("attention probabilities, L·B·H·T²"), "datt": N_("their gradient (one layer at a time), B·H·T²"),
+         "lse": N_("log-sum-exps (tiled), L·B·H·T"), "mlp": N_("MLP hidden layer: fc, act 2·L·B·T·Dh; dact B·T·Dh"),
+         "logits": N_("logits and dlogits, 2·B·T·V"),
+         "rest": N_("everything else (stream, norms, q/k/v, dropout, scratch)")}
 
 
 def activation_kinds(model: ModelConfig, B: int, T: int, itemsize: int) -> dict[str, int]:
@@ -206,42 +212,59 @@ def preset_report(cfg: RunConfig, dataset) -> str:
         session.step()
         got = measure(session)
     n = build_layout(model).size
-    lines = [f"{getattr(cfg, 'name', '') or 'preset'}: d_model {model.d_model}, {model.n_layer} layer"
-             f"{'s' if model.n_layer != 1 else ''}, "
-             f"{model.n_head} heads ({model.kv_heads} key/value), MLP hidden {model.d_hidden}, vocab "
-             f"{model.vocab_size}; {n:,} parameters"
-             + (f", {trainable_layout(model).size:,} of them trainable (LoRA adapters)" if model.lora.on else ""),
-             f"one training step at batch_size {B} x seq_len {T}, {cfg.train.dtype} ({itemsize} bytes a number), "
-             f"{cfg.optim.name}", "bytes, and sizes in binary units (1 MiB = 2^20 bytes)", ""]
-    clip = f" + pre-clip copy (grad_clip {cfg.optim.grad_clip:g})" if cfg.optim.grad_clip > 0 else ""
+    shape = dict(name=getattr(cfg, "name", "") or _("preset"), d_model=model.d_model, n_layer=model.n_layer,
+                 n_head=model.n_head, kv_heads=model.kv_heads, d_hidden=model.d_hidden, vocab=model.vocab_size,
+                 n=f"{n:,}")
+    if model.lora.on:
+        head = ngettext("{name}: d_model {d_model}, {n_layer} layer, {n_head} heads ({kv_heads} key/value), MLP hidden "
+                        "{d_hidden}, vocab {vocab}; {n} parameters, {trainable} of them trainable (LoRA adapters)",
+                        "{name}: d_model {d_model}, {n_layer} layers, {n_head} heads ({kv_heads} key/value), MLP "
+                        "hidden {d_hidden}, vocab {vocab}; {n} parameters, {trainable} of them trainable (LoRA "
+                        "adapters)", model.n_layer).format(trainable=f"{trainable_layout(model).size:,}", **shape)
+    else:
+        head = ngettext("{name}: d_model {d_model}, {n_layer} layer, {n_head} heads ({kv_heads} key/value), MLP hidden "
+                        "{d_hidden}, vocab {vocab}; {n} parameters",
+                        "{name}: d_model {d_model}, {n_layer} layers, {n_head} heads ({kv_heads} key/value), MLP "
+                        "hidden {d_hidden}, vocab {vocab}; {n} parameters", model.n_layer).format(**shape)
+    lines = [head,
+             _("one training step at batch_size {batch} x seq_len {seq}, {dtype} ({itemsize} bytes a number), "
+               "{optimizer}").format(batch=B, seq=T, dtype=cfg.train.dtype, itemsize=itemsize,
+                                     optimizer=cfg.optim.name),
+             _("bytes, and sizes in binary units (1 MiB = 2^20 bytes)"), ""]
     k = optimizer_tensors(cfg.optim)
     lora = model.lora
-    rows = [("parameters" if not lora.on else f"LoRA adapters (rank {lora.rank}, trainable)", "parameters", None)]
+    rows = [(_("parameters") if not lora.on else _("LoRA adapters (rank {rank}, trainable)").format(rank=lora.rank),
+             "parameters", None)]
     if lora.quantized:
-        rows.append(("frozen base, float part (embeddings, norms, biases, head)", "frozen", None))
-        dq = ", double-quantized" if lora.double_quant else ""
-        rows.append((f"frozen base, NF4 part (targeted linears: codes + scales{dq})", "quantized", None))
+        rows.append((_("frozen base, float part (embeddings, norms, biases, head)"), "frozen", None))
+        rows.append((_("frozen base, NF4 part (targeted linears: codes + scales, double-quantized)")
+                     if lora.double_quant else _("frozen base, NF4 part (targeted linears: codes + scales)"),
+                     "quantized", None))
     elif lora.on:
-        rows.append(("frozen base weights (no gradient, no optimizer state)", "frozen", None))
-    rows += [(f"gradients{clip}", "gradients", None),
-            (f"optimizer state ({cfg.optim.name}: {k} tensor{'s' if k != 1 else ''} + decay mask)", "optimizer", None),
-            ("activations kept for the backward", "activations", None)]
-    rows += [(f"  {KINDS[kind]}", None, kind) for kind in KINDS if kinds[kind] or (got and got[1][kind])]
-    rows += [("activation gradients", "activation_gradients", None), ("total", "total", None)]
-    table = [["row", "predicted", "size", "measured"]]
+        rows.append((_("frozen base weights (no gradient, no optimizer state)"), "frozen", None))
+    clipped = _("gradients + pre-clip copy (grad_clip {clip:g})").format(clip=cfg.optim.grad_clip)
+    rows += [(clipped if cfg.optim.grad_clip > 0 else _("gradients"), "gradients", None),
+             (ngettext("optimizer state ({optimizer}: {k} tensor + decay mask)",
+                       "optimizer state ({optimizer}: {k} tensors + decay mask)", k).format(optimizer=cfg.optim.name,
+                                                                                           k=k), "optimizer", None),
+             (_("activations kept for the backward"), "activations", None)]
+    rows += [(f"  {_(KINDS[kind])}", None, kind) for kind in KINDS if kinds[kind] or (got and got[1][kind])]
+    rows += [(_("activation gradients"), "activation_gradients", None), (_("total"), "total", None)]
+    table = [[_("row"), _("predicted"), _("size"), _("measured")]]
     for label, field, kind in rows:
         want = getattr(bill, field) if field else kinds[kind]
         if got is None:
-            seen = f"not built: it needs {gib(bill.total)} ({gib(have)} available)" if field == "total" else "-"
+            seen = (_("not built: it needs {need} ({free} available)").format(need=gib(bill.total), free=gib(have))
+                    if field == "total" else "-")
         else:
             seen = f"{getattr(got[0], field) if field else got[1][kind]:,}"
         table.append([label, f"{want:,}", size(want), seen])
     lines += _columns(table, right=(False, True, True, got is not None))
-    lines.append("measured: the real buffers of a session built from the preset, after one training step"
-                 if got is not None else "measured: not built, the model does not fit in this machine's free memory")
+    lines.append(_("measured: the real buffers of a session built from the preset, after one training step")
+                 if got is not None else _("measured: not built, the model does not fit in this machine's free memory"))
     if lora.quantized:
         lines += ["", *_qlora_lines(model, bill, session)]
-    lines += ["", _attention_line(cfg, bill, kinds), "", _formats_table(build_layout(model)), FORMAT_NOTE]
+    lines += ["", _attention_line(cfg, bill, kinds), "", _formats_table(build_layout(model)), _(FORMAT_NOTE)]
     return "\n".join(lines)
 
 
@@ -251,18 +274,25 @@ def _qlora_lines(model: ModelConfig, bill: MemoryBill, session) -> list[str]:
 
     n = sum(build_layout(model).by_name[name].size for name in quantized_names(model))
     f32 = 4 * n
-    lines = [f"QLoRA: the {len(quantized_names(model))} targeted weight matrices ({n:,} numbers) in float32 would "
-             f"take {f32:,} bytes; as NF4 (block {model.lora.block}"
-             f"{', scales double-quantized' if model.lora.double_quant else ''}) {bill.quantized:,} bytes = "
-             f"{bill.quantized / f32:.3f} of float32, {8 * bill.quantized / n:.3f} bits per weight"]
+    values = dict(matrices=len(quantized_names(model)), n=n, f32=f32, block=model.lora.block, nf4=bill.quantized,
+                  ratio=bill.quantized / f32, bits=8 * bill.quantized / n)
+    if model.lora.double_quant:
+        first = _("QLoRA: the {matrices} targeted weight matrices ({n:,} numbers) in float32 would take {f32:,} bytes; "
+                  "as NF4 (block {block}, scales double-quantized) {nf4:,} bytes = {ratio:.3f} of float32, {bits:.3f} "
+                  "bits per weight")
+    else:
+        first = _("QLoRA: the {matrices} targeted weight matrices ({n:,} numbers) in float32 would take {f32:,} bytes; "
+                  "as NF4 (block {block}) {nf4:,} bytes = {ratio:.3f} of float32, {bits:.3f} bits per weight")
+    lines = [first.format(**values)]
     if session is not None:
         parts = session.model.qbase.part_bytes()
-        lines.append(f"  measured: packed codes {parts['codes']:,} + scales {parts['scales']:,} + the scales' scales "
-                     f"{parts['scale_scales']:,} = {sum(parts.values()):,} bytes")
+        lines.append("  " + _("measured: packed codes {codes:,} + scales {scales:,} + the scales' scales "
+                              "{scale_scales:,} = {total:,} bytes").format(total=sum(parts.values()), **parts))
     whole = 4 * build_layout(model).size
     held = bill.frozen + bill.quantized
-    lines.append(f"  the whole frozen base: {held:,} bytes (float part {bill.frozen:,} + NF4 {bill.quantized:,}) "
-                 f"against {whole:,} for the float32 model = {held / whole:.3f}")
+    lines.append("  " + _("the whole frozen base: {held:,} bytes (float part {frozen:,} + NF4 {nf4:,}) against "
+                          "{whole:,} for the float32 model = {ratio:.3f}").format(
+        held=held, frozen=bill.frozen, nf4=bill.quantized, whole=whole, ratio=held / whole))
     return lines
 
 
@@ -273,28 +303,32 @@ def _attention_line(cfg: RunConfig, bill: MemoryBill, kinds: dict[str, int]) -> 
     theirs = activation_kinds(o, cfg.train.batch_size, m.seq_len, np.dtype(cfg.train.dtype).itemsize)
     total = memory_bill(other).total
     if m.attention.impl == "naive":
-        return (f"attention: naive, which keeps the probabilities ({kinds['probs']:,} bytes, plus their gradient "
-                f"{kinds['datt']:,});\n  tiled would keep only the log-sum-exps ({theirs['lse']:,} bytes): its "
-                f"training step would need\n  {total:,} bytes in all (this one {bill.total:,})")
-    return (f"attention: tiled, which keeps only the log-sum-exps ({kinds['lse']:,} bytes);\n  naive would keep the "
-            f"probabilities ({theirs['probs']:,} bytes, plus their gradient {theirs['datt']:,}): its training "
-            f"step would need\n  {total:,} bytes in all (this one {bill.total:,})")
+        return _("attention: naive, which keeps the probabilities ({probs:,} bytes, plus their gradient {datt:,});\n"
+                 "  tiled would keep only the log-sum-exps ({lse:,} bytes): its training step would need\n"
+                 "  {other:,} bytes in all (this one {this:,})").format(
+            probs=kinds["probs"], datt=kinds["datt"], lse=theirs["lse"], other=total, this=bill.total)
+    return _("attention: tiled, which keeps only the log-sum-exps ({lse:,} bytes);\n  naive would keep the "
+             "probabilities ({probs:,} bytes, plus their gradient {datt:,}): its training step would need\n"
+             "  {other:,} bytes in all (this one {this:,})").format(
+        lse=kinds["lse"], probs=theirs["probs"], datt=theirs["datt"], other=total, this=bill.total)
 
 
 def _formats_table(layout) -> str:
     """The weights row again for every storage format of FORMATS."""
     sizes = [s.size for s in layout]
-    table = [["weights stored as"] + [{"nf4": "NF4"}.get(f, f) for f in FORMATS],
-             ["bytes"] + [f"{stored_bytes(sizes, f):,}" for f in FORMATS],
-             ["bits per weight"] + [f"{8 * stored_bytes(sizes, f) / sum(sizes):.3g}" for f in FORMATS]]
+    table = [[_("weights stored as")] + [{"nf4": "NF4"}.get(f, f) for f in FORMATS],
+             [_("bytes")] + [f"{stored_bytes(sizes, f):,}" for f in FORMATS],
+             [_("bits per weight")] + [f"{8 * stored_bytes(sizes, f) / sum(sizes):.3g}" for f in FORMATS]]
     return "\n".join(_columns(table, right=(False,) + (True,) * len(FORMATS)))
 
 
 def _columns(table: list[list[str]], right: tuple[bool, ...]) -> list[str]:
-    """Rows of cells as lines of aligned columns (right-aligned where `right` says), two spaces apart."""
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    return ["  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)).rstrip()
-            for row in table]
+    """Rows of cells as lines of aligned columns (right-aligned where `right` says), two spaces apart; widths are
+    terminal columns, so a Chinese label (two columns a character) does not shift the numbers after it."""
+    from simulator.lessons.worked_examples import display_width, pad  # imported here: it builds the kernels
+
+    widths = [max(display_width(row[i]) for row in table) for i in range(len(table[0]))]
+    return ["  ".join(pad(c, w, r) for c, w, r in zip(row, widths, right, strict=True)).rstrip() for row in table]
 
 
 def size(n: int) -> str:

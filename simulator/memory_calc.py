@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulator.i18n import _
 from simulator.memory import FORMAT_NOTE, FORMATS, stored_bytes
 
 GB = 10 ** 9
@@ -94,46 +95,75 @@ def sci(n: int, digits: int = 3) -> str:
     return f"{mantissa:.{max(0, digits - len(str(int(mantissa))))}f}e{exponent}"
 
 
+def _row(cells: list[str], widths: list[int], left: int = 1) -> str:
+    """One line of cells, the first `left` left-aligned, the rest right-aligned, each padded to its width in terminal
+    columns (a Chinese character takes two)."""
+    from simulator.lessons.worked_examples import pad  # imported here: it builds the kernels
+
+    return "".join(pad(c, w, right=i >= left) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+
+def _widths(table: list[list[str]], least: list[int], gap: int) -> list[int]:
+    """Each column's width: at least `least`, and wide enough for its widest cell and `gap` columns of space."""
+    from simulator.lessons.worked_examples import display_width
+
+    return [max(w, max(display_width(row[i]) for row in table) + gap) for i, w in enumerate(least)]
+
+
 def whatif_report(key: str, batch: int = 1, seq: int = 2048) -> str:
     """`memory --what-if KEY`: parameters, weights per format, AdamW's bill both ways, activations."""
     m = LLAMA[key]
     n, sizes = parameter_count(m), tensor_sizes(m)
     names = {"nf4": "NF4"}
     book = sci(m.nominal, digits=1)
-    lines = [f"Llama-style {m.name}: d_model {m.d_model}, {m.n_layer} layers, {m.n_head} heads ({m.kv_heads} "
-             f"key/value heads{', GQA' if m.kv_heads != m.n_head else ''}),",
-             f"  gated (SwiGLU) MLP hidden {m.d_hidden} = 3 matrices, vocab {m.vocab_size}, untied output head",
-             f"parameters: {n:,} = {sci(n)} (counted from these shapes; the name's {m.name} is the nominal {book})",
-             "bytes in decimal GB (1 GB = 10^9 bytes), as the textbook figures are", "",
-             f"{'weights stored as':<20}" + "".join(f"{names.get(f, f):>11}" for f in FORMATS),
-             f"{'GB':<20}" + "".join(f"{_gb(stored_bytes(sizes, f)):>11}" for f in FORMATS),
-             FORMAT_NOTE,
-             f"16-bit {_gb(2 * n)} GB vs NF4 {_gb(stored_bytes(sizes, 'nf4'))} GB = 4-bit codes {_gb(n / 2)} GB + "
-             f"float16 scales {_gb(stored_bytes(sizes, 'nf4') - n / 2)} GB (textbook at {book}: "
-             f"{2 * m.nominal / GB:g} vs {m.nominal / 2 / GB:g} GB)", ""]
+    shape = dict(name=m.name, d_model=m.d_model, n_layer=m.n_layer, n_head=m.n_head, kv_heads=m.kv_heads,
+                 d_hidden=m.d_hidden, vocab=m.vocab_size)
+    if m.kv_heads != m.n_head:
+        head = _("Llama-style {name}: d_model {d_model}, {n_layer} layers, {n_head} heads ({kv_heads} key/value heads, "
+                 "GQA),\n  gated (SwiGLU) MLP hidden {d_hidden} = 3 matrices, vocab {vocab}, untied output head")
+    else:
+        head = _("Llama-style {name}: d_model {d_model}, {n_layer} layers, {n_head} heads ({kv_heads} key/value "
+                 "heads),\n  gated (SwiGLU) MLP hidden {d_hidden} = 3 matrices, vocab {vocab}, untied output head")
+    nf4 = stored_bytes(sizes, "nf4")
+    formats = [[_("weights stored as")] + [names.get(f, f) for f in FORMATS],
+               [_("GB")] + [_gb(stored_bytes(sizes, f)) for f in FORMATS]]
+    widths = _widths(formats, [20] + [11] * len(FORMATS), gap=2)
+    lines = [head.format(**shape),
+             _("parameters: {n:,} = {sci} (counted from these shapes; the name's {name} is the nominal {book})").format(
+                 n=n, sci=sci(n), name=m.name, book=book),
+             _("bytes in decimal GB (1 GB = 10^9 bytes), as the textbook figures are"), "",
+             *(_row(row, widths) for row in formats),
+             _(FORMAT_NOTE),
+             _("16-bit {b16} GB vs NF4 {nf4} GB = 4-bit codes {codes} GB + float16 scales {scales} GB (textbook at "
+               "{book}: {book16:g} vs {book4:g} GB)").format(
+                 b16=_gb(2 * n), nf4=_gb(nf4), codes=_gb(n / 2), scales=_gb(nf4 - n / 2), book=book,
+                 book16=2 * m.nominal / GB, book4=m.nominal / 2 / GB), ""]
     pure, mixed = adamw_pure16(n), adamw_mixed(n)
     tp, tm = adamw_pure16(m.nominal), adamw_mixed(m.nominal)
-    rows = [("weights, 16-bit", "weights"), ("gradients, 16-bit", "gradients"),
-            ("AdamW moments m and v", "moments"), ("fp32 master weights", "master"), ("total", "total")]
-    lines.append(f"{'full fine-tuning with AdamW, GB':<34}{'pure 16-bit':>13}{'mixed precision':>17}"
-                 f"{f'textbook at {book}: pure / mixed':>32}")
+    rows = [(_("weights, 16-bit"), "weights"), (_("gradients, 16-bit"), "gradients"),
+            (_("AdamW moments m and v"), "moments"), (_("fp32 master weights"), "master"), (_("total"), "total")]
+    table = [[_("full fine-tuning with AdamW, GB"), _("pure 16-bit"), _("mixed precision"),
+              _("textbook at {book}: pure / mixed").format(book=book)]]
     for label, field in rows:
         said = " / ".join(f"{v / GB:,.0f}" if v else "-" for v in (getattr(tp, field), getattr(tm, field)))
         mine = getattr(pure, field)
-        lines.append(f"{label:<34}{_gb(mine) if mine else '-':>13}{_gb(getattr(mixed, field)):>17}{said:>32}")
-    lines += ["pure 16-bit: weights, gradients and both moments in 16-bit (8 bytes per parameter).",
-              "mixed precision: 16-bit weights and gradients for the forward and backward, plus fp32 master weights",
-              f"  and two fp32 moments = 12 bytes per parameter beyond the 16-bit weights and gradients: "
-              f"{_gb(12 * n)} GB here,", f"  {12 * m.nominal / GB:,.0f} GB at the nominal {book} "
-              "(16 bytes per parameter in all)", ""]
+        table.append([label, _gb(mine) if mine else "-", _gb(getattr(mixed, field)), said])
+    widths = _widths(table, [34, 13, 17, 32], gap=2)
+    lines += [_row(row, widths) for row in table]
+    lines += [_("pure 16-bit: weights, gradients and both moments in 16-bit (8 bytes per parameter)."),
+              _("mixed precision: 16-bit weights and gradients for the forward and backward, plus fp32 master "
+                "weights\n  and two fp32 moments = 12 bytes per parameter beyond the 16-bit weights and gradients: "
+                "{here} GB here,\n  {nominal:,.0f} GB at the nominal {book} (16 bytes per parameter in all)").format(
+                  here=_gb(12 * n), nominal=12 * m.nominal / GB, book=book), ""]
     s, b, h, a = seq, batch, m.d_model, m.n_head
     full, tiled = layer_activations(s, b, h, a, False), layer_activations(s, b, h, a, True)
-    lines += [f"activations for --batch {b} --seq {s}, 16-bit, by Korthikanti et al. 2022 (per layer, x {m.n_layer} "
-              "layers;", "embeddings and logits not included):",
-              f"  without recomputation: s·b·h·(34 + 5·a·s/h) = {s}·{b}·{h}·(34 + {5 * a * s / h:g}) = "
-              f"{full:,} bytes a layer, {_gb(full * m.n_layer)} GB",
-              f"  attention scores recomputed (FlashAttention-style tiling): s·b·h·34 = {tiled:,} bytes a layer,"
-              f" {_gb(tiled * m.n_layer)} GB",
-              "  (the formula as published, for a GPT block: MLP 4h, one key/value head per query head, dropout "
-              "masks;\n  a gated MLP and grouped-query attention change the 34)"]
+    lines += [_("activations for --batch {b} --seq {s}, 16-bit, by Korthikanti et al. 2022 (per layer, x {n_layer} "
+                "layers;\nembeddings and logits not included):").format(b=b, s=s, n_layer=m.n_layer),
+              "  " + _("without recomputation: s·b·h·(34 + 5·a·s/h) = {s}·{b}·{h}·(34 + {term:g}) = {bytes:,} bytes a "
+                       "layer, {gb} GB").format(s=s, b=b, h=h, term=5 * a * s / h, bytes=full,
+                                                 gb=_gb(full * m.n_layer)),
+              "  " + _("attention scores recomputed (FlashAttention-style tiling): s·b·h·34 = {bytes:,} bytes a layer, "
+                       "{gb} GB").format(bytes=tiled, gb=_gb(tiled * m.n_layer)),
+              "  " + _("(the formula as published, for a GPT block: MLP 4h, one key/value head per query head, dropout "
+                       "masks;\n  a gated MLP and grouped-query attention change the 34)")]
     return "\n".join(lines)

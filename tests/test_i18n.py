@@ -220,3 +220,81 @@ def test_every_kind_of_preset_mistake_keeps_file_line_and_key_in_chinese(tmp_pat
     assert re.search(r"[\u4e00-\u9fff]", zh.split(where)[1])
     numbers = re.findall(r"\d[\d,.]*", en.split(where)[1])
     assert all(n in zh for n in numbers)  # every number of the English sentence is in the Chinese one
+
+
+# ------------------------------------------------------------------------------- the memory bill in Chinese
+def _cell_ends(line: str) -> list[int]:
+    """Terminal columns at which each cell of a table line ends (cells are two or more spaces apart)."""
+    from simulator.lessons.worked_examples import display_width
+
+    return [display_width(line[:m.end()]) for m in re.finditer(r"\S+(?: \S+)*", line)]
+
+
+def _tables(out: str, first_cells: list[str], last_cells: list[str]) -> list[list[str]]:
+    """The lines of each table, in order: from a line starting with its `first_cells` heading to the next one
+    starting with its `last_cells` label."""
+    lines, found, end = out.splitlines(), [], 0
+    for head, last in zip(first_cells, last_cells, strict=True):
+        start = next(i for i in range(end, len(lines)) if lines[i].startswith(head))
+        end = next(i for i in range(start, len(lines)) if lines[i].startswith(last))
+        found.append(lines[start:end + 1])
+    return found
+
+
+def test_the_memory_tables_in_chinese_have_translated_headings_the_same_numbers_and_aligned_columns(capsys):
+    argv = ["memory", "tiny-gpt", "--what-if", "7b"]
+    assert main(argv) == 0
+    en = capsys.readouterr().out
+    assert main(["--lang", "zh_CN", *argv]) == 0
+    zh = capsys.readouterr().out
+    headings = ["row", "predicted", "measured", "weights stored as", "bits per weight",
+                "full fine-tuning with AdamW, GB", "mixed precision", "activations kept for the backward",
+                "fp32 master weights"]
+    for text in headings:
+        translated = _in("zh_CN", text)
+        assert text in en and translated in zh and re.search(r"[\u4e00-\u9fff]", translated)
+        assert not re.search(rf"(^|  ){re.escape(text)}(  |$)", zh, re.M)  # the English cell is gone
+    # every number of the English report, and no other, in the Chinese one (sentences may reorder them)
+    number = r"[0-9](?:[0-9,.]*[0-9])?"
+    assert sorted(re.findall(number, en)) == sorted(re.findall(number, zh))
+    # each table's numbers end in the same terminal column on every line, its heading's too
+    firsts = {code: [_in(code, t) for t in ("row", "weights stored as", "weights stored as",
+                                             "full fine-tuning with AdamW, GB")] for code in ("en", "zh_CN")}
+    lasts = {code: [_in(code, t) for t in ("total", "bits per weight", "GB", "total")] for code in ("en", "zh_CN")}
+    en_tables = _tables(en, firsts["en"], lasts["en"])
+    zh_tables = _tables(zh, firsts["zh_CN"], lasts["zh_CN"])
+    for en_rows, zh_rows in zip(en_tables, zh_tables, strict=True):
+        assert len(en_rows) == len(zh_rows) >= 2
+        for rows in (en_rows, zh_rows):
+            numbers = len(_cell_ends(rows[1])) - 1  # the label's cell, then right-aligned ones
+            ends = {tuple(_cell_ends(row)[-numbers:]) for row in rows}
+            assert len(ends) == 1, rows
+        for e, z in zip(en_rows[1:], zh_rows[1:], strict=True):  # the same cells of numbers, row by row
+            assert re.split(r"\s{2,}", e.strip())[1:] == re.split(r"\s{2,}", z.strip())[1:]
+    # the Chinese labels are wider on a terminal than in characters: padding by len() would not line them up
+    assert any(len(row) != len(zh_tables[0][0]) for row in zh_tables[0])
+
+
+def test_the_fine_tuning_summary_in_chinese_keeps_its_numbers_and_columns(restore_language):
+    from simulator.lessons.finetune import FinetuneConfig, FinetuneFrame, FinetunePoint, Learner, summary
+
+    cfg = FinetuneConfig(ranks=(4,), qlora_rank=4)
+    learners = (Learner("full", 0, 1000, 17000, 90000, base_bytes=4000),
+                Learner("LoRA r=4", 4, 100, 1700, 80000, base_bytes=4000),
+                Learner("QLoRA r=4", 4, 100, 1700, 70000, base_bytes=1500, nf4_bytes=500, nf4_float32_bytes=3500))
+    points = [FinetunePoint(x.label, 1.0, 2.0 + i / 7, 2.5 - i / 9) for i, x in enumerate(learners)]
+    frame = FinetuneFrame(3, points, learners, base_new=3.25, base_old=2.125, stored={"float32": 2.125, "nf4": 2.25},
+                          base_loss={"float32": (3.25, 2.125), "nf4": (3.5, 2.375)})
+    i18n.set_language("en")
+    en = summary(cfg, [frame])
+    i18n.set_language("zh_CN")
+    zh = summary(cfg, [frame])
+    number = r"[0-9](?:[0-9,.]*[0-9])?"
+    assert sorted(re.findall(number, en)) == sorted(re.findall(number, zh))
+    for text in ("learner", "state bytes", "new text", "full"):
+        assert _in("zh_CN", text) in zh and re.search(r"[\u4e00-\u9fff]", _in("zh_CN", text))
+    for out, head in ((en, "learner"), (zh, _in("zh_CN", "learner"))):
+        lines = out.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith(head))
+        table = lines[start:start + 1 + len(learners)]
+        assert len({tuple(_cell_ends(row)[-4:]) for row in table}) == 1, table  # four right-aligned columns

@@ -14,6 +14,7 @@ import numpy as np
 from simulator.data.subword import word_chunks
 from simulator.encoder.model import Encoder
 from simulator.encoder.pairs import CLS, PAD, SEP, tokenize_sentence
+from simulator.i18n import _
 
 
 def word_positions(tok, sentence: str, word: str) -> list[int] | None:
@@ -34,6 +35,13 @@ def sites(model: Encoder) -> list[tuple[str, str]]:
     out = [("embedding", "x0")]
     out += [(f"block {i + 1}", f"h{i}.res2" if model.cfg.residual else f"h{i}.mlp") for i in range(model.cfg.n_layer)]
     return out + [("final norm", model.final)]
+
+
+def site_label(name: str) -> str:
+    """A site of `sites` as a person reads it in the current language (`sites` keeps the English name as its key)."""
+    if name.startswith("block "):
+        return _("block {n}").format(n=name.split()[1])
+    return {"embedding": _("embedding"), "final norm": _("final norm")}.get(name, name)
 
 
 def contextual_cosines(model: Encoder, tok, sentences: tuple[str, str], word: str, batch: int, T: int

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from simulator.data.tokenizers import build_tokenizer
 from simulator.data.wordpiece import base_size
-from simulator.encoder.contextual import contextual_cosines, word_positions
+from simulator.encoder.contextual import contextual_cosines, site_label, word_positions
 from simulator.encoder.masking import KEPT_OUT, MASKINGS, TO_MASK, TO_RANDOM, UNCHANGED
 from simulator.encoder.pairs import PAIR_TASKS, PairCorpus, draw_pair, pair_corpus
 from simulator.encoder.probe import ProbeResult, bag_of_words_probe, fit_bags
@@ -326,7 +326,7 @@ def summary(cfg: BertConfig, frames: list[BertFrame]) -> str:
                         "uses:").format(word=cfg.static_word, first=first, second=second)]
         for task, cos in last.contextual:
             lines.append("  " + _("{task} learner:").format(task=task) + " "
-                         + ", ".join(f"{name} {c:.3f}" for name, c in cos))
+                         + ", ".join(f"{site_label(name)} {c:.3f}" for name, c in cos))
     ex = _evaluated(frames, 0).example
     if ex is not None:
         lines += ["", _("one held-out {task} pair (label {label}, predicted {predicted}); chosen positions as "

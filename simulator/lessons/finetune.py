@@ -28,6 +28,7 @@ import numpy as np
 from simulator.config import LoraConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig, lora_targets_rule
 from simulator.data.corpus import builtin_corpus
 from simulator.data.dataset import TextDataset
+from simulator.i18n import N_, _
 from simulator.lessons import Lesson, register
 from simulator.rules import in_range, non_empty, non_negative, positive, positive_int
 from simulator.yamlconfig import ParseContext
@@ -254,7 +255,7 @@ def _stored_losses(session, old) -> dict[str, float]:
     out = {}
     try:
         for label, levels in (("nf4", nf4_levels()), ("int4", int4_levels())):
-            tensors, _ = roundtrip(m.p, names, levels)
+            tensors, _errors = roundtrip(m.p, names, levels)
             for name in names:
                 m.p[name][...] = tensors[name]
             out[label] = _evaluate_on(session, old)
@@ -264,23 +265,34 @@ def _stored_losses(session, old) -> dict[str, float]:
     return out
 
 
+def learner_name(label: str) -> str:
+    """A learner's label as a person reads it ("full" is a word; "LoRA r=4" reads the same in every language)."""
+    return _("full") if label == "full" else label
+
+
 def summary(cfg: FinetuneConfig, frames: list[FinetuneFrame]) -> str:
     """A table: each learner's trainable parameters and state bytes, its new- and old-text loss at the end."""
+    from simulator.lessons.worked_examples import display_width, pad
+
     if not frames:
-        return "fine-tuning: no steps"
+        return _("fine-tuning: no steps")
     last = frames[-1]
-    lines = [f"fine-tuning from a base pretrained {cfg.base_steps} steps on the built-in corpus, then {last.step} "
-             f"steps on it with every word reversed",
-             f"base model: validation loss {last.base_new:.4f} on the new text, {last.base_old:.4f} on the old one",
-             "the base's old-text loss with its block matrices stored in 4 bits (block-wise absmax, 64): "
-             + ", ".join(f"{k} {v:.4f}" for k, v in last.stored.items()),
-             *_qlora_summary(last),
-             f"{'learner':<12} {'trainable':>10} {'state bytes':>12} {'new text':>9} {'old text':>9}"]
+    table = [[_("learner"), _("trainable"), _("state bytes"), _("new text"), _("old text")]]
     for learner, p in zip(last.learners, last.points, strict=True):
-        lines.append(f"{learner.label:<12} {learner.trainable:>10,} {learner.state_bytes:>12,} "
-                     f"{p.val_new:>9.4f} {p.val_old:>9.4f}")
-    lines.append("state bytes: trainable weights, their gradients and AdamW's two moments (the base of a LoRA "
-                 "learner is frozen: no gradient, no moments)")
+        table.append([learner_name(learner.label), f"{learner.trainable:,}", f"{learner.state_bytes:,}",
+                      f"{p.val_new:.4f}", f"{p.val_old:.4f}"])
+    widths = [max(w, *(display_width(row[i]) for row in table)) for i, w in enumerate((12, 10, 12, 9, 9))]
+    lines = [_("fine-tuning from a base pretrained {base_steps} steps on the built-in corpus, then {steps} steps on it "
+               "with every word reversed").format(base_steps=cfg.base_steps, steps=last.step),
+             _("base model: validation loss {new:.4f} on the new text, {old:.4f} on the old one").format(
+                 new=last.base_new, old=last.base_old),
+             _("the base's old-text loss with its block matrices stored in 4 bits (block-wise absmax, 64): "
+               "{losses}").format(losses=", ".join(f"{k} {v:.4f}" for k, v in last.stored.items())),
+             *_qlora_summary(last),
+             *(" ".join(pad(c, w, right=i > 0) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+               for row in table),
+             _("state bytes: trainable weights, their gradients and AdamW's two moments (the base of a LoRA "
+               "learner is frozen: no gradient, no moments)")]
     return "\n".join(lines)
 
 
@@ -290,37 +302,42 @@ def _qlora_summary(frame: FinetuneFrame) -> list[str]:
     if "nf4" in frame.base_loss:
         (fn, fo), (qn, qo) = frame.base_loss["float32"], frame.base_loss["nf4"]
         q = frame.learners[-1]
-        lines += [f"the base's validation loss, float32 vs NF4 (through the QLoRA learner): new text {fn:.4f} vs "
-                  f"{qn:.4f}, old text {fo:.4f} vs {qo:.4f}",
-                  f"{q.label}: its targeted weights take {q.nf4_bytes:,} bytes as NF4 against {q.nf4_float32_bytes:,} "
-                  f"in float32 ({q.nf4_bytes / q.nf4_float32_bytes:.3f}); its whole base {q.base_bytes:,} bytes "
-                  f"against full fine-tuning's {frame.learners[0].base_bytes:,}"]
+        lines += [_("the base's validation loss, float32 vs NF4 (through the QLoRA learner): new text {fn:.4f} vs "
+                    "{qn:.4f}, old text {fo:.4f} vs {qo:.4f}").format(fn=fn, qn=qn, fo=fo, qo=qo),
+                  _("{learner}: its targeted weights take {nf4:,} bytes as NF4 against {f32:,} in float32 "
+                    "({ratio:.3f}); its whole base {base:,} bytes against full fine-tuning's {full:,}").format(
+                      learner=q.label, nf4=q.nf4_bytes, f32=q.nf4_float32_bytes,
+                      ratio=q.nf4_bytes / q.nf4_float32_bytes, base=q.base_bytes,
+                      full=frame.learners[0].base_bytes)]
     if frame.quant is not None:
         qe = frame.quant
-        lines.append(f"quantization MSE, NF4 vs int4 absmax (block 64), all block matrices: {qe.pooled['nf4']:.3e} "
-                     f"vs {qe.pooled['int4']:.3e}; per tensor: " + ", ".join(
-                         f"{n} {qe.mse['nf4'][n]:.2e}/{qe.mse['int4'][n]:.2e}" for n in qe.names))
+        lines.append(_("quantization MSE, NF4 vs int4 absmax (block 64), all block matrices: {nf4:.3e} vs {int4:.3e}; "
+                       "per tensor: {tensors}").format(
+            nf4=qe.pooled["nf4"], int4=qe.pooled["int4"],
+            tensors=", ".join(f"{n} {qe.mse['nf4'][n]:.2e}/{qe.mse['int4'][n]:.2e}" for n in qe.names)))
     return lines
 
 
 def validate(cfg: FinetuneConfig, ctx: ParseContext) -> FinetuneConfig:
     """Heads that divide the width, ranks an adapter can hold, a known style."""
     if cfg.d_model % cfg.n_head:
-        ctx.fail("n_head", f"{cfg.n_head} does not divide d_model {cfg.d_model}")
+        ctx.fail("n_head", _("{n_head} does not divide d_model {d_model}").format(n_head=cfg.n_head,
+                                                                                 d_model=cfg.d_model))
     for i, r in enumerate(cfg.ranks):
         if not 1 <= r <= cfg.d_model:
-            ctx.fail(f"ranks[{i}]", f"{r} is not a rank a {cfg.d_model}-wide linear can hold",
-                     f"use 1 to {cfg.d_model}")
+            ctx.fail(f"ranks[{i}]", _("{rank} is not a rank a {d_model}-wide linear can hold").format(
+                rank=r, d_model=cfg.d_model), _("use 1 to {d_model}").format(d_model=cfg.d_model))
     if len(set(cfg.ranks)) != len(cfg.ranks):
-        ctx.fail("ranks", "names a rank twice")
+        ctx.fail("ranks", _("names a rank twice"))
     if cfg.qlora_rank > cfg.d_model:
-        ctx.fail("qlora_rank", f"{cfg.qlora_rank} is not a rank a {cfg.d_model}-wide linear can hold",
-                 f"use 0 (no QLoRA learner) to {cfg.d_model}")
+        ctx.fail("qlora_rank", _("{rank} is not a rank a {d_model}-wide linear can hold").format(
+            rank=cfg.qlora_rank, d_model=cfg.d_model),
+                 _("use 0 (no QLoRA learner) to {d_model}").format(d_model=cfg.d_model))
     problem = lora_targets_rule(cfg.targets)
     if problem:
         ctx.fail("targets", problem)
     if cfg.style not in STYLES:
-        ctx.fail("style", f"{cfg.style!r} is not one of {', '.join(STYLES)}")
+        ctx.fail("style", _("{style!r} is not one of {styles}").format(style=cfg.style, styles=", ".join(STYLES)))
     return cfg
 
 
@@ -330,6 +347,6 @@ _RULES = {"name": non_empty, "seed": non_negative, "eval_every": non_negative, "
           "val_fraction": in_range(0, 0.5, low_open=True),
           **{k: positive_int for k in ("d_model", "n_layer", "n_head", "seq_len", "batch_size", "base_steps", "steps",
                                        "eval_batches")}}
-LESSON = register(Lesson("finetune", "Fine-tuning: full vs LoRA vs QLoRA", FinetuneConfig, _RULES, validate, run,
+LESSON = register(Lesson("finetune", N_("Fine-tuning: full vs LoRA vs QLoRA"), FinetuneConfig, _RULES, validate, run,
                          summary, preset="finetune-lora"))
 

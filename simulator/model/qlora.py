@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.config import ModelConfig
+from simulator.i18n import _
 from simulator.model.layout import ParamLayout
 from simulator.model.lora import lora_sites, target_shapes
 from simulator.model.params import build_layout
@@ -43,15 +44,19 @@ def qlora_problem(cfg: ModelConfig) -> Problem | None:
     if not lora.quantized:
         return None
     if lora.block % 2:
-        return Problem("model.lora.block", f"{lora.block} is odd: two 4-bit codes share a byte, so a block must "
-                       "hold an even number of weights", "use an even size, e.g. 64", at=("model.lora.block",))
+        return Problem("model.lora.block", _("{block} is odd: two 4-bit codes share a byte, so a block must hold an "
+                                             "even number of weights").format(block=lora.block),
+                       _("use an even size, e.g. 64"), at=("model.lora.block",))
     shapes = target_shapes(cfg)
     for t in lora.targets:
         d_in, d_out = shapes[t]
         if (d_in * d_out) % lora.block:
-            return Problem("model.lora.block", f"{lora.block} does not divide the {d_in * d_out} weights of target "
-                           f"{t} ({d_in} x {d_out}): every NF4 block needs its own whole {lora.block} weights",
-                           f"use a divisor of {d_in * d_out}, e.g. {_even_divisor(d_in * d_out, lora.block)}",
+            what = _("{block} does not divide the {n} weights of target {target} ({d_in} x {d_out}): every NF4 block "
+                     "needs its own whole {block} weights").format(block=lora.block, n=d_in * d_out, target=t,
+                                                                  d_in=d_in, d_out=d_out)
+            return Problem("model.lora.block", what,
+                           _("use a divisor of {n}, e.g. {divisor}").format(
+                               n=d_in * d_out, divisor=_even_divisor(d_in * d_out, lora.block)),
                            at=("model.lora.block",))
     return None
 
@@ -68,7 +73,7 @@ def quantized_bytes(cfg: ModelConfig) -> int:
     if not cfg.lora.quantized:
         return 0
     total = 0
-    for _, d_in, d_out in lora_sites(cfg):
+    for _site, d_in, d_out in lora_sites(cfg):
         n, nb = d_in * d_out, d_in * d_out // cfg.lora.block
         total += n // 2 + (nb + 4 * -(-nb // SCALE_BLOCK) + 4 if cfg.lora.double_quant else 4 * nb)
     return total
@@ -142,7 +147,8 @@ class QuantizedBase:
             got = {part: arrays.get(f"nf4.{name}.{part}") for part in want}
             bad = [p for p, a in got.items() if a is None or a.shape != want[p]]
             if bad or (lora.double_quant and f"nf4.{name}.scale_mean" not in arrays):
-                return f"the saved state has no NF4 {bad[0] if bad else 'scale_mean'} of {name} for this model"
+                return _("the saved state has no NF4 {part} of {name} for this model").format(
+                    part=bad[0] if bad else "scale_mean", name=name)
             q = Quantized(self.shapes[name], got["packed"].astype(np.uint8), self.levels, lora.block,
                           got.get("absmax"))
             if lora.double_quant:

@@ -26,6 +26,7 @@ from statistics import NormalDist
 import numpy as np
 from numba import prange
 
+from simulator.i18n import _
 from simulator.kernels.cpu.jit import wide
 
 BLOCK = 64  # weights per absmax scale (QLoRA's)
@@ -157,10 +158,11 @@ def quantize(w: np.ndarray, levels: np.ndarray | None = None, block: int = BLOCK
     levels = nf4_levels() if levels is None else np.asarray(levels, np.float32)
     flat = np.ascontiguousarray(w, dtype=np.float32).reshape(-1)
     if block < 2 or block % 2:
-        raise QuantError(f"block size must be an even number of at least 2 (two codes share a byte), got {block}")
+        raise QuantError(_("block size must be an even number of at least 2 (two codes share a byte), got {block}")
+                         .format(block=block))
     if flat.size % block:
-        raise QuantError(f"{name}: block size {block} does not divide its {flat.size} weights {tuple(w.shape)}; "
-                         f"use a divisor of {flat.size}")
+        raise QuantError(_("{name}: block size {block} does not divide its {n} weights {shape}; use a divisor of {n}")
+                         .format(name=name, block=block, n=flat.size, shape=tuple(w.shape)))
     packed = np.empty(flat.size // 2, np.uint8)
     absmax = np.empty(flat.size // block, np.float32)
     quantize_blockwise(packed, absmax, flat, midpoints(levels), block)

@@ -28,14 +28,16 @@ import numpy as np
 
 from simulator.config import AttentionConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 from simulator.data.dataset import TextDataset
+from simulator.i18n import N_, _
 from simulator.lessons import Lesson, register
+from simulator.lessons.worked_examples import pad
 from simulator.rules import at_least, non_empty, positive, positive_int, setting, settings_of
 from simulator.yamlconfig import ParseContext
 
 IMPLS = ("naive", "tiled", "local")
 STRATEGIES = ("exact", "local", "truncation", "sliding")
-STRATEGY_LABELS = {"exact": "exact (tiled) attention", "local": "local attention", "truncation": "truncation",
-                   "sliding": "sliding window"}
+STRATEGY_LABELS = {"exact": N_("exact (tiled) attention"), "local": N_("local attention"),
+                   "truncation": N_("truncation"), "sliding": N_("sliding window")}  # translated where shown
 FLOAT = 4  # float32 bytes
 MIB = 1 << 20
 
@@ -175,7 +177,7 @@ def _measure(impl: str, T: int, cfg: LongContextConfig, rng: np.random.Generator
             tiled_attention_backward(dq, dk, dv, dy, q, k, v, y, lse, kv_len, scale, True, BACKWARD_TILE_Q,
                                      BACKWARD_TILE_K, **local)
     best = np.inf
-    for _ in range(cfg.repeats):
+    for _repeat in range(cfg.repeats):
         t0 = time.perf_counter()
         once()
         best = min(best, time.perf_counter() - t0)
@@ -233,7 +235,7 @@ class CopyTask(TextDataset):
 
     def __init__(self, vocab: int, seq_len: int, distance: int):
         letters = "".join(chr(ord("a") + i) for i in range(vocab))
-        super().__init__(letters * 4, 0.5, "the copy task")
+        super().__init__(letters * 4, 0.5, _("the copy task"))
         self.vocab, self.seq_len, self.distance = vocab, seq_len, distance
 
     def sequences(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -244,7 +246,8 @@ class CopyTask(TextDataset):
 
     def check_fits(self, seq_len: int) -> None:
         if seq_len > self.seq_len:
-            raise ValueError(f"a copy-task window of {seq_len} is longer than its sequences ({self.seq_len})")
+            raise ValueError(_("a copy-task window of {n} is longer than its sequences ({seq_len})").format(
+                n=seq_len, seq_len=self.seq_len))
 
     def sample_batch(self, split, rng, x_out, y_out):
         B, T = x_out.shape
@@ -409,8 +412,8 @@ def cost_table(frames: list) -> list[str]:
     for f in (f for f in frames if isinstance(f, CostFrame)):
         cells = []
         for p in f.points:
-            ms = f"{1e3 * p.seconds:.1f}" if p.seconds is not None else "over budget"
-            cells.append(f"{ms:>10} {p.bytes / MIB:>10.1f}")
+            ms = f"{1e3 * p.seconds:.1f}" if p.seconds is not None else _("over budget")
+            cells.append(f"{pad(ms, 10, right=True)} {p.bytes / MIB:>10.1f}")
         rows.append(f"{f.seq_len:>6}  " + "  ".join(cells))
     return rows
 
@@ -419,46 +422,53 @@ def summary(cfg: LongContextConfig, frames: list) -> str:
     """The cost table and the copy losses."""
     cost = [f for f in frames if isinstance(f, CostFrame)]
     copy = [f for f in frames if isinstance(f, CopyFrame)]
-    lines = [f"long context: attention forward + backward, B 1, {cfg.n_head} heads of {cfg.head_size}, float32; "
-             f"local: window {cfg.window}, {cfg.global_tokens} global tokens; naive budget "
-             f"{cfg.memory_budget_mib} MiB"]
+    lines = [_("long context: attention forward + backward, B 1, {n_head} heads of {head_size}, float32; local: "
+               "window {window}, {n_global} global tokens; naive budget {budget} MiB").format(
+                 n_head=cfg.n_head, head_size=cfg.head_size, window=cfg.window, n_global=cfg.global_tokens,
+                 budget=cfg.memory_budget_mib)]
     lines += cost_table(frames)
     if cost:
         last = cost[-1]
         tiled, local = last.point("tiled"), last.point("local")
-        lines.append(f"at T={last.seq_len}: local / tiled time {local.seconds / tiled.seconds:.2f} "
-                     f"(grid computed {local.tile_share:.3f} vs {tiled.tile_share:.3f})")
+        lines.append(_("at T={T}: local / tiled time {ratio:.2f} (grid computed {local:.3f} vs {tiled:.3f})").format(
+            T=last.seq_len, ratio=local.seconds / tiled.seconds, local=local.tile_share, tiled=tiled.tile_share))
     if copy:
-        lines.append(f"copy task (token t+1 repeats t+1-{cfg.copy_distance}, {cfg.vocab} tokens, chance "
-                     f"{copy[0].chance:.2f}), {cfg.steps} steps, seed {cfg.seed}: loss on the predictable positions")
-        lines += [f"  {STRATEGY_LABELS[f.strategy]:<24} sees {f.sees:>4} back: {f.final:.3f}" for f in copy]
+        lines.append(_("copy task (token t+1 repeats t+1-{distance}, {vocab} tokens, chance {chance:.2f}), {steps} "
+                       "steps, seed {seed}: loss on the predictable positions").format(
+            distance=cfg.copy_distance, vocab=cfg.vocab, chance=copy[0].chance, steps=cfg.steps, seed=cfg.seed))
+        lines += ["  " + pad(_(STRATEGY_LABELS[f.strategy]), 24) + " "
+                  + _("sees {n:>4} back: {loss:.3f}").format(n=f.sees, loss=f.final) for f in copy]
     return "\n".join(lines)
 
 
 def validate(cfg: LongContextConfig, ctx: ParseContext) -> LongContextConfig:
     """The sweep runs upward; the copy task needs a distance beyond every short context, inside the sequence."""
     if cfg.max_seq_len < cfg.min_seq_len:
-        ctx.fail("max_seq_len", f"{cfg.max_seq_len} is below min_seq_len {cfg.min_seq_len}",
+        ctx.fail("max_seq_len", _("{value} is below min_seq_len {low}").format(value=cfg.max_seq_len,
+                                                                                low=cfg.min_seq_len),
                  at=("max_seq_len", "min_seq_len"))
     if cfg.global_tokens >= cfg.min_seq_len:
-        ctx.fail("global_tokens", f"{cfg.global_tokens} global tokens in a sweep that starts at T={cfg.min_seq_len}",
-                 "use fewer than min_seq_len", at=("global_tokens", "min_seq_len"))
+        ctx.fail("global_tokens", _("{n} global tokens in a sweep that starts at T={T}").format(
+            n=cfg.global_tokens, T=cfg.min_seq_len), _("use fewer than min_seq_len"),
+            at=("global_tokens", "min_seq_len"))
     if cfg.copy_distance >= cfg.seq_len:
-        ctx.fail("copy_distance", f"{cfg.copy_distance} does not fit in seq_len {cfg.seq_len}",
-                 at=("copy_distance", "seq_len"))
+        ctx.fail("copy_distance", _("{value} does not fit in seq_len {seq_len}").format(
+            value=cfg.copy_distance, seq_len=cfg.seq_len), at=("copy_distance", "seq_len"))
     for key in ("copy_window", "context_len"):
         if getattr(cfg, key) >= cfg.copy_distance:
-            ctx.fail(key, f"{getattr(cfg, key)} reaches copy_distance {cfg.copy_distance}: the copy would be in view",
-                     f"use less than {cfg.copy_distance}", at=(key, "copy_distance"))
+            ctx.fail(key, _("{value} reaches copy_distance {distance}: the copy would be in view").format(
+                value=getattr(cfg, key), distance=cfg.copy_distance),
+                     _("use less than {distance}").format(distance=cfg.copy_distance), at=(key, "copy_distance"))
     if cfg.copy_global_tokens >= cfg.seq_len:
-        ctx.fail("copy_global_tokens", f"{cfg.copy_global_tokens} global tokens in sequences of {cfg.seq_len}",
-                 at=("copy_global_tokens", "seq_len"))
+        ctx.fail("copy_global_tokens", _("{n} global tokens in sequences of {seq_len}").format(
+            n=cfg.copy_global_tokens, seq_len=cfg.seq_len), at=("copy_global_tokens", "seq_len"))
     if cfg.stride > cfg.context_len:
-        ctx.fail("stride", f"{cfg.stride} is longer than context_len {cfg.context_len}: the chunks would leave gaps",
-                 at=("stride", "context_len"))
+        ctx.fail("stride", _("{stride} is longer than context_len {context_len}: the chunks would leave gaps").format(
+            stride=cfg.stride, context_len=cfg.context_len), at=("stride", "context_len"))
     if cfg.d_model % cfg.model_heads or (cfg.d_model // cfg.model_heads) % 2:
-        ctx.fail("model_heads", f"{cfg.model_heads} heads of d_model {cfg.d_model}: the head size must be a whole, "
-                 "even number (rope)", at=("model_heads", "d_model"))
+        ctx.fail("model_heads", _("{heads} heads of d_model {d_model}: the head size must be a whole, even number "
+                                  "(rope)").format(heads=cfg.model_heads, d_model=cfg.d_model),
+                 at=("model_heads", "d_model"))
     return cfg
 
 

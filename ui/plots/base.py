@@ -23,6 +23,8 @@ from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
+from simulator.i18n import _  # noqa: E402
+from ui.plots.textcache import GlyphText, glyph_text  # noqa: E402
 from ui.protocol import Ready  # noqa: E402
 
 matplotlib.rcParams.update({"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7,
@@ -34,7 +36,10 @@ DRAW_DUTY = 6.0  # after a full draw of d seconds, the next waits at least DRAW_
 # Titles at a fixed height: nothing is drawn above these axes, and placing a title automatically measures
 # every tick label of its axes on each full draw (a fifth of a full draw of the Gradients tab)
 TITLE_Y = 1.0
-BLIT_HZ = 12.0  # more would only take CPU from the training thread: nobody reads a curve faster
+# 8 a second is above the 5 the tabs aim at with room for a late poll (draws land on 40 ms polls), and each blit
+# more takes the GIL from the training thread for a few milliseconds: at 12 the window cost it ~15 %
+BLIT_HZ = 8.0
+STEP_TEXT = {"fontsize": 7, "color": "0.35"}  # the small "step N" beside a static title
 
 
 class PlotTab:
@@ -87,7 +92,8 @@ class PlotTab:
         """A line in the empty tab, painted before the build holds the Tk thread; False while the window is not up."""
         if not self.frame.winfo_toplevel().winfo_viewable():
             return False  # at launch: nothing is on screen to say it to yet
-        self.preparing = ttk.Label(self.frame, text=f"Preparing the {self.title} tab…", foreground="#555")
+        self.preparing = ttk.Label(self.frame, text=_("Preparing the {tab} tab…").format(tab=_(self.title)),
+                                   foreground="#555")
         self.preparing.place(relx=0.5, rely=0.4, anchor="center")  # placed: the tab's own packing is untouched
         self.frame.update_idletasks()  # map and paint it now: the build and the first draw block the loop
         return True
@@ -187,6 +193,22 @@ class PlotTab:
     def setup(self, info) -> None:
         """Fits the tab's widgets to a session: choices of layers, tensors, sites (subclasses)."""
 
+    def retranslate(self) -> None:
+        """Sets the tab's own texts (figure and widgets) in the current language, or marks the artists that hold
+        them to be built again on the next refresh (subclasses; called by `language_changed`)."""
+
+    def language_changed(self) -> None:
+        """The window's language changed: the figure's titles, labels, legends and cached texts are made again
+        in it, and the tab draws fully once (now when it is on screen, else when it is next shown)."""
+        if not self.built:
+            return  # built later, in the language of then
+        self.retranslate()
+        self.relayout()  # other words, other widths
+        self._need_full = True
+        self.stale = True
+        if self.frame.winfo_ismapped():
+            self.refresh(force=True)
+
     def cancel(self) -> None:
         """Stops background work of the tab (the window is closing)."""
         if getattr(self, "_cancel", None) is not None:
@@ -245,10 +267,11 @@ class Blitter:
             if a.get_visible() and (a.axes is not None or a.figure is fig):  # axes' artists and figure texts
                 fig.draw_artist(a)
 
-    def _region(self):
-        """The part of the canvas the artists may cover: their axes (clipped artists stay inside them) and the
-        extents of those that are not clipped (titles, notes). Copying it, not the whole figure, into Tk's
-        image is most of a blit of a few lines."""
+    def _regions(self) -> list:
+        """The parts of the canvas the artists may cover: their axes (clipped artists stay inside them) and the
+        extents of those that are not clipped (titles, notes), boxes that overlap merged. Copying these, not the
+        whole figure, into Tk's image is most of a blit of a few lines; separate boxes, not their union, because
+        the union of a tab's axes is nearly the whole figure (their tick labels and the gaps between them)."""
         fig = self.canvas.figure
         renderer = self.canvas.get_renderer()
         boxes = []
@@ -259,9 +282,7 @@ class Blitter:
                 boxes.append(a.axes.bbox)
             else:
                 boxes.append(a.get_window_extent(renderer).padded(2.0))  # and antialiased edges
-        if not boxes:
-            return None
-        return Bbox.intersection(Bbox.union(boxes), fig.bbox)
+        return merge_boxes([b for b in (Bbox.intersection(b, fig.bbox) for b in boxes) if b is not None])
 
     def blit(self) -> bool:
         """Draws the artists over the background; False when there is no background yet (draw fully)."""
@@ -269,12 +290,32 @@ class Blitter:
             return False
         self.canvas.restore_region(self.background)
         self._draw_artists()
-        region = self._region()
-        # the region of the last blit too: an artist that moved or shrank must be wiped where it was
-        shown = region if self._last_region is None or region is None else Bbox.union([region, self._last_region])
-        self._last_region = region
-        self.canvas.blit(shown if shown is not None else self.canvas.figure.bbox)
+        regions = self._regions()
+        # the regions of the last blit too: an artist that moved or shrank must be wiped where it was
+        shown = merge_boxes(regions + (self._last_region or []))
+        self._last_region = regions
+        for box in shown or [self.canvas.figure.bbox]:
+            self.canvas.blit(box)
         return True
+
+
+def merge_boxes(boxes: list) -> list:
+    """The boxes with every group of overlapping ones replaced by its union (identical ones once)."""
+    out: list = []
+    for box in boxes:
+        box = Bbox(box.get_points().copy())
+        merged = True
+        while merged:  # a union may now overlap one kept earlier
+            merged = False
+            for other in out:
+                if box.overlaps(other) or (box.x0 == other.x0 and box.y0 == other.y0 and box.x1 == other.x1
+                                           and box.y1 == other.y1):
+                    out.remove(other)
+                    box = Bbox.union([box, other])
+                    merged = True
+                    break
+        out.append(box)
+    return out
 
 
 def grow_limits(current: tuple[float, float], lo: float, hi: float, log: bool = False,
@@ -320,6 +361,13 @@ def count_limit(current: float, needed: float) -> float | None:
     if needed <= current:
         return None
     return needed * 2.0
+
+
+def step_text(ax, text: str = "") -> GlyphText:
+    """A small text at the right end of `ax`'s title row (the title stays static and centred): the step a
+    statistics view shows, which changes on every refresh, drawn from glyph bitmaps (`GlyphText`)."""
+    return glyph_text(ax, 1.0, TITLE_Y, text, transform=ax.transAxes + ax.titleOffsetTrans, ha="right",
+                      va="baseline", **STEP_TEXT)
 
 
 def message_on(ax, text: str, axis_off: bool = False):

@@ -21,6 +21,7 @@ import matplotlib
 import numpy as np
 from matplotlib.colors import LogNorm
 
+from simulator.i18n import N_, _
 from ui.history import layer_of
 from ui.plots.base import (
     TITLE_Y,
@@ -30,6 +31,7 @@ from ui.plots.base import (
     count_limit,
     grow_limits,
     message_on,
+    step_text,
     symmetric_limit,
     x_limit,
 )
@@ -64,13 +66,14 @@ def heat_columns(steps, norms: list[dict], rows: list[str], right: float, column
 class GradientsTab(PlotTab):
     """Heatmap, per-tensor lines, an evolving histogram and update ratios."""
 
-    title = "Gradients"
+    title = N_("Gradients")
 
     def build(self) -> None:
         bar = ttk.Frame(self.frame)
         bar.pack(fill="x", pady=2)
-        self.tensor_box, self.tensor_var = combo(bar, "histogram of the gradient of", [], width=22,
+        self.tensor_box, self.tensor_var = combo(bar, _("histogram of the gradient of"), [], width=22,
                                                  command=self._choose)
+        self.tensor_label = bar.winfo_children()[0]
         fig = self.make_canvas(self.frame)
         self.ax_heat, self.ax_lines, self.ax_hist, self.ax_ratio = fig.subplots(2, 2).ravel()
         self.cax = self.ax_heat.inset_axes([1.02, 0.0, 0.04, 1.0])  # the colour bar's own axes, kept across draws
@@ -82,17 +85,26 @@ class GradientsTab(PlotTab):
         self._drawn = None
         self._draw_empty()
 
+    def retranslate(self) -> None:
+        self.tensor_label.configure(text=_("histogram of the gradient of"))
+        self._built_for = None  # the artists are built again, their texts in the new language
+        self._drawn = None
+        if self.app.history.last_stats is None:
+            self._draw_empty()
+
     def _draw_empty(self) -> None:
         """The four axes with a note each (no statistics step yet); the artists are built with the first one."""
         self.blitter.set_artists([])
         self.cax.clear()
         self.cax.set_visible(False)
-        for ax, title in ((self.ax_heat, "grad norm per layer (log colour)"), (self.ax_lines, "grad norm per tensor"),
-                          (self.ax_hist, "gradient histogram"), (self.ax_ratio, "update / parameter ratio")):
+        every = self.app.config.train.stats_every
+        for ax, title in ((self.ax_heat, _("grad norm per layer (log colour)")),
+                          (self.ax_lines, _("grad norm per tensor")),
+                          (self.ax_hist, _("gradient histogram")), (self.ax_ratio, _("update / parameter ratio"))):
             ax.clear()
             ax.set_title(title, y=TITLE_Y)
-            message_on(ax, f"appears every {self.app.config.train.stats_every} steps"
-                       if self.app.config.train.stats_every else "statistics are off (train.stats_every = 0)")
+            message_on(ax, _("appears every {n} steps").format(n=every) if every else
+                       _("statistics are off (train.stats_every = 0)"))
         self._built_for = None
         self.relayout()
 
@@ -138,13 +150,13 @@ class GradientsTab(PlotTab):
                               extent=(0.0, self.heat_right, len(rows) - 0.5, -0.5))
         ax.set_xlim(0.0, self.heat_right)
         ax.set_yticks(range(len(rows)), rows)
-        ax.set_xlabel("step")
-        ax.set_title("grad norm per layer (log colour)", y=TITLE_Y)
+        ax.set_xlabel(_("step"))
+        ax.set_title(_("grad norm per layer (log colour)"), y=TITLE_Y)
         self.cbar = self.figure.colorbar(self.heat, cax=self.cax)
         self.cax.set_visible(True)
         self._norm_set = False  # the colour scale is fitted to the first statistics step
-        self.grad_lines = self._line_axes(self.ax_lines, names, colours, "grad norm per tensor")
-        self.ratio_lines = self._line_axes(self.ax_ratio, names, colours, "update / parameter ratio per step")
+        self.grad_lines = self._line_axes(self.ax_lines, names, colours, _("grad norm per tensor"))
+        self.ratio_lines = self._line_axes(self.ax_ratio, names, colours, _("update / parameter ratio per step"))
         self.ax_ratio.axhline(1e-3, color="k", ls="--", lw=0.8)
         self.ax_ratio.text(0.01, 1e-3, " 1e-3", transform=self.ax_ratio.get_yaxis_transform(), va="bottom",
                            fontsize=7)
@@ -155,17 +167,21 @@ class GradientsTab(PlotTab):
         self.stairs[-1].set_color("C0")
         self.stairs[-1].set_linewidth(1.4)
         ax.set_yscale("symlog", linthresh=1)
-        ax.set_xlabel("gradient value")
-        ax.set_ylabel("count")
+        ax.set_xlabel(_("gradient value"))
+        ax.set_ylabel(_("count"))
         self.hist_width, self.hist_top = 0.0, 1.0
         ax.set_xlim(-1.0, 1.0)
         ax.set_ylim(0.0, self.hist_top)
-        self.hist_title = ax.set_title("", y=TITLE_Y)
-        self.hist_note = message_on(ax, "waiting for the next statistics step")
-        # a static legend (a legend is costly to blit): which step each one is, the title says
-        ax.legend(handles=[self.stairs[-1], self.stairs[0]], labels=["newest", "earlier (fainter: older)"],
+        # the title names the tensor (static: it changes with the choice, and a full draw then); the steps shown
+        # are a small text of their own at its right, drawn from glyph bitmaps on every statistics step
+        self._hist_title_for = self.tensor_var.get()
+        self.hist_title = ax.set_title(_("gradient of {tensor}").format(tensor=self._hist_title_for), y=TITLE_Y)
+        self.hist_steps = step_text(ax)
+        self.hist_note = message_on(ax, _("waiting for the next statistics step"))
+        # a static legend (a legend is costly to blit): which step each one is, the step text says
+        ax.legend(handles=[self.stairs[-1], self.stairs[0]], labels=[_("newest"), _("earlier (fainter: older)")],
                   loc="upper right")
-        artists = [self.heat, *self.grad_lines.values(), *self.ratio_lines.values(), *self.stairs, self.hist_title,
+        artists = [self.heat, *self.grad_lines.values(), *self.ratio_lines.values(), *self.stairs, self.hist_steps,
                    self.hist_note]
         self.blitter.set_artists(artists)
         self._built_for = list(names)
@@ -183,7 +199,7 @@ class GradientsTab(PlotTab):
         ax.set_xlim(0.0, 10.0)
         ax.set_ylim(1e-3, 1.0)
         ax.set_title(title, y=TITLE_Y)
-        ax.set_xlabel("step")
+        ax.set_xlabel(_("step"))
         ax.grid(alpha=0.3, which="both")
         if seen:
             ax.legend(loc="upper right", ncols=2 if len(seen) > 4 else 1)
@@ -280,13 +296,19 @@ class GradientsTab(PlotTab):
     def _update_histograms(self) -> bool:
         name = self.tensor_var.get()
         n = len(self.hists)
-        steps = f"step {self.hists[-1][0]}" if n == 1 else f"steps {self.hists[0][0]}-{self.hists[-1][0]}" if n else ""
-        self.hist_title.set_text(f"gradient of {name}: last {n} statistics steps" + (f" ({steps})" if n else ""))
+        self.hist_steps.set_text(_("step {step}").format(step=self.hists[-1][0]) if n == 1 else
+                                 _("steps {first}-{last}").format(first=self.hists[0][0], last=self.hists[-1][0])
+                                 if n else "")
+        need = False
+        if name != self._hist_title_for:  # another tensor: its name in the title (static, so a full draw)
+            self._hist_title_for = name
+            self.hist_title.set_text(_("gradient of {tensor}").format(tensor=name))
+            need = True
         self.hist_note.set_visible(n == 0)
         for s in self.stairs:
             s.set_visible(False)
         if not n:
-            return False
+            return need
         # the newest in the last (blue) artist, the earlier ones in the grey ones before it, fainter when older
         for i, (_step, counts, edges) in enumerate(self.hists):
             artist = self.stairs[-1] if i == n - 1 else self.stairs[i]
@@ -294,7 +316,6 @@ class GradientsTab(PlotTab):
             artist.set_visible(True)
             if i < n - 1:
                 artist.set_alpha(0.25 + 0.5 * i / n)
-        need = False
         width = max(float(np.max(np.abs(e))) for _, _, e in self.hists)
         new = symmetric_limit(self.hist_width, width)
         if new is not None:

@@ -19,16 +19,57 @@ from tkinter import ttk
 import matplotlib
 
 matplotlib.use("Agg")  # the window embeds Agg canvases itself; never a pyplot window
+from matplotlib import font_manager  # noqa: E402
 from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
-from simulator.i18n import _  # noqa: E402
+from simulator.i18n import _, language  # noqa: E402
 from ui.plots.textcache import GlyphText, glyph_text  # noqa: E402
 from ui.protocol import Ready  # noqa: E402
 
 matplotlib.rcParams.update({"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7,
                             "xtick.labelsize": 7, "ytick.labelsize": 7, "figure.dpi": 100})
+
+# Chinese text: DejaVu Sans has no CJK glyphs; matplotlib falls back glyph by glyph along font.sans-serif
+CJK_FAMILIES = ("Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
+                "Microsoft YaHei", "SimHei", "PingFang SC", "Heiti SC", "Noto Sans CJK JP")
+
+
+def use_language_fonts(code: str) -> list[str]:
+    """An installed CJK family after the generic one in `font.family`, in either language (a figure made before a
+    switch to Chinese then draws it too): matplotlib falls back along that list glyph by glyph, so Latin text
+    keeps its look (DejaVu Sans). Returns it ([] when none is installed). For Chinese, a CJK font installed
+    after matplotlib made its font cache is added from the system's font folders first."""
+    known = {f.name for f in font_manager.fontManager.ttflist}
+    if code.startswith("zh") and not known.intersection(CJK_FAMILIES):
+        for path in font_manager.findSystemFonts():
+            name = path.rsplit("/", 1)[-1].lower()
+            if any(k in name for k in ("cjk", "wqy", "sourcehan", "msyh", "simhei", "pingfang")):
+                try:
+                    font_manager.fontManager.addfont(path)
+                except (OSError, RuntimeError, ValueError):  # a file FreeType cannot read: the next one
+                    continue
+        known = {f.name for f in font_manager.fontManager.ttflist}
+    found = [f for f in CJK_FAMILIES if f in known][:1]  # one is enough: every glyph it lacks, the next lacks too
+    families = list(matplotlib.rcParams["font.family"])
+    matplotlib.rcParams["font.family"] = [*[f for f in families if f not in CJK_FAMILIES], *found]
+    return found
+
+
+def fall_back_to(fig, families: list[str]) -> None:
+    """Gives every text of `fig` made before the switch (whose family has no such fallback) these families."""
+    if not families:
+        return
+    from matplotlib.text import Text
+
+    for t in fig.findobj(Text):
+        own = list(t.get_fontfamily())
+        if not any(f in own for f in families):
+            t.set_fontfamily([*own, *families])
+
+
+use_language_fonts(language())
 
 FULL_DRAW_HZ = 3.0
 NOTE_FONT = ("DejaVu Sans", 8)  # a lesson's description above its plots
@@ -202,7 +243,9 @@ class PlotTab:
         in it, and the tab draws fully once (now when it is on screen, else when it is next shown)."""
         if not self.built:
             return  # built later, in the language of then
+        families = use_language_fonts(language())
         self.retranslate()
+        fall_back_to(self.figure, families)  # the titles and labels kept across the switch
         self.relayout()  # other words, other widths
         self._need_full = True
         self.stale = True

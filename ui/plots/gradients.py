@@ -141,8 +141,14 @@ class GradientsTab(PlotTab):
         rows = list(dict.fromkeys(layer_of(n) for n in names))
         self.rows = rows
         ax = self.ax_heat
+        cbar = getattr(self, "cbar", None)
+        if cbar is not None and cbar.mappable.axes is not None:
+            cbar.remove()  # and its axes, while its image is still there to detach from
         ax.clear()  # which also forgets its inset axes: the colour bar gets new ones
-        self.cax.remove()
+        try:
+            self.cax.remove()
+        except (AttributeError, ValueError):  # a colour bar whose image already went with ax.clear(): gone with it
+            pass
         self.cax = ax.inset_axes([1.02, 0.0, 0.04, 1.0])
         self.heat_right = 10.0
         self.heat = ax.imshow(np.full((len(rows), HEAT_COLUMNS), np.nan), aspect="auto", interpolation="nearest",

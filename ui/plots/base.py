@@ -377,11 +377,18 @@ def grow_limits(current: tuple[float, float], lo: float, hi: float, log: bool = 
     return lo - pad * span, hi + pad * 2.5 * span
 
 
-def x_limit(step: float, current: float) -> float | None:
-    """A right x limit for `step` that grows by half again when reached, else None when it still fits."""
+def x_limit(step: float, current: float, planned: float = 0.0) -> float | None:
+    """A right x limit for `step`, else None when it still fits: the planned run (`train.steps`) while it holds
+    the step, then twice the step. Each growth is a full draw (new ticks, 100-200 ms of a 4-axes tab), so the
+    axes start at the planned run's length and double after it: a run to ten times its plan redraws 4 times."""
     if step <= current:
         return None
-    return max(10.0, step * 1.5)
+    return max(10.0, float(planned)) if step <= planned else max(10.0, step * 2.0)
+
+
+def planned_steps(app) -> float:
+    """The planned run's length, where the step axes start (`x_limit`)."""
+    return float(getattr(getattr(app.config, "train", None), "steps", 0) or 0)
 
 
 def symmetric_limit(current: float, needed: float, shrink: float = 4.0, pad: float = 1.15) -> float | None:

@@ -31,6 +31,7 @@ from ui.plots.base import (
     count_limit,
     grow_limits,
     message_on,
+    planned_steps,
     step_text,
     symmetric_limit,
     x_limit,
@@ -83,6 +84,7 @@ class GradientsTab(PlotTab):
         self._fitted: set = set()  # the line axes whose y limits were fitted to data
         self._colours_owed = self._norm_changed = False  # a new colour scale waits for its full draw
         self._drawn = None
+        self._ahead = 1.0
         self._draw_empty()
 
     def retranslate(self) -> None:
@@ -150,7 +152,7 @@ class GradientsTab(PlotTab):
         except (AttributeError, ValueError):  # a colour bar whose image already went with ax.clear(): gone with it
             pass
         self.cax = ax.inset_axes([1.02, 0.0, 0.04, 1.0])
-        self.heat_right = 10.0
+        self.heat_right = max(10.0, planned_steps(self.app))  # the planned run (see x_limit)
         self.heat = ax.imshow(np.full((len(rows), HEAT_COLUMNS), np.nan), aspect="auto", interpolation="nearest",
                               cmap=matplotlib.colormaps["viridis"], norm=LogNorm(vmin=1e-3, vmax=1.0),
                               extent=(0.0, self.heat_right, len(rows) - 0.5, -0.5))
@@ -202,7 +204,7 @@ class GradientsTab(PlotTab):
                                      label=row if row not in seen else None)
             seen.add(row)
         ax.set_yscale("log")
-        ax.set_xlim(0.0, 10.0)
+        ax.set_xlim(0.0, max(10.0, planned_steps(self.app)))
         ax.set_ylim(1e-3, 1.0)
         ax.set_title(title, y=TITLE_Y)
         ax.set_xlabel(_("step"))
@@ -224,6 +226,8 @@ class GradientsTab(PlotTab):
         if not force and not self.can_blit():
             return False
         need, self._norm_changed = False, False
+        # a forced refresh (the tab just shown) draws fully anyway: an x axis nearly full grows now, for free
+        self._ahead = 1.25 if force else 1.0
         if h.last_stats is None:
             if self._built_for is not None or self._drawn is None:
                 self._draw_empty()
@@ -249,7 +253,7 @@ class GradientsTab(PlotTab):
     def _update_heatmap(self, h) -> bool:
         need = False
         last = h.layer_steps[-1]
-        right = x_limit(last, self.heat_right)
+        right = x_limit(last * self._ahead, self.heat_right, planned_steps(self.app))
         if right is not None:
             self.heat_right = right
             self.heat.set_extent((0.0, right, len(self.rows) - 0.5, -0.5))
@@ -287,7 +291,7 @@ class GradientsTab(PlotTab):
             good = y[np.isfinite(y)]
             if good.size:
                 lo, hi = min(lo, float(good.min())), max(hi, float(good.max()))
-        right = x_limit(last, ax.get_xlim()[1])
+        right = x_limit(last * self._ahead, ax.get_xlim()[1], planned_steps(self.app))
         if right is not None:
             ax.set_xlim(0.0, right)
             need = True

@@ -19,7 +19,7 @@ import numpy as np
 from simulator.api import lr_at
 from simulator.i18n import N_, _
 from ui.history import config_diff
-from ui.plots.base import Blitter, PlotTab, grow_limits, x_limit
+from ui.plots.base import Blitter, PlotTab, grow_limits, planned_steps, x_limit
 from ui.protocol import Applied, ConfigKept, Record, Rewound
 
 PIN_COLOURS = ("#7f7f7f", "#9467bd", "#8c564b", "#e377c2")
@@ -159,8 +159,9 @@ class OverviewTab(PlotTab):
             ax.set_subplotspec(ax.get_subplotspec())
 
     def _reset_limits(self) -> None:
+        right = max(10.0, planned_steps(self.app))  # the planned run: no new ticks until training passes it
         for ax in (self.ax_loss, self.ax_lr, self.ax_gn):
-            ax.set_xlim(0, 10)
+            ax.set_xlim(0, right)
         self.ax_loss.set_ylim(0, 5)
         self.ax_lr.set_ylim(0, 1e-3)
         self.ax_gn.set_ylim(1e-2, 10)
@@ -238,7 +239,8 @@ class OverviewTab(PlotTab):
         need = self._sync_plan()
         need = self._sync_pins() or need
         need = self._sync_early_stop() or need
-        need = self._update_limits(xs, ys, vy, ly, gy) or need
+        # a forced refresh (the tab just shown) draws fully anyway: an x axis nearly full grows now, for free
+        need = self._update_limits(xs, ys, vy, ly, gy, ahead=1.25 if force else 1.0) or need
         clip = getattr(self.app.config.optim, "grad_clip", 0.0)
         if (clip > 0) != self.clip_line.get_visible() or (clip > 0 and self.clip_line.get_ydata()[0] != clip):
             self.clip_line.set_visible(clip > 0)
@@ -257,12 +259,12 @@ class OverviewTab(PlotTab):
         key = tuple((id(p), config_diff(p.config, self.app.config)) for p in self.app.pins)
         return key != self._pins_drawn
 
-    def _update_limits(self, xs, ys, vy, ly, gy) -> bool:
+    def _update_limits(self, xs, ys, vy, ly, gy, ahead: float = 1.0) -> bool:
         changed = False
         last = xs[-1] if len(xs) else 0.0
         pins_x = max((p.loss.x[-1] for p in self.app.pins if len(p.loss)), default=0.0)
         for ax in (self.ax_loss, self.ax_gn):
-            new = x_limit(max(last, pins_x), ax.get_xlim()[1])
+            new = x_limit(max(last, pins_x) * ahead, ax.get_xlim()[1], planned_steps(self.app))
             if new is not None:
                 ax.set_xlim(0, new)
                 changed = True

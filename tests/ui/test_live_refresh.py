@@ -329,3 +329,21 @@ def test_step_through_recolours_its_diagram_and_shows_the_phases_tensor(harness,
     import subprocess
 
     subprocess.run(["import", "-window", "root", "-crop", "1280x800+0+0", str(png)], check=True, timeout=30)
+
+
+@pytest.mark.parametrize("name, scale", [("gradients", 1e4), ("activations", 3.0)])
+def test_an_axis_that_grows_is_drawn_again_alone_and_looks_as_a_full_draw(harness, tiny, name, scale):
+    """A record that moves one axes' limits (or colour scale) redraws those axes only, not the figure; the
+    canvas then holds what a full draw makes (the same pixels but for a few antialiased edges)."""
+    h = harness(tiny)
+    h.steps(4)
+    tab = shown_tab(h, getattr(h.app.layout, name))
+    partial, full = tab.partial_draws, tab.full_draws
+    tab.last_full = 0.0
+    assert publish(h, tab, Record(next_record(h, scale=scale)))
+    assert tab.partial_draws == partial + 1 and tab.full_draws == full + 1, "not a partial draw"
+    after = np.asarray(tab.canvas.buffer_rgba()).astype(int).copy()
+    tab.canvas.draw()  # the whole figure, and the animated artists over it
+    whole = np.asarray(tab.canvas.buffer_rgba()).astype(int)
+    differ = np.abs(after - whole).max(axis=2) > 40
+    assert differ.mean() < 0.002, differ.mean()

@@ -154,27 +154,31 @@ class ActivationsTab(PlotTab):
             return False
         if not force and not self.can_blit():
             return False
-        need = False
+        whole, axes = False, set()  # axes: those whose limits or title changed, each drawn again alone
         if not acts:
             if self._sites is not None or self._drawn is None:
                 self._empty()
-                need = True
+                whole = True
         else:
             sites = list(acts[-1][1])
             if sites != self._sites:
                 self._build_artists(sites)
-                need = True
-            need = self._update_bars(acts) or need
-            need = self._update_histogram() or need
-        if self.present(need, force, blit_while_owed=self._sites is not None):  # stale ticks for a moment only
+                whole = True
+            axes |= self._update_bars(acts)
+            if self._update_histogram():
+                axes.add(self.ax_hist)
+        # stale ticks for a moment only
+        if self.present(whole or bool(axes), force, blit_while_owed=self._sites is not None,
+                        only=None if whole else axes):
             self._drawn = key
             return True
         return False
 
-    def _update_bars(self, acts) -> bool:
+    def _update_bars(self, acts) -> set:
+        """Sets the bars and faint lines; returns the axes whose y limits had to change."""
         step, latest = acts[-1]
         sites = self._sites
-        need = False
+        need = set()
         self.bars_step.set_text(_("step {step}").format(step=step))
         for ax, k in ((self.ax_std, 1), (self.ax_mean, 0)):
             old = acts[:-1][-EARLIER:]
@@ -204,7 +208,7 @@ class ActivationsTab(PlotTab):
                         lim = (0.0, lim[1])
                 if lim is not None:
                     ax.set_ylim(*lim)
-                    need = True
+                    need.add(ax)
         return need
 
     def _update_histogram(self) -> bool:

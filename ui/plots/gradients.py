@@ -225,25 +225,31 @@ class GradientsTab(PlotTab):
             return False
         if not force and not self.can_blit():
             return False
-        need, self._norm_changed = False, False
+        whole, self._norm_changed = False, False
+        axes = set()  # the axes whose limits or colour scale changed: each drawn again alone
         # a forced refresh (the tab just shown) draws fully anyway: an x axis nearly full grows now, for free
         self._ahead = 1.25 if force else 1.0
         if h.last_stats is None:
             if self._built_for is not None or self._drawn is None:
                 self._draw_empty()
-                need = True
+                whole = True
         else:
             names = list(h.grad_norms)
             if names != self._built_for:
                 self._build_artists(names)
-                need = True
-            need = self._update_heatmap(h) or need
-            need = self._update_lines(self.ax_lines, self.grad_lines, h.grad_norms) or need
-            need = self._update_lines(self.ax_ratio, self.ratio_lines, h.update_ratios) or need
-            need = self._update_histograms() or need
+                whole = True
+            if self._update_heatmap(h):
+                axes.add(self.ax_heat)  # with its colour bar, an inset of it
+            if self._update_lines(self.ax_lines, self.grad_lines, h.grad_norms):
+                axes.add(self.ax_lines)
+            if self._update_lines(self.ax_ratio, self.ratio_lines, h.update_ratios):
+                axes.add(self.ax_ratio)
+            if self._update_histograms():
+                axes.add(self.ax_hist)
         # stale ticks for a moment mislead nobody (the curves blit on); colours against the old bar would
         self._colours_owed = self._colours_owed or self._norm_changed
-        drawn = self.present(need, force, blit_while_owed=not self._colours_owed)
+        drawn = self.present(whole or bool(axes), force, blit_while_owed=not self._colours_owed,
+                             only=None if whole else axes)
         if not self._need_full:
             self._colours_owed = False
         if drawn:

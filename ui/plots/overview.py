@@ -236,20 +236,23 @@ class OverviewTab(PlotTab):
         self.l_lr.set_data(lx, ly)
         self.l_gn.set_data(gx, gy)
         self._show_next_step()
-        need = self._sync_plan()
-        need = self._sync_pins() or need
-        need = self._sync_early_stop() or need
+        # what changed, by axes: each is drawn again alone (`present(only=...)`), not the whole figure
+        axes = set()
+        if self._sync_plan():
+            axes.add(self.ax_lr)
+        if self._sync_pins() | self._sync_early_stop():
+            axes.add(self.ax_loss)
         # a forced refresh (the tab just shown) draws fully anyway: an x axis nearly full grows now, for free
-        need = self._update_limits(xs, ys, vy, ly, gy, ahead=1.25 if force else 1.0) or need
+        axes |= self._update_limits(xs, ys, vy, ly, gy, ahead=1.25 if force else 1.0)
         clip = getattr(self.app.config.optim, "grad_clip", 0.0)
         if (clip > 0) != self.clip_line.get_visible() or (clip > 0 and self.clip_line.get_ydata()[0] != clip):
             self.clip_line.set_visible(clip > 0)
             self.clip_line.set_ydata([clip, clip])
-            need = True
+            axes.add(self.ax_gn)
         # limits set now but drawn later stay owed: the background the blit restores still has the old ones
-        if (self._need_full or need or force) and (force or self.can_full_draw()):
+        if (self._need_full or axes or force) and (force or self.can_full_draw()):
             self.ax_loss.legend(loc="upper right")
-        return self.present(need, force, blit_while_owed=True)
+        return self.present(bool(axes), force, blit_while_owed=True, only=axes)
 
     def _early_changed(self) -> bool:
         es = self.early_stop
@@ -259,33 +262,34 @@ class OverviewTab(PlotTab):
         key = tuple((id(p), config_diff(p.config, self.app.config)) for p in self.app.pins)
         return key != self._pins_drawn
 
-    def _update_limits(self, xs, ys, vy, ly, gy, ahead: float = 1.0) -> bool:
-        changed = False
+    def _update_limits(self, xs, ys, vy, ly, gy, ahead: float = 1.0) -> set:
+        """The axes whose limits had to change (with headroom)."""
+        changed = set()
         last = xs[-1] if len(xs) else 0.0
         pins_x = max((p.loss.x[-1] for p in self.app.pins if len(p.loss)), default=0.0)
         for ax in (self.ax_loss, self.ax_gn):
             new = x_limit(max(last, pins_x) * ahead, ax.get_xlim()[1], planned_steps(self.app))
             if new is not None:
                 ax.set_xlim(0, new)
-                changed = True
+                changed.add(ax)
         # the planned steps, and the next step's marker once the planned run is done
         right = max(float(self._plan_right), float(last), self.app.step_count + 1.0) + 0.5
         if abs(self.ax_lr.get_xlim()[1] - right) > 1e-9 or self.ax_lr.get_xlim()[0] != 0.0:
             self.ax_lr.set_xlim(0, right)
-            changed = True
+            changed.add(self.ax_lr)
         loss_vals = np.concatenate([ys, vy] + [p.loss.arrays()[1] for p in self.app.pins])
         loss_vals = loss_vals[np.isfinite(loss_vals)]
         if loss_vals.size:
             lim = grow_limits(self.ax_loss.get_ylim(), float(loss_vals.min()), float(loss_vals.max()))
             if lim is not None:
                 self.ax_loss.set_ylim(max(0.0, lim[0]), lim[1])
-                changed = True
+                changed.add(self.ax_loss)
         if len(ly):
             hi = float(np.nanmax(ly)) if np.isfinite(ly).any() else 1e-3
             lim = grow_limits(self.ax_lr.get_ylim(), 0.0, hi)
             if lim is not None:
                 self.ax_lr.set_ylim(0.0, lim[1])
-                changed = True
+                changed.add(self.ax_lr)
         g = gy[np.isfinite(gy) & (gy > 0)]
         if g.size:
             clip = getattr(self.app.config.optim, "grad_clip", 0.0)
@@ -295,5 +299,5 @@ class OverviewTab(PlotTab):
             lim = grow_limits(self.ax_gn.get_ylim(), lo, hi, log=True)
             if lim is not None and all(math.isfinite(v) for v in lim):
                 self.ax_gn.set_ylim(*lim)
-                changed = True
+                changed.add(self.ax_gn)
         return changed

@@ -344,21 +344,37 @@ class Blitter:
                 fig.draw_artist(a)
 
     def _regions(self) -> list:
-        """The parts of the canvas the artists may cover: their axes (clipped artists stay inside them) and the
-        extents of those that are not clipped (titles, notes), boxes that overlap merged. Copying these, not the
-        whole figure, into Tk's image is most of a blit of a few lines; separate boxes, not their union, because
-        the union of a tab's axes is nearly the whole figure (their tick labels and the gaps between them)."""
+        """The parts of the canvas the artists may cover: their axes (clipped artists stay inside them, so each
+        axes counts once) and the extents of those that are not clipped (titles, notes), overlapping boxes
+        merged."""
         fig = self.canvas.figure
         renderer = self.canvas.get_renderer()
-        boxes = []
+        boxes, seen = [], set()
         for a in self.artists:
             if not a.get_visible():
                 continue
             if a.axes is not None and a.get_clip_on() and a.get_clip_box() is not None:
-                boxes.append(a.axes.bbox)
+                if id(a.axes) not in seen:
+                    seen.add(id(a.axes))
+                    boxes.append(a.axes.bbox)
             else:
                 boxes.append(a.get_window_extent(renderer).padded(2.0))  # and antialiased edges
         return merge_boxes([b for b in (Bbox.intersection(b, fig.bbox) for b in boxes) if b is not None])
+
+    def _show(self, boxes: list) -> None:
+        """Copies these boxes of the canvas to the screen: their union in one copy when it is not much larger
+        than they are (each copy into Tk's image has a cost of its own: on a 4-axes tab, one copy of the
+        union was measured at 2.3 ms of CPU, four of the axes at 3.7), else each."""
+        boxes = merge_boxes(boxes)
+        if not boxes:
+            self.canvas.blit(self.canvas.figure.bbox)
+            return
+        union = Bbox.union(boxes)
+        if union.width * union.height <= 1.5 * sum(b.width * b.height for b in boxes):
+            self.canvas.blit(union)
+            return
+        for box in boxes:
+            self.canvas.blit(box)
 
     def redraw_axes(self, axes: list) -> bool:
         """Draws these axes again (ticks, labels, titles, their static artists and inset colour bars) into the
@@ -401,11 +417,9 @@ class Blitter:
         self.background = canvas.copy_from_bbox(fig.bbox)
         self._draw_artists()
         regions = self._regions()
-        changed = [Bbox.union([b, c]).padded(1.0) for b, c in zip(before, after, strict=True)]
-        for box in merge_boxes(changed + regions + (self._last_region or [])):
-            box = Bbox.intersection(box, fig.bbox)
-            if box is not None:
-                canvas.blit(box)
+        changed = [Bbox.intersection(Bbox.union([b, c]).padded(1.0), fig.bbox) for b, c in zip(before, after,
+                                                                                               strict=True)]
+        self._show([b for b in changed if b is not None] + regions + (self._last_region or []))
         self._last_region = regions
         return True
 
@@ -417,10 +431,8 @@ class Blitter:
         self._draw_artists()
         regions = self._regions()
         # the regions of the last blit too: an artist that moved or shrank must be wiped where it was
-        shown = merge_boxes(regions + (self._last_region or []))
+        self._show(regions + (self._last_region or []))
         self._last_region = regions
-        for box in shown or [self.canvas.figure.bbox]:
-            self.canvas.blit(box)
         return True
 
 
@@ -460,21 +472,21 @@ def _drawn_extent(ax, renderer) -> Bbox:
 
 def merge_boxes(boxes: list) -> list:
     """The boxes with every group of overlapping ones replaced by its union (identical ones once)."""
-    out: list = []
+    out: list[list[float]] = []
     for box in boxes:
-        box = Bbox(box.get_points().copy())
+        x0, y0, x1, y1 = box.extents
         merged = True
         while merged:  # a union may now overlap one kept earlier
             merged = False
             for other in out:
-                if box.overlaps(other) or (box.x0 == other.x0 and box.y0 == other.y0 and box.x1 == other.x1
-                                           and box.y1 == other.y1):
+                if x0 <= other[2] and other[0] <= x1 and y0 <= other[3] and other[1] <= y1:
                     out.remove(other)
-                    box = Bbox.union([box, other])
+                    x0, y0 = min(x0, other[0]), min(y0, other[1])
+                    x1, y1 = max(x1, other[2]), max(y1, other[3])
                     merged = True
                     break
-        out.append(box)
-    return out
+        out.append([x0, y0, x1, y1])
+    return [Bbox.from_extents(*b) for b in out]
 
 
 def grow_limits(current: tuple[float, float], lo: float, hi: float, log: bool = False,

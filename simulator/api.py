@@ -52,6 +52,7 @@ PUBLIC_MODULES = (
     "simulator.gradcheck",
     "simulator.data",
     "simulator.lessons",  # the registry; each lesson module inside it is public too
+    "simulator.i18n",  # `_`, `N_`, `ngettext`: every string a person reads
 )
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from simulator.i18n import N_, _
 from ui.plots.base import (
+    STATS_BLIT_HZ,
     TITLE_Y,
     Blitter,
     PlotTab,
@@ -43,6 +44,7 @@ class ActivationsTab(PlotTab):
     """Per-site mean/std bars and an activation histogram."""
 
     title = N_("Activations")
+    blit_hz = STATS_BLIT_HZ  # statistics steps only: their rate limits it
 
     def build(self) -> None:
         bar = ttk.Frame(self.frame)

@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.colors import PowerNorm
 
 from simulator.i18n import N_, _
-from ui.plots.base import Blitter, PlotTab, combo, message_on
+from ui.plots.base import STATS_BLIT_HZ, Blitter, PlotTab, combo, message_on
 from ui.plots.textcache import GlyphText
 from ui.protocol import Probe
 
@@ -28,6 +28,7 @@ class AttentionTab(PlotTab):
     """One heatmap per head of the chosen layer and batch row."""
 
     title = N_("Attention")
+    blit_hz = STATS_BLIT_HZ  # statistics steps only: their rate limits it
 
     def build(self) -> None:
         bar = ttk.Frame(self.frame)

@@ -79,9 +79,10 @@ DRAW_DUTY = 6.0  # after a full draw of d seconds, the next waits at least DRAW_
 # Titles at a fixed height: nothing is drawn above these axes, and placing a title automatically measures
 # every tick label of its axes on each full draw (a fifth of a full draw of the Gradients tab)
 TITLE_Y = 1.0
-# 8 a second is above the 5 the tabs aim at with room for a late poll (draws land on 40 ms polls), and each blit
-# more takes the GIL from the training thread for a few milliseconds: at 12 the window cost it ~15 %
+# 8 a second (6.25 in effect: draws land on 40 ms polls) is above the 5 the tabs aim at, and each blit more takes
+# the GIL from the training thread for a few milliseconds
 BLIT_HZ = 8.0
+STATS_BLIT_HZ = 12.0  # tabs that draw statistics steps only (see `PlotTab.blit_hz`)
 STEP_TEXT = {"fontsize": 7, "color": "0.35"}  # the small "step N" beside a static title
 
 
@@ -90,6 +91,10 @@ class PlotTab:
 
     title = "plot"
     full_draw_hz = FULL_DRAW_HZ  # heavy tabs draw less often
+    # a tab that has something new on every record (curves, a lesson's frames); one drawing statistics steps
+    # only, which come ~7 times a second, sets more: its data already limits it, and a cap near that rate
+    # would skip every other one (draws land on 40 ms polls: 1/8 s is every 4th, 6.25 a second)
+    blit_hz = BLIT_HZ
 
     def __init__(self, app, notebook: ttk.Notebook):
         self.app = app
@@ -182,9 +187,9 @@ class PlotTab:
         return now - self.last_full >= max(1.0 / self.full_draw_hz, DRAW_DUTY * self.last_full_seconds)
 
     def can_blit(self, now: float | None = None) -> bool:
-        """True when a blit is allowed now (at most BLIT_HZ per second)."""
+        """True when a blit is allowed now (at most `blit_hz` per second)."""
         now = time.perf_counter() if now is None else now
-        return now - self.last_blit >= 1.0 / BLIT_HZ
+        return now - self.last_blit >= 1.0 / self.blit_hz
 
     def full_draw(self) -> None:
         """Redraws the whole figure now."""

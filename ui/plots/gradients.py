@@ -24,6 +24,7 @@ from matplotlib.colors import LogNorm
 from simulator.i18n import N_, _
 from ui.history import layer_of
 from ui.plots.base import (
+    STATS_BLIT_HZ,
     TITLE_Y,
     Blitter,
     PlotTab,
@@ -68,6 +69,7 @@ class GradientsTab(PlotTab):
     """Heatmap, per-tensor lines, an evolving histogram and update ratios."""
 
     title = N_("Gradients")
+    blit_hz = STATS_BLIT_HZ  # statistics steps only: their rate limits it
 
     def build(self) -> None:
         bar = ttk.Frame(self.frame)

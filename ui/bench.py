@@ -179,14 +179,20 @@ def line(r: dict) -> str:
             f"training {100 * r['window_vs_headless']:.0f} % of headless")
 
 
-def main(seconds: float = 4.0) -> int:
-    """`python main.py bench --ui`: prints one line per tab; 2 when no window can open."""
+def main(seconds: float = 4.0, tabs: list[str] | None = None) -> int:
+    """`python main.py bench --ui`: prints one line per tab (or per tab titled in `tabs`); 2 when no window can open.
+
+    `python -m ui.bench [--seconds S] [--tab TITLE ...]` measures some tabs only, for a before and after.
+    """
     import sys
 
     try:
         print(f"window benchmark: preset {DEFAULT_PRESET}, {seconds:g} s of Run per tab, alternating with headless "
               "training (targets: >= 5 refreshes/s, p95 < 30 ms, max < 100 ms, >= 90 % of headless)", flush=True)
-        results = measure_all(seconds, on_result=lambda r: print(line(r), flush=True))
+        results = measure_all(seconds, tabs=tabs, on_result=lambda r: print(line(r), flush=True))
+        if not results:
+            print(f"error: no tab is titled {', '.join(tabs or [])!r}", file=sys.stderr)
+            return 2
         headless = float(np.mean([r["steps_per_second_headless"] for r in results]))
         every = load_preset(DEFAULT_PRESET).train.stats_every
         print(f"headless training: {headless:.1f} steps/s; statistics every {every} steps, so Gradients, "
@@ -195,3 +201,14 @@ def main(seconds: float = 4.0) -> int:
         print(f"error: the window cannot open ({err})", file=sys.stderr)
         return 2
     return 0
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m ui.bench", description="the window benchmark, for some tabs")
+    parser.add_argument("--seconds", type=float, default=4.0, help="seconds of Run per tab (default 4)")
+    parser.add_argument("--tab", action="append", help="a tab's title, as the window shows it (repeatable)")
+    args = parser.parse_args()
+    sys.exit(main(args.seconds, args.tab))

@@ -10,6 +10,7 @@ release the GIL, so the window stays responsive while a step runs.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 import traceback
@@ -164,6 +165,7 @@ class Worker(threading.Thread):
     def run(self) -> None:
         """The loop: handle every waiting command, then take one training step while running."""
         _one_kernel_thread()
+        _short_gil_waits()
         if self._build(self.config):
             self._warm_up()
         while not self._quit:
@@ -403,6 +405,22 @@ def _one_kernel_thread() -> None:
         numba.set_num_threads(1)
     except (ImportError, ValueError):  # no numba, or a layer that refuses: the default stays
         pass
+
+
+GIL_SWITCH_S = 0.001
+
+
+def _short_gil_waits() -> None:
+    """The interpreter's switch interval down from 5 ms to 1 ms, for the whole window process.
+
+    Between two kernels (which release the GIL) the training thread needs the GIL for a moment of Python. While
+    the Tk thread draws, it holds the GIL and gives it up only when the switch interval forces it to: each of
+    the step's dozens of kernel returns could wait up to 5 ms, so a 20 ms draw stalled the step for about as
+    long as it ran. With 1 ms the step goes on between the draw's slices; the cost is a few hundred more
+    thread switches a second.
+    """
+    if sys.getswitchinterval() > GIL_SWITCH_S:
+        sys.setswitchinterval(GIL_SWITCH_S)
 
 
 def drain(q: queue.Queue, limit: int = 10000) -> list:

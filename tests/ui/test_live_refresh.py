@@ -90,7 +90,8 @@ def test_gradients_blit_a_new_record_and_show_its_numbers(harness, tiny):
         assert ln.get_ydata()[-1] == pytest.approx(rec.update_ratios[name], rel=1e-12)
     newest = tab.stairs[-1].get_data()
     assert np.array_equal(newest.values, counts) and np.array_equal(newest.edges, edges)
-    assert tab.hist_title.get_text().endswith(f"-{rec.step})")
+    assert tab.hist_steps.get_text().endswith(f"-{rec.step}")  # the step text, beside a static title
+    assert tab.hist_title.get_text() == f"gradient of {h.app.watch.grad_tensor}"
     # a step without statistics changes nothing this tab shows: no refresh at all
     plain = dataclasses.replace(rec, step=rec.step + 1, grad_norms={}, update_ratios={}, activations={})
     drawn = tab.blits + tab.full_draws
@@ -118,7 +119,7 @@ def test_activations_bars_are_the_records_means_and_stds(harness, tiny):
     sites = list(rec.activations)
     assert [r.get_height() for r in tab.bars[1]] == [rec.activations[s][1] for s in sites]
     assert [r.get_height() for r in tab.bars[0]] == [rec.activations[s][0] for s in sites]
-    assert tab.bar_titles[1].get_text().startswith(f"std per site at step {rec.step}")
+    assert tab.bars_step.get_text() == f"step {rec.step}" and tab.bar_titles[1].get_text().startswith("std per site")
     data = tab.stairs.get_data()
     assert np.array_equal(data.values, new_counts) and np.array_equal(data.edges, edges)
     # a std twice as large leaves the y axis: a full draw grows it
@@ -328,3 +329,21 @@ def test_step_through_recolours_its_diagram_and_shows_the_phases_tensor(harness,
     import subprocess
 
     subprocess.run(["import", "-window", "root", "-crop", "1280x800+0+0", str(png)], check=True, timeout=30)
+
+
+@pytest.mark.parametrize("name, scale", [("gradients", 1e4), ("activations", 3.0)])
+def test_an_axis_that_grows_is_drawn_again_alone_and_looks_as_a_full_draw(harness, tiny, name, scale):
+    """A record that moves one axes' limits (or colour scale) redraws those axes only, not the figure; the
+    canvas then holds what a full draw makes (the same pixels but for a few antialiased edges)."""
+    h = harness(tiny)
+    h.steps(4)
+    tab = shown_tab(h, getattr(h.app.layout, name))
+    partial, full = tab.partial_draws, tab.full_draws
+    tab.last_full = 0.0
+    assert publish(h, tab, Record(next_record(h, scale=scale)))
+    assert tab.partial_draws == partial + 1 and tab.full_draws == full + 1, "not a partial draw"
+    after = np.asarray(tab.canvas.buffer_rgba()).astype(int).copy()
+    tab.canvas.draw()  # the whole figure, and the animated artists over it
+    whole = np.asarray(tab.canvas.buffer_rgba()).astype(int)
+    differ = np.abs(after - whole).max(axis=2) > 40
+    assert differ.mean() < 0.002, differ.mean()

@@ -15,7 +15,19 @@ from tkinter import ttk
 
 import numpy as np
 
-from ui.plots.base import TITLE_Y, Blitter, PlotTab, combo, count_limit, grow_limits, message_on, symmetric_limit
+from simulator.i18n import N_, _
+from ui.plots.base import (
+    STATS_BLIT_HZ,
+    TITLE_Y,
+    Blitter,
+    PlotTab,
+    combo,
+    count_limit,
+    grow_limits,
+    message_on,
+    step_text,
+    symmetric_limit,
+)
 from ui.protocol import Probe
 
 AFTER_NORM = "#dd8452"
@@ -31,14 +43,17 @@ def is_norm_output(site: str) -> bool:
 class ActivationsTab(PlotTab):
     """Per-site mean/std bars and an activation histogram."""
 
-    title = "Activations"
+    title = N_("Activations")
+    blit_hz = STATS_BLIT_HZ  # statistics steps only: their rate limits it
 
     def build(self) -> None:
         bar = ttk.Frame(self.frame)
         bar.pack(fill="x", pady=2)
-        self.site_box, self.site_var = combo(bar, "histogram at site", [], width=14, command=self._choose)
-        ttk.Label(bar, text="   orange: after a norm; blue: stream and branch outputs (before the next norm)",
-                  foreground="#555").pack(side="left")
+        self.site_box, self.site_var = combo(bar, _("histogram at site"), [], width=14, command=self._choose)
+        self.site_label = bar.winfo_children()[0]
+        self.key_label = ttk.Label(bar, text="   " + _("orange: after a norm; blue: stream and branch outputs "
+                                                        "(before the next norm)"), foreground="#555")
+        self.key_label.pack(side="left")
         fig = self.make_canvas(self.frame)
         grid = fig.add_gridspec(2, 3)
         self.ax_std = fig.add_subplot(grid[0, :2])
@@ -49,13 +64,22 @@ class ActivationsTab(PlotTab):
         self._drawn = None
         self._empty()
 
+    def retranslate(self) -> None:
+        self.site_label.configure(text=_("histogram at site"))
+        self.key_label.configure(text="   " + _("orange: after a norm; blue: stream and branch outputs "
+                                              "(before the next norm)"))
+        self._sites = None  # the artists are built again, their texts in the new language
+        self._drawn = None
+        if not self.app.history.activations:
+            self._empty()
+
     def _empty(self) -> None:
         self.blitter.set_artists([])
-        for ax, t in ((self.ax_std, "std per site"), (self.ax_mean, "mean per site"),
-                      (self.ax_hist, "histogram")):
+        for ax, t in ((self.ax_std, _("std per site")), (self.ax_mean, _("mean per site")),
+                      (self.ax_hist, _("histogram"))):
             ax.clear()
             ax.set_title(t, y=TITLE_Y)
-            message_on(ax, "appears with the first statistics step")
+            message_on(ax, _("appears with the first statistics step"))
         self._sites = None
         self.relayout()
 
@@ -94,7 +118,9 @@ class ActivationsTab(PlotTab):
             self.earlier[k] = [ax.plot(x, np.full(len(sites), np.nan), color="0.5", lw=0.8)[0]
                                for _ in range(EARLIER)]
             self.bars[k] = ax.bar(x, np.zeros(len(sites)), color=colours, width=0.7)
-            self.bar_titles[k] = ax.set_title("", y=TITLE_Y)
+            # static titles; the step is the small text at the right of the upper one's row (one for both)
+            self.bar_titles[k] = ax.set_title(_("std per site (grey: earlier statistics steps)") if k else
+                                              _("mean per site"), y=TITLE_Y)
             ax.grid(alpha=0.3, axis="y")
             ax.axhline(0, color="k", lw=0.6)
             ax.set_ylim(0.0, 1.0)
@@ -104,16 +130,19 @@ class ActivationsTab(PlotTab):
         ax = self.ax_hist
         ax.clear()
         self.stairs = ax.stairs(np.zeros(1), np.array([-1.0, 1.0]), fill=True, color=STREAM, alpha=0.8)
-        ax.set_xlabel("activation value")
-        ax.set_ylabel("count")
+        ax.set_xlabel(_("activation value"))
+        ax.set_ylabel(_("count"))
         ax.set_yscale("symlog", linthresh=1)
         self.hist_width, self.hist_top = 0.0, 1.0
         ax.set_xlim(-1.0, 1.0)
         ax.set_ylim(0.0, self.hist_top)
-        self.hist_title = ax.set_title("histogram", y=TITLE_Y)
-        self.hist_note = message_on(ax, "waiting for the next statistics step")
-        self.blitter.set_artists([*self.earlier[1], *self.bars[1], self.bar_titles[1], *self.earlier[0],
-                                  *self.bars[0], self.bar_titles[0], self.stairs, self.hist_title, self.hist_note])
+        self._hist_title_for = None  # the site the (static) title names
+        self.hist_title = ax.set_title(_("histogram"), y=TITLE_Y)
+        self.bars_step = step_text(self.ax_std)
+        self.hist_step = step_text(ax)
+        self.hist_note = message_on(ax, _("waiting for the next statistics step"))
+        self.blitter.set_artists([*self.earlier[1], *self.bars[1], self.bars_step, *self.earlier[0],
+                                  *self.bars[0], self.stairs, self.hist_step, self.hist_note])
         self._sites = list(sites)
         self.relayout()  # new tick labels: lay out again
 
@@ -127,28 +156,33 @@ class ActivationsTab(PlotTab):
             return False
         if not force and not self.can_blit():
             return False
-        need = False
+        whole, axes = False, set()  # axes: those whose limits or title changed, each drawn again alone
         if not acts:
             if self._sites is not None or self._drawn is None:
                 self._empty()
-                need = True
+                whole = True
         else:
             sites = list(acts[-1][1])
             if sites != self._sites:
                 self._build_artists(sites)
-                need = True
-            need = self._update_bars(acts) or need
-            need = self._update_histogram() or need
-        if self.present(need, force, blit_while_owed=self._sites is not None):  # stale ticks for a moment only
+                whole = True
+            axes |= self._update_bars(acts)
+            if self._update_histogram():
+                axes.add(self.ax_hist)
+        # stale ticks for a moment only
+        if self.present(whole or bool(axes), force, blit_while_owed=self._sites is not None,
+                        only=None if whole else axes):
             self._drawn = key
             return True
         return False
 
-    def _update_bars(self, acts) -> bool:
+    def _update_bars(self, acts) -> set:
+        """Sets the bars and faint lines; returns the axes whose y limits had to change."""
         step, latest = acts[-1]
         sites = self._sites
-        need = False
-        for ax, k, title in ((self.ax_std, 1, "std per site"), (self.ax_mean, 0, "mean per site")):
+        need = set()
+        self.bars_step.set_text(_("step {step}").format(step=step))
+        for ax, k in ((self.ax_std, 1), (self.ax_mean, 0)):
             old = acts[:-1][-EARLIER:]
             values = [np.array([latest[s][k] for s in sites], dtype=float)]
             for i, line in enumerate(self.earlier[k]):
@@ -162,7 +196,6 @@ class ActivationsTab(PlotTab):
                     line.set_visible(False)
             for rect, v in zip(self.bars[k], values[0], strict=True):
                 rect.set_height(v)
-            self.bar_titles[k].set_text(f"{title} at step {step} (grey: earlier statistics steps)")
             v = np.concatenate(values)
             v = v[np.isfinite(v)]
             if v.size:
@@ -177,21 +210,21 @@ class ActivationsTab(PlotTab):
                         lim = (0.0, lim[1])
                 if lim is not None:
                     ax.set_ylim(*lim)
-                    need = True
+                    need.add(ax)
         return need
 
     def _update_histogram(self) -> bool:
         self.hist_note.set_visible(self.hist is None)
         self.stairs.set_visible(self.hist is not None)
         if self.hist is None:
-            self.hist_title.set_text("histogram")
-            return False
+            self.hist_step.set_text("")
+            return self._title_histogram(None)
         step, site, counts, edges = self.hist
         self.stairs.set_data(counts, edges)
         self.stairs.set_facecolor(AFTER_NORM if is_norm_output(site) else STREAM)
         self.stairs.set_edgecolor(AFTER_NORM if is_norm_output(site) else STREAM)
-        self.hist_title.set_text(f"{site} at step {step}")
-        need = False
+        self.hist_step.set_text(_("step {step}").format(step=step))
+        need = self._title_histogram(site)
         new = symmetric_limit(self.hist_width, float(np.max(np.abs(edges))))
         if new is not None:
             self.hist_width = new
@@ -203,3 +236,11 @@ class ActivationsTab(PlotTab):
             self.ax_hist.set_ylim(0.0, top)
             need = True
         return need
+
+    def _title_histogram(self, site: str | None) -> bool:
+        """The histogram's static title names its site; True when it changed (a full draw shows it)."""
+        if site == self._hist_title_for:
+            return False
+        self._hist_title_for = site
+        self.hist_title.set_text(_("histogram") if site is None else site)  # the site's name, short: the step beside
+        return True

@@ -18,30 +18,45 @@ import matplotlib
 import numpy as np
 from matplotlib.colors import PowerNorm
 
-from ui.plots.base import Blitter, PlotTab, combo, message_on
+from simulator.i18n import N_, _
+from ui.plots.base import STATS_BLIT_HZ, Blitter, PlotTab, combo, message_on
+from ui.plots.textcache import GlyphText
 from ui.protocol import Probe
 
 
 class AttentionTab(PlotTab):
     """One heatmap per head of the chosen layer and batch row."""
 
-    title = "Attention"
+    title = N_("Attention")
+    blit_hz = STATS_BLIT_HZ  # statistics steps only: their rate limits it
 
     def build(self) -> None:
         bar = ttk.Frame(self.frame)
         bar.pack(fill="x", pady=2)
-        self.layer_box, self.layer_var = combo(bar, "layer", [], width=4, command=self._choose)
-        ttk.Label(bar, text="batch row").pack(side="left", padx=(10, 2))
+        self.layer_box, self.layer_var = combo(bar, _("layer"), [], width=4, command=self._choose)
+        self.layer_label = bar.winfo_children()[0]
+        self.row_label = ttk.Label(bar, text=_("batch row"))
+        self.row_label.pack(side="left", padx=(10, 2))
         self.row_var = tk.StringVar(self.frame, "0")
         self.row_spin = ttk.Spinbox(bar, textvariable=self.row_var, from_=0, to=0, width=4, command=self._choose)
         self.row_spin.pack(side="left")
         self.row_spin.bind("<Return>", lambda e: self._choose())
-        ttk.Label(bar, text="   grey: masked by the causal mask (a query never sees later keys)",
-                  foreground="#555").pack(side="left")
+        self.key_label = ttk.Label(bar, text="   " + _("grey: masked by the causal mask (a query never sees later "
+                                                        "keys)"), foreground="#555")
+        self.key_label.pack(side="left")
         self.make_canvas(self.frame)
         self.blitter = Blitter(self.canvas, [])
         self._shape = None  # (heads, T, causal) of the images built
         self._drawn = None
+
+    def retranslate(self) -> None:
+        self.layer_label.configure(text=_("layer"))
+        self.row_label.configure(text=_("batch row"))
+        self.key_label.configure(text="   " + _("grey: masked by the causal mask (a query never sees later keys)"))
+        self._shape = None  # the maps are built again, their texts in the new language
+        self._drawn = None
+        if self.probe is None:
+            self._empty()
 
     def clear(self) -> None:
         self.probe = None
@@ -64,11 +79,12 @@ class AttentionTab(PlotTab):
         try:
             layer, row = int(self.layer_var.get()), int(self.row_var.get())
         except ValueError:
-            self.app.show_error("Attention: the batch row must be a whole number.")
+            self.app.show_error(_("Attention: the batch row must be a whole number."))
             return
         info = self.app.info
         if info is not None and not 0 <= row < info.batch_size:
-            self.app.show_error(f"Attention: batch row {row} does not exist; use 0 to {info.batch_size - 1}.")
+            self.app.show_error(_("Attention: batch row {row} does not exist; use 0 to {last}.").format(
+                row=row, last=info.batch_size - 1))
             self.row_var.set(str(self.app.watch.attn_sample))
             return
         self.app.set_watch(attn_layer=layer, attn_sample=row)
@@ -103,8 +119,9 @@ class AttentionTab(PlotTab):
             for im, m in zip(self.images, masked, strict=True):
                 im.set_data(m)
             text = self.probe.tokens.replace("\n", "⏎")
-            self.suptitle.set_text(f"layer {self.probe.attn_layer}, batch row {self.probe.attn_sample}, step "
-                                   f"{self.probe.step}: {text[:90]!r}")
+            # a new string on every statistics step (its batch's characters): drawn from glyph bitmaps
+            self.suptitle.set_text(_("layer {layer}, batch row {row}, step {step}: {text}").format(
+                layer=self.probe.attn_layer, row=self.probe.attn_sample, step=self.probe.step, text=repr(text[:90])))
         if self.present(need, force):
             self._drawn = key
             return True
@@ -115,7 +132,7 @@ class AttentionTab(PlotTab):
         fig.clear()
         self.blitter.set_artists([])
         self.relayout()  # new axes: lay them out on the next draw
-        message_on(fig.add_subplot(), "the attention maps appear with the first statistics step", axis_off=True)
+        message_on(fig.add_subplot(), _("the attention maps appear with the first statistics step"), axis_off=True)
         self._shape = None
 
     def _build_maps(self, nh: int, T: int, causal: bool) -> None:
@@ -132,12 +149,13 @@ class AttentionTab(PlotTab):
         for h in range(nh):
             ax = fig.add_subplot(rows, cols, h + 1)
             self.images.append(ax.imshow(np.ma.masked_all((T, T)), cmap=cmap, norm=norm, interpolation="nearest"))
-            ax.set_title(f"head {h}")
-            ax.set_xlabel("key position")
+            ax.set_title(_("head {head}").format(head=h))
+            ax.set_xlabel(_("key position"))
             if h % cols == 0:
-                ax.set_ylabel("query position")
-        fig.colorbar(self.images[-1], ax=fig.axes, shrink=0.8, label="attention weight")
-        # a title of the same length as the real ones, so the layout leaves it room
-        self.suptitle = fig.suptitle("layer 0, batch row 0, step 0", fontsize=8)
+                ax.set_ylabel(_("query position"))
+        fig.colorbar(self.images[-1], ax=fig.axes, shrink=0.8, label=_("attention weight"))
+        # the figure's title, as `suptitle` makes it (the layout leaves it room), but drawn from glyph bitmaps
+        self.suptitle = GlyphText.adopt(fig.suptitle(_("layer {layer}, batch row {row}, step {step}: {text}").format(
+            layer=0, row=0, step=0, text="''"), fontsize=8))
         self.blitter.set_artists([*self.images, self.suptitle])
         self._shape = (nh, T, causal)

@@ -13,6 +13,7 @@ from tkinter import ttk
 
 import numpy as np
 
+from simulator.i18n import N_, _
 from simulator.sampling import printable
 from ui.panels.controls import SAMPLING_GROUP, ControlsPanel
 from ui.plots.base import PlotTab, message_on
@@ -25,7 +26,7 @@ KEPT, CUT, DRAWN = "#4c72b0", "#c8c8c8", "#d62728"
 class GenerateTab(PlotTab):
     """Prompt and rule on the left, text and chart on the right."""
 
-    title = "Generate"
+    title = N_("Generate")
 
     def build(self) -> None:
         left = ttk.Frame(self.frame)
@@ -33,10 +34,11 @@ class GenerateTab(PlotTab):
         self.controls = ControlsPanel(left, self.app.change_setting, groups=SAMPLING_GROUP, note=False, width=215)
         self.controls.pack(fill="both", expand=True)
         self.controls.set_config(self.app.config)
-        self.button = ttk.Button(left, text="Generate", command=self.app.generate)
+        self.button = ttk.Button(left, text=_("Generate"), command=self.app.generate)
         self.button.pack(fill="x", pady=4)
-        ttk.Label(left, text="Uses the current weights in eval mode;\ntraining state is untouched.",
-                  foreground="#555").pack(fill="x")
+        self.eval_note = ttk.Label(left, text=_("Uses the current weights in eval mode;\ntraining state is untouched."),
+                                   foreground="#555")
+        self.eval_note.pack(fill="x")
         right = ttk.Frame(self.frame)
         right.pack(side="left", fill="both", expand=True)
         self.text = tk.Text(right, height=7, wrap="word", font=("DejaVu Sans Mono", 10), relief="solid",
@@ -46,7 +48,8 @@ class GenerateTab(PlotTab):
         self.text.pack(fill="x", padx=2, pady=2)
         nav = ttk.Frame(right)
         nav.pack(fill="x")
-        ttk.Label(nav, text="token").pack(side="left", padx=(2, 4))
+        self.token_label = ttk.Label(nav, text=_("token"))
+        self.token_label.pack(side="left", padx=(2, 4))
         self.index_var = tk.IntVar(self.frame, 0)
         self.slider = ttk.Scale(nav, from_=0, to=0, orient="horizontal", command=self._slide)
         self.slider.pack(side="left", fill="x", expand=True)
@@ -54,6 +57,12 @@ class GenerateTab(PlotTab):
         self.index_label.pack(side="left", padx=4)
         self.make_canvas(right, figsize=(7, 3.5))
         self._drawn = None
+
+    def retranslate(self) -> None:
+        self.button.configure(text=_("Generate"))
+        self.eval_note.configure(text=_("Uses the current weights in eval mode;\ntraining state is untouched."))
+        self.token_label.configure(text=_("token"))
+        self._drawn = None  # the chart is drawn again in the new language
 
     def clear(self) -> None:
         self.events: list = []
@@ -130,13 +139,13 @@ class GenerateTab(PlotTab):
         self.relayout()  # new axes: lay them out on this draw
         ax = fig.add_subplot()
         if i < 0:
-            message_on(ax, "press Generate: the distribution of each next token shows here", axis_off=True)
+            message_on(ax, _("press Generate: the distribution of each next token shows here"), axis_off=True)
             self.full_draw()
             return True
         self._chart(ax, self.events[i])
         self._mark_text(i)
-        self.index_label.configure(text=f"{i + 1} of {len(self.events)}: {printable(self.events[i].char)!r} "
-                                   f"p={self.events[i].prob:.3f}")
+        self.index_label.configure(text=_("{i} of {n}: {char} p={p:.3f}").format(
+            i=i + 1, n=len(self.events), char=repr(printable(self.events[i].char)), p=self.events[i].prob))
         self.full_draw()
         return True
 
@@ -153,15 +162,17 @@ class GenerateTab(PlotTab):
             b = bars[int(drawn[0])]
             b.set_edgecolor(DRAWN)
             b.set_linewidth(2.0)
-            ax.annotate("drawn", (b.get_x() + b.get_width() / 2, b.get_height()), xytext=(0, 6),
+            ax.annotate(_("drawn"), (b.get_x() + b.get_width() / 2, b.get_height()), xytext=(0, 6),
                         textcoords="offset points", ha="center", color=DRAWN, fontsize=8,
                         arrowprops={"arrowstyle": "-|>", "color": DRAWN, "lw": 0.8})
         ax.set_ylim(0, max(0.05, float(probs.max()) * 1.25))
-        ax.set_ylabel("probability after temperature")
-        ax.set_title(f"token {ev.index + 1}: drew {printable(ev.char)!r}, renormalised p = {ev.prob:.3f}\n"
-                     f"kept {len(kept)} of {ev.tempered.size} tokens; entropy {ev.entropy:.2f} nats", fontsize=9)
+        ax.set_ylabel(_("probability after temperature"))
+        ax.set_title(_("token {i}: drew {char}, renormalised p = {p:.3f}\nkept {kept} of {n} tokens; entropy "
+                       "{entropy:.2f} nats").format(i=ev.index + 1, char=repr(printable(ev.char)), p=ev.prob,
+                                                    kept=len(kept), n=ev.tempered.size, entropy=ev.entropy),
+                     fontsize=9)
         ax.legend(handles=[ax.bar([0], [0], color=KEPT)[0], ax.bar([0], [0], color=CUT)[0]],
-                  labels=["kept by the rule", "removed by top-k / top-p / min-p"], loc="upper right")
+                  labels=[_("kept by the rule"), _("removed by top-k / top-p / min-p")], loc="upper right")
         ax.grid(alpha=0.3, axis="y")
 
     def _mark_text(self, i: int) -> None:

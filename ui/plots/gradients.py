@@ -21,8 +21,10 @@ import matplotlib
 import numpy as np
 from matplotlib.colors import LogNorm
 
+from simulator.i18n import N_, _
 from ui.history import layer_of
 from ui.plots.base import (
+    STATS_BLIT_HZ,
     TITLE_Y,
     Blitter,
     PlotTab,
@@ -30,6 +32,8 @@ from ui.plots.base import (
     count_limit,
     grow_limits,
     message_on,
+    planned_steps,
+    step_text,
     symmetric_limit,
     x_limit,
 )
@@ -64,13 +68,15 @@ def heat_columns(steps, norms: list[dict], rows: list[str], right: float, column
 class GradientsTab(PlotTab):
     """Heatmap, per-tensor lines, an evolving histogram and update ratios."""
 
-    title = "Gradients"
+    title = N_("Gradients")
+    blit_hz = STATS_BLIT_HZ  # statistics steps only: their rate limits it
 
     def build(self) -> None:
         bar = ttk.Frame(self.frame)
         bar.pack(fill="x", pady=2)
-        self.tensor_box, self.tensor_var = combo(bar, "histogram of the gradient of", [], width=22,
+        self.tensor_box, self.tensor_var = combo(bar, _("histogram of the gradient of"), [], width=22,
                                                  command=self._choose)
+        self.tensor_label = bar.winfo_children()[0]
         fig = self.make_canvas(self.frame)
         self.ax_heat, self.ax_lines, self.ax_hist, self.ax_ratio = fig.subplots(2, 2).ravel()
         self.cax = self.ax_heat.inset_axes([1.02, 0.0, 0.04, 1.0])  # the colour bar's own axes, kept across draws
@@ -80,19 +86,29 @@ class GradientsTab(PlotTab):
         self._fitted: set = set()  # the line axes whose y limits were fitted to data
         self._colours_owed = self._norm_changed = False  # a new colour scale waits for its full draw
         self._drawn = None
+        self._ahead = 1.0
         self._draw_empty()
+
+    def retranslate(self) -> None:
+        self.tensor_label.configure(text=_("histogram of the gradient of"))
+        self._built_for = None  # the artists are built again, their texts in the new language
+        self._drawn = None
+        if self.app.history.last_stats is None:
+            self._draw_empty()
 
     def _draw_empty(self) -> None:
         """The four axes with a note each (no statistics step yet); the artists are built with the first one."""
         self.blitter.set_artists([])
         self.cax.clear()
         self.cax.set_visible(False)
-        for ax, title in ((self.ax_heat, "grad norm per layer (log colour)"), (self.ax_lines, "grad norm per tensor"),
-                          (self.ax_hist, "gradient histogram"), (self.ax_ratio, "update / parameter ratio")):
+        every = self.app.config.train.stats_every
+        for ax, title in ((self.ax_heat, _("grad norm per layer (log colour)")),
+                          (self.ax_lines, _("grad norm per tensor")),
+                          (self.ax_hist, _("gradient histogram")), (self.ax_ratio, _("update / parameter ratio"))):
             ax.clear()
             ax.set_title(title, y=TITLE_Y)
-            message_on(ax, f"appears every {self.app.config.train.stats_every} steps"
-                       if self.app.config.train.stats_every else "statistics are off (train.stats_every = 0)")
+            message_on(ax, _("appears every {n} steps").format(n=every) if every else
+                       _("statistics are off (train.stats_every = 0)"))
         self._built_for = None
         self.relayout()
 
@@ -129,22 +145,28 @@ class GradientsTab(PlotTab):
         rows = list(dict.fromkeys(layer_of(n) for n in names))
         self.rows = rows
         ax = self.ax_heat
+        cbar = getattr(self, "cbar", None)
+        if cbar is not None and cbar.mappable.axes is not None:
+            cbar.remove()  # and its axes, while its image is still there to detach from
         ax.clear()  # which also forgets its inset axes: the colour bar gets new ones
-        self.cax.remove()
+        try:
+            self.cax.remove()
+        except (AttributeError, ValueError):  # a colour bar whose image already went with ax.clear(): gone with it
+            pass
         self.cax = ax.inset_axes([1.02, 0.0, 0.04, 1.0])
-        self.heat_right = 10.0
+        self.heat_right = max(10.0, planned_steps(self.app))  # the planned run (see x_limit)
         self.heat = ax.imshow(np.full((len(rows), HEAT_COLUMNS), np.nan), aspect="auto", interpolation="nearest",
                               cmap=matplotlib.colormaps["viridis"], norm=LogNorm(vmin=1e-3, vmax=1.0),
                               extent=(0.0, self.heat_right, len(rows) - 0.5, -0.5))
         ax.set_xlim(0.0, self.heat_right)
         ax.set_yticks(range(len(rows)), rows)
-        ax.set_xlabel("step")
-        ax.set_title("grad norm per layer (log colour)", y=TITLE_Y)
+        ax.set_xlabel(_("step"))
+        ax.set_title(_("grad norm per layer (log colour)"), y=TITLE_Y)
         self.cbar = self.figure.colorbar(self.heat, cax=self.cax)
         self.cax.set_visible(True)
         self._norm_set = False  # the colour scale is fitted to the first statistics step
-        self.grad_lines = self._line_axes(self.ax_lines, names, colours, "grad norm per tensor")
-        self.ratio_lines = self._line_axes(self.ax_ratio, names, colours, "update / parameter ratio per step")
+        self.grad_lines = self._line_axes(self.ax_lines, names, colours, _("grad norm per tensor"))
+        self.ratio_lines = self._line_axes(self.ax_ratio, names, colours, _("update / parameter ratio per step"))
         self.ax_ratio.axhline(1e-3, color="k", ls="--", lw=0.8)
         self.ax_ratio.text(0.01, 1e-3, " 1e-3", transform=self.ax_ratio.get_yaxis_transform(), va="bottom",
                            fontsize=7)
@@ -155,17 +177,21 @@ class GradientsTab(PlotTab):
         self.stairs[-1].set_color("C0")
         self.stairs[-1].set_linewidth(1.4)
         ax.set_yscale("symlog", linthresh=1)
-        ax.set_xlabel("gradient value")
-        ax.set_ylabel("count")
+        ax.set_xlabel(_("gradient value"))
+        ax.set_ylabel(_("count"))
         self.hist_width, self.hist_top = 0.0, 1.0
         ax.set_xlim(-1.0, 1.0)
         ax.set_ylim(0.0, self.hist_top)
-        self.hist_title = ax.set_title("", y=TITLE_Y)
-        self.hist_note = message_on(ax, "waiting for the next statistics step")
-        # a static legend (a legend is costly to blit): which step each one is, the title says
-        ax.legend(handles=[self.stairs[-1], self.stairs[0]], labels=["newest", "earlier (fainter: older)"],
+        # the title names the tensor (static: it changes with the choice, and a full draw then); the steps shown
+        # are a small text of their own at its right, drawn from glyph bitmaps on every statistics step
+        self._hist_title_for = self.tensor_var.get()
+        self.hist_title = ax.set_title(_("gradient of {tensor}").format(tensor=self._hist_title_for), y=TITLE_Y)
+        self.hist_steps = step_text(ax)
+        self.hist_note = message_on(ax, _("waiting for the next statistics step"))
+        # a static legend (a legend is costly to blit): which step each one is, the step text says
+        ax.legend(handles=[self.stairs[-1], self.stairs[0]], labels=[_("newest"), _("earlier (fainter: older)")],
                   loc="upper right")
-        artists = [self.heat, *self.grad_lines.values(), *self.ratio_lines.values(), *self.stairs, self.hist_title,
+        artists = [self.heat, *self.grad_lines.values(), *self.ratio_lines.values(), *self.stairs, self.hist_steps,
                    self.hist_note]
         self.blitter.set_artists(artists)
         self._built_for = list(names)
@@ -180,10 +206,10 @@ class GradientsTab(PlotTab):
                                      label=row if row not in seen else None)
             seen.add(row)
         ax.set_yscale("log")
-        ax.set_xlim(0.0, 10.0)
+        ax.set_xlim(0.0, max(10.0, planned_steps(self.app)))
         ax.set_ylim(1e-3, 1.0)
         ax.set_title(title, y=TITLE_Y)
-        ax.set_xlabel("step")
+        ax.set_xlabel(_("step"))
         ax.grid(alpha=0.3, which="both")
         if seen:
             ax.legend(loc="upper right", ncols=2 if len(seen) > 4 else 1)
@@ -201,23 +227,31 @@ class GradientsTab(PlotTab):
             return False
         if not force and not self.can_blit():
             return False
-        need, self._norm_changed = False, False
+        whole, self._norm_changed = False, False
+        axes = set()  # the axes whose limits or colour scale changed: each drawn again alone
+        # a forced refresh (the tab just shown) draws fully anyway: an x axis nearly full grows now, for free
+        self._ahead = 1.25 if force else 1.0
         if h.last_stats is None:
             if self._built_for is not None or self._drawn is None:
                 self._draw_empty()
-                need = True
+                whole = True
         else:
             names = list(h.grad_norms)
             if names != self._built_for:
                 self._build_artists(names)
-                need = True
-            need = self._update_heatmap(h) or need
-            need = self._update_lines(self.ax_lines, self.grad_lines, h.grad_norms) or need
-            need = self._update_lines(self.ax_ratio, self.ratio_lines, h.update_ratios) or need
-            need = self._update_histograms() or need
+                whole = True
+            if self._update_heatmap(h):
+                axes.add(self.ax_heat)  # with its colour bar, an inset of it
+            if self._update_lines(self.ax_lines, self.grad_lines, h.grad_norms):
+                axes.add(self.ax_lines)
+            if self._update_lines(self.ax_ratio, self.ratio_lines, h.update_ratios):
+                axes.add(self.ax_ratio)
+            if self._update_histograms():
+                axes.add(self.ax_hist)
         # stale ticks for a moment mislead nobody (the curves blit on); colours against the old bar would
         self._colours_owed = self._colours_owed or self._norm_changed
-        drawn = self.present(need, force, blit_while_owed=not self._colours_owed)
+        drawn = self.present(whole or bool(axes), force, blit_while_owed=not self._colours_owed,
+                             only=None if whole else axes)
         if not self._need_full:
             self._colours_owed = False
         if drawn:
@@ -227,7 +261,7 @@ class GradientsTab(PlotTab):
     def _update_heatmap(self, h) -> bool:
         need = False
         last = h.layer_steps[-1]
-        right = x_limit(last, self.heat_right)
+        right = x_limit(last * self._ahead, self.heat_right, planned_steps(self.app))
         if right is not None:
             self.heat_right = right
             self.heat.set_extent((0.0, right, len(self.rows) - 0.5, -0.5))
@@ -265,7 +299,7 @@ class GradientsTab(PlotTab):
             good = y[np.isfinite(y)]
             if good.size:
                 lo, hi = min(lo, float(good.min())), max(hi, float(good.max()))
-        right = x_limit(last, ax.get_xlim()[1])
+        right = x_limit(last * self._ahead, ax.get_xlim()[1], planned_steps(self.app))
         if right is not None:
             ax.set_xlim(0.0, right)
             need = True
@@ -280,13 +314,19 @@ class GradientsTab(PlotTab):
     def _update_histograms(self) -> bool:
         name = self.tensor_var.get()
         n = len(self.hists)
-        steps = f"step {self.hists[-1][0]}" if n == 1 else f"steps {self.hists[0][0]}-{self.hists[-1][0]}" if n else ""
-        self.hist_title.set_text(f"gradient of {name}: last {n} statistics steps" + (f" ({steps})" if n else ""))
+        self.hist_steps.set_text(_("step {step}").format(step=self.hists[-1][0]) if n == 1 else
+                                 _("steps {first}-{last}").format(first=self.hists[0][0], last=self.hists[-1][0])
+                                 if n else "")
+        need = False
+        if name != self._hist_title_for:  # another tensor: its name in the title (static, so a full draw)
+            self._hist_title_for = name
+            self.hist_title.set_text(_("gradient of {tensor}").format(tensor=name))
+            need = True
         self.hist_note.set_visible(n == 0)
         for s in self.stairs:
             s.set_visible(False)
         if not n:
-            return False
+            return need
         # the newest in the last (blue) artist, the earlier ones in the grey ones before it, fainter when older
         for i, (_step, counts, edges) in enumerate(self.hists):
             artist = self.stairs[-1] if i == n - 1 else self.stairs[i]
@@ -294,7 +334,6 @@ class GradientsTab(PlotTab):
             artist.set_visible(True)
             if i < n - 1:
                 artist.set_alpha(0.25 + 0.5 * i / n)
-        need = False
         width = max(float(np.max(np.abs(e))) for _, _, e in self.hists)
         new = symmetric_limit(self.hist_width, width)
         if new is not None:

@@ -17,9 +17,10 @@ import math
 import numpy as np
 
 from simulator.api import lr_at
+from simulator.i18n import N_, _
 from ui.history import config_diff
-from ui.plots.base import Blitter, PlotTab, grow_limits, x_limit
-from ui.protocol import Applied, ConfigKept
+from ui.plots.base import Blitter, PlotTab, grow_limits, planned_steps, x_limit
+from ui.protocol import Applied, ConfigKept, Record, Rewound
 
 PIN_COLOURS = ("#7f7f7f", "#9467bd", "#8c564b", "#e377c2")
 PLAN_POINTS = 2000  # the planned schedule is sampled at every step up to this many steps, evenly beyond
@@ -35,18 +36,29 @@ def planned_schedule(optim, last_step: int) -> tuple[np.ndarray, np.ndarray]:
 class OverviewTab(PlotTab):
     """Loss (train, val, pinned), lr and grad norm (log) against step."""
 
-    title = "Overview"
+    title = N_("Overview")
 
     def subscribe(self, bus) -> None:
         super().subscribe(bus)  # Ready: a new session, whose config may differ (clear() marks the plan stale)
         # a live change reaches the worker as Applied; a refused one as ConfigKept, after the app has shown it
         bus.subscribe(Applied, self._settings_changed)
         bus.subscribe(ConfigKept, self._settings_changed)
+        bus.subscribe(Record, self._on_record)
+        bus.subscribe(Rewound, self._on_rewound)
 
     def clear(self) -> None:
         self._plan_stale = True  # the planned schedule is recomputed from app.config on the next refresh
         self._plan_right = 0  # the last step of the planned line as drawn
         self._need_full = False  # a change needs a full draw that the throttle has not allowed yet
+        self.early_stop = None  # the last early stop of this run (simulator.early_stopping.EarlyStop)
+
+    def _on_record(self, msg: Record) -> None:
+        if msg.record.early_stop is not None:
+            self.early_stop = msg.record.early_stop
+
+    def _on_rewound(self, msg: Rewound) -> None:
+        if self.early_stop is not None and msg.step < self.early_stop.step:
+            self.early_stop = None  # the branch that stopped is gone
 
     def _settings_changed(self, _msg) -> None:
         self._plan_stale = True
@@ -59,28 +71,21 @@ class OverviewTab(PlotTab):
         self.ax_lr = fig.add_subplot(grid[1, 0])
         self.ax_gn = fig.add_subplot(grid[1, 1])
         ax = self.ax_loss
-        ax.set_title("loss")
-        ax.set_xlabel("step")
-        ax.set_ylabel("cross-entropy (nats)")
         ax.grid(alpha=0.3)
-        (self.l_train,) = ax.plot([], [], color="C0", lw=1.2, label="train")
-        (self.l_val,) = ax.plot([], [], color="C1", lw=1.2, marker="o", ms=3, label="validation")
+        (self.l_train,) = ax.plot([], [], color="C0", lw=1.2)
+        (self.l_val,) = ax.plot([], [], color="C1", lw=1.2, marker="o", ms=3)
         self.pin_lines: list = []
-        self.ax_lr.set_title("learning rate")
-        self.ax_lr.set_xlabel("step")
+        self._build_early_stop()
         self.ax_lr.grid(alpha=0.3)
-        (self.l_plan,) = self.ax_lr.plot([], [], color="C2", lw=1.0, ls="--", alpha=0.6, label="planned")
-        (self.l_lr,) = self.ax_lr.plot([], [], color="C2", lw=1.6, label="taken")
-        (self.lr_marker,) = self.ax_lr.plot([], [], "o", color="C2", ms=4, label="next step")
+        (self.l_plan,) = self.ax_lr.plot([], [], color="C2", lw=1.0, ls="--", alpha=0.6)
+        (self.l_lr,) = self.ax_lr.plot([], [], color="C2", lw=1.6)
+        (self.lr_marker,) = self.ax_lr.plot([], [], "o", color="C2", ms=4)
         self.lr_now = self.ax_lr.axvline(1.0, color="C2", lw=0.8, alpha=0.5)
-        # one low row: schedules start high or ramp up fast, so the bottom middle is the emptiest place
-        self.ax_lr.legend(loc="lower center", ncols=3)
-        self.ax_gn.set_title("global grad norm (before clipping)")
-        self.ax_gn.set_xlabel("step")
         self.ax_gn.set_yscale("log")
         self.ax_gn.grid(alpha=0.3, which="both")
         (self.l_gn,) = self.ax_gn.plot([], [], color="C3", lw=1.0)
-        self.clip_line = self.ax_gn.axhline(1.0, color="k", ls="--", lw=0.8, label="clip threshold")
+        self.clip_line = self.ax_gn.axhline(1.0, color="k", ls="--", lw=0.8)
+        self.retranslate()
         self.blitter = Blitter(self.canvas, [self.l_train, self.l_val, self.l_lr, self.lr_marker, self.lr_now,
                                              self.l_gn])
         self.canvas.mpl_connect("resize_event", lambda e: self._layout())
@@ -88,6 +93,59 @@ class OverviewTab(PlotTab):
         self._pins_drawn: tuple = ()
         self._version = -1
         self._reset_limits()
+
+    def retranslate(self) -> None:
+        """Titles, axis labels and legends in the current language."""
+        self.ax_loss.set_title(_("loss"))
+        self.ax_loss.set_ylabel(_("cross-entropy (nats)"))
+        for ax in (self.ax_loss, self.ax_lr, self.ax_gn):
+            ax.set_xlabel(_("step"))
+        self.l_train.set_label(_("train"))
+        self.l_val.set_label(_("validation"))
+        self.ax_lr.set_title(_("learning rate"))
+        self.l_plan.set_label(_("planned"))
+        self.l_lr.set_label(_("taken"))
+        self.lr_marker.set_label(_("next step"))
+        # one low row: schedules start high or ramp up fast, so the bottom middle is the emptiest place
+        self.ax_lr.legend(loc="lower center", ncols=3)
+        self.ax_gn.set_title(_("global grad norm (before clipping)"))
+        self.clip_line.set_label(_("clip threshold"))
+        self._pins_drawn = None  # their legend labels too
+        self._early_drawn = None
+        if getattr(self, "_version", None) is not None:
+            self._version = -1
+
+    # ------------------------------------------------------------ the early stop's marks
+    def _build_early_stop(self) -> None:
+        """A dotted line at the step that stopped and a star on the best evaluation, with short labels (static:
+        they appear once, when a run stops, in a full draw)."""
+        ax = self.ax_loss
+        top = ax.get_xaxis_transform()  # x in steps, y in axes fractions
+        self.stop_line = ax.axvline(0.0, color="0.35", ls=":", lw=1.0, visible=False)
+        self.stop_label = ax.text(0.0, 0.97, "", transform=top, ha="right", va="top", fontsize=7, color="0.3",
+                                  visible=False)
+        (self.best_mark,) = ax.plot([], [], "*", color="C1", ms=9, mec="k", mew=0.5, visible=False)
+        self.best_label = ax.annotate("", (0.0, 0.0), xytext=(0, -12), textcoords="offset points", ha="center",
+                                      va="top", fontsize=7, color="0.3", visible=False)
+        self._early_drawn = None
+
+    def _sync_early_stop(self) -> bool:
+        """Shows (or hides) the marks of the run's last early stop; True when they changed (a full draw)."""
+        es = self.early_stop
+        key = None if es is None else (es.step, es.best_step, es.best_loss, es.restored)
+        if key == self._early_drawn:
+            return False
+        self._early_drawn = key
+        for a in (self.stop_line, self.stop_label, self.best_mark, self.best_label):
+            a.set_visible(es is not None)
+        if es is not None:
+            self.stop_line.set_xdata([es.step, es.step])
+            self.stop_label.set_x(es.step)
+            self.stop_label.set_text(_("early stop") + " ")
+            self.best_mark.set_data([es.best_step], [es.best_loss])
+            self.best_label.xy = (es.best_step, es.best_loss)
+            self.best_label.set_text(_("best, restored") if es.restored else _("best"))
+        return True
 
     def _layout(self) -> None:
         """Margins and gaps in pixels, converted to the figure's current size."""
@@ -101,8 +159,9 @@ class OverviewTab(PlotTab):
             ax.set_subplotspec(ax.get_subplotspec())
 
     def _reset_limits(self) -> None:
+        right = max(10.0, planned_steps(self.app))  # the planned run: no new ticks until training passes it
         for ax in (self.ax_loss, self.ax_lr, self.ax_gn):
-            ax.set_xlim(0, 10)
+            ax.set_xlim(0, right)
         self.ax_loss.set_ylim(0, 5)
         self.ax_lr.set_ylim(0, 1e-3)
         self.ax_gn.set_ylim(1e-2, 10)
@@ -145,10 +204,11 @@ class OverviewTab(PlotTab):
         for line in self.pin_lines:
             line.remove()
         self.pin_lines = []
-        for i, (pin, (_, diff)) in enumerate(zip(app.pins, key, strict=True)):
+        for i, (pin, (_pin_id, diff)) in enumerate(zip(app.pins, key, strict=True)):
             colour = PIN_COLOURS[i % len(PIN_COLOURS)]
             x, y = pin.loss.arrays()
-            (a,) = self.ax_loss.plot(x, y, color=colour, alpha=0.45, lw=1.0, label=f"pinned {i + 1}: {diff}")
+            (a,) = self.ax_loss.plot(x, y, color=colour, alpha=0.45, lw=1.0,
+                                     label=_("pinned {n}: {diff}").format(n=i + 1, diff=diff))
             self.pin_lines.append(a)
             vx, vy = pin.val.arrays()
             if len(vx):
@@ -162,7 +222,7 @@ class OverviewTab(PlotTab):
             return False
         h = self.app.history
         if (h.version == self._version and not force and not self._need_full and not self._pins_changed()
-                and not self._plan_outdated()):
+                and not self._plan_outdated() and not self._early_changed()):
             return False
         if not force and not self.can_blit():
             return False
@@ -176,50 +236,60 @@ class OverviewTab(PlotTab):
         self.l_lr.set_data(lx, ly)
         self.l_gn.set_data(gx, gy)
         self._show_next_step()
-        need = self._sync_plan()
-        need = self._sync_pins() or need
-        need = self._update_limits(xs, ys, vy, ly, gy) or need
+        # what changed, by axes: each is drawn again alone (`present(only=...)`), not the whole figure
+        axes = set()
+        if self._sync_plan():
+            axes.add(self.ax_lr)
+        if self._sync_pins() | self._sync_early_stop():
+            axes.add(self.ax_loss)
+        # a forced refresh (the tab just shown) draws fully anyway: an x axis nearly full grows now, for free
+        axes |= self._update_limits(xs, ys, vy, ly, gy, ahead=1.25 if force else 1.0)
         clip = getattr(self.app.config.optim, "grad_clip", 0.0)
         if (clip > 0) != self.clip_line.get_visible() or (clip > 0 and self.clip_line.get_ydata()[0] != clip):
             self.clip_line.set_visible(clip > 0)
             self.clip_line.set_ydata([clip, clip])
-            need = True
+            axes.add(self.ax_gn)
         # limits set now but drawn later stay owed: the background the blit restores still has the old ones
-        if (self._need_full or need or force) and (force or self.can_full_draw()):
+        if (self._need_full or axes or force) and (force or self.can_full_draw()):
             self.ax_loss.legend(loc="upper right")
-        return self.present(need, force, blit_while_owed=True)
+        return self.present(bool(axes), force, blit_while_owed=True, only=axes)
+
+    def _early_changed(self) -> bool:
+        es = self.early_stop
+        return (None if es is None else (es.step, es.best_step, es.best_loss, es.restored)) != self._early_drawn
 
     def _pins_changed(self) -> bool:
         key = tuple((id(p), config_diff(p.config, self.app.config)) for p in self.app.pins)
         return key != self._pins_drawn
 
-    def _update_limits(self, xs, ys, vy, ly, gy) -> bool:
-        changed = False
+    def _update_limits(self, xs, ys, vy, ly, gy, ahead: float = 1.0) -> set:
+        """The axes whose limits had to change (with headroom)."""
+        changed = set()
         last = xs[-1] if len(xs) else 0.0
         pins_x = max((p.loss.x[-1] for p in self.app.pins if len(p.loss)), default=0.0)
         for ax in (self.ax_loss, self.ax_gn):
-            new = x_limit(max(last, pins_x), ax.get_xlim()[1])
+            new = x_limit(max(last, pins_x) * ahead, ax.get_xlim()[1], planned_steps(self.app))
             if new is not None:
                 ax.set_xlim(0, new)
-                changed = True
+                changed.add(ax)
         # the planned steps, and the next step's marker once the planned run is done
         right = max(float(self._plan_right), float(last), self.app.step_count + 1.0) + 0.5
         if abs(self.ax_lr.get_xlim()[1] - right) > 1e-9 or self.ax_lr.get_xlim()[0] != 0.0:
             self.ax_lr.set_xlim(0, right)
-            changed = True
+            changed.add(self.ax_lr)
         loss_vals = np.concatenate([ys, vy] + [p.loss.arrays()[1] for p in self.app.pins])
         loss_vals = loss_vals[np.isfinite(loss_vals)]
         if loss_vals.size:
             lim = grow_limits(self.ax_loss.get_ylim(), float(loss_vals.min()), float(loss_vals.max()))
             if lim is not None:
                 self.ax_loss.set_ylim(max(0.0, lim[0]), lim[1])
-                changed = True
+                changed.add(self.ax_loss)
         if len(ly):
             hi = float(np.nanmax(ly)) if np.isfinite(ly).any() else 1e-3
             lim = grow_limits(self.ax_lr.get_ylim(), 0.0, hi)
             if lim is not None:
                 self.ax_lr.set_ylim(0.0, lim[1])
-                changed = True
+                changed.add(self.ax_lr)
         g = gy[np.isfinite(gy) & (gy > 0)]
         if g.size:
             clip = getattr(self.app.config.optim, "grad_clip", 0.0)
@@ -229,5 +299,5 @@ class OverviewTab(PlotTab):
             lim = grow_limits(self.ax_gn.get_ylim(), lo, hi, log=True)
             if lim is not None and all(math.isfinite(v) for v in lim):
                 self.ax_gn.set_ylim(*lim)
-                changed = True
+                changed.add(self.ax_gn)
         return changed

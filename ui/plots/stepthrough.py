@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.path import Path
 
+from simulator.i18n import N_, _
 from ui.plots.base import PlotTab, message_on
 from ui.protocol import Phase, Record
 
@@ -27,6 +28,13 @@ FILL = {"forward": "#4c72b0", "backward": "#c44e52", "loss": "#8172b2", "clip": 
         "data": "#937860"}
 TINT = {"forward": "#dbe4f3", "backward": "#f3dcdd", "loss": "#e6e1f1", "clip": "#dcefe0", "update": "#dcefe0",
         "data": "#ece4dc"}
+
+
+# the diagram's column titles a person reads (a block's column is its name, 'block0')
+COLUMN_TITLES = {"data": N_("data"), "embedding": N_("embedding"), "output": N_("output"), "loss": N_("loss"),
+                 "optimizer": N_("optimizer")}
+BOX_LABELS = {"head": N_("lm\nhead"), "norm_f": N_("final\nnorm"), "embed": N_("tok +\npos"),
+              "batch": N_("batch\nids")}
 
 
 def box_of(phase: str) -> str:
@@ -56,13 +64,13 @@ def short_label(box: str, residual: bool) -> str:
     op = box.split(".")[-1]
     if op in ("attn", "mlp") and residual:
         return f"{op}\n(+x)"
-    return {"head": "lm\nhead", "norm_f": "final\nnorm", "embed": "tok +\npos", "batch": "batch\nids"}.get(op, op)
+    return _(BOX_LABELS[op]) if op in BOX_LABELS else op
 
 
 class StepThroughTab(PlotTab):
     """Diagram with the current phase, and the phase's tensors."""
 
-    title = "Step-through"
+    title = N_("Step-through")
 
     def build(self) -> None:
         bottom = ttk.Frame(self.frame)
@@ -70,22 +78,35 @@ class StepThroughTab(PlotTab):
         top = ttk.Frame(self.frame)
         top.pack(side="top", fill="both", expand=True)
         self.make_canvas(top, figsize=(8, 3.6))
-        self.caption = ttk.Label(bottom, text="Step into (F11) runs one phase of the step: forward op by op, the "
-                                 "loss, backward in reverse, the clip and the update.", anchor="w")
+        self.caption = ttk.Label(bottom, text=_("Step into (F11) runs one phase of the step: forward op by op, the "
+                                                "loss, backward in reverse, the clip and the update."), anchor="w")
         self.caption.pack(fill="x", padx=4)
         self.caption.bind("<Configure>", lambda e: self.caption.configure(wraplength=max(200, e.width - 8)))
         cols = ("shape", "mean", "std", "min", "max")
         self.table = ttk.Treeview(bottom, columns=cols, height=5, selectmode="browse")
-        self.table.heading("#0", text="tensor")
         self.table.column("#0", width=190, stretch=True)
         for c in cols:
-            self.table.heading(c, text=c)
             self.table.column(c, width=110 if c == "shape" else 80, anchor="e", stretch=True)
+        self._headings()
         self.table.pack(fill="x", padx=4, pady=(0, 4))
         self.table.bind("<<TreeviewSelect>>", lambda e: self._select())
         self.selected = 0
         self.patches: dict[str, FancyBboxPatch] = {}
         self._diagram_for = None  # the session (Ready) the diagram was built for
+        self._drawn = None
+
+    def _headings(self) -> None:
+        self.table.heading("#0", text=_("tensor"))
+        for c, text in (("shape", _("shape")), ("mean", _("mean")), ("std", _("std")), ("min", _("min")),
+                        ("max", _("max"))):
+            self.table.heading(c, text=text)
+
+    def retranslate(self) -> None:
+        self._headings()
+        if self.phase is None:
+            self.caption.configure(text=_("Step into (F11) runs one phase of the step: forward op by op, the loss, "
+                                          "backward in reverse, the clip and the update."))
+        self._diagram_for = None  # the diagram is built again, its texts in the new language
         self._drawn = None
 
     def clear(self) -> None:
@@ -143,9 +164,12 @@ class StepThroughTab(PlotTab):
         self._preview()
         v = self.phase
         if v is not None:
-            status = "step complete" if v.last else f"next: {info.phase_names[v.index + 1]}"
-            self.caption.configure(text=f"phase {v.index + 1}/{v.count} of step {v.step + (0 if v.last else 1)}: "
-                                   f"{v.name} ({v.seconds * 1e3:.2f} ms) - {status}")
+            text = _("phase {index}/{count} of step {step}: {name} ({ms:.2f} ms) - step complete") if v.last else \
+                _("phase {index}/{count} of step {step}: {name} ({ms:.2f} ms) - next: {next}")
+            following = info.phase_names[min(v.index + 1, len(info.phase_names) - 1)]
+            self.caption.configure(text=text.format(index=v.index + 1, count=v.count,
+                                                    step=v.step + (0 if v.last else 1), name=v.name,
+                                                    ms=v.seconds * 1e3, next=following))
         self.full_draw()  # the preview's colour bar changes with each tensor: no blit, but no new layout either
         return True
 
@@ -186,7 +210,8 @@ class StepThroughTab(PlotTab):
         w, h = 0.74, 0.52
         centres: dict[str, tuple[float, float]] = {}
         for c, (title, boxes) in enumerate(cols):
-            ax.text(c, 0.75, title, ha="center", va="bottom", fontsize=8, color="#333", weight="bold")
+            ax.text(c, 0.75, _(COLUMN_TITLES[title]) if title in COLUMN_TITLES else title, ha="center", va="bottom",
+                    fontsize=8, color="#333", weight="bold")
             for r, box in enumerate(boxes):
                 x, y = c, -r
                 centres[box] = (x, y)
@@ -205,12 +230,12 @@ class StepThroughTab(PlotTab):
             self._arrow(ax, centres["loss"], centres["clip"], "#55a868", 0.0, w, h, ls=":")
             if "update" in centres:
                 self._arrow(ax, centres["clip"], centres["update"], "#55a868", 0.0, w, h)
-        ax.text(-0.45, -depth + 0.2, "→ forward (blue)   ← backward (red)   ··· gradients to the optimizer (green)",
+        ax.text(-0.45, -depth + 0.2, _("→ forward (blue)   ← backward (red)   ··· gradients to the optimizer (green)"),
                 fontsize=7, color="#444", ha="left", va="top")
         ax.set_xlim(-0.55, len(cols) - 0.45)
         ax.set_ylim(-depth - 0.1, 1.2)
         ax.set_axis_off()
-        ax.set_title("the model, one step: the filled box is the phase that just ran", fontsize=9)
+        ax.set_title(_("the model, one step: the filled box is the phase that just ran"), fontsize=9)
 
     @staticmethod
     def _arrow(ax, p, q, colour, offset, w, h, ls="-") -> None:
@@ -231,8 +256,8 @@ class StepThroughTab(PlotTab):
         """The selected tensor's strided preview: the image's data, extent and colour scale set in place."""
         ax, v = self.ax_preview, self.phase
         if v is None or not v.tensors:
-            self.preview_note.set_text("no tensor yet:\npress Step into (F11)" if v is None else
-                                       "this phase\nproduced no tensor")
+            self.preview_note.set_text(_("no tensor yet:\npress Step into (F11)") if v is None else
+                                       _("this phase\nproduced no tensor"))
             self.preview_note.set_visible(True)
             if self.preview_image is not None:
                 self.preview_image.set_visible(False)
@@ -249,8 +274,8 @@ class StepThroughTab(PlotTab):
             self.preview_image = ax.imshow(data, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto",
                                            interpolation="nearest")
             self.preview_bar = self.figure.colorbar(self.preview_image, ax=ax, shrink=0.8)
-            ax.set_xlabel("last axis (strided)")
-            ax.set_ylabel("rows (strided)")
+            ax.set_xlabel(_("last axis (strided)"))
+            ax.set_ylabel(_("rows (strided)"))
             self.relayout()  # ticks, labels and a colour bar appeared: lay out again
         else:
             self.preview_image.set_data(data)
@@ -262,4 +287,6 @@ class StepThroughTab(PlotTab):
         self.preview_bar.ax.set_visible(True)
         self.preview_note.set_visible(False)
         ax.set_axis_on()
-        ax.set_title(f"{t.name} {'x'.join(map(str, t.shape))}" + ("" if t.finite else " (NaN/Inf!)"), fontsize=8)
+        shape = "x".join(map(str, t.shape))
+        title = f"{t.name} {shape}" if t.finite else _("{name} {shape} (NaN/Inf!)").format(name=t.name, shape=shape)
+        ax.set_title(title, fontsize=8)

@@ -247,8 +247,8 @@ class App:
         self.set_config(info.config)
 
     def _show_ready(self, info: Ready) -> None:
-        self.set_status(Msg(N_("ready: {params:,} parameters, {phases} phases a step"), params=info.n_params,
-                            phases=len(info.phase_names)))
+        self.set_status(Msg(N_("ready: {params:,} parameters, {phases} phases a step, on {backend}"),
+                            params=info.n_params, phases=len(info.phase_names), backend=info.backend))
         tab = self.layout.current_tab()
         if tab is not None:
             tab.refresh(force=True)

@@ -171,6 +171,7 @@ class Ready:
     n_params: int
     step: int
     snapshot_every: int
+    backend: str = "CPU (numba)"  # where the kernels run, as the session says it
 
 
 @dataclass

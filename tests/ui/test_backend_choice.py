@@ -26,6 +26,9 @@ def test_the_backend_is_a_control_and_cuda_without_a_gpu_is_one_message(harness,
     h = harness(tiny)
     controls = h.app.layout.controls
     assert "train.backend" in controls.vars and controls.vars["train.backend"].get() == "cpu"
+    assert h.app.info.backend == "CPU (numba)"
+    h.app._show_ready(h.app.info)  # the status line says where it runs (a tab's own note may follow it)
+    assert "phases a step, on CPU (numba)" in h.app.layout.status_label.cget("text")
     h.steps(2)
     session = h.session
     controls.set_value("train.backend", "cuda")

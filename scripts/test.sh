@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 .venv/bin/ruff check .
 # one single-threaded worker per core (at most 4), each test file on one worker so its fixtures are built once
-.venv/bin/python -m pytest -n auto --maxprocesses 4 --dist loadfile "$@"
+.venv/bin/python -m pytest -n auto --maxprocesses 4 --dist loadfile --durations=15 "$@"

@@ -62,6 +62,9 @@ def add_system_cjk_fonts() -> int:
     return added
 
 
+_MPL_SANS_ORIGINAL: list[str] | None = None  # font.sans-serif before the first switch of the process
+
+
 class Fonts:
     """The fonts of one Tk root, switched with the language; `family` is what the window's own fonts use."""
 
@@ -75,7 +78,12 @@ class Fonts:
                 pass
         import matplotlib
 
-        self.mpl_original = list(matplotlib.rcParams["font.sans-serif"])
+        # Matplotlib's settings are the process's, not this window's: the list as it was before any window of the
+        # process switched it (a second window opened while Chinese is on must not take the CJK-first list as English)
+        global _MPL_SANS_ORIGINAL
+        if _MPL_SANS_ORIGINAL is None:
+            _MPL_SANS_ORIGINAL = list(matplotlib.rcParams["font.sans-serif"])
+        self.mpl_original = list(_MPL_SANS_ORIGINAL)
         self.family = LATIN_FAMILY
         self.cjk: str | None = None
 

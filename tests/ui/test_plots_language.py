@@ -44,9 +44,7 @@ def test_language_changed_retitles_every_plot_tab_and_draws_it_once(harness, tin
     layout.select_tab(shown)
     h.pump(lambda: not shown._need_full, 10)
     full = shown.full_draws
-    i18n.set_language("zh_CN")
-    for tab in tabs:  # as the window's language switch does, at once
-        tab.language_changed()
+    h.app.set_language("zh_CN")  # View -> Language: the window calls every tab's language_changed once
     assert shown.full_draws == full + 1  # the visible tab drew fully, once
     assert "各层的梯度范数（对数色标）" in texts(shown.figure) and "梯度值" in texts(shown.figure)
     assert shown.tensor_label.cget("text") == "梯度直方图的张量"
@@ -74,9 +72,7 @@ def test_language_changed_retitles_every_plot_tab_and_draws_it_once(harness, tin
         canvas.draw()
         ink.append(np.asarray(canvas.buffer_rgba())[..., 0] < 128)
     assert ink[0].any() and (ink[0] != ink[1]).any()
-    i18n.set_language("en")
-    for tab in tabs:
-        tab.language_changed()
+    h.app.set_language("en")
     layout.select_tab(layout.overview)
     h.pump(lambda: not layout.overview._need_full, 10)
     assert "loss" in texts(layout.overview.figure) and "损失" not in texts(layout.overview.figure)

@@ -283,6 +283,8 @@ class PlotTab:
             return  # built later, in the language of then
         families = use_language_fonts(language())
         self.retranslate()
+        if self.figure is None:  # a tab of widgets only (the generated text): nothing to draw again
+            return
         fall_back_to(self.figure, families)  # the titles and labels kept across the switch
         self.relayout()  # other words, other widths
         self._need_full = True

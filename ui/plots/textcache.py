@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -136,7 +137,9 @@ class GlyphText(Text):
         return text
 
     def _font_key(self) -> int:
-        return hash(self.get_fontproperties())
+        # a family name like "sans-serif" resolves through rcParams, which a language switch changes
+        rc = matplotlib.rcParams
+        return hash((hash(self.get_fontproperties()), tuple(rc["font.family"]), tuple(rc["font.sans-serif"])))
 
     def _line_metrics(self, dpi: float) -> tuple[float, float]:
         key = (self._font_key(), dpi)

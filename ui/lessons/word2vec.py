@@ -22,10 +22,13 @@ from simulator.i18n import N_, _
 from simulator.lessons.word2vec import FREQUENT, MODELS, load_corpus, neighbours_text, static_point
 from ui.lessons import lesson_tab
 from ui.lessons.base import LessonTab, labelled_combo
-from ui.plots.base import Blitter
+from ui.plots.base import Blitter, monospace
 from ui.plots.textcache import CachedText, cached_text
 
-PANEL_TEXT = dict(ha="left", va="top", fontsize=8, family="monospace")  # the neighbours panel
+
+def panel_text() -> dict:
+    """The neighbours panel's text style, in the fonts of the language now."""
+    return dict(ha="left", va="top", fontsize=8, family=monospace())
 STEP_TEXT = dict(ha="left", va="top", fontsize=8)  # the map's step line
 
 
@@ -104,7 +107,7 @@ class Word2VecTab(LessonTab):
         dpi = self.figure.dpi if self.figure is not None else 100.0
         n = len(frames)
         panels, lines = {}, {}
-        CachedText(0, 0, "", bitmaps=panels, **PANEL_TEXT).prerender([self._neighbours(f) for f in frames], dpi)
+        CachedText(0, 0, "", bitmaps=panels, **panel_text()).prerender([self._neighbours(f) for f in frames], dpi)
         CachedText(0, 0, "", bitmaps=lines, **STEP_TEXT).prerender([self._step_line(f, n) for f in frames], dpi)
         self._bitmaps = (frames, panels, lines)
 
@@ -172,12 +175,12 @@ class Word2VecTab(LessonTab):
                       fontsize=7)
         ax_text.set_axis_off()
         self.neighbours = cached_text(ax_text, 0, 1, self._neighbours(frames[-1]), transform=ax_text.transAxes,
-                                      bitmaps=panels, **PANEL_TEXT)
+                                      bitmaps=panels, **panel_text())
         # the static-vector note never changes during a replay: drawn once under the neighbours (which keep their
         # number of lines), not re-rendered with them on every frame (text is most of a frame's cost)
         self.static_note = ax_text.annotate(self.static, xy=(0, 0), xycoords=self.neighbours, xytext=(0, -9.6),
                                             textcoords="offset points", ha="left", va="top", fontsize=8,
-                                            family="monospace", annotation_clip=False)
+                                            family=monospace(), annotation_clip=False)
         return [self.pairs, self.dots, *self.labels, self.step_text, *self.acc.values(), self.loss_line,
                 self.neighbours]
 

@@ -59,6 +59,12 @@ def use_language_fonts(code: str) -> list[str]:
     return found
 
 
+def monospace() -> list[str]:
+    """The family list for monospaced text: a generic family resolves to one font, so the CJK fallback that
+    `use_language_fonts` put in font.family is named after it (else Chinese in a table draws as empty boxes)."""
+    return ["monospace", *[f for f in matplotlib.rcParams["font.family"] if f in CJK_FAMILIES]]
+
+
 def fall_back_to(fig, families: list[str]) -> None:
     """Gives every text of `fig` made before the switch (whose family has no such fallback) these families."""
     if not families:

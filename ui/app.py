@@ -213,7 +213,7 @@ class App:
                                                   error=True)),
                 (ConfigKept, lambda m: self.set_config(m.config)), (Applied, self._on_applied),
                 (SnapshotSteps, self._on_snapshots), (Rewound, self._on_rewound),
-                (Status, lambda m: self.set_status(Msg(m.text.strip()))), (Generating, self._on_generating),
+                (Status, lambda m: self.set_status(Msg(m.text.strip(), **m.fields))), (Generating, self._on_generating),
                 (Generated, lambda m: self.set_status(Msg(N_("generated {n} characters"), n=len(m.text)))),
                 (GradChecked, self._on_gradcheck),
                 (CheckpointSaved, lambda m: self.set_status(Msg(N_("checkpoint saved to {path}"), path=m.path))))

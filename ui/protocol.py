@@ -13,7 +13,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -240,9 +240,10 @@ class Fatal:
 
 @dataclass
 class Status:
-    """A line for the status bar."""
+    """A line for the status bar: a message id (or a sentence already in the language) and its fields."""
 
     text: str
+    fields: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -20,6 +20,7 @@ import numpy as np
 from simulator.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from simulator.data import DataError
 from simulator.gradcheck import GradCheckError, check_gradients
+from simulator.i18n import N_
 from simulator.presets import PresetError
 from simulator.records import StepRecord
 from simulator.sampling import SamplingError, generate
@@ -193,13 +194,13 @@ class Worker(threading.Thread):
 
     def _warm_up(self) -> None:
         """One step of a throwaway twin session, so the kernels are compiled (or loaded) before the first Step."""
-        self.post(Status("preparing kernels (the first launch compiles them once: a few seconds)"))
+        self.post(Status(N_("preparing kernels (the first launch compiles them once: a few seconds)")))
         t0 = time.perf_counter()
         try:
             TrainingSession(self.config).step()
         except PERSON_ERRORS:  # the real session was built: the person will meet the problem on Step
             return
-        self.post(Status(f"ready (kernels prepared in {time.perf_counter() - t0:.1f} s)"))
+        self.post(Status(N_("ready (kernels prepared in {seconds:.1f} s)"), {"seconds": time.perf_counter() - t0}))
 
     def _wait(self) -> float | None:
         if not self.running:
@@ -216,7 +217,7 @@ class Worker(threading.Thread):
 
     def _build(self, config) -> bool:
         """A new session from `config`; the old one stays when the new one cannot be built."""
-        self.post(Status("building the model"))
+        self.post(Status(N_("building the model")))
         try:
             session = TrainingSession(config)
         except PERSON_ERRORS as err:

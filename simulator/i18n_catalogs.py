@@ -110,7 +110,6 @@ def preset_texts(data: dict) -> list[str]:
     if isinstance(data.get("sections"), list):  # the course (presets/course.yaml): its title and sections
         texts.append(data.get("title"))
         texts += [s.get(k) for s in data["sections"] if isinstance(s, dict) for k in ("title", "note")]
-
     return [t.strip() for t in texts if isinstance(t, str) and t.strip()]
 
 

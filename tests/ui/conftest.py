@@ -118,3 +118,22 @@ def harness():
 def shots(tmp_path_factory) -> Path:
     """Where screenshots go (kept by pytest under its temporary folder for a person to look at)."""
     return tmp_path_factory.mktemp("screenshots")
+
+
+# a preset small enough that a window test's step costs milliseconds on two cores
+TINY = """\
+name: ui-tiny
+description: a very small model for the window tests
+model: {d_model: 16, n_layer: 2, n_head: 2, seq_len: 16, norm: layernorm}
+optim: {name: adamw, lr: 0.003, schedule: constant, grad_clip: 1.0}
+train: {batch_size: 4, seed: 7, eval_every: 0, stats_every: 2, eval_batches: 1}
+sampling: {max_new: 12, temperature: 0.8}
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """TINY written to a file: the preset path a window opens on."""
+    path = tmp_path / "ui-tiny.yaml"
+    path.write_text(TINY, encoding="utf-8")
+    return str(path)

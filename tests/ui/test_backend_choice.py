@@ -5,14 +5,6 @@ from __future__ import annotations
 import pytest
 
 from simulator.backend import probe
-from tests.ui.test_ui_window import TINY
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    path = tmp_path / "ui-tiny.yaml"
-    path.write_text(TINY, encoding="utf-8")
-    return str(path)
 
 
 @pytest.fixture

@@ -19,22 +19,6 @@ from ui.history import layer_of
 from ui.plots.gradients import HEAT_COLUMNS, heat_columns
 from ui.protocol import Outbox, Probe, Record, Run, Status
 
-TINY = """\
-name: ui-live
-description: a very small model for the live-refresh tests
-model: {d_model: 16, n_layer: 2, n_head: 2, seq_len: 16, norm: layernorm}
-optim: {name: adamw, lr: 0.003, schedule: constant, grad_clip: 1.0}
-train: {batch_size: 4, seed: 7, eval_every: 0, stats_every: 2, eval_batches: 1}
-sampling: {max_new: 12, temperature: 0.8}
-"""
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    path = tmp_path / "ui-live.yaml"
-    path.write_text(TINY, encoding="utf-8")
-    return str(path)
-
 
 def shown_tab(h, tab):
     """Brings `tab` up after a few statistics steps and waits until it has drawn them (no full draw owed)."""

@@ -6,14 +6,6 @@ import numpy as np
 import pytest
 
 from simulator import i18n
-from tests.ui.test_live_refresh import TINY
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    path = tmp_path / "ui-live.yaml"
-    path.write_text(TINY, encoding="utf-8")
-    return str(path)
 
 
 @pytest.fixture

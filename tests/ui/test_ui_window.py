@@ -9,25 +9,9 @@ import pytest
 
 from simulator.lessons import all_lessons, default_config, lesson_of
 from simulator.presets import dump_config, find_preset, list_presets, load_any, load_preset
+from tests.ui.conftest import TINY
 from ui.layout import SMALLEST, TITLE, WINDOW
 from ui.protocol import SaveCheckpoint
-
-# a preset small enough that a step costs milliseconds on two cores
-TINY = """\
-name: ui-tiny
-description: a very small model for the window tests
-model: {d_model: 16, n_layer: 2, n_head: 2, seq_len: 16, norm: layernorm}
-optim: {name: adamw, lr: 0.003, schedule: constant, grad_clip: 1.0}
-train: {batch_size: 4, seed: 7, eval_every: 0, stats_every: 2, eval_batches: 1}
-sampling: {max_new: 12, temperature: 0.8}
-"""
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    path = tmp_path / "ui-tiny.yaml"
-    path.write_text(TINY, encoding="utf-8")
-    return str(path)
 
 
 def colours(png) -> tuple[int, float]:

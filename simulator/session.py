@@ -110,6 +110,11 @@ class TrainingSession:
         return self.backend.description
 
     @property
+    def backend_message(self) -> tuple[str, dict]:
+        """The same as a message id and its fields, for a reader that translates it later (the window)."""
+        return self.backend.description_msg
+
+    @property
     def preclip_copy_bytes(self) -> int:
         """Bytes of the gradients' pre-clip copy, which the clip phase keeps while clipping is on (else 0)."""
         return 0 if self._unclipped is None else self._unclipped.nbytes

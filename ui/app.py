@@ -63,7 +63,7 @@ from ui.protocol import (
     StepInto,
     Watch,
 )
-from ui.relabel import Msg
+from ui.relabel import Msg, composed
 from ui.window_geometry import (
     WindowState,
     apply_scale,
@@ -248,7 +248,7 @@ class App:
 
     def _show_ready(self, info: Ready) -> None:
         self.set_status(Msg(N_("ready: {params:,} parameters, {phases} phases a step, on {backend}"),
-                            params=info.n_params, phases=len(info.phase_names), backend=info.backend))
+                            params=info.n_params, phases=len(info.phase_names), backend=composed(*info.backend_msg)))
         tab = self.layout.current_tab()
         if tab is not None:
             tab.refresh(force=True)

@@ -172,6 +172,7 @@ class Ready:
     step: int
     snapshot_every: int
     backend: str = "CPU (numba)"  # where the kernels run, as the session says it
+    backend_msg: tuple = ("CPU (numba)", {})  # the same as a message id and fields, composed in the window's language
 
 
 @dataclass

@@ -40,6 +40,12 @@ class Msg:
         return f"Msg({self.msgid!r})"
 
 
+def composed(msgid: str, fields: dict) -> Msg:
+    """A message whose field values are message ids too where the catalogs know them (the engine's own
+    descriptions, e.g. where the kernels run and why not on the GPU); other values pass through."""
+    return Msg(msgid, **{k: Msg(v) if isinstance(v, str) else v for k, v in fields.items()})
+
+
 def keep(widget, apply: Callable[[], None], key: str = "") -> None:
     """Runs `apply()` now and after every language switch while `widget` exists (one entry per widget and key)."""
     apply()

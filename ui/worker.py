@@ -245,7 +245,7 @@ class Worker(threading.Thread):
         self.post(Ready(config, list(session.phase_names), session.parameter_names, session.activation_sites,
                         config.model.n_layer, config.model.n_head, config.train.batch_size,
                         tuple(session.tokenizer.chars), session.parameter_count, session.step_count,
-                        self.snapshots.every, session.backend_description))
+                        self.snapshots.every, session.backend_description, session.backend_message))
         self.post(SnapshotSteps(self.snapshots.steps()))
 
     def _train_one(self) -> None:

@@ -16,7 +16,7 @@ the CPU. The CUDA simulator counts as usable only with NUMBA_ENABLE_CUDASIM=1 se
 from __future__ import annotations
 
 from simulator.backend.probe import cuda_usable
-from simulator.i18n import _
+from simulator.i18n import N_, _
 from simulator.rules import Problem
 
 
@@ -26,11 +26,11 @@ class BackendError(Exception):
 
 # features without CUDA twins yet: (what, test on a RunConfig), refused at config time with backend cuda
 NOT_ON_CUDA = (
-    ("model.lora.base", "QLoRA's NF4 base (its tile-by-tile dequantizing linear, simulator/kernels/cpu/qlora.py, "
-     "has no CUDA twin yet)", lambda cfg: cfg.model.lora.quantized),
-    ("model.lora", "LoRA adapters (their kernels, simulator/kernels/cpu/lora.py, have no CUDA twin yet)",
+    ("model.lora.base", N_("QLoRA's NF4 base (its tile-by-tile dequantizing linear, simulator/kernels/cpu/qlora.py, "
+     "has no CUDA twin yet)"), lambda cfg: cfg.model.lora.quantized),
+    ("model.lora", N_("LoRA adapters (their kernels, simulator/kernels/cpu/lora.py, have no CUDA twin yet)"),
      lambda cfg: cfg.model.lora.on),
-    ("model.init_from", "starting from a base checkpoint (model.init_from) is not wired to device arrays yet",
+    ("model.init_from", N_("starting from a base checkpoint (model.init_from) is not wired to device arrays yet"),
      lambda cfg: cfg.model.init_from is not None),
 )
 
@@ -43,8 +43,8 @@ def backend_problem(cfg) -> Problem | None:
         return None
     for path, what, test in NOT_ON_CUDA:
         if test(cfg):
-            return Problem("train.backend", _("cuda cannot run {what}").format(what=what), _("use train.backend: cpu"),
-                           at=("train.backend", path))
+            return Problem("train.backend", _("cuda cannot run {what}").format(what=_(what)),
+                           _("use train.backend: cpu"), at=("train.backend", path))
     return None
 
 
@@ -55,26 +55,27 @@ def backend_setting(cfg) -> str:
     return cfg.train.backend
 
 
-def resolve(name: str) -> tuple[str, str]:
-    """(backend that runs, what it is) for a `train.backend` value; BackendError when cuda cannot run here."""
+def resolve(name: str) -> tuple[str, tuple[str, dict]]:
+    """(backend that runs, what it is as a message id and fields) for a `train.backend` value; BackendError
+    when cuda cannot run here."""
     if name == "cpu":
-        return "cpu", "CPU (numba)"
+        return "cpu", (N_("CPU (numba)"), {})
     if name not in ("cuda", "auto"):
         raise BackendError(_("train.backend: {name!r} is not one of cpu, cuda, auto").format(name=name))
     ok, what = cuda_usable()
     if ok:
-        return "cuda", what
+        return "cuda", (what, {})
     if name == "auto":
-        return "cpu", f"CPU (numba; no usable GPU: {what})"
+        return "cpu", (N_("CPU (numba; no usable GPU: {what})"), {"what": what})
     raise BackendError(_("train.backend is cuda, but no CUDA GPU is usable here ({what}); use train.backend: cpu or "
                          "auto (train --backend cpu), or set NUMBA_ENABLE_CUDASIM=1 to run the kernels in "
-                         "numba-cuda's (slow) simulator").format(what=what))
+                         "numba-cuda's (slow) simulator").format(what=_(what)))
 
 
 def get_backend(name: str = "cpu"):
     """The backend object for a `train.backend` value (built once per process)."""
-    which, what = resolve(name)
-    key = f"{which}:{what}"
+    which, (msgid, fields) = resolve(name)
+    key = f"{which}:{msgid}:{fields}"
     if key not in _BUILT:
         from simulator.backend.cpu import CpuBackend
         if which == "cpu":
@@ -82,14 +83,14 @@ def get_backend(name: str = "cpu"):
         else:
             try:
                 from simulator.backend.cuda import CudaBackend
-                backend = CudaBackend(what)
+                backend = CudaBackend(msgid)
             except Exception as exc:  # numba-cuda missing or broken: the sentence, not a traceback
                 why = f"numba-cuda does not load ({type(exc).__name__}: {exc})"
                 if name != "auto":
                     raise BackendError(_("train.backend is {name}, but {why}; use train.backend: cpu").format(
                                            name=name, why=why)) from None
-                backend, what = CpuBackend(), f"CPU (numba; the GPU is not usable: {why})"
-        backend.description = what
+                backend, msgid, fields = CpuBackend(), N_("CPU (numba; the GPU is not usable: {why})"), {"why": why}
+        backend.describe(msgid, **fields)
         _BUILT[key] = backend
     return _BUILT[key]
 

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.backend.description import Described
 from simulator.backend.kernels import kernel_namespace
+from simulator.i18n import N_
 from simulator.kernels.cpu import activations as act
 
 
-class CpuBackend:
+class CpuBackend(Described):
     """Host arrays; `k` holds the kernels by name."""
 
     name = "cpu"
     on_host = True  # arrays are numpy arrays: host code may read and write them in place
 
     def __init__(self):
-        self.description = "CPU (numba)"
+        self.describe(N_("CPU (numba)"))
         self.k = kernel_namespace(lambda module, _name: module)
 
     # ------------------------------------------------------------- arrays

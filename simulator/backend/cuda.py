@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from simulator.backend.description import Described
 from simulator.backend.kernels import kernel_namespace
 from simulator.kernels.cuda import dropout as _dropout
 from simulator.kernels.cuda import launch
@@ -59,14 +60,14 @@ def _flat(a):
     return a.reshape(a.size)
 
 
-class CudaBackend:
+class CudaBackend(Described):
     """Device arrays; `k` holds the CUDA twins by the CPU kernels' names."""
 
     name = "cuda"
     on_host = False
 
     def __init__(self, description: str):
-        self.description = description  # "GPU" or "CUDA simulator"
+        self.describe(description)  # "GPU" or "CUDA simulator"
         self.k = kernel_namespace(lambda module, name: ELSEWHERE.get(name, MODULES[module]))
         self._scratch: dict[int, object] = {}
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import ctypes
 import os
 
+from simulator.i18n import N_
+
 SIMULATOR_VARIABLE = "NUMBA_ENABLE_CUDASIM"
 
 
 def gpu_usable() -> tuple[bool, str]:
-    """(True, "") when the CUDA driver loads and sees a device; else (False, why)."""
+    """(True, "") when the CUDA driver loads and sees a device; else (False, why): a message id, English here."""
     for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll", "libcuda.dylib"):
         try:
             lib = ctypes.CDLL(name)
@@ -23,15 +25,15 @@ def gpu_usable() -> tuple[bool, str]:
         except OSError:
             continue
     else:
-        return False, "no CUDA driver library (libcuda) on this machine"
+        return False, N_("no CUDA driver library (libcuda) on this machine")
     try:
         if lib.cuInit(0) != 0:
-            return False, "the CUDA driver did not initialise (cuInit failed)"
+            return False, N_("the CUDA driver did not initialise (cuInit failed)")
         count = ctypes.c_int(0)
         if lib.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:
-            return False, "the CUDA driver sees no device"
+            return False, N_("the CUDA driver sees no device")
     except AttributeError:
-        return False, "libcuda lacks cuInit / cuDeviceGetCount"
+        return False, N_("libcuda lacks cuInit / cuDeviceGetCount")
     return True, ""
 
 
@@ -41,8 +43,8 @@ def simulator_requested() -> bool:
 
 
 def cuda_usable() -> tuple[bool, str]:
-    """(True, what runs: "GPU" or "CUDA simulator") or (False, why not), numba.cuda not imported."""
+    """(True, what runs: N_("GPU") or N_("CUDA simulator")) or (False, why not), numba.cuda not imported."""
     if simulator_requested():
-        return True, "CUDA simulator"
+        return True, N_("CUDA simulator")
     ok, why = gpu_usable()
-    return (True, "GPU") if ok else (False, why)
+    return (True, N_("GPU")) if ok else (False, why)

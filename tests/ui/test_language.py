@@ -275,3 +275,30 @@ def test_every_lesson_tab_redraws_its_figure_in_the_new_language(harness, tiny, 
             tab.canvas.draw()
     choose(h, "en")
     assert race.ax_loss.get_title() == "loss (function value) per step"
+
+
+def test_an_open_gradient_check_and_the_backend_words_follow_a_switch(harness, tiny, english):
+    from tkinter import font as tkfont
+    from tkinter import ttk
+
+    from simulator.gradcheck import GradCheckRow
+    from ui.dialogs import gradcheck_window
+
+    h = harness(tiny)
+    lay = h.app.layout
+    h.app._show_ready(h.app.info)  # the status line names where the kernels run
+    assert "on CPU (numba)" in lay.status_label.cget("text")
+    rows = [GradCheckRow("h0.attn.qkv.w", 12, -2.3e-05, -2.3e-05, 1.2e-10)]
+    win = gradcheck_window(h.root, rows)
+    table = win.table
+    assert win.title() == "Gradient check" and table.heading("tensor", "text") == "tensor"
+    choose(h, "zh_CN")
+    assert win.title() == "梯度检验" and table.heading("tensor", "text") == "张量"
+    assert table.heading("rel_err", "text") == "相对误差"
+    heading = tkfont.nametofont(ttk.Style(table).lookup("Heading", "font") or "TkDefaultFont")
+    for c in table.cget("columns"):  # each column measured again for its Chinese heading
+        assert heading.measure(table.heading(c, "text")) + 8 <= int(table.column(c, "width")), c
+    assert "CPU（numba）" in lay.status_label.cget("text"), lay.status_label.cget("text")
+    choose(h, "en")
+    assert win.title() == "Gradient check" and "on CPU (numba)" in lay.status_label.cget("text")
+    win.destroy()

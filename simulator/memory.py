@@ -23,6 +23,7 @@ from simulator.model.gpt import activation_shapes
 from simulator.model.lora import lora_layout
 from simulator.model.params import build_layout, has_final_norm
 from simulator.model.qlora import float_base_layout, quantized_bytes
+from simulator.textcols import display_width, pad
 
 GIB = 1024 ** 3
 MIB = 1024 ** 2
@@ -325,8 +326,6 @@ def _formats_table(layout) -> str:
 def _columns(table: list[list[str]], right: tuple[bool, ...]) -> list[str]:
     """Rows of cells as lines of aligned columns (right-aligned where `right` says), two spaces apart; widths are
     terminal columns, so a Chinese label (two columns a character) does not shift the numbers after it."""
-    from simulator.lessons.worked_examples import display_width, pad  # imported here: it builds the kernels
-
     widths = [max(display_width(row[i]) for row in table) for i in range(len(table[0]))]
     return ["  ".join(pad(c, w, r) for c, w, r in zip(row, widths, right, strict=True)).rstrip() for row in table]
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from simulator.i18n import _
 from simulator.memory import FORMAT_NOTE, FORMATS, stored_bytes
+from simulator.textcols import display_width, pad
 
 GB = 10 ** 9
 
@@ -98,15 +99,11 @@ def sci(n: int, digits: int = 3) -> str:
 def _row(cells: list[str], widths: list[int], left: int = 1) -> str:
     """One line of cells, the first `left` left-aligned, the rest right-aligned, each padded to its width in terminal
     columns (a Chinese character takes two)."""
-    from simulator.lessons.worked_examples import pad  # imported here: it builds the kernels
-
     return "".join(pad(c, w, right=i >= left) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
 
 
 def _widths(table: list[list[str]], least: list[int], gap: int) -> list[int]:
     """Each column's width: at least `least`, and wide enough for its widest cell and `gap` columns of space."""
-    from simulator.lessons.worked_examples import display_width
-
     return [max(w, max(display_width(row[i]) for row in table) + gap) for i, w in enumerate(least)]
 
 

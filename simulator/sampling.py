@@ -21,6 +21,7 @@ import numpy as np
 
 from simulator.config import SamplingConfig
 from simulator.i18n import _
+from simulator.textcols import heading
 
 TOP_RAW = 20  # how many raw (temperature 1) candidates a TokenEvent carries
 MAX_NEW = 1_000_000  # tokens one generate() call may make: past it a length is a typo, not a wish
@@ -264,8 +265,8 @@ def printable(text: str) -> str:
 
 def explain_table(events: list[TokenEvent], tokenizer, top: int = 5) -> str:
     """A compact per-token table: drawn token, its prob, entropy, kept-set size and the top candidates."""
-    # the column names stay short English (they head numbers); the sentence after them is translated
-    header = (f"{'pos':>5} {'token':<6} {'prob':>6} {'H(nats)':>7} {'kept':>5}  "
+    header = (heading((_("pos"), 5, ">"), (_("token"), 6, "<"), (_("prob"), 6, ">"), (_("H(nats)"), 7, ">"),
+                      (_("kept"), 5, ">")) + "  "
               + _("top {top} after temperature ((cut) = removed by a filter)").format(top=top))
 
     lines = [header]

@@ -165,7 +165,7 @@ def test_a_card_in_chinese_shows_its_translated_text_and_the_same_verdicts(card,
 
 def test_chinese_card_text_wraps_by_terminal_columns_and_keeps_latin_words_whole(restore_language):
     from simulator.lessons.cards import _wrap
-    from simulator.lessons.worked_examples import display_width
+    from simulator.textcols import display_width
 
     text = "把 model.attention.scale 设为 sqrt_dk，" * 12 + "然后走同样的一步。"
     lines = _wrap(text, "  1. ")
@@ -225,7 +225,7 @@ def test_every_kind_of_preset_mistake_keeps_file_line_and_key_in_chinese(tmp_pat
 # ------------------------------------------------------------------------------- the memory bill in Chinese
 def _cell_ends(line: str) -> list[int]:
     """Terminal columns at which each cell of a table line ends (cells are two or more spaces apart)."""
-    from simulator.lessons.worked_examples import display_width
+    from simulator.textcols import display_width
 
     return [display_width(line[:m.end()]) for m in re.finditer(r"\S+(?: \S+)*", line)]
 

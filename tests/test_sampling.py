@@ -1,5 +1,6 @@
 """Decoding rules against hand-worked distributions, draw frequencies, stability, errors and determinism."""
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -397,3 +398,24 @@ def test_explain_table():
     assert row[5:] == ["⏎:0.400", "(a:0.200)", "(b:0.150)", "(c:0.100)", "(d:0.080)"]
     assert "\n" not in "".join(lines)  # the drawn newline does not break the row
     assert lines[4].split()[0] == "5"
+
+
+def test_explain_table_in_chinese_puts_each_heading_over_its_column():
+    from simulator import i18n
+    from simulator.textcols import display_width
+
+    tok = TinyTokenizer("\nabcdef")
+    logits = np.log(np.array([0.4, 0.2, 0.15, 0.1, 0.08, 0.05, 0.02]))
+    _, events = generate(lambda ids: logits, tok, SamplingConfig(prompt="ab", max_new=2, greedy=True, seed=0))
+    try:
+        i18n.set_language("zh_CN")
+        head, row = explain_table(events, tok, top=3).splitlines()[:2]
+    finally:
+        i18n.set_language("en")
+    assert head.split()[:5] == ["位置", "词元", "概率", "H(奈特)", "保留"]
+
+    def ends(line):  # terminal columns at which the first five cells end (pos, prob, H and kept are right-aligned)
+        return [display_width(line[:m.end()]) for m in re.finditer(r"\S+", line)][:5]
+
+    h, r = ends(head), ends(row)
+    assert [h[0], h[2], h[3], h[4]] == [r[0], r[2], r[3], r[4]], (head, row)

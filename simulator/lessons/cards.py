@@ -27,6 +27,7 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from simulator.i18n import _, ngettext
 from simulator.lessons.cards_metrics import COMPARISONS, METRICS, REDUCERS, Run, train_run
 from simulator.rules import did_you_mean, non_empty, one_of, positive_int, setting
+from simulator.textcols import display_width
 from simulator.yamlconfig import ParseContext, PresetError, describe_node, node_line, parse_dataclass, scalar
 
 AT = ("last", "best", "first")
@@ -502,8 +503,6 @@ def _wrap(text: str, indent: str) -> list[str]:
     text = " ".join(text.split())
     if not _CJK.search(text):
         return textwrap.wrap(text, 110, initial_indent=indent, subsequent_indent=" " * (len(indent) + 2))
-    from simulator.lessons.worked_examples import display_width
-
     lines, line, width, room = [], indent, display_width(indent), 110
     for piece in re.findall(r"[!-~]+|\s+|.", text):  # a Latin run, a space, or one character
         w = display_width(piece)

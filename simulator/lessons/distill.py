@@ -27,9 +27,10 @@ from simulator.distill import LossWeights, Terms, soft_targets
 from simulator.i18n import N_, _, ngettext
 from simulator.lessons import Lesson, register
 from simulator.rules import at_least, in_range, non_empty, non_negative, positive, positive_int, setting, settings_of
+from simulator.textcols import heading, pad
 from simulator.yamlconfig import ParseContext
 
-LABELS = ("hard labels", "distilled")
+LABELS = (N_("hard labels"), N_("distilled"))  # the learners, also message ids for their legends
 SHOWN_TEMPERATURES = (1.0, 2.0, 4.0)
 
 
@@ -245,12 +246,13 @@ def summary(cfg: DistillConfig, frames: list[DistillFrame]) -> str:
              who.format(d_model=student.d_model, blocks=_blocks(student.n_layer), parameters=student.parameters,
                         steps=last.step, seed=cfg.seed),
              loss.format(alpha=w.alpha, beta=w.beta, t=w.temperature, gamma=w.gamma),
-             f"{'student':<12} {'val start':>9} {'val end':>9} {'val best':>9} {'KL to teacher':>13}"]
+             heading((_("student"), 12, "<"), (_("val start"), 9, ">"), (_("val end"), 9, ">"),
+                     (_("val best"), 9, ">"), (_("KL to teacher"), 13, ">"))]
     ends = []
     for i, label in enumerate(LABELS):
         vals = [f.points[i].val for f in frames if f.points[i].val is not None]
         ends.append(vals[-1])
-        lines.append(f"{label:<12} {last.start_val[i]:>9.4f} {vals[-1]:>9.4f} {min(vals):>9.4f} "
+        lines.append(f"{pad(_(label), 12)} {last.start_val[i]:>9.4f} {vals[-1]:>9.4f} {min(vals):>9.4f} "
                      f"{last.points[i].terms.kl:>13.4f}")
     gain = ends[0] - ends[1]
     verdict = (_("at equal steps the distilled student's validation loss is lower than the hard-label one's "

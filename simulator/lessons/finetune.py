@@ -31,6 +31,7 @@ from simulator.data.dataset import TextDataset
 from simulator.i18n import N_, _
 from simulator.lessons import Lesson, register
 from simulator.rules import in_range, non_empty, non_negative, positive, positive_int
+from simulator.textcols import display_width, pad
 from simulator.yamlconfig import ParseContext
 
 STYLES = ("reversed_words",)
@@ -272,8 +273,6 @@ def learner_name(label: str) -> str:
 
 def summary(cfg: FinetuneConfig, frames: list[FinetuneFrame]) -> str:
     """A table: each learner's trainable parameters and state bytes, its new- and old-text loss at the end."""
-    from simulator.lessons.worked_examples import display_width, pad
-
     if not frames:
         return _("fine-tuning: no steps")
     last = frames[-1]

@@ -30,8 +30,8 @@ from simulator.config import AttentionConfig, ModelConfig, OptimConfig, RunConfi
 from simulator.data.dataset import TextDataset
 from simulator.i18n import N_, _
 from simulator.lessons import Lesson, register
-from simulator.lessons.worked_examples import pad
 from simulator.rules import at_least, non_empty, positive, positive_int, setting, settings_of
+from simulator.textcols import pad
 from simulator.yamlconfig import ParseContext
 
 IMPLS = ("naive", "tiled", "local")

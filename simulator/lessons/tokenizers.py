@@ -21,6 +21,7 @@ from simulator.lessons import Lesson, register
 from simulator.lessons.worked_examples import ExplainError
 from simulator.rules import non_empty, one_of, positive_int
 from simulator.sampling import printable
+from simulator.textcols import heading
 from simulator.yamlconfig import ParseContext
 
 SUBWORD_KINDS = ("bpe", "wordpiece")
@@ -60,8 +61,9 @@ def merges_text(kind: str, text: str, where: str, merges: int, steps: list[Merge
             _("{kind} on {where} ({n:,} characters): {base} base tokens, then each step joins the pair with the "
               "highest count(ab) / (count(a) count(b)) (ties: higher count, smaller strings)"))
     lines = [head.format(kind=kind, where=where, n=len(text), base=base),
-             f"{'step':>5} {'id':>5}  {'left':<12} {'right':<12} {'new token':<16} {'count':>7}"
-             + ("  score" if kind == "wordpiece" else "")]
+             heading((_("step"), 5, ">"), (_("id"), 5, ">"), ("", 0, "<"), (_("left"), 12, "<"), (_("right"), 12, "<"),
+                     (_("new token"), 16, "<"), (_("count"), 7, ">"))
+             + ("  " + _("score") if kind == "wordpiece" else "")]
     for m in steps:
         row = (f"{m.index + 1:>5} {m.token_id:>5}  {printable(m.left):<12} {printable(m.right):<12} "
                f"{printable(m.new):<16} {m.count:>7}")

@@ -9,7 +9,6 @@ tab shows the same texts. (The leaf/flower MLP step is its own lesson: `leaf_flo
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +18,7 @@ from simulator.kernels.cpu.batchnorm import batchnorm_forward
 from simulator.kernels.cpu.norms import layernorm_forward
 from simulator.lessons import Lesson, register
 from simulator.rules import non_empty
+from simulator.textcols import display_width, pad
 from simulator.yamlconfig import ParseContext
 
 GRADES_SUBJECTS = (N_("math"), N_("physics"), N_("art"))
@@ -88,17 +88,6 @@ def zscores_text(zs: ZScores) -> str:
     width = max(display_width(label) for label, _v in rows) + 2
     return "\n".join([pad(label, width) + value for label, value in rows] + [
         _("the engine's LayerNorm kernel on this row (gamma 1, beta 0, eps 1e-5): {z}").format(z=nums(zs.kernel_z))])
-
-
-def display_width(text: str) -> int:
-    """Columns a terminal gives `text`: Chinese characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def pad(text: str, width: int, right: bool = False) -> str:
-    """`text` padded with spaces to `width` terminal columns (on the left when `right`)."""
-    fill = " " * max(0, width - display_width(text))
-    return fill + text if right else text + fill
 
 
 # ----------------------------------------------------------------------------- BatchNorm vs LayerNorm

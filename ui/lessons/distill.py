@@ -62,7 +62,7 @@ class DistillTab(LessonTab):
         self.ax_val, self.ax_dk = fig.subplots(1, 2, width_ratios=(1, 1.3))
         self.lines, artists = {}, []
         for i, label in enumerate(LABELS):
-            (line,) = self.ax_val.plot([], [], color=f"C{i}", lw=1.4, label=label)
+            (line,) = self.ax_val.plot([], [], color=f"C{i}", lw=1.4, label=_(label))
             self.lines[label] = line
             artists.append(line)
         ax = self.ax_val

@@ -68,10 +68,15 @@ def test_gradients_blit_a_new_record_and_show_its_numbers(harness, tiny):
         want = math.sqrt(sum(v * v for k, v in rec.grad_norms.items() if layer_of(k) == row))
         assert img[r, col] == pytest.approx(want, rel=1e-12)
     assert np.isnan(img[:, -1]).all()  # right of the newest step: nothing yet
-    for name, ln in tab.grad_lines.items():
-        assert ln.get_xdata()[-1] == rec.step and ln.get_ydata()[-1] == rec.grad_norms[name]
-    for name, ln in tab.ratio_lines.items():
-        assert ln.get_ydata()[-1] == pytest.approx(rec.update_ratios[name], rel=1e-12)
+    lines = tab.grad_lines
+    for name in lines.data:
+        assert lines.xdata(name)[-1] == rec.step and lines.ydata(name)[-1] == rec.grad_norms[name]
+    for name in tab.ratio_lines.data:
+        assert tab.ratio_lines.ydata(name)[-1] == pytest.approx(rec.update_ratios[name], rel=1e-12)
+    # what is drawn: one collection, a segment a tensor, ending at the new step's norm
+    drawn = lines.artist.get_segments()
+    assert len(drawn) == len(lines.data)
+    assert [seg[-1, 1] for seg in drawn] == [rec.grad_norms[name] for name in lines.data]
     newest = tab.stairs[-1].get_data()
     assert np.array_equal(newest.values, counts) and np.array_equal(newest.edges, edges)
     assert tab.hist_steps.get_text().endswith(f"-{rec.step}")  # the step text, beside a static title

@@ -37,6 +37,7 @@ from ui.plots.base import (
     symmetric_limit,
     x_limit,
 )
+from ui.plots.lineset import LineSet
 from ui.protocol import Probe
 
 HEAT_COLUMNS = 200  # width of the heatmap's image, whatever the run's length
@@ -191,28 +192,27 @@ class GradientsTab(PlotTab):
         # a static legend (a legend is costly to blit): which step each one is, the step text says
         ax.legend(handles=[self.stairs[-1], self.stairs[0]], labels=[_("newest"), _("earlier (fainter: older)")],
                   loc="upper right")
-        artists = [self.heat, *self.grad_lines.values(), *self.ratio_lines.values(), *self.stairs, self.hist_steps,
+        artists = [self.heat, self.grad_lines.artist, self.ratio_lines.artist, *self.stairs, self.hist_steps,
                    self.hist_note]
         self.blitter.set_artists(artists)
         self._built_for = list(names)
         self.relayout()  # other tick labels: lay out again
 
-    def _line_axes(self, ax, names: list[str], colours: dict, title: str) -> dict:
+    def _line_axes(self, ax, names: list[str], colours: dict, title: str) -> LineSet:
         ax.clear()
-        lines, seen = {}, set()
+        lines = LineSet(ax, {name: colours[layer_of(name)] for name in names})
+        first = {}  # each layer's first tensor stands for it in the legend
         for name in names:
-            row = layer_of(name)
-            (lines[name],) = ax.plot([], [], color=colours[row], lw=0.9, alpha=0.85,
-                                     label=row if row not in seen else None)
-            seen.add(row)
+            first.setdefault(layer_of(name), name)
         ax.set_yscale("log")
         ax.set_xlim(0.0, max(10.0, planned_steps(self.app)))
         ax.set_ylim(1e-3, 1.0)
         ax.set_title(title, y=TITLE_Y)
         ax.set_xlabel(_("step"))
         ax.grid(alpha=0.3, which="both")
-        if seen:
-            ax.legend(loc="upper right", ncols=2 if len(seen) > 4 else 1)
+        if first:
+            ax.legend(handles=[lines.legend_handle(n) for n in first.values()], labels=list(first),
+                      loc="upper right", ncols=2 if len(first) > 4 else 1)
         self._fitted.discard(ax)  # the y axis is fitted to the first data, then grows with headroom
         return lines
 
@@ -284,21 +284,22 @@ class GradientsTab(PlotTab):
                 self._norm_changed = need = True
         return need
 
-    def _update_lines(self, ax, lines: dict, series: dict) -> bool:
+    def _update_lines(self, ax, lines: LineSet, series: dict) -> bool:
         need = False
         last, lo, hi = 0.0, math.inf, -math.inf
-        for name, line in lines.items():
+        for name in lines.data:
             s = series.get(name)
             if s is None:
                 continue
             x, y = s.arrays()
             y = np.where(y > 0, y, np.nan)
-            line.set_data(x, y)
+            lines.set_data(name, x, y)
             if len(x):
                 last = max(last, float(x[-1]))
             good = y[np.isfinite(y)]
             if good.size:
                 lo, hi = min(lo, float(good.min())), max(hi, float(good.max()))
+        lines.commit()
         right = x_limit(last * self._ahead, ax.get_xlim()[1], planned_steps(self.app))
         if right is not None:
             ax.set_xlim(0.0, right)

@@ -106,8 +106,10 @@ def test_activations_bars_are_the_records_means_and_stds(harness, tiny):
     assert publish(h, tab, Record(rec), probe_like(h, rec.step, act=(new_counts, edges)))
     assert tab.full_draws == full and tab.blits == blits + 1
     sites = list(rec.activations)
-    assert [r.get_height() for r in tab.bars[1]] == [rec.activations[s][1] for s in sites]
-    assert [r.get_height() for r in tab.bars[0]] == [rec.activations[s][0] for s in sites]
+    assert list(tab.bars[1].heights) == [rec.activations[s][1] for s in sites]
+    assert list(tab.bars[0].heights) == [rec.activations[s][0] for s in sites]
+    tops = [path.vertices[1, 1] for path in tab.bars[1].artist.get_paths()]  # what is drawn: each bar's top
+    assert tops == [rec.activations[s][1] for s in sites]
     assert tab.bars_step.get_text() == f"step {rec.step}" and tab.bar_titles[1].get_text().startswith("std per site")
     data = tab.stairs.get_data()
     assert np.array_equal(data.values, new_counts) and np.array_equal(data.edges, edges)
@@ -115,7 +117,7 @@ def test_activations_bars_are_the_records_means_and_stds(harness, tiny):
     tab.last_full = 0.0
     assert publish(h, tab, Record(next_record(h, scale=3.0)))
     assert tab.full_draws == full + 1
-    top = max(r.get_height() for r in tab.bars[1])
+    top = max(tab.bars[1].heights)
     assert tab.ax_std.get_ylim()[1] >= top
 
 

@@ -16,6 +16,7 @@ from tkinter import ttk
 import numpy as np
 
 from simulator.i18n import N_, _
+from ui.plots.artist_sets import BarSet
 from ui.plots.base import (
     STATS_BLIT_HZ,
     TITLE_Y,
@@ -117,13 +118,14 @@ class ActivationsTab(PlotTab):
             ax.clear()
             self.earlier[k] = [ax.plot(x, np.full(len(sites), np.nan), color="0.5", lw=0.8)[0]
                                for _ in range(EARLIER)]
-            self.bars[k] = ax.bar(x, np.zeros(len(sites)), color=colours, width=0.7)
+            self.bars[k] = BarSet(ax, x, colours, width=0.7)
             # static titles; the step is the small text at the right of the upper one's row (one for both)
             self.bar_titles[k] = ax.set_title(_("std per site (grey: earlier statistics steps)") if k else
                                               _("mean per site"), y=TITLE_Y)
             ax.grid(alpha=0.3, axis="y")
             ax.axhline(0, color="k", lw=0.6)
             ax.set_ylim(0.0, 1.0)
+            ax.set_xlim(-0.6, len(sites) - 0.4)  # as ax.bar would autoscale: the outer bars whole, a little air
         self._fitted: set = set()
         self.ax_std.tick_params(labelbottom=False)
         self.ax_mean.set_xticks(x, sites, rotation=90)
@@ -141,8 +143,8 @@ class ActivationsTab(PlotTab):
         self.bars_step = step_text(self.ax_std)
         self.hist_step = step_text(ax)
         self.hist_note = message_on(ax, _("waiting for the next statistics step"))
-        self.blitter.set_artists([*self.earlier[1], *self.bars[1], self.bars_step, *self.earlier[0],
-                                  *self.bars[0], self.stairs, self.hist_step, self.hist_note])
+        self.blitter.set_artists([*self.earlier[1], self.bars[1].artist, self.bars_step, *self.earlier[0],
+                                  self.bars[0].artist, self.stairs, self.hist_step, self.hist_note])
         self._sites = list(sites)
         self.relayout()  # new tick labels: lay out again
 
@@ -194,8 +196,7 @@ class ActivationsTab(PlotTab):
                     values.append(ys)
                 else:
                     line.set_visible(False)
-            for rect, v in zip(self.bars[k], values[0], strict=True):
-                rect.set_height(v)
+            self.bars[k].set_heights(values[0])
             v = np.concatenate(values)
             v = v[np.isfinite(v)]
             if v.size:

@@ -23,6 +23,7 @@ from matplotlib.colors import LogNorm
 
 from simulator.i18n import N_, _
 from ui.history import layer_of
+from ui.plots.artist_sets import LineSet
 from ui.plots.base import (
     STATS_BLIT_HZ,
     TITLE_Y,
@@ -37,7 +38,6 @@ from ui.plots.base import (
     symmetric_limit,
     x_limit,
 )
-from ui.plots.lineset import LineSet
 from ui.protocol import Probe
 
 HEAT_COLUMNS = 200  # width of the heatmap's image, whatever the run's length

@@ -1,16 +1,17 @@
-"""Many curves of one axes drawn as one LineCollection.
+"""Many curves, or many bars, of one axes drawn as one collection.
 
-The Gradients tab draws a curve per tensor (dozens) on log axes, and every blit draws them all. As
-Line2D artists each costs its own draw call and transform (measured: about half a millisecond a line
-while the training thread runs, most of it waiting for the GIL that numpy's small products release);
-as one collection the whole set is one draw call and one transform. A curve with missing values (NaN:
-a step without statistics, a zero on a log axis) breaks there, as a Line2D does.
+The Gradients tab draws a curve per tensor (dozens) on log axes, the Activations tab a bar per site
+(two dozen, twice), and every blit draws them all. As Line2D or Rectangle artists each costs its own
+draw call and transform (measured: about half a millisecond each while the training thread runs, most
+of it waiting for the GIL that numpy's small products release); as one collection a set is one draw
+call and one transform. A curve with missing values (NaN: a step without statistics, a zero on a log
+axis) breaks there, as a Line2D does; a bar with a missing value is not drawn.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.collections import LineCollection
+from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.lines import Line2D
 
 
@@ -55,3 +56,25 @@ class LineSet:
     def legend_handle(self, name: str) -> Line2D:
         """A stand-in line for the legend, in `name`'s colour (not drawn itself)."""
         return Line2D([], [], color=self.colours[name], lw=self.lw, alpha=self.alpha)
+
+
+class BarSet:
+    """Bars at fixed x positions and colours, as `ax.bar` would place them: `set_heights(values)` moves their tops."""
+
+    def __init__(self, ax, x, colours, width: float = 0.7):
+        self.x = np.asarray(x, dtype=float)
+        self.width = width
+        self.heights = np.zeros(len(self.x))
+        self.artist = PolyCollection([], facecolors=list(colours), edgecolors="none")
+        ax.add_collection(self.artist, autolim=False)
+        self.set_heights(self.heights)
+
+    def set_heights(self, values) -> None:
+        self.heights = np.asarray(values, dtype=float)
+        h = np.where(np.isfinite(self.heights), self.heights, 0.0)  # a missing value: a bar of no height
+        left, right = self.x - self.width / 2, self.x + self.width / 2
+        zero = np.zeros_like(h)
+        # (bars, 4 corners, xy): bottom left, top left, top right, bottom right
+        verts = np.stack([np.column_stack([left, zero]), np.column_stack([left, h]),
+                          np.column_stack([right, h]), np.column_stack([right, zero])], axis=1)
+        self.artist.set_verts(verts)

@@ -7,7 +7,8 @@ trained headless on the main thread. For each tab it reports:
 
 * heartbeat: an `after(10)` timer on the Tk loop; the gaps between its calls (p50, p95, max, in ms);
 * plot refreshes per second of the visible tab (blits and full draws), and of those the full draws;
-* steps per second with the window against headless, as a percentage.
+* steps per second with the window against headless, as a percentage: the median over the rounds of each
+  window slice against the headless slice right after it.
 
 `python main.py bench --ui` prints one line per tab, in the stable form that `LINE` parses:
 
@@ -15,12 +16,14 @@ trained headless on the main thread. For each tab it reports:
 
 They are numbers, not a pass/fail test (the targets: >= 5 refreshes/s, p95 < 30 ms, max < 100 ms,
 >= 90 %). On a machine shared with other work the headless and window slices see different loads; the
-alternation only evens out slow drifts.
+alternation evens out slow drifts, and the median keeps a round that a passing load spoiled from moving
+the number.
 """
 
 from __future__ import annotations
 
 import gc
+import math
 import re
 import time
 import tkinter as tk
@@ -31,6 +34,7 @@ from simulator.presets import DEFAULT_PRESET, load_preset
 from simulator.session import TrainingSession
 
 HEARTBEAT_MS = 10
+ROUNDS = 6  # window / headless slice pairs per tab: the training share is their median
 TRAINING_TABS = ("Overview", "Gradients", "Activations", "Attention", "Step-through")
 LINE = re.compile(r"^(?P<tab>[^:]+): heartbeat p50 (?P<p50>[\d.]+) ms, p95 (?P<p95>[\d.]+) ms, max (?P<max>[\d.]+) "
                   r"ms; refreshes (?P<rate>[\d.]+)/s \(full draws (?P<full>[\d.]+)/s\); training (?P<training>[\d.]+) "
@@ -79,8 +83,12 @@ def _ready(tab) -> bool:
     return True
 
 
-def measure_tab(app, bare: TrainingSession, tab, seconds: float, rounds: int = 2) -> dict:
-    """The numbers (see the module docstring) for one tab, in `rounds` alternating slices of `seconds` in all."""
+def measure_tab(app, bare: TrainingSession, tab, seconds: float, rounds: int = ROUNDS) -> dict:
+    """The numbers (see the module docstring) for one tab, in `rounds` alternating slices of `seconds` in all.
+
+    The training share is the median over rounds of (steps/s with the window) / (steps/s headless right
+    after it): each round compares two neighbouring slices, so a load that comes and goes on a shared
+    machine spoils one round, not the number."""
     root = app.root
     app.layout.select_tab(tab)
     _pump(root, lambda: tab.built and _ready(tab), 60.0)
@@ -96,6 +104,7 @@ def measure_tab(app, bare: TrainingSession, tab, seconds: float, rounds: int = 2
     win_steps = win_time = bare_steps = bare_time = 0.0
     blits = full = 0
     gaps: list[float] = []
+    shares: list[float] = []  # per round: window steps/s over headless steps/s
     for _ in range(rounds):
         app.run()
         _pump(root, lambda: app.running, 10.0)
@@ -105,16 +114,20 @@ def measure_tab(app, bare: TrainingSession, tab, seconds: float, rounds: int = 2
         t0 = time.perf_counter()
         root.after(int(seconds / rounds * 1000), root.quit)
         root.mainloop()
-        win_time += time.perf_counter() - t0
+        slice_time = time.perf_counter() - t0
+        win_time += slice_time
         root.after_cancel(beat.after_id)
         gaps += list(np.diff(np.asarray(beats)) * 1e3)
-        win_steps += app.step_count - start[0]
+        slice_steps = app.step_count - start[0]
+        win_steps += slice_steps
         blits += tab.blits - start[1]
         full += tab.full_draws - start[2]
         app.pause()
         _pump(root, lambda: not app.running, 10.0)
         n, dt = _steps_for(bare, seconds / rounds)
         bare_steps, bare_time = bare_steps + n, bare_time + dt
+        if n:
+            shares.append((slice_steps / slice_time) / (n / dt))
     gaps_ms = np.asarray(gaps)
     headless = bare_steps / bare_time
     with_window = win_steps / win_time
@@ -128,11 +141,12 @@ def measure_tab(app, bare: TrainingSession, tab, seconds: float, rounds: int = 2
         "full_draws_per_second": full / win_time,
         "steps_per_second_window": with_window,
         "steps_per_second_headless": headless,
-        "window_vs_headless": with_window / headless if headless > 0 else float("nan"),
+        "window_vs_headless": float(np.median(shares)) if shares else float("nan"),
+        "window_vs_headless_spread": (float(min(shares)), float(max(shares))) if shares else (math.nan, math.nan),
     }
 
 
-def measure_all(seconds: float = 4.0, preset: str = DEFAULT_PRESET, tabs: list[str] | None = None, rounds: int = 2,
+def measure_all(seconds: float = 6.0, preset: str = DEFAULT_PRESET, tabs: list[str] | None = None, rounds: int = ROUNDS,
                 on_result=None) -> list[dict]:
     """`measure_tab` for every training tab and every playing lesson tab (or those titled in `tabs`), one window.
 
@@ -179,7 +193,7 @@ def line(r: dict) -> str:
             f"training {100 * r['window_vs_headless']:.0f} % of headless")
 
 
-def main(seconds: float = 4.0, tabs: list[str] | None = None) -> int:
+def main(seconds: float = 6.0, tabs: list[str] | None = None) -> int:
     """`python main.py bench --ui`: prints one line per tab (or per tab titled in `tabs`); 2 when no window can open.
 
     `python -m ui.bench [--seconds S] [--tab TITLE ...]` measures some tabs only, for a before and after.
@@ -208,7 +222,7 @@ if __name__ == "__main__":
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m ui.bench", description="the window benchmark, for some tabs")
-    parser.add_argument("--seconds", type=float, default=4.0, help="seconds of Run per tab (default 4)")
+    parser.add_argument("--seconds", type=float, default=6.0, help="seconds of Run per tab (default 6)")
     parser.add_argument("--tab", action="append", help="a tab's title, as the window shows it (repeatable)")
     args = parser.parse_args()
     sys.exit(main(args.seconds, args.tab))

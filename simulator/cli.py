@@ -120,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help=_("print speed tables (numbers, not pass/fail)"))
     b.add_argument("--quick", action="store_true", help=_("fewer repetitions and no medium preset"))
     b.add_argument("--ui", action="store_true", help=_("measure the window's responsiveness while training"))
+    b.add_argument("--backend", choices=("cpu", "cuda"), default="cpu",
+                   help=_("cuda: the step and long-sequence attention on the GPU (or in numba-cuda's simulator with "
+                          "NUMBA_ENABLE_CUDASIM=1, at toy shapes)"))
 
     les = sub.add_parser("lesson", help=_("list the lesson cards, or run one headless and check its claims"))
     les.add_argument("name", nargs="?", help=_("a preset with a lesson card (see the list without a name)"))
@@ -351,6 +354,9 @@ def _memory(args) -> int:
 
 
 def _bench(args) -> int:
+    if args.backend == "cuda":
+        from simulator.bench.cuda import run_cuda_bench
+        return run_cuda_bench(quick=args.quick)
     from simulator.bench.step import run_bench
     run_bench(quick=args.quick)
     return 0

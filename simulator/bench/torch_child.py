@@ -1,7 +1,7 @@
 """The bench's PyTorch reference: the same pre-LN GPT training step in PyTorch eager, run as a child process.
 
 This file imports only torch and the standard library, never the engine: it runs as
-`python torch_child.py V d L H T B repeats` in the environment a torch user has (the bench hands it the
+`python torch_child.py V d L H T B repeats [cpu|cuda]` in the environment a torch user has (the bench hands it the
 user's original environment, not the one the engine set for itself) and prints one JSON line:
 the median seconds per step and what torch ran with.
 """
@@ -44,20 +44,22 @@ class _GPT(nn.Module):
         self.ln_f = nn.LayerNorm(d)
 
     def forward(self, ids, targets):
-        x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1]))
+        x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1], device=ids.device))
         for b in self.blocks:
             x = b(x)
         logits = self.ln_f(x) @ self.wte.weight.T
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
 
 
-def torch_step_seconds(V: int, d: int, L: int, H: int, T: int, B: int, repeats: int) -> float:
-    """Median seconds of forward + backward + clip + AdamW, with torch's own thread settings."""
+def torch_step_seconds(V: int, d: int, L: int, H: int, T: int, B: int, repeats: int, device: str = "cpu") -> float:
+    """Median seconds of forward + backward + clip + AdamW, with torch's own thread settings (on a GPU: the
+    device drained after each step, so a step's time is its kernels', not their launch)."""
     torch.manual_seed(0)
-    model = _GPT(V, d, L, H, T)
+    model = _GPT(V, d, L, H, T).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-    ids = torch.randint(0, V, (B, T))
-    targets = torch.randint(0, V, (B, T))
+    ids = torch.randint(0, V, (B, T), device=device)
+    targets = torch.randint(0, V, (B, T), device=device)
+    drain = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -65,6 +67,7 @@ def torch_step_seconds(V: int, d: int, L: int, H: int, T: int, B: int, repeats: 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        drain()
 
     for _ in range(3):
         step()
@@ -78,8 +81,11 @@ def torch_step_seconds(V: int, d: int, L: int, H: int, T: int, B: int, repeats: 
 
 def main(argv: list[str]) -> None:
     """Prints {"seconds", "torch", "threads", "env"} as one JSON line for the shape given as arguments."""
-    V, d, L, H, T, B, repeats = (int(a) for a in argv)
-    seconds = torch_step_seconds(V, d, L, H, T, B, repeats)
+    V, d, L, H, T, B, repeats = (int(a) for a in argv[:7])
+    device = argv[7] if len(argv) > 7 else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        sys.exit("torch sees no CUDA device")
+    seconds = torch_step_seconds(V, d, L, H, T, B, repeats, device)
     env = {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "OPENBLAS_", "MKL_", "KMP_"))}
     print(json.dumps({"seconds": seconds, "torch": torch.__version__, "threads": torch.get_num_threads(), "env": env}))
 

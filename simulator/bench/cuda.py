@@ -69,32 +69,21 @@ def describe_device(simulated: bool) -> list[str]:
 
 
 def gemm_rates(n: int, repeats: int) -> dict[str, float]:
-    """float32 GFLOP/s of an n x n x n product on the device now: our GEMM, and cuBLAS when CuPy is here."""
+    """float32 GFLOP/s of an n x n x n product on the device now: our tiled GEMM, and cuBLAS when CuPy is here."""
     from numba import cuda
 
-    from simulator.kernels.cuda.gemm import gemm
+    from simulator.kernels.cuda import gemm as g
     rng = np.random.default_rng(0)
     a = cuda.to_device(rng.standard_normal((n, n)).astype(np.float32))
     b = cuda.to_device(rng.standard_normal((n, n)).astype(np.float32))
     c = cuda.device_array((n, n), np.float32)
     flops = 2.0 * n ** 3
-    rates = {"numba": flops / device_seconds(lambda: gemm(c, a, b), repeats) / 1e9}
-    cublas = cublas_matmul()
-    if cublas is not None:
-        rates["cublas"] = flops / device_seconds(lambda: cublas(c, a, b), repeats) / 1e9
+    rates = {"numba": flops / device_seconds(lambda: g.tiled_gemm(c, a, b), repeats) / 1e9}
+    cp = g.cublas()
+    if cp is not None:
+        rates["cublas"] = flops / device_seconds(lambda: g._cublas_gemm(cp, c, a, b, False, False, False),
+                                                 repeats) / 1e9
     return rates
-
-
-def cublas_matmul():
-    """c = a @ b through cuBLAS (CuPy, on the numba arrays' memory, no copies), or None without CuPy."""
-    try:
-        import cupy
-    except ImportError:
-        return None
-
-    def matmul(c, a, b):
-        cupy.matmul(cupy.asarray(a), cupy.asarray(b), out=cupy.asarray(c))
-    return matmul
 
 
 def _config(s: Shape, backend: str) -> RunConfig:
@@ -253,7 +242,10 @@ def run_cuda_bench(quick: bool = False, shapes: list[Shape] | None = None, lengt
     print(_("float32 matrix rate on the device now ({n}^3 GEMM): numba tiled {numba:.1f} GFLOP/s").format(
         n=n, numba=rates["numba"])
         + (_("; cuBLAS (CuPy) {cublas:.0f} GFLOP/s").format(cublas=rates["cublas"]) if "cublas" in rates else
+           _("; the simulator has no cuBLAS") if simulated else
            _("; cuBLAS not measured (CuPy not installed: pip install .[gpu])")))
+    from simulator.kernels.cuda.gemm import which_gemm
+    print(_("the engine's matrix products run on: {which}").format(which=which_gemm()))
     roof = max(rates.values())
     print()
     if shapes:

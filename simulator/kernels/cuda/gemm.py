@@ -7,9 +7,19 @@ transposed operand is read through its stored layout (a (K, M) array as op(a) = 
 linear layers' dout @ W^T and x^T @ dout need no transposed copies. `accumulate` adds onto c
 (the backward contract: gradients add up) instead of writing it. The sum runs in the data's
 dtype, as BLAS does.
+
+On a real GPU with CuPy installed (`pip install .[gpu]`), `gemm` and `gemm_batched` call cuBLAS
+instead, on the same device memory (CuPy reads numba's arrays through `__cuda_array_interface__`:
+no copies; both use the default stream, so the kernels around them stay in order). The tiled kernel
+stays for the simulator (CuPy has none) and for `TRANSFORMER_SIM_GEMM=numba`, which keeps it on a GPU
+too (a comparison, or a CuPy that fails). Without a GPU at hand this path has not been run: the
+CUDA tests run it on a GPU machine with CuPy (tests/cuda/test_cuda_gemm_cublas.py).
 """
 
 from __future__ import annotations
+
+import os
+from functools import lru_cache
 
 from numba import cuda
 
@@ -86,8 +96,45 @@ class _Shape:
         self.shape, self.ndim = tuple(x.shape), len(x.shape)
 
 
+GEMM_VARIABLE = "TRANSFORMER_SIM_GEMM"  # "numba": our tiled kernel even where cuBLAS (CuPy) is at hand
+
+
+@lru_cache(maxsize=1)
+def cublas():
+    """CuPy, whose `cublas.gemm` runs cuBLAS, on a real GPU; None in the simulator, without CuPy, or with
+    TRANSFORMER_SIM_GEMM=numba."""
+    if SIMULATED or os.environ.get(GEMM_VARIABLE) == "numba":
+        return None
+    try:
+        import cupy
+        import cupy.cublas  # noqa: F401  (its gemm takes alpha and beta: accumulate without a temporary)
+    except Exception:  # not installed, or built for another CUDA: our kernel serves
+        return None
+    return cupy
+
+
+def which_gemm() -> str:
+    """"cublas" or "numba": which one `gemm` runs here."""
+    return "cublas" if cublas() is not None else "numba"
+
+
+def _cublas_gemm(cp, c, a, b, trans_a, trans_b, accumulate) -> None:
+    cp.cublas.gemm("T" if trans_a else "N", "T" if trans_b else "N", cp.asarray(a), cp.asarray(b),
+                   out=cp.asarray(c), alpha=1.0, beta=1.0 if accumulate else 0.0)
+
+
 def gemm(c, a, b, trans_a: bool = False, trans_b: bool = False, accumulate: bool = False):
     """c = op(a) @ op(b), or c += it with accumulate; op(x) is x.T when its trans flag is set."""
+    M, N = _check(c, a, b, trans_a, trans_b)
+    cp = cublas()
+    if cp is not None:
+        _cublas_gemm(cp, c, a, b, trans_a, trans_b, accumulate)
+        return
+    tiled_gemm(c, a, b, trans_a, trans_b, accumulate)
+
+
+def tiled_gemm(c, a, b, trans_a: bool = False, trans_b: bool = False, accumulate: bool = False):
+    """`gemm` by our shared-memory kernel, whatever else is installed."""
     M, N = _check(c, a, b, trans_a, trans_b)
     _kernels(c.dtype)[0][(blocks(N, TILE), blocks(M, TILE)), (TILE, TILE)](c, a, b, bool(trans_a), bool(trans_b),
                                                                           bool(accumulate))
@@ -98,5 +145,11 @@ def gemm_batched(c, a, b, trans_a: bool = False, trans_b: bool = False, accumula
     M, N = _check(c, a, b, trans_a, trans_b)
     if not (c.shape[0] == a.shape[0] == b.shape[0]):
         raise ValueError(f"gemm_batched: stacks of {c.shape[0]}, {a.shape[0]} and {b.shape[0]} products")
+    cp = cublas()
+    if cp is not None:  # one cuBLAS call a product of the stack (batch x heads of them: dozens)
+        cs, as_, bs = cp.asarray(c), cp.asarray(a), cp.asarray(b)
+        for z in range(c.shape[0]):
+            _cublas_gemm(cp, cs[z], as_[z], bs[z], trans_a, trans_b, accumulate)
+        return
     grid = (blocks(N, TILE), blocks(M, TILE), c.shape[0])
     _kernels(c.dtype)[1][grid, (TILE, TILE)](c, a, b, bool(trans_a), bool(trans_b), bool(accumulate))

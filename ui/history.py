@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulator.config import changed_paths
+from simulator.i18n import _
 from simulator.records import StepRecord
 
 CAP = 2000  # points per series
@@ -151,7 +152,7 @@ class PinnedRun:
 
 def config_diff(pinned, current) -> str:
     """How a pinned run's config differs from the current one, short enough for a legend."""
-    paths = changed_paths(pinned, current) if type(pinned) is type(current) else ["another kind of run"]
+    paths = changed_paths(pinned, current) if type(pinned) is type(current) else [_("another kind of run")]
     paths = [p for p in paths if p not in ("name", "description") and not p.startswith("sampling.")]
     if not paths:
         return "same config"

@@ -20,7 +20,7 @@ import numpy as np
 from simulator.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from simulator.data import DataError
 from simulator.gradcheck import GradCheckError, check_gradients
-from simulator.i18n import N_
+from simulator.i18n import N_, _
 from simulator.presets import PresetError
 from simulator.records import StepRecord
 from simulator.sampling import SamplingError, generate
@@ -179,8 +179,8 @@ class Worker(threading.Thread):
                     except Exception as err:  # noqa: BLE001 - a bug: say so and keep serving the window
                         traceback.print_exc()
                         self._set_running(False)
-                        self.post(Error(f"internal error while training ({type(err).__name__}: {err}); "
-                                        "the details are in the terminal"))
+                        self.post(Error(_("internal error while training ({kind}: {error}); the details are in "
+                                          "the terminal").format(kind=type(err).__name__, error=err)))
                 continue
             try:
                 self.HANDLERS[type(command)](self, command)
@@ -189,8 +189,9 @@ class Worker(threading.Thread):
             except Exception as err:  # noqa: BLE001 - a bug: say so and keep serving the window
                 traceback.print_exc()
                 self._set_running(False)
-                self.post(Error(f"internal error while running {type(command).__name__} "
-                                f"({type(err).__name__}: {err}); the details are in the terminal"))
+                self.post(Error(_("internal error while running {command} ({kind}: {error}); the details are in the "
+                                  "terminal").format(command=type(command).__name__, kind=type(err).__name__,
+                                                     error=err)))
 
     def _warm_up(self) -> None:
         """One step of a throwaway twin session, so the kernels are compiled (or loaded) before the first Step."""
@@ -350,7 +351,8 @@ class Worker(threading.Thread):
 
     def _on_rewind(self, cmd: Rewind) -> None:
         if cmd.step not in self.snapshots.states:
-            raise SessionError(f"no snapshot of step {cmd.step} is kept; choose one of {self.snapshots.steps()}")
+            raise SessionError(_("no snapshot of step {step} is kept; choose one of {steps}").format(
+                step=cmd.step, steps=self.snapshots.steps()))
         self._set_running(False)
         if self.session.in_step:  # the open step is abandoned: run it out, then go back
             self.session.step()
@@ -365,7 +367,7 @@ class Worker(threading.Thread):
         self._set_running(False)
         self.post(Generating(True))
         try:
-            text, _ = generate(s.next_logits, s.tokenizer, cmd.sampling, on_token=lambda ev: self.post(Token(ev)))
+            text, _events = generate(s.next_logits, s.tokenizer, cmd.sampling, on_token=lambda ev: self.post(Token(ev)))
         finally:
             self.post(Generating(False))
         self.post(Generated(text))
@@ -427,7 +429,7 @@ def _short_gil_waits() -> None:
 def drain(q: queue.Queue, limit: int = 10000) -> list:
     """Takes every waiting message (up to `limit`) without blocking, oldest first."""
     out = []
-    for _ in range(limit):
+    for _i in range(limit):
         try:
             out.append(q.get_nowait())
         except queue.Empty:

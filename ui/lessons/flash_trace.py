@@ -221,7 +221,7 @@ class TiledAttentionTab(PlotTab):
         self._built_for = self._walk_shape()
         if self.trace is None:
             self.blitter.set_artists([])
-            message_on(fig.add_subplot(), "take a training step, then press 'Load q, k, v from the model'",
+            message_on(fig.add_subplot(), _("take a training step, then press 'Load q, k, v from the model'"),
                        axis_off=True)
             self.counters.configure(text="")
             return

@@ -8,7 +8,7 @@ from __future__ import annotations
 import tkinter as tk
 from tkinter import ttk
 
-from simulator.i18n import N_
+from simulator.i18n import N_, _
 from simulator.lessons.leaf_flower import LEAF_FLOWER_LOSSES, mlp_text
 from ui import relabel
 from ui.lessons import lesson_tab
@@ -49,7 +49,8 @@ class LeafFlowerTab(TextLessonTab):
         def make() -> str:
             lr = parse_numbers(self.lr_var.get(), "lr")
             if len(lr) != 1 or lr[0] <= 0.0:
-                raise InputError(f"lr: the learning rate must be one positive number, got {self.lr_var.get()!r}.")
+                raise InputError(_("lr: the learning rate must be one positive number, got {value!r}.").format(
+                    value=self.lr_var.get()))
             names = {loss_label(n): n for n in LEAF_FLOWER_LOSSES}
             return mlp_text(names[self.loss_var.get()], lr[0])
         return self.run_section("lr", N_("lr"), make)

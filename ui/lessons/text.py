@@ -46,11 +46,11 @@ def parse_rows(text: str, what: str) -> list[list[float]]:
     rows = [parse_numbers(part, f"{what}, row {i + 1}") for i, part in enumerate(re.split(r"[;\n]", text))
             if part.strip()]
     if not rows:
-        raise InputError(f"{what}: type rows of numbers separated by ';', e.g. 90 80 70; 60 50 40.")
+        raise InputError(_("{what}: type rows of numbers separated by ';', e.g. 90 80 70; 60 50 40.").format(what=what))
     for i, row in enumerate(rows[1:], start=2):
         if len(row) != len(rows[0]):
-            raise InputError(f"{what}: row {i} has {len(row)} numbers but row 1 has {len(rows[0])}; "
-                             "every row needs the same number.")
+            raise InputError(_("{what}: row {i} has {n} numbers but row 1 has {first}; every row needs the same "
+                               "number.").format(what=what, i=i, n=len(row), first=len(rows[0])))
     return rows
 
 

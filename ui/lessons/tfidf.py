@@ -9,7 +9,7 @@ from __future__ import annotations
 import tkinter as tk
 from tkinter import ttk
 
-from simulator.i18n import N_
+from simulator.i18n import N_, _
 from simulator.lessons.tfidf import IDF_VARIANTS, fit_corpus, keywords_text, pairs_text, parse_pairs
 from ui import relabel
 from ui.lessons import lesson_tab
@@ -61,7 +61,8 @@ class TfidfTab(TextLessonTab):
         def make() -> str:
             shown = parse_numbers(self.docs_var.get(), "documents")
             if not shown or any(i != int(i) for i in shown):
-                raise InputError(f"documents: type document numbers such as 0 1 2, got {self.docs_var.get()!r}.")
+                raise InputError(_("documents: type document numbers such as 0 1 2, got {value!r}.").format(
+                    value=self.docs_var.get()))
             t, docs, where = self._fit()
             return keywords_text(t, docs, where, [int(i) for i in shown], self.k)
         return self.run_section("documents", "documents", make)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import tkinter as tk
 from tkinter import ttk
 
-from simulator.i18n import N_
+from simulator.i18n import N_, _
 from simulator.lessons.tokenizers import SUBWORD_KINDS, lesson_text, merges_text, splits_text
 from ui import relabel
 from ui.lessons import lesson_tab
@@ -61,7 +61,8 @@ class TokenizersTab(TextLessonTab):
         def make() -> str:
             n = parse_numbers(self.merges_var.get(), "merges")
             if len(n) != 1 or n[0] != int(n[0]) or not 1 <= n[0] <= 5000:
-                raise InputError(f"merges: type one whole number from 1 to 5000, got {self.merges_var.get()!r}.")
+                raise InputError(_("merges: type one whole number from 1 to 5000, got {value!r}.").format(
+                    value=self.merges_var.get()))
             text, where = self._text()
             return merges_text(self.kind_var.get(), text, where, int(n[0]))
         return self.run_section("merges", "merges", make)

@@ -48,15 +48,15 @@ def align(frames_coords: list[np.ndarray]) -> np.ndarray:
 def static_lines(cfg, frames) -> str:
     """The static-vector point, measured on the trained vectors, short enough for the panel."""
     if cfg.static_word is None:
-        return "one vector per word, whatever its sentence (static; BERT's are contextual)"
+        return _("one vector per word, whatever its sentence (static; BERT's are contextual)")
     p = static_point(cfg, load_corpus(cfg.corpus, cfg.path, cfg.min_count), frames[-1].vectors)
     if len(p.sentences) < 2:
-        return f"one vector per word: '{p.word}' is in fewer than two sentences here"
+        return _("one vector per word: '{word}' is in fewer than two sentences here").format(word=p.word)
     cut = [s if len(s) <= 52 else s[:51] + "…" for s in p.sentences]
-    return (f"one vector per word, whatever its sentence: after training,\n'{p.word}' in\n"
-            + "\n".join(f'  "{s}"' for s in cut)
-            + f"\nis one vector (cosine 1), though the other words of the\ntwo sentences have cosine "
-              f"{p.between:.2f}. BERT's vectors are contextual: one per sentence.")
+    return _("one vector per word, whatever its sentence: after training,\n'{word}' in\n{sentences}\nis one vector "
+             "(cosine 1), though the other words of the\ntwo sentences have cosine {between:.2f}. BERT's vectors are "
+             "contextual: one per sentence.").format(word=p.word, sentences="\n".join(f'  "{s}"' for s in cut),
+                                                     between=p.between)
 
 
 @lesson_tab("word2vec")

@@ -64,7 +64,7 @@ class CardPanel:
         self.apply_buttons: dict[int, ttk.Button] = {}  # step index -> its Apply button
         self.config, self.card = load_card(name)
         if self.card is None:
-            raise PresetError(f"'{name}' has no lesson card")
+            raise PresetError(_("'{name}' has no lesson card").format(name=name))
         self.top = tk.Toplevel(root)
         relabel.keep(self.top, lambda: self.top.title(_("Lesson card: {title}").format(title=_text(self.card.title))))
         self.top.geometry("700x640")

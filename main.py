@@ -10,8 +10,10 @@ def launch_app(preset):
     try:
         from ui.app import launch
     except ImportError as e:
-        print(f"error: the desktop app cannot start ({e}); the headless commands still work: "
-              "see `transformer-sim --help`", file=sys.stderr)
+        from simulator.i18n import _
+        print(_("error: {message}").format(message=_("the desktop app cannot start ({why}); the headless commands "
+                                                     "still work: see `transformer-sim --help`").format(why=e)),
+              file=sys.stderr)
         return 2
     return launch(preset)
 

@@ -478,13 +478,14 @@ def launch(preset_path: str | None = None) -> int:
     try:
         config, lesson = resolve_preset(preset_path)
     except PresetError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(_("error: {message}").format(message=err), file=sys.stderr)
         return 2
     make_dpi_aware()
     try:
         root = tk.Tk(className=TITLE)
     except tk.TclError as err:
-        print(f"error: the window cannot open ({err}); the headless commands still work", file=sys.stderr)
+        print(_("error: {message}").format(message=_("the window cannot open ({why}); the headless commands still "
+                                                       "work").format(why=err)), file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     app = App(root, config, preset_path, lesson, remember=True)

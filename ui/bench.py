@@ -30,6 +30,7 @@ import tkinter as tk
 
 import numpy as np
 
+from simulator.i18n import _
 from simulator.presets import DEFAULT_PRESET, load_preset
 from simulator.session import TrainingSession
 
@@ -105,7 +106,7 @@ def measure_tab(app, bare: TrainingSession, tab, seconds: float, rounds: int = R
     blits = full = 0
     gaps: list[float] = []
     shares: list[float] = []  # per round: window steps/s over headless steps/s
-    for _ in range(rounds):
+    for _round in range(rounds):
         app.run()
         _pump(root, lambda: app.running, 10.0)
         start = (app.step_count, tab.blits, tab.full_draws)
@@ -205,14 +206,16 @@ def main(seconds: float = 6.0, tabs: list[str] | None = None) -> int:
               "training (targets: >= 5 refreshes/s, p95 < 30 ms, max < 100 ms, >= 90 % of headless)", flush=True)
         results = measure_all(seconds, tabs=tabs, on_result=lambda r: print(line(r), flush=True))
         if not results:
-            print(f"error: no tab is titled {', '.join(tabs or [])!r}", file=sys.stderr)
+            print(_("error: {message}").format(message=_("no tab is titled {titles!r}").format(
+                titles=", ".join(tabs or []))), file=sys.stderr)
             return 2
         headless = float(np.mean([r["steps_per_second_headless"] for r in results]))
         every = load_preset(DEFAULT_PRESET).train.stats_every
         print(f"headless training: {headless:.1f} steps/s; statistics every {every} steps, so Gradients, "
               f"Activations and Attention have at most {headless / every:.1f} new states/s to show", flush=True)
     except tk.TclError as err:
-        print(f"error: the window cannot open ({err})", file=sys.stderr)
+        print(_("error: {message}").format(message=_("the window cannot open ({why})").format(why=err)),
+              file=sys.stderr)
         return 2
     return 0
 

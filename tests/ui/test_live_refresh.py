@@ -133,10 +133,16 @@ def test_attention_maps_are_the_probes_and_are_blitted(harness, tiny):
     assert publish(h, tab, probe_like(h, h.app.step_count + 1, attention=att))
     assert tab.full_draws == full and tab.blits == blits + 1
     hidden = np.triu(np.ones((T, T), bool), 1)
-    for im, a in zip(tab.images, att, strict=True):
-        shown = im.get_array()
-        assert np.array_equal(shown.mask, hidden)
-        assert np.array_equal(shown.data[~hidden], a[~hidden])
+    assert np.array_equal(tab.shown.mask, np.broadcast_to(hidden, att.shape))
+    assert np.array_equal(tab.shown.data[:, ~hidden], att[:, ~hidden])
+    cmap, norm = tab.colours.get_cmap(), tab.colours.norm
+    grey = np.round(np.array(cmap.get_bad()) * 255)
+    for im, a in zip(tab.images, att, strict=True):  # each image's pixels: the colour bar's colour of its weight
+        rgba = np.asarray(im.get_array())
+        assert rgba.shape == (T, T, 4) and rgba.dtype == np.uint8
+        assert np.array_equal(rgba[hidden], np.broadcast_to(grey, (int(hidden.sum()), 4)))
+        want = np.round(np.asarray(cmap(norm(a[~hidden]))) * 255)
+        assert np.abs(rgba[~hidden].astype(float) - want).max() <= 1.0
     assert f"step {h.app.step_count + 1}" in tab.suptitle.get_text()
 
 

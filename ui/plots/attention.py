@@ -5,7 +5,10 @@ drawn in grey: those weights are exactly zero by construction, not learned. The 
 is a square-root one, so the small weights a head spreads over many keys stay visible.
 
 The images are built once per shape (heads, T, mask); a statistics step sets their data and the title and
-blits them. The colour scale is fixed ([0, 1]), so only another layout needs a full draw.
+blits them. The colour scale is fixed ([0, 1]), so only another layout needs a full draw. The maps are
+coloured here, with the colour bar's own colormap and norm, and handed to the images as RGBA bytes:
+an image of floats with a mask is normalised and coloured again on every draw, which measured about
+twice the cost of drawing the colours themselves.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from tkinter import ttk
 
 import matplotlib
 import numpy as np
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import PowerNorm
 
 from simulator.i18n import N_, _
@@ -115,9 +119,9 @@ class AttentionTab(PlotTab):
             if shape != self._shape:
                 self._build_maps(*shape)
                 need = True
-            masked = np.ma.masked_where(self.hidden[None].repeat(att.shape[0], 0), att)
-            for im, m in zip(self.images, masked, strict=True):
-                im.set_data(m)
+            self.shown = np.ma.masked_where(self.hidden[None].repeat(att.shape[0], 0), att)  # what is drawn
+            for im, m in zip(self.images, self.shown, strict=True):
+                im.set_data(self.colours.to_rgba(m, bytes=True))  # (T, T, 4) uint8; masked: the grey "bad" colour
             text = self.probe.tokens.replace("\n", "⏎")
             # a new string on every statistics step (its batch's characters): drawn from glyph bitmaps
             self.suptitle.set_text(_("layer {layer}, batch row {row}, step {step}: {text}").format(
@@ -145,15 +149,17 @@ class AttentionTab(PlotTab):
         self.hidden = np.triu(np.ones((T, T), dtype=bool), 1) if causal else np.zeros((T, T), dtype=bool)
         cmap = matplotlib.colormaps["magma_r"].with_extremes(bad="#d0d0d0")
         norm = PowerNorm(0.5, vmin=0.0, vmax=1.0)  # fixed: probabilities are in [0, 1], the colour bar never moves
+        self.colours = ScalarMappable(norm=norm, cmap=cmap)  # the maps' colours, and the colour bar's
+        blank = self.colours.to_rgba(np.ma.masked_all((T, T)), bytes=True)
         self.images = []
         for h in range(nh):
             ax = fig.add_subplot(rows, cols, h + 1)
-            self.images.append(ax.imshow(np.ma.masked_all((T, T)), cmap=cmap, norm=norm, interpolation="nearest"))
+            self.images.append(ax.imshow(blank, interpolation="nearest"))
             ax.set_title(_("head {head}").format(head=h))
             ax.set_xlabel(_("key position"))
             if h % cols == 0:
                 ax.set_ylabel(_("query position"))
-        fig.colorbar(self.images[-1], ax=fig.axes, shrink=0.8, label=_("attention weight"))
+        fig.colorbar(self.colours, ax=fig.axes, shrink=0.8, label=_("attention weight"))
         # the figure's title, as `suptitle` makes it (the layout leaves it room), but drawn from glyph bitmaps
         self.suptitle = GlyphText.adopt(fig.suptitle(_("layer {layer}, batch row {row}, step {step}: {text}").format(
             layer=0, row=0, step=0, text="''"), fontsize=8))

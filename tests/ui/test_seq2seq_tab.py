@@ -1,0 +1,41 @@
+"""The encoder-decoder tab: both models' curves replayed from the lesson's frames, and the cross-attention maps of
+the held-out pair, labelled with its words, following the replay to the last evaluation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from simulator.lessons import default_config, lesson_for
+
+
+def test_the_tab_replays_both_models_and_the_cross_attention_maps(harness):
+    h = harness()
+    tab = h.app.layout.lesson_tabs["seq2seq"]
+    h.app.layout.select_tab(tab)
+    assert h.pump(lambda: h.app.layout.current_tab() is tab and tab.built)
+    cfg = dataclasses.replace(default_config(lesson_for("seq2seq")), steps=12, eval_every=6, eval_pairs=32,
+                              dec_layers=2)
+    tab.load(cfg)
+    assert h.pump(lambda: tab.result is not None and not tab.playing, 240)
+    frames = lesson_for("seq2seq").run(cfg, None, lambda: False)
+    assert tab.result["n"] == len(frames) == 12 and tab.shown == 12
+    for i, key in enumerate(("encdec", "gpt")):
+        train, held, exact, tokens = tab.lines[key]
+        np.testing.assert_allclose(train.get_ydata(), [f.losses[i] for f in frames], rtol=1e-5)
+        assert list(exact.get_xdata()) == [1, 6, 12]
+        np.testing.assert_allclose(held.get_ydata(), [f.evals[i].loss for f in frames if f.evals], rtol=1e-4)
+    ex = frames[-1].example
+    assert len(tab.images) == 2 * cfg.n_head == len(tab.map_axes)  # two decoder layers, two heads each
+    for (im, layer, head), ax in zip(tab.images, tab.map_axes, strict=True):
+        shown = np.asarray(im.get_array())
+        assert shown.shape == (len(ex.target) + 1, len(ex.source))
+        np.testing.assert_allclose(shown, ex.cross[layer, head], atol=1e-4)
+        np.testing.assert_allclose(shown.sum(axis=1), 1.0, rtol=1e-4)  # each target row over the source words
+        assert [t.get_text() for t in ax.get_xticklabels()] == list(ex.source)
+        assert [t.get_text() for t in ax.get_yticklabels()] == list(ex.target) + ["<eos>"]
+    assert " ".join(ex.source) in tab.caption.get_text()
+    tab.show_until(1)  # back at the first evaluation: the maps of the untrained model
+    first = frames[0].example
+    np.testing.assert_allclose(np.asarray(tab.images[0][0].get_array()), first.cross[0, 0], atol=1e-4)

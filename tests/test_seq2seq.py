@@ -3,6 +3,8 @@ model's gradient, the task's alignments, and the lesson (seeded, its claims, one
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -130,3 +132,106 @@ def test_the_whole_encoder_decoder_gradient_matches_finite_differences(norm_posi
                 checked += 1
     assert checked > 100
     assert np.any(model.decoder.g["h1.cross.kv.w"] != 0) and np.any(model.encoder.g["h0.attn.qkv.w"] != 0)
+
+
+# ------------------------------------------------------------------------------------------------- the task
+def test_each_target_word_comes_from_the_source_word_it_is_aligned_to():
+    from simulator.seq2seq.task import MAX_SOURCE, MAX_TARGET, draw_pairs, make_task
+
+    translate, reverse = make_task("translate", 0), make_task("reverse", 0)
+    rng = np.random.default_rng(0)
+    pairs = draw_pairs(translate, 500, rng)
+    assert max(len(p.source) for p in pairs) == MAX_SOURCE and max(len(p.target) for p in pairs) == MAX_TARGET[
+        "translate"]
+    for p in pairs:
+        assert [translate.lexicon[p.source[j]] for j in p.align] == list(p.target)
+        assert sorted(p.align) == [i for i, w in enumerate(p.source) if w != "the"]  # every word but 'the', once
+        verb = p.align[-1]  # written last: the verb, read right after the subject ('the [adj] noun')
+        assert verb in (2, 3) and p.source[verb + 1] == "the" and p.source[verb - 1] != "the"
+    assert len(set(translate.lexicon.values())) == len(translate.lexicon)  # one invented word per source word
+    assert not set(translate.lexicon.values()) & set(reverse.words)  # and none is a source word
+    for p in draw_pairs(reverse, 50, rng):
+        assert [p.source[j] for j in p.align] == list(p.target) == list(reversed(p.source))
+    assert make_task("translate", 1).lexicon != translate.lexicon  # the language comes from the seed
+
+
+def test_both_packings_hold_the_same_target_tokens_and_weights():
+    from simulator.seq2seq.task import BOS, EOS, SEP, draw_pairs, held_out, make_task, pack_encdec, pack_prompt
+
+    task = make_task("translate", 0)
+    test = held_out(task, 40, np.random.default_rng(1))
+    assert len({p.source for p in test}) == 40
+    avoid = frozenset(p.source for p in test)
+    pairs = draw_pairs(task, 200, np.random.default_rng(2), avoid)
+    assert not {p.source for p in pairs} & avoid  # training never draws a held-out sentence
+    a, g = pack_encdec(task, pairs[:5], 10, 8), pack_prompt(task, pairs[:5], 18)
+    assert np.all(a.tgt_in[:, 0] == BOS) and abs(a.weights.sum() - 1) < 1e-12 and abs(g.weights.sum() - 1) < 1e-12
+    for r in range(5):
+        m = a.tgt_len[r]
+        assert a.tgt_out[r, m - 1] == EOS and np.all(a.tgt_in[r, 1:m] == a.tgt_out[r, :m - 1])
+        wg = g.weights.reshape(5, 18)[r] > 0
+        np.testing.assert_array_equal(g.targets[r][wg], a.tgt_out[r, :m])  # the GPT predicts the same tokens
+        assert g.ids[r, g.src_len[r]] == SEP and np.flatnonzero(wg)[0] == g.src_len[r]
+        np.testing.assert_array_equal(g.align[r][wg][:-1], a.align[r, :m - 1])
+
+
+def test_the_gpt_is_matched_to_the_encoder_decoders_parameter_count():
+    from simulator.lessons import default_config, lesson_for
+    from simulator.lessons.seq2seq import shape_of
+    from simulator.seq2seq.train import EncDecLearner, PromptLearner, encdec_params, gpt_params
+
+    s = shape_of(default_config(lesson_for("seq2seq")))
+    a, g = EncDecLearner(s, 0), PromptLearner(s, 0)
+    assert a.n_params == encdec_params(s) and g.n_params == gpt_params(s, s.gpt_d_model)
+    assert s.gpt_d_model % s.n_head == 0
+    for d in range(s.n_head, 4 * s.d_model, s.n_head):  # no other width is nearer
+        assert abs(gpt_params(s, d) - a.n_params) >= abs(g.n_params - a.n_params)
+
+
+# ---------------------------------------------------------------------------------------------- the lesson
+@pytest.fixture(scope="module")
+def small():
+    from simulator.lessons import default_config, lesson_for
+
+    return dataclasses.replace(default_config(lesson_for("seq2seq")), steps=6, eval_every=3, eval_pairs=32)
+
+
+def test_a_seed_gives_the_same_run_and_another_seed_another(small):
+    from simulator.lessons import lesson_for
+
+    run = lesson_for("seq2seq").run
+    a, b, c = run(small), run(small), run(dataclasses.replace(small, seed=1))
+    losses = lambda frames: [f.losses for f in frames]  # noqa: E731
+    assert losses(a) == losses(b) and losses(a) != losses(c)
+    assert [f.step for f in a if f.evals is not None] == [1, 3, 6]
+    np.testing.assert_array_equal(a[-1].example.cross, b[-1].example.cross)
+    assert losses(run(small, 2)) == losses(a)[:2]  # a shorter run is the start of the longer
+    ex = a[-1].example
+    assert ex.cross.shape == (small.dec_layers, small.n_head, len(ex.target) + 1, len(ex.source))
+    np.testing.assert_allclose(ex.cross.sum(axis=-1), 1.0, rtol=1e-5)  # over the real source words only
+
+
+@pytest.mark.parametrize("body, says", [
+    ("task: translit\n", "t.yaml:2: task: 'translit' is not one of translate, reverse"),
+    ("src_len: 9\n", "t.yaml:2: src_len: 9 positions are fewer than the longest source sentence (10 words)"),
+    ("tgt_len: 7\n", "t.yaml:2: tgt_len: 7 positions cannot hold the longest translate target (7 words and <eos>)"),
+    ("tgt_len: 8\ntask: reverse\n", "t.yaml:2: tgt_len: 8 positions cannot hold the longest reverse target (10 words and <eos>)"),
+    ("n_head: 3\n", "t.yaml:2: n_head: 3 heads do not divide d_model 32"),
+    ("gpt_d_model: 33\n", "t.yaml:2: gpt_d_model: 2 heads do not divide gpt_d_model 33"),
+    ("norm_position: middle\n", "t.yaml:2: norm_position: 'middle' is not one of pre, post"),
+    ("shown: 32\n", "t.yaml:2: shown: 32 is not a row of a batch of 32"),
+])
+def test_a_mistake_is_one_line_naming_file_line_and_key(tmp_path, capsys, body, says):
+    from simulator.cli import main
+    from simulator.presets import parse_any_text
+    from simulator.yamlconfig import PresetError
+
+    with pytest.raises(PresetError) as err:
+        parse_any_text("kind: seq2seq\n" + body, "t.yaml", tmp_path)
+    assert str(err.value).startswith(says) and "\n" not in str(err.value), str(err.value)
+    preset = tmp_path / "t.yaml"
+    preset.write_text("kind: seq2seq\n" + body, encoding="utf-8")
+    assert main(["train", "--preset", str(preset), "--quiet"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and len(out.err.strip().splitlines()) == 1 and "Traceback" not in out.err
+    assert f"{preset}:" in out.err

@@ -119,9 +119,9 @@ def validate(cfg: Seq2SeqConfig, ctx: ParseContext) -> Seq2SeqConfig:
         ctx.fail("tgt_len", _("{n} positions cannot hold the longest {task} target ({longest} words and <eos>)").format(
             n=cfg.tgt_len, task=cfg.task, longest=need - 1), _("use tgt_len: {value} or more").format(value=need))
     for key, width in (("d_model", cfg.d_model), ("gpt_d_model", cfg.gpt_d_model)):
-        if width is not None and width % cfg.n_head:
-            ctx.fail(key, _("{n_head} heads do not divide {key} {width}").format(n_head=cfg.n_head, key=key,
-                                                                                   width=width))
+        if width is not None and width % cfg.n_head:  # d_model's default is usual: the heads are what changed
+            ctx.fail("n_head" if key == "d_model" else key, _("{n_head} heads do not divide {key} {width}").format(
+                n_head=cfg.n_head, key=key, width=width))
     if cfg.shown >= cfg.batch_size:
         ctx.fail("shown", _("{shown} is not a row of a batch of {batch_size}").format(
             shown=cfg.shown, batch_size=cfg.batch_size), _("use 0 to {value}").format(value=cfg.batch_size - 1))

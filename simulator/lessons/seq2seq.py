@@ -61,8 +61,8 @@ class Seq2SeqConfig:
     name: str = "seq2seq"
     description: str = "An encoder-decoder with cross-attention against a decoder-only GPT of the same size."
     task: str = "translate"  # translate | reverse
-    src_len: int = MAX_SOURCE  # the encoder's window: at least the longest source (10 words)
-    tgt_len: int = MAX_TARGET["translate"] + 1  # the decoder's window: the longest target and <eos>
+    src_len: Optional[int] = None  # the encoder's window, at least the longest source; None: that (10 words)
+    tgt_len: Optional[int] = None  # the decoder's window, at least the longest target and <eos>; None: that
     d_model: int = 32
     n_head: int = 2
     enc_layers: int = 1
@@ -101,9 +101,14 @@ class Seq2SeqFrame:
     example: Example | None = None
 
 
+def windows(cfg: Seq2SeqConfig) -> tuple[int, int]:
+    """(encoder window, decoder window): as set, or just long enough for the task's longest pair."""
+    return cfg.src_len or MAX_SOURCE, cfg.tgt_len or MAX_TARGET[cfg.task] + 1
+
+
 def shape_of(cfg: Seq2SeqConfig) -> Shape:
     task = make_task(cfg.task, cfg.seed)
-    s = Shape(task.vocab_size, cfg.src_len, cfg.tgt_len, cfg.d_model, cfg.n_head, cfg.enc_layers, cfg.dec_layers,
+    s = Shape(task.vocab_size, *windows(cfg), cfg.d_model, cfg.n_head, cfg.enc_layers, cfg.dec_layers,
               cfg.gpt_layers, cfg.gpt_d_model or cfg.d_model, cfg.norm_position, cfg.batch_size, cfg.lr, cfg.warmup)
     return s if cfg.gpt_d_model else dataclasses.replace(s, gpt_d_model=matched_width(s))
 
@@ -111,11 +116,11 @@ def shape_of(cfg: Seq2SeqConfig) -> Shape:
 # ------------------------------------------------------------------------------------------- lesson
 def validate(cfg: Seq2SeqConfig, ctx: ParseContext) -> Seq2SeqConfig:
     """Windows that hold the longest pair, widths the heads divide, a shown pair that exists."""
-    if cfg.src_len < MAX_SOURCE:
+    if cfg.src_len is not None and cfg.src_len < MAX_SOURCE:
         ctx.fail("src_len", _("{n} positions are fewer than the longest source sentence ({longest} words)").format(
             n=cfg.src_len, longest=MAX_SOURCE), _("use src_len: {value} or more").format(value=MAX_SOURCE))
     need = MAX_TARGET[cfg.task] + 1
-    if cfg.tgt_len < need:
+    if cfg.tgt_len is not None and cfg.tgt_len < need:
         ctx.fail("tgt_len", _("{n} positions cannot hold the longest {task} target ({longest} words and <eos>)").format(
             n=cfg.tgt_len, task=cfg.task, longest=need - 1), _("use tgt_len: {value} or more").format(value=need))
     for key, width in (("d_model", cfg.d_model), ("gpt_d_model", cfg.gpt_d_model)):

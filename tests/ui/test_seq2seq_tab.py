@@ -39,3 +39,23 @@ def test_the_tab_replays_both_models_and_the_cross_attention_maps(harness):
     tab.show_until(1)  # back at the first evaluation: the maps of the untrained model
     first = frames[0].example
     np.testing.assert_allclose(np.asarray(tab.images[0][0].get_array()), first.cross[0, 0], atol=1e-4)
+
+
+def test_the_toolbar_sets_the_task_and_a_bad_value_is_one_dialog(harness):
+    h = harness()
+    tab = h.app.layout.lesson_tabs["seq2seq"]
+    h.app.layout.select_tab(tab)
+    assert h.pump(lambda: tab.built and tab.cfg is not None)
+    small = dataclasses.replace(default_config(lesson_for("seq2seq")), steps=4, eval_every=2, eval_pairs=32)
+    tab.load(small)
+    assert tab.vars["task"].get() == "translate" and tab.vars["steps"].get() == "4"
+    tab.vars["task"].set("reverse")
+    tab._changed("task")  # the windows follow the task (null: long enough), so reverse needs no other setting
+    assert tab.cfg.task == "reverse" and tab.cfg.steps == 4 and not h.errors
+    assert h.pump(lambda: tab.result is not None and not tab.playing, 240)
+    ex = tab.result["examples"][-1]
+    assert ex.target == tuple(reversed(ex.source))
+    tab.vars["d_model"].set("33")
+    tab._changed("d_model")
+    assert len(h.errors) == 1 and "n_head" in h.errors[0] and tab.cfg.d_model == 32
+    assert tab.vars["d_model"].get() == "32"  # the toolbar shows the config that stays

@@ -4,12 +4,17 @@ and head, growing sharper as the replay runs (`simulator.lessons.seq2seq`)."""
 
 from __future__ import annotations
 
+import tkinter as tk
+from tkinter import ttk
+
 import numpy as np
 
-from simulator.i18n import _
+from simulator.i18n import N_, _
 from simulator.lessons.seq2seq import MODEL_NAMES, MODELS
+from simulator.seq2seq.task import TASKS
+from ui import relabel
 from ui.lessons import lesson_tab
-from ui.lessons.base import LessonTab
+from ui.lessons.base import LessonTab, labelled_combo
 
 COLOURS = {"encdec": "C0", "gpt": "C3"}
 MAX_MAPS = 8  # maps drawn at most (the first layers' heads); a bigger decoder shows its first MAX_MAPS
@@ -20,6 +25,36 @@ class Seq2SeqTab(LessonTab):
     """Three panels: losses, held-out accuracy, the cross-attention maps (source words x target words)."""
 
     steps_per_second = 40.0
+    # the settings the toolbar edits: (path, label, entry width)
+    ENTRIES = (("steps", N_("steps"), 5), ("d_model", N_("width"), 4), ("enc_layers", N_("encoder layers"), 3),
+               ("dec_layers", N_("decoder layers"), 3), ("gpt_layers", N_("GPT layers"), 3), ("lr", N_("lr"), 6),
+               ("seed", N_("seed"), 4))
+
+    def build_controls(self, bar) -> None:
+        self.vars: dict[str, tk.StringVar] = {}
+        _box, self.vars["task"] = labelled_combo(bar, N_("task"), TASKS, width=10,
+                                                 command=lambda: self._changed("task"))
+        for path, label, width in self.ENTRIES:
+            relabel.text(ttk.Label(bar), label).pack(side="left", padx=(6, 2))
+            var = self.vars[path] = tk.StringVar(self.frame)
+            entry = ttk.Entry(bar, textvariable=var, width=width)
+            entry.pack(side="left")
+            for seq in ("<Return>", "<FocusOut>"):
+                entry.bind(seq, lambda e, p=path: self._changed(p), add="+")
+
+    @staticmethod
+    def _text(v) -> str:
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    def show_config(self, cfg) -> None:
+        for path, var in self.vars.items():
+            var.set(self._text(getattr(cfg, path)))
+
+    def _changed(self, path: str) -> None:
+        """A toolbar value was set: recompute when it differs (checked by the lesson's rules, a mistake a dialog)."""
+        text = str(self.vars[path].get())
+        if text != self._text(getattr(self.cfg, path)):
+            self.change(path, text)
 
     def digest(self, cfg, frames):
         """Steps and training losses per model; eval steps with held-out loss, exact match, token accuracy; the

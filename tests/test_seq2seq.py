@@ -25,6 +25,52 @@ B, TD, TE, C, NH = 3, 5, 7, 6, 3  # odd shapes: no two alike, a head size of 2
 LENGTHS = np.array([7, 3, 1], np.int32)  # padding on the key side
 
 
+def test_the_layout_kernels_and_the_rectangular_softmax_against_numpy():
+    from simulator.seq2seq.kernels import (
+        cross_softmax_backward,
+        cross_softmax_forward,
+        from_heads,
+        merge_kv,
+        split_kv,
+        to_heads,
+    )
+
+    rng = np.random.default_rng(9)
+    HS = C // NH
+    x = rng.normal(size=(B, TD, C))
+    xh = np.zeros((B, NH, TD, HS))
+    to_heads(xh, x)
+    np.testing.assert_array_equal(xh, x.reshape(B, TD, NH, HS).transpose(0, 2, 1, 3))
+    back = np.zeros_like(x)
+    from_heads(back, xh)
+    np.testing.assert_array_equal(back, x)
+    kv = rng.normal(size=(B, TE, 2 * C))
+    k, v = np.zeros((B, NH, TE, HS)), np.zeros((B, NH, TE, HS))
+    split_kv(k, v, kv)
+    np.testing.assert_array_equal(k, kv[..., :C].reshape(B, TE, NH, HS).transpose(0, 2, 1, 3))
+    np.testing.assert_array_equal(v, kv[..., C:].reshape(B, TE, NH, HS).transpose(0, 2, 1, 3))
+    merged = np.zeros_like(kv)
+    merge_kv(merged, k, v)
+    np.testing.assert_array_equal(merged, kv)
+    lengths = np.array([7, 2, 0], np.int32)
+    for scale in (0.7, -0.7):  # a negative scale: the row's smallest score is the one subtracted
+        scores = rng.normal(0, 30, size=(B, NH, TD, TE))
+        p = scores.copy()
+        cross_softmax_forward(p, scale, lengths)
+        d = rng.normal(size=p.shape)
+        ds = d.copy()
+        cross_softmax_backward(ds, p, scale, lengths)
+        assert np.all(p[2] == 0) and np.all(ds[2] == 0)  # no source: the rows read nothing
+        for b, n in enumerate(lengths[:2]):
+            z = scale * scores[b, :, :, :n]
+            e = np.exp(z - z.max(axis=-1, keepdims=True))
+            want = e / e.sum(axis=-1, keepdims=True)
+            np.testing.assert_allclose(p[b, :, :, :n], want, rtol=1e-12, atol=1e-300)
+            assert np.all(p[b, :, :, n:] == 0) and np.all(ds[b, :, :, n:] == 0)
+            dot = (d[b, :, :, :n] * want).sum(axis=-1, keepdims=True)
+            np.testing.assert_allclose(ds[b, :, :, :n], scale * want * (d[b, :, :, :n] - dot), rtol=1e-10, atol=1e-14)
+
+
 def _op_inputs(dtype, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(B * TD, C)).astype(dtype)

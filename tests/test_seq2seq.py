@@ -255,6 +255,9 @@ def test_a_seed_gives_the_same_run_and_another_seed_another(small):
     ex = a[-1].example
     assert ex.cross.shape == (small.dec_layers, small.n_head, len(ex.target) + 1, len(ex.source))
     np.testing.assert_allclose(ex.cross.sum(axis=-1), 1.0, rtol=1e-5)  # over the real source words only
+    assert ex.gpt_attention.shape == (small.gpt_layers, small.n_head, len(ex.target) + 1, len(ex.source))
+    # the GPT's queries also see <sep> and the target so far: what falls on the source is less than all
+    assert np.all(ex.gpt_attention.sum(axis=-1) < 1) and np.all(ex.gpt_attention > 0)
 
 
 @pytest.mark.parametrize("body, says", [

@@ -90,6 +90,9 @@ class Example:
     encdec_output: tuple[str, ...]  # up to <eos> (or the window's end)
     gpt_output: tuple[str, ...]
     cross: np.ndarray  # (dec_layers, NH, len(target) + 1, len(source)): rows predict y1 .. ym, <eos>
+    # (gpt_layers, NH, len(target) + 1, len(source)): the GPT's self-attention from the same predictions (the
+    # positions <sep> .. ym of its prompt) onto the source words; the rest of each row is on <sep> and the target
+    gpt_attention: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -159,10 +162,10 @@ def _words(task, ids) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _example(task, p: Pair, cross: np.ndarray, encdec_out, gpt_out) -> Example:
+def _example(task, p: Pair, cross: np.ndarray, gpt_att: np.ndarray, encdec_out, gpt_out) -> Example:
     n, m = len(p.source), len(p.target)
     return Example(p.source, p.target, p.align, _words(task, encdec_out), _words(task, gpt_out),
-                   cross[:, :, :m + 1, :n].copy())
+                   cross[:, :, :m + 1, :n].copy(), gpt_att[:, :, n:n + m + 1, :n].copy())
 
 
 def _run(cfg: Seq2SeqConfig, steps: int | None, cancelled) -> list[Seq2SeqFrame]:
@@ -185,8 +188,8 @@ def _run(cfg: Seq2SeqConfig, steps: int | None, cancelled) -> list[Seq2SeqFrame]
                   gpt.step(pack_prompt(task, pairs, s.prompt_len)))
         if k == 0 or (k + 1) % cfg.eval_every == 0 or k == n - 1:
             ea, maps, out_a = encdec.evaluate(eval_encdec, cfg.shown)
-            eg, out_g = gpt.evaluate(eval_prompt, golds, gold_lens, cfg.shown)
-            ex = _example(task, test[cfg.shown], maps, out_a, out_g)
+            eg, gpt_maps, out_g = gpt.evaluate(eval_prompt, golds, gold_lens, cfg.shown)
+            ex = _example(task, test[cfg.shown], maps, gpt_maps, out_a, out_g)
             frames.append(Seq2SeqFrame(k + 1, losses, params, (ea, eg), ex))
         else:
             frames.append(Seq2SeqFrame(k + 1, losses, params))

@@ -258,15 +258,15 @@ class PromptLearner:
         return out
 
     def evaluate(self, batches: list[PromptBatch], targets: list[np.ndarray], lengths: list[np.ndarray],
-                 shown: int = 0) -> tuple[Evaluation, np.ndarray]:
+                 shown: int = 0) -> tuple[Evaluation, np.ndarray, np.ndarray]:
         """The held-out evaluation (`targets` (B, Tt) and `lengths` per batch: the gold completions), and the
-        greedy completion (Tt,) of row `shown` of batch 0."""
+        self-attention maps (n_layer, NH, T, T) and greedy completion (Tt,) of row `shown` of batch 0."""
         M, L = self.model, self.shape.gpt_layers
         loss = right = n_tok = exact = n_pairs = 0.0
         mass = np.zeros((L, self.shape.n_head))
         hits = np.zeros_like(mass)
         count = chance = 0.0
-        first = None
+        maps = first = None
         for i, (b, gold, glen) in enumerate(zip(batches, targets, lengths, strict=True)):
             self.forward(b)
             real = b.weights > 0
@@ -282,13 +282,15 @@ class PromptLearner:
                 hits[layer] += h_
             count += c_
             chance += ch_
+            if i == 0:
+                maps = np.stack([M.acts[f"h{layer}.att"][shown] for layer in range(L)])
             out = self.greedy(b)
             first = out[shown].copy() if i == 0 else first
             ok = (out == gold) | (np.arange(out.shape[1])[None, :] >= glen[:, None])
             exact += int(np.sum(ok.all(axis=1)))
             n_pairs += len(b.src_len)
         return Evaluation(loss / n_tok, right / n_tok, exact / n_pairs, mass / count, hits / count,
-                          chance / count), first
+                          chance / count), maps, first
 
 
 def batches_of(task: Task, pairs, s: Shape) -> tuple[list[EncDecBatch], list[PromptBatch]]:

@@ -16,7 +16,7 @@ def test_the_tab_replays_both_models_and_the_cross_attention_maps(harness):
     h.app.layout.select_tab(tab)
     assert h.pump(lambda: h.app.layout.current_tab() is tab and tab.built)
     cfg = dataclasses.replace(default_config(lesson_for("seq2seq")), steps=12, eval_every=6, eval_pairs=32,
-                              dec_layers=2)
+                              dec_layers=2, gpt_layers=2)
     tab.load(cfg)
     assert h.pump(lambda: tab.result is not None and not tab.playing, 240)
     frames = lesson_for("seq2seq").run(cfg, None, lambda: False)
@@ -27,14 +27,24 @@ def test_the_tab_replays_both_models_and_the_cross_attention_maps(harness):
         assert list(exact.get_xdata()) == [1, 6, 12]
         np.testing.assert_allclose(held.get_ydata(), [f.evals[i].loss for f in frames if f.evals], rtol=1e-4)
     ex = frames[-1].example
-    assert len(tab.images) == 2 * cfg.n_head == len(tab.map_axes)  # two decoder layers, two heads each
-    for (im, layer, head), ax in zip(tab.images, tab.map_axes, strict=True):
+    # two decoder layers with two heads each, then the GPT's head with the most attention on the aligned words
+    from simulator.lessons.seq2seq import best_head
+
+    g_layer, g_head, _mass = best_head(frames[-1].evals[1])
+    assert [image[1:] for image in tab.images] == [("encdec", 0, 0), ("encdec", 0, 1), ("encdec", 1, 0),
+                                                   ("encdec", 1, 1), ("gpt", g_layer, g_head)]
+    for i, ((im, key, layer, head), (ax, *_rest)) in enumerate(zip(tab.images, tab.map_axes, strict=True)):
         shown = np.asarray(im.get_array())
         assert shown.shape == (len(ex.target) + 1, len(ex.source))
-        np.testing.assert_allclose(shown, ex.cross[layer, head], atol=1e-4)
-        np.testing.assert_allclose(shown.sum(axis=1), 1.0, rtol=1e-4)  # each target row over the source words
+        want = (ex.cross if key == "encdec" else ex.gpt_attention)[layer, head]
+        np.testing.assert_allclose(shown, want, atol=1e-4)
+        if key == "encdec":  # each target row's cross-attention is over the source words
+            np.testing.assert_allclose(shown.sum(axis=1), 1.0, rtol=1e-4)
+        else:  # the GPT's rows also attend to <sep> and the target so far
+            assert np.all(shown.sum(axis=1) <= 1 + 1e-5)
         assert [t.get_text() for t in ax.get_xticklabels()] == list(ex.source)
-        assert [t.get_text() for t in ax.get_yticklabels()] == list(ex.target) + ["<eos>"]
+        rows = [t.get_text() for t in ax.get_yticklabels()]
+        assert rows == (list(ex.target) + ["<eos>"] if i == 0 else [""] * (len(ex.target) + 1))
     assert " ".join(ex.source) in tab.caption.get_text()
     tab.show_until(1)  # back at the first evaluation: the maps of the untrained model
     first = frames[0].example

@@ -10,19 +10,20 @@ from tkinter import ttk
 import numpy as np
 
 from simulator.i18n import N_, _
-from simulator.lessons.seq2seq import MODEL_NAMES, MODELS
+from simulator.lessons.seq2seq import MODEL_NAMES, MODELS, best_head
 from simulator.seq2seq.task import TASKS
 from ui import relabel
 from ui.lessons import lesson_tab
 from ui.lessons.base import LessonTab, labelled_combo
 
 COLOURS = {"encdec": "C0", "gpt": "C3"}
-MAX_MAPS = 8  # maps drawn at most (the first layers' heads); a bigger decoder shows its first MAX_MAPS
+MAX_MAPS = 6  # cross-attention maps at most (the first layers' heads)
 
 
 @lesson_tab("seq2seq")
 class Seq2SeqTab(LessonTab):
-    """Three panels: losses, held-out accuracy, the cross-attention maps (source words x target words)."""
+    """Losses, held-out accuracy, and a row of maps (target words x source words): the encoder-decoder's
+    cross-attention per layer and head, and the GPT's best head from the same predictions onto its prompt's source."""
 
     steps_per_second = 40.0
     # the settings the toolbar edits: (path, label, entry width)
@@ -69,7 +70,8 @@ class Seq2SeqTab(LessonTab):
         exact = {k: np.array([f.evals[i].exact_match for f in ev]) for i, k in enumerate(MODELS)}
         tokens = {k: np.array([f.evals[i].token_accuracy for f in ev]) for i, k in enumerate(MODELS)}
         return {"steps": steps, "train": train, "es": es, "held": held, "exact": exact, "tokens": tokens,
-                "examples": [f.example for f in ev], "params": frames[0].params, "n": len(frames)}
+                "examples": [f.example for f in ev], "params": frames[0].params, "n": len(frames),
+                "last_evals": ev[-1].evals}
 
     def steps_of(self) -> int:
         return self.result["n"] if self.result else 0
@@ -79,14 +81,17 @@ class Seq2SeqTab(LessonTab):
         fig = self.figure
         fig.clear()
         ex = r["examples"][-1]
-        L, NH = ex.cross.shape[:2]
-        maps = [(layer, head) for layer in range(L) for head in range(NH)][:MAX_MAPS]
-        grid = fig.add_gridspec(3, 1, height_ratios=(1, 1.25, 0.2))  # the last row: the caption
+        # one row of maps: the encoder-decoder's cross-attention heads, then the GPT's head that puts most of its
+        # attention on the aligned source words at the last evaluation (its other heads mostly read <sep> and
+        # the target so far)
+        g_layer, g_head, _mass = best_head(r["last_evals"][1])
+        maps = [("encdec", layer, head) for layer in range(ex.cross.shape[0])
+                for head in range(ex.cross.shape[1])][:MAX_MAPS] + [("gpt", g_layer, g_head)]
+        grid = fig.add_gridspec(3, 1, height_ratios=(1, 1.1, 0.25))  # the last row: the caption
         top = grid[0].subgridspec(1, 2, wspace=0.25)
         self.ax_loss, self.ax_acc = fig.add_subplot(top[0]), fig.add_subplot(top[1])
-        cols = min(len(maps), 4)
-        bottom = grid[1].subgridspec(-(-len(maps) // cols), cols, wspace=0.35, hspace=0.6)
-        self.map_axes = [fig.add_subplot(bottom[i // cols, i % cols]) for i in range(len(maps))]
+        sub = grid[1].subgridspec(1, len(maps), wspace=0.3)
+        self.map_axes = [(fig.add_subplot(sub[i]), *m) for i, m in enumerate(maps)]
         self.lines, artists = {}, []
         for k in MODELS:
             name, c = _(MODEL_NAMES[k]), COLOURS[k]
@@ -120,19 +125,22 @@ class Seq2SeqTab(LessonTab):
         self.images, circles = [], []
         m, n_src = ex.cross.shape[2], ex.cross.shape[3]
         rows = list(ex.target) + ["<eos>"]
-        for ax, (layer, head) in zip(self.map_axes, maps, strict=True):
+        for ax, key, layer, head in self.map_axes:
             im = ax.imshow(np.zeros((m, n_src)), aspect="auto", cmap="viridis", vmin=0, vmax=1,
                            interpolation="nearest")
-            self.images.append((im, layer, head))
+            self.images.append((im, key, layer, head))
             # the alignment the task was made with: where each target word's attention should go (animated
             # too, so that it is drawn over the blitted image)
             circles.append(ax.scatter(list(ex.align), range(len(ex.align)), s=40, facecolors="none",
                                       edgecolors="white", lw=0.8))
             ax.set_xticks(range(n_src), ex.source, rotation=70, fontsize=6)
             ax.set_yticks(range(m), rows, fontsize=6)
-            ax.set_title(_("cross-attention: layer {layer}, head {head}").format(layer=layer + 1, head=head + 1),
-                         fontsize=8)
-        artists += [im for im, _l, _h in self.images] + circles
+            title = _("cross-attention\nlayer {layer}, head {head}") if key == "encdec" else \
+                _("GPT's self-attention on the source\nlayer {layer}, head {head} (its best)")
+            ax.set_title(title.format(layer=layer + 1, head=head + 1), fontsize=8)
+            if ax is not self.map_axes[0][0]:
+                ax.set_yticks(range(m), [""] * m)  # the target words once, on the first map
+        artists += [image[0] for image in self.images] + circles
         ax_caption = fig.add_subplot(grid[2])
         ax_caption.set_axis_off()
         self.caption = ax_caption.text(0.0, 1.0, "", fontsize=7, ha="left", va="top", transform=ax_caption.transAxes)
@@ -150,11 +158,10 @@ class Seq2SeqTab(LessonTab):
             tokens.set_data(r["es"][eshown], r["tokens"][key][eshown])
         i = max(int(np.sum(eshown)) - 1, 0)  # the last evaluation up to step k (the first before any)
         ex = r["examples"][i]
-        for im, layer, head in self.images:
-            im.set_data(ex.cross[layer, head])
-        self.caption.set_text(_("held-out pair at step {step} (circles: the source word each target word "
-                                "translates)\nsource: {source}   |   target: {target}\n{a}: {out_a}   |   {b}: {out_b}"
-                                ).format(
+        for im, key, layer, head in self.images:
+            im.set_data((ex.cross if key == "encdec" else ex.gpt_attention)[layer, head])
+        self.caption.set_text(_("step {step}, held-out: {source} -> {target} (circles: the source word each "
+                                "target word translates)\n{a}: {out_a}   |   {b}: {out_b}").format(
             source=" ".join(ex.source), target=" ".join(ex.target), a=_(MODEL_NAMES["encdec"]),
             out_a=" ".join(ex.encdec_output), b=_(MODEL_NAMES["gpt"]), out_b=" ".join(ex.gpt_output),
             step=int(r["es"][i]) if len(r["es"]) else 0))

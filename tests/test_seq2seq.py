@@ -285,3 +285,27 @@ def test_a_mistake_is_one_line_naming_file_line_and_key(tmp_path, capsys, body, 
     out = capsys.readouterr()
     assert out.out == "" and len(out.err.strip().splitlines()) == 1 and "Traceback" not in out.err
     assert f"{preset}:" in out.err
+
+
+def test_a_shorter_target_reads_the_same_memory():
+    """Decoding fewer positions than the window (a new arena) gives the same logits there: causal, one memory."""
+    enc, dec = _tiny()
+    model = EncoderDecoder(enc, dec, np.float64)
+    model.init_weights(np.random.default_rng(6))
+    rng = np.random.default_rng(7)
+    src, src_len = rng.integers(4, 11, (3, 5)).astype(np.int32), np.array([5, 2, 4], np.int32)
+    tgt = rng.integers(1, 11, (3, 4)).astype(np.int32)
+    model.encode(src, src_len)
+    model.decode(tgt)
+    full = model.decoder.logits().copy()
+    model.decode(tgt[:, :2])
+    np.testing.assert_allclose(model.decoder.logits(), full[:, :2], rtol=1e-12, atol=1e-14)
+    src2 = src.copy()
+    src2[1, 3:] = 4  # padding of row 1 (length 2) changed: nothing it reads
+    model.encode(src2, src_len)
+    model.decode(tgt)
+    np.testing.assert_allclose(model.decoder.logits()[1], full[1], rtol=1e-12, atol=1e-14)
+    src2[1, 0] = 4 if src[1, 0] != 4 else 5  # a real word of row 1 changed: it reads that
+    model.encode(src2, src_len)
+    model.decode(tgt)
+    assert not np.allclose(model.decoder.logits()[1], full[1])

@@ -158,20 +158,21 @@ class EncoderDecoder:
 
     def encode(self, src: np.ndarray, src_len: np.ndarray) -> None:
         """The encoder's ops up to its final norm on (B, Te) sources; its output becomes the decoder's memory."""
-        E, D = self.encoder, self.decoder
+        E = self.encoder
         E.ensure_shape(*src.shape)
         E.set_lengths(src_len)
         E.ids[...] = src
         for op in E.ops[:-1]:  # not the head
             op.forward()
-        D.ensure_shape(src.shape[0], D.cfg.seq_len)
-        D.memory[...] = E.acts[E.final]
-        D.memory_len[...] = src_len
+        self._memory_len = np.asarray(src_len, np.int32).copy()
 
     def decode(self, tgt_in: np.ndarray, tgt_len: np.ndarray | None = None) -> None:
         """The decoder's ops on (B, Td) inputs, reading the memory of the last `encode`."""
-        D = self.decoder
+        E, D = self.encoder, self.decoder
+        assert E.shape is not None and E.shape[0] == tgt_in.shape[0], "encode the batch's sources first"
         D.ensure_shape(*tgt_in.shape)
+        D.memory[...] = E.acts[E.final]  # the encoder's output, (B Te, C); copied in: D's arena is its own
+        D.memory_len[...] = self._memory_len
         D.set_lengths(tgt_len)
         D.ids[...] = tgt_in
         for op in D.ops:

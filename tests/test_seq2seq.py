@@ -309,3 +309,25 @@ def test_a_shorter_target_reads_the_same_memory():
     model.encode(src2, src_len)
     model.decode(tgt)
     assert not np.allclose(model.decoder.logits()[1], full[1])
+
+
+def test_the_alignment_statistic_is_one_on_the_alignment_and_chance_when_uniform():
+    from simulator.seq2seq.train import _align_stats
+
+    src_len = np.array([3, 5], np.int32)
+    align = np.array([[2, 0, 1, -1], [4, 3, -1, -1]], np.int32)  # -1: <eos> and padding, not counted
+    visible = np.broadcast_to(src_len[:, None], align.shape)
+    sharp = np.zeros((2, 2, 4, 6))
+    for b in range(2):
+        for t in range(4):
+            if align[b, t] >= 0:
+                sharp[b, 0, t, align[b, t]] = 1.0  # head 0 on the aligned word
+                sharp[b, 1, t, (align[b, t] + 1) % src_len[b]] = 1.0  # head 1 always one word off
+    mass, hits, n, chance = _align_stats(sharp, align, visible, src_len)
+    assert n == 5 and list(mass) == [5.0, 0.0] and list(hits) == [5.0, 0.0]
+    assert abs(chance - (3 / 3 + 2 / 5)) < 1e-12
+    uniform = np.zeros((2, 2, 4, 6))
+    for b in range(2):
+        uniform[b, :, :, :src_len[b]] = 1.0 / src_len[b]
+    mass, _hits, n, chance = _align_stats(uniform, align, visible, src_len)
+    np.testing.assert_allclose(mass / n, chance / n)

@@ -16,7 +16,7 @@ KINDS = [lesson.kind for lesson in lessons.all_lessons()]
 def test_the_registry_holds_every_lesson_module_in_name_order():
     assert KINDS == ["bert", "deep_mlp", "distill", "finetune", "flash_trace", "leaf_flower", "long_context",
                      "optimizer_race",
-                     "sparse_logreg", "tfidf", "tokenizers", "word2vec",
+                     "seq2seq", "sparse_logreg", "tfidf", "tokenizers", "word2vec",
                      "worked_examples"]
     for lesson in lessons.all_lessons():
         assert lessons.lesson_for(lesson.kind) is lesson and lessons.lesson_of(lesson.config()) is lesson

@@ -1,0 +1,167 @@
+"""The encoder-decoder against the decoder-only GPT: both losses by step, held-out exact match and token accuracy,
+and the encoder-decoder's cross-attention over one held-out pair as an alignment, one small map per decoder layer
+and head, growing sharper as the replay runs (`simulator.lessons.seq2seq`)."""
+
+from __future__ import annotations
+
+import tkinter as tk
+from tkinter import ttk
+
+import numpy as np
+
+from simulator.i18n import N_, _
+from simulator.lessons.seq2seq import MODEL_NAMES, MODELS, best_head
+from simulator.seq2seq.task import TASKS
+from ui import relabel
+from ui.lessons import lesson_tab
+from ui.lessons.base import LessonTab, labelled_combo
+
+COLOURS = {"encdec": "C0", "gpt": "C3"}
+MAX_MAPS = 6  # cross-attention maps at most (the first layers' heads)
+
+
+@lesson_tab("seq2seq")
+class Seq2SeqTab(LessonTab):
+    """Losses, held-out accuracy, and a row of maps (target words x source words): the encoder-decoder's
+    cross-attention per layer and head, and the GPT's best head from the same predictions onto its prompt's source."""
+
+    steps_per_second = 40.0
+    # the settings the toolbar edits: (path, label, entry width)
+    ENTRIES = (("steps", N_("steps"), 5), ("d_model", N_("width"), 4), ("enc_layers", N_("encoder layers"), 3),
+               ("dec_layers", N_("decoder layers"), 3), ("gpt_layers", N_("GPT layers"), 3), ("lr", N_("lr"), 6),
+               ("seed", N_("seed"), 4))
+
+    def build_controls(self, bar) -> None:
+        self.vars: dict[str, tk.StringVar] = {}
+        _box, self.vars["task"] = labelled_combo(bar, N_("task"), TASKS, width=10,
+                                                 command=lambda: self._changed("task"))
+        for path, label, width in self.ENTRIES:
+            relabel.text(ttk.Label(bar), label).pack(side="left", padx=(6, 2))
+            var = self.vars[path] = tk.StringVar(self.frame)
+            entry = ttk.Entry(bar, textvariable=var, width=width)
+            entry.pack(side="left")
+            for seq in ("<Return>", "<FocusOut>"):
+                entry.bind(seq, lambda e, p=path: self._changed(p), add="+")
+
+    @staticmethod
+    def _text(v) -> str:
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    def show_config(self, cfg) -> None:
+        for path, var in self.vars.items():
+            var.set(self._text(getattr(cfg, path)))
+
+    def _changed(self, path: str) -> None:
+        """A toolbar value was set: recompute when it differs (checked by the lesson's rules, a mistake a dialog)."""
+        text = str(self.vars[path].get())
+        if text != self._text(getattr(self.cfg, path)):
+            self.change(path, text)
+
+    def digest(self, cfg, frames):
+        """Steps and training losses per model; eval steps with held-out loss, exact match, token accuracy; the
+        examples by eval step (their maps change as the model learns); the parameter counts."""
+        if not frames:
+            return None
+        steps = np.array([f.step for f in frames], float)
+        train = {k: np.array([f.losses[i] for f in frames]) for i, k in enumerate(MODELS)}
+        ev = [f for f in frames if f.evals is not None]
+        es = np.array([f.step for f in ev], float)
+        held = {k: np.array([f.evals[i].loss for f in ev]) for i, k in enumerate(MODELS)}
+        exact = {k: np.array([f.evals[i].exact_match for f in ev]) for i, k in enumerate(MODELS)}
+        tokens = {k: np.array([f.evals[i].token_accuracy for f in ev]) for i, k in enumerate(MODELS)}
+        return {"steps": steps, "train": train, "es": es, "held": held, "exact": exact, "tokens": tokens,
+                "examples": [f.example for f in ev], "params": frames[0].params, "n": len(frames),
+                "last_evals": ev[-1].evals}
+
+    def steps_of(self) -> int:
+        return self.result["n"] if self.result else 0
+
+    def draw_static(self) -> list:
+        r = self.result
+        fig = self.figure
+        fig.clear()
+        ex = r["examples"][-1]
+        # one row of maps: the encoder-decoder's cross-attention heads, then the GPT's head that puts most of its
+        # attention on the aligned source words at the last evaluation (its other heads mostly read <sep> and
+        # the target so far)
+        g_layer, g_head, _mass = best_head(r["last_evals"][1])
+        maps = [("encdec", layer, head) for layer in range(ex.cross.shape[0])
+                for head in range(ex.cross.shape[1])][:MAX_MAPS] + [("gpt", g_layer, g_head)]
+        grid = fig.add_gridspec(3, 1, height_ratios=(1, 1.1, 0.25))  # the last row: the caption
+        top = grid[0].subgridspec(1, 2, wspace=0.25)
+        self.ax_loss, self.ax_acc = fig.add_subplot(top[0]), fig.add_subplot(top[1])
+        sub = grid[1].subgridspec(1, len(maps), wspace=0.3)
+        self.map_axes = [(fig.add_subplot(sub[i]), *m) for i, m in enumerate(maps)]
+        self.lines, artists = {}, []
+        for k in MODELS:
+            name, c = _(MODEL_NAMES[k]), COLOURS[k]
+            (train,) = self.ax_loss.plot([], [], color=c, lw=0.6, alpha=0.5,
+                                         label=_("{model}: training batch").format(model=name))
+            (held,) = self.ax_loss.plot([], [], color=c, lw=1.6, marker="o", ms=3,
+                                        label=_("{model}: held out").format(model=name))
+            (exact,) = self.ax_acc.plot([], [], color=c, lw=1.6, marker="o", ms=3,
+                                        label=_("{model}: exact match").format(model=name))
+            (tokens,) = self.ax_acc.plot([], [], color=c, lw=1.0, ls="--",
+                                         label=_("{model}: tokens").format(model=name))
+            self.lines[k] = (train, held, exact, tokens)
+            artists += [train, held, exact, tokens]
+        n = max(r["n"], 1)
+        losses = np.concatenate([np.r_[r["train"][k], r["held"][k]] for k in MODELS])
+        ax = self.ax_loss
+        ax.set_xlim(0, n)
+        ax.set_ylim(0, float(np.nanmax(losses)) * 1.05)
+        ax.set_title(_("loss per target token ({a:,} vs {b:,} parameters)").format(a=r["params"][0],
+                                                                                 b=r["params"][1]), fontsize=9)
+        ax.set_xlabel(_("step"))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+        ax = self.ax_acc
+        ax.set_xlim(0, n)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(_("held-out pairs: exact match (greedy) and token accuracy"), fontsize=9)
+        ax.set_xlabel(_("step"))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+        self.images, circles = [], []
+        m, n_src = ex.cross.shape[2], ex.cross.shape[3]
+        rows = list(ex.target) + ["<eos>"]
+        for ax, key, layer, head in self.map_axes:
+            im = ax.imshow(np.zeros((m, n_src)), aspect="auto", cmap="viridis", vmin=0, vmax=1,
+                           interpolation="nearest")
+            self.images.append((im, key, layer, head))
+            # the alignment the task was made with: where each target word's attention should go (animated
+            # too, so that it is drawn over the blitted image)
+            circles.append(ax.scatter(list(ex.align), range(len(ex.align)), s=40, facecolors="none",
+                                      edgecolors="white", lw=0.8))
+            ax.set_xticks(range(n_src), ex.source, rotation=70, fontsize=6)
+            ax.set_yticks(range(m), rows, fontsize=6)
+            title = _("cross-attention\nlayer {layer}, head {head}") if key == "encdec" else \
+                _("GPT's self-attention on the source\nlayer {layer}, head {head} (its best)")
+            ax.set_title(title.format(layer=layer + 1, head=head + 1), fontsize=8)
+            if ax is not self.map_axes[0][0]:
+                ax.set_yticks(range(m), [""] * m)  # the target words once, on the first map
+        artists += [image[0] for image in self.images] + circles
+        ax_caption = fig.add_subplot(grid[2])
+        ax_caption.set_axis_off()
+        self.caption = ax_caption.text(0.0, 1.0, "", fontsize=7, ha="left", va="top", transform=ax_caption.transAxes)
+        artists.append(self.caption)
+        return artists
+
+    def show_until(self, k: int) -> None:
+        r = self.result
+        shown, eshown = r["steps"] <= k, r["es"] <= k
+        for key in MODELS:
+            train, held, exact, tokens = self.lines[key]
+            train.set_data(r["steps"][shown], r["train"][key][shown])
+            held.set_data(r["es"][eshown], r["held"][key][eshown])
+            exact.set_data(r["es"][eshown], r["exact"][key][eshown])
+            tokens.set_data(r["es"][eshown], r["tokens"][key][eshown])
+        i = max(int(np.sum(eshown)) - 1, 0)  # the last evaluation up to step k (the first before any)
+        ex = r["examples"][i]
+        for im, key, layer, head in self.images:
+            im.set_data((ex.cross if key == "encdec" else ex.gpt_attention)[layer, head])
+        self.caption.set_text(_("step {step}, held-out: {source} -> {target} (circles: the source word each "
+                                "target word translates)\n{a}: {out_a}   |   {b}: {out_b}").format(
+            source=" ".join(ex.source), target=" ".join(ex.target), a=_(MODEL_NAMES["encdec"]),
+            out_a=" ".join(ex.encdec_output), b=_(MODEL_NAMES["gpt"]), out_b=" ".join(ex.gpt_output),
+            step=int(r["es"][i]) if len(r["es"]) else 0))

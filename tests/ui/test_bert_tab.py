@@ -74,8 +74,9 @@ def test_fill_in_the_blank_asks_both_trained_models_and_a_bad_sentence_is_one_li
         want = fill.ask(text, 5)
         assert tab.fill_answer == want and tab.fill_message.cget("text") == ""
         for model, pairs in (("encoder", want.encoder), ("gpt", want.gpt)):
-            assert tab.fill_rows(model) == [(piece, pytest.approx(p, abs=1e-3), f"{p:.1%}") for piece, p in pairs]
+            assert tab.fill_rows(model) == [(piece, pytest.approx(p, rel=1e-3), f"{p:.1%}") for piece, p in pairs]
         assert want.encoder != want.gpt  # two models, two answers
+        assert tab.fill_scale == max(p for _t, p in want.encoder + want.gpt)  # the longest bar: the largest share
     for bad, says in (("tolm is the capital", "put _ where the hidden word goes"),
                       ("the _ and the _", "one blank at a time"), ("the _ has hörns", "never uses some characters")):
         tab.fill_var.set(bad)

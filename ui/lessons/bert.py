@@ -43,13 +43,13 @@ class BertTab(LessonTab):
         row.pack(fill="x")
         relabel.text(ttk.Label(row), N_("Fill in the blank (type _ for the hidden word):")).pack(side="left")
         self.fill_var = tk.StringVar(self.frame)
-        self.fill_entry = ttk.Entry(row, textvariable=self.fill_var, width=48)
+        self.fill_entry = ttk.Entry(row, textvariable=self.fill_var, width=36)
         self.fill_entry.pack(side="left", padx=4)
         self.fill_entry.bind("<Return>", lambda e: self.ask())
         self.fill_button = ttk.Button(row, command=self.ask)
         relabel.text(self.fill_button, N_("Ask"))
         self.fill_button.pack(side="left")
-        self.fill_message = ttk.Label(row, text="", foreground="#a33")
+        self.fill_message = ttk.Label(row, text="", foreground="#a33", wraplength=520, justify="left")
         self.fill_message.pack(side="left", padx=8)
         lists = ttk.Frame(panel)
         lists.pack(fill="x")
@@ -68,6 +68,7 @@ class BertTab(LessonTab):
                 rows.append((token, bar, share))
             self.fill_bars[model] = (canvas, rows)
         self.fill_answer = None
+        self.fill_scale = 1.0  # the probability a full bar stands for: the largest shown, so that small ones show
 
     def fill_rows(self, model: str) -> list[tuple[str, float, str]]:
         """What one model's bars show: (token, probability the bar's length stands for, its label) per row."""
@@ -75,7 +76,8 @@ class BertTab(LessonTab):
         out = []
         for token, bar, share in rows:
             x0, _y0, x1, _y1 = canvas.coords(bar)
-            out.append((canvas.itemcget(token, "text"), (x1 - x0) / BAR_LENGTH, canvas.itemcget(share, "text")))
+            out.append((canvas.itemcget(token, "text"), (x1 - x0) / BAR_LENGTH * self.fill_scale,
+                        canvas.itemcget(share, "text")))
         return out
 
     def ask(self) -> None:
@@ -96,16 +98,19 @@ class BertTab(LessonTab):
         self.fill_message.configure(text=text)
 
     def show_answer(self, answer) -> None:
-        """Both models' top tokens as bars (probability of the token among those that begin a word)."""
+        """Both models' top tokens as bars (probability of the token among those that begin a word), on one scale:
+        the longest bar is the largest probability of either list."""
         self.fill_answer = answer
+        self.fill_scale = max([p for _t, p in answer.encoder + answer.gpt] + [1e-12])
         for model, pairs in (("encoder", answer.encoder), ("gpt", answer.gpt)):
             canvas, rows = self.fill_bars[model]
             for r, (token, bar, share) in enumerate(rows):
                 piece, p = pairs[r] if r < len(pairs) else ("", 0.0)
                 x0, y0, _x1, y1 = canvas.coords(bar)
-                canvas.coords(bar, x0, y0, x0 + p * BAR_LENGTH, y1)
+                length = p / self.fill_scale * BAR_LENGTH
+                canvas.coords(bar, x0, y0, x0 + length, y1)
                 canvas.itemconfigure(token, text=piece)
-                canvas.coords(share, x0 + p * BAR_LENGTH + 4, (y0 + y1) / 2)
+                canvas.coords(share, x0 + length + 4, (y0 + y1) / 2)
                 canvas.itemconfigure(share, text=f"{p:.1%}" if piece else "")
 
     def refresh(self, force: bool = False) -> bool:

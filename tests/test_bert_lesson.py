@@ -53,6 +53,10 @@ def test_both_learners_start_from_the_same_weights(small):
      "t.yaml:3: path: 'one.txt' has 1 document; NSP draws its negatives from another document"),
     ("vocab_size: 100\n", "t.yaml:2: vocab_size: WordPiece on the invented-world corpus needs vocab_size >= 312"),
     ("n_head: 3\n", "t.yaml:2: n_head: 3 heads do not divide d_model 32"),
+    ("fill_sentences: ['the goat']\n", "t.yaml:2: fill_sentences: 'the goat': put _ where the hidden word goes"),
+    ("fill_sentences: ['the _ and _']\n", "t.yaml:2: fill_sentences: 'the _ and _': one blank at a time"),
+    ("topic_shown: 100000\n", "t.yaml:2: topic_shown: 100000 is not one of the 627 held-out sentences"),
+    ("topic_lr: 0\n", "t.yaml:2: topic_lr: must be greater than 0, got 0"),
 ])
 def test_a_mistake_is_one_line_naming_file_line_and_key(tmp_path, capsys, body, says):
     (tmp_path / "one.txt").write_text("The cat sat. Then the dog ran. At last they slept.\n", encoding="utf-8")

@@ -16,7 +16,8 @@ from simulator.yamlconfig import PresetError
 @pytest.fixture(scope="module")
 def small():
     cfg = default_config(lesson_for("bert"))
-    return dataclasses.replace(cfg, steps=6, eval_every=3, eval_pairs=32, probe_pairs=100)
+    return dataclasses.replace(cfg, steps=6, eval_every=3, eval_pairs=32, probe_pairs=100, fill_blanks=32,
+                               topic_steps=4, topic_eval_every=2)
 
 
 def test_a_seed_gives_the_same_run_and_another_seed_another(small):
@@ -25,6 +26,10 @@ def test_a_seed_gives_the_same_run_and_another_seed_another(small):
     c = run(dataclasses.replace(small, seed=1))
     losses = lambda frames: [(p.mlm_loss, p.pair_loss) for f in frames for p in f.points]  # noqa: E731
     assert losses(a) == losses(b) and losses(a) != losses(c)
+    gpt = lambda frames: [f.gpt_loss for f in frames]  # noqa: E731 - the causal GPT beside them, seeded too
+    assert gpt(a) == gpt(b) and gpt(a) != gpt(c) and gpt(run(small, 2)) == gpt(a)[:2]
+    topics = lambda frames: [c.accuracy for c in frames[-1].topics.curves]  # noqa: E731
+    assert topics(a) == topics(b) and a[-1].fill_score == b[-1].fill_score
     assert [f.step for f in a] == list(range(1, 7))
     assert [f.step for f in a if f.points[0].eval is not None] == [1, 3, 6]
     assert run(small, 2) and losses(run(small, 2)) == losses(a)[:4]  # a shorter run is the start of the longer
@@ -48,6 +53,10 @@ def test_both_learners_start_from_the_same_weights(small):
      "t.yaml:3: path: 'one.txt' has 1 document; NSP draws its negatives from another document"),
     ("vocab_size: 100\n", "t.yaml:2: vocab_size: WordPiece on the invented-world corpus needs vocab_size >= 312"),
     ("n_head: 3\n", "t.yaml:2: n_head: 3 heads do not divide d_model 32"),
+    ("fill_sentences: ['the goat']\n", "t.yaml:2: fill_sentences: 'the goat': put _ where the hidden word goes"),
+    ("fill_sentences: ['the _ and _']\n", "t.yaml:2: fill_sentences: 'the _ and _': one blank at a time"),
+    ("topic_shown: 100000\n", "t.yaml:2: topic_shown: 100000 is not one of the 627 held-out sentences"),
+    ("topic_lr: 0\n", "t.yaml:2: topic_lr: must be greater than 0, got 0"),
 ])
 def test_a_mistake_is_one_line_naming_file_line_and_key(tmp_path, capsys, body, says):
     (tmp_path / "one.txt").write_text("The cat sat. Then the dog ran. At last they slept.\n", encoding="utf-8")

@@ -11,6 +11,8 @@ Everything between the embedding and the logits is `GPT`'s (its blocks, norms, a
   so a position that was not chosen gets exactly 0 at its logits; a test holds the two paths equal;
 * pair head (BERT's pooler and classifier): h = x_final[:, 0] ([CLS]), pooled = tanh(h Wp + bp),
   pair_logits = pooled Wc + bc, a two-way cross-entropy; its gradient is added into d(x_final) at [CLS].
+  `n_classes` widens the classifier: fine-tuning on [CLS] (the topic task, `encoder/topics.py`) is the same
+  head with one logit per class, trained with no position chosen for the MLM.
 
 The extra tensors live in a small layout of their own (`extra`: wse, pool.w, pool.b, cls.w, cls.b) beside
 the GPT's flat buffer; `zero_grad` clears both and the trainer steps an optimizer over each.
@@ -31,22 +33,23 @@ from simulator.model.layout import ParamLayout
 N_SEGMENTS, N_CLASSES = 2, 2
 
 
-def extra_layout(C: int) -> ParamLayout:
-    """The encoder's tensors beyond the GPT's: the segment table and the pair head."""
+def extra_layout(C: int, n_classes: int = N_CLASSES) -> ParamLayout:
+    """The encoder's tensors beyond the GPT's: the segment table and the [CLS] head (pooler, classifier)."""
     return ParamLayout([("wse", (N_SEGMENTS, C), "embedding"), ("pool.w", (C, C), "matrix"), ("pool.b", (C,), "bias"),
-                        ("cls.w", (C, N_CLASSES), "matrix"), ("cls.b", (N_CLASSES,), "bias")])
+                        ("cls.w", (C, n_classes), "matrix"), ("cls.b", (n_classes,), "bias")])
 
 
 class Encoder(GPT):
     """A GPT run as a BERT-style encoder (CPU backend; `cfg.attention.mask` must be none, positions learned)."""
 
-    def __init__(self, cfg: ModelConfig, dtype=np.float32, gather: bool = True):
+    def __init__(self, cfg: ModelConfig, dtype=np.float32, gather: bool = True, n_classes: int = N_CLASSES):
         assert cfg.attention.mask == "none" and cfg.positional == "learned" and not cfg.lora.on, cfg
         assert cfg.tie_embeddings, "the MLM decoder is the token table (tied), as BERT's"
         super().__init__(cfg, dtype)
         self.pair_weight = 1.0  # the pair loss's weight in the sum the backward differentiates
         self.gather = gather  # MLM logits on the chosen rows only (BERT), or on every row (the GPT's head)
-        self.extra_layout = extra_layout(cfg.d_model)
+        self.n_classes = n_classes  # logits of the [CLS] head: 2 for NSP / SOP, one per topic when fine-tuning
+        self.extra_layout = extra_layout(cfg.d_model, n_classes)
         self.extra = np.zeros(self.extra_layout.size, self.dtype)
         self.extra_grads = np.zeros(self.extra_layout.size, self.dtype)
         self.q = self.extra_layout.views(self.extra)
@@ -68,8 +71,8 @@ class Encoder(GPT):
         self.chosen = np.zeros((B, T), bool)
         self.labels = np.zeros(B, np.int32)
         self.head = {name: np.zeros(shape, dt) for name, shape in (
-            ("cls", (B, C)), ("pool_pre", (B, C)), ("pool", (B, C)), ("pair_logits", (B, N_CLASSES)),
-            ("pair_losses", (B,)), ("dpair_logits", (B, N_CLASSES)), ("dpool", (B, C)), ("dpool_pre", (B, C)),
+            ("cls", (B, C)), ("pool_pre", (B, C)), ("pool", (B, C)), ("pair_logits", (B, self.n_classes)),
+            ("pair_losses", (B,)), ("dpair_logits", (B, self.n_classes)), ("dpool", (B, C)), ("dpool_pre", (B, C)),
             ("dcls", (B, C)), ("row_weight", (B * T,)), ("gathered", (B * T, C)), ("dgathered", (B * T, C)))}
         self.rows = np.zeros(0, np.intp)
 

@@ -7,6 +7,12 @@ measured on both tasks first: it solves NSP from topic cues alone and is at chan
 the lesson shows about NSP. One `BertFrame` per step: each learner's training losses, and every
 `eval_every` steps its held-out MLM loss and pair accuracy with one held-out pair shown (its masking, the
 encoder's predictions, the attention from [CLS]).
+
+Beside them a causal GPT of the same sizes trains the same steps on the same pairs (`encoder/causal.py`),
+for fill in the blank (`encoder/fill.py`): the last frame carries both trained models behind `FillModels`
+(the tab asks it for a typed sentence), their answers for `fill_sentences` and their score on held-out
+blanks. Then, on the world corpus (whose documents have topics), the first learner's encoder is fine-tuned
+on [CLS] to tell a sentence's topic, against a fresh encoder fine-tuned the same steps (`encoder/topics.py`).
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ from threadpoolctl import threadpool_limits
 
 from simulator.data.tokenizers import build_tokenizer
 from simulator.data.wordpiece import base_size
+from simulator.encoder.causal import CausalLearner
 from simulator.encoder.contextual import contextual_cosines, site_label, word_positions
+from simulator.encoder.fill import FillAnswer, FillError, FillModels, FillScore, held_out_blanks, parse_blank
 from simulator.encoder.masking import KEPT_OUT, MASKINGS, TO_MASK, TO_RANDOM, UNCHANGED
 from simulator.encoder.pairs import PAIR_TASKS, PairCorpus, draw_pair, pair_corpus
 from simulator.encoder.probe import ProbeResult, bag_of_words_probe, fit_bags
+from simulator.encoder.topics import LEARNERS, TopicResult, fine_tune, label_sentences
 from simulator.encoder.train import EncoderShape, Evaluation, Learner, eval_set
 from simulator.i18n import N_, _
 from simulator.lessons import Lesson, register
@@ -41,6 +50,8 @@ ACTIONS = {KEPT_OUT: N_("not chosen"), TO_MASK: N_("[MASK] (80%)"), TO_RANDOM: N
            UNCHANGED: N_("unchanged (10%)")}  # translated where shown
 TASK_NAMES = {"nsp": N_("NSP (next sentence or another document's)"),
               "sop": N_("SOP (two sentences in order or swapped)")}
+TOPIC_LABELS = {"pretrained": N_("pre-trained (MLM + NSP), then fine-tuned"),
+                "scratch": N_("from scratch, fine-tuned the same steps")}
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,15 @@ class BertConfig:
     static_word: Optional[str] = "plough"  # static vs contextual: a word used two ways (none: skip)
     static_sentences: tuple[str, ...] = ("the lazy pigs plough one muddy field near the barn",
                                          "at last, the plough has handles")
+    # fill in the blank: sentences the summary asks both models about, and held-out blanks they are scored on
+    fill_sentences: tuple[str, ...] = ()  # each with one _ (the preset asks about the world corpus's words)
+    fill_top: int = 5
+    fill_blanks: int = 256
+    # [CLS] fine-tuning on the documents' topics (world corpus): steps (0: none), learning rate, which sentence
+    topic_steps: int = 100
+    topic_lr: float = 2e-3
+    topic_eval_every: int = 20
+    topic_shown: int = 0  # which held-out sentence the tab shows the attention from [CLS] over
 
 
 @dataclass(frozen=True)
@@ -105,6 +125,13 @@ class BertFrame:
     probes: tuple[ProbeResult, ...]  # the bag-of-words probe per task (the same in every frame)
     # the last frame: per task, (layer, cosine) between static_word's vectors in the two static_sentences
     contextual: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+    gpt_loss: float | None = None  # the causal GPT's training batch next-token loss, before its update
+    # the last frame: the trained encoder and GPT to ask (`FillModels.ask`), their answers for fill_sentences,
+    # their score on held-out blanks; the topic fine-tuning (None: not run)
+    fill: FillModels | None = None
+    fill_answers: tuple[FillAnswer, ...] = ()
+    fill_score: FillScore | None = None
+    topics: TopicResult | None = None
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -117,6 +144,9 @@ class LessonData:
     train: PairCorpus
     test: PairCorpus
     held_out: bool  # False: too few documents, evaluation reuses the training documents
+    topic_names: tuple[str, ...] = ()  # the documents' topics (world corpus), else ()
+    train_topics: tuple[int, ...] = ()  # per training document, its topic's index in topic_names
+    test_topics: tuple[int, ...] = ()
 
 
 _DATA: dict[tuple, LessonData] = {}
@@ -140,12 +170,28 @@ def load_data(corpus: str, path: str | None, vocab_size: int) -> LessonData:
                                f"{n_base - 260} character pieces), got {vocab_size}")
         full = pair_corpus(text, where, build_tokenizer("wordpiece", text, vocab_size))
         split = len(full.documents) >= MIN_SPLIT
-        train = _subset(full, lambda i: not split or i % HELD_OUT_EVERY != HELD_OUT_EVERY - 1)
-        test = _subset(full, lambda i: not split or i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1)
-        found = LessonData(where, full, train, test, split)
+        in_train = lambda i: not split or i % HELD_OUT_EVERY != HELD_OUT_EVERY - 1  # noqa: E731
+        in_test = lambda i: not split or i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1  # noqa: E731
+        train, test = _subset(full, in_train), _subset(full, in_test)
+        names, topics = _topics(corpus, full)
+        found = LessonData(where, full, train, test, split, names,
+                           tuple(t for i, t in enumerate(topics) if in_train(i)),
+                           tuple(t for i, t in enumerate(topics) if in_test(i)))
         _DATA.clear()  # one text at a time
         _DATA[key] = found
     return found
+
+
+def _topics(corpus: str, full: PairCorpus) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """(topic names, each document's topic index) of the world corpus, whose generator knows them; else ((), ())."""
+    if corpus != "world":
+        return (), ()
+    from simulator.data.world import TOPIC_NAMES, world_documents
+
+    docs = world_documents()
+    if len(docs) != len(full.documents):  # one paragraph a document: the two lists are one
+        return (), ()
+    return TOPIC_NAMES, tuple(TOPIC_NAMES.index(d.topic) for d in docs)
 
 
 def shape_of(cfg: BertConfig, data: LessonData) -> EncoderShape:
@@ -225,6 +271,15 @@ def validate(cfg: BertConfig, ctx: ParseContext) -> BertConfig:
     if cfg.shown >= cfg.batch_size:
         ctx.fail("shown", _("{shown} is not a row of a batch of {batch_size}").format(
             shown=cfg.shown, batch_size=cfg.batch_size), _("use 0 to {value}").format(value=cfg.batch_size - 1))
+    for s in cfg.fill_sentences:
+        try:
+            parse_blank(data.full.tokenizer, s, cfg.seq_len)
+        except FillError as e:
+            ctx.fail("fill_sentences", f"{s!r}: {e}")
+    n_test = sum(len(d) for d in data.test.documents)
+    if data.topic_names and cfg.topic_steps and cfg.topic_shown >= n_test:
+        ctx.fail("topic_shown", _("{shown} is not one of the {n} held-out sentences").format(
+            shown=cfg.topic_shown, n=n_test))
     return cfg
 
 
@@ -250,6 +305,7 @@ def _run(cfg: BertConfig, steps: int | None, cancelled) -> list[BertFrame]:
     shape = shape_of(cfg, data)
     probe = probes(cfg, data)
     learners = [Learner(task, shape, data.train, cfg.seed, i) for i, task in enumerate(cfg.tasks)]
+    gpt = CausalLearner(shape, data.train, cfg.seed, cfg.tasks[0])  # the pairs the fill encoder (learner 0) reads
     evals = [eval_set(data.test, task, cfg.eval_pairs, shape, np.random.default_rng([cfg.seed, 2, i]))
              for i, task in enumerate(cfg.tasks)]
     n = cfg.steps if steps is None else min(steps, cfg.steps)
@@ -267,12 +323,27 @@ def _run(cfg: BertConfig, steps: int | None, cancelled) -> list[BertFrame]:
                 points.append(TaskPoint(learner.task, mlm, pair, e, ex))
             else:
                 points.append(TaskPoint(learner.task, mlm, pair))
-        frames.append(BertFrame(k + 1, tuple(points), probe))
-    if frames and cfg.static_word is not None:
-        tok = data.full.tokenizer
+        frames.append(BertFrame(k + 1, tuple(points), probe, gpt_loss=gpt.step()))
+    if not frames:
+        return frames
+    tok = data.full.tokenizer
+    if cfg.static_word is not None:
         ctx = tuple((L.task, contextual_cosines(L.model, tok, tuple(cfg.static_sentences), cfg.static_word,
                                                 cfg.batch_size, cfg.seq_len)) for L in learners)
         frames[-1] = dataclasses.replace(frames[-1], contextual=ctx)
+    fill = FillModels(learners[0].model, gpt.model, tok, data.full.vocab_ids, cfg.batch_size, cfg.seq_len)
+    blanks = held_out_blanks(data.test.documents, tok, fill.allowed, cfg.fill_blanks, cfg.seq_len,
+                             np.random.default_rng([cfg.seed, 7]))
+    frames[-1] = dataclasses.replace(frames[-1], fill=fill, fill_score=fill.score(blanks) if blanks else None,
+                                     fill_answers=tuple(fill.ask(s, cfg.fill_top) for s in cfg.fill_sentences))
+    if data.topic_names and cfg.topic_steps:
+        train = label_sentences(data.train.documents, list(data.train_topics), cfg.seq_len)
+        test = label_sentences(data.test.documents, list(data.test_topics), cfg.seq_len)
+        topics = fine_tune(shape, learners[0].model, data.topic_names, train, test, cfg.topic_steps, cfg.topic_lr,
+                           cfg.topic_eval_every, cfg.topic_shown, cfg.seed, tok.pieces, cancelled)
+        if topics is None:
+            return []
+        frames[-1] = dataclasses.replace(frames[-1], topics=topics)
     return frames
 
 
@@ -327,6 +398,7 @@ def summary(cfg: BertConfig, frames: list[BertFrame]) -> str:
         for task, cos in last.contextual:
             lines.append("  " + _("{task} learner:").format(task=task) + " "
                          + ", ".join(f"{site_label(name)} {c:.3f}" for name, c in cos))
+    lines += fill_lines(cfg, last) + topic_lines(cfg, data, last)
     ex = _evaluated(frames, 0).example
     if ex is not None:
         lines += ["", _("one held-out {task} pair (label {label}, predicted {predicted}); chosen positions as "
@@ -334,6 +406,45 @@ def summary(cfg: BertConfig, frames: list[BertFrame]) -> str:
                                                                predicted=ex.predicted_label),
                   "  " + example_text(ex)]
     return "\n".join(lines)
+
+
+def _answers(pairs) -> str:
+    return ", ".join(f"{piece} {p:.0%}" for piece, p in pairs)
+
+
+def fill_lines(cfg: BertConfig, last: BertFrame) -> list[str]:
+    """Fill in the blank: both models' answers for fill_sentences, and their score on held-out blanks."""
+    lines = ["", _("fill in the blank: the encoder reads both sides of the blank, the causal GPT (same sizes, same "
+                   "pairs, {steps} steps, next-token loss {loss:.3f} at the end) only the left one; top {k} tokens "
+                   "that can begin a word:").format(steps=last.step, loss=last.gpt_loss, k=cfg.fill_top)]
+    for a in last.fill_answers:
+        lines += [f'  "{a.text}"', "    " + _("encoder: {answers}").format(answers=_answers(a.encoder)),
+                  "    " + _("GPT:     {answers}").format(answers=_answers(a.gpt))]
+    sc = last.fill_score
+    if sc is not None:
+        lines.append("  " + _("{n} held-out blanks (one word of one piece per held-out sentence): probability of the "
+                              "hidden word, encoder {enc:.1%}, GPT {gpt:.1%}; top-1, encoder {enc1:.1%}, GPT "
+                              "{gpt1:.1%}").format(n=sc.n, enc=sc.encoder_probability, gpt=sc.gpt_probability,
+                                                   enc1=sc.encoder_top1, gpt1=sc.gpt_top1))
+    return lines
+
+
+def topic_lines(cfg: BertConfig, data: LessonData, last: BertFrame) -> list[str]:
+    """[CLS] fine-tuning on topics: held-out accuracy of the pre-trained and the fresh encoder against chance."""
+    if not data.topic_names or not cfg.topic_steps:
+        return ["", _("[CLS] fine-tuning on topics: not run (only the world corpus's documents carry topics, and "
+                      "topic_steps must be above 0)")]
+    t = last.topics
+    lines = ["", _("[CLS] fine-tuning: a sentence's topic ({names}), {steps} steps at lr {lr:g} on {train:,} training "
+                   "sentences; held-out accuracy on {test:,} sentences (chance {chance:.0%}, the commonest topic "
+                   "{majority:.1%}):").format(names=", ".join(t.names), steps=cfg.topic_steps, lr=cfg.topic_lr,
+                                              train=t.n_train, test=t.n_test, chance=1 / len(t.names),
+                                              majority=t.majority)]
+    for c in t.curves:
+        lines.append("  " + _(TOPIC_LABELS[c.label]) + ": " + ", ".join(
+            _("step {step} {accuracy:.1%}").format(step=k, accuracy=a) for k, a in zip(c.steps, c.accuracy,
+                                                                                       strict=True)))
+    return lines
 
 
 # -------------------------------------------------------------------------------------- card metrics
@@ -355,10 +466,24 @@ metric("probe_accuracy", "BERT: per pair task, the held-out accuracy of the bag-
        {"bert": Impl(lambda run: {r.task: r.test_accuracy for r in run.frames[0].probes}, keys=_tasks_of,
                      needs_key=True)}, per_step=False, keyed=True, key_name="task")
 
+metric("topic_accuracy", "BERT: per learner (pretrained, scratch), the held-out accuracy of the topic classifier "
+       "on [CLS] after fine-tuning", {"bert": Impl(
+           lambda run: {c.label: c.accuracy[-1] for c in run.frames[-1].topics.curves} if run.frames[-1].topics
+           else {}, keys=lambda cfg: list(LEARNERS), needs_key=True)}, per_step=False, keyed=True, key_name="learner",
+       best="max")
+metric("fill_probability", "BERT: per model (encoder, gpt), the mean probability of the hidden word on held-out "
+       "blanks", {"bert": Impl(
+           lambda run: {"encoder": run.frames[-1].fill_score.encoder_probability,
+                        "gpt": run.frames[-1].fill_score.gpt_probability} if run.frames[-1].fill_score else {},
+           keys=lambda cfg: ["encoder", "gpt"], needs_key=True)}, per_step=False, keyed=True, key_name="model",
+       best="max")
+
 _RULES = {"name": non_empty, "corpus": one_of(CORPORA), "path": non_empty, "vocab_size": positive_int,
           "seq_len": at_least(5), "d_model": positive_int, "n_layer": positive_int, "n_head": positive_int,
           "masking": one_of(MASKINGS), "mask_rate": in_range(0, 1, low_open=True, high_open=True),
           "batch_size": positive_int, "lr": greater_than(0), "warmup": non_negative, "steps": positive_int,
           "eval_every": positive_int, "eval_pairs": positive_int, "probe_pairs": at_least(10),
-          "seed": non_negative, "shown": non_negative, "static_word": non_empty}
+          "seed": non_negative, "shown": non_negative, "static_word": non_empty, "fill_top": positive_int,
+          "fill_blanks": positive_int, "topic_steps": non_negative, "topic_lr": greater_than(0),
+          "topic_eval_every": positive_int, "topic_shown": non_negative}
 LESSON = register(Lesson("bert", "BERT", BertConfig, _RULES, validate, run, summary, preset="bert-mlm"))

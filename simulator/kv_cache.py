@@ -17,6 +17,13 @@ a larger `capacity` runs past the trained length.
 Memory: 2 (k and v) x n_layer x n_kv_head x head_size numbers per token, so MQA keeps 1/n_head of
 what MHA keeps, and GQA with g kv heads g/n_head (`kv_cache_bytes_per_token`).
 
+Local attention (`attention.mask: local`, Longformer-style): a query sees the first `global_tokens`
+keys and the last `window` ones, so the cache keeps only those: n_global slots for the global tokens
+and a ring of `window` slots where position p (past the global ones) lives at n_global + (p - n_global)
+mod window, overwriting the position `window` before it, which no later query sees. Its memory is
+(n_global + window) tokens' worth whatever the sequence length, and with positions that are functions
+(sinusoidal, rope, none) a decoder with a large `capacity` generates far past seq_len in that memory.
+
 Shape alphabet: L layers, NH query heads, NKV key/value heads, G = NH / NKV, HS head size, V vocab.
 """
 
@@ -39,15 +46,48 @@ def kv_cache_bytes_per_token(cfg: ModelConfig, dtype=np.float32) -> dict[str, in
 
 
 class KVCache:
-    """Keys and values of every layer for one sequence of up to `capacity` tokens."""
+    """Keys and values of every layer for one sequence of up to `capacity` tokens (a window's worth under a local
+    mask: `window` > 0 keeps the `n_global` first tokens and a ring of the last `window`)."""
 
-    def __init__(self, cfg: ModelConfig, dtype, capacity: int):
-        shape = (cfg.n_layer, cfg.kv_heads, capacity, cfg.head_size)  # (L, NKV, capacity, HS)
+    def __init__(self, cfg: ModelConfig, dtype, capacity: int, window: int = 0, n_global: int = 0):
+        self.window, self.n_global = int(window), int(n_global)
+        slots = capacity if self.window <= 0 else min(capacity, self.n_global + self.window)
+        shape = (cfg.n_layer, cfg.kv_heads, slots, cfg.head_size)  # (L, NKV, slots, HS)
         self.k = np.zeros(shape, dtype)
         self.v = np.zeros(shape, dtype)
-        self.tokens = np.zeros(capacity, np.int32)  # the ids whose keys and values are held
+        self.tokens = np.zeros(capacity, np.int32)  # the ids of the sequence so far (their keys may be gone)
         self.length = 0
         self.capacity = capacity
+
+    @property
+    def nbytes(self) -> int:
+        return self.k.nbytes + self.v.nbytes
+
+    @property
+    def ring(self) -> bool:
+        """Whether positions past the global ones share a ring of `window` slots (else a slot per position)."""
+        return self.k.shape[2] < self.capacity
+
+    def slot(self, p: int) -> int:
+        """Where position p's key and value live."""
+        if not self.ring or p < self.n_global:
+            return p
+        return self.n_global + (p - self.n_global) % self.window
+
+    def visible_slots(self, t: int) -> np.ndarray | slice:
+        """The slots of the keys query t sees: every earlier one, or under a local mask the global ones and the
+        last `window` (as the attention kernels' `_local_span`: a window reaching back into the global tokens
+        sees them all)."""
+        if self.window <= 0 or t < self.n_global:
+            return slice(0, t + 1)
+        recent = [self.slot(p) for p in range(max(t - self.window + 1, self.n_global), t + 1)]
+        return np.array([*range(self.n_global), *recent], dtype=np.intp)
+
+    def kept_positions(self, n: int) -> list[int]:
+        """The positions of a prompt of n tokens whose keys the cache keeps (the ring: its last `window`)."""
+        if not self.ring:
+            return list(range(n))
+        return [p for p in range(n) if p < self.n_global or p >= max(n - self.window, self.n_global)]
 
     def holds_prefix_of(self, ids: np.ndarray) -> bool:
         """Whether the cached tokens are a (non-empty) prefix of `ids` that `ids` extends."""
@@ -75,9 +115,11 @@ class _CachedStep(GPT):
     def attend(self, layer: int, q: np.ndarray, k: np.ndarray, v: np.ndarray, yh: np.ndarray) -> None:
         """The new token's k and v join the cache at its position; its query attends to every cached key."""
         cache, t = self.cache, self.position_offset
-        cache.k[layer, :, t] = k[0, :, 0]  # k, v are (1, NKV, 1, HS), rotated under rope; q (1, NH, 1, HS)
-        cache.v[layer, :, t] = v[0, :, 0]
-        keys, values = cache.k[layer, :, :t + 1], cache.v[layer, :, :t + 1]  # (NKV, t + 1, HS)
+        at = cache.slot(t)
+        cache.k[layer, :, at] = k[0, :, 0]  # k, v are (1, NKV, 1, HS), rotated under rope; q (1, NH, 1, HS)
+        cache.v[layer, :, at] = v[0, :, 0]
+        seen = cache.visible_slots(t)
+        keys, values = cache.k[layer][:, seen], cache.v[layer][:, seen]  # (NKV, keys seen, HS)
         NKV = keys.shape[0]
         qg = q[0, :, 0].reshape(NKV, -1, q.shape[-1])  # (NKV, G, HS): the query heads of each kv head
         s = (qg @ keys.transpose(0, 2, 1)) * self.attention_scale()  # (NKV, G, t + 1)
@@ -96,14 +138,15 @@ class CachedDecoder:
         if cfg.positional == "learned" and capacity > cfg.seq_len:
             raise ValueError(f"learned positions stop at seq_len {cfg.seq_len}; capacity {capacity} is larger")
         self.cfg = cfg
-        self.cache = KVCache(cfg, dtype, capacity)
+        local = cfg.attention.window_args()  # {window, n_global} under a local mask: a window-sized cache
+        self.cache = KVCache(cfg, dtype, capacity, local.get("window", 0), local.get("n_global", 0))
         # frozen: a LoRA model's base weights (params then holds its adapters); qbase: QLoRA's NF4 weights
         self.full = GPT(cfg, dtype, shared_params=params, shared_buffers=buffers, shared_frozen=frozen,
                         shared_qbase=qbase)
         self.full.training = False
         self.step_model = _CachedStep(cfg, dtype, params, self.full.buffers, self.cache, self.full.frozen,
                                       self.full.qbase)
-        self.uses_cache = cfg.attention.mask == "causal"
+        self.uses_cache = cfg.attention.causal  # causal and local: earlier logits never change
         self.last_mode = ""  # how the last call ran: prefill, cached, window, recompute
 
     def set_dropout(self, rate: float, mode: str) -> None:
@@ -134,9 +177,11 @@ class CachedDecoder:
             if n <= self.cfg.seq_len:
                 self.last_mode = "prefill"
                 logits = self._whole(ids)
+                kept = cache.kept_positions(n)
+                slots = [cache.slot(p) for p in kept]
                 for i in range(self.cfg.n_layer):
-                    cache.k[i, :, :n] = self.full.acts[f"h{i}.k"][0]  # (NKV, n, HS), rotated under rope
-                    cache.v[i, :, :n] = self.full.acts[f"h{i}.v"][0]
+                    cache.k[i][:, slots] = self.full.acts[f"h{i}.k"][0][:, kept]  # (NKV, n, HS), rotated (rope)
+                    cache.v[i][:, slots] = self.full.acts[f"h{i}.v"][0][:, kept]
                 cache.tokens[:n] = ids
                 cache.length = n
                 return logits

@@ -142,3 +142,41 @@ def test_session_cache_follows_new_weights_and_loaded_states():
     changed = s.next_logits(ids[:7])  # classic dropout scales activations at inference: new keys and values
     assert np.abs(changed - recomputed(s)(ids[:7])).max() < 1e-12
     assert np.abs(changed - no_dropout).max() > 1e-3
+
+
+@pytest.mark.parametrize("window, n_global, prompt", [(3, 0, 1), (3, 2, 1), (4, 1, 6), (2, 3, 2)])
+def test_a_local_mask_decodes_from_a_window_sized_cache(window, n_global, prompt):
+    """Under attention.mask local the cache keeps the global tokens and a ring of the last `window`: the logits
+    still equal the whole forward's at every position, in (n_global + window) tokens of memory."""
+    att = AttentionConfig(n_kv_head=3, mask="local", window=window, global_tokens=n_global)
+    cfg = replace(TINY, attention=att)
+    model = model_with_weights(cfg, seed=window + 7 * n_global)
+    ids = np.random.default_rng(4).integers(0, cfg.vocab_size, cfg.seq_len).astype(np.int32)
+    model.forward(ids[None, :])
+    whole = model.logits()[0].copy()
+    decoder = CachedDecoder(cfg, np.float64, model.params, model.buffers)
+    assert decoder.cache.k.shape[2] == n_global + window  # slots, not seq_len positions
+    assert decoder.cache.nbytes == 2 * cfg.n_layer * cfg.kv_heads * (n_global + window) * cfg.head_size * 8
+    modes = []
+    for n in range(prompt, cfg.seq_len + 1):
+        got = decoder.next_logits(ids[:n])
+        modes.append(decoder.last_mode)
+        assert np.abs(got - whole[n - 1]).max() < 1e-12, f"position {n - 1}"
+    assert modes == ["prefill"] + ["cached"] * (cfg.seq_len - prompt)
+
+
+@pytest.mark.parametrize("positional", ["sinusoidal", "rope"])
+def test_a_local_mask_generates_past_seq_len_in_the_same_memory(positional):
+    att = AttentionConfig(mask="local", window=4, global_tokens=1)
+    cfg = replace(TINY, positional=positional, attention=att)
+    model = model_with_weights(cfg, seed=11)
+    ids = np.random.default_rng(5).integers(0, cfg.vocab_size, 3 * cfg.seq_len).astype(np.int32)
+    long = GPT(replace(cfg, seq_len=ids.size), np.float64, shared_params=model.params)  # the same weights, 27 wide
+    long.training = False
+    long.forward(ids[None, :])
+    want = long.logits()[0]
+    decoder = CachedDecoder(cfg, np.float64, model.params, capacity=ids.size)
+    assert decoder.cache.k.shape[2] == 5
+    for n in range(1, ids.size + 1):
+        assert np.abs(decoder.next_logits(ids[:n]) - want[n - 1]).max() < 1e-10, f"position {n - 1}"
+    assert decoder.last_mode == "cached"

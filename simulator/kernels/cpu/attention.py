@@ -271,17 +271,27 @@ def causal_blocks(T: int, causal: bool) -> list[tuple[int, int]]:
 _scratch = threading.local()  # per thread: sessions may step in threads of their own
 
 
-def _transposed(x):
-    """A C-contiguous copy of x's last two axes swapped, in a per-thread buffer kept between calls.
+def scratch(tag: str, shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised buffer kept between calls, one per (tag, shape, dtype) and thread.
+
+    Kept so that a step does not map fresh pages for its temporaries (a multi-MiB np.empty
+    does, and touching them costs more than the pass that fills them).
+    """
+    buffers = _scratch.__dict__.setdefault("buffers", {})
+    key = (tag, tuple(shape), np.dtype(dtype))
+    buf = buffers.get(key)
+    if buf is None:
+        buf = buffers[key] = np.empty(shape, dtype)
+    return buf
+
+
+def _transposed(x, tag="T"):
+    """A C-contiguous copy of x with its last two axes swapped, in a scratch buffer.
 
     BLAS runs Q K^T at 60 % of its speed when K^T is a transposed view (measured, T = 256, d = 32);
-    the copy costs a pass over K. Kept, so that a step does not map fresh pages for it.
+    the copy costs one pass over K.
     """
-    shape = (*x.shape[:-2], x.shape[-1], x.shape[-2])
-    buffers = _scratch.__dict__.setdefault("buffers", {})
-    buf = buffers.get((shape, x.dtype))
-    if buf is None:
-        buf = buffers[(shape, x.dtype)] = np.empty(shape, x.dtype)
+    buf = scratch(tag, (*x.shape[:-2], x.shape[-1], x.shape[-2]), x.dtype)
     np.copyto(buf, np.swapaxes(x, -1, -2))
     return buf
 

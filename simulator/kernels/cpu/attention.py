@@ -272,17 +272,19 @@ _scratch = threading.local()  # per thread: sessions may step in threads of thei
 
 
 def scratch(tag: str, shape: tuple, dtype) -> np.ndarray:
-    """An uninitialised buffer kept between calls, one per (tag, shape, dtype) and thread.
+    """An uninitialised C-contiguous array, the front of one buffer per (tag, dtype) and thread kept between calls.
 
-    Kept so that a step does not map fresh pages for its temporaries (a multi-MiB np.empty
-    does, and touching them costs more than the pass that fills them).
+    Kept so that a step does not map fresh pages for its temporaries (a multi-MiB np.empty does,
+    and touching them costs more than the pass that fills them); one per tag, grown when a larger
+    shape asks, so models of many shapes in one process do not pile buffers up.
     """
     buffers = _scratch.__dict__.setdefault("buffers", {})
-    key = (tag, tuple(shape), np.dtype(dtype))
+    n = int(np.prod(shape))
+    key = (tag, np.dtype(dtype))
     buf = buffers.get(key)
-    if buf is None:
-        buf = buffers[key] = np.empty(shape, dtype)
-    return buf
+    if buf is None or buf.size < n:
+        buf = buffers[key] = np.empty(n, dtype)
+    return buf[:n].reshape(shape)
 
 
 def _transposed(x, tag="T"):

@@ -9,12 +9,14 @@ is done for every head at once in batched BLAS products over the C keys the bloc
     P = exp(scale S - lse), dS = scale P (dP - D)   one numba pass; D = rowsum(dY * Y)
     dQ_r += dS K, dK += dS^T Q_r, dV += P^T dY_r    BLAS, into scratch, then added
 
-Scratch is O(B NH R T) floats, never (T, T) for R < T. Why a second backward: at head size 32 the
-tile kernels' register-blocked products run at a fraction of BLAS's rate (their inner loop over
-the head is two vectors long), which made the tiled backward 2.6x slower than the naive one
-inside the medium model (measured); here the products are BLAS's and the skipped causal half is
-the blocks' upper right. A local window keeps the tile kernels: they skip the tiles outside it,
-so their cost falls with the window, which a block of whole rows would not.
+Scratch: two (B, NH, R, T) score buffers, 8 MiB each at most while 16 rows fit (row_block), kept between calls.
+
+Why a second backward: at head size 32 the tile kernels' register-blocked products run at a
+fraction of BLAS's rate (their inner loop over the head is two vectors long), which made the tiled
+backward 2.6x slower than the naive one at the medium model's shape (measured); here the products
+are BLAS's and the skipped causal half is the blocks' upper right. A local window keeps the tile
+kernels: they skip the tiles outside it, so their cost falls with the window, which a block of
+whole rows would not.
 """
 
 import numpy as np
@@ -24,14 +26,18 @@ from simulator.kernels.cpu.attention import _transposed, scratch
 from simulator.kernels.cpu.fastexp import fast_exp
 from simulator.kernels.cpu.jit import FAST, wide
 
+SCRATCH_FLOATS = 1 << 21  # at most this many floats in each of the two (B, NH, R, T) score buffers (8 MiB)
 
-def row_block(T: int) -> int:
+
+def row_block(B: int, NH: int, T: int) -> int:
     """Query rows per block: 64 up to T = 512 (more of the causal half skipped), else 128 (bigger BLAS calls).
 
     Measured, one thread: T = 256, head 32, 8 x 8 heads: 64 rows 16 ms, 128 rows 25 ms, 256 rows 28 ms;
-    T = 4096, head 64, one head: 64 rows 102 ms, 128 rows 90 ms, 256 rows 110 ms.
+    T = 4096, head 64, one head: 64 rows 102 ms, 128 rows 90 ms, 256 rows 110 ms. Fewer where
+    B NH R T would pass SCRATCH_FLOATS, down to 16 rows, so the scratch stays O(T), not O(T^2).
     """
-    return 64 if T <= 512 else 128
+    rows = 64 if T <= 512 else 128
+    return max(16, min(rows, SCRATCH_FLOATS // max(1, B * NH * T)))
 
 
 @wide(fastmath=FAST)
@@ -74,13 +80,13 @@ def _probs_and_dscores(s, dp, lse, dsum, kv_len, scale, causal, r0):
 def rows_attention_backward(dq, dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, rows=0):
     """dq, dk, dv += the gradients of tiled_attention_forward (no window), by blocks of `rows` query rows.
 
-    rows 0: row_block(T).
+    rows 0: row_block(B, NH, T).
     """
     # dq, dy, q, y are (B, NH, T, HS); dk, dv, k, v are (B, NKV, T, HS); lse is (B, NH, T); kv_len is (B,)
     B, NH, T, HS = q.shape
     NKV = k.shape[1]
     G, dt = NH // NKV, q.dtype
-    R = max(1, min(int(rows) or row_block(T), T))
+    R = max(1, min(int(rows) or row_block(B, NH, T), T))
     n_keys = int(np.clip(kv_len, 0, T).max(initial=0))  # no row sees a key past this one
     if n_keys == 0 or T == 0:
         return

@@ -131,7 +131,9 @@ def _row_max(row, n):
 def _attention_softmax_forward(att, scale, causal, kv_len):
     # att is (B, NH, T, T): raw scores q.k in, probabilities out; scale has att's dtype so
     # float32 scores are exponentiated in float32 (the sum is kept in float64); fastmath lets
-    # the row's sum run in vector lanes
+    # the row's sum run in vector lanes. Whole rows are written: past a causal block's end too, where
+    # the products wrote nothing (looking whether that part is still 0 from the last call instead
+    # measured no faster)
     B, NH, T, _ = att.shape
     for r in prange(B * NH * T):
         b, h, t = r // (NH * T), (r // T) % NH, r % T
@@ -199,6 +201,14 @@ def _local_softmax_forward(att, scale, kv_len, window, n_global):
             row[j] = 0.0
 
 
+def _row_ends(T, blocks):
+    """(T,) int32: each row's block end (T for every row when there is one block)."""
+    ends = np.empty(T, np.int32)
+    for r0, r1 in blocks:
+        ends[r0:r1] = r1
+    return ends
+
+
 def attention_softmax_forward(att, scale, causal, kv_len=None, window=0, n_global=0):
     """In place: att = softmax(scale * att) per row over the visible keys; hidden keys get probability 0.
 
@@ -213,20 +223,23 @@ def attention_softmax_forward(att, scale, causal, kv_len=None, window=0, n_globa
         _attention_softmax_forward(att, att.dtype.type(scale), causal, kv_len)
 
 
-def attention_softmax_backward(datt, att, scale, causal=False, kv_len=None):
+def attention_softmax_backward(datt, att, scale, causal=False, kv_len=None, blocks=None):
     """In place: datt (dL/dprobs) becomes dL/dscores = scale * p * (dp - sum(dp * p)) (one gradient, two names).
 
     Given the forward's mask (causal, kv_len), the hidden keys are not read: their p is 0, so is their gradient.
     A local window needs no parameter here: the keys outside it have p = 0 in att, so their gradient is 0.
+    blocks (causal_blocks): only each row's part up to its block end is written (the products that
+    follow read no further; 20-25 % faster at T = 256-512, measured); without, whole rows.
     """
     if kv_len is None:
         kv_len = np.full(att.shape[0], att.shape[-1], np.int32)
-    _attention_softmax_backward(datt, att, att.dtype.type(scale), causal, kv_len)
+    T = att.shape[-1]
+    _attention_softmax_backward(datt, att, att.dtype.type(scale), causal, kv_len, _row_ends(T, blocks or [(0, T)]))
 
 
 @wide(fastmath=FAST)
-def _attention_softmax_backward(datt, att, scale, causal, kv_len):
-    # datt, att are (B, NH, T, T); masked entries have p = 0 and so get 0
+def _attention_softmax_backward(datt, att, scale, causal, kv_len, row_end):
+    # datt, att are (B, NH, T, T); masked entries have p = 0 and so get 0, up to row_end[t] (T, ) of row t
     B, NH, T, _ = att.shape
     for r in prange(B * NH * T):
         b, h, t = r // (NH * T), (r // T) % NH, r % T
@@ -239,7 +252,7 @@ def _attention_softmax_backward(datt, att, scale, causal, kv_len):
             dot += drow[j] * prow[j]
         for j in range(n):
             drow[j] = scale * prow[j] * (drow[j] - dot)
-        for j in range(n, T):
+        for j in range(n, max(n, row_end[t])):
             drow[j] = 0.0
 
 
@@ -344,9 +357,11 @@ def attention_heads_backward(dq, dk, dv, datt, dyh, q, k, v, att, scale, causal=
         dy5, da5, vT = _heads5(dyh, nkv), _heads5(datt, nkv), _transposed(v)[:, :, None]
         for r0, r1 in blocks:
             np.matmul(dy5[:, :, :, r0:r1], vT[..., :r1], out=da5[:, :, :, r0:r1, :r1])
-    # now dL/d(q.k); every row is written up to T (0 past its visible keys), so full products stay right
-    attention_softmax_backward(datt, att, scale, causal, kv_len)
-    if len(blocks) == 1 or nkv != q.shape[1]:  # grouped heads sum over the group in one product: full columns
+    # now dL/d(q.k), 0 past the visible keys: up to the block ends where only blocked products follow,
+    # whole rows for grouped heads, which sum over the group in one product of full columns
+    grouped = nkv != q.shape[1]
+    attention_softmax_backward(datt, att, scale, causal, kv_len, None if grouped else blocks)
+    if len(blocks) == 1 or grouped:
         np.matmul(_grouped(att, nkv).transpose(0, 1, 3, 2), _grouped(dyh, nkv), out=dv)  # (B, NKV, T, HS)
         np.matmul(_grouped(datt, nkv).transpose(0, 1, 3, 2), _grouped(q, nkv), out=dk)
     else:  # key block [c0, c1): only query rows >= c0 see it

@@ -223,18 +223,18 @@ def attention_softmax_forward(att, scale, causal, kv_len=None, window=0, n_globa
         _attention_softmax_forward(att, att.dtype.type(scale), causal, kv_len)
 
 
-def attention_softmax_backward(datt, att, scale, causal=False, kv_len=None, blocks=None):
+def attention_softmax_backward(datt, att, scale, causal=False, kv_len=None):
     """In place: datt (dL/dprobs) becomes dL/dscores = scale * p * (dp - sum(dp * p)) (one gradient, two names).
 
     Given the forward's mask (causal, kv_len), the hidden keys are not read: their p is 0, so is their gradient.
     A local window needs no parameter here: the keys outside it have p = 0 in att, so their gradient is 0.
-    blocks (causal_blocks): only each row's part up to its block end is written (the products that
-    follow read no further; 20-25 % faster at T = 256-512, measured); without, whole rows.
+    Whole rows are written (attention_heads_backward's blocked products need each row only up to its
+    block's end, and write no more: 20-25 % faster at T = 256-512, measured).
     """
     if kv_len is None:
         kv_len = np.full(att.shape[0], att.shape[-1], np.int32)
     T = att.shape[-1]
-    _attention_softmax_backward(datt, att, att.dtype.type(scale), causal, kv_len, _row_ends(T, blocks or [(0, T)]))
+    _attention_softmax_backward(datt, att, att.dtype.type(scale), causal, kv_len, _row_ends(T, [(0, T)]))
 
 
 @wide(fastmath=FAST)
@@ -360,7 +360,10 @@ def attention_heads_backward(dq, dk, dv, datt, dyh, q, k, v, att, scale, causal=
     # now dL/d(q.k), 0 past the visible keys: up to the block ends where only blocked products follow,
     # whole rows for grouped heads, which sum over the group in one product of full columns
     grouped = nkv != q.shape[1]
-    attention_softmax_backward(datt, att, scale, causal, kv_len, None if grouped else blocks)
+    if kv_len is None:
+        kv_len = np.full(att.shape[0], T, np.int32)
+    ends = _row_ends(T, [(0, T)] if grouped else blocks)
+    _attention_softmax_backward(datt, att, att.dtype.type(scale), causal, kv_len, ends)
     if len(blocks) == 1 or grouped:
         np.matmul(_grouped(att, nkv).transpose(0, 1, 3, 2), _grouped(dyh, nkv), out=dv)  # (B, NKV, T, HS)
         np.matmul(_grouped(datt, nkv).transpose(0, 1, 3, 2), _grouped(q, nkv), out=dk)

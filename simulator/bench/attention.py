@@ -150,8 +150,8 @@ def format_rows(rows):
     note = next((r["torch_note"] for r in rows if r.get("torch_note")), "")
     measured = next((r["torch"] for r in rows if r.get("torch")), "")
     if measured:
-        lines.append(f"torch f+b: {measured}, scaled_dot_product_attention forward + backward, measured now; "
-                     "'vs torch': how many times faster tiled forward + backward is")
+        lines.append(_("torch f+b: {torch}, scaled_dot_product_attention forward + backward, measured now; "
+                       "'vs torch': how many times faster tiled forward + backward is").format(torch=measured))
     elif note:
         lines.append(f"torch f+b: {note}")
     return "\n".join(lines)

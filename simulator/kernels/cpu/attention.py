@@ -314,7 +314,9 @@ def _transposed(x, tag="T"):
 def _heads5(x, nkv):
     """(B, NH, T, X) -> (B, NKV, G, T, X), the query heads of one group on their own axis (a view)."""
     B, NH, T, X = x.shape
-    return x.reshape(B, nkv, NH // nkv, T, X)
+    view = x.view()
+    view.shape = (B, nkv, NH // nkv, T, X)  # raises rather than copy: matmul must write into x itself
+    return view
 
 
 def attention_heads_forward(yh, att, q, k, v, scale, causal, kv_len=None, window=0, n_global=0):

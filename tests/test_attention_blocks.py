@@ -78,3 +78,19 @@ def test_blocked_finite_differences():
             num = (up - down) / (2 * eps)
             worst = max(worst, abs(dx[idx] - num) / max(1.0, abs(dx[idx]), abs(num)))
     assert worst < 1e-6
+
+
+@pytest.mark.parametrize("window,n_global", [(1, 0), (50, 0), (64, 0), (300, 0), (40, 3)])
+def test_blocked_local_window_matches_reference(window, n_global):
+    # T 200: three row blocks; windows shorter than, equal to and longer than a block, and global tokens
+    from tests.test_attention_local import reference as local_reference
+    from tests.test_attention_local import tensors
+    B, NH, NKV, T, HS = 2, 2, 1, 200, 3
+    q, k, v, dy = tensors(B, NH, NKV, T, HS, np.float64, seed=window + n_global)
+    kv_len = np.array([T, 170], np.int32)
+    y, att = np.full_like(q, np.nan), np.full((B, NH, T, T), np.nan)
+    dq, dk, dv = np.full_like(q, np.nan), np.full_like(k, np.nan), np.full_like(v, np.nan)
+    attention_heads_forward(y, att, q, k, v, 0.6, True, kv_len, window, n_global)
+    attention_heads_backward(dq, dk, dv, np.full_like(att, np.nan), dy.copy(), q, k, v, att, 0.6, True, kv_len)
+    for got, want in zip((y, dq, dk, dv), local_reference(q, k, v, kv_len, 0.6, window, n_global, dy), strict=True):
+        assert rel_err(got, want) < 1e-12

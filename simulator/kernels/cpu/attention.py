@@ -322,25 +322,29 @@ def _heads5(x, nkv):
 def attention_heads_forward(yh, att, q, k, v, scale, causal, kv_len=None, window=0, n_global=0):
     """Writes yh = softmax(scale q k^T, masked) v per head and keeps the probabilities in att (window: local).
 
-    Under the causal mask the products run per row block and skip the keys after it (causal_blocks);
-    the softmax writes the probabilities of every (T, T) entry, hidden ones 0, so att is whole either way.
+    Under the causal mask the products run per row block and skip the keys after it (causal_blocks),
+    under a local window without global tokens also the keys before the block's window; the softmax
+    writes the probabilities of every (T, T) entry, hidden ones 0, so att is whole either way.
     """
     # q, yh are (B, NH, T, HS); k, v are (B, NKV, T, HS); att is (B, NH, T, T); all C-contiguous
     nkv, T = k.shape[1], q.shape[2]
     blocks = causal_blocks(T, causal)
+    # a local window without global keys: block [r0, r1) sees no key before r0 - window + 1 (the local
+    # softmax still writes whole rows, 0 outside the window, so the backward's full blocks stay right)
+    starts = [max(0, r0 - int(window) + 1) if window > 0 and n_global == 0 else 0 for r0, _r1 in blocks]
     if len(blocks) == 1:
         np.matmul(_grouped(q, nkv), k.transpose(0, 1, 3, 2), out=_grouped(att, nkv))  # raw scores (B, NH, T, T)
     else:  # a key/value head broadcast over its query group (axis 2)
         q5, a5, kT = _heads5(q, nkv), _heads5(att, nkv), _transposed(k)[:, :, None]
-        for r0, r1 in blocks:
-            np.matmul(q5[:, :, :, r0:r1], kT[..., :r1], out=a5[:, :, :, r0:r1, :r1])
+        for (r0, r1), lo in zip(blocks, starts, strict=True):
+            np.matmul(q5[:, :, :, r0:r1], kT[..., lo:r1], out=a5[:, :, :, r0:r1, lo:r1])
     attention_softmax_forward(att, scale, causal, kv_len, window, n_global)
     if len(blocks) == 1:
         np.matmul(_grouped(att, nkv), v, out=_grouped(yh, nkv))  # (B, NH, T, HS)
     else:
         a5, y5, v5 = _heads5(att, nkv), _heads5(yh, nkv), v[:, :, None]
-        for r0, r1 in blocks:
-            np.matmul(a5[:, :, :, r0:r1, :r1], v5[:, :, :, :r1], out=y5[:, :, :, r0:r1])
+        for (r0, r1), lo in zip(blocks, starts, strict=True):
+            np.matmul(a5[:, :, :, r0:r1, lo:r1], v5[:, :, :, lo:r1], out=y5[:, :, :, r0:r1])
 
 
 def attention_heads_backward(dq, dk, dv, datt, dyh, q, k, v, att, scale, causal=False, kv_len=None):

@@ -55,13 +55,17 @@ def rel_err(a, b):
     return float(np.max(np.abs(a - b) / np.maximum(1, np.maximum(np.abs(a), np.abs(b))), initial=0.0))
 
 
-def run_tiled(q, k, v, kv_len, scale, causal, dy, tile_q, tile_k, grads0=None):
+BACKWARDS = ["tiles", "rows"]  # the tile kernels, and blocks of tile_q query rows through BLAS (attention_rows.py)
+
+
+def run_tiled(q, k, v, kv_len, scale, causal, dy, tile_q, tile_k, grads0=None, backward="tiles"):
     """Forward then backward through the tiled kernels; gradients accumulate onto grads0 when given."""
     B, NH, T, _ = q.shape
     y, lse = np.empty_like(q), np.empty((B, NH, T), q.dtype)
     tiled_attention_forward(y, lse, q, k, v, kv_len, scale, causal, tile_q, tile_k)
     dq, dk, dv = grads0 if grads0 is not None else (np.zeros_like(q), np.zeros_like(k), np.zeros_like(v))
-    tiled_attention_backward(dq, dk, dv, dy.astype(q.dtype), q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k)
+    tiled_attention_backward(dq, dk, dv, dy.astype(q.dtype), q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k,
+                             by_rows=backward == "rows", rows=tile_q)
     return y, lse, dq, dk, dv
 
 
@@ -91,28 +95,30 @@ CASES = [  # (B, NH, NKV, T, HS, kv_len, tile_q, tile_k)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("case", CASES)
-def test_matches_reference(dtype, causal, case):
+@pytest.mark.parametrize("backward", BACKWARDS)
+def test_matches_reference(dtype, causal, case, backward):
     B, NH, NKV, T, HS, kv_len, tile_q, tile_k = case
     rng = np.random.default_rng(T * 7 + HS + tile_q)
     q, k, v, dy = make(rng, B, NH, NKV, T, HS, dtype)
     kv_len = np.array(kv_len, np.int32)
     scale = 1 / math.sqrt(HS)
     want = reference(q, k, v, kv_len, scale, causal, dy)
-    got = run_tiled(q, k, v, kv_len, scale, causal, dy, tile_q, tile_k)
+    got = run_tiled(q, k, v, kv_len, scale, causal, dy, tile_q, tile_k, backward=backward)
     for name, g, w in zip(("y", "lse", "dq", "dk", "dv"), got, want, strict=True):
         assert g.dtype == dtype
         assert rel_err(g, w) < TOL[dtype], name
 
 
 @pytest.mark.parametrize("causal", [True, False])
-def test_unscaled_and_large_scores(causal):
+@pytest.mark.parametrize("backward", BACKWARDS)
+def test_unscaled_and_large_scores(causal, backward):
     # scale 1.0 with large inputs: scores in the thousands, the online max must keep exp in range
     rng = np.random.default_rng(3)
     q, k, v, dy = make(rng, 1, 2, 1, 29, 6, np.float64)
     q *= 150
     kv_len = np.array([29], np.int32)
     want = reference(q, k, v, kv_len, 1.0, causal, dy)
-    got = run_tiled(q, k, v, kv_len, 1.0, causal, dy, 4, 5)
+    got = run_tiled(q, k, v, kv_len, 1.0, causal, dy, 4, 5, backward=backward)
     assert np.abs(want[1]).max() > 1000  # exp without the running max would overflow
     for g, w in zip(got, want, strict=True):
         assert rel_err(g, w) < 1e-10
@@ -120,14 +126,15 @@ def test_unscaled_and_large_scores(causal):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("causal", [True, False])
-def test_row_without_keys_outputs_zero_and_gets_no_gradient(dtype, causal):
+@pytest.mark.parametrize("backward", BACKWARDS)
+def test_row_without_keys_outputs_zero_and_gets_no_gradient(dtype, causal, backward):
     # batch 0 has kv_len 0: every query row has no key; batch 1 is normal and must be unaffected
     rng = np.random.default_rng(5)
     q, k, v, dy = make(rng, 2, 2, 1, 11, 5, dtype)
     kv_len = np.array([0, 11], np.int32)
     grads0 = tuple(rng.standard_normal(a.shape).astype(dtype) for a in (q, k, v))
     before = tuple(g.copy() for g in grads0)
-    y, lse, dq, dk, dv = run_tiled(q, k, v, kv_len, 0.5, causal, dy, 4, 3, grads0)
+    y, lse, dq, dk, dv = run_tiled(q, k, v, kv_len, 0.5, causal, dy, 4, 3, grads0, backward)
     assert np.all(y[0] == 0) and np.all(lse[0] == -np.inf)
     for g, g0 in zip((dq, dk, dv), before, strict=True):
         assert np.array_equal(g[0], g0[0])
@@ -138,13 +145,14 @@ def test_row_without_keys_outputs_zero_and_gets_no_gradient(dtype, causal):
 
 
 @pytest.mark.parametrize("causal", [True, False])
-def test_padded_keys_get_no_gradient_and_gradients_accumulate(causal):
+@pytest.mark.parametrize("backward", BACKWARDS)
+def test_padded_keys_get_no_gradient_and_gradients_accumulate(causal, backward):
     rng = np.random.default_rng(7)
     q, k, v, dy = make(rng, 2, 4, 2, 17, 6, np.float64)
     kv_len = np.array([9, 17], np.int32)
     grads0 = tuple(rng.standard_normal(a.shape) for a in (q, k, v))
     before = tuple(g.copy() for g in grads0)
-    _, _, dq, dk, dv = run_tiled(q, k, v, kv_len, 0.4, causal, dy, 5, 4, grads0)
+    _, _, dq, dk, dv = run_tiled(q, k, v, kv_len, 0.4, causal, dy, 5, 4, grads0, backward)
     assert np.array_equal(dk[0, :, 9:], before[1][0, :, 9:])
     assert np.array_equal(dv[0, :, 9:], before[2][0, :, 9:])
     want = reference(q, k, v, kv_len, 0.4, causal, dy)
@@ -160,7 +168,8 @@ def test_padded_keys_get_no_gradient_and_gradients_accumulate(causal):
 
 
 @pytest.mark.parametrize("causal", [True, False])
-def test_finite_differences(causal):
+@pytest.mark.parametrize("backward", BACKWARDS)
+def test_finite_differences(causal, backward):
     rng = np.random.default_rng(11)
     B, NH, NKV, T, HS = 1, 2, 1, 5, 3
     q, k, v, dy = make(rng, B, NH, NKV, T, HS, np.float64)
@@ -172,7 +181,7 @@ def test_finite_differences(causal):
         tiled_attention_forward(y, lse, q, k, v, kv_len, scale, causal, 2, 3)
         return float(np.sum(y * dy))
 
-    _, _, dq, dk, dv = run_tiled(q, k, v, kv_len, scale, causal, dy, 2, 3)
+    _, _, dq, dk, dv = run_tiled(q, k, v, kv_len, scale, causal, dy, 2, 3, backward=backward)
     worst = 0.0
     for x, dx in ((q, dq), (k, dk), (v, dv)):
         for idx in np.ndindex(x.shape):

@@ -6,16 +6,20 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import pytest
+
 import simulator
 from simulator.bench import step
+from simulator.bench.attention import TORCH_ATTENTION_CHILD, bench_attention, format_rows
 from simulator.bench.step import TORCH_CHILD, TORCH_PYTHON_VARIABLE, Shape, bench_torch, run_bench
 
 MICRO = Shape("micro", 11, 16, 1, 2, 8, 2)
 
 
-def test_the_torch_child_imports_only_torch_and_the_standard_library():
+@pytest.mark.parametrize("child", [TORCH_CHILD, TORCH_ATTENTION_CHILD])
+def test_the_torch_child_imports_only_torch_and_the_standard_library(child):
     imported = set()
-    for node in ast.walk(ast.parse(TORCH_CHILD.read_text(encoding="utf-8"))):
+    for node in ast.walk(ast.parse(child.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -71,3 +75,30 @@ def test_the_bench_prints_its_machine_and_no_quoted_torch_numbers(monkeypatch, c
     assert "blas: " in out and " threads" in out, "the BLAS library, its kernel and threads (threadpoolctl)"
     row = next(line for line in out.splitlines() if line.startswith("micro"))
     assert row.endswith("torch not installed")
+
+
+def test_the_attention_bench_puts_torch_beside_tiled_forward_and_backward(monkeypatch):
+    seen = {}
+
+    def fake_run(cmd, env, **kwargs):
+        seen.update(cmd=cmd, env=env)
+        out = {"rows": [{"T": 32, "fwd_ms": 1.0, "fwd_bwd_ms": 1e6}], "torch": "x", "threads": 2}
+        return SimpleNamespace(returncode=0, stdout=json.dumps(out) + "\n", stderr="")
+
+    monkeypatch.delenv(TORCH_PYTHON_VARIABLE, raising=False)
+    monkeypatch.setattr(step.importlib_util, "find_spec", lambda name: object())
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    rows = bench_attention(Ts=(32, 64), d=8, backward_max_T=32)
+    assert seen["cmd"] == [sys.executable, str(TORCH_ATTENTION_CHILD), "8", "32"], "only the T with a backward"
+    assert seen["env"] == simulator.USER_ENVIRON
+    assert rows[0]["torch_fwd_bwd_ms"] == 1e6 and rows[1]["torch_fwd_bwd_ms"] is None
+    table = format_rows(rows).splitlines()
+    ours = rows[0]["tiled_fwd_ms"] + rows[0]["tiled_bwd_ms"]
+    assert f"{1e6 / ours:.2f}x" in table[2] and "PyTorch x, 2 threads" in table[-1]
+
+
+def test_the_attention_bench_without_torch_says_so(monkeypatch):
+    monkeypatch.delenv(TORCH_PYTHON_VARIABLE, raising=False)
+    monkeypatch.setattr(step.importlib_util, "find_spec", lambda name: None)
+    table = format_rows(bench_attention(Ts=(16,), d=4))
+    assert table.splitlines()[-1] == "torch f+b: torch not installed"

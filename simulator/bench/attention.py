@@ -5,7 +5,9 @@ under the mask: 2 T^2 d flops in all) would take at the BLAS rate measured in th
 Extra memory is counted, not sampled: bytes a method holds beyond its inputs and its output.
 The naive version holds S (T^2 floats, P overwrites it in place) and a T x T boolean causal mask
 (a buffer kept between calls, as nanoGPT keeps it); the tiled forward holds lse (T floats, kept
-for the backward) and one tile of scratch per thread. Run it as `python -m simulator.bench.attention`
+for the backward) and one tile of scratch per thread. PyTorch's scaled_dot_product_attention forward +
+backward on the same head is measured in the same run, in a child process that imports only torch
+(torch_attention_child.py), where torch is installed. Run it as `python -m simulator.bench.attention`
 (`python main.py bench` prints it too).
 """
 
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import numba
 import numpy as np
 
+from simulator.bench.step import run_torch_child
 from simulator.i18n import _
 from simulator.kernels.cpu.attention_tiled import (
     BACKWARD_TILE_K,
@@ -26,6 +30,8 @@ from simulator.kernels.cpu.attention_tiled import (
     tiled_attention_backward,
     tiled_attention_forward,
 )
+
+TORCH_ATTENTION_CHILD = Path(__file__).with_name("torch_attention_child.py")
 
 
 def best_seconds(fn, *args, budget_s=0.5, max_reps=7):
@@ -73,11 +79,26 @@ def tiled_extra_bytes(T, d, tile_q=TILE_Q, tile_k=TILE_K, threads=None, itemsize
     return itemsize * T + threads * per_thread
 
 
-def bench_attention(Ts=(1024, 4096, 16384), d=64, backward_max_T=4096, naive_max_bytes=2**30, seed=0):
-    """One row of timings (ms) and memory (bytes) per sequence length T; see the module docstring."""
+def bench_attention(Ts=(1024, 4096, 16384), d=64, backward_max_T=4096, naive_max_bytes=2**30, seed=0, torch=True):
+    """One row of timings (ms) and memory (bytes) per sequence length T; see the module docstring.
+
+    torch: PyTorch's scaled_dot_product_attention forward and forward + backward on the same head,
+    measured in a child process now (torch_attention_child.py) where T has a backward row.
+    """
     rng = np.random.default_rng(seed)
     gflops = blas_gflops(d=d)
-    return [_bench_one(T, d, gflops, T <= backward_max_T, naive_max_bytes, rng) for T in Ts]
+    rows = [_bench_one(T, d, gflops, T <= backward_max_T, naive_max_bytes, rng) for T in Ts]
+    with_backward = [r["T"] for r in rows if r["tiled_bwd_ms"] is not None]
+    reference = run_torch_child(TORCH_ATTENTION_CHILD, [d, *with_backward]) if torch and with_backward else None
+    for r in rows:
+        r["torch_fwd_ms"] = r["torch_fwd_bwd_ms"] = None
+        r["torch_note"] = reference if isinstance(reference, str) else ""
+        if isinstance(reference, dict):
+            theirs = next((t for t in reference["rows"] if t["T"] == r["T"]), None)
+            if theirs is not None:
+                r["torch_fwd_ms"], r["torch_fwd_bwd_ms"] = theirs["fwd_ms"], theirs["fwd_bwd_ms"]
+                r["torch"] = f"PyTorch {reference['torch']}, {reference['threads']} threads"
+    return rows
 
 
 def _bench_one(T, d, gflops, backward, naive_max_bytes, rng):
@@ -117,12 +138,22 @@ def format_rows(rows):
     lines = [f"one causal head, float32, d = {rows[0]['d']}, {rows[0]['threads']} threads, "
              f"BLAS {rows[0]['blas_gflops']:.0f} GFLOP/s (times in ms, memory in MiB)",
              f"{'T':>6} {'tiled fwd':>10} {'tiled bwd':>10} {'naive fwd':>10} {'BLAS roof':>10} "
-             f"{'tiled MiB':>10} {'naive MiB':>10}  max |tiled - naive|"]
+             f"{'tiled MiB':>10} {'naive MiB':>10} {'torch f+b':>10} {'vs torch':>9}  max |tiled - naive|"]
     for r in rows:
         diff = r["naive_note"] if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.1e}"
+        ours = None if r["tiled_bwd_ms"] is None else r["tiled_fwd_ms"] + r["tiled_bwd_ms"]
+        theirs = r.get("torch_fwd_bwd_ms")
+        ratio = "-" if ours is None or theirs is None else f"{theirs / ours:.2f}x"
         lines.append(f"{r['T']:>6} {ms(r['tiled_fwd_ms']):>10} {ms(r['tiled_bwd_ms']):>10} "
                      f"{ms(r['naive_fwd_ms']):>10} {ms(r['roof_ms']):>10} {mib(r['tiled_extra_bytes']):>10} "
-                     f"{mib(r['naive_extra_bytes']):>10}  {diff}")
+                     f"{mib(r['naive_extra_bytes']):>10} {ms(theirs):>10} {ratio:>9}  {diff}")
+    note = next((r["torch_note"] for r in rows if r.get("torch_note")), "")
+    measured = next((r["torch"] for r in rows if r.get("torch")), "")
+    if measured:
+        lines.append(_("torch f+b: {torch}, scaled_dot_product_attention forward + backward, measured now; "
+                       "'vs torch': how many times faster tiled forward + backward is").format(torch=measured))
+    elif note:
+        lines.append(f"torch f+b: {note}")
     return "\n".join(lines)
 
 

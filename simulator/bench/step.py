@@ -124,13 +124,17 @@ def bench_torch(s: Shape, repeats: int) -> dict | str:
     environment: numba's OpenMP runtime beside torch's, or the passive wait policy this engine
     sets for itself, would slow torch down unfairly.
     """
+    return run_torch_child(TORCH_CHILD, [s.V, s.d, s.L, s.H, s.T, s.B, repeats])
+
+
+def run_torch_child(child: Path, args: list) -> dict | str:
+    """The JSON line a torch child script prints for `args`, run in the user's own environment; or why there is none."""
     import simulator
     python = torch_python()
     if python is None:
         return "torch not installed"
-    args = [str(a) for a in (s.V, s.d, s.L, s.H, s.T, s.B, repeats)]
     try:
-        done = subprocess.run([python, str(TORCH_CHILD), *args], env=dict(simulator.USER_ENVIRON),
+        done = subprocess.run([python, str(child), *(str(a) for a in args)], env=dict(simulator.USER_ENVIRON),
                               capture_output=True, text=True, timeout=600)
     except OSError as e:  # $TRANSFORMER_SIM_TORCH_PYTHON names no interpreter
         return f"torch failed: {python}: {e.strerror}"

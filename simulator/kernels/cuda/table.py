@@ -36,10 +36,13 @@ DIFFERENT_PARAMETERS = {
     "sum_of_squares": "takes an optional scratch from reduction_scratch",
     "global_norm": "takes an optional scratch from reduction_scratch",
     "clip_gradients": "takes an optional scratch from reduction_scratch",
+    "tiled_attention_backward": "by_rows / rows pick the CPU's backward by query-row blocks through BLAS or its tile "
+                                "kernels; the GPU has the tile kernels only",
 }
 
 # host-side functions that build tables or check settings: the same numpy code serves both backends
-HOST_SIDE = {"sinusoid_table", "rope_tables", "check_clip"}
+HOST_SIDE = {"sinusoid_table", "rope_tables", "check_clip",
+             "causal_blocks", "scratch"}  # the CPU attention's row blocks and its kept temporaries
 
 # CPU kernels without a twin yet (said in docs/ARCHITECTURE.md)
 NOT_YET: dict[str, str] = {}

@@ -15,7 +15,17 @@ def _norm(x: np.ndarray) -> float:
 
 
 def step_statistics(record: StepRecord, model, params_before: np.ndarray | None, cfg: TrainConfig) -> None:
-    """Fills the heavy fields of `record` from the model's current tensors."""
+    """Fills the heavy fields of `record` from the model's current tensors.
+
+    On a device backend the same numbers come from reductions on the device
+    (simulator/backend/device_stats.py): only their results and a few small tensors cross.
+    """
+    bk = getattr(model, "bk", None)
+    if bk is not None and not bk.on_host:
+        from simulator.backend.device_stats import device_step_statistics
+
+        device_step_statistics(record, model, params_before, cfg)
+        return
     grads = model.layout.views(model.grads)
     params = model.layout.views(model.params)
     before = model.layout.views(params_before) if params_before is not None else None
@@ -30,24 +40,36 @@ def step_statistics(record: StepRecord, model, params_before: np.ndarray | None,
     for site in model.activation_sites:
         x = acts[site].astype(np.float64, copy=False)
         record.activations[site] = (float(x.mean()), float(x.std()), float(np.abs(x).max()))
-    layer = min(cfg.watch_layer, model.cfg.n_layer - 1)
-    head = min(cfg.watch_head, model.cfg.n_head - 1)
-    probs = attention_probs(model, layer)  # (B, NH, T, T); tiled attention recomputes them from its lse
-    record.attention = probs[0, head].astype(np.float32, copy=True)  # (T, T)
-    attention_statistics(record, model, layer, probs)
+    watched_attention(record, model, cfg)
+    qkv_gradient_norms(record, model)
     weights = before if before is not None else params
     if model.frozen is not None:  # LoRA: the base weights (frozen: the same before and after the update) by name too
         weights = {**model.frozen_layout.views(model.frozen), **weights}
     if model.qbase is not None:  # QLoRA: the NF4 weights decoded for the statistics (copies, dropped after)
         weights = {**{n: model.qbase.dequantized(n, model.dtype) for n in model.qbase.names}, **weights}
     stability_statistics(record, model, weights)
+    unit_spreads(record, model, weights)
+
+
+def watched_attention(record: StepRecord, model, cfg: TrainConfig) -> None:
+    """The watched head's attention map and the watched layer's attention statistics."""
+    layer = min(cfg.watch_layer, model.cfg.n_layer - 1)
+    head = min(cfg.watch_head, model.cfg.n_head - 1)
+    probs = attention_probs(model, layer)  # (B, NH, T, T); tiled attention recomputes them from its lse
+    record.attention = probs[0, head].astype(np.float32, copy=True)  # (T, T)
+    attention_statistics(record, model, layer, probs)
 
 
 def attention_statistics(record: StepRecord, model, layer: int, probs: np.ndarray) -> None:
-    """Entropy and saturation per head of the watched layer, q/k/v gradient norms per layer, KV-cache bytes."""
-    cfg = model.cfg
+    """Entropy and saturation per head of the watched layer, KV-cache bytes."""
     record.attention_entropy = attention_entropy(model, layer, probs)
     record.attention_saturated = attention_saturation(model, layer, probs)
+    record.kv_cache_bytes = kv_cache_bytes_per_token(model.cfg, model.dtype)
+
+
+def qkv_gradient_norms(record: StepRecord, model) -> None:
+    """The gradient norms of each layer's q, k and v columns of qkv.w."""
+    cfg = model.cfg
     C, KV = cfg.d_model, cfg.kv_heads * cfg.head_size
     grads = model.layout.views(model.grads)
     for i in range(cfg.n_layer):
@@ -55,10 +77,10 @@ def attention_statistics(record: StepRecord, model, layer: int, probs: np.ndarra
             continue
         g = grads[f"h{i}.attn.qkv.w"]  # (C, C + 2 KV): columns [q | k | v]
         record.qkv_grad_norms[f"h{i}"] = (_norm(g[:, :C]), _norm(g[:, C:C + KV]), _norm(g[:, C + KV:]))
-    record.kv_cache_bytes = kv_cache_bytes_per_token(cfg, model.dtype)
 
 
 SATURATION_MARGIN = 0.01  # an activation this close to a bound passes on at most ~1% of its gradient
+SATURATING = ("sigmoid", "tanh")  # the activations saturated_fraction measures
 
 
 def saturated_fraction(out: np.ndarray, activation: str) -> float | None:
@@ -84,7 +106,7 @@ def summary4(x: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def stability_statistics(record: StepRecord, model, params: dict[str, np.ndarray]) -> None:
-    """Norm gains/biases, BatchNorm running statistics, identity path, saturation, dead units, unit spread.
+    """Norm gains/biases, BatchNorm running statistics, identity path, saturation, dead units (unit_spreads: spread).
 
     `params`: the weight views of this step's forward (before its update), so gains
     and the identity path describe the same forward as the activations.
@@ -100,12 +122,16 @@ def stability_statistics(record: StepRecord, model, params: dict[str, np.ndarray
     record.identity_fraction.update(identity_fractions(model, params))
     for i in range(cfg.n_layer):
         p = f"h{i}"
-        sat = saturated_fraction(acts[f"{p}.act"], cfg.activation)
-        if sat is not None:
-            record.saturated_fraction[p] = sat
-        dead = dead_fraction(acts[f"{p}.fc"], cfg.activation)
-        if dead is not None:
-            record.dead_fraction[p] = dead
+        if cfg.activation in SATURATING:  # read only then: on a device each read is a copy
+            record.saturated_fraction[p] = saturated_fraction(acts[f"{p}.act"], cfg.activation)
+        if cfg.activation == "relu":
+            record.dead_fraction[p] = dead_fraction(acts[f"{p}.fc"], cfg.activation)
+
+
+def unit_spreads(record: StepRecord, model, params: dict[str, np.ndarray]) -> None:
+    """How far each layer's MLP units are from identical (0: a symmetric start no gradient can break)."""
+    for i in range(model.cfg.n_layer):
+        p = f"h{i}"
         fc_w, fc_b, proj_w = (params[f"{p}.mlp.{k}"].astype(np.float64) for k in ("fc.w", "fc.b", "proj.w"))
         record.unit_spread[p] = float(max(np.abs(fc_w - fc_w[:, :1]).max(), np.abs(fc_b - fc_b[0]).max(),
                                           np.abs(proj_w - proj_w[:1]).max()))

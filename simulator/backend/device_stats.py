@@ -1,0 +1,111 @@
+"""The StepRecord's heavy statistics for a model whose arrays live on a device (observe.step_statistics).
+
+The numbers are observe.py's; where they come from differs. Reduced on the device
+(simulator/kernels/cuda/stats.py), two launches and one small copy each:
+
+* per parameter: the gradient's and the weight's norm, the update's norm (params - params_before),
+  the unit spread of each MLP's weights; per layer the q, k and v column blocks' gradient norms.
+  (segments + 3 L) x 4 float64 numbers cross, where numpy would need the weight, gradient and
+  before-update buffers whole;
+* per activation site: mean, std and max|x|: sites x 3 float64 numbers, not the activations.
+
+Read whole, through a HostModel (simulator/backend/host.py), because they are small or only one
+layer's: the watched layer's attention probabilities (naive attention keeps them) or its q, k and
+log-sum-exp (tiled attention recomputes them, as on the CPU) with the row mask, for the map, the
+entropy and the saturation; the norms' gains and biases; BatchNorm's running statistics; for
+post-norm models the stream and each norm's rstd (the identity path); for sigmoid / tanh / ReLU
+the MLP's activations (saturation, dead units).
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+
+import numpy as np
+
+from simulator import observe
+from simulator.backend.host import HostModel, HostSlices
+from simulator.kernels.cuda import stats as _stats
+
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {key: Segments}
+
+_SPREAD = {"mlp.fc.w": _stats.SPREAD_ROW, "mlp.fc.b": _stats.SPREAD_ROW, "mlp.proj.w": _stats.SPREAD_COLUMN}
+
+
+def _tensor_segment(offset: int, shape: tuple[int, ...], spread: int) -> tuple[int, int, int, int, int]:
+    cols = int(shape[-1]) if shape else 1
+    rows = int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1 else 1
+    return offset, rows, cols, cols, spread
+
+
+def param_segments(model) -> tuple[list, dict[str, tuple[int, int, int]]]:
+    """Segments of every parameter (unit-spread modes on the MLPs' weights), then of each qkv.w's q, k, v column
+    blocks; and layer -> the indices of its q, k, v segments."""
+    cfg = model.cfg
+    segs = [_tensor_segment(s.offset, s.shape, _SPREAD.get(s.name.split(".", 1)[-1], _stats.SPREAD_NONE))
+            for s in model.layout]
+    C, KV = cfg.d_model, cfg.kv_heads * cfg.head_size
+    qkv = {}
+    for i in range(cfg.n_layer):
+        spec = model.layout.by_name.get(f"h{i}.attn.qkv.w")
+        if spec is None:
+            continue
+        width = C + 2 * KV  # (C, C + 2 KV): columns [q | k | v]
+        qkv[f"h{i}"] = tuple(range(len(segs), len(segs) + 3))
+        segs += [(spec.offset + c0, C, w, width, _stats.SPREAD_NONE) for c0, w in ((0, C), (C, KV), (C + KV, KV))]
+    return segs, qkv
+
+
+def _plans(model) -> dict:
+    plans = _PLANS.get(model)
+    if plans is None:
+        plans = _PLANS[model] = {}
+    return plans
+
+
+def _param_plan(model):
+    plans = _plans(model)
+    if "params" not in plans:
+        segs, qkv = param_segments(model)
+        plans["params"] = (_stats.Segments(segs, _stats.PARAM_WIDTHS), qkv)
+    return plans["params"]
+
+
+def _activation_plan(model):
+    acts, plans = model.acts, _plans(model)
+    key = ("acts", id(acts))  # a new (B, T) makes a new arena
+    if key not in plans:
+        for k in [k for k in plans if k[0] == "acts"]:
+            del plans[k]
+        sites = model.activation_sites
+        segs = [(acts.offsets[s], 1, acts[s].size, acts[s].size, _stats.SPREAD_NONE) for s in sites]
+        plans[key] = (_stats.Segments(segs, _stats.MOMENT_WIDTHS), sites, acts)  # the arena kept: its id stays its
+    return plans[key][:2]
+
+
+def device_step_statistics(record, model, params_before, cfg) -> None:
+    """observe.step_statistics for a device model: the same fields, reduced on the device where they are large."""
+    bk = model.bk
+    plan, qkv = _param_plan(model)
+    before = params_before if params_before is not None else model.params
+    res = bk.to_host(_stats.param_statistics(plan, model.grads, model.params, before))  # (segments, 4)
+    for s, spec in enumerate(model.layout):
+        record.grad_norms[spec.name] = math.sqrt(res[s, 0])
+        pn = math.sqrt(res[s, 1])
+        record.param_norms[spec.name] = pn
+        if params_before is not None:
+            record.update_ratios[spec.name] = math.sqrt(res[s, 2]) / pn if pn > 0 else 0.0
+    act_plan, sites = _activation_plan(model)
+    sums, centered = (bk.to_host(a) for a in _stats.moment_statistics(act_plan, model.acts.flat))
+    for site, moments in zip(sites, _stats.moments_from(sums, centered, act_plan.sizes), strict=True):
+        record.activations[site] = moments
+    host = HostModel(model)  # copies only what is read below
+    observe.watched_attention(record, host, cfg)
+    for layer, (q, k, v) in qkv.items():
+        record.qkv_grad_norms[layer] = (math.sqrt(res[q, 0]), math.sqrt(res[k, 0]), math.sqrt(res[v, 0]))
+    observe.stability_statistics(record, host, HostSlices(before, model.layout, bk))
+    index = {s.name: i for i, s in enumerate(model.layout)}
+    for i in range(model.cfg.n_layer):
+        names = [f"h{i}.{k}" for k in _SPREAD]
+        record.unit_spread[f"h{i}"] = float(max(res[index[n], 3] for n in names))

@@ -1,0 +1,229 @@
+"""Segmented reductions for the StepRecord's heavy statistics, on the device (simulator/backend/device_stats.py).
+
+A statistics step wants a few numbers per tensor: the norms of each parameter's slice of the flat
+weight and gradient buffers and of its update, a q/k/v column block's gradient norm, a weight's
+spread across units, and each activation site's mean / std / max|x|. Copying the buffers to the
+host for numpy would move the whole model; these kernels reduce them where they are, and only the
+(segments, k) float64 results cross.
+
+A segment is a rectangle in a flat buffer: `rows` rows of `cols` entries, `stride` apart, from
+`start` (a whole tensor is rows = size / cols, stride = cols; a column block of qkv.w has stride
+C + 2 KV). Its entry e is buffer[start + (e // cols) stride + e % cols]. The segments' entries
+are cut into chunks of at most CHUNK entries (a chunk never spans two segments), so one launch
+covers every tensor with even work per block whatever their sizes: block b reduces chunks b,
+b + grid, ... in shared memory (float64, as numpy's statistics accumulate; the k results of a
+pass share one tree and its barriers) into one row of partials; then a second launch reduces
+each segment's chunks' partials the same way, a block per segment (`_segment_reduce`). No
+atomics: each partial and each result is written by one block. Everything stays on the device
+until the caller copies the (segments, k) results.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from simulator.kernels.cuda.launch import MAX_BLOCKS, ROW_THREADS, SIMULATED
+
+R = ROW_THREADS
+CHUNK = 8 * R if SIMULATED else 32 * R  # entries per chunk: several per thread, so a block's sums amortise
+SPREAD_NONE, SPREAD_ROW, SPREAD_COLUMN = -1, 0, 1  # unit spread: none, |w - w[row, 0]|, |w - w[0, column]|
+PARAM_WIDTHS, MOMENT_WIDTHS = (4,), (2, 1)  # Segments widths for param_statistics and moment_statistics
+K = 4  # the widest pass: rows of the shared buffers
+
+
+class Segments:
+    """The launch plan for a list of segments: their geometry and chunks on the device, scratch for k results.
+
+    segments: (start, rows, cols, stride, spread) per segment; `spread` is a SPREAD_* mode (used by
+    param_statistics only). widths: the number of results per segment of each pass (partials and
+    results of pass i: (chunks, widths[i]) and (segments, widths[i])). Built once per model (the
+    layouts do not change) and reused every statistics step.
+    """
+
+    def __init__(self, segments: list[tuple[int, int, int, int, int]], widths: tuple[int, ...],
+                 chunk: int = CHUNK):
+        geometry = np.array([s[:4] for s in segments], dtype=np.int64).reshape(-1, 4)
+        sizes = geometry[:, 1] * geometry[:, 2]
+        chunk_seg, chunk_lo, seg_lo = [], [], []
+        for s, n in enumerate(sizes):
+            seg_lo.append(len(chunk_seg))
+            for lo in range(0, int(n), chunk):
+                chunk_seg.append(s)
+                chunk_lo.append(lo)
+        seg_lo.append(len(chunk_seg))
+        chunk_hi = [min(lo + chunk, int(sizes[s])) for s, lo in zip(chunk_seg, chunk_lo, strict=True)]
+        self.n, self.widths, self.sizes = len(segments), tuple(widths), sizes
+        self.n_chunks = len(chunk_seg)
+        i64 = np.int64
+        self.start, self.cols, self.stride = (cuda.to_device(np.ascontiguousarray(geometry[:, j])) for j in (0, 2, 3))
+        self.spread = cuda.to_device(np.array([s[4] for s in segments], dtype=i64))
+        self.size = cuda.to_device(sizes.astype(i64))
+        self.chunk_seg, self.chunk_lo, self.chunk_hi = (cuda.to_device(np.array(a or [0], dtype=i64))
+                                                        for a in (chunk_seg, chunk_lo, chunk_hi))
+        self.seg_lo = cuda.to_device(np.array(seg_lo, dtype=i64))  # segment s owns chunks seg_lo[s]:seg_lo[s + 1]
+        self.partials = [cuda.device_array((max(self.n_chunks, 1), k), np.float64) for k in widths]
+        self.out = [cuda.device_array((max(self.n, 1), k), np.float64) for k in widths]
+
+    @property
+    def grid(self) -> int:
+        return max(1, min(self.n_chunks, MAX_BLOCKS))
+
+
+@cuda.jit(device=True)
+def _block_reduce(buf, tid, k, n_max):
+    # tree reduction of buf[j, :R] into buf[j, 0] for j < k: a sum, or a max for the last n_max rows; the k rows
+    # share one set of barriers (every thread of the block calls it)
+    cuda.syncthreads()
+    s = R // 2
+    while s > 0:
+        if tid < s:
+            for j in range(k):
+                other = buf[j, tid + s]
+                if j < k - n_max:
+                    buf[j, tid] += other
+                elif other > buf[j, tid]:
+                    buf[j, tid] = other
+        cuda.syncthreads()
+        s //= 2
+
+
+@cuda.jit(device=True)
+def _index(start, cols, stride, e):
+    r = e // cols
+    return start + r * stride + (e - r * cols)
+
+
+@cuda.jit
+def _param_partials(grads, params, before, start, cols, stride, spread, chunk_seg, chunk_lo, chunk_hi, out):
+    # out (n_chunks, 4) per chunk: sum g^2, sum p^2, sum (p - b)^2, max |b - b[reference]| (the unit spread of
+    # the weights the forward used: a row's first column, or a column's first row)
+    buf = cuda.shared.array((K, R), np.float64)
+    tid = cuda.threadIdx.x
+    for c in range(cuda.blockIdx.x, chunk_seg.shape[0], cuda.gridDim.x):
+        s = chunk_seg[c]
+        s0, nc, st, mode = start[s], cols[s], stride[s], spread[s]
+        ag, ap, ad, am = 0.0, 0.0, 0.0, 0.0
+        for e in range(chunk_lo[c] + tid, chunk_hi[c], R):
+            r = e // nc
+            j = e - r * nc
+            i = s0 + r * st + j
+            g = np.float64(grads[i])
+            p = np.float64(params[i])
+            b = np.float64(before[i])
+            ag += g * g
+            ap += p * p
+            ad += (p - b) * (p - b)
+            if mode >= 0:
+                ref = s0 + r * st if mode == 0 else s0 + j
+                m = abs(b - np.float64(before[ref]))
+                if m > am:
+                    am = m
+        buf[0, tid], buf[1, tid], buf[2, tid], buf[3, tid] = ag, ap, ad, am
+        _block_reduce(buf, tid, 4, 1)
+        if tid == 0:
+            out[c, 0], out[c, 1], out[c, 2], out[c, 3] = buf[0, 0], buf[1, 0], buf[2, 0], buf[3, 0]
+        cuda.syncthreads()  # the next chunk refills the shared buffers
+
+
+@cuda.jit
+def _moment_partials(x, start, cols, stride, chunk_seg, chunk_lo, chunk_hi, out):
+    # out (n_chunks, 2) per chunk: sum x, max |x|
+    buf = cuda.shared.array((K, R), np.float64)
+    tid = cuda.threadIdx.x
+    for c in range(cuda.blockIdx.x, chunk_seg.shape[0], cuda.gridDim.x):
+        s = chunk_seg[c]
+        a1, am = 0.0, 0.0
+        for e in range(chunk_lo[c] + tid, chunk_hi[c], R):
+            v = np.float64(x[_index(start[s], cols[s], stride[s], e)])
+            a1 += v
+            if abs(v) > am:
+                am = abs(v)
+        buf[0, tid], buf[1, tid] = a1, am
+        _block_reduce(buf, tid, 2, 1)
+        if tid == 0:
+            out[c, 0], out[c, 1] = buf[0, 0], buf[1, 0]
+        cuda.syncthreads()
+
+
+@cuda.jit
+def _centered_partials(x, start, cols, stride, size, chunk_seg, chunk_lo, chunk_hi, sums, out):
+    # out (n_chunks, 1) per chunk: sum (x - mean)^2 with the segment's mean = sums[s, 0] / size[s] (two passes,
+    # as numpy's std: a one-pass sum of squares would cancel for a site whose mean is large against its spread)
+    buf = cuda.shared.array((K, R), np.float64)
+    tid = cuda.threadIdx.x
+    for c in range(cuda.blockIdx.x, chunk_seg.shape[0], cuda.gridDim.x):
+        s = chunk_seg[c]
+        mean = sums[s, 0] / size[s]
+        a2 = 0.0
+        for e in range(chunk_lo[c] + tid, chunk_hi[c], R):
+            d = np.float64(x[_index(start[s], cols[s], stride[s], e)]) - mean
+            a2 += d * d
+        buf[0, tid] = a2
+        _block_reduce(buf, tid, 1, 0)
+        if tid == 0:
+            out[c, 0] = buf[0, 0]
+        cuda.syncthreads()
+
+
+@cuda.jit
+def _segment_reduce(partials, seg_lo, n_max, out):
+    # segment s (blocks s, s + grid, ...): out[s, j] = the sum of partials[seg_lo[s]:seg_lo[s + 1], j], or the max
+    # for the last n_max columns (maxima of non-negative numbers: 0 is their identity)
+    buf = cuda.shared.array((K, R), np.float64)
+    tid, k = cuda.threadIdx.x, out.shape[1]
+    for s in range(cuda.blockIdx.x, out.shape[0], cuda.gridDim.x):
+        for j in range(k):
+            acc = 0.0
+            for c in range(seg_lo[s] + tid, seg_lo[s + 1], R):
+                v = partials[c, j]
+                if j < k - n_max:
+                    acc += v
+                elif v > acc:
+                    acc = v
+            buf[j, tid] = acc
+        _block_reduce(buf, tid, k, n_max)
+        if tid == 0:
+            for j in range(k):
+                out[s, j] = buf[j, 0]
+        cuda.syncthreads()
+
+
+def _reduce(plan: Segments, i: int, n_max: int):
+    if plan.n:
+        _segment_reduce[max(1, min(plan.n, MAX_BLOCKS)), R](plan.partials[i], plan.seg_lo, n_max, plan.out[i])
+
+
+def param_statistics(plan: Segments, grads, params, before):
+    """(segments, 4) float64 on the device: sum g^2, sum p^2, sum (p - before)^2, unit spread of `before`.
+
+    grads, params, before: flat buffers of the same layout (before = params when there is no update).
+    """
+    assert plan.widths == PARAM_WIDTHS, plan.widths
+    if plan.n_chunks:
+        _param_partials[plan.grid, R](grads, params, before, plan.start, plan.cols, plan.stride, plan.spread,
+                                      plan.chunk_seg, plan.chunk_lo, plan.chunk_hi, plan.partials[0])
+    _reduce(plan, 0, 1)
+    return plan.out[0]
+
+
+def moment_statistics(plan: Segments, x):
+    """((segments, 2): sum, max|x|; (segments, 1): sum (x - mean)^2) float64 on the device, for flat buffer x."""
+    assert plan.widths == MOMENT_WIDTHS, plan.widths
+    if plan.n_chunks:
+        _moment_partials[plan.grid, R](x, plan.start, plan.cols, plan.stride, plan.chunk_seg, plan.chunk_lo,
+                                       plan.chunk_hi, plan.partials[0])
+    _reduce(plan, 0, 1)
+    if plan.n_chunks:
+        _centered_partials[plan.grid, R](x, plan.start, plan.cols, plan.stride, plan.size, plan.chunk_seg,
+                                         plan.chunk_lo, plan.chunk_hi, plan.out[0], plan.partials[1])
+    _reduce(plan, 1, 0)
+    return plan.out[0], plan.out[1]
+
+
+def moments_from(sums: np.ndarray, centered: np.ndarray, sizes: np.ndarray) -> list[tuple[float, float, float]]:
+    """(mean, std, max|x|) per segment from the host copies of moment_statistics' results."""
+    return [(float(s[0] / n), float(math.sqrt(c[0] / n)), float(s[1]))
+            for s, c, n in zip(sums, centered, sizes, strict=True)]

@@ -169,8 +169,12 @@ def attention_entropy(model, layer: int, probs: np.ndarray | None = None) -> np.
     uniform attention over n keys. `probs`: attention_probs(model, layer), if at hand.
     """
     P = (attention_probs(model, layer) if probs is None else probs).astype(np.float64)
-    B, NH, T, _ = P.shape
-    h = -(P * np.log(np.where(P > 0, P, 1.0))).sum(axis=-1)  # (B, NH, T)
+    return head_entropy(model, -(P * np.log(np.where(P > 0, P, 1.0))).sum(axis=-1))
+
+
+def head_entropy(model, h: np.ndarray) -> np.ndarray:
+    """(NH,) mean of the rows' entropies h (B, NH, T) over the real tokens."""
+    B, NH, T = h.shape
     rows = model.acts["rowmask"].reshape(B, 1, T).astype(np.float64)
     return (h * rows).sum(axis=(0, 2)) / max(float(rows.sum()), 1.0)
 
@@ -183,7 +187,13 @@ def attention_saturation(model, layer: int, probs: np.ndarray | None = None, mar
     almost nothing from it, however large the gradient dP arriving from above.
     """
     P = attention_probs(model, layer) if probs is None else probs
-    B, NH, T, _ = P.shape
+    return head_saturation(model, P.max(axis=-1), margin)
+
+
+def head_saturation(model, top: np.ndarray, margin: float = 0.01) -> np.ndarray:
+    """(NH,) share of the rows (real tokens with two or more visible keys) whose top probability top (B, NH, T)
+    exceeds 1 - margin."""
+    B, NH, T = top.shape
     keys = np.minimum(model.kv_len[:, None], T)  # (B, 1): visible keys per query row
     if model.cfg.attention.mask == "causal":
         keys = np.minimum(keys, np.arange(1, T + 1)[None, :])  # (B, T)
@@ -191,8 +201,7 @@ def attention_saturation(model, layer: int, probs: np.ndarray | None = None, mar
         a = model.cfg.attention
         keys = np.minimum(keys, key_mask(T, a.mask, a.window, a.global_tokens).sum(axis=1)[None, :])
     rows = (np.broadcast_to(keys, (B, T)) >= 2) & (model.acts["rowmask"].reshape(B, T) != 0)
-    top = P.max(axis=-1) > 1.0 - margin  # (B, NH, T)
-    return (top & rows[:, None, :]).sum(axis=(0, 2)) / max(int(rows.sum()), 1)
+    return ((top > 1.0 - margin) & rows[:, None, :]).sum(axis=(0, 2)) / max(int(rows.sum()), 1)
 
 
 # ------------------------------------------------------------------ identity path

@@ -1,20 +1,22 @@
 """The StepRecord's heavy statistics for a model whose arrays live on a device (observe.step_statistics).
 
 The numbers are observe.py's; where they come from differs. Reduced on the device
-(simulator/kernels/cuda/stats.py), two launches and one small copy each:
+(simulator/kernels/cuda/stats.py), a launch or two and one small copy each:
 
 * per parameter: the gradient's and the weight's norm, the update's norm (params - params_before),
   the unit spread of each MLP's weights; per layer the q, k and v column blocks' gradient norms.
   (segments + 3 L) x 4 float64 numbers cross, where numpy would need the weight, gradient and
   before-update buffers whole;
-* per activation site: mean, std and max|x|: sites x 3 float64 numbers, not the activations.
+* per activation site: mean, std and max|x|: sites x 3 float64 numbers, not the activations;
+* the watched layer's attention: per row (B, NH, T) its entropy and top probability, from the
+  probabilities naive attention keeps or recomputed from q, k and the log-sum-exp (tiled), as
+  observe.attention_probs does; 2 B NH T float64 and the watched head's (T, T) map cross, not the
+  layer's B NH T T probabilities. The head averages (real rows, rows with two keys) are numpy's.
 
-Read whole, through a HostModel (simulator/backend/host.py), because they are small or only one
-layer's: the watched layer's attention probabilities (naive attention keeps them) or its q, k and
-log-sum-exp (tiled attention recomputes them, as on the CPU) with the row mask, for the map, the
-entropy and the saturation; the norms' gains and biases; BatchNorm's running statistics; for
-post-norm models the stream and each norm's rstd (the identity path); for sigmoid / tanh / ReLU
-the MLP's activations (saturation, dead units).
+Read whole, through a HostModel (simulator/backend/host.py), because they are small: the row mask;
+the norms' gains and biases; BatchNorm's running statistics; for post-norm models the stream into
+each norm and its rstd (the identity path, (N, C) per sublayer); for sigmoid / tanh / ReLU the MLP's
+activations or pre-activations (saturation, dead units: (N, 4C) per layer).
 """
 
 from __future__ import annotations
@@ -84,6 +86,28 @@ def _activation_plan(model):
     return plans[key][:2]
 
 
+def watched_attention(record, model, host, cfg) -> None:
+    """observe.watched_attention from the device's per-row entropies and top probabilities (2 B NH T float64)
+    and the watched head's (T, T) map: the layer's probabilities (B, NH, T, T) stay where they are."""
+    layer = min(cfg.watch_layer, model.cfg.n_layer - 1)
+    head = min(cfg.watch_head, model.cfg.n_head - 1)
+    A, a, p = model.acts, model.cfg.attention, f"h{layer}"
+    B, T = model.shape
+    shape, kv_len = (B, model.cfg.n_head, T), model.bk.from_host(model.kv_len)  # (B,) int32: the real keys per row
+    if a.impl == "naive":
+        rows = _stats.attention_rows(shape, head, kv_len, att=A[f"{p}.att"])
+    else:
+        local = a.mask == "local"
+        rows = _stats.attention_rows(shape, head, kv_len, q=A[f"{p}.q"], k=A[f"{p}.k"], lse=A[f"{p}.lse"],
+                                     scale=model.attention_scale(), causal=a.mask != "none",
+                                     window=a.window if local else 0, n_global=a.global_tokens if local else 0)
+    entropy, top, amap = (model.bk.to_host(r) for r in rows)
+    record.attention = amap
+    record.attention_entropy = observe.head_entropy(host, entropy)
+    record.attention_saturated = observe.head_saturation(host, top)
+    record.kv_cache_bytes = observe.kv_cache_bytes_per_token(model.cfg, model.dtype)
+
+
 def device_step_statistics(record, model, params_before, cfg) -> None:
     """observe.step_statistics for a device model: the same fields, reduced on the device where they are large."""
     bk = model.bk
@@ -101,7 +125,7 @@ def device_step_statistics(record, model, params_before, cfg) -> None:
     for site, moments in zip(sites, _stats.moments_from(sums, centered, act_plan.sizes), strict=True):
         record.activations[site] = moments
     host = HostModel(model)  # copies only what is read below
-    observe.watched_attention(record, host, cfg)
+    watched_attention(record, model, host, cfg)
     for layer, (q, k, v) in qkv.items():
         record.qkv_grad_norms[layer] = (math.sqrt(res[q, 0]), math.sqrt(res[k, 0]), math.sqrt(res[v, 0]))
     observe.stability_statistics(record, host, HostSlices(before, model.layout, bk))

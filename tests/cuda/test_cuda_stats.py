@@ -160,13 +160,14 @@ def test_statistics_steps_equal_cpu_and_copy_only_small_results(monkeypatch, cap
     new_bytes = copies.take()
     _same(old, new, 1e-6, 1e-9)  # the same float32 tensors: only the order of the float64 sums differs
     # What may cross: 4 float64 results per parameter and q/k/v block, 3 per activation site; the watched
-    # layer's attention probabilities and the row mask (its map, entropy and saturation); the norms' gains and
-    # biases; for the identity path (post-norm) the stream into each norm and its rstd; the MLP's pre-activation
-    # (dead units). Not one of the weight, gradient or activation buffers whole.
-    A = m.acts
-    bound = 8 * (4 * len(param_segments(m)[0]) + 3 * len(m.activation_sites))
-    bound += sum(A[n].nbytes for n in ("h0.att", "rowmask", "x0", "h0.norm1", "h0.norm1.rstd", "h0.norm2.rstd",
-                                       "h0.fc"))
+    # layer's entropy and top probability per row (2 B NH T float64), its watched head's (T, T) float32 map
+    # and the row mask; the norms' gains and biases; for the identity path (post-norm) the stream into each
+    # norm and its rstd; the MLP's pre-activation (dead units). Not the layer's (B, NH, T, T) probabilities,
+    # nor one of the weight, gradient or activation buffers whole.
+    A, (B, T) = m.acts, m.shape
+    bound = 8 * (4 * len(param_segments(m)[0]) + 3 * len(m.activation_sites)) + 16 * B * m.cfg.n_head * T
+    bound += 4 * T * T + sum(A[n].nbytes for n in ("rowmask", "x0", "h0.norm1", "h0.norm1.rstd", "h0.norm2.rstd",
+                                                   "h0.fc"))
     bound += np.dtype(m.dtype).itemsize * sum(s.size for s in m.layout if s.kind == "norm")
     assert new_bytes <= bound < A.flat.nbytes, (new_bytes, bound, A.flat.nbytes)
     assert new_bytes < m.params.nbytes
@@ -174,3 +175,34 @@ def test_statistics_steps_equal_cpu_and_copy_only_small_results(monkeypatch, cap
     with capsys.disabled():
         print(f"\nstatistics step, device to host: {old_bytes} bytes copied for numpy, {new_bytes} with the device "
               f"reductions (weights {m.params.nbytes}, activations {A.flat.nbytes})")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("impl,mask", [("tiled", "causal"), ("tiled", "local"), ("naive", "causal")])
+def test_attention_rows_match_numpy(impl, mask, dtype, rng):
+    """Row entropy, top probability and the watched head's map: B 2, NH 3 over NKV 1 (GQA), T 5, HS 3, the second
+    batch row padded after 3 keys, local attention with window 2 and one global token."""
+    from simulator.attention_mask import key_mask
+    from simulator.kernels.cuda.stats import attention_rows
+
+    B, NH, NKV, T, HS, head, scale = 2, 3, 1, 5, 3, 2, 0.7
+    window, n_global = (2, 1) if mask == "local" else (0, 0)
+    q, k = randn(rng, (B, NH, T, HS), dtype, 2.0), randn(rng, (B, NKV, T, HS), dtype, 2.0)
+    kv_len = np.array([T, 3], np.int32)
+    s = np.einsum("bhid,bjd->bhij", q.astype(np.float64), k[:, 0].astype(np.float64)) * scale
+    visible = key_mask(T, mask, window, n_global)[None, None] & (np.arange(T) < kv_len[:, None, None, None])
+    e = np.where(visible, np.exp(s - np.where(visible, s, -np.inf).max(-1, keepdims=True)), 0.0)
+    P = e / e.sum(-1, keepdims=True)  # every row sees key 0
+    lse = np.log(np.where(visible, np.exp(s), 0.0).sum(-1))
+    if impl == "naive":
+        out = attention_rows((B, NH, T), head, dev(kv_len), att=dev(P.astype(dtype)))
+        P = P.astype(dtype).astype(np.float64)
+    else:
+        out = attention_rows((B, NH, T), head, dev(kv_len), q=dev(q), k=dev(k), lse=dev(lse.astype(dtype)),
+                             scale=scale, causal=True, window=window, n_global=n_global)
+    entropy, top, amap = (a.copy_to_host() for a in out)
+    tol = 1e-12 if dtype == np.float64 or impl == "naive" else 1e-5
+    assert np.allclose(entropy, -(P * np.log(np.where(P > 0, P, 1.0))).sum(-1), rtol=tol, atol=tol)
+    assert np.allclose(top, P.max(-1), rtol=tol, atol=tol)
+    assert amap.dtype == np.float32 and np.allclose(amap, P[0, head], rtol=1e-6, atol=1e-7)
+    assert (amap == 0).any() and top.min() < 1.0  # masked keys, and no one-hot rows only

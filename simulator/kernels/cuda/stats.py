@@ -227,3 +227,71 @@ def moments_from(sums: np.ndarray, centered: np.ndarray, sizes: np.ndarray) -> l
     """(mean, std, max|x|) per segment from the host copies of moment_statistics' results."""
     return [(float(s[0] / n), float(math.sqrt(c[0] / n)), float(s[1]))
             for s, c, n in zip(sums, centered, sizes, strict=True)]
+
+
+# ------------------------------------------------------------------ the watched layer's attention rows
+
+
+@cuda.jit(device=True)
+def _visible(b, i, j, kv_len, causal, window, n_global):
+    # key j of row (b, i): not padding, not in the future (causal), inside the window or global (local)
+    if j >= kv_len[b] or (causal and j > i):
+        return False
+    return window <= 0 or i - j < window or j < n_global or i < n_global
+
+
+@cuda.jit
+def _attention_rows(att, q, k, lse, kv_len, scale, causal, window, n_global, naive, head, entropy, top, amap):
+    # One block per row (b, h, i) of a layer's (B, NH, T, T) attention probabilities (rows b*NH*T + h*T + i,
+    # grid-stride), its threads over the keys j. naive: p = att[b, h, i, j] as kept (0 where not visible);
+    # tiled: p = exp(scale q_i . k_j - lse_i) on the visible keys (q (B, NH, T, HS), k (B, NKV, T, HS), lse
+    # (B, NH, T): observe.attention_probs' recomputation, in float64). Writes entropy (B, NH, T) = -sum p log p,
+    # top (B, NH, T) = max p, and amap (T, T) = the probabilities of row b = 0, head `head` (the map shown).
+    buf = cuda.shared.array((K, R), np.float64)
+    tid = cuda.threadIdx.x
+    B, NH, T = entropy.shape
+    group = NH // k.shape[1]
+    for row in range(cuda.blockIdx.x, B * NH * T, cuda.gridDim.x):
+        b, h, i = row // (NH * T), (row // T) % NH, row % T
+        L = np.float64(lse[b, h, i]) if not naive else 0.0
+        ah, am = 0.0, 0.0
+        for j in range(tid, T, R):
+            p = 0.0
+            if naive:
+                p = np.float64(att[b, h, i, j])
+            elif math.isfinite(L) and _visible(b, i, j, kv_len, causal, window, n_global):  # no keys: lse -inf, 0s
+                s = 0.0
+                for d in range(q.shape[3]):
+                    s += np.float64(q[b, h, i, d]) * np.float64(k[b, h // group, j, d])
+                p = math.exp(s * scale - L)
+            if p > 0.0:
+                ah -= p * math.log(p)
+            if p > am:
+                am = p
+            if b == 0 and h == head:
+                amap[i, j] = p
+        buf[0, tid], buf[1, tid] = ah, am
+        _block_reduce(buf, tid, 2, 1)
+        if tid == 0:
+            entropy[b, h, i], top[b, h, i] = buf[0, 0], buf[1, 0]
+        cuda.syncthreads()
+
+
+def attention_rows(shape, head: int, kv_len, att=None, q=None, k=None, lse=None, scale=1.0, causal=True,
+                   window=0, n_global=0):
+    """Per row of a layer's attention (B, NH, T): entropy in nats and top probability, float64; and the (T, T)
+    float32 map of batch row 0, head `head` — all on the device. Naive attention passes att (its kept
+    probabilities); tiled passes q, k and lse (recomputed as observe.attention_probs does)."""
+    B, NH, T = shape
+    entropy, top = cuda.device_array((B, NH, T), np.float64), cuda.device_array((B, NH, T), np.float64)
+    amap = cuda.device_array((T, T), np.float32)
+    naive = att is not None
+    if naive:  # the unused arguments: a kernel argument must still be an array of the right rank
+        q = k = att
+        lse = entropy
+    else:
+        att = q
+    grid = max(1, min(B * NH * T, MAX_BLOCKS))
+    _attention_rows[grid, R](att, q, k, lse, kv_len, float(scale), bool(causal), int(window),
+                             int(n_global), naive, int(head), entropy, top, amap)
+    return entropy, top, amap

@@ -48,6 +48,7 @@ def step_statistics(record: StepRecord, model, params_before: np.ndarray | None,
     if model.qbase is not None:  # QLoRA: the NF4 weights decoded for the statistics (copies, dropped after)
         weights = {**{n: model.qbase.dequantized(n, model.dtype) for n in model.qbase.names}, **weights}
     stability_statistics(record, model, weights)
+    activation_fractions(record, model)
     unit_spreads(record, model, weights)
 
 
@@ -106,12 +107,11 @@ def summary4(x: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def stability_statistics(record: StepRecord, model, params: dict[str, np.ndarray]) -> None:
-    """Norm gains/biases, BatchNorm running statistics, identity path, saturation, dead units (unit_spreads: spread).
+    """Norm gains/biases, BatchNorm running statistics, identity path (activation_fractions, unit_spreads: the rest).
 
     `params`: the weight views of this step's forward (before its update), so gains
     and the identity path describe the same forward as the activations.
     """
-    cfg, acts = model.cfg, model.acts
     for spec in [*(model.frozen_layout or []), *model.layout]:  # under LoRA the norms are in the frozen base
         if spec.kind == "norm":
             record.norm_params[spec.name] = summary4(params[spec.name])
@@ -120,9 +120,14 @@ def stability_statistics(record: StepRecord, model, params: dict[str, np.ndarray
             site = name[:-len(".running_mean")]
             record.running_stats[site] = (float(buf.mean()), float(model.buffers[f"{site}.running_var"].mean()))
     record.identity_fraction.update(identity_fractions(model, params))
+
+
+def activation_fractions(record: StepRecord, model) -> None:
+    """Saturated MLP activations (sigmoid, tanh) and dead ReLU units per layer."""
+    cfg, acts = model.cfg, model.acts
     for i in range(cfg.n_layer):
         p = f"h{i}"
-        if cfg.activation in SATURATING:  # read only then: on a device each read is a copy
+        if cfg.activation in SATURATING:
             record.saturated_fraction[p] = saturated_fraction(acts[f"{p}.act"], cfg.activation)
         if cfg.activation == "relu":
             record.dead_fraction[p] = dead_fraction(acts[f"{p}.fc"], cfg.activation)

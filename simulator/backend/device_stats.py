@@ -13,10 +13,12 @@ The numbers are observe.py's; where they come from differs. Reduced on the devic
   observe.attention_probs does; 2 B NH T float64 and the watched head's (T, T) map cross, not the
   layer's B NH T T probabilities. The head averages (real rows, rows with two keys) are numpy's.
 
+* the MLP's saturated share (sigmoid, tanh: one count per layer) and dead ReLU units (one int8 flag
+  per unit and layer), not its (N, 4C) activations.
+
 Read whole, through a HostModel (simulator/backend/host.py), because they are small: the row mask;
 the norms' gains and biases; BatchNorm's running statistics; for post-norm models the stream into
-each norm and its rstd (the identity path, (N, C) per sublayer); for sigmoid / tanh / ReLU the MLP's
-activations or pre-activations (saturation, dead units: (N, 4C) per layer).
+each norm and its rstd (the identity path, (N, C) and (N,) per sublayer).
 """
 
 from __future__ import annotations
@@ -74,16 +76,31 @@ def _param_plan(model):
     return plans["params"]
 
 
-def _activation_plan(model):
-    acts, plans = model.acts, _plans(model)
-    key = ("acts", id(acts))  # a new (B, T) makes a new arena
+def _arena_plan(model, kind: str, names: list[str], widths: tuple[int, ...]):
+    """A plan over the activation arena's arrays `names` (each contiguous), rebuilt with the arena (a new B, T)."""
+    A, plans = model.acts, _plans(model)
+    key = (kind, id(A))
     if key not in plans:
-        for k in [k for k in plans if k[0] == "acts"]:
+        for k in [k for k in plans if k[0] == kind]:
             del plans[k]
-        sites = model.activation_sites
-        segs = [(acts.offsets[s], 1, acts[s].size, acts[s].size, _stats.SPREAD_NONE) for s in sites]
-        plans[key] = (_stats.Segments(segs, _stats.MOMENT_WIDTHS), sites, acts)  # the arena kept: its id stays its
-    return plans[key][:2]
+        segs = [(A.offsets[n], 1, A[n].size, A[n].size, _stats.SPREAD_NONE) for n in names]
+        plans[key] = (_stats.Segments(segs, widths), A)  # the arena kept alive, so its id stays its own
+    return plans[key][0]
+
+
+def activation_fractions(record, model) -> None:
+    """observe.activation_fractions on the device: per layer one saturated count (sigmoid, tanh) or one flag per
+    ReLU unit (dead: <= 0 on every row) crosses, not the MLP's (N, 4C) activations."""
+    cfg, A, bk = model.cfg, model.acts, model.bk
+    layers = [f"h{i}" for i in range(cfg.n_layer)]
+    if cfg.activation in observe.SATURATING:
+        plan = _arena_plan(model, "saturation", [f"{p}.act" for p in layers], _stats.COUNT_WIDTHS)
+        counts = bk.to_host(_stats.saturated_counts(plan, A.flat, cfg.activation, observe.SATURATION_MARGIN))
+        for p, n, size in zip(layers, counts[:, 0], plan.sizes, strict=True):
+            record.saturated_fraction[p] = float(n / size)
+    if cfg.activation == "relu":
+        for p in layers:
+            record.dead_fraction[p] = float(np.mean(bk.to_host(_stats.live_columns(A[f"{p}.fc"])) == 0))
 
 
 def watched_attention(record, model, host, cfg) -> None:
@@ -120,7 +137,8 @@ def device_step_statistics(record, model, params_before, cfg) -> None:
         record.param_norms[spec.name] = pn
         if params_before is not None:
             record.update_ratios[spec.name] = math.sqrt(res[s, 2]) / pn if pn > 0 else 0.0
-    act_plan, sites = _activation_plan(model)
+    sites = model.activation_sites
+    act_plan = _arena_plan(model, "moments", sites, _stats.MOMENT_WIDTHS)
     sums, centered = (bk.to_host(a) for a in _stats.moment_statistics(act_plan, model.acts.flat))
     for site, moments in zip(sites, _stats.moments_from(sums, centered, act_plan.sizes), strict=True):
         record.activations[site] = moments
@@ -129,6 +147,7 @@ def device_step_statistics(record, model, params_before, cfg) -> None:
     for layer, (q, k, v) in qkv.items():
         record.qkv_grad_norms[layer] = (math.sqrt(res[q, 0]), math.sqrt(res[k, 0]), math.sqrt(res[v, 0]))
     observe.stability_statistics(record, host, HostSlices(before, model.layout, bk))
+    activation_fractions(record, model)
     index = {s.name: i for i, s in enumerate(model.layout)}
     for i in range(model.cfg.n_layer):
         names = [f"h{i}.{k}" for k in _SPREAD]

@@ -162,16 +162,28 @@ def test_statistics_steps_equal_cpu_and_copy_only_small_results(monkeypatch, cap
     # What may cross: 4 float64 results per parameter and q/k/v block, 3 per activation site; the watched
     # layer's entropy and top probability per row (2 B NH T float64), its watched head's (T, T) float32 map
     # and the row mask; the norms' gains and biases; for the identity path (post-norm) the stream into each
-    # norm and its rstd; the MLP's pre-activation (dead units). Not the layer's (B, NH, T, T) probabilities,
-    # nor one of the weight, gradient or activation buffers whole.
+    # norm and its rstd; a live flag per ReLU unit (int8). Not the layer's (B, NH, T, T) probabilities, nor
+    # the MLP's activations, nor one of the weight, gradient or activation buffers whole.
     A, (B, T) = m.acts, m.shape
     bound = 8 * (4 * len(param_segments(m)[0]) + 3 * len(m.activation_sites)) + 16 * B * m.cfg.n_head * T
-    bound += 4 * T * T + sum(A[n].nbytes for n in ("rowmask", "x0", "h0.norm1", "h0.norm1.rstd", "h0.norm2.rstd",
-                                                   "h0.fc"))
+    bound += 4 * T * T + A["h0.fc"].shape[1]
+    bound += sum(A[n].nbytes for n in ("rowmask", "x0", "h0.norm1", "h0.norm1.rstd", "h0.norm2.rstd"))
     bound += np.dtype(m.dtype).itemsize * sum(s.size for s in m.layout if s.kind == "norm")
     assert new_bytes <= bound < A.flat.nbytes, (new_bytes, bound, A.flat.nbytes)
     assert new_bytes < m.params.nbytes
     assert old_bytes >= 3 * m.params.nbytes  # weights, gradients and the weights before the update, whole
+    # the saturation branch on the same tensors, read as sigmoid outputs (the ReLU's zeros are within its margin)
+    from dataclasses import replace
+
+    from simulator.backend.device_stats import activation_fractions
+    from simulator.observe import activation_fractions as numpy_fractions
+
+    monkeypatch.setattr(m, "cfg", replace(m.cfg, activation="sigmoid"))
+    old, new = _record(), _record()
+    numpy_fractions(old, HostModel(m))
+    activation_fractions(new, m)
+    assert list(new.saturated_fraction) == ["h0"] and 0 < old.saturated_fraction["h0"] < 1
+    assert new.saturated_fraction == pytest.approx(old.saturated_fraction, abs=1e-12)
     with capsys.disabled():
         print(f"\nstatistics step, device to host: {old_bytes} bytes copied for numpy, {new_bytes} with the device "
               f"reductions (weights {m.params.nbytes}, activations {A.flat.nbytes})")
@@ -206,3 +218,26 @@ def test_attention_rows_match_numpy(impl, mask, dtype, rng):
     assert np.allclose(top, P.max(-1), rtol=tol, atol=tol)
     assert amap.dtype == np.float32 and np.allclose(amap, P[0, head], rtol=1e-6, atol=1e-7)
     assert (amap == 0).any() and top.min() < 1.0  # masked keys, and no one-hot rows only
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_saturation_and_live_columns_match_numpy(dtype, rng):
+    from simulator.kernels.cuda.stats import COUNT_WIDTHS, Segments, live_columns, saturated_counts
+    from simulator.observe import SATURATION_MARGIN, dead_fraction, saturated_fraction
+
+    segs = [s for s in _segments() if s[1] * s[2]]
+    x = rng.uniform(-1.0, 1.0, 200).astype(dtype)
+    x[::5] = np.sign(x[::5]) * (1.0 - rng.uniform(0.0, 0.02, 40))  # near the tanh bounds, some inside the margin
+    x[1::7] = rng.uniform(0.0, 0.02, x[1::7].size)  # near sigmoid's 0
+    plan = Segments(segs, COUNT_WIDTHS)
+    for activation in ("sigmoid", "tanh"):
+        got = saturated_counts(plan, dev(x), activation, SATURATION_MARGIN).copy_to_host()[:, 0]
+        want = [saturated_fraction(_view(x, s), activation) * s[1] * s[2] for s in segs]
+        assert np.allclose(got, want, rtol=0, atol=1e-9) and 0 < got.sum() < 200, (activation, got, want)
+    pre = randn(rng, (7, 37), dtype)  # 37 units over 32 threads, 7 rows
+    pre[:, ::3] = -np.abs(pre[:, ::3])  # dead units
+    pre[6, 3] = 0.0  # a unit only its zeros keep dead
+    pre[:6, 3] = -1.0
+    live = live_columns(dev(pre)).copy_to_host()
+    assert np.array_equal(live == 0, np.all(pre <= 0, axis=0)) and live[3] == 0
+    assert np.mean(live == 0) == dead_fraction(pre, "relu") > 0

@@ -2,9 +2,10 @@
 
 A statistics step wants a few numbers per tensor: the norms of each parameter's slice of the flat
 weight and gradient buffers and of its update, a q/k/v column block's gradient norm, a weight's
-spread across units, and each activation site's mean / std / max|x|. Copying the buffers to the
-host for numpy would move the whole model; these kernels reduce them where they are, and only the
-(segments, k) float64 results cross.
+spread across units, each activation site's mean / std / max|x|, the MLP's saturated share and
+dead units, and per row of the watched layer's attention its entropy and top probability
+(`attention_rows`, at the end). Copying the buffers to the host for numpy would move the whole
+model; these kernels reduce them where they are, and only the small results cross.
 
 A segment is a rectangle in a flat buffer: `rows` rows of `cols` entries, `stride` apart, from
 `start` (a whole tensor is rows = size / cols, stride = cols; a column block of qkv.w has stride
@@ -25,12 +26,13 @@ import math
 import numpy as np
 from numba import cuda
 
-from simulator.kernels.cuda.launch import MAX_BLOCKS, ROW_THREADS, SIMULATED
+from simulator.kernels.cuda.launch import MAX_BLOCKS, ROW_THREADS, SIMULATED, THREADS
 
 R = ROW_THREADS
 CHUNK = 8 * R if SIMULATED else 32 * R  # entries per chunk: several per thread, so a block's sums amortise
 SPREAD_NONE, SPREAD_ROW, SPREAD_COLUMN = -1, 0, 1  # unit spread: none, |w - w[row, 0]|, |w - w[0, column]|
-PARAM_WIDTHS, MOMENT_WIDTHS = (4,), (2, 1)  # Segments widths for param_statistics and moment_statistics
+PARAM_WIDTHS, MOMENT_WIDTHS, COUNT_WIDTHS = (4,), (2, 1), (1,)  # Segments widths: param_statistics,
+# moment_statistics, saturated_counts
 K = 4  # the widest pass: rows of the shared buffers
 
 
@@ -227,6 +229,58 @@ def moments_from(sums: np.ndarray, centered: np.ndarray, sizes: np.ndarray) -> l
     """(mean, std, max|x|) per segment from the host copies of moment_statistics' results."""
     return [(float(s[0] / n), float(math.sqrt(c[0] / n)), float(s[1]))
             for s, c, n in zip(sums, centered, sizes, strict=True)]
+
+
+@cuda.jit
+def _saturated_partials(x, start, cols, stride, chunk_seg, chunk_lo, chunk_hi, tanh, margin, out):
+    # out (n_chunks, 1): the chunk's entries within margin of a bound (observe.saturated_fraction): sigmoid
+    # x < margin or x > 1 - margin; tanh |x| > 1 - margin
+    buf = cuda.shared.array((K, R), np.float64)
+    tid = cuda.threadIdx.x
+    for c in range(cuda.blockIdx.x, chunk_seg.shape[0], cuda.gridDim.x):
+        s = chunk_seg[c]
+        n = 0.0
+        for e in range(chunk_lo[c] + tid, chunk_hi[c], R):
+            v = np.float64(x[_index(start[s], cols[s], stride[s], e)])
+            if (abs(v) > 1.0 - margin) if tanh else (v < margin or v > 1.0 - margin):
+                n += 1.0
+        buf[0, tid] = n
+        _block_reduce(buf, tid, 1, 0)
+        if tid == 0:
+            out[c, 0] = buf[0, 0]
+        cuda.syncthreads()
+
+
+@cuda.jit
+def _live_columns(x, out):
+    # out[j] = 1 when column j of x (N, H) is > 0 on some row (a ReLU unit that is alive), else 0: a thread per
+    # column, so the threads of a warp read a row's neighbouring entries together
+    for j in range(cuda.grid(1), x.shape[1], cuda.gridsize(1)):
+        live = 0
+        for r in range(x.shape[0]):
+            if x[r, j] > 0:
+                live = 1
+                break
+        out[j] = live
+
+
+def saturated_counts(plan: Segments, x, activation: str, margin: float):
+    """(segments, 1) float64 on the device: per segment of flat buffer x, the entries within margin of a bound of
+    `activation` (sigmoid or tanh)."""
+    assert plan.widths == COUNT_WIDTHS and activation in ("sigmoid", "tanh"), (plan.widths, activation)
+    if plan.n_chunks:
+        _saturated_partials[plan.grid, R](x, plan.start, plan.cols, plan.stride, plan.chunk_seg, plan.chunk_lo,
+                                          plan.chunk_hi, activation == "tanh", float(margin), plan.partials[0])
+    _reduce(plan, 0, 0)
+    return plan.out[0]
+
+
+def live_columns(x):
+    """(H,) int8 on the device: 1 where column j of x (N, H) is positive on some row."""
+    out = cuda.device_array(x.shape[1], np.int8)
+    if x.shape[1]:
+        _live_columns[max(1, min(MAX_BLOCKS, (x.shape[1] + THREADS - 1) // THREADS)), THREADS](x, out)
+    return out
 
 
 # ------------------------------------------------------------------ the watched layer's attention rows

@@ -106,11 +106,12 @@ def summary4(x: np.ndarray) -> tuple[float, float, float, float]:
     return float(x.mean()), float(x.std()), float(x.min()), float(x.max())
 
 
-def stability_statistics(record: StepRecord, model, params: dict[str, np.ndarray]) -> None:
+def stability_statistics(record: StepRecord, model, params: dict[str, np.ndarray], identity=None) -> None:
     """Norm gains/biases, BatchNorm running statistics, identity path (activation_fractions, unit_spreads: the rest).
 
     `params`: the weight views of this step's forward (before its update), so gains
-    and the identity path describe the same forward as the activations.
+    and the identity path describe the same forward as the activations. `identity`:
+    what computes identity_fractions(model, params) (a device backend's own).
     """
     for spec in [*(model.frozen_layout or []), *model.layout]:  # under LoRA the norms are in the frozen base
         if spec.kind == "norm":
@@ -119,7 +120,7 @@ def stability_statistics(record: StepRecord, model, params: dict[str, np.ndarray
         if name.endswith(".running_mean"):
             site = name[:-len(".running_mean")]
             record.running_stats[site] = (float(buf.mean()), float(model.buffers[f"{site}.running_var"].mean()))
-    record.identity_fraction.update(identity_fractions(model, params))
+    record.identity_fraction.update((identity or identity_fractions)(model, params))
 
 
 def activation_fractions(record: StepRecord, model) -> None:
@@ -211,6 +212,8 @@ def head_saturation(model, top: np.ndarray, margin: float = 0.01) -> np.ndarray:
 
 # ------------------------------------------------------------------ identity path
 
+NORM_EPS = 1e-5  # the norms' eps
+
 def identity_fractions(model, params: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     """Per residual sublayer ("h0.attn", "h0.mlp", ...): how much of its input reaches its output unchanged.
 
@@ -252,7 +255,7 @@ def identity_fractions(model, params: dict[str, np.ndarray] | None = None) -> di
 
 def _norm_linear_part(model, x: np.ndarray, site: str, gamma: np.ndarray, own_statistics: bool) -> np.ndarray:
     """What norm `site` does to x along the skip path: with the last forward's statistics, or with x's own."""
-    A, kind, eps = model.acts, model.cfg.norm, 1e-5  # the norms' eps
+    A, kind, eps = model.acts, model.cfg.norm, NORM_EPS
     if kind == "batchnorm":
         valid = A["rowmask"] != 0
         if not model.norm_trained.get(site, True):  # running statistics: a fixed map, whatever x is

@@ -16,9 +16,13 @@ The numbers are observe.py's; where they come from differs. Reduced on the devic
 * the MLP's saturated share (sigmoid, tanh: one count per layer) and dead ReLU units (one int8 flag
   per unit and layer), not its (N, 4C) activations.
 
+* the identity path of post-LayerNorm and post-RMSNorm models: per sublayer two sums over rows
+  (what the skip path passes with the forward's statistics and with its input's own), not the
+  stream into each norm.
+
 Read whole, through a HostModel (simulator/backend/host.py), because they are small: the row mask;
-the norms' gains and biases; BatchNorm's running statistics; for post-norm models the stream into
-each norm and its rstd (the identity path, (N, C) and (N,) per sublayer).
+the norms' gains and biases; BatchNorm's running statistics; for post-BatchNorm models the stream
+into each norm and its rstd (the identity path from column statistics, (N, C) per sublayer).
 """
 
 from __future__ import annotations
@@ -88,6 +92,33 @@ def _arena_plan(model, kind: str, names: list[str], widths: tuple[int, ...]):
     return plans[key][0]
 
 
+def identity_fractions(model, host, weights, flat_weights) -> dict[str, float]:
+    """observe.identity_fractions; for post-LayerNorm and post-RMSNorm from per-row sums on the device (2 float64
+    per sublayer cross, not the stream into each norm). Its constants (pre-norm, no norm, no residuals) and
+    post-BatchNorm (column statistics) are numpy's, on host copies. flat_weights: the flat buffer of `weights`."""
+    cfg, A, bk = model.cfg, model.acts, model.bk
+    if not (cfg.residual and cfg.norm in ("layernorm", "rmsnorm") and cfg.norm_position == "post"):
+        return observe.identity_fractions(host, weights)
+    sub = [(f"h{i}.{branch}", f"h{i}.{site}") for i in range(cfg.n_layer)
+           for branch, site in (("attn", "norm1"), ("mlp", "norm2"))]
+    N, plans = A["rowmask"].shape[0], _plans(model)
+    key = ("identity", id(A))
+    if key not in plans:
+        for k in [k for k in plans if k[0] == "identity"]:
+            del plans[k]
+        plans[key] = (_stats.Segments([(0, 1, N, N, _stats.SPREAD_NONE)] * len(sub), _stats.IDENTITY_WIDTHS,
+                                      chunk=1), A)
+    plan, x_name = plans[key][0], "x0"
+    for s, (_, norm) in enumerate(sub):  # the stream into norm2 is norm1's output
+        spec = model.layout.by_name[f"{norm}.w"]
+        gamma = flat_weights[spec.offset:spec.offset + spec.size]
+        _stats.identity_rows(plan, s, A[x_name], gamma, A[f"{norm}.rstd"], cfg.norm == "layernorm",
+                             observe.NORM_EPS)
+        x_name = norm
+    sums = bk.to_host(_stats.identity_sums(plan))
+    return {k: float(math.sqrt(t) / math.sqrt(a)) if a > 0 else 0.0 for (k, _), (t, a) in zip(sub, sums, strict=True)}
+
+
 def activation_fractions(record, model) -> None:
     """observe.activation_fractions on the device: per layer one saturated count (sigmoid, tanh) or one flag per
     ReLU unit (dead: <= 0 on every row) crosses, not the MLP's (N, 4C) activations."""
@@ -146,7 +177,8 @@ def device_step_statistics(record, model, params_before, cfg) -> None:
     watched_attention(record, model, host, cfg)
     for layer, (q, k, v) in qkv.items():
         record.qkv_grad_norms[layer] = (math.sqrt(res[q, 0]), math.sqrt(res[k, 0]), math.sqrt(res[v, 0]))
-    observe.stability_statistics(record, host, HostSlices(before, model.layout, bk))
+    observe.stability_statistics(record, host, HostSlices(before, model.layout, bk),
+                                 identity=lambda host, weights: identity_fractions(model, host, weights, before))
     activation_fractions(record, model)
     index = {s.name: i for i, s in enumerate(model.layout)}
     for i in range(model.cfg.n_layer):

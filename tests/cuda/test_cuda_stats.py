@@ -161,13 +161,12 @@ def test_statistics_steps_equal_cpu_and_copy_only_small_results(monkeypatch, cap
     _same(old, new, 1e-6, 1e-9)  # the same float32 tensors: only the order of the float64 sums differs
     # What may cross: 4 float64 results per parameter and q/k/v block, 3 per activation site; the watched
     # layer's entropy and top probability per row (2 B NH T float64), its watched head's (T, T) float32 map
-    # and the row mask; the norms' gains and biases; for the identity path (post-norm) the stream into each
-    # norm and its rstd; a live flag per ReLU unit (int8). Not the layer's (B, NH, T, T) probabilities, nor
-    # the MLP's activations, nor one of the weight, gradient or activation buffers whole.
+    # and the row mask; the norms' gains and biases; 2 float64 per sublayer for the identity path (post-norm);
+    # a live flag per ReLU unit (int8). Not the layer's (B, NH, T, T) probabilities, nor the stream into a
+    # norm, nor the MLP's activations, nor one of the weight, gradient or activation buffers whole.
     A, (B, T) = m.acts, m.shape
     bound = 8 * (4 * len(param_segments(m)[0]) + 3 * len(m.activation_sites)) + 16 * B * m.cfg.n_head * T
-    bound += 4 * T * T + A["h0.fc"].shape[1]
-    bound += sum(A[n].nbytes for n in ("rowmask", "x0", "h0.norm1", "h0.norm1.rstd", "h0.norm2.rstd"))
+    bound += 4 * T * T + A["h0.fc"].shape[1] + A["rowmask"].nbytes + 16 * 2 * m.cfg.n_layer
     bound += np.dtype(m.dtype).itemsize * sum(s.size for s in m.layout if s.kind == "norm")
     assert new_bytes <= bound < A.flat.nbytes, (new_bytes, bound, A.flat.nbytes)
     assert new_bytes < m.params.nbytes
@@ -241,3 +240,25 @@ def test_saturation_and_live_columns_match_numpy(dtype, rng):
     live = live_columns(dev(pre)).copy_to_host()
     assert np.array_equal(live == 0, np.all(pre <= 0, axis=0)) and live[3] == 0
     assert np.mean(live == 0) == dead_fraction(pre, "relu") > 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("centre", [True, False])
+def test_identity_rows_match_numpy(centre, dtype, rng):
+    """Two sublayers' skip-path norms (LayerNorm: centre; RMSNorm) against numpy: N 7 rows of C 11 over 8 threads."""
+    from simulator.kernels.cuda.stats import IDENTITY_WIDTHS, SPREAD_NONE, Segments, identity_rows, identity_sums
+
+    N, C, eps = 7, 11, 1e-5
+    plan = Segments([(0, 1, N, N, SPREAD_NONE)] * 2, IDENTITY_WIDTHS, chunk=1)
+    want = []
+    for s in range(2):
+        x, gamma = randn(rng, (N, C), dtype) + 0.5, randn(rng, C, dtype)
+        rstd = rng.uniform(0.5, 2.0, N).astype(dtype)  # the forward's (of x + f), not x's own
+        identity_rows(plan, s, *dev(x, gamma, rstd), centre, eps)
+        x64, g64 = x.astype(np.float64), gamma.astype(np.float64)
+        xc = x64 - x64.mean(axis=1, keepdims=True) if centre else x64
+        own = 1.0 / np.sqrt((xc ** 2).mean(axis=1) + eps)
+        fwd = rstd.astype(np.float64)[:, None]
+        want.append([np.sum((g64 * xc * fwd) ** 2), np.sum((g64 * xc * own[:, None]) ** 2)])
+    got = identity_sums(plan).copy_to_host()
+    assert np.allclose(got, want, rtol=1e-12, atol=0), (got, want)

@@ -182,6 +182,9 @@ def _exercise(dtype):
     stats.moment_statistics(stats.Segments(segs, stats.MOMENT_WIDTHS), flat[0])
     stats.saturated_counts(stats.Segments(segs, stats.COUNT_WIDTHS), flat[0], "tanh", 0.01)
     stats.live_columns(a(N, C))
+    rows = stats.Segments([(0, 1, N, N, stats.SPREAD_NONE)] * 2, stats.IDENTITY_WIDTHS, chunk=1)
+    stats.identity_rows(rows, 1, a(N, C), a(C), a(N), True, 1e-5)
+    stats.identity_sums(rows)
     stats.attention_rows((B, NH, T), 1, kvl, att=a(B, NH, T, T))
     stats.attention_rows((B, NH, T), 1, kvl, q=q, k=k, lse=a(B, NH, T), scale=0.5)
 

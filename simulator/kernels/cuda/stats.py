@@ -3,9 +3,10 @@
 A statistics step wants a few numbers per tensor: the norms of each parameter's slice of the flat
 weight and gradient buffers and of its update, a q/k/v column block's gradient norm, a weight's
 spread across units, each activation site's mean / std / max|x|, the MLP's saturated share and
-dead units, and per row of the watched layer's attention its entropy and top probability
-(`attention_rows`, at the end). Copying the buffers to the host for numpy would move the whole
-model; these kernels reduce them where they are, and only the small results cross.
+dead units, the identity path's sums over rows, and per row of the watched layer's attention its
+entropy and top probability (`attention_rows`, at the end). Copying the buffers to the host for
+numpy would move the whole model; these kernels reduce them where they are, and only the small
+results cross.
 
 A segment is a rectangle in a flat buffer: `rows` rows of `cols` entries, `stride` apart, from
 `start` (a whole tensor is rows = size / cols, stride = cols; a column block of qkv.w has stride
@@ -31,8 +32,8 @@ from simulator.kernels.cuda.launch import MAX_BLOCKS, ROW_THREADS, SIMULATED, TH
 R = ROW_THREADS
 CHUNK = 8 * R if SIMULATED else 32 * R  # entries per chunk: several per thread, so a block's sums amortise
 SPREAD_NONE, SPREAD_ROW, SPREAD_COLUMN = -1, 0, 1  # unit spread: none, |w - w[row, 0]|, |w - w[0, column]|
-PARAM_WIDTHS, MOMENT_WIDTHS, COUNT_WIDTHS = (4,), (2, 1), (1,)  # Segments widths: param_statistics,
-# moment_statistics, saturated_counts
+# Segments widths: param_statistics, moment_statistics, saturated_counts, identity_rows
+PARAM_WIDTHS, MOMENT_WIDTHS, COUNT_WIDTHS, IDENTITY_WIDTHS = (4,), (2, 1), (1,), (2,)
 K = 4  # the widest pass: rows of the shared buffers
 
 
@@ -281,6 +282,54 @@ def live_columns(x):
     if x.shape[1]:
         _live_columns[max(1, min(MAX_BLOCKS, (x.shape[1] + THREADS - 1) // THREADS)), THREADS](x, out)
     return out
+
+
+@cuda.jit
+def _identity_rows(x, gamma, rstd, centre, eps, out, row0):
+    # One block per row r of x (N, C) (grid-stride), for observe.identity_fractions under post-LayerNorm (centre)
+    # or post-RMSNorm: with xc = x - the row's mean (centre) or x, G = sum_c (gamma_c xc_c)^2 and M = mean_c xc_c^2,
+    # out[row0 + r] = (G rstd_r^2, G / (M + eps)): the squared norms of the skip path's share with the forward's
+    # statistics and with x's own
+    buf = cuda.shared.array((K, R), np.float64)
+    tid = cuda.threadIdx.x
+    N, C = x.shape
+    for r in range(cuda.blockIdx.x, N, cuda.gridDim.x):
+        mean = 0.0
+        if centre:
+            acc = 0.0
+            for c in range(tid, C, R):
+                acc += np.float64(x[r, c])
+            buf[0, tid] = acc
+            _block_reduce(buf, tid, 1, 0)
+            mean = buf[0, 0] / C
+            cuda.syncthreads()  # every thread has read the mean before the buffer is refilled
+        g, m = 0.0, 0.0
+        for c in range(tid, C, R):
+            d = np.float64(x[r, c]) - mean
+            m += d * d
+            gd = np.float64(gamma[c]) * d
+            g += gd * gd
+        buf[0, tid], buf[1, tid] = g, m
+        _block_reduce(buf, tid, 2, 0)
+        if tid == 0:
+            f = np.float64(rstd[r])
+            out[row0 + r, 0] = buf[0, 0] * f * f
+            out[row0 + r, 1] = buf[0, 0] / (buf[1, 0] / C + eps)
+        cuda.syncthreads()
+
+
+def identity_rows(plan: Segments, s: int, x, gamma, rstd, centre: bool, eps: float) -> None:
+    """Writes the rows of sublayer s into plan's partials: plan has one segment per sublayer and one chunk per
+    row (Segments([(0, 1, N, N, SPREAD_NONE)] * sublayers, IDENTITY_WIDTHS, chunk=1)); then identity_sums."""
+    assert plan.widths == IDENTITY_WIDTHS
+    N = x.shape[0]
+    _identity_rows[max(1, min(N, MAX_BLOCKS)), R](x, gamma, rstd, bool(centre), float(eps), plan.partials[0], s * N)
+
+
+def identity_sums(plan: Segments):
+    """(sublayers, 2) float64 on the device: per sublayer the sums over rows of identity_rows' two numbers."""
+    _reduce(plan, 0, 0)
+    return plan.out[0]
 
 
 # ------------------------------------------------------------------ the watched layer's attention rows

@@ -1,8 +1,9 @@
 """The statistics reductions (simulator/kernels/cuda/stats.py) against numpy, on odd segment sizes.
 
-Segments of 1, 7, 67 (several chunks: CHUNK is 64 in the simulator) and 0 entries, a column block
-with a stride, and the unit-spread modes; float32 and float64 inputs, accumulated in float64 like
-numpy's statistics.
+Segments of 1, 7, 67 (two chunks of at most 64 entries, set here so a GPU's larger default cuts them
+the same) and 0 entries, a column block with a stride, and the unit-spread modes; float32 and float64
+inputs, accumulated in float64 like numpy's statistics. Then the attention rows, the MLP fractions, the
+identity path's row sums, and whole statistics steps against the CPU backend's.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import numpy as np
 import pytest
 
 from tests.cuda.twins import DTYPES, dev, randn
+
+CHUNK = 64  # entries per chunk in the kernel tests (the simulator's default)
 
 
 def _segments():
@@ -40,7 +43,7 @@ def test_param_statistics_match_numpy(dtype, rng):
     segs = _segments()
     g, p, b = (randn(rng, 200, dtype) for _ in range(3))
     b[40:107] += 3.0  # a large update in one segment
-    plan = Segments(segs, PARAM_WIDTHS)
+    plan = Segments(segs, PARAM_WIDTHS, chunk=CHUNK)
     assert plan.n_chunks == 7  # the 67 entries take two chunks, the empty segment none, the others one
     got = param_statistics(plan, *dev(g, p, b)).copy_to_host()
     assert got.shape == (len(segs), 4)
@@ -60,7 +63,7 @@ def test_moment_statistics_match_numpy(dtype, rng):
     segs = [s for s in _segments() if s[1] * s[2]]  # an activation site is never empty
     x = (randn(rng, 200, dtype) * 2 + 5).astype(dtype)  # a mean far from 0: the two-pass std keeps its digits
     x[50] = -40.0  # max |x| from a negative entry
-    plan = Segments(segs, MOMENT_WIDTHS)
+    plan = Segments(segs, MOMENT_WIDTHS, chunk=CHUNK)
     sums, centered = (a.copy_to_host() for a in moment_statistics(plan, dev(x)))
     got = moments_from(sums, centered, plan.sizes)
     for seg, (mean, std, amax) in zip(segs, got, strict=True):
@@ -228,7 +231,7 @@ def test_saturation_and_live_columns_match_numpy(dtype, rng):
     x = rng.uniform(-1.0, 1.0, 200).astype(dtype)
     x[::5] = np.sign(x[::5]) * (1.0 - rng.uniform(0.0, 0.02, 40))  # near the tanh bounds, some inside the margin
     x[1::7] = rng.uniform(0.0, 0.02, x[1::7].size)  # near sigmoid's 0
-    plan = Segments(segs, COUNT_WIDTHS)
+    plan = Segments(segs, COUNT_WIDTHS, chunk=CHUNK)
     for activation in ("sigmoid", "tanh"):
         got = saturated_counts(plan, dev(x), activation, SATURATION_MARGIN).copy_to_host()[:, 0]
         want = [saturated_fraction(_view(x, s), activation) * s[1] * s[2] for s in segs]

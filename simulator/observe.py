@@ -15,7 +15,17 @@ def _norm(x: np.ndarray) -> float:
 
 
 def step_statistics(record: StepRecord, model, params_before: np.ndarray | None, cfg: TrainConfig) -> None:
-    """Fills the heavy fields of `record` from the model's current tensors."""
+    """Fills the heavy fields of `record` from the model's current tensors.
+
+    On a device backend the same numbers come from reductions on the device
+    (simulator/backend/device_stats.py): only their results and a few small tensors cross.
+    """
+    bk = getattr(model, "bk", None)
+    if bk is not None and not bk.on_host:
+        from simulator.backend.device_stats import device_step_statistics
+
+        device_step_statistics(record, model, params_before, cfg)
+        return
     grads = model.layout.views(model.grads)
     params = model.layout.views(model.params)
     before = model.layout.views(params_before) if params_before is not None else None
@@ -30,24 +40,37 @@ def step_statistics(record: StepRecord, model, params_before: np.ndarray | None,
     for site in model.activation_sites:
         x = acts[site].astype(np.float64, copy=False)
         record.activations[site] = (float(x.mean()), float(x.std()), float(np.abs(x).max()))
-    layer = min(cfg.watch_layer, model.cfg.n_layer - 1)
-    head = min(cfg.watch_head, model.cfg.n_head - 1)
-    probs = attention_probs(model, layer)  # (B, NH, T, T); tiled attention recomputes them from its lse
-    record.attention = probs[0, head].astype(np.float32, copy=True)  # (T, T)
-    attention_statistics(record, model, layer, probs)
+    watched_attention(record, model, cfg)
+    qkv_gradient_norms(record, model)
     weights = before if before is not None else params
     if model.frozen is not None:  # LoRA: the base weights (frozen: the same before and after the update) by name too
         weights = {**model.frozen_layout.views(model.frozen), **weights}
     if model.qbase is not None:  # QLoRA: the NF4 weights decoded for the statistics (copies, dropped after)
         weights = {**{n: model.qbase.dequantized(n, model.dtype) for n in model.qbase.names}, **weights}
     stability_statistics(record, model, weights)
+    activation_fractions(record, model)
+    unit_spreads(record, model, weights)
+
+
+def watched_attention(record: StepRecord, model, cfg: TrainConfig) -> None:
+    """The watched head's attention map and the watched layer's attention statistics."""
+    layer = min(cfg.watch_layer, model.cfg.n_layer - 1)
+    head = min(cfg.watch_head, model.cfg.n_head - 1)
+    probs = attention_probs(model, layer)  # (B, NH, T, T); tiled attention recomputes them from its lse
+    record.attention = probs[0, head].astype(np.float32, copy=True)  # (T, T)
+    attention_statistics(record, model, layer, probs)
 
 
 def attention_statistics(record: StepRecord, model, layer: int, probs: np.ndarray) -> None:
-    """Entropy and saturation per head of the watched layer, q/k/v gradient norms per layer, KV-cache bytes."""
-    cfg = model.cfg
+    """Entropy and saturation per head of the watched layer, KV-cache bytes."""
     record.attention_entropy = attention_entropy(model, layer, probs)
     record.attention_saturated = attention_saturation(model, layer, probs)
+    record.kv_cache_bytes = kv_cache_bytes_per_token(model.cfg, model.dtype)
+
+
+def qkv_gradient_norms(record: StepRecord, model) -> None:
+    """The gradient norms of each layer's q, k and v columns of qkv.w."""
+    cfg = model.cfg
     C, KV = cfg.d_model, cfg.kv_heads * cfg.head_size
     grads = model.layout.views(model.grads)
     for i in range(cfg.n_layer):
@@ -55,10 +78,10 @@ def attention_statistics(record: StepRecord, model, layer: int, probs: np.ndarra
             continue
         g = grads[f"h{i}.attn.qkv.w"]  # (C, C + 2 KV): columns [q | k | v]
         record.qkv_grad_norms[f"h{i}"] = (_norm(g[:, :C]), _norm(g[:, C:C + KV]), _norm(g[:, C + KV:]))
-    record.kv_cache_bytes = kv_cache_bytes_per_token(cfg, model.dtype)
 
 
 SATURATION_MARGIN = 0.01  # an activation this close to a bound passes on at most ~1% of its gradient
+SATURATING = ("sigmoid", "tanh")  # the activations saturated_fraction measures
 
 
 def saturated_fraction(out: np.ndarray, activation: str) -> float | None:
@@ -83,13 +106,13 @@ def summary4(x: np.ndarray) -> tuple[float, float, float, float]:
     return float(x.mean()), float(x.std()), float(x.min()), float(x.max())
 
 
-def stability_statistics(record: StepRecord, model, params: dict[str, np.ndarray]) -> None:
-    """Norm gains/biases, BatchNorm running statistics, identity path, saturation, dead units, unit spread.
+def stability_statistics(record: StepRecord, model, params: dict[str, np.ndarray], identity=None) -> None:
+    """Norm gains/biases, BatchNorm running statistics, identity path (activation_fractions, unit_spreads: the rest).
 
     `params`: the weight views of this step's forward (before its update), so gains
-    and the identity path describe the same forward as the activations.
+    and the identity path describe the same forward as the activations. `identity`:
+    what computes identity_fractions(model, params) (a device backend's own).
     """
-    cfg, acts = model.cfg, model.acts
     for spec in [*(model.frozen_layout or []), *model.layout]:  # under LoRA the norms are in the frozen base
         if spec.kind == "norm":
             record.norm_params[spec.name] = summary4(params[spec.name])
@@ -97,15 +120,24 @@ def stability_statistics(record: StepRecord, model, params: dict[str, np.ndarray
         if name.endswith(".running_mean"):
             site = name[:-len(".running_mean")]
             record.running_stats[site] = (float(buf.mean()), float(model.buffers[f"{site}.running_var"].mean()))
-    record.identity_fraction.update(identity_fractions(model, params))
+    record.identity_fraction.update((identity or identity_fractions)(model, params))
+
+
+def activation_fractions(record: StepRecord, model) -> None:
+    """Saturated MLP activations (sigmoid, tanh) and dead ReLU units per layer."""
+    cfg, acts = model.cfg, model.acts
     for i in range(cfg.n_layer):
         p = f"h{i}"
-        sat = saturated_fraction(acts[f"{p}.act"], cfg.activation)
-        if sat is not None:
-            record.saturated_fraction[p] = sat
-        dead = dead_fraction(acts[f"{p}.fc"], cfg.activation)
-        if dead is not None:
-            record.dead_fraction[p] = dead
+        if cfg.activation in SATURATING:
+            record.saturated_fraction[p] = saturated_fraction(acts[f"{p}.act"], cfg.activation)
+        if cfg.activation == "relu":
+            record.dead_fraction[p] = dead_fraction(acts[f"{p}.fc"], cfg.activation)
+
+
+def unit_spreads(record: StepRecord, model, params: dict[str, np.ndarray]) -> None:
+    """How far each layer's MLP units are from identical (0: a symmetric start no gradient can break)."""
+    for i in range(model.cfg.n_layer):
+        p = f"h{i}"
         fc_w, fc_b, proj_w = (params[f"{p}.mlp.{k}"].astype(np.float64) for k in ("fc.w", "fc.b", "proj.w"))
         record.unit_spread[p] = float(max(np.abs(fc_w - fc_w[:, :1]).max(), np.abs(fc_b - fc_b[0]).max(),
                                           np.abs(proj_w - proj_w[:1]).max()))
@@ -143,8 +175,12 @@ def attention_entropy(model, layer: int, probs: np.ndarray | None = None) -> np.
     uniform attention over n keys. `probs`: attention_probs(model, layer), if at hand.
     """
     P = (attention_probs(model, layer) if probs is None else probs).astype(np.float64)
-    B, NH, T, _ = P.shape
-    h = -(P * np.log(np.where(P > 0, P, 1.0))).sum(axis=-1)  # (B, NH, T)
+    return head_entropy(model, -(P * np.log(np.where(P > 0, P, 1.0))).sum(axis=-1))
+
+
+def head_entropy(model, h: np.ndarray) -> np.ndarray:
+    """(NH,) mean of the rows' entropies h (B, NH, T) over the real tokens."""
+    B, NH, T = h.shape
     rows = model.acts["rowmask"].reshape(B, 1, T).astype(np.float64)
     return (h * rows).sum(axis=(0, 2)) / max(float(rows.sum()), 1.0)
 
@@ -157,7 +193,13 @@ def attention_saturation(model, layer: int, probs: np.ndarray | None = None, mar
     almost nothing from it, however large the gradient dP arriving from above.
     """
     P = attention_probs(model, layer) if probs is None else probs
-    B, NH, T, _ = P.shape
+    return head_saturation(model, P.max(axis=-1), margin)
+
+
+def head_saturation(model, top: np.ndarray, margin: float = 0.01) -> np.ndarray:
+    """(NH,) share of the rows (real tokens with two or more visible keys) whose top probability top (B, NH, T)
+    exceeds 1 - margin."""
+    B, NH, T = top.shape
     keys = np.minimum(model.kv_len[:, None], T)  # (B, 1): visible keys per query row
     if model.cfg.attention.mask == "causal":
         keys = np.minimum(keys, np.arange(1, T + 1)[None, :])  # (B, T)
@@ -165,11 +207,12 @@ def attention_saturation(model, layer: int, probs: np.ndarray | None = None, mar
         a = model.cfg.attention
         keys = np.minimum(keys, key_mask(T, a.mask, a.window, a.global_tokens).sum(axis=1)[None, :])
     rows = (np.broadcast_to(keys, (B, T)) >= 2) & (model.acts["rowmask"].reshape(B, T) != 0)
-    top = P.max(axis=-1) > 1.0 - margin  # (B, NH, T)
-    return (top & rows[:, None, :]).sum(axis=(0, 2)) / max(int(rows.sum()), 1)
+    return ((top > 1.0 - margin) & rows[:, None, :]).sum(axis=(0, 2)) / max(int(rows.sum()), 1)
 
 
 # ------------------------------------------------------------------ identity path
+
+NORM_EPS = 1e-5  # the norms' eps
 
 def identity_fractions(model, params: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     """Per residual sublayer ("h0.attn", "h0.mlp", ...): how much of its input reaches its output unchanged.
@@ -212,7 +255,7 @@ def identity_fractions(model, params: dict[str, np.ndarray] | None = None) -> di
 
 def _norm_linear_part(model, x: np.ndarray, site: str, gamma: np.ndarray, own_statistics: bool) -> np.ndarray:
     """What norm `site` does to x along the skip path: with the last forward's statistics, or with x's own."""
-    A, kind, eps = model.acts, model.cfg.norm, 1e-5  # the norms' eps
+    A, kind, eps = model.acts, model.cfg.norm, NORM_EPS
     if kind == "batchnorm":
         valid = A["rowmask"] != 0
         if not model.norm_trained.get(site, True):  # running statistics: a fixed map, whatever x is

@@ -251,9 +251,8 @@ class TrainingSession:
         else:
             self.step_count += 1
             if self._heavy_now(completed=True):
-                before = st["params_before"]  # numpy statistics: a device model's tensors are copied (backend/host.py)
-                before = None if before is None else self.backend.as_host(before)
-                step_statistics(record, host_model(self.model), before, cfg.train)
+                # on a device the norms and moments are reduced there and few tensors cross (backend/device_stats.py)
+                step_statistics(record, self.model, st["params_before"], cfg.train)
             every = cfg.train.eval_every
             if every and self.step_count % every == 0:
                 record.val_loss = self.evaluate()

@@ -8,8 +8,10 @@ crosses to the host, and why:
   int32 a step: the data pipeline is numpy), and the fixed position tables once per model;
 * device to host: the per-row losses (N numbers a step) for the mean loss of the StepRecord, the
   global gradient norm (one number, inside the clipping twin), a clamp count (value clipping), and
-  whatever a reader asks for (a parameter, a gradient, an activation, a checkpoint, the statistics
-  every `train.stats_every` steps: see simulator/backend/host.py).
+  whatever a reader asks for (a parameter, a gradient, an activation, a checkpoint: see
+  simulator/backend/host.py), and the statistics every `train.stats_every` steps: their norms and
+  moments reduced on the device, so only those results and a few small tensors cross
+  (simulator/backend/device_stats.py).
 
 Dropout draws its masks on the device from Philox (simulator/kernels/cuda/dropout.py); the key of
 each dropout call is one 64-bit number drawn from the session's dropout stream, so the stream (and

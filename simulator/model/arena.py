@@ -16,9 +16,11 @@ class Arena:
         sizes = {k: int(np.prod(s)) for k, s in shapes.items()}
         self.flat = zeros(sum(sizes.values()), dtype)
         self.arrays: dict[str, np.ndarray] = {}
+        self.offsets: dict[str, int] = {}  # where each array starts in `flat` (device reductions over several)
         offset = 0
         for name, shape in shapes.items():
             self.arrays[name] = self.flat[offset:offset + sizes[name]].reshape(shape)
+            self.offsets[name] = offset
             offset += sizes[name]
 
     def __getitem__(self, name: str) -> np.ndarray:

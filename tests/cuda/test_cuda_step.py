@@ -16,6 +16,7 @@ import pytest
 from simulator.config import AttentionConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 from simulator.gradcheck import check_gradients
 from simulator.session import TrainingSession
+from tests.cuda.test_cuda_stats import _same
 
 
 def _config(dtype, impl, backend="cpu", **model):
@@ -66,7 +67,7 @@ def test_cuda_backend_steps_equal_cpu_steps(dtype, tol, steps, impl, model):
 
 
 def test_cuda_backend_statistics_and_reads_equal_cpu():
-    """The StepRecord's heavy statistics (numpy over host copies on the device backend), BatchNorm's running
+    """The StepRecord's heavy statistics (reduced on the device, backend/device_stats.py), BatchNorm's running
     statistics, activations, the attention map and a gradient written back: the CPU's numbers."""
     cfg = _config("float64", "tiled", norm="batchnorm")
     # SGD: Adam would turn the rounding noise of gradients that are 0 in theory (below) into moves of 1e-11
@@ -87,6 +88,8 @@ def test_cuda_backend_statistics_and_reads_equal_cpu():
         assert rc.running_stats.keys() == rg.running_stats.keys() and rc.running_stats
         for k, v in rc.running_stats.items():
             assert np.allclose(rg.running_stats[k], v, rtol=1e-10, atol=1e-12), k
+        # every other heavy field too (the device reductions of backend/device_stats.py)
+        _same(rc, rg, 1e-9, 1e-12, noise={k for k, v in rc.param_norms.items() if v < 1e-12})
     for site in cpu.activation_sites:
         assert np.allclose(gpu.activation(site), cpu.activation(site), rtol=1e-10, atol=1e-12), site
     assert np.allclose(gpu.attention_map(0, row=1), cpu.attention_map(0, row=1), atol=1e-6)

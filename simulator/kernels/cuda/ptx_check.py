@@ -175,6 +175,18 @@ def _exercise(dtype):
     optim.ftrl_update(flat[0], flat[1], flat[3], flat[2], m, 0.1, 1.0, 0.1, 0.01)
     optim.clip_gradients(flat[2], SimpleNamespace(grad_clip=1e-6, clip_mode="norm"))
     optim.clamp_inplace(flat[2], 0.1)
+    from simulator.kernels.cuda import stats
+
+    segs = [(0, 2, 3, 3, stats.SPREAD_ROW), (6, 3, 2, 4, stats.SPREAD_COLUMN)]
+    stats.param_statistics(stats.Segments(segs, stats.PARAM_WIDTHS), flat[0], flat[1], flat[2])
+    stats.moment_statistics(stats.Segments(segs, stats.MOMENT_WIDTHS), flat[0])
+    stats.saturated_counts(stats.Segments(segs, stats.COUNT_WIDTHS), flat[0], "tanh", 0.01)
+    stats.live_columns(a(N, C))
+    rows = stats.Segments([(0, 1, N, N, stats.SPREAD_NONE)] * 2, stats.IDENTITY_WIDTHS, chunk=1)
+    stats.identity_rows(rows, 1, a(N, C), a(C), a(N), True, 1e-5)
+    stats.identity_sums(rows)
+    stats.attention_rows((B, NH, T), 1, kvl, att=a(B, NH, T, T))
+    stats.attention_rows((B, NH, T), 1, kvl, q=q, k=k, lse=a(B, NH, T), scale=0.5)
 
 
 def main(argv=None) -> int:

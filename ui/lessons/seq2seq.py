@@ -10,8 +10,7 @@ from tkinter import ttk
 import numpy as np
 
 from simulator.i18n import N_, _
-from simulator.lessons.seq2seq import MODEL_NAMES, MODELS, best_head
-from simulator.seq2seq.task import TASKS
+from simulator.lessons.seq2seq import MODEL_NAMES, MODELS, TASKS, best_head  # the lesson is public, its engine not
 from ui import relabel
 from ui.lessons import lesson_tab
 from ui.lessons.base import LessonTab, labelled_combo

@@ -362,8 +362,14 @@ def test_deep_mlp_tab_shows_vanishing_gradients(harness, tmp_path):
     first = records[0].grad_norms
     assert names[0] == "l0.w" and names[-1] == "out.w" and len(first) == len(names)
     assert first[0] < 1e-6 * first[-1]  # twenty sigmoid layers: the gradient all but vanishes at the input
-    heat = tab.heat.get_array()
-    assert np.isfinite(heat).sum() == np.isfinite(tab.grid).sum()  # the whole lesson is on screen
+    heat = np.asarray(tab.heat.get_array())  # RGBA bytes: a step not shown yet (or a norm of 0) is grey
+    painted = (heat != tab.blank[0, 0]).any(axis=-1)
+    assert painted.sum() == np.isfinite(tab.grid).sum()  # the whole lesson is on screen
+    assert np.array_equal(heat, tab.grid_rgba)
+    tab.show_until(3)
+    assert np.array_equal(np.flatnonzero((np.asarray(tab.heat.get_array()) != tab.blank[0, 0]).any(axis=-1).any(0)),
+                          np.flatnonzero(np.isfinite(tab.grid[:, :3]).any(0)))  # three steps' columns
+    assert [path.vertices[1, 1] for path in tab.bars.artist.get_paths()] == list(records[2].grad_norms)
     tab.vars["width"].set("0")
     tab._changed("width")
     assert len(h.errors) == 1 and "width" in h.errors[0] and tab.cfg.width == 32

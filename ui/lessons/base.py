@@ -2,8 +2,8 @@
 
 A lesson (an optimizer race, the sparse FTRL comparison, a deep MLP) is cheap next to the GPT, so it
 is run to the end in a background thread by its spec's `run` (the first run may compile kernels), and
-its plain-data frames are shown growing over the plots, blitted (at most `BLIT_HZ` a second; the static part is
-drawn once per computed lesson, a replay of the same one only blits). A changed setting builds a new config
+its plain-data frames are shown growing over the plots, blitted (at most `LESSON_BLIT_HZ` a second; the static part
+is drawn once per computed lesson, a replay of the same one only blits). A changed setting builds a new config
 through the preset rules (`presets.override`, or the lesson's checks for a learner's setting: a bad
 value is one dialog) and recomputes the lesson from the start.
 """
@@ -24,6 +24,11 @@ from ui import relabel
 from ui.plots.base import NOTE_FONT, Blitter, PlotTab, combo
 from ui.relabel import Msg
 
+# A replay's blits at most this often. The window polls every 40 ms and the throttle counts from the end of the
+# last blit, so the window's `BLIT_HZ` (8: 125 ms) lands a frame on every 4th poll, about 6 a second, and a
+# poll or two late under load brings that below 5. 10 (100 ms) lands on every 3rd poll: about 8 a second, with a
+# poll to spare (a lesson's frame is a few milliseconds of the Tk thread, so 8 cost the training little).
+LESSON_BLIT_HZ = 10.0
 
 def labelled_combo(parent, msgid: str, values, width: int = 14, command=None):
     """`combo` with its label in the current language, relabelled after a switch (the values stay as typed)."""
@@ -43,6 +48,7 @@ class LessonTab(PlotTab):
     kind = ""  # set by @lesson_tab
     nested = True  # in the "More lessons" notebook; False: a tab of the window's own
     steps_per_second = 60.0
+    blit_hz = LESSON_BLIT_HZ
 
     def __init__(self, app, notebook):
         super().__init__(app, notebook)

@@ -32,11 +32,13 @@ from simulator.lessons.flash_trace import (
 )
 from ui import relabel
 from ui.lessons import lesson_tab
-from ui.lessons.base import labelled_combo
+from ui.lessons.base import LESSON_BLIT_HZ, labelled_combo
 from ui.plots.base import Blitter, PlotTab, grow_limits, message_on
 from ui.protocol import HeadQKV, HeadTensors
 
-PAIRS_PER_SECOND = 6.0
+# Pairs on a schedule of their own (`due`), not "this long after the last one": that lands on the window's 40 ms
+# polls and lost a poll a pair (6 a second played at 4.9)
+PAIRS_PER_SECOND = 8.0
 UNBUILT = object()  # no figure of a walk yet
 
 
@@ -56,6 +58,7 @@ class TiledAttentionTab(PlotTab):
     kind = ""  # set by @lesson_tab
     nested = False
     cfg = None  # a flash_trace preset whose q, k, v are walked instead of the model's
+    blit_hz = LESSON_BLIT_HZ
 
     def build(self) -> None:
         bar = ttk.Frame(self.frame)
@@ -92,7 +95,7 @@ class TiledAttentionTab(PlotTab):
         self.grid = self.m = self.l = None
         self.last = None
         self.playing = False
-        self.t_last = 0.0
+        self.due = 0.0  # when the next pair of a playing walk is due
         self.asked = False
         self._drawn = None
         self._built_for = UNBUILT
@@ -184,15 +187,17 @@ class TiledAttentionTab(PlotTab):
         if self.trace is None:
             self.request() if self.qkv is None else self.restart()
         self.playing = not self.playing
-        self.t_last = time.perf_counter()
+        self.due = time.perf_counter() + 1.0 / PAIRS_PER_SECOND
 
     def refresh(self, force: bool = False) -> bool:
         if not self.built:
             return False
         if self.qkv is None and self.app.step_count > 0 and not self.app.in_step and not self.asked:
             self.request()
-        if self.playing and time.perf_counter() - self.t_last >= 1.0 / PAIRS_PER_SECOND:
-            self.t_last = time.perf_counter()
+        now = time.perf_counter()
+        if self.playing and now >= self.due:
+            # the next on the schedule; one late by more than a pair (a long draw) restarts it from now
+            self.due = (self.due if now - self.due < 1.0 / PAIRS_PER_SECOND else now) + 1.0 / PAIRS_PER_SECOND
             self.step_tile()
         relabel.text(self.play_button, N_("Pause") if self.playing else N_("Play"))
         key = (id(self.trace), self.last.index if self.last else -1)

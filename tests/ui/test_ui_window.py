@@ -348,6 +348,10 @@ def test_sparse_lesson_tab_shows_ftrl_zeros(harness):
     assert ftrl[1][-1] > adagrad[1][-1] + 0.2  # L1 leaves far more weights at exactly zero
     assert best < baseline and ftrl[0][-1] < baseline
     assert len(tab.lines["AdaGrad"][1].get_xdata()) == tab.cfg.steps
+    # as drawn: the zero fractions are the lines of their axes' collection, and the replay blitted them
+    assert tab.blits >= 1 and tab.blitter.artists == [c.lines for c in tab.curve_sets]
+    drawn = tab.curve_sets[1].lines.get_segments()
+    assert [list(seg[:, 1]) for seg in drawn] == [list(zeros) for _loss, zeros in out.values()]
 
 
 def test_deep_mlp_tab_shows_vanishing_gradients(harness, tmp_path):

@@ -16,6 +16,7 @@ from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.colors import to_rgba
 from matplotlib.lines import Line2D
 from matplotlib.markers import MarkerStyle
+from matplotlib.transforms import IdentityTransform
 
 from ui.plots.artist_sets import finite_runs
 
@@ -95,11 +96,14 @@ class CurveSet:
         self.ax = ax
         self.curves: list[Curve] = []
         self.dirty = True
-        self.lines = _Lines(self, zorder=zorder, capstyle="projecting", joinstyle="round")
+        # butt caps, as Line2D's dashes (its solid lines' projecting caps reach half a line width further at the ends:
+        # one cap style serves the whole collection, and projecting ones would close a dash's gaps)
+        self.lines = _Lines(self, zorder=zorder, capstyle="butt", joinstyle="round")
         self.markers = _Markers(self, zorder=zorder + 0.01, offsets=np.empty((0, 2)),
                                 offset_transform=ax.transData)
         ax.add_collection(self.lines, autolim=False)
         ax.add_collection(self.markers, autolim=False)
+        self.markers.set_transform(IdentityTransform())  # as `scatter`: the marker's path in points, at each offset
 
     @property
     def artists(self) -> list:

@@ -46,24 +46,25 @@ class SparseTab(LearnersTab):
         ax.axhline(baseline, color="0.5", ls="--", lw=0.9, label=_("base rate only ({loss:.3f})").format(loss=baseline))
         ax.axhline(best, color="k", ls=":", lw=0.9, label=_("true weights ({loss:.3f})").format(loss=best))
         self.lines = {}
-        losses, zeros = CurveSet(ax), CurveSet(az)
+        loss_curves, zero_curves = CurveSet(ax), CurveSet(az)
         for i, label in enumerate(out):
-            self.lines[label] = (losses.add(f"C{i}", lw=1.3, label=label), zeros.add(f"C{i}", lw=1.3, label=label))
-        self.curve_sets = (losses, zeros)
-        artists = [losses.lines, zeros.lines]
+            self.lines[label] = (loss_curves.add(f"C{i}", lw=1.3, label=label),
+                                 zero_curves.add(f"C{i}", lw=1.3, label=label))
+        self.curve_sets = (loss_curves, zero_curves)
+        artists = [loss_curves.lines, zero_curves.lines]
         losses = np.concatenate([v[0] for v in out.values()] + [[baseline, best]])
         ax.set_xlim(0, n)
         ax.set_ylim(min(losses) * 0.95, max(losses) * 1.05)
         ax.set_title(_("validation log-loss"))
         ax.set_xlabel(_("step"))
         ax.grid(alpha=0.3)
-        ax.legend(handles=[*ax.lines, *losses.legend_handles()], loc="upper right")  # the two frame lines first
+        ax.legend(handles=[*ax.lines, *loss_curves.legend_handles()], loc="upper right")  # the two frame lines first
         az.set_xlim(0, n)
         az.set_ylim(0, 1)
         az.set_title(_("fraction of weights exactly 0.0"))
         az.set_xlabel(_("step"))
         az.grid(alpha=0.3)
-        az.legend(handles=zeros.legend_handles(), loc="lower right")
+        az.legend(handles=zero_curves.legend_handles(), loc="lower right")
         return artists
 
     def show_until(self, k: int) -> None:

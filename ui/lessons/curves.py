@@ -96,6 +96,7 @@ class CurveSet:
         self.ax = ax
         self.curves: list[Curve] = []
         self.dirty = True
+        self._line_style = self._marker_style = None  # what the collections were last given
         # butt caps, as Line2D's dashes (its solid lines' projecting caps reach half a line width further at the ends:
         # one cap style serves the whole collection, and projecting ones would close a dash's gaps)
         self.lines = _Lines(self, zorder=zorder, capstyle="butt", joinstyle="round")
@@ -145,16 +146,20 @@ class CurveSet:
                     edges += [c.rgba() if c.mec is None else to_rgba(c.mec, c.alpha)] * int(ok.sum())
                     sizes += [(c.ms * MARKER_SIZE[c.marker]) ** 2] * int(ok.sum())
         self.lines.set_segments(segments)
-        if segments:
+        style = (colours, widths, styles)
+        if segments and style != self._line_style:  # the styles are set again only when they change (costly)
             self.lines.set_color(colours)
             self.lines.set_linewidth(widths)
             self.lines.set_linestyle(styles)
+            self._line_style = style
         self.markers.set_offsets(np.concatenate(offsets) if offsets else np.empty((0, 2)))
-        if offsets:
+        style = (mcolours, edges, sizes)
+        if offsets and style != self._marker_style:
             self.markers.set_facecolor(mcolours)
             self.markers.set_edgecolor(edges)
             self.markers.set_linewidth(1.0)  # Line2D's marker edge (lines.markeredgewidth)
             self.markers.set_sizes(sizes)
+            self._marker_style = style
 
     def legend_handles(self) -> list[Line2D]:
         return [c.legend_handle() for c in self.curves]

@@ -54,10 +54,20 @@ def test_the_tab_replays_both_models_and_the_cross_attention_maps(harness):
         assert any(np.allclose(seg[:, 1], held, rtol=1e-4) for seg in segments)
     marks = tab.loss_curves.markers.get_offsets()
     assert len(marks) == 2 * 3 and np.allclose(sorted(marks[:, 0]), [1, 1, 6, 6, 12, 12])
+    full = tab.full_draws
     tab.show_until(1)  # back at the first evaluation: the maps of the untrained model
     first = frames[0].example
     np.testing.assert_array_equal(np.asarray(tab.images[0][0].get_array()), _colours(first.cross[0, 0]))
+    # the maps changed: painted into the blit's background, so the frame shows them as a full draw would
+    assert tab.present() and tab.full_draws == full and tab.blitter.background is not None
+    blitted = np.asarray(tab.canvas.buffer_rgba()).copy()
     tab.figure.canvas.draw()  # the caption, the maps and the curves draw (cached text included)
+    drawn = np.asarray(tab.canvas.buffer_rgba())
+    height = drawn.shape[0]
+    for ax, *_rest in tab.map_axes:
+        x0, y0, x1, y1 = (int(round(v)) for v in ax.bbox.extents)
+        inside = (slice(height - y1 + 2, height - y0 - 2), slice(x0 + 2, x1 - 2))  # within the frame of the axes
+        assert np.array_equal(blitted[inside], drawn[inside])
     assert tab.caption.get_text().startswith("step 1,")
 
 

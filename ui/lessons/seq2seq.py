@@ -5,7 +5,9 @@ and head, growing sharper as the replay runs (`simulator.lessons.seq2seq`).
 A replay frame is cheap (built once: set data, blit): the curves of each axes are one `CurveSet` (two artists, not
 four lines), the maps are handed over as RGBA bytes coloured once per evaluation (`ScalarMappable.to_rgba`), and
 the caption, which changes only at an evaluation, is drawn from bitmaps rendered in the lesson's thread
-(`CachedText`): laid out and rendered as text on every frame it was most of a frame's cost."""
+(`CachedText`): laid out and rendered as text on every frame it was most of a frame's cost. The maps themselves
+change only at an evaluation too: they are painted into the blit's background then (`present`), not drawn on
+every frame."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import matplotlib
 import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
+from matplotlib.transforms import Bbox
 
 from simulator.i18n import N_, _
 from simulator.lessons.seq2seq import MODEL_NAMES, MODELS, best_head
@@ -159,8 +162,7 @@ class Seq2SeqTab(LessonTab):
         for ax, key, layer, head in self.map_axes:
             im = ax.imshow(np.zeros((m, n_src, 4), np.uint8), aspect="auto", interpolation="nearest")
             self.images.append((im, key, layer, head))
-            # the alignment the task was made with: where each target word's attention should go (animated
-            # too, so that it is drawn over the blitted image)
+            # the alignment the task was made with: where each target word's attention should go
             circles.append(ax.scatter(list(ex.align), range(len(ex.align)), s=40, facecolors="none",
                                       edgecolors="white", lw=0.8))
             ax.set_xticks(range(n_src), ex.source, rotation=70, fontsize=6)
@@ -170,7 +172,10 @@ class Seq2SeqTab(LessonTab):
             ax.set_title(title.format(layer=layer + 1, head=head + 1), fontsize=8)
             if ax is not self.map_axes[0][0]:
                 ax.set_yticks(range(m), [""] * m)  # the target words once, on the first map
-        artists += [image[0] for image in self.images] + circles
+        # the maps change only at an evaluation: not blitted on every frame, but painted into the background when
+        # they change (`present`), with the circles over them
+        self.circles = circles
+        self._maps_at, self._maps_owed, self._maps_to_screen = None, False, False
         ax_caption = fig.add_subplot(grid[2])
         ax_caption.set_axis_off()
         bitmaps = self._bitmaps[1] if self._bitmaps[0] is r else None
@@ -189,9 +194,31 @@ class Seq2SeqTab(LessonTab):
             exact.set_data(r["es"][eshown], r["exact"][key][eshown])
             tokens.set_data(r["es"][eshown], r["tokens"][key][eshown])
         i = max(int(np.sum(eshown)) - 1, 0)  # the last evaluation up to step k (the first before any)
-        for (im, *_key), rgba in zip(self.images, self.map_colours(i), strict=True):
-            im.set_data(rgba)
+        if i != self._maps_at:
+            for (im, *_key), rgba in zip(self.images, self.map_colours(i), strict=True):
+                im.set_data(rgba)
+            self._maps_at, self._maps_owed = i, True
         self.caption.set_text(self._caption(r, i))
+
+    def present(self, need_full: bool = False, force: bool = False, blit_while_owed: bool = False,
+                only=None) -> bool:
+        """`PlotTab.present`, after painting maps that changed into the blit's background (then copied to the screen
+        with the frame): the three maps and their circles cost most of a frame, and change only at an evaluation."""
+        blitter = self.blitter
+        if self._maps_owed and blitter is not None and blitter.background is not None:
+            canvas, fig = self.canvas, self.figure
+            canvas.restore_region(blitter.background)
+            for (im, *_key), circles in zip(self.images, self.circles, strict=True):
+                fig.draw_artist(im)  # opaque over its whole axes: the old map is gone
+                fig.draw_artist(circles)
+            blitter.background = canvas.copy_from_bbox(fig.bbox)
+            self._maps_to_screen = True
+        self._maps_owed = False  # painted, or a full draw is owed (no background yet), which draws them
+        drawn = super().present(need_full, force, blit_while_owed, only)
+        if drawn and self._maps_to_screen:
+            self._maps_to_screen = False
+            self.canvas.blit(Bbox.union([ax.bbox for ax, *_rest in self.map_axes]))  # one row: one copy
+        return drawn
 
     def attention_map(self, i: int, key: str, layer: int, head: int) -> np.ndarray:
         """(target words + 1, source words): the weights one map shows at evaluation i."""

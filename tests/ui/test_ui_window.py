@@ -269,6 +269,12 @@ def test_race_tab_grows_every_path(harness):
     assert path.shape == (tab.cfg.steps + 1, 2) and losses[-1] < losses[0]
     line = tab.lines["Adam"][0]
     assert len(line.get_xdata()) == tab.cfg.steps + 1
+    # as drawn: each racer's path is a line of the map's collection, its head a marker at the path's end
+    paths = tab.curve_sets[0]
+    paths.commit()
+    assert any(np.array_equal(seg, path) for seg in paths.lines.get_segments())
+    assert any(np.array_equal(xy, path[-1]) for xy in paths.markers.get_offsets())
+    assert len(paths.markers.get_offsets()) == len(tab.lines) and paths.artists == tab.blitter.artists[:2]
 
 
 def test_files_round_trip(harness, tiny, tmp_path):
@@ -366,13 +372,14 @@ def test_deep_mlp_tab_shows_vanishing_gradients(harness, tmp_path):
     first = records[0].grad_norms
     assert names[0] == "l0.w" and names[-1] == "out.w" and len(first) == len(names)
     assert first[0] < 1e-6 * first[-1]  # twenty sigmoid layers: the gradient all but vanishes at the input
-    heat = np.asarray(tab.heat.get_array())  # RGBA bytes: a step not shown yet (or a norm of 0) is grey
-    painted = (heat != tab.blank[0, 0]).any(axis=-1)
-    assert painted.sum() == np.isfinite(tab.grid).sum()  # the whole lesson is on screen
-    assert np.array_equal(heat, tab.grid_rgba)
-    tab.show_until(3)
-    assert np.array_equal(np.flatnonzero((np.asarray(tab.heat.get_array()) != tab.blank[0, 0]).any(axis=-1).any(0)),
-                          np.flatnonzero(np.isfinite(tab.grid[:, :3]).any(0)))  # three steps' columns
+    heat = np.asarray(tab.heat.get_array())  # RGBA bytes, the whole lesson's; a norm of 0 is the grey of none
+    grey = np.round(np.array(tab.cover.get_facecolor()) * 255)
+    assert np.array_equal(heat, tab.colours.to_rgba(np.ma.masked_invalid(tab.grid), bytes=True))  # the colour bar's
+    assert not tab.cover.get_visible()  # the whole lesson is on screen
+    assert ((heat != grey).any(axis=-1)).sum() == np.isfinite(tab.grid).sum()
+    tab.show_until(3)  # three steps: the rest under the grey cover, from step 3.5 to the right end
+    assert tab.cover.get_visible() and tab.cover.get_x() == 3.5 and tab.cover.get_x() + tab.cover.get_width() \
+        == tab.heat.get_extent()[1]
     assert [path.vertices[1, 1] for path in tab.bars.artist.get_paths()] == list(records[2].grad_norms)
     tab.vars["width"].set("0")
     tab._changed("width")

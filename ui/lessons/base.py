@@ -17,11 +17,13 @@ import time
 import tkinter as tk
 from tkinter import ttk
 
+from matplotlib.transforms import Bbox
+
 from simulator.i18n import N_, _
 from simulator.lessons import check, default_config, lesson_for
 from simulator.presets import PresetError, override
 from ui import relabel
-from ui.plots.base import NOTE_FONT, Blitter, PlotTab, combo
+from ui.plots.base import NOTE_FONT, Blitter, PlotTab, combo, merge_boxes
 from ui.relabel import Msg
 
 # A replay's blits at most this often. The window polls every 40 ms and the throttle counts from the end of the
@@ -29,6 +31,33 @@ from ui.relabel import Msg
 # poll or two late under load brings that below 5. 10 (100 ms) lands on every 3rd poll: about 8 a second, with a
 # poll to spare (a lesson's frame is a few milliseconds of the Tk thread, so 8 cost the training little).
 LESSON_BLIT_HZ = 10.0
+
+
+class LessonBlitter(Blitter):
+    """A `Blitter` that copies a frame to the screen in one copy, the union of what changed.
+
+    Each copy into Tk's image is a Tcl call, and a Tcl call lets the GIL go: while a training thread runs, taking
+    it back waits up to a switch interval (5 ms). A lesson's animated artists cover most of its figure, so the
+    several copies `Blitter` makes when the union is much larger than the boxes (six on the encoder-decoder tab)
+    cost a frame more waiting than the few pixels they save.
+    """
+
+    def __init__(self, canvas, artists: list):
+        self._also: list = []
+        super().__init__(canvas, artists)
+
+    def also_show(self, box) -> None:
+        """Copies this box too with the next frame (a part of the background the tab painted again)."""
+        self._also.append(box)
+
+    def _on_draw(self, event) -> None:
+        if event is None or event.canvas is self.canvas:
+            self._also = []  # a full draw put everything on screen
+        super()._on_draw(event)
+
+    def _show(self, boxes: list) -> None:
+        boxes, self._also = merge_boxes(boxes + self._also), []
+        self.canvas.blit(Bbox.union(boxes) if boxes else self.canvas.figure.bbox)
 
 def labelled_combo(parent, msgid: str, values, width: int = 14, command=None):
     """`combo` with its label in the current language, relabelled after a switch (the values stay as typed)."""
@@ -164,7 +193,7 @@ class LessonTab(PlotTab):
             self.relayout()
             artists = self.draw_static()
             if self.blitter is None:
-                self.blitter = Blitter(self.canvas, artists)
+                self.blitter = LessonBlitter(self.canvas, artists)
             else:
                 self.blitter.set_artists(artists)
             self._static_for = self.result

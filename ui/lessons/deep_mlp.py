@@ -12,7 +12,8 @@ Shown growing step by step:
 The toolbar edits the lesson through the preset rules and recomputes it from the start.
 
 A replay frame sets data and blits a few artists: the heatmap is coloured once per computed lesson into RGBA
-bytes (a frame copies the columns shown; a masked float image through a log norm cost twice as much), the
+bytes and drawn whole into the figure's background, and a frame only moves a grey cover over the steps not
+shown yet (the heatmap's own "no value" grey; resampling the image on every frame was a third of the frame), the
 per-layer bars are one PolyCollection, and each axes' curves one `CurveSet`.
 """
 
@@ -26,6 +27,7 @@ import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import LogNorm
+from matplotlib.patches import Rectangle
 
 from simulator import config as C
 from simulator.i18n import N_, _
@@ -123,12 +125,14 @@ class MLPTab(LessonTab):
         norm = LogNorm(vmin=max(float(finite.min()), 1e-12), vmax=max(float(finite.max()), 1e-11)) \
             if finite.size else None
         cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d0d0d0")
-        colours = ScalarMappable(norm=norm, cmap=cmap)  # the heatmap's colours, and the colour bar's
+        self.colours = colours = ScalarMappable(norm=norm, cmap=cmap)  # the heatmap's colours, and the colour bar's
         self.grid = grid
         self.grid_rgba = colours.to_rgba(np.ma.masked_invalid(grid), bytes=True)  # (layers, steps, 4)
-        self.blank = colours.to_rgba(np.ma.masked_all(grid.shape), bytes=True)  # a step not shown yet: grey
-        self.heat = ax_heat.imshow(self.blank.copy(), aspect="auto", origin="lower", interpolation="nearest",
+        self.heat = ax_heat.imshow(self.grid_rgba, aspect="auto", origin="lower", interpolation="nearest",
                                    extent=(0.5, n + 0.5, -0.5, len(names) - 0.5))
+        # the steps not shown yet: covered in the grey of a missing value, from the step shown to the right end
+        self.cover = ax_heat.add_patch(Rectangle((0.5, -0.5), n, len(names), facecolor=cmap.get_bad(),
+                                                 edgecolor="none", antialiased=False))
         ticks = sorted({0, len(names) - 1, *range(0, len(names), max(1, len(names) // 6))})
         ax_heat.set_yticks(ticks, [names[i] for i in ticks])
         ax_heat.set_title(_("grad norm per weight (log colour)"))
@@ -175,13 +179,14 @@ class MLPTab(LessonTab):
         ax_act.grid(alpha=0.3)
         ax_act.legend(handles=act_curves.legend_handles(), loc="upper right")
         self.curve_sets = (loss_curves, acc_curves, act_curves)
-        return [self.heat, *loss_curves.artists, acc_curves.lines, self.bars.artist, *act_curves.artists]
+        return [self.cover, *loss_curves.artists, acc_curves.lines, self.bars.artist, *act_curves.artists]
 
     def show_until(self, k: int) -> None:
         records = self.result[1]
-        shown = self.blank.copy()
-        shown[:, :k] = self.grid_rgba[:, :k]
-        self.heat.set_data(shown)
+        n = len(records)
+        self.cover.set_x(k + 0.5)
+        self.cover.set_width(n - k)
+        self.cover.set_visible(k < n)
         self.l_loss.set_data(np.arange(1, k + 1), [r.loss for r in records[:k]])
         val = [(i + 1, r.val_loss, r.val_accuracy) for i, r in enumerate(records[:k]) if r.val_loss is not None]
         self.l_val.set_data([v[0] for v in val], [v[1] for v in val])

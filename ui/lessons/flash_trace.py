@@ -37,8 +37,8 @@ from simulator.lessons.flash_trace import (
 )
 from ui import relabel
 from ui.lessons import lesson_tab
-from ui.lessons.base import LESSON_BLIT_HZ, labelled_combo
-from ui.plots.base import Blitter, PlotTab, grow_limits, message_on
+from ui.lessons.base import LESSON_BLIT_HZ, LessonBlitter, labelled_combo
+from ui.plots.base import PlotTab, grow_limits, message_on
 from ui.protocol import HeadQKV, HeadTensors
 
 # Pairs on a schedule of their own (`due`), not "this long after the last one": that lands on the window's 40 ms
@@ -90,7 +90,7 @@ class TiledAttentionTab(PlotTab):
         self.counters = ttk.Label(self.frame, text="", font=("DejaVu Sans Mono", 9), justify="left")
         self.counters.pack(fill="x", padx=6)
         self.make_canvas(self.frame)
-        self.blitter = Blitter(self.canvas, [])
+        self.blitter = LessonBlitter(self.canvas, [])
         self._built_for = UNBUILT  # the shape of the walk the figure shows (`_walk_shape`)
         self._drawn = None
 
@@ -210,13 +210,16 @@ class TiledAttentionTab(PlotTab):
             return False
         if not (force or self.can_blit()):
             return False
-        need = False
+        need, grown = False, []
         if self._built_for != self._walk_shape():  # a walk of another shape (or none): axes, tiles and mask once
             self._build_walk()
             need = True
         if self.trace is not None:
-            need = self._update_walk() or need
-        if self.present(need, force, blit_while_owed=True):  # stale ticks on m and l for a moment only
+            title, grown = self._update_walk()
+            need = need or title
+        # an m or l axis that grew is drawn again alone (`only`), not the figure (a quarter of a second)
+        only = grown if grown and not need else None
+        if self.present(need or bool(grown), force, blit_while_owed=True, only=only):  # stale ticks for a moment
             self._drawn = key
             return True
         return False
@@ -227,7 +230,7 @@ class TiledAttentionTab(PlotTab):
         fig.clear()
         self.relayout()  # new axes: lay them out on this draw
         if self.blitter is None:
-            self.blitter = Blitter(self.canvas, [])
+            self.blitter = LessonBlitter(self.canvas, [])
         self._built_for = self._walk_shape()
         if self.trace is None:
             self.blitter.set_artists([])
@@ -277,8 +280,9 @@ class TiledAttentionTab(PlotTab):
         return _("scores of {source}; tiles {rows} x {cols}").format(source=source, rows=self.trace.tile_q,
                                                                     cols=self.trace.tile_k)
 
-    def _update_walk(self) -> bool:
-        """The scores so far, the current tile, m and l, and the counters; True when an axis must grow."""
+    def _update_walk(self) -> tuple[bool, list]:
+        """The scores so far, the current tile, m and l, and the counters; (the title changed: a full draw, the axes
+        whose limits grew)."""
         shown = np.where(self.hidden, np.nan, self.grid)
         finite = shown[np.isfinite(shown)]
         if finite.size:  # no colour bar: the scale may follow the scores seen so far, as it always did
@@ -289,7 +293,7 @@ class TiledAttentionTab(PlotTab):
         if st is not None:
             (r0, r1), (c0, c1) = st.q_rows, st.k_cols
             self.tile.set_bounds(c0 - 0.5, r0 - 0.5, c1 - c0, r1 - r0)
-        need = False
+        need, grown = False, []
         if self.grid_title.get_text() != self._title():  # other q, k, v in a walk of the same shape
             self.grid_title.set_text(self._title())
             need = True
@@ -308,9 +312,9 @@ class TiledAttentionTab(PlotTab):
                 lim = grow_limits(ax.get_ylim(), lo, hi)
             if lim is not None:
                 ax.set_ylim(*lim)
-                need = True
+                grown.append(ax)
         self._counters(st)
-        return need
+        return need, grown
 
     def _counters(self, st) -> None:
         q, k, v, model_out, layer = self.qkv[:5]

@@ -175,7 +175,7 @@ class Seq2SeqTab(LessonTab):
         # the maps change only at an evaluation: not blitted on every frame, but painted into the background when
         # they change (`present`), with the circles over them
         self.circles = circles
-        self._maps_at, self._maps_owed, self._maps_to_screen = None, False, False
+        self._maps_at, self._maps_owed = None, False
         ax_caption = fig.add_subplot(grid[2])
         ax_caption.set_axis_off()
         bitmaps = self._bitmaps[1] if self._bitmaps[0] is r else None
@@ -212,13 +212,9 @@ class Seq2SeqTab(LessonTab):
                 fig.draw_artist(im)  # opaque over its whole axes: the old map is gone
                 fig.draw_artist(circles)
             blitter.background = canvas.copy_from_bbox(fig.bbox)
-            self._maps_to_screen = True
+            blitter.also_show(Bbox.union([ax.bbox for ax, *_rest in self.map_axes]))  # copied with the frame
         self._maps_owed = False  # painted, or a full draw is owed (no background yet), which draws them
-        drawn = super().present(need_full, force, blit_while_owed, only)
-        if drawn and self._maps_to_screen:
-            self._maps_to_screen = False
-            self.canvas.blit(Bbox.union([ax.bbox for ax, *_rest in self.map_axes]))  # one row: one copy
-        return drawn
+        return super().present(need_full, force, blit_while_owed, only)
 
     def attention_map(self, i: int, key: str, layer: int, head: int) -> np.ndarray:
         """(target words + 1, source words): the weights one map shows at evaluation i."""

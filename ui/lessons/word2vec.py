@@ -22,9 +22,9 @@ from matplotlib.transforms import Bbox
 from simulator.i18n import N_, _
 from simulator.lessons.word2vec import FREQUENT, MODELS, load_corpus, neighbours_text, static_point
 from ui.lessons import lesson_tab
-from ui.lessons.base import LessonTab, labelled_combo
+from ui.lessons.base import LessonBlitter, LessonTab, labelled_combo
 from ui.lessons.curves import CurveSet
-from ui.plots.base import Blitter, monospace
+from ui.plots.base import monospace
 from ui.plots.textcache import CachedText, cached_text
 
 BITMAP_PAD = 3  # pixels `CachedText.render` leaves around a string's box
@@ -150,7 +150,7 @@ class Word2VecTab(LessonTab):
     def show_map(self) -> None:
         if self.result is not None:
             self.relayout()
-            self.blitter = Blitter(self.canvas, self.draw_static())
+            self.blitter = LessonBlitter(self.canvas, self.draw_static())
             self.show_until(self.shown if self.shown else self.steps_of())
             self.full_draw()
 

@@ -269,9 +269,12 @@ def test_tiled_attention_blits_each_pair_and_shows_its_scores(harness, tiny):
         tab.last_blit = 0.0
         assert tab.refresh()
     assert tab.blits >= blits + 1  # the pairs are blitted (a full draw only when m or l leaves its axis)
-    shown = np.asarray(tab.scores.get_array(), dtype=float)
-    assert np.array_equal(shown, np.where(tab.hidden, np.nan, tab.grid), equal_nan=True)
-    assert np.isfinite(shown).any()
+    scores = np.where(tab.hidden, np.nan, tab.grid)
+    finite = scores[np.isfinite(scores)]
+    assert finite.size and tab.colours.norm.vmin == finite.min() and tab.colours.norm.vmax == finite.max()
+    shown = np.asarray(tab.scores.get_array())  # RGBA bytes: the scores so far in viridis over their range
+    assert np.array_equal(shown, tab.colours.to_rgba(np.ma.masked_invalid(scores), bytes=True))
+    assert np.array_equal(shown[..., 3] > 0, np.isfinite(scores))  # a score not computed yet is clear
     (r0, _), (c0, c1) = tab.last.q_rows, tab.last.k_cols
     assert tab.tile.get_xy() == (c0 - 0.5, r0 - 0.5) and tab.tile.get_width() == c1 - c0
     assert np.array_equal(tab.m_line.get_ydata(), tab.m, equal_nan=True)
@@ -280,7 +283,7 @@ def test_tiled_attention_blits_each_pair_and_shows_its_scores(harness, tiny):
     tab.restart()  # the same shape of walk: the figure is reused, the scores start empty again
     tab.last_blit = 0.0
     assert tab.refresh() and tab.full_draws == full
-    assert np.isnan(np.asarray(tab.scores.get_array(), dtype=float)).all() and not tab.tile.get_visible()
+    assert not np.asarray(tab.scores.get_array())[..., 3].any() and not tab.tile.get_visible()
 
 
 def test_a_lesson_replayed_again_only_blits(harness):

@@ -37,4 +37,11 @@ def test_the_tab_draws_the_lessons_numbers(harness, tmp_path):
         assert list(steps) == [s for s, _ in f.curve] and np.allclose(losses, [v for _, v in f.curve], atol=1e-6)
     tab.show_until(n_cost)  # the sweep shown, no strategy yet
     assert all(len(line.get_xdata()) == 0 for line in tab.loss_lines.values())
+    # then the curves grow an evaluation a tick, one strategy after the other, as they trained
+    first, second = fresh[n_cost].curve, fresh[n_cost + 1].curve
+    assert tab.steps_of() == n_cost + sum(len(f.curve) for f in fresh[n_cost:])
+    tab.show_until(n_cost + len(first) + 2)
+    assert list(tab.loss_lines[STRATEGIES[0]].get_xdata()) == [s for s, _ in first]
+    assert list(tab.loss_lines[STRATEGIES[1]].get_xdata()) == [s for s, _ in second[:2]]
+    assert all(len(tab.loss_lines[s].get_xdata()) == 0 for s in STRATEGIES[2:])
     assert h.errors == []

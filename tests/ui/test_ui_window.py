@@ -269,6 +269,12 @@ def test_race_tab_grows_every_path(harness):
     assert path.shape == (tab.cfg.steps + 1, 2) and losses[-1] < losses[0]
     line = tab.lines["Adam"][0]
     assert len(line.get_xdata()) == tab.cfg.steps + 1
+    # as drawn: each racer's path is a line of the map's collection, its head a marker at the path's end
+    paths = tab.curve_sets[0]
+    paths.commit()
+    assert any(np.array_equal(seg, path) for seg in paths.lines.get_segments())
+    assert any(np.array_equal(xy, path[-1]) for xy in paths.markers.get_offsets())
+    assert len(paths.markers.get_offsets()) == len(tab.lines) and paths.artists == tab.blitter.artists[:2]
 
 
 def test_files_round_trip(harness, tiny, tmp_path):
@@ -348,6 +354,10 @@ def test_sparse_lesson_tab_shows_ftrl_zeros(harness):
     assert ftrl[1][-1] > adagrad[1][-1] + 0.2  # L1 leaves far more weights at exactly zero
     assert best < baseline and ftrl[0][-1] < baseline
     assert len(tab.lines["AdaGrad"][1].get_xdata()) == tab.cfg.steps
+    # as drawn: the zero fractions are the lines of their axes' collection, and the replay blitted them
+    assert tab.blits >= 1 and tab.blitter.artists == [c.lines for c in tab.curve_sets]
+    drawn = tab.curve_sets[1].lines.get_segments()
+    assert [list(seg[:, 1]) for seg in drawn] == [list(zeros) for _loss, zeros in out.values()]
 
 
 def test_deep_mlp_tab_shows_vanishing_gradients(harness, tmp_path):
@@ -362,8 +372,15 @@ def test_deep_mlp_tab_shows_vanishing_gradients(harness, tmp_path):
     first = records[0].grad_norms
     assert names[0] == "l0.w" and names[-1] == "out.w" and len(first) == len(names)
     assert first[0] < 1e-6 * first[-1]  # twenty sigmoid layers: the gradient all but vanishes at the input
-    heat = tab.heat.get_array()
-    assert np.isfinite(heat).sum() == np.isfinite(tab.grid).sum()  # the whole lesson is on screen
+    heat = np.asarray(tab.heat.get_array())  # RGBA bytes, the whole lesson's; a norm of 0 is the grey of none
+    grey = np.round(np.array(tab.cover.get_facecolor()) * 255)
+    assert np.array_equal(heat, tab.colours.to_rgba(np.ma.masked_invalid(tab.grid), bytes=True))  # the colour bar's
+    assert not tab.cover.get_visible()  # the whole lesson is on screen
+    assert ((heat != grey).any(axis=-1)).sum() == np.isfinite(tab.grid).sum()
+    tab.show_until(3)  # three steps: the rest under the grey cover, from step 3.5 to the right end
+    assert tab.cover.get_visible() and tab.cover.get_x() == 3.5 and tab.cover.get_x() + tab.cover.get_width() \
+        == tab.heat.get_extent()[1]
+    assert [path.vertices[1, 1] for path in tab.bars.artist.get_paths()] == list(records[2].grad_norms)
     tab.vars["width"].set("0")
     tab._changed("width")
     assert len(h.errors) == 1 and "width" in h.errors[0] and tab.cfg.width == 32

@@ -38,6 +38,13 @@ def test_the_tab_replays_the_lessons_frames_and_recomputes_on_a_change(harness):
     np.testing.assert_allclose(tab.dots.get_offsets(), maps["capital"][1][-1])
     assert last.maps[2][0] == "capital" and [t.get_text() for t in tab.labels] == list(last.maps[2][1])
     assert tab.neighbours.get_text().startswith("\n".join(neighbours_text(last)))
+    # the panel's extent (where a blit copies it to the screen) is read from its bitmap: the text's own, to a pixel
+    from matplotlib.text import Text
+
+    renderer = tab.canvas.get_renderer()
+    for t in (tab.neighbours, tab.step_text):
+        np.testing.assert_allclose(t.get_window_extent(renderer).extents,
+                                   Text.get_window_extent(t, renderer).extents, atol=1.5)
     point = static_point(cfg, load_corpus(cfg.corpus, cfg.path, cfg.min_count), last.vectors)
     assert static.endswith(f"have cosine {point.between:.2f}. BERT's vectors are contextual: one per sentence.")
     assert tab.static_note.get_text() == static and "'plough' in" in static  # drawn once, under the neighbours

@@ -2,8 +2,8 @@
 
 A lesson (an optimizer race, the sparse FTRL comparison, a deep MLP) is cheap next to the GPT, so it
 is run to the end in a background thread by its spec's `run` (the first run may compile kernels), and
-its plain-data frames are shown growing over the plots, blitted (at most `BLIT_HZ` a second; the static part is
-drawn once per computed lesson, a replay of the same one only blits). A changed setting builds a new config
+its plain-data frames are shown growing over the plots, blitted (at most `LESSON_BLIT_HZ` a second; the static part
+is drawn once per computed lesson, a replay of the same one only blits). A changed setting builds a new config
 through the preset rules (`presets.override`, or the lesson's checks for a learner's setting: a bad
 value is one dialog) and recomputes the lesson from the start.
 """
@@ -17,13 +17,47 @@ import time
 import tkinter as tk
 from tkinter import ttk
 
+from matplotlib.transforms import Bbox
+
 from simulator.i18n import N_, _
 from simulator.lessons import check, default_config, lesson_for
 from simulator.presets import PresetError, override
 from ui import relabel
-from ui.plots.base import NOTE_FONT, Blitter, PlotTab, combo
+from ui.plots.base import NOTE_FONT, Blitter, PlotTab, combo, merge_boxes
 from ui.relabel import Msg
 
+# A replay's blits at most this often. The window polls every 40 ms and the throttle counts from the end of the
+# last blit, so the window's `BLIT_HZ` (8: 125 ms) lands a frame on every 4th poll, about 6 a second, and a
+# poll or two late under load brings that below 5. 10 (100 ms) lands on every 3rd poll: about 8 a second, with a
+# poll to spare (a lesson's frame is a few milliseconds of the Tk thread, so 8 cost the training little).
+LESSON_BLIT_HZ = 10.0
+
+
+class LessonBlitter(Blitter):
+    """A `Blitter` that copies a frame to the screen in one copy, the union of what changed.
+
+    Each copy into Tk's image is a Tcl call, and a Tcl call lets the GIL go: while a training thread runs, taking
+    it back waits up to a switch interval (5 ms). A lesson's animated artists cover most of its figure, so the
+    several copies `Blitter` makes when the union is much larger than the boxes (six on the encoder-decoder tab)
+    cost a frame more waiting than the few pixels they save.
+    """
+
+    def __init__(self, canvas, artists: list):
+        self._also: list = []
+        super().__init__(canvas, artists)
+
+    def also_show(self, box) -> None:
+        """Copies this box too with the next frame (a part of the background the tab painted again)."""
+        self._also.append(box)
+
+    def _on_draw(self, event) -> None:
+        if event is None or event.canvas is self.canvas:
+            self._also = []  # a full draw put everything on screen
+        super()._on_draw(event)
+
+    def _show(self, boxes: list) -> None:
+        boxes, self._also = merge_boxes(boxes + self._also), []
+        self.canvas.blit(Bbox.union(boxes) if boxes else self.canvas.figure.bbox)
 
 def labelled_combo(parent, msgid: str, values, width: int = 14, command=None):
     """`combo` with its label in the current language, relabelled after a switch (the values stay as typed)."""
@@ -43,6 +77,7 @@ class LessonTab(PlotTab):
     kind = ""  # set by @lesson_tab
     nested = True  # in the "More lessons" notebook; False: a tab of the window's own
     steps_per_second = 60.0
+    blit_hz = LESSON_BLIT_HZ
 
     def __init__(self, app, notebook):
         super().__init__(app, notebook)
@@ -158,7 +193,7 @@ class LessonTab(PlotTab):
             self.relayout()
             artists = self.draw_static()
             if self.blitter is None:
-                self.blitter = Blitter(self.canvas, artists)
+                self.blitter = LessonBlitter(self.canvas, artists)
             else:
                 self.blitter.set_artists(artists)
             self._static_for = self.result

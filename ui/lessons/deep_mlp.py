@@ -10,6 +10,11 @@ Shown growing step by step:
   (sigmoid, tanh) and dead share (relu).
 
 The toolbar edits the lesson through the preset rules and recomputes it from the start.
+
+A replay frame sets data and blits a few artists: the heatmap is coloured once per computed lesson into RGBA
+bytes and drawn whole into the figure's background, and a frame only moves a grey cover over the steps not
+shown yet (the heatmap's own "no value" grey; resampling the image on every frame was a third of the frame), the
+per-layer bars are one PolyCollection, and each axes' curves one `CurveSet`.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from tkinter import ttk
 
 import matplotlib
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.collections import PolyCollection
 from matplotlib.colors import LogNorm
+from matplotlib.patches import Rectangle
 
 from simulator import config as C
 from simulator.i18n import N_, _
@@ -27,6 +35,29 @@ from simulator.lessons.deep_mlp import MLP_INITS, MLP_NORMS, weight_names
 from ui import relabel
 from ui.lessons import lesson_tab
 from ui.lessons.base import LessonTab, labelled_combo
+from ui.lessons.curves import CurveSet
+
+
+class LogBars:
+    """Bars at x = 0, 1, ... on a log axis as one PolyCollection, rising from below the axis (`floor`), as
+    `ax.bar` draws them there: `set_heights(values)` moves their tops."""
+
+    def __init__(self, ax, n: int, color, floor: float, width: float = 0.8):
+        self.x = np.arange(n, dtype=float)
+        self.width, self.floor = width, floor
+        self.heights = np.ones(n)
+        self.artist = PolyCollection([], facecolors=color, edgecolors="none")
+        ax.add_collection(self.artist, autolim=False)
+        self.set_heights(self.heights)
+
+    def set_heights(self, values) -> None:
+        self.heights = np.asarray(values, dtype=float)
+        left, right = self.x - self.width / 2, self.x + self.width / 2
+        bottom = np.full_like(self.heights, self.floor)
+        # (bars, 4 corners, xy): bottom left, top left, top right, bottom right
+        self.artist.set_verts(np.stack([np.column_stack([left, bottom]), np.column_stack([left, self.heights]),
+                                        np.column_stack([right, self.heights]), np.column_stack([right, bottom])],
+                                       axis=1))
 
 
 @lesson_tab("deep_mlp")
@@ -94,19 +125,26 @@ class MLPTab(LessonTab):
         norm = LogNorm(vmin=max(float(finite.min()), 1e-12), vmax=max(float(finite.max()), 1e-11)) \
             if finite.size else None
         cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d0d0d0")
-        self.heat = ax_heat.imshow(np.full_like(grid, np.nan), aspect="auto", origin="lower", cmap=cmap, norm=norm,
-                                   interpolation="nearest", extent=(0.5, n + 0.5, -0.5, len(names) - 0.5))
+        self.colours = colours = ScalarMappable(norm=norm, cmap=cmap)  # the heatmap's colours, and the colour bar's
         self.grid = grid
+        self.grid_rgba = colours.to_rgba(np.ma.masked_invalid(grid), bytes=True)  # (layers, steps, 4)
+        self.heat = ax_heat.imshow(self.grid_rgba, aspect="auto", origin="lower", interpolation="nearest",
+                                   extent=(0.5, n + 0.5, -0.5, len(names) - 0.5))
+        # the steps not shown yet: covered in the grey of a missing value, from the step shown to the right end
+        self.cover = ax_heat.add_patch(Rectangle((0.5, -0.5), n, len(names), facecolor=cmap.get_bad(),
+                                                 edgecolor="none", antialiased=False))
         ticks = sorted({0, len(names) - 1, *range(0, len(names), max(1, len(names) // 6))})
         ax_heat.set_yticks(ticks, [names[i] for i in ticks])
         ax_heat.set_title(_("grad norm per weight (log colour)"))
         ax_heat.set_xlabel(_("step (input layer at the bottom)"))
-        fig.colorbar(self.heat, ax=ax_heat, pad=0.01)
+        fig.colorbar(colours, ax=ax_heat, pad=0.01)
         losses = np.array([r.loss for r in records])
-        (self.l_loss,) = ax_loss.plot([], [], color="C0", lw=1.0, label=_("train loss"))
-        (self.l_val,) = ax_loss.plot([], [], color="C1", lw=1.2, marker="o", ms=2.5, label=_("val loss"))
+        loss_curves = CurveSet(ax_loss)
+        self.l_loss = loss_curves.add("C0", lw=1.0, label=_("train loss"))
+        self.l_val = loss_curves.add("C1", lw=1.2, marker="o", ms=2.5, label=_("val loss"))
         self.ax_acc = ax_acc = ax_loss.twinx()
-        (self.l_acc,) = ax_acc.plot([], [], color="C2", lw=1.2, label=_("val accuracy"))
+        acc_curves = CurveSet(ax_acc)
+        self.l_acc = acc_curves.add("C2", lw=1.2, label=_("val accuracy"))
         finite_loss = losses[np.isfinite(losses)]
         ax_loss.set_xlim(0, n)
         ax_loss.set_ylim(0, float(finite_loss.max()) * 1.1 if finite_loss.size else 2.0)
@@ -115,20 +153,23 @@ class MLPTab(LessonTab):
                           _("loss and validation accuracy"))
         ax_loss.set_xlabel(_("step"))
         ax_loss.grid(alpha=0.3)
-        ax_loss.legend(handles=[self.l_loss, self.l_val, self.l_acc], loc="upper right")
-        x = np.arange(len(names))
-        self.bars = ax_layer.bar(x, np.ones(len(names)), color="C0")
+        ax_loss.legend(handles=[c.legend_handle() for c in (self.l_loss, self.l_val, self.l_acc)], loc="upper right")
         ax_layer.set_yscale("log")
         ax_layer.set_ylim(max(float(finite.min()) / 2, 1e-12) if finite.size else 1e-6,
                           float(finite.max()) * 2 if finite.size else 1.0)
+        span = len(names) - 1 + 0.8
+        ax_layer.set_xlim(-0.4 - 0.05 * span, len(names) - 0.6 + 0.05 * span)  # as `ax.bar` fitted them (5 % margins)
+        self.bars = LogBars(ax_layer, len(names), "C0", floor=ax_layer.get_ylim()[0] / 10)
         ax_layer.set_xticks(ticks, [names[i] for i in ticks])
         ax_layer.set_title(_("grad norm per layer at the step shown"))
         ax_layer.grid(alpha=0.3, axis="y")
         hidden = len(records[0].act_std)
         xs = np.arange(hidden)
-        (self.l_std,) = ax_act.plot(xs, np.zeros(hidden), color="C0", marker=".", label=_("activation std"))
-        (self.l_sat,) = ax_act.plot([], [], color="C3", marker=".", label=_("saturated share"))
-        (self.l_dead,) = ax_act.plot([], [], color="C4", marker=".", label=_("dead ReLU share"))
+        act_curves = CurveSet(ax_act)
+        self.l_std = act_curves.add("C0", marker=".", label=_("activation std"))
+        self.l_std.set_data(xs, np.zeros(hidden))
+        self.l_sat = act_curves.add("C3", marker=".", label=_("saturated share"))
+        self.l_dead = act_curves.add("C4", marker=".", label=_("dead ReLU share"))
         stds = np.array([r.act_std for r in records], dtype=float)
         top = float(np.nanmax(stds[np.isfinite(stds)])) if np.isfinite(stds).any() else 1.0
         ax_act.set_ylim(0, max(1.05, top * 1.1))
@@ -136,21 +177,22 @@ class MLPTab(LessonTab):
         ax_act.set_xlabel(_("layer (input first)"))
         ax_act.set_title(_("activations at the step shown"))
         ax_act.grid(alpha=0.3)
-        ax_act.legend(loc="upper right")
-        return [self.heat, self.l_loss, self.l_val, self.l_acc, *self.bars, self.l_std, self.l_sat, self.l_dead]
+        ax_act.legend(handles=act_curves.legend_handles(), loc="upper right")
+        self.curve_sets = (loss_curves, acc_curves, act_curves)
+        return [self.cover, *loss_curves.artists, acc_curves.lines, self.bars.artist, *act_curves.artists]
 
     def show_until(self, k: int) -> None:
         records = self.result[1]
-        shown = np.full_like(self.grid, np.nan)
-        shown[:, :k] = self.grid[:, :k]
-        self.heat.set_data(shown)
+        n = len(records)
+        self.cover.set_x(k + 0.5)
+        self.cover.set_width(n - k)
+        self.cover.set_visible(k < n)
         self.l_loss.set_data(np.arange(1, k + 1), [r.loss for r in records[:k]])
         val = [(i + 1, r.val_loss, r.val_accuracy) for i, r in enumerate(records[:k]) if r.val_loss is not None]
         self.l_val.set_data([v[0] for v in val], [v[1] for v in val])
         self.l_acc.set_data([v[0] for v in val], [v[2] for v in val])
         r = records[max(0, k - 1)]
-        for bar, v in zip(self.bars, r.grad_norms, strict=True):
-            bar.set_height(v if np.isfinite(v) and v > 0 else 1e-12)
+        self.bars.set_heights([v if np.isfinite(v) and v > 0 else 1e-12 for v in r.grad_norms])
         xs = np.arange(len(r.act_std))
         self.l_std.set_data(xs, r.act_std)
         self.l_sat.set_data(xs[:len(r.saturated)], r.saturated)

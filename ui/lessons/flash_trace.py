@@ -9,7 +9,9 @@ A `kind: flash_trace` preset walks its own random q, k, v instead, compared with
 
 The figure of a walk is built once per shape (a restart reuses it); each pair sets the score image's
 data, the tile's rectangle and the m and l lines, and blits them (a full draw only when m or l leaves its
-axis); the pair's number is in the counters' label, cheaper to change than a title on the figure.
+axis); the pair's number is in the counters' label, cheaper to change than a title on the figure. The scores
+are handed to the image as RGBA bytes, coloured over the range seen so far (`colours`): a masked float image
+through a norm cost the frame twice as much.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import time
 import tkinter as tk
 from tkinter import ttk
 
+import matplotlib
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.patches import Rectangle
 
 from simulator.i18n import N_, _
@@ -32,11 +37,13 @@ from simulator.lessons.flash_trace import (
 )
 from ui import relabel
 from ui.lessons import lesson_tab
-from ui.lessons.base import labelled_combo
-from ui.plots.base import Blitter, PlotTab, grow_limits, message_on
+from ui.lessons.base import LESSON_BLIT_HZ, LessonBlitter, labelled_combo
+from ui.plots.base import PlotTab, grow_limits, message_on
 from ui.protocol import HeadQKV, HeadTensors
 
-PAIRS_PER_SECOND = 6.0
+# Pairs on a schedule of their own (`due`), not "this long after the last one": that lands on the window's 40 ms
+# polls and lost a poll a pair (6 a second played at 4.9)
+PAIRS_PER_SECOND = 8.0
 UNBUILT = object()  # no figure of a walk yet
 
 
@@ -56,6 +63,7 @@ class TiledAttentionTab(PlotTab):
     kind = ""  # set by @lesson_tab
     nested = False
     cfg = None  # a flash_trace preset whose q, k, v are walked instead of the model's
+    blit_hz = LESSON_BLIT_HZ
 
     def build(self) -> None:
         bar = ttk.Frame(self.frame)
@@ -82,7 +90,7 @@ class TiledAttentionTab(PlotTab):
         self.counters = ttk.Label(self.frame, text="", font=("DejaVu Sans Mono", 9), justify="left")
         self.counters.pack(fill="x", padx=6)
         self.make_canvas(self.frame)
-        self.blitter = Blitter(self.canvas, [])
+        self.blitter = LessonBlitter(self.canvas, [])
         self._built_for = UNBUILT  # the shape of the walk the figure shows (`_walk_shape`)
         self._drawn = None
 
@@ -92,7 +100,7 @@ class TiledAttentionTab(PlotTab):
         self.grid = self.m = self.l = None
         self.last = None
         self.playing = False
-        self.t_last = 0.0
+        self.due = 0.0  # when the next pair of a playing walk is due
         self.asked = False
         self._drawn = None
         self._built_for = UNBUILT
@@ -184,15 +192,17 @@ class TiledAttentionTab(PlotTab):
         if self.trace is None:
             self.request() if self.qkv is None else self.restart()
         self.playing = not self.playing
-        self.t_last = time.perf_counter()
+        self.due = time.perf_counter() + 1.0 / PAIRS_PER_SECOND
 
     def refresh(self, force: bool = False) -> bool:
         if not self.built:
             return False
         if self.qkv is None and self.app.step_count > 0 and not self.app.in_step and not self.asked:
             self.request()
-        if self.playing and time.perf_counter() - self.t_last >= 1.0 / PAIRS_PER_SECOND:
-            self.t_last = time.perf_counter()
+        now = time.perf_counter()
+        if self.playing and now >= self.due:
+            # the next on the schedule; one late by more than a pair (a long draw) restarts it from now
+            self.due = (self.due if now - self.due < 1.0 / PAIRS_PER_SECOND else now) + 1.0 / PAIRS_PER_SECOND
             self.step_tile()
         relabel.text(self.play_button, N_("Pause") if self.playing else N_("Play"))
         key = (id(self.trace), self.last.index if self.last else -1)
@@ -200,13 +210,16 @@ class TiledAttentionTab(PlotTab):
             return False
         if not (force or self.can_blit()):
             return False
-        need = False
+        need, grown = False, []
         if self._built_for != self._walk_shape():  # a walk of another shape (or none): axes, tiles and mask once
             self._build_walk()
             need = True
         if self.trace is not None:
-            need = self._update_walk() or need
-        if self.present(need, force, blit_while_owed=True):  # stale ticks on m and l for a moment only
+            title, grown = self._update_walk()
+            need = need or title
+        # an m or l axis that grew is drawn again alone (`only`), not the figure (a quarter of a second)
+        only = grown if grown and not need else None
+        if self.present(need or bool(grown), force, blit_while_owed=True, only=only):  # stale ticks for a moment
             self._drawn = key
             return True
         return False
@@ -217,7 +230,7 @@ class TiledAttentionTab(PlotTab):
         fig.clear()
         self.relayout()  # new axes: lay them out on this draw
         if self.blitter is None:
-            self.blitter = Blitter(self.canvas, [])
+            self.blitter = LessonBlitter(self.canvas, [])
         self._built_for = self._walk_shape()
         if self.trace is None:
             self.blitter.set_artists([])
@@ -229,7 +242,9 @@ class TiledAttentionTab(PlotTab):
         grid = fig.add_gridspec(2, 2, width_ratios=(3, 2))
         self.ax_grid = ax = fig.add_subplot(grid[:, 0])
         self.hidden = np.triu(np.ones((n, n), bool), 1) if self.trace.causal else np.zeros((n, n), bool)
-        self.scores = ax.imshow(np.full((n, n), np.nan), cmap="viridis", interpolation="nearest")
+        # the scores' colours, over the range seen so far (no colour bar: the scale follows the walk); not seen: clear
+        self.colours = ScalarMappable(Normalize(0.0, 1.0), matplotlib.colormaps["viridis"])
+        self.scores = ax.imshow(np.zeros((n, n, 4), np.uint8), interpolation="nearest")
         ax.imshow(np.where(self.hidden, 1.0, np.nan), cmap="Greys", vmin=0, vmax=3, interpolation="nearest")
         tq, tk_ = self.trace.tile_q, self.trace.tile_k
         for x in range(0, n + 1, tk_):
@@ -265,19 +280,20 @@ class TiledAttentionTab(PlotTab):
         return _("scores of {source}; tiles {rows} x {cols}").format(source=source, rows=self.trace.tile_q,
                                                                     cols=self.trace.tile_k)
 
-    def _update_walk(self) -> bool:
-        """The scores so far, the current tile, m and l, and the counters; True when an axis must grow."""
+    def _update_walk(self) -> tuple[bool, list]:
+        """The scores so far, the current tile, m and l, and the counters; (the title changed: a full draw, the axes
+        whose limits grew)."""
         shown = np.where(self.hidden, np.nan, self.grid)
-        self.scores.set_data(shown)
         finite = shown[np.isfinite(shown)]
         if finite.size:  # no colour bar: the scale may follow the scores seen so far, as it always did
-            self.scores.set_clim(float(finite.min()), float(max(finite.max(), finite.min() + 1e-12)))
+            self.colours.set_clim(float(finite.min()), float(max(finite.max(), finite.min() + 1e-12)))
+        self.scores.set_data(self.colours.to_rgba(np.ma.masked_invalid(shown), bytes=True))  # (T, T, 4)
         st = self.last
         self.tile.set_visible(st is not None)
         if st is not None:
             (r0, r1), (c0, c1) = st.q_rows, st.k_cols
             self.tile.set_bounds(c0 - 0.5, r0 - 0.5, c1 - c0, r1 - r0)
-        need = False
+        need, grown = False, []
         if self.grid_title.get_text() != self._title():  # other q, k, v in a walk of the same shape
             self.grid_title.set_text(self._title())
             need = True
@@ -296,9 +312,9 @@ class TiledAttentionTab(PlotTab):
                 lim = grow_limits(ax.get_ylim(), lo, hi)
             if lim is not None:
                 ax.set_ylim(*lim)
-                need = True
+                grown.append(ax)
         self._counters(st)
-        return need
+        return need, grown
 
     def _counters(self, st) -> None:
         q, k, v, model_out, layer = self.qkv[:5]

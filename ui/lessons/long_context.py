@@ -3,6 +3,11 @@ truncation, a sliding window, local and exact attention (`simulator.lessons.long
 
 The figure is built once per computed lesson: three axes, one line per impl or strategy, each revealed
 frame by frame through `set_data` (the sweep's points first, then the strategies' curves).
+
+The lesson has few frames (a sweep point per T, then a curve per strategy), so the replay reveals them in
+ticks: one sweep point a tick, then each strategy's curve growing one evaluation a tick, as it trained. A tick
+always shows something new, and the replay keeps the window's refresh rate (three whole frames a second drew
+three times a second).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from ui.lessons.base import LessonTab
 class LongContextTab(LessonTab):
     """Time and memory of one attention forward + backward against T, and the copy-task loss by step."""
 
-    steps_per_second = 3.0
+    steps_per_second = 8.0  # ticks: sweep points, then evaluations of the strategies' curves (`ticks`)
 
     def digest(self, cfg, frames):
         """{impl: (T, ms or nan, MiB)}, {strategy: (steps, losses)}, chance loss, budget MiB, n frames."""
@@ -37,7 +42,13 @@ class LongContextTab(LessonTab):
         return impls, curves, chance, cfg.memory_budget_mib, len(cost), len(frames), cfg
 
     def steps_of(self) -> int:
-        return self.result[5]
+        """The replay's ticks: one per sweep point, then one per evaluation of each strategy's curve."""
+        return self.result[4] + sum(self._lengths())
+
+    def _lengths(self) -> list[int]:
+        """Points of each strategy's curve, in the order they are revealed (0 for a strategy not computed)."""
+        curves = self.result[1]
+        return [len(curves[s][0]) if s in curves else 0 for s in STRATEGIES]
 
     def draw_static(self) -> list:
         impls, curves, chance, budget, n_cost, n, cfg = self.result
@@ -112,9 +123,12 @@ class LongContextTab(LessonTab):
             self.mem_lines[impl].set_data(T[:shown][ran], mib[:shown][ran])
             if impl == "naive":
                 self.naive_over.set_data(T[:shown][~ran], mib[:shown][~ran])
-        revealed = STRATEGIES[:max(0, k - n_cost)]
-        for s, line in self.loss_lines.items():
-            if s in revealed and s in curves:
-                line.set_data(*curves[s])
+        left = max(0, k - n_cost)  # evaluations revealed, curve after curve
+        for s, size in zip(STRATEGIES, self._lengths(), strict=True):
+            m = min(left, size)
+            left -= m
+            line = self.loss_lines[s]
+            if m and s in curves:
+                line.set_data(curves[s][0][:m], curves[s][1][:m])
             else:
                 line.set_data([], [])

@@ -4,6 +4,9 @@ The racers are the same optimizer classes the GPT trains with, stepping a 2-elem
 (`simulator.lessons.optimizer_race`). The race is computed in a background thread (the first one may compile
 kernels), then revealed step by step over the contour plot; the loss of each racer is plotted on
 the right. Changing the function or a racer's learning rate recomputes the race from the start.
+
+A frame sets the racers' data and blits: the paths and their heads are one `CurveSet` of the map (two artists
+for every racer together), the losses one of the loss axes.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from simulator.lessons.optimizer_race import FUNCTIONS, RACE_FUNCTIONS, RaceConf
 from ui import relabel
 from ui.lessons import lesson_tab
 from ui.lessons.base import LearnersTab, labelled_combo
+from ui.lessons.curves import CurveSet
 
 # Where a race starts on each function when the function is switched in the window.
 STARTS = {"rosenbrock": (-1.5, 2.0), "ravine": (-7.0, 2.0), "saddle": (-1.5, 0.01), "beale": (-1.0, 3.5),
@@ -86,16 +90,18 @@ class RaceTab(LearnersTab):
         ax.set_xlabel("x")
         ax.set_ylabel("y")
         self.lines = {}
-        artists = []
+        paths, curves = CurveSet(ax), CurveSet(axl)
         for i, (label, (_path, _losses, div)) in enumerate(out.items()):
             colour = f"C{i % 10}"
             shown = _("{label} (diverged at {step})").format(label=label, step=div) if div else label
-            (line,) = ax.plot([], [], color=colour, lw=1.4, label=shown)
-            (head,) = ax.plot([], [], marker="o", color=colour, ms=5, mec="k")
-            (curve,) = axl.plot([], [], color=colour, lw=1.2, label=label)
+            line = paths.add(colour, lw=1.4, label=shown)
+            head = paths.add(colour, ls="", marker="o", ms=5, mec="k")
+            curve = curves.add(colour, lw=1.2, label=label)
             self.lines[label] = (line, head, curve)
-            artists += [line, head, curve]
-        ax.legend(loc="lower right" if self.cfg.function != "rosenbrock" else "upper left")
+        self.curve_sets = (paths, curves)
+        artists = [*paths.artists, curves.lines]  # (the losses have no markers)
+        ax.legend(handles=[line.legend_handle() for line, _head, _curve in self.lines.values()],
+                  loc="lower right" if self.cfg.function != "rosenbrock" else "upper left")
         axl.set_yscale("log")
         axl.set_xlim(0, self.cfg.steps)
         finite = np.concatenate([v[1][np.isfinite(v[1]) & (v[1] > 0)] for v in out.values()])

@@ -1,22 +1,37 @@
 """The encoder-decoder against the decoder-only GPT: both losses by step, held-out exact match and token accuracy,
 and the encoder-decoder's cross-attention over one held-out pair as an alignment, one small map per decoder layer
-and head, growing sharper as the replay runs (`simulator.lessons.seq2seq`)."""
+and head, growing sharper as the replay runs (`simulator.lessons.seq2seq`).
+
+A replay frame is cheap (built once: set data, blit): the curves of each axes are one `CurveSet` (two artists, not
+four lines), the maps are handed over as RGBA bytes coloured once per evaluation (`ScalarMappable.to_rgba`), and
+the caption, which changes only at an evaluation, is drawn from bitmaps rendered in the lesson's thread
+(`CachedText`): laid out and rendered as text on every frame it was most of a frame's cost. The maps themselves
+change only at an evaluation too: they are painted into the blit's background then (`present`), not drawn on
+every frame."""
 
 from __future__ import annotations
 
 import tkinter as tk
 from tkinter import ttk
 
+import matplotlib
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.transforms import Bbox
 
 from simulator.i18n import N_, _
 from simulator.lessons.seq2seq import MODEL_NAMES, MODELS, TASKS, best_head  # the lesson is public, its engine not
 from ui import relabel
 from ui.lessons import lesson_tab
 from ui.lessons.base import LessonTab, labelled_combo
+from ui.lessons.curves import CurveSet
+from ui.plots.textcache import CachedText, cached_text
 
 COLOURS = {"encdec": "C0", "gpt": "C3"}
 MAX_MAPS = 6  # cross-attention maps at most (the first layers' heads)
+CAPTION = {"fontsize": 7, "ha": "left", "va": "top"}
+MAP_COLOURS = ScalarMappable(Normalize(0.0, 1.0), matplotlib.colormaps["viridis"])  # an attention weight's colour
 
 
 @lesson_tab("seq2seq")
@@ -25,6 +40,7 @@ class Seq2SeqTab(LessonTab):
     cross-attention per layer and head, and the GPT's best head from the same predictions onto its prompt's source."""
 
     steps_per_second = 40.0
+    _bitmaps: tuple = (None, {})  # (the digest, its captions' bitmaps, rendered in the lesson's thread)
     # the settings the toolbar edits: (path, label, entry width)
     ENTRIES = (("steps", N_("steps"), 5), ("d_model", N_("width"), 4), ("enc_layers", N_("encoder layers"), 3),
                ("dec_layers", N_("decoder layers"), 3), ("gpt_layers", N_("GPT layers"), 3), ("lr", N_("lr"), 6),
@@ -68,9 +84,29 @@ class Seq2SeqTab(LessonTab):
         held = {k: np.array([f.evals[i].loss for f in ev]) for i, k in enumerate(MODELS)}
         exact = {k: np.array([f.evals[i].exact_match for f in ev]) for i, k in enumerate(MODELS)}
         tokens = {k: np.array([f.evals[i].token_accuracy for f in ev]) for i, k in enumerate(MODELS)}
-        return {"steps": steps, "train": train, "es": es, "held": held, "exact": exact, "tokens": tokens,
-                "examples": [f.example for f in ev], "params": frames[0].params, "n": len(frames),
-                "last_evals": ev[-1].evals}
+        out = {"steps": steps, "train": train, "es": es, "held": held, "exact": exact, "tokens": tokens,
+               "examples": [f.example for f in ev], "params": frames[0].params, "n": len(frames),
+               "last_evals": ev[-1].evals}
+        self._prerender(out)
+        return out
+
+    def _prerender(self, r) -> None:
+        """Renders the caption of every evaluation (in the lesson's thread): a replay draws them as bitmaps."""
+        dpi = self.figure.dpi if self.figure is not None else 100.0
+        bitmaps: dict = {}
+        CachedText(0, 0, "", bitmaps=bitmaps, **CAPTION).prerender(
+            [self._caption(r, i) for i in range(max(len(r["examples"]), 1))], dpi)
+        self._bitmaps = (r, bitmaps)
+
+    @staticmethod
+    def _caption(r, i: int) -> str:
+        """The caption at evaluation i: the held-out pair and both models' outputs."""
+        ex = r["examples"][i]
+        return _("step {step}, held-out: {source} -> {target} (circles: the source word each target word "
+                 "translates)\n{a}: {out_a}   |   {b}: {out_b}").format(
+            source=" ".join(ex.source), target=" ".join(ex.target), a=_(MODEL_NAMES["encdec"]),
+            out_a=" ".join(ex.encdec_output), b=_(MODEL_NAMES["gpt"]), out_b=" ".join(ex.gpt_output),
+            step=int(r["es"][i]) if len(r["es"]) else 0)
 
     def steps_of(self) -> int:
         return self.result["n"] if self.result else 0
@@ -91,19 +127,16 @@ class Seq2SeqTab(LessonTab):
         self.ax_loss, self.ax_acc = fig.add_subplot(top[0]), fig.add_subplot(top[1])
         sub = grid[1].subgridspec(1, len(maps), wspace=0.3)
         self.map_axes = [(fig.add_subplot(sub[i]), *m) for i, m in enumerate(maps)]
-        self.lines, artists = {}, []
+        self.lines = {}
+        loss_curves, acc_curves = self.loss_curves, self.acc_curves = CurveSet(self.ax_loss), CurveSet(self.ax_acc)
         for k in MODELS:
             name, c = _(MODEL_NAMES[k]), COLOURS[k]
-            (train,) = self.ax_loss.plot([], [], color=c, lw=0.6, alpha=0.5,
-                                         label=_("{model}: training batch").format(model=name))
-            (held,) = self.ax_loss.plot([], [], color=c, lw=1.6, marker="o", ms=3,
-                                        label=_("{model}: held out").format(model=name))
-            (exact,) = self.ax_acc.plot([], [], color=c, lw=1.6, marker="o", ms=3,
-                                        label=_("{model}: exact match").format(model=name))
-            (tokens,) = self.ax_acc.plot([], [], color=c, lw=1.0, ls="--",
-                                         label=_("{model}: tokens").format(model=name))
+            train = loss_curves.add(c, lw=0.6, alpha=0.5, label=_("{model}: training batch").format(model=name))
+            held = loss_curves.add(c, lw=1.6, marker="o", ms=3, label=_("{model}: held out").format(model=name))
+            exact = acc_curves.add(c, lw=1.6, marker="o", ms=3, label=_("{model}: exact match").format(model=name))
+            tokens = acc_curves.add(c, lw=1.0, ls="--", label=_("{model}: tokens").format(model=name))
             self.lines[k] = (train, held, exact, tokens)
-            artists += [train, held, exact, tokens]
+        artists = [*loss_curves.artists, *acc_curves.artists]
         n = max(r["n"], 1)
         losses = np.concatenate([np.r_[r["train"][k], r["held"][k]] for k in MODELS])
         ax = self.ax_loss
@@ -113,23 +146,22 @@ class Seq2SeqTab(LessonTab):
                                                                                  b=r["params"][1]), fontsize=9)
         ax.set_xlabel(_("step"))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(handles=loss_curves.legend_handles(), fontsize=7, loc="upper right")
         ax = self.ax_acc
         ax.set_xlim(0, n)
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(_("held-out pairs: exact match (greedy) and token accuracy"), fontsize=9)
         ax.set_xlabel(_("step"))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(handles=acc_curves.legend_handles(), fontsize=7, loc="upper left")
         self.images, circles = [], []
+        self._colours = {}  # evaluation -> each map's RGBA bytes (coloured on first show)
         m, n_src = ex.cross.shape[2], ex.cross.shape[3]
         rows = list(ex.target) + ["<eos>"]
         for ax, key, layer, head in self.map_axes:
-            im = ax.imshow(np.zeros((m, n_src)), aspect="auto", cmap="viridis", vmin=0, vmax=1,
-                           interpolation="nearest")
+            im = ax.imshow(np.zeros((m, n_src, 4), np.uint8), aspect="auto", interpolation="nearest")
             self.images.append((im, key, layer, head))
-            # the alignment the task was made with: where each target word's attention should go (animated
-            # too, so that it is drawn over the blitted image)
+            # the alignment the task was made with: where each target word's attention should go
             circles.append(ax.scatter(list(ex.align), range(len(ex.align)), s=40, facecolors="none",
                                       edgecolors="white", lw=0.8))
             ax.set_xticks(range(n_src), ex.source, rotation=70, fontsize=6)
@@ -139,10 +171,15 @@ class Seq2SeqTab(LessonTab):
             ax.set_title(title.format(layer=layer + 1, head=head + 1), fontsize=8)
             if ax is not self.map_axes[0][0]:
                 ax.set_yticks(range(m), [""] * m)  # the target words once, on the first map
-        artists += [image[0] for image in self.images] + circles
+        # the maps change only at an evaluation: not blitted on every frame, but painted into the background when
+        # they change (`present`), with the circles over them
+        self.circles = circles
+        self._maps_at, self._maps_owed = None, False
         ax_caption = fig.add_subplot(grid[2])
         ax_caption.set_axis_off()
-        self.caption = ax_caption.text(0.0, 1.0, "", fontsize=7, ha="left", va="top", transform=ax_caption.transAxes)
+        bitmaps = self._bitmaps[1] if self._bitmaps[0] is r else None
+        self.caption = cached_text(ax_caption, 0.0, 1.0, "", transform=ax_caption.transAxes, bitmaps=bitmaps,
+                                   **CAPTION)
         artists.append(self.caption)
         return artists
 
@@ -156,11 +193,37 @@ class Seq2SeqTab(LessonTab):
             exact.set_data(r["es"][eshown], r["exact"][key][eshown])
             tokens.set_data(r["es"][eshown], r["tokens"][key][eshown])
         i = max(int(np.sum(eshown)) - 1, 0)  # the last evaluation up to step k (the first before any)
-        ex = r["examples"][i]
-        for im, key, layer, head in self.images:
-            im.set_data((ex.cross if key == "encdec" else ex.gpt_attention)[layer, head])
-        self.caption.set_text(_("step {step}, held-out: {source} -> {target} (circles: the source word each "
-                                "target word translates)\n{a}: {out_a}   |   {b}: {out_b}").format(
-            source=" ".join(ex.source), target=" ".join(ex.target), a=_(MODEL_NAMES["encdec"]),
-            out_a=" ".join(ex.encdec_output), b=_(MODEL_NAMES["gpt"]), out_b=" ".join(ex.gpt_output),
-            step=int(r["es"][i]) if len(r["es"]) else 0))
+        if i != self._maps_at:
+            for (im, *_key), rgba in zip(self.images, self.map_colours(i), strict=True):
+                im.set_data(rgba)
+            self._maps_at, self._maps_owed = i, True
+        self.caption.set_text(self._caption(r, i))
+
+    def present(self, need_full: bool = False, force: bool = False, blit_while_owed: bool = False,
+                only=None) -> bool:
+        """`PlotTab.present`, after painting maps that changed into the blit's background (then copied to the screen
+        with the frame): the three maps and their circles cost most of a frame, and change only at an evaluation."""
+        blitter = self.blitter
+        if self._maps_owed and blitter is not None and blitter.background is not None:
+            canvas, fig = self.canvas, self.figure
+            canvas.restore_region(blitter.background)
+            for (im, *_key), circles in zip(self.images, self.circles, strict=True):
+                fig.draw_artist(im)  # opaque over its whole axes: the old map is gone
+                fig.draw_artist(circles)
+            blitter.background = canvas.copy_from_bbox(fig.bbox)
+            blitter.also_show(Bbox.union([ax.bbox for ax, *_rest in self.map_axes]))  # copied with the frame
+        self._maps_owed = False  # painted, or a full draw is owed (no background yet), which draws them
+        return super().present(need_full, force, blit_while_owed, only)
+
+    def attention_map(self, i: int, key: str, layer: int, head: int) -> np.ndarray:
+        """(target words + 1, source words): the weights one map shows at evaluation i."""
+        ex = self.result["examples"][i]
+        return (ex.cross if key == "encdec" else ex.gpt_attention)[layer, head]
+
+    def map_colours(self, i: int) -> list[np.ndarray]:
+        """Each map's (rows, columns, 4) RGBA bytes at evaluation i, coloured once (viridis over 0..1)."""
+        hit = self._colours.get(i)
+        if hit is None:
+            hit = self._colours[i] = [MAP_COLOURS.to_rgba(self.attention_map(i, *image[1:]), bytes=True)
+                                      for image in self.images]
+        return hit

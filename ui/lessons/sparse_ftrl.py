@@ -3,7 +3,8 @@
 Every learner is the optimizer class the GPT trains with, stepping one hashed weight vector
 (`simulator.lessons.sparse_ftrl`). Shown growing step by step: validation log-loss per learner (with the
 base-rate and true-weights lines that frame it) and the fraction of weights that are exactly 0.0.
-Changing a learner's l1 recomputes the lesson from the start.
+Changing a learner's l1 recomputes the lesson from the start. Each axes' curves are one `CurveSet`: a frame
+blits two collections, not a line per learner.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from simulator.i18n import _
 from ui.lessons import lesson_tab
 from ui.lessons.base import LearnersTab
+from ui.lessons.curves import CurveSet
 
 
 @lesson_tab("sparse_logreg")
@@ -44,25 +46,25 @@ class SparseTab(LearnersTab):
         ax.axhline(baseline, color="0.5", ls="--", lw=0.9, label=_("base rate only ({loss:.3f})").format(loss=baseline))
         ax.axhline(best, color="k", ls=":", lw=0.9, label=_("true weights ({loss:.3f})").format(loss=best))
         self.lines = {}
-        artists = []
+        loss_curves, zero_curves = CurveSet(ax), CurveSet(az)
         for i, label in enumerate(out):
-            (a,) = ax.plot([], [], color=f"C{i}", lw=1.3, label=label)
-            (b,) = az.plot([], [], color=f"C{i}", lw=1.3, label=label)
-            self.lines[label] = (a, b)
-            artists += [a, b]
+            self.lines[label] = (loss_curves.add(f"C{i}", lw=1.3, label=label),
+                                 zero_curves.add(f"C{i}", lw=1.3, label=label))
+        self.curve_sets = (loss_curves, zero_curves)
+        artists = [loss_curves.lines, zero_curves.lines]
         losses = np.concatenate([v[0] for v in out.values()] + [[baseline, best]])
         ax.set_xlim(0, n)
         ax.set_ylim(min(losses) * 0.95, max(losses) * 1.05)
         ax.set_title(_("validation log-loss"))
         ax.set_xlabel(_("step"))
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper right")
+        ax.legend(handles=[*ax.lines, *loss_curves.legend_handles()], loc="upper right")  # the two frame lines first
         az.set_xlim(0, n)
         az.set_ylim(0, 1)
         az.set_title(_("fraction of weights exactly 0.0"))
         az.set_xlabel(_("step"))
         az.grid(alpha=0.3)
-        az.legend(loc="lower right")
+        az.legend(handles=zero_curves.legend_handles(), loc="lower right")
         return artists
 
     def show_until(self, k: int) -> None:

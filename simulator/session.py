@@ -58,6 +58,9 @@ class TrainingSession:
         dataset.check_fits(config.model.seq_len)
         self.config = config
         self.dataset = dataset
+        # called after a step's heavy statistics and before its evaluation (which overwrites the activations): a
+        # reader of that step's own tensors, such as the window's watched histograms and attention maps
+        self.on_statistics: Optional[Callable[[], None]] = None
         self.tokenizer = dataset.tokenizer
         self.backend = _backend_for(config)  # train.backend: where the arrays live and which kernels run
         self.model = GPT(config.model, dtype=np.dtype(config.train.dtype), backend=self.backend)
@@ -253,6 +256,8 @@ class TrainingSession:
             if self._heavy_now(completed=True):
                 # on a device the norms and moments are reduced there and few tensors cross (backend/device_stats.py)
                 step_statistics(record, self.model, st["params_before"], cfg.train)
+                if self.on_statistics is not None:
+                    self.on_statistics()
             every = cfg.train.eval_every
             if every and self.step_count % every == 0:
                 record.val_loss = self.evaluate()

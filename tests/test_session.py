@@ -237,3 +237,24 @@ def test_a_nan_weight_in_attention_is_named_where_it_first_shows_with_either_ker
     rec = s.step()
     assert not np.isfinite(rec.loss)
     assert rec.nonfinite is not None and rec.nonfinite.tensor == "h0.attn", rec.nonfinite.sentence()
+
+
+def test_on_statistics_reads_a_steps_own_tensors_before_its_evaluation_overwrites_them():
+    """The hook runs after the heavy statistics and before the evaluation: what it reads is the training batch's
+    (the same as in a run without evaluation), where reading after the step gives the last evaluation batch's."""
+    seen = {}
+
+    def run(eval_every):
+        s = TrainingSession(replace(tiny(), train=replace(tiny().train, eval_every=eval_every, stats_every=4)))
+        s.on_statistics = lambda: seen.setdefault(eval_every, []).append(
+            (s.step_count, s.attention_map(1, 0).copy(), s.activation("h0.attn").copy()))
+        for _ in range(4):
+            s.step()
+        return s
+
+    with_eval = run(4)  # step 4 has statistics and an evaluation
+    run(0)
+    assert [x[0] for x in seen[4]] == [x[0] for x in seen[0]] == [1, 4]
+    for (_, att_e, act_e), (_, att_0, act_0) in zip(seen[4], seen[0], strict=True):
+        assert np.array_equal(att_e, att_0) and np.array_equal(act_e, act_0)
+    assert not np.array_equal(with_eval.activation("h0.attn"), seen[4][-1][2])  # after the step: the eval batch's

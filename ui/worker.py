@@ -137,6 +137,7 @@ class Worker(threading.Thread):
         # the newest Probe replaces an undrawn older one: only the newest is drawn (ui.protocol.Outbox)
         self.out = Outbox(latest_only=(Probe,))
         self.session: TrainingSession | None = None
+        self._stats_probe: Probe | None = None  # taken by session.on_statistics, posted after the step
         self.config = config  # the window's config of the current session
         self.snapshots = Snapshots(snapshot_every)
         self.watch = Watch()  # this thread's copy of the window's selection, fitted to the session
@@ -240,6 +241,8 @@ class Worker(threading.Thread):
         """Makes `session` the current one and tells the window what it is."""
         self._set_running(False)
         self.session, self.config = session, config
+        self._stats_probe = None
+        session.on_statistics = self._capture_probe
         self.snapshots = Snapshots(self.snapshots.every, self.snapshots.budget)
         self.snapshots.maybe_take(session)
         self.watch = self._fit_watch(self.watch)
@@ -270,10 +273,15 @@ class Worker(threading.Thread):
             self._set_running(False)
             self.post(Status(rec.early_stop.sentence()))
         if rec.grad_norms:
-            # an evaluation ran after the statistics and overwrote the activations: only gradients are current
-            self.post(self._probe(activations=rec.val_loss is None))
+            # read inside the step (session.on_statistics), before an evaluation could overwrite the activations
+            probe, self._stats_probe = self._stats_probe, None
+            self.post(probe if probe is not None else self._probe(activations=rec.val_loss is None))
         if self.snapshots.maybe_take(self.session):
             self.post(SnapshotSteps(self.snapshots.steps()))
+
+    def _capture_probe(self) -> None:
+        """The watched tensors of a statistics step, taken before its evaluation (the session's hook)."""
+        self._stats_probe = self._probe()
 
     def _probe(self, activations: bool = True) -> Probe:
         """Reads the watched tensors of the model (in this thread, between steps) into plain copies."""

@@ -21,9 +21,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
-import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from simulator.data.tokenizers import build_tokenizer
 from simulator.data.wordpiece import base_size
@@ -38,6 +36,7 @@ from simulator.encoder.train import EncoderShape, Evaluation, Learner, eval_set
 from simulator.i18n import N_, _
 from simulator.lessons import Lesson, register
 from simulator.lessons.cards_metrics import Impl, metric
+from simulator.lessons.threads import one_thread
 from simulator.lessons.tokenizers import CORPORA, lesson_text, resolve_path
 from simulator.lessons.worked_examples import ExplainError
 from simulator.rules import at_least, greater_than, in_range, non_empty, non_negative, one_of, positive_int
@@ -291,13 +290,8 @@ def run(cfg: BertConfig, steps: int | None = None, cancelled=lambda: False) -> l
     """
     if cancelled():
         return []
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            return _run(cfg, steps, cancelled)
-    finally:
-        numba.set_num_threads(threads)
+    with one_thread():
+        return _run(cfg, steps, cancelled)
 
 
 def _run(cfg: BertConfig, steps: int | None, cancelled) -> list[BertFrame]:

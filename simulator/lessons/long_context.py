@@ -20,7 +20,6 @@ Two parts, one frame each step:
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -30,6 +29,7 @@ from simulator.config import AttentionConfig, ModelConfig, OptimConfig, RunConfi
 from simulator.data.dataset import TextDataset
 from simulator.i18n import N_, _
 from simulator.lessons import Lesson, register
+from simulator.lessons.threads import one_thread
 from simulator.rules import at_least, non_empty, positive, positive_int, setting, settings_of
 from simulator.textcols import pad
 from simulator.yamlconfig import ParseContext
@@ -327,27 +327,6 @@ def _short_losses(session, seqs: np.ndarray, cfg: LongContextConfig) -> tuple[fl
         if lo < K:
             slid.append(losses[:, lo:].reshape(-1))
     return float(np.mean(trunc)), float(np.concatenate(slid).mean())
-
-
-@contextmanager
-def one_thread():
-    """numba (this thread) and BLAS (the process) on one thread while the copy-task models train.
-
-    Their products are tiny (2560 x 32 x 96): waking a second thread costs more than it saves. Measured on
-    a busy 2-core machine, 100 steps of the three models and their evaluations: 174 s wall, 53 s CPU with
-    the default threads, 15 s wall, 4.5 s CPU on one (the same losses). BLAS's limit is process-wide, so
-    a GPT training beside it in the window runs its BLAS on one thread for those seconds too.
-    """
-    import numba
-    from threadpoolctl import threadpool_limits
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        numba.set_num_threads(before)
 
 
 def copy_frames(cfg: LongContextConfig, cancelled=lambda: False) -> list[CopyFrame]:

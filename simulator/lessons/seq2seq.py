@@ -17,13 +17,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
-import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from simulator.i18n import N_, _
 from simulator.lessons import Lesson, register
 from simulator.lessons.cards_metrics import Impl, metric
+from simulator.lessons.threads import one_thread
 from simulator.rules import greater_than, non_empty, non_negative, one_of, positive_int
 from simulator.seq2seq.task import (
     EOS,
@@ -143,13 +142,8 @@ def run(cfg: Seq2SeqConfig, steps: int | None = None, cancelled=lambda: False) -
     """
     if cancelled():
         return []
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            return _run(cfg, steps, cancelled)
-    finally:
-        numba.set_num_threads(threads)
+    with one_thread():
+        return _run(cfg, steps, cancelled)
 
 
 def _words(task, ids) -> tuple[str, ...]:

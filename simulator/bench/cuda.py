@@ -14,14 +14,12 @@ times are a Python interpreter's, not a GPU's, and show only that every part run
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
 import time
 
 import numpy as np
 
-from simulator.bench.step import Shape, step_flops, synthetic_dataset, torch_python
+from simulator.bench.step import TORCH_CHILD, Shape, run_torch_child, step_flops, synthetic_dataset
 from simulator.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from simulator.i18n import _
 from simulator.session import TrainingSession
@@ -103,21 +101,9 @@ def step_seconds(s: Shape, backend: str, repeats: int) -> float:
 
 
 def torch_cuda(s: Shape, repeats: int) -> dict | str:
-    """PyTorch CUDA eager on the same shape (the torch child with device cuda), or why there is none."""
-    import simulator
-    from simulator.bench.step import TORCH_CHILD
-    python = torch_python()
-    if python is None:
-        return _("torch not installed")
-    args = [str(a) for a in (s.V, s.d, s.L, s.H, s.T, s.B, repeats)]
-    try:
-        done = subprocess.run([python, str(TORCH_CHILD), *args, "cuda"], env=dict(simulator.USER_ENVIRON),
-                              capture_output=True, text=True, timeout=600)
-    except OSError as e:
-        return _("torch failed: {why}").format(why=f"{python}: {e.strerror}")
-    if done.returncode != 0:
-        return _("torch failed: {why}").format(why=(done.stderr.strip().splitlines() or ["no output"])[-1])
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """PyTorch CUDA eager on the same shape (the torch child with device cuda, a clean process), or why there is
+    none."""
+    return run_torch_child(TORCH_CHILD, [s.V, s.d, s.L, s.H, s.T, s.B, repeats, "cuda"])
 
 
 # ----------------------------------------------------------------------------- attention at long T

@@ -61,6 +61,7 @@ class TrainingSession:
         # called after a step's heavy statistics and before its evaluation (which overwrites the activations): a
         # reader of that step's own tensors, such as the window's watched histograms and attention maps
         self.on_statistics: Optional[Callable[[], None]] = None
+        self._statistics_asked = False  # request_statistics(): the next whole step is a statistics step
         self.tokenizer = dataset.tokenizer
         self.backend = _backend_for(config)  # train.backend: where the arrays live and which kernels run
         self.model = GPT(config.model, dtype=np.dtype(config.train.dtype), backend=self.backend)
@@ -256,6 +257,7 @@ class TrainingSession:
             if self._heavy_now(completed=True):
                 # on a device the norms and moments are reduced there and few tensors cross (backend/device_stats.py)
                 step_statistics(record, self.model, st["params_before"], cfg.train)
+                self._statistics_asked = False
                 if self.on_statistics is not None:
                     self.on_statistics()
             every = cfg.train.eval_every
@@ -296,10 +298,19 @@ class TrainingSession:
         """Why the run stopped early (None while it has not, or once it trains on)."""
         return self.early.stopped
 
+    def request_statistics(self) -> None:
+        """Makes the next step a statistics step as well (while `train.stats_every` is not 0, which turns them off).
+
+        A display that shows statistics steps asks for them when its reader would wait longer than it can see
+        (the window at a few per second). A statistics step only reads the model: the weights, batches and
+        losses of the run are the same with or without the extra ones."""
+        if self.config.train.stats_every and not self.in_step:
+            self._statistics_asked = True
+
     def _heavy_now(self, completed: bool = False) -> bool:
         every = self.config.train.stats_every
         n = self.step_count if completed else self.step_count + 1
-        return bool(every) and (n % every == 0 or n == 1)
+        return bool(every) and (n % every == 0 or n == 1 or self._statistics_asked)
 
     # ------------------------------------------------------------- mode
 

@@ -58,12 +58,14 @@ from ui.protocol import (
     Running,
     SnapshotSteps,
     Speed,
+    StatisticsRate,
     Status,
     Step,
     StepInto,
     Watch,
 )
 from ui.relabel import Msg, composed
+from ui.timer import Timer
 from ui.window_geometry import (
     WindowState,
     apply_scale,
@@ -79,6 +81,7 @@ from ui.window_geometry import (
 from ui.worker import Worker, drain
 
 POLL_MS = 40
+STATUS_EVERY_POLLS = 5  # while running, the status line's step, loss and speed follow 5 times a second
 MAX_PINS = 4
 GRADCHECK_TENSORS = ("wte", "h0.attn.qkv.w", "h0.mlp.fc.w", "norm_f.w", "h0.norm1.w")
 
@@ -135,7 +138,8 @@ class App:
             self.set_status(Msg(font_note))
         # a switch relabels the widgets in place: the worker and its session never notice (ui/relabel.py)
         self._unlisten = on_language_change(self._language_changed)
-        self._after = root.after(POLL_MS, self.poll)
+        self._poll_timer = Timer(root, self.poll)
+        self._poll_timer.start(POLL_MS)
 
     # ================================================================== the language
     def set_language(self, code: str) -> None:
@@ -198,12 +202,13 @@ class App:
         try:
             for msg in drain(self.worker.out):
                 self.bus.publish(msg)
-            self.layout.show_progress(self.step_count, self.history)
+            if not self.running or self.polls % STATUS_EVERY_POLLS == 0:  # a label nobody reads 25 times a second
+                self.layout.show_progress(self.step_count, self.history)
             tab = self.layout.current_tab()
-            if tab is not None:
+            if tab is not None and not tab.drawing():  # a tab still drawing is refreshed on a later poll
                 tab.refresh()
         finally:  # a bug in one draw must not stop the window from following the run
-            self._after = self.root.after(POLL_MS, self.poll)
+            self._poll_timer.start(POLL_MS)
 
     # ================================================================== the worker's messages
     def _handlers(self):
@@ -342,6 +347,13 @@ class App:
         """Steps per second while running (0: full speed)."""
         self.worker.send(Speed(steps_per_second))
 
+    def tab_shown(self, tab) -> None:
+        """A tab came on screen: one that draws statistics steps has the worker make them at its pace."""
+        rate = float(getattr(tab, "statistics_per_second", 0.0))
+        if rate != getattr(self, "_statistics_rate", 0.0):
+            self._statistics_rate = rate
+            self.worker.send(StatisticsRate(rate))
+
     def reset(self) -> None:
         """A fresh model from the current settings."""
         self.worker.send(Reset())
@@ -439,10 +451,8 @@ class App:
         self._remember_window()
         for tab in self.layout.tabs:
             tab.cancel()
-        try:
-            self.root.after_cancel(self._after)
-        except (tk.TclError, AttributeError):
-            pass
+        if getattr(self, "_poll_timer", None) is not None:
+            self._poll_timer.cancel()
         self.worker.stop()
         try:
             self.root.update()

@@ -33,6 +33,7 @@ import numpy as np
 from simulator.i18n import _
 from simulator.presets import DEFAULT_PRESET, load_preset
 from simulator.session import TrainingSession
+from ui.timer import Timer
 
 HEARTBEAT_MS = 10
 ROUNDS = 6  # window / headless slice pairs per tab: the training share is their median
@@ -100,9 +101,13 @@ def measure_tab(app, bare: TrainingSession, tab, seconds: float, rounds: int = R
         beats.append(time.perf_counter())
         if lesson:
             _keep_playing(tab)
-        beat.after_id = root.after(HEARTBEAT_MS, beat)
+        timer.start(HEARTBEAT_MS)
 
+    from ui.plots.background import DRAWER
+
+    timer = Timer(root, beat)  # registered once: the heartbeat itself costs the Tk thread next to nothing
     win_steps = win_time = bare_steps = bare_time = 0.0
+    tk_cpu = drawer_cpu = 0.0
     blits = full = 0
     gaps: list[float] = []
     shares: list[float] = []  # per round: window steps/s over headless steps/s
@@ -111,13 +116,16 @@ def measure_tab(app, bare: TrainingSession, tab, seconds: float, rounds: int = R
         _pump(root, lambda: app.running, 10.0)
         start = (app.step_count, tab.blits, tab.full_draws)
         beats.clear()
-        beat.after_id = root.after(HEARTBEAT_MS, beat)
+        timer.start(HEARTBEAT_MS)
+        c0, d0 = time.thread_time(), DRAWER.cpu_seconds
         t0 = time.perf_counter()
         root.after(int(seconds / rounds * 1000), root.quit)
         root.mainloop()
         slice_time = time.perf_counter() - t0
+        tk_cpu += time.thread_time() - c0
+        drawer_cpu += DRAWER.cpu_seconds - d0
         win_time += slice_time
-        root.after_cancel(beat.after_id)
+        timer.cancel()
         gaps += list(np.diff(np.asarray(beats)) * 1e3)
         slice_steps = app.step_count - start[0]
         win_steps += slice_steps
@@ -144,6 +152,8 @@ def measure_tab(app, bare: TrainingSession, tab, seconds: float, rounds: int = R
         "steps_per_second_headless": headless,
         "window_vs_headless": float(np.median(shares)) if shares else float("nan"),
         "window_vs_headless_spread": (float(min(shares)), float(max(shares))) if shares else (math.nan, math.nan),
+        "tk_cpu_ms_per_second": 1e3 * tk_cpu / win_time,
+        "drawing_cpu_ms_per_second": 1e3 * drawer_cpu / win_time,
     }
 
 
@@ -194,6 +204,13 @@ def line(r: dict) -> str:
             f"training {100 * r['window_vs_headless']:.0f} % of headless")
 
 
+def cost_line(r: dict) -> str:
+    """Where the window's CPU went while that tab trained (an indented line under the stable one)."""
+    return (f"    CPU of the window: Tk thread {r['tk_cpu_ms_per_second']:.0f} ms/s, drawing thread "
+            f"{r['drawing_cpu_ms_per_second']:.0f} ms/s; {r['steps_per_second_window']:.1f} steps/s with the window, "
+            f"{r['steps_per_second_headless']:.1f} headless")
+
+
 def main(seconds: float = 6.0, tabs: list[str] | None = None) -> int:
     """`python main.py bench --ui`: prints one line per tab (or per tab titled in `tabs`); 2 when no window can open.
 
@@ -204,7 +221,7 @@ def main(seconds: float = 6.0, tabs: list[str] | None = None) -> int:
     try:
         print(f"window benchmark: preset {DEFAULT_PRESET}, {seconds:g} s of Run per tab, alternating with headless "
               "training (targets: >= 5 refreshes/s, p95 < 30 ms, max < 100 ms, >= 90 % of headless)", flush=True)
-        results = measure_all(seconds, tabs=tabs, on_result=lambda r: print(line(r), flush=True))
+        results = measure_all(seconds, tabs=tabs, on_result=lambda r: print(f"{line(r)}\n{cost_line(r)}", flush=True))
         if not results:
             print(_("error: {message}").format(message=_("no tab is titled {titles!r}").format(
                 titles=", ".join(tabs or []))), file=sys.stderr)

@@ -396,6 +396,7 @@ class WindowLayout:
             self.tab_var.set(tab.title)
             tab.ensure_built()
             tab.refresh(force=True)
+            self.app.tab_shown(tab)
 
     # ------------------------------------------------------------------ what the app shows
     def show_status(self, text: str | Msg, error: bool = False) -> None:

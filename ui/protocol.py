@@ -56,6 +56,14 @@ class Speed:
 
 
 @dataclass(frozen=True)
+class StatisticsRate:
+    """Statistics steps at least this many times a second while running (0: every `train.stats_every` steps
+    only): the tab on screen draws them, and at the preset's pace it would wait longer than it can draw."""
+
+    per_second: float
+
+
+@dataclass(frozen=True)
 class Reset:
     """A fresh session from the worker's current config."""
 

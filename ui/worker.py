@@ -57,6 +57,7 @@ from ui.protocol import (
     SaveCheckpoint,
     SnapshotSteps,
     Speed,
+    StatisticsRate,
     Status,
     Step,
     StepInto,
@@ -144,6 +145,8 @@ class Worker(threading.Thread):
         self.running = False
         self.remaining: int | None = None  # Run N: steps left; None: until paused
         self.steps_per_second = 0.0  # 0: full speed
+        self.statistics_per_second = 0.0  # StatisticsRate: extra statistics steps for the tab on screen
+        self._last_statistics = 0.0  # when the last statistics step ended (perf_counter)
         self._next_due = 0.0
         self._quit = False
 
@@ -254,6 +257,9 @@ class Worker(threading.Thread):
 
     def _train_one(self) -> None:
         """One whole step while running; Run stops on divergence and at the end of Run N."""
+        if self.statistics_per_second > 0 and \
+                time.perf_counter() - self._last_statistics >= 1.0 / self.statistics_per_second:
+            self.session.request_statistics()
         rec = self.session.step()
         self._after_step(rec)
         if self.remaining is not None:
@@ -273,6 +279,7 @@ class Worker(threading.Thread):
             self._set_running(False)
             self.post(Status(rec.early_stop.sentence()))
         if rec.grad_norms:
+            self._last_statistics = time.perf_counter()
             # read inside the step (session.on_statistics), before an evaluation could overwrite the activations
             probe, self._stats_probe = self._stats_probe, None
             self.post(probe if probe is not None else self._probe(activations=rec.val_loss is None))
@@ -327,6 +334,9 @@ class Worker(threading.Thread):
     def _on_speed(self, cmd: Speed) -> None:
         self.steps_per_second = float(cmd.steps_per_second)
         self._next_due = time.perf_counter()
+
+    def _on_statistics_rate(self, cmd: StatisticsRate) -> None:
+        self.statistics_per_second = max(0.0, float(cmd.per_second))
 
     def _on_reset(self, _: Reset) -> None:
         self._build(self.config)
@@ -397,7 +407,8 @@ class Worker(threading.Thread):
         self._install(session, session.config)
 
     HANDLERS = {Quit: _on_quit, Step: _on_step, StepInto: _on_step_into, Run: _on_run, Pause: _on_pause,
-                Speed: _on_speed, Reset: _on_reset, Rebuild: _on_rebuild, Apply: _on_apply, Watch: _on_watch,
+                Speed: _on_speed, StatisticsRate: _on_statistics_rate, Reset: _on_reset, Rebuild: _on_rebuild,
+                Apply: _on_apply, Watch: _on_watch,
                 HeadTensors: _on_head_tensors, Rewind: _on_rewind, Generate: _on_generate,
                 GradCheck: _on_grad_check, SaveCheckpoint: _on_save_checkpoint, LoadCheckpoint: _on_load_checkpoint}
 

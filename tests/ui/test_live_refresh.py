@@ -43,7 +43,9 @@ def publish(h, tab, *messages) -> bool:
     for m in messages:
         h.app.bus.publish(m)
     tab.last_blit = 0.0
-    return tab.refresh()
+    drawn = tab.refresh()
+    tab.finish_drawing()  # a draw on the drawing thread: on screen before the test looks
+    return drawn
 
 
 def probe_like(h, step: int, grad=None, act=None, attention=None) -> Probe:
@@ -61,7 +63,7 @@ def test_gradients_blit_a_new_record_and_show_its_numbers(harness, tiny):
     assert publish(h, tab, Record(rec), probe_like(h, rec.step, grad=(counts, edges)))
     assert tab.full_draws == full and tab.blits == blits + 1
     # the heatmap column just left of the new step holds the new layer norms (hypot over the layer's tensors)
-    img = np.asarray(tab.heat.get_array().filled(np.nan))
+    img = tab.heat_grid
     assert img.shape == (len(tab.rows), HEAT_COLUMNS)
     col = int((rec.step - 0.01) / tab.heat_right * HEAT_COLUMNS)
     for r, row in enumerate(tab.rows):
@@ -73,10 +75,12 @@ def test_gradients_blit_a_new_record_and_show_its_numbers(harness, tiny):
         assert lines.xdata(name)[-1] == rec.step and lines.ydata(name)[-1] == rec.grad_norms[name]
     for name in tab.ratio_lines.data:
         assert tab.ratio_lines.ydata(name)[-1] == pytest.approx(rec.update_ratios[name], rel=1e-12)
-    # what is drawn: one collection, a segment a tensor, ending at the new step's norm
-    drawn = lines.artist.get_segments()
+    # what is drawn: one collection of a path per layer colour, a piece a tensor, ending at the new step's norm
+    drawn = lines.curves()
     assert len(drawn) == len(lines.data)
-    assert [seg[-1, 1] for seg in drawn] == [rec.grad_norms[name] for name in lines.data]
+    assert len(lines.artist.get_paths()) == len(set(lines.colours.values())) < len(lines.data)
+    assert sorted(seg[-1, 1] for seg in drawn) == sorted(rec.grad_norms[name] for name in lines.data)
+    assert all(seg[-1, 0] == rec.step for seg in drawn)
     newest = tab.stairs[-1].get_data()
     assert np.array_equal(newest.values, counts) and np.array_equal(newest.edges, edges)
     assert tab.hist_steps.get_text().endswith(f"-{rec.step}")  # the step text, beside a static title
@@ -90,7 +94,8 @@ def test_gradients_blit_a_new_record_and_show_its_numbers(harness, tiny):
     tab.last_full = 0.0
     assert publish(h, tab, Record(big))
     assert tab.full_draws == full + 1
-    assert tab.heat.norm.vmax >= max(math.sqrt(sum(v * v for k, v in big.grad_norms.items() if layer_of(k) == r))
+    assert tab.heat_colours.norm.vmax >= max(math.sqrt(sum(v * v for k, v in big.grad_norms.items()
+                                                           if layer_of(k) == r))
                                      for r in tab.rows)
 
 
@@ -266,8 +271,10 @@ def test_tiled_attention_blits_each_pair_and_shows_its_scores(harness, tiny):
     blits = tab.blits
     for _ in range(3):
         assert tab.step_tile()
+        tab.finish_drawing()  # the last pair's draw (on the drawing thread) is on screen
         tab.last_blit = 0.0
         assert tab.refresh()
+    tab.finish_drawing()
     assert tab.blits >= blits + 1  # the pairs are blitted (a full draw only when m or l leaves its axis)
     scores = np.where(tab.hidden, np.nan, tab.grid)
     finite = scores[np.isfinite(scores)]
@@ -282,7 +289,9 @@ def test_tiled_attention_blits_each_pair_and_shows_its_scores(harness, tiny):
     full = tab.full_draws
     tab.restart()  # the same shape of walk: the figure is reused, the scores start empty again
     tab.last_blit = 0.0
-    assert tab.refresh() and tab.full_draws == full
+    assert tab.refresh()
+    tab.finish_drawing()
+    assert tab.full_draws == full
     assert not np.asarray(tab.scores.get_array())[..., 3].any() and not tab.tile.get_visible()
 
 

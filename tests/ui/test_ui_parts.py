@@ -192,8 +192,8 @@ def test_every_command_has_one_handler_and_the_bus_delivers_by_type():
     from ui.worker import Worker
 
     commands = [protocol.Quit, protocol.Step, protocol.StepInto, protocol.Run, protocol.Pause, protocol.Speed,
-                protocol.Reset, protocol.Rebuild, protocol.Apply, protocol.Watch, protocol.HeadTensors,
-                protocol.Rewind, protocol.Generate, protocol.GradCheck, protocol.SaveCheckpoint,
+                protocol.StatisticsRate, protocol.Reset, protocol.Rebuild, protocol.Apply, protocol.Watch,
+                protocol.HeadTensors, protocol.Rewind, protocol.Generate, protocol.GradCheck, protocol.SaveCheckpoint,
                 protocol.LoadCheckpoint]
     assert set(Worker.HANDLERS) == set(commands)
     assert all(dataclasses.is_dataclass(c) and c.__dataclass_params__.frozen for c in commands)  # safe to share

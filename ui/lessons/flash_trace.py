@@ -62,6 +62,7 @@ class TiledAttentionTab(PlotTab):
 
     kind = ""  # set by @lesson_tab
     nested = False
+    draws_in_background = True  # its pairs' draws, and an m or l axis that grows (ui.plots.background)
     cfg = None  # a flash_trace preset whose q, k, v are walked instead of the model's
     blit_hz = LESSON_BLIT_HZ
 

@@ -19,6 +19,7 @@ from simulator.i18n import N_, _
 from ui.plots.artist_sets import BarSet
 from ui.plots.base import (
     STATS_BLIT_HZ,
+    STATS_DISPLAY_HZ,
     TITLE_Y,
     Blitter,
     PlotTab,
@@ -29,6 +30,7 @@ from ui.plots.base import (
     step_text,
     symmetric_limit,
 )
+from ui.plots.ticks import plain_log_labels
 from ui.protocol import Probe
 
 AFTER_NORM = "#dd8452"
@@ -45,7 +47,9 @@ class ActivationsTab(PlotTab):
     """Per-site mean/std bars and an activation histogram."""
 
     title = N_("Activations")
+    draws_in_background = True  # its periodic draws (ui.plots.background)
     blit_hz = STATS_BLIT_HZ  # statistics steps only: their rate limits it
+    statistics_per_second = STATS_DISPLAY_HZ
 
     def build(self) -> None:
         bar = ttk.Frame(self.frame)
@@ -135,6 +139,7 @@ class ActivationsTab(PlotTab):
         ax.set_xlabel(_("activation value"))
         ax.set_ylabel(_("count"))
         ax.set_yscale("symlog", linthresh=1)
+        plain_log_labels(ax)
         self.hist_width, self.hist_top = 0.0, 1.0
         ax.set_xlim(-1.0, 1.0)
         ax.set_ylim(0.0, self.hist_top)

@@ -4,15 +4,18 @@ The Gradients tab draws a curve per tensor (dozens) on log axes, the Activations
 (two dozen, twice), and every blit draws them all. As Line2D or Rectangle artists each costs its own
 draw call and transform (measured: about half a millisecond each while the training thread runs, most
 of it waiting for the GIL that numpy's small products release); as one collection a set is one draw
-call and one transform. A curve with missing values (NaN: a step without statistics, a zero on a log
-axis) breaks there, as a Line2D does; a bar with a missing value is not drawn.
+call and one transform. The curves of one colour (a layer's tensors) are one path of several pieces,
+so a log axis transforms a path per layer, not a path per tensor. A curve with missing values (NaN: a step
+without statistics, a zero on a log axis) breaks there, as a Line2D does; a bar with a missing value is
+not drawn.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.collections import Collection, PolyCollection
 from matplotlib.lines import Line2D
+from matplotlib.path import Path
 
 
 def finite_runs(x: np.ndarray, y: np.ndarray) -> list[slice]:
@@ -32,7 +35,8 @@ class LineSet:
         self.colours = dict(colours)
         self.lw, self.alpha = lw, alpha
         self.data = {name: (np.empty(0), np.empty(0)) for name in colours}
-        self.artist = LineCollection([], linewidths=lw, alpha=alpha)
+        self.artist = Collection(facecolors="none", edgecolors=[], linewidths=lw, alpha=alpha)
+        self.artist.set_paths([])
         ax.add_collection(self.artist, autolim=False)  # the tab sets its limits itself, with headroom
 
     def set_data(self, name: str, x, y) -> None:
@@ -44,14 +48,54 @@ class LineSet:
     def ydata(self, name: str) -> np.ndarray:
         return self.data[name][1]
 
+    def set_rows(self, names: list[str], x, ys: np.ndarray) -> None:
+        """Many curves over the same x at once: row i of `ys` (curves, points) is `names[i]`'s."""
+        x = np.asarray(x, dtype=float)
+        for name, y in zip(names, np.asarray(ys, dtype=float), strict=True):
+            self.data[name] = (x, y)
+
     def commit(self) -> None:
-        segments, colours = [], []
-        for name, (x, y) in self.data.items():
-            for run in finite_runs(x, y):
-                segments.append(np.column_stack([x[run], y[run]]))
-                colours.append(self.colours[name])
-        self.artist.set_segments(segments)
-        self.artist.set_color(colours)
+        pieces: dict = {}  # colour -> the (points, codes) of its curves' finite runs
+        groups: dict = {}  # colour -> its curves
+        for name, xy in self.data.items():
+            groups.setdefault(self.colours[name], []).append(xy)
+        for colour, curves in groups.items():
+            x = curves[0][0]
+            if all(cx is x for cx, _y in curves) and len(x) >= 2:  # one x for all (a statistics step each)
+                ys = np.stack([y for _x, y in curves])  # (curves, points)
+                if np.isfinite(ys).all() and np.isfinite(x).all():  # the usual case: a whole piece each, at once
+                    n, m = ys.shape
+                    points = np.empty((n * m, 2))
+                    points[:, 0] = np.tile(x, n)
+                    points[:, 1] = ys.ravel()
+                    codes = np.full(n * m, Path.LINETO, dtype=Path.code_type)
+                    codes[::m] = Path.MOVETO
+                    pieces[colour] = [(points, codes)]
+                    continue
+            for cx, cy in curves:
+                self._add_runs(pieces.setdefault(colour, []), cx, cy)
+        pieces = {c: runs for c, runs in pieces.items() if runs}
+        self.artist.set_paths([Path(np.concatenate([p for p, _c in runs]), np.concatenate([c for _p, c in runs]))
+                               for runs in pieces.values()])
+        self.artist.set_edgecolor(list(pieces))
+
+    @staticmethod
+    def _add_runs(out: list, x: np.ndarray, y: np.ndarray) -> None:
+        """The finite runs of one curve as (points, codes) pieces."""
+        for run in finite_runs(x, y):
+            if run.stop - run.start < 2:  # a lone point draws no line
+                continue
+            codes = np.full(run.stop - run.start, Path.LINETO, dtype=Path.code_type)
+            codes[0] = Path.MOVETO  # each run starts a piece of its own
+            out.append((np.column_stack([x[run], y[run]]), codes))
+
+    def curves(self) -> list[np.ndarray]:
+        """What is drawn, as (n, 2) point arrays: one a finite run of a curve, in the order they were set."""
+        out = []
+        for path in self.artist.get_paths():
+            starts = np.flatnonzero(path.codes == Path.MOVETO)
+            out += np.split(path.vertices, starts[1:])
+        return out
 
     def legend_handle(self, name: str) -> Line2D:
         """A stand-in line for the legend, in `name`'s colour (not drawn itself)."""

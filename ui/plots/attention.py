@@ -23,7 +23,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import PowerNorm
 
 from simulator.i18n import N_, _
-from ui.plots.base import STATS_BLIT_HZ, Blitter, PlotTab, combo, message_on
+from ui.plots.base import STATS_BLIT_HZ, STATS_DISPLAY_HZ, Blitter, PlotTab, combo, message_on
+from ui.plots.pixel_image import pixel_imshow
 from ui.plots.textcache import GlyphText
 from ui.protocol import Probe
 
@@ -32,7 +33,9 @@ class AttentionTab(PlotTab):
     """One heatmap per head of the chosen layer and batch row."""
 
     title = N_("Attention")
+    draws_in_background = True  # its periodic draws (ui.plots.background)
     blit_hz = STATS_BLIT_HZ  # statistics steps only: their rate limits it
+    statistics_per_second = STATS_DISPLAY_HZ
 
     def build(self) -> None:
         bar = ttk.Frame(self.frame)
@@ -154,7 +157,7 @@ class AttentionTab(PlotTab):
         self.images = []
         for h in range(nh):
             ax = fig.add_subplot(rows, cols, h + 1)
-            self.images.append(ax.imshow(blank, interpolation="nearest"))
+            self.images.append(pixel_imshow(ax, blank, interpolation="nearest"))
             ax.set_title(_("head {head}").format(head=h))
             ax.set_xlabel(_("key position"))
             if h % cols == 0:

@@ -11,9 +11,11 @@ tab just notes that it is stale.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import tkinter as tk
+import traceback
 from tkinter import ttk
 
 import matplotlib
@@ -21,14 +23,19 @@ import matplotlib
 matplotlib.use("Agg")  # the window embeds Agg canvases itself; never a pyplot window
 import numpy as np  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import LogLocator  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
 from simulator.i18n import _, language  # noqa: E402
+from ui.plots.background import DRAWER  # noqa: E402
 from ui.plots.textcache import GlyphText, glyph_text  # noqa: E402
+from ui.plots.ticks import glyph_ticks, plain_log_labels  # noqa: E402
 from ui.protocol import Ready  # noqa: E402
+from ui.timer import Timer  # noqa: E402
 
 matplotlib.rcParams.update({"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7,
                             "xtick.labelsize": 7, "ytick.labelsize": 7, "figure.dpi": 100})
@@ -89,6 +96,10 @@ TITLE_Y = 1.0
 # the GIL from the training thread for a few milliseconds
 BLIT_HZ = 8.0
 STATS_BLIT_HZ = 12.0  # tabs that draw statistics steps only (see `PlotTab.blit_hz`)
+# and how many statistics steps a second such a tab asks for while it is on screen (`PlotTab.statistics_per_second`)
+STATS_DISPLAY_HZ = 6.5
+DRAW_WATCH_MS = 3  # how often the Tk thread looks whether a background draw is done (ui.plots.background)
+WHOLE = "whole"  # a draw's result: copy the whole figure to the screen
 STEP_TEXT = {"fontsize": 7, "color": "0.35"}  # the small "step N" beside a static title
 
 
@@ -101,6 +112,17 @@ class PlotTab:
     # only, which come ~7 times a second, sets more: its data already limits it, and a cap near that rate
     # would skip every other one (draws land on 40 ms polls: 1/8 s is every 4th, 6.25 a second)
     blit_hz = BLIT_HZ
+    # a tab that draws statistics steps asks the worker for this many a second while on screen (0: as the
+    # preset's `train.stats_every` has them): at ~50 steps a second, every 10th step is under 5 a second
+    statistics_per_second = 0.0
+    # its periodic draws (`present` without force) on the drawing thread (ui.plots.background); forced ones,
+    # and tabs that draw in other ways, stay on the Tk thread
+    draws_in_background = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "refresh" in cls.__dict__:  # every refresh first lets a background draw finish: the figure is its
+            cls.refresh = _after_drawing(cls.__dict__["refresh"])
 
     def __init__(self, app, notebook: ttk.Notebook):
         self.app = app
@@ -118,6 +140,9 @@ class PlotTab:
         self._owed_axes = None  # the axes a partial draw owes; None: the whole figure (when a draw is owed)
         self.blits = 0
         self._need_full = False  # a change needs a full draw that the throttle has not allowed yet
+        self._job = None  # the background draw in flight (ui.plots.background.DrawJob), until it is on screen
+        self._job_show = None  # what the Tk thread does with its result
+        self._last_draw_seconds = 0.0  # the wall time of the last background blit (when to look first)
         self.clear()
         self.subscribe(app.bus)
 
@@ -169,7 +194,8 @@ class PlotTab:
         `relayout()`, then frozen: it costs as much as the rest of a draw, and most redraws only change data.
         """
         self.figure = Figure(figsize=figsize, layout=layout)
-        self.canvas = FigureCanvasTkAgg(self.figure, master=parent)
+        self.canvas = TabCanvas(self.figure, master=parent)
+        self.canvas.before_tk_draw = self.finish_drawing
         self.canvas.get_tk_widget().configure(highlightthickness=0, background="white")
         self.canvas.get_tk_widget().pack(fill="both", expand=True)
         if layout == "constrained":
@@ -205,6 +231,73 @@ class PlotTab:
         self.last_full = time.perf_counter()
         self.last_full_seconds = self.last_full - t0
 
+    # ------------------------------------------------------------ drawing on the drawing thread
+    def drawing(self) -> bool:
+        """True while a background draw of this tab is not on screen yet (its figure is not the Tk thread's)."""
+        return self._job is not None
+
+    def finish_drawing(self) -> None:
+        """Waits for the background draw in flight, if any, and puts it on screen (the Tk thread's part)."""
+        job, show = self._job, self._job_show
+        if job is None:
+            return
+        job.done.wait()
+        self._job = self._job_show = None
+        if job.error is not None:  # printed by the job; the next refresh draws the whole figure again
+            self._need_full = True
+            self._owed_axes = None
+            return
+        try:
+            show(job)
+        except tk.TclError:  # the window closed while the figure drew
+            pass
+
+    def _watch_drawing(self) -> None:
+        if self._job is None:
+            return
+        if self._job.done.is_set():
+            try:
+                self.finish_drawing()
+            except Exception:  # noqa: BLE001 - a bug in one draw must not stop the window
+                traceback.print_exc()
+            return
+        self._draw_watch.start(DRAW_WATCH_MS)
+
+    def _draw_in_background(self, draw, show) -> None:
+        """Runs `draw()` on the drawing thread, then `show(job)` on this one once it is done."""
+        self._job_show = show
+        self._job = DRAWER.submit(draw)
+        if getattr(self, "_draw_watch", None) is None:
+            self._draw_watch = Timer(self.frame, self._watch_drawing)
+        # the first look when a draw like the last one would be nearly done, then every few milliseconds
+        self._draw_watch.start(max(DRAW_WATCH_MS, int(800 * self._last_draw_seconds)))
+
+    def _agg_draw_and_blit(self, blitter) -> str | list:
+        """The drawing thread's part of a blit: the artists over the background (a full draw when there is none)."""
+        boxes = blitter.compose() if blitter is not None else None
+        if boxes is None:
+            self.canvas.draw_agg()
+            return WHOLE
+        return boxes
+
+    def _show_drawn(self, job, full: bool) -> None:
+        """The Tk thread's part: the drawn pixels to the screen, and the throttles' bookkeeping."""
+        now = time.perf_counter()
+        blitter = getattr(self, "blitter", None)
+        if job.result == WHOLE or blitter is None:
+            self.canvas.blit()
+            full = True
+        else:
+            blitter.show(job.result)
+        if full:
+            self.full_draws += 1
+            self.last_full = now
+            self.last_full_seconds = job.seconds
+        else:
+            self.blits += 1
+            self._last_draw_seconds = job.seconds
+        self.last_blit = now
+
     def present(self, need_full: bool = False, force: bool = False, blit_while_owed: bool = False,
                 only=None) -> bool:
         """Puts the artists the tab just updated on screen; True when something was drawn.
@@ -228,10 +321,17 @@ class PlotTab:
             elif getattr(self, "_owed_axes", None) is not None:
                 self._owed_axes |= set(only)
         self._need_full = self._need_full or need_full or force
+        background = self.draws_in_background and not force
         if self._need_full:
             if force or self.can_full_draw():
                 owed = getattr(self, "_owed_axes", None)
                 blitter = getattr(self, "blitter", None)
+                if background:
+                    self._need_full = False
+                    self._owed_axes = None
+                    self._draw_in_background(functools.partial(self._agg_full_draw, blitter, owed),
+                                             functools.partial(self._show_drawn, full=True))
+                    return True
                 if owed and not force and blitter is not None and self._redraw_axes(blitter, owed):
                     return True
                 self.full_draw()
@@ -240,6 +340,10 @@ class PlotTab:
             if not blit_while_owed:
                 return False
         blitter = getattr(self, "blitter", None)
+        if background:
+            self._draw_in_background(functools.partial(self._agg_draw_and_blit, blitter),
+                                     functools.partial(self._show_drawn, full=False))
+            return True
         if blitter is not None and blitter.blit():
             self.blits += 1
             self.last_blit = time.perf_counter()
@@ -247,6 +351,16 @@ class PlotTab:
         self.full_draw()  # no background yet: the first draw of these axes
         self._need_full = False
         return True
+
+    def _agg_full_draw(self, blitter, owed) -> str | list:
+        """The drawing thread's part of an owed draw: those axes alone when they can be, else the figure."""
+        if owed and blitter is not None:
+            boxes = blitter.compose_axes(list(owed))
+            if boxes is not None:
+                self.partial_draws += 1
+                return boxes
+        self.canvas.draw_agg()
+        return WHOLE
 
     def _redraw_axes(self, blitter, axes) -> bool:
         """The owed axes drawn again over the background; timed and counted as a full draw (the throttle)."""
@@ -267,6 +381,7 @@ class PlotTab:
 
     def on_session(self, info) -> None:
         """A new session was built: forget the old run's data, and set the widgets up for the new one."""
+        self.finish_drawing()
         self.stale = True
         self.clear()
         if self.built:
@@ -287,6 +402,7 @@ class PlotTab:
         in it, and the tab draws fully once (now when it is on screen, else when it is next shown)."""
         if not self.built:
             return  # built later, in the language of then
+        self.finish_drawing()
         families = use_language_fonts(language())
         self.retranslate()
         if self.figure is None:  # a tab of widgets only (the generated text): nothing to draw again
@@ -302,6 +418,7 @@ class PlotTab:
         """Stops background work of the tab (the window is closing)."""
         if getattr(self, "_cancel", None) is not None:
             self._cancel.set()
+        self.finish_drawing()
 
     def export(self, path: str) -> None:
         """Writes the tab's figure as PNG or SVG (by the file's suffix)."""
@@ -317,6 +434,40 @@ class PlotTab:
             for a in artists:
                 a.set_animated(True)
             self.canvas.draw_idle()
+
+
+class TabCanvas(FigureCanvasTkAgg):
+    """A tab's Tk canvas whose draws and resizes on the Tk thread first let the tab's background draw finish
+    (`before_tk_draw`): while one runs, the figure is the drawing thread's."""
+
+    before_tk_draw = None
+
+    def draw(self):
+        if self.before_tk_draw is not None:
+            self.before_tk_draw()
+        glyph_ticks(self.figure)
+        super().draw()
+
+    def draw_agg(self) -> None:
+        """The figure drawn into the Agg buffer only (no Tk: the drawing thread's full draw)."""
+        glyph_ticks(self.figure)
+        FigureCanvasAgg.draw(self)
+
+    def resize(self, event):
+        if self.before_tk_draw is not None:
+            self.before_tk_draw()
+        super().resize(event)
+
+
+def _after_drawing(refresh):
+    """A tab's `refresh` that first puts its background draw in flight on screen (see `PlotTab.drawing`)."""
+
+    @functools.wraps(refresh)
+    def wrapped(self, *args, **kwargs):
+        self.finish_drawing()
+        return refresh(self, *args, **kwargs)
+
+    return wrapped
 
 
 class Blitter:
@@ -374,6 +525,13 @@ class Blitter:
                 boxes.append(a.get_window_extent(renderer).padded(2.0))  # and antialiased edges
         return merge_boxes([b for b in (Bbox.intersection(b, fig.bbox) for b in boxes) if b is not None])
 
+    def show(self, boxes) -> None:
+        """Copies a composed draw (`compose`, `compose_axes`) to the screen: these boxes, or the whole figure."""
+        if boxes == WHOLE:
+            self.canvas.blit()
+        else:
+            self._show(boxes)
+
     def _show(self, boxes: list) -> None:
         """Copies these boxes of the canvas to the screen: their union in one copy when it is not much larger
         than they are (each copy into Tk's image has a cost of its own: on a 4-axes tab, one copy of the
@@ -394,8 +552,17 @@ class Blitter:
         saved background, then the animated artists, and copies what changed to the screen: the cost of those
         axes, not of the figure. False, drawing nothing, when there is no background yet or their boxes, before
         or after, meet another axes' or a figure text (whose ink would be wiped): then draw fully."""
-        if self.background is None:
+        boxes = self.compose_axes(axes)
+        if boxes is None:
             return False
+        self.show(boxes)
+        return True
+
+    def compose_axes(self, axes: list):
+        """`redraw_axes` without the copy to the screen (no Tk: it may run on the drawing thread): the boxes to
+        copy, WHOLE when the figure was drawn fully, None when nothing was drawn."""
+        if self.background is None:
+            return None
         canvas = self.canvas
         fig = canvas.figure
         renderer = canvas.get_renderer()
@@ -404,7 +571,7 @@ class Blitter:
         for a in axes:
             top = next((p for p in tops if p is a or a in p.child_axes), None)
             if top is None:
-                return False
+                return None
             if top not in targets:
                 targets.append(top)
         others = [_drawn_extent(a, renderer) for a in tops if a not in targets]
@@ -412,7 +579,8 @@ class Blitter:
                    if t.get_visible() and not t.get_animated() and getattr(t, "get_text", lambda: "x")()]
         before = [_drawn_extent(a, renderer) for a in targets]  # the ticks and labels as last drawn
         if any(b.overlaps(o) for b in before for o in others):
-            return False
+            return None
+        glyph_ticks(fig)
         canvas.restore_region(self.background)
         buf = np.asarray(renderer.buffer_rgba())  # (height, width, 4), the top row first; writable
         face = (np.array(to_rgba(fig.get_facecolor())) * 255).round().astype(np.uint8)
@@ -425,28 +593,38 @@ class Blitter:
             a.draw(renderer)  # animated artists are left out, as in a full draw
         after = [_drawn_extent(a, renderer) for a in targets]
         if any(b.overlaps(o) for b in after for o in others):  # longer labels reached a neighbour: start over
-            canvas.draw()
-            return True
+            draw_agg = getattr(canvas, "draw_agg", None)
+            (draw_agg or (lambda: FigureCanvasAgg.draw(canvas)))()  # in Agg (its draw event retakes the background)
+            return WHOLE
         self.background = canvas.copy_from_bbox(fig.bbox)
         self._draw_artists()
         regions = self._regions()
         changed = [Bbox.intersection(Bbox.union([b, c]).padded(1.0), fig.bbox) for b, c in zip(before, after,
                                                                                                strict=True)]
-        self._show([b for b in changed if b is not None] + regions + (self._last_region or []))
+        boxes = [b for b in changed if b is not None] + regions + (self._last_region or [])
         self._last_region = regions
-        return True
+        return boxes
 
     def blit(self) -> bool:
         """Draws the artists over the background; False when there is no background yet (draw fully)."""
-        if self.background is None:
+        boxes = self.compose()
+        if boxes is None:
             return False
+        self._show(boxes)
+        return True
+
+    def compose(self) -> list | None:
+        """`blit` without the copy to the screen (no Tk: it may run on the drawing thread): the boxes to copy,
+        None when there is no background yet."""
+        if self.background is None:
+            return None
         self.canvas.restore_region(self.background)
         self._draw_artists()
         regions = self._regions()
         # the regions of the last blit too: an artist that moved or shrank must be wiped where it was
-        self._show(regions + (self._last_region or []))
+        boxes = regions + (self._last_region or [])
         self._last_region = regions
-        return True
+        return boxes
 
 
 def _drawn_extent(ax, renderer) -> Bbox:
@@ -552,6 +730,18 @@ def count_limit(current: float, needed: float) -> float | None:
     if needed <= current:
         return None
     return needed * 2.0
+
+
+def light_log_y(ax) -> None:
+    """A log y axis with minor ticks at 2 and 5 of each decade and grid lines at the decades only.
+
+    Gradient norms and update ratios span five to eight decades; with matplotlib's eight minor ticks a decade
+    and a grid line at each, their ticks were most of a full draw of the axes (48 minor ticks on the ratio
+    axes: 15 of its 60 ms)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_minor_locator(LogLocator(base=10.0, subs=(2.0, 5.0)))
+    plain_log_labels(ax)
+    ax.grid(True, which="major", alpha=0.3)
 
 
 def step_text(ax, text: str = "") -> GlyphText:

@@ -19,6 +19,7 @@ from tkinter import ttk
 
 import matplotlib
 import numpy as np
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm
 
 from simulator.i18n import N_, _
@@ -26,18 +27,22 @@ from ui.history import layer_of
 from ui.plots.artist_sets import LineSet
 from ui.plots.base import (
     STATS_BLIT_HZ,
+    STATS_DISPLAY_HZ,
     TITLE_Y,
     Blitter,
     PlotTab,
     combo,
     count_limit,
     grow_limits,
+    light_log_y,
     message_on,
     planned_steps,
     step_text,
     symmetric_limit,
     x_limit,
 )
+from ui.plots.pixel_image import pixel_imshow
+from ui.plots.ticks import plain_log_labels
 from ui.protocol import Probe
 
 HEAT_COLUMNS = 200  # width of the heatmap's image, whatever the run's length
@@ -70,7 +75,9 @@ class GradientsTab(PlotTab):
     """Heatmap, per-tensor lines, an evolving histogram and update ratios."""
 
     title = N_("Gradients")
+    draws_in_background = True  # its periodic draws (ui.plots.background)
     blit_hz = STATS_BLIT_HZ  # statistics steps only: their rate limits it
+    statistics_per_second = STATS_DISPLAY_HZ
 
     def build(self) -> None:
         bar = ttk.Frame(self.frame)
@@ -147,8 +154,8 @@ class GradientsTab(PlotTab):
         self.rows = rows
         ax = self.ax_heat
         cbar = getattr(self, "cbar", None)
-        if cbar is not None and cbar.mappable.axes is not None:
-            cbar.remove()  # and its axes, while its image is still there to detach from
+        if cbar is not None and cbar.ax.figure is not None:
+            cbar.remove()  # and its axes (its colours are a mappable of their own, not the image)
         ax.clear()  # which also forgets its inset axes: the colour bar gets new ones
         try:
             self.cax.remove()
@@ -156,14 +163,19 @@ class GradientsTab(PlotTab):
             pass
         self.cax = ax.inset_axes([1.02, 0.0, 0.04, 1.0])
         self.heat_right = max(10.0, planned_steps(self.app))  # the planned run (see x_limit)
-        self.heat = ax.imshow(np.full((len(rows), HEAT_COLUMNS), np.nan), aspect="auto", interpolation="nearest",
-                              cmap=matplotlib.colormaps["viridis"], norm=LogNorm(vmin=1e-3, vmax=1.0),
-                              extent=(0.0, self.heat_right, len(rows) - 0.5, -0.5))
+        # the colours are made here (bytes: the image's draw is then a gather of screen pixels); the colour bar
+        # shows the same scale and map
+        self.heat_colours = ScalarMappable(norm=LogNorm(vmin=1e-3, vmax=1.0), cmap=matplotlib.colormaps["viridis"])
+        self.heat = pixel_imshow(ax, self.heat_colours.to_rgba(np.full((len(rows), HEAT_COLUMNS), np.nan),
+                                                               bytes=True),
+                                 aspect="auto", interpolation="nearest",
+                                 extent=(0.0, self.heat_right, len(rows) - 0.5, -0.5))
         ax.set_xlim(0.0, self.heat_right)
         ax.set_yticks(range(len(rows)), rows)
         ax.set_xlabel(_("step"))
         ax.set_title(_("grad norm per layer (log colour)"), y=TITLE_Y)
-        self.cbar = self.figure.colorbar(self.heat, cax=self.cax)
+        self.cbar = self.figure.colorbar(self.heat_colours, cax=self.cax)
+        plain_log_labels(self.cax)
         self.cax.set_visible(True)
         self._norm_set = False  # the colour scale is fitted to the first statistics step
         self.grad_lines = self._line_axes(self.ax_lines, names, colours, _("grad norm per tensor"))
@@ -178,6 +190,7 @@ class GradientsTab(PlotTab):
         self.stairs[-1].set_color("C0")
         self.stairs[-1].set_linewidth(1.4)
         ax.set_yscale("symlog", linthresh=1)
+        plain_log_labels(ax)
         ax.set_xlabel(_("gradient value"))
         ax.set_ylabel(_("count"))
         self.hist_width, self.hist_top = 0.0, 1.0
@@ -204,12 +217,11 @@ class GradientsTab(PlotTab):
         first = {}  # each layer's first tensor stands for it in the legend
         for name in names:
             first.setdefault(layer_of(name), name)
-        ax.set_yscale("log")
+        light_log_y(ax)
         ax.set_xlim(0.0, max(10.0, planned_steps(self.app)))
         ax.set_ylim(1e-3, 1.0)
         ax.set_title(title, y=TITLE_Y)
         ax.set_xlabel(_("step"))
-        ax.grid(alpha=0.3, which="both")
         if first:
             ax.legend(handles=[lines.legend_handle(n) for n in first.values()], labels=list(first),
                       loc="upper right", ncols=2 if len(first) > 4 else 1)
@@ -268,37 +280,47 @@ class GradientsTab(PlotTab):
             self.ax_heat.set_xlim(0.0, right)
             need = True
         grid = heat_columns(h.layer_steps, h.layer_norms, self.rows, self.heat_right)
-        self.heat.set_data(grid)
         finite = grid[np.isfinite(grid)]
         if finite.size:
             lo, hi = float(finite.min()), float(finite.max())
-            norm = self.heat.norm
+            norm = self.heat_colours.norm
             if not self._norm_set:
                 new = (lo / 1.5, max(hi * 1.5, lo * 1.01))
                 self._norm_set = True
             else:
                 new = grow_limits((norm.vmin, norm.vmax), lo, hi, log=True)
             if new is not None:
-                self.heat.set_norm(LogNorm(vmin=max(new[0], 1e-12), vmax=new[1]))
-                self.cbar.update_normal(self.heat)  # the bar follows the new scale (a full draw)
+                self.heat_colours.set_norm(LogNorm(vmin=max(new[0], 1e-12), vmax=new[1]))
+                self.cbar.update_normal(self.heat_colours)  # the bar follows the new scale (a full draw)
+                plain_log_labels(self.cax)  # a new norm gave the bar matplotlib's formatter again
                 self._norm_changed = need = True
+        self.heat_grid = grid  # the norms shown, (rows, columns)
+        self.heat.set_data(self.heat_colours.to_rgba(grid, bytes=True))  # (rows, columns, 4); NaN: clear
         return need
 
     def _update_lines(self, ax, lines: LineSet, series: dict) -> bool:
         need = False
+        names = [n for n in lines.data if n in series]
         last, lo, hi = 0.0, math.inf, -math.inf
-        for name in lines.data:
-            s = series.get(name)
-            if s is None:
-                continue
-            x, y = s.arrays()
-            y = np.where(y > 0, y, np.nan)
-            lines.set_data(name, x, y)
+        if names:
+            first = series[names[0]]
+            if all(len(series[n]) == len(first) and series[n].x[-1:] == first.x[-1:] for n in names):
+                # the tensors' series have one point each statistics step: one x, and their y as rows at once
+                x = np.asarray(first.x, dtype=float)
+                ys = np.array([series[n].y for n in names], dtype=float)  # (tensors, points)
+                ys = np.where(ys > 0, ys, np.nan)  # a zero has no place on a log axis
+                lines.set_rows(names, x, ys)
+            else:
+                for n in names:
+                    x, y = series[n].arrays()
+                    lines.set_data(n, x, np.where(y > 0, y, np.nan))
+                x = np.concatenate([lines.xdata(n) for n in names])
+                ys = np.concatenate([lines.ydata(n) for n in names])
             if len(x):
-                last = max(last, float(x[-1]))
-            good = y[np.isfinite(y)]
+                last = float(np.max(x))
+            good = ys[np.isfinite(ys)]
             if good.size:
-                lo, hi = min(lo, float(good.min())), max(hi, float(good.max()))
+                lo, hi = float(good.min()), float(good.max())
         lines.commit()
         right = x_limit(last * self._ahead, ax.get_xlim()[1], planned_steps(self.app))
         if right is not None:

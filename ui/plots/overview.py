@@ -19,7 +19,7 @@ import numpy as np
 from simulator.api import lr_at
 from simulator.i18n import N_, _
 from ui.history import config_diff
-from ui.plots.base import Blitter, PlotTab, grow_limits, planned_steps, x_limit
+from ui.plots.base import Blitter, PlotTab, grow_limits, light_log_y, planned_steps, x_limit
 from ui.protocol import Applied, ConfigKept, Record, Rewound
 
 PIN_COLOURS = ("#7f7f7f", "#9467bd", "#8c564b", "#e377c2")
@@ -37,6 +37,7 @@ class OverviewTab(PlotTab):
     """Loss (train, val, pinned), lr and grad norm (log) against step."""
 
     title = N_("Overview")
+    draws_in_background = True  # its periodic draws (ui.plots.background)
 
     def subscribe(self, bus) -> None:
         super().subscribe(bus)  # Ready: a new session, whose config may differ (clear() marks the plan stale)
@@ -81,8 +82,7 @@ class OverviewTab(PlotTab):
         (self.l_lr,) = self.ax_lr.plot([], [], color="C2", lw=1.6)
         (self.lr_marker,) = self.ax_lr.plot([], [], "o", color="C2", ms=4)
         self.lr_now = self.ax_lr.axvline(1.0, color="C2", lw=0.8, alpha=0.5)
-        self.ax_gn.set_yscale("log")
-        self.ax_gn.grid(alpha=0.3, which="both")
+        light_log_y(self.ax_gn)
         (self.l_gn,) = self.ax_gn.plot([], [], color="C3", lw=1.0)
         self.clip_line = self.ax_gn.axhline(1.0, color="k", ls="--", lw=0.8)
         self.retranslate()

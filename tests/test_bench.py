@@ -102,3 +102,25 @@ def test_the_attention_bench_without_torch_says_so(monkeypatch):
     monkeypatch.setattr(step.importlib_util, "find_spec", lambda name: None)
     table = format_rows(bench_attention(Ts=(16,), d=4))
     assert table.splitlines()[-1] == "torch f+b: torch not installed"
+
+
+def test_each_models_peak_memory_is_measured_in_a_process_of_its_own():
+    from simulator.bench.step import bench_memory, memory_cells
+
+    m = bench_memory(MICRO)
+    assert isinstance(m, dict), m
+    assert 10 < m["start_mb"] <= m["peak_mb"] < 4096  # the engine's imports, then the model on top
+    assert memory_cells(m).split()[0] == f"{m['peak_mb']:.0f}"
+    assert memory_cells({"start_mb": 100.0, "peak_mb": 150.4}) == "    150 (   +50)"
+    assert memory_cells("torch not installed") == "torch not installed"
+    assert memory_cells({"seconds": 1.0}) == "-"  # a torch child that did not say
+
+
+def test_the_bench_prints_a_memory_row_per_model(monkeypatch, capsys):
+    monkeypatch.delenv(TORCH_PYTHON_VARIABLE, raising=False)
+    monkeypatch.setattr(step.importlib_util, "find_spec", lambda name: None)
+    monkeypatch.setattr(step, "bench_memory", lambda s: {"start_mb": 120.0, "peak_mb": 130.0})
+    run_bench(shapes=[MICRO], extra=False)
+    out = capsys.readouterr().out.splitlines()
+    head = next(i for i, line in enumerate(out) if line.startswith("peak resident memory"))
+    assert out[head + 2].split() == ["micro", "130", "(", "+10)", "torch", "not", "installed"]

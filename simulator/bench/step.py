@@ -165,13 +165,14 @@ def run_bench(quick: bool = False, shapes: list[Shape] | None = None, extra: boo
             f"{'vs numpy':>8} {'torch ms':>9} {'vs torch':>8}")
     print(head)
     print("-" * len(head))
-    splits, torch_runs = [], []
+    splits, torch_runs, torch_by_shape = [], [], []
     for s in shapes:
         r = bench_engine(s, repeats)
         t = r["seconds"]
         gf = step_flops(s) / t / 1e9
         tn = bench_numpy(s, r["session"], repeats)
         tt = bench_torch(s, repeats)
+        torch_by_shape.append(tt)
         if isinstance(tt, str):
             torch_cells = f" {tt}"  # a number quoted from another machine would not be a measurement
         else:
@@ -194,8 +195,42 @@ def run_bench(quick: bool = False, shapes: list[Shape] | None = None, extra: boo
     print(f"{'model':<7} " + " ".join(f"{k:>9}" for k in kinds))
     for name, phases, _seconds in splits:
         print(f"{name:<7} " + " ".join(f"{phases[k] * 1e3:9.3f}" for k in kinds))
+    print_memory(shapes, {s.name: tt for s, tt in zip(shapes, torch_by_shape, strict=True)})
     if extra:
         _extra_tables(quick)
+
+
+MEMORY_CHILD_STEPS = 3
+
+
+def bench_memory(s: Shape) -> dict | str:
+    """{"start_mb", "peak_mb"} of this engine training shape `s` in a process of its own (memory_child.py), or why
+    there is none."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "simulator.bench.memory_child", *(str(a) for a in
+                               (s.V, s.d, s.L, s.H, s.T, s.B, MEMORY_CHILD_STEPS))],
+                              capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return _("failed: {error}").format(error=e)
+    if done.returncode != 0:
+        return _("failed: {error}").format(error=(done.stderr.strip().splitlines() or ["no output"])[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def memory_cells(m: dict | str) -> str:
+    """"peak (above start)" in MB, or the reason there is no number."""
+    if isinstance(m, str) or "peak_mb" not in m:
+        return m if isinstance(m, str) else "-"
+    return f"{m['peak_mb']:7.0f} ({m['peak_mb'] - m['start_mb']:+6.0f})"
+
+
+def print_memory(shapes: list[Shape], torch_runs: dict) -> None:
+    """Peak resident memory per model, this engine's and torch's, each model in a process of its own."""
+    print("\n" + _("peak resident memory (MB), each model trained in a process of its own; in brackets, above the "
+                   "process's peak after its imports:"))
+    print(f"{'model':<7} {'engine':>16} {'torch':>16}")
+    for s in shapes:
+        print(f"{s.name:<7} {memory_cells(bench_memory(s)):>16} {memory_cells(torch_runs.get(s.name, '-')):>16}")
 
 
 def _extra_tables(quick: bool) -> None:

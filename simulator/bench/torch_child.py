@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -79,15 +80,26 @@ def torch_step_seconds(V: int, d: int, L: int, H: int, T: int, B: int, repeats: 
     return statistics.median(times)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set so far, in MB (Linux reports KB, macOS bytes); the engine's memory child
+    measures its own the same way (simulator/bench/memory_child.py, not imported here: nothing of the engine is)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
 def main(argv: list[str]) -> None:
-    """Prints {"seconds", "torch", "threads", "env"} as one JSON line for the shape given as arguments."""
+    """Prints {"seconds", "torch", "threads", "env", "start_mb", "peak_mb"} as one JSON line for the shape given as
+    arguments: the median step, what torch ran with, and the peak resident memory after torch's import and after
+    the model's steps."""
     V, d, L, H, T, B, repeats = (int(a) for a in argv[:7])
     device = argv[7] if len(argv) > 7 else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         sys.exit("torch sees no CUDA device")
+    start = peak_rss_mb()
     seconds = torch_step_seconds(V, d, L, H, T, B, repeats, device)
     env = {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "OPENBLAS_", "MKL_", "KMP_"))}
-    print(json.dumps({"seconds": seconds, "torch": torch.__version__, "threads": torch.get_num_threads(), "env": env}))
+    print(json.dumps({"seconds": seconds, "torch": torch.__version__, "threads": torch.get_num_threads(), "env": env,
+                      "start_mb": start, "peak_mb": peak_rss_mb()}))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,16 @@ import sys
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set so far, in MB (Linux reports KB, macOS bytes)."""
+    """This process's peak resident set so far, in MB: Linux's VmHWM (the peak of this program's memory; the
+    rusage peak would start at the parent's, which a forked child inherits), else the rusage peak (macOS reports
+    bytes, others KB)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 

@@ -269,6 +269,7 @@ class PlotTab:
         self._job = DRAWER.submit(draw)
         if getattr(self, "_draw_watch", None) is None:
             self._draw_watch = Timer(self.frame, self._watch_drawing)
+        self._draw_watch.cancel()  # a look still scheduled for a draw that a refresh already finished
         # the first look when a draw like the last one would be nearly done, then every few milliseconds
         self._draw_watch.start(max(DRAW_WATCH_MS, int(800 * self._last_draw_seconds)))
 

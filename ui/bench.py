@@ -14,6 +14,9 @@ trained headless on the main thread. For each tab it reports:
 
     TAB: heartbeat p50 X ms, p95 Y ms, max Z ms; refreshes R/s (full draws F/s); training W % of headless
 
+Under each, an indented line says where the window's CPU went while that tab trained (its Tk thread's and its
+drawing thread's, ms a second) beside the two speeds.
+
 They are numbers, not a pass/fail test (the targets: >= 5 refreshes/s, p95 < 30 ms, max < 100 ms,
 >= 90 %). On a machine shared with other work the headless and window slices see different loads; the
 alternation evens out slow drifts, and the median keeps a round that a passing load spoiled from moving

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from simulator.records import StepRecord
-from ui.bench import LINE, line, measure_all
+from ui.bench import LINE, cost_line, line, measure_all
 from ui.history import layer_of
 from ui.plots.gradients import HEAT_COLUMNS, heat_columns
 from ui.protocol import Outbox, Probe, Record, Run, Status
@@ -227,6 +227,10 @@ def test_bench_prints_one_parsable_line_per_tab(tiny):
         assert float(m["rate"]) == pytest.approx(r["refreshes_per_second"], abs=0.05)
         assert float(m["training"]) == pytest.approx(100 * r["window_vs_headless"], abs=0.5)
         assert r["refreshes_per_second"] >= r["full_draws_per_second"] >= 0.0
+        # and, under it, where the window's CPU went (its two threads), with the two speeds compared
+        cost = cost_line(r)
+        assert cost.startswith("    CPU of the window: Tk thread ") and " ms/s, drawing thread " in cost
+        assert r["tk_cpu_ms_per_second"] > 0.0 and r["drawing_cpu_ms_per_second"] >= 0.0
 
 
 def test_every_live_tab_fits_and_is_not_blank_at_both_sizes(harness, tiny, shots):

@@ -36,6 +36,7 @@ import numpy as np
 from simulator.i18n import _
 from simulator.presets import DEFAULT_PRESET, load_preset
 from simulator.session import TrainingSession
+from ui.plots.background import DRAWER
 from ui.timer import Timer
 
 HEARTBEAT_MS = 10
@@ -105,8 +106,6 @@ def measure_tab(app, bare: TrainingSession, tab, seconds: float, rounds: int = R
         if lesson:
             _keep_playing(tab)
         timer.start(HEARTBEAT_MS)
-
-    from ui.plots.background import DRAWER
 
     timer = Timer(root, beat)  # registered once: the heartbeat itself costs the Tk thread next to nothing
     win_steps = win_time = bare_steps = bare_time = 0.0

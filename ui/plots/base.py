@@ -128,7 +128,7 @@ class PlotTab:
         self.app = app
         self.frame = ttk.Frame(notebook)
         self.figure: Figure | None = None
-        self.canvas: FigureCanvasTkAgg | None = None
+        self.canvas: TabCanvas | None = None
         self.built = False
         self.preparing: ttk.Label | None = None  # the line shown while the tab is first built
         self.stale = True
@@ -446,8 +446,8 @@ class TabCanvas(FigureCanvasTkAgg):
     def draw(self):
         if self.before_tk_draw is not None:
             self.before_tk_draw()
-        glyph_ticks(self.figure)
-        super().draw()
+        self.draw_agg()
+        self.blit()  # what FigureCanvasTkAgg.draw does after its Agg draw
 
     def draw_agg(self) -> None:
         """The figure drawn into the Agg buffer only (no Tk: the drawing thread's full draw)."""
@@ -477,7 +477,7 @@ class Blitter:
     One per canvas: a tab that rebuilds its artists hands the new ones over with `set_artists`.
     """
 
-    def __init__(self, canvas: FigureCanvasTkAgg, artists: list):
+    def __init__(self, canvas: TabCanvas, artists: list):
         self.canvas = canvas
         self.artists: list = []
         self.background = None
@@ -594,8 +594,7 @@ class Blitter:
             a.draw(renderer)  # animated artists are left out, as in a full draw
         after = [_drawn_extent(a, renderer) for a in targets]
         if any(b.overlaps(o) for b in after for o in others):  # longer labels reached a neighbour: start over
-            draw_agg = getattr(canvas, "draw_agg", None)
-            (draw_agg or (lambda: FigureCanvasAgg.draw(canvas)))()  # in Agg (its draw event retakes the background)
+            canvas.draw_agg()  # the figure in Agg (its draw event retakes the background)
             return WHOLE
         self.background = canvas.copy_from_bbox(fig.bbox)
         self._draw_artists()

@@ -1,14 +1,15 @@
-"""The naive attention's causal row blocks (T >= 128) against a float64 numpy reference and finite differences."""
+"""The naive attention's causal row blocks through BLAS (T >= 128) against a float64 numpy reference and finite
+differences: blas_heads_*, which attention_heads_* take outside per_head_pays (tests/test_attention_heads.py)."""
 
 import numpy as np
 import pytest
 
 from simulator.kernels.cpu.attention import (
     CAUSAL_BLOCK_MIN_T,
-    attention_heads_backward,
-    attention_heads_forward,
     causal_blocks,
 )
+from simulator.kernels.cpu.attention import blas_heads_backward as attention_heads_backward
+from simulator.kernels.cpu.attention import blas_heads_forward as attention_heads_forward
 from tests.test_attention_tiled import make, reference, rel_err
 
 

@@ -11,12 +11,13 @@ import pytest
 import simulator
 from simulator.bench import step
 from simulator.bench.attention import TORCH_ATTENTION_CHILD, bench_attention, format_rows
+from simulator.bench.products import TORCH_PRODUCTS_CHILD, bench_products, step_products
 from simulator.bench.step import TORCH_CHILD, TORCH_PYTHON_VARIABLE, Shape, bench_torch, run_bench
 
 MICRO = Shape("micro", 11, 16, 1, 2, 8, 2)
 
 
-@pytest.mark.parametrize("child", [TORCH_CHILD, TORCH_ATTENTION_CHILD])
+@pytest.mark.parametrize("child", [TORCH_CHILD, TORCH_ATTENTION_CHILD, TORCH_PRODUCTS_CHILD])
 def test_the_torch_child_imports_only_torch_and_the_standard_library(child):
     imported = set()
     for node in ast.walk(ast.parse(child.read_text(encoding="utf-8"))):
@@ -127,3 +128,27 @@ def test_the_bench_prints_a_memory_row_per_model(monkeypatch, capsys):
     out = capsys.readouterr().out.splitlines()
     head = next(i for i, line in enumerate(out) if line.startswith("peak resident memory"))
     assert out[head + 2].split() == ["micro", "130", "(", "+10)", "torch", "not", "installed"]
+
+
+def test_the_products_are_the_step_s_linears_forward_and_backward():
+    products = step_products(MICRO)
+    assert len(products) == 3 * (4 * MICRO.L + 1)  # X W, dY W^T, X^T dY of every linear and the head
+    attention = 3 * MICRO.L * 4 * MICRO.B * MICRO.T * MICRO.T * MICRO.d  # what step_flops adds for attention
+    assert sum(2 * m * k * n for m, k, n, _layout in products) == step.step_flops(MICRO) - attention
+
+
+def test_the_products_bench_hands_torch_the_same_products_in_the_users_environment(monkeypatch):
+    seen = {}
+
+    def fake_run(cmd, env, **kwargs):
+        seen.update(cmd=cmd, env=env)
+        out = {"seconds": 0.5, "torch": "x", "threads": 2}
+        return SimpleNamespace(returncode=0, stdout=json.dumps(out) + "\n", stderr="")
+
+    monkeypatch.delenv(TORCH_PYTHON_VARIABLE, raising=False)
+    monkeypatch.setattr(step.importlib_util, "find_spec", lambda name: object())
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    r = bench_products(MICRO, 2)
+    assert r["torch"] == 0.5 and 0 < r["engine"] < 1
+    assert seen["cmd"][1] == str(TORCH_PRODUCTS_CHILD) and seen["env"] == simulator.USER_ENVIRON
+    assert [tuple(p) for p in json.loads(seen["cmd"][2])] == step_products(MICRO) and seen["cmd"][3] == "2"

@@ -195,6 +195,8 @@ def run_bench(quick: bool = False, shapes: list[Shape] | None = None, extra: boo
     print(f"{'model':<7} " + " ".join(f"{k:>9}" for k in kinds))
     for name, phases, _seconds in splits:
         print(f"{name:<7} " + " ".join(f"{phases[k] * 1e3:9.3f}" for k in kinds))
+    from simulator.bench.products import print_products
+    print_products(shapes, {name: seconds for name, _phases, seconds in splits}, repeats)
     print_memory(shapes, {s.name: tt for s, tt in zip(shapes, torch_by_shape, strict=True)})
     if extra:
         _extra_tables(quick)

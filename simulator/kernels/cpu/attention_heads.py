@@ -30,7 +30,7 @@ from simulator.kernels.cpu.softmax import _scaled_softmax_row
 # longer, a head's matrices leave L2 and BLAS's causal row blocks are faster
 PER_HEAD_MIN_T, PER_HEAD_MAX_T = 192, 512
 
-FULL, TO_ROW, SUM_TO_ROW, TO_SUM = 0, 1, 2, 3  # which part of a product is computed (see _product)
+FULL, TO_ROW, TO_SUM = 0, 1, 2  # which part of a product is computed (see _product)
 
 
 @njit(cache=True, nogil=True)
@@ -44,15 +44,14 @@ def _product(c, a, b, ni, nj, n, mode):
 
     Under the causal mask half of it is 0, and the modes skip that half, by 4-row blocks of c (i) and
     4-blocks of the sum (j): TO_ROW computes c[i, m] only for m < i's block end (the rest is hidden
-    and the caller drops it); SUM_TO_ROW sums only j < i's block end (a[i, j] is 0 for j > i); TO_SUM
-    computes c[:, m] only for m < j's block end (b[j, m] is 0 for m > j). FULL: all of it.
+    and the caller drops it); TO_SUM computes c[:, m] only for m < j's block end (b[j, m] is 0 for
+    m > j). FULL: all of it. (A sum that stops at the row, P V and dS K, is _product_t's to_row.)
     """
     # c is (>= ni, >= n), a is (>= ni, >= nj), b is (>= nj, >= n); a 4 x 4 block of a per pass over b's rows.
     # The inner loop runs over slices from 0: over r in range(lo, hi) on whole rows LLVM did not vectorise it
     # (measured 5x slower)
     for i in range(0, ni, 4):
-        jn = min(i + 4, nj) if mode == SUM_TO_ROW else nj
-        for j in range(0, jn, 4):
+        for j in range(0, nj, 4):
             hi = n
             if mode == TO_ROW:
                 hi = min(i + 4, n)

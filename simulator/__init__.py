@@ -10,15 +10,20 @@ Two process-wide settings must be made before numba starts, so they live here:
   beside a spinning thread. They now sleep after 2^4 cycles (OpenBLAS reads the
   variable when numpy loads it, so it is set before any import of numpy):
   measured on 2 cores, a medium step 661 -> 560 ms and a small one 146 -> 130 ms,
-  the tiny step unchanged. A value the user set is kept.
+  the tiny step unchanged. A value the user set is kept. A script that imports
+  numpy before the engine gets OpenBLAS's default (`NUMPY_BEFORE_ENGINE`).
 * Compiled kernels are cached next to the sources; when the install location
   is not writable, in a per-user cache folder instead.
 """
 
 import os
+import sys
 from pathlib import Path
 
 USER_ENVIRON = dict(os.environ)  # as the user started us: what the bench gives its PyTorch child
+# numpy loaded before us (`import numpy` first in a script) read OpenBLAS's variables already: its
+# workers then keep spinning after each product, and the bench says so
+NUMPY_BEFORE_ENGINE = "numpy" in sys.modules
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 

@@ -113,3 +113,38 @@ def test_the_engine_lets_openblas_threads_sleep_unless_the_user_says_otherwise(u
     code = "import os, simulator; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == seen
+
+
+SPIN_PROBE = """
+import time, numpy as np
+a = np.ones((1024, 256), np.float32); b = np.ones((256, 512), np.float32)
+a @ b
+time.sleep(0.3)  # the workers of the first product settle
+a @ b
+c0 = time.process_time(); time.sleep(0.2)
+print(time.process_time() - c0)  # CPU the process used while its main thread slept
+"""
+
+
+def _cpu_while_asleep(first: str) -> float:
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    done = subprocess.run([sys.executable, "-c", first + SPIN_PROBE], env=env, capture_output=True, text=True,
+                          check=True)
+    return float(done.stdout.strip())
+
+
+def test_openblas_workers_sleep_after_a_product_when_the_engine_is_imported_first():
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("OpenBLAS runs no worker thread on one CPU")
+    # OpenBLAS's default spins a worker for about 0.1 s after the product; the engine's setting, about 0
+    assert _cpu_while_asleep("import simulator\n") < 0.04
+
+
+@pytest.mark.parametrize("first, late", [("import simulator, numpy", False), ("import numpy, simulator", True)])
+def test_the_bench_says_when_numpy_came_first_and_openblas_missed_the_setting(first, late):
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    code = f"{first}\nfrom simulator.bench.environment import describe\nprint(describe(simulator.USER_ENVIRON)[-2])"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert "OPENBLAS_THREAD_TIMEOUT=4" in done.stdout
+    assert ("too late" in done.stdout) == late

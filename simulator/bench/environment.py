@@ -52,9 +52,18 @@ def speed_variables(env: Mapping[str, str]) -> dict[str, str]:
 def describe(user_env: Mapping[str, str]) -> list[str]:
     """Lines naming the machine, the thread pools, and the variables the engine and the torch child ran with."""
     import numba
+
+    import simulator
     ours = speed_variables(os.environ)
     set_by_us = {k for k, v in ours.items() if user_env.get(k) != v}
-    engine = ", ".join(f"{k}={v}" + (" (set by the engine)" if k in set_by_us else "") for k, v in ours.items())
+
+    def note(k):
+        if k not in set_by_us:
+            return ""
+        if k.startswith("OPENBLAS_") and simulator.NUMPY_BEFORE_ENGINE:  # read when numpy loaded OpenBLAS
+            return " (set by the engine too late: numpy was imported first, so OpenBLAS did not see it)"
+        return " (set by the engine)"
+    engine = ", ".join(f"{k}={v}{note(k)}" for k, v in ours.items())
     child = ", ".join(f"{k}={v}" for k, v in speed_variables(user_env).items())
     return [f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; {platform.system()} {platform.machine()}",
             f"Python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__} "

@@ -26,9 +26,9 @@ from numba import njit, prange
 from simulator.kernels.cpu.jit import FAST, wide
 from simulator.kernels.cpu.softmax import _scaled_softmax_row
 
-# the sequence lengths where attention.py takes these kernels (see its per_head_pays): shorter, BLAS is as fast;
-# longer, a head's matrices leave L2 and BLAS's causal row blocks are faster
-PER_HEAD_MIN_T, PER_HEAD_MAX_T = 192, 512
+# the sequence lengths where attention.py takes these kernels (see its per_head_pays): shorter, BLAS is as fast
+# (T 64) or faster; longer, a head's matrices leave L2 and BLAS's causal row blocks are faster
+PER_HEAD_MIN_T, PER_HEAD_MAX_T = 128, 512
 
 FULL, TO_ROW, TO_SUM = 0, 1, 2  # which part of a product is computed (see _product)
 
@@ -152,8 +152,7 @@ def _visible(t, nk, causal):
 def _softmax_row(row, arow, n, n_pad, scale):
     """row[:n] = softmax(scale row[:n]), copied into att's row arow; 0 over row[n:n_pad] and arow[n:]."""
     if n > 0:
-        _scaled_softmax_row(row, n, scale)
-        arow[:n] = row[:n]
+        _scaled_softmax_row(row, n, scale, arow)
     row[n:n_pad] = 0.0  # hidden keys a product sums over: probability 0
     arow[n:] = 0.0
 

@@ -14,7 +14,13 @@ import pytest
 
 from simulator.attention_mask import check_window, key_mask
 from simulator.config import AttentionConfig
-from simulator.kernels.cpu.attention import attention_heads_backward, attention_heads_forward
+from simulator.kernels.cpu.attention import (
+    attention_heads_backward,
+    attention_heads_forward,
+    blas_heads_backward,
+    causal_blocks,
+    window_starts,
+)
 from simulator.kernels.cpu.attention_tiled import tiled_attention_backward, tiled_attention_forward
 from simulator.presets import PresetError, parse_preset_text
 from simulator.reference import reference_loss_and_grads
@@ -56,7 +62,7 @@ def run(impl, q, k, v, kv_len, scale, dy, window, n_global, tiles=(5, 3)):
     else:
         att, datt = np.zeros((B, NH, T, T), q.dtype), np.zeros((B, NH, T, T), q.dtype)
         attention_heads_forward(y, att, q, k, v, scale, True, kv_len, window, n_global)
-        attention_heads_backward(dq, dk, dv, datt, dy.copy(), q, k, v, att, scale, True, kv_len)
+        attention_heads_backward(dq, dk, dv, datt, dy.copy(), q, k, v, att, scale, True, kv_len, window, n_global)
     return y, dq, dk, dv
 
 
@@ -211,3 +217,55 @@ def test_the_cli_says_one_line_and_exits_2_on_a_bad_window(tmp_path, capsys):
     assert main(["check", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "bad.yaml:5: model.attention.window: mask local needs a window" in err, err
+
+
+def run_windowed_blas(q, k, v, kv_len, scale, dy, window):
+    """The BLAS path's forward and backward under a window, every output and datt NaN first; returns datt too."""
+    B, NH, T, HS = q.shape
+    y, att = np.full_like(q, np.nan), np.full((B, NH, T, T), np.nan, q.dtype)
+    dq, dk, dv = np.full_like(q, np.nan), np.full_like(k, np.nan), np.full_like(v, np.nan)
+    datt = np.full_like(att, np.nan)
+    attention_heads_forward(y, att, q, k, v, scale, True, kv_len, window, 0)
+    blas_heads_backward(dq, dk, dv, datt, dy.copy(), q, k, v, att, scale, True, kv_len, window, 0)
+    return (y, dq, dk, dv), datt
+
+
+@pytest.mark.parametrize("NKV", [4, 2])  # MHA and GQA (a key/value head sums its query group)
+@pytest.mark.parametrize("window", [1, 20, 70, 300])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+def test_the_blas_backward_under_a_window_skips_the_keys_before_it_and_matches_the_explicit_mask(NKV, window,
+                                                                                                 dtype, tol):
+    B, NH, T, HS = 2, 4, 131, 5  # two row blocks of odd length
+    q, k, v, dy = tensors(B, NH, NKV, T, HS, dtype, seed=window + NKV)
+    kv_len = np.array([T, 90], np.int32)  # the second row padded
+    got, datt = run_windowed_blas(q, k, v, kv_len, 0.7, dy, window)
+    want = reference(q, k, v, kv_len, 0.7, window, 0, dy)
+    for name, a, b in zip(("y", "dq", "dk", "dv"), got, want, strict=True):
+        assert np.abs(a - b).max() / max(1.0, np.abs(b).max()) < tol, name
+    (r0, r1), lo = causal_blocks(T, True)[1], window_starts(causal_blocks(T, True), window, 0)[1]
+    assert np.isnan(datt[:, :, r0:r1, :lo]).all(), "the keys before the window were computed"
+    assert not np.isnan(datt[:, :, r0:r1, lo:r1]).any()
+    assert (lo > 0) == (window < r0)
+
+
+def test_the_blas_backward_under_a_window_matches_central_finite_differences():
+    B, NH, NKV, T, HS = 1, 2, 1, 130, 3
+    q, k, v, dy = tensors(B, NH, NKV, T, HS, np.float64, seed=3)
+    kv_len, window, scale = np.array([T], np.int32), 9, 0.9
+
+    def loss():
+        return float((run_windowed_blas(q, k, v, kv_len, scale, dy, window)[0][0] * dy).sum())
+
+    (_, dq, dk, dv), _ = run_windowed_blas(q, k, v, kv_len, scale, dy, window)
+    rng = np.random.default_rng(1)
+    for x, g in ((q, dq), (k, dk), (v, dv)):
+        flat, gflat = x.reshape(-1), g.reshape(-1)
+        for i in rng.choice(flat.size, 10, replace=False):
+            old = flat[i]
+            flat[i] = old + 1e-6
+            up = loss()
+            flat[i] = old - 1e-6
+            down = loss()
+            flat[i] = old
+            numeric = (up - down) / 2e-6
+            assert abs(gflat[i] - numeric) < 1e-7 * max(1.0, abs(numeric)), (i, gflat[i], numeric)

@@ -476,10 +476,10 @@ class GPT:
             tile_q, tile_k = att.tile_q or BACKWARD_TILE_Q, att.tile_k or BACKWARD_TILE_K
             self.k.tiled_attention_backward(dq, dk, dv, dyh, q, k, v, A[f"{p}.yh"], A[f"{p}.lse"], self._kv_len_k,
                                             self.attention_scale(), att.causal, tile_q, tile_k, **att.window_args())
-        else:  # scratch, written whole by the products; a local window needs no keywords (its p is 0 outside)
+        else:  # scratch, written whole by the products; the window lets the BLAS path skip the keys before it
             dq, dk, dv = A["dq"], A["dk"], A["dv"]
             self.k.attention_heads_backward(dq, dk, dv, A["datt"], dyh, q, k, v, A[f"{p}.att"],
-                                            self.attention_scale(), att.causal, self._kv_len_k)
+                                            self.attention_scale(), att.causal, self._kv_len_k, **att.window_args())
         if self.rope_cos is not None:  # gradients of the rotated q, k -> of the projected ones
             cos, sin = self._rope_rows()
             self.k.rope_backward(dq, cos, sin)

@@ -492,8 +492,13 @@ def attention_heads_forward(yh, att, q, k, v, scale, causal, kv_len=None, window
     gemm_batched(_grouped(yh, nkv), _grouped(att, nkv), _stacked(v))
 
 
-def attention_heads_backward(dq, dk, dv, datt, dyh, q, k, v, att, scale, causal=False, kv_len=None):
-    """Writes dq, dk, dv (gradients that hold none yet, as the CPU's BLAS products do); datt is scratch."""
+def attention_heads_backward(dq, dk, dv, datt, dyh, q, k, v, att, scale, causal=False, kv_len=None, window=0,
+                             n_global=0):
+    """Writes dq, dk, dv (gradients that hold none yet, as the CPU's BLAS products do); datt is scratch.
+
+    The window is the forward's; the products run over whole rows, which is the same sum (att is 0
+    outside the window), so it is not used here.
+    """
     nkv = k.shape[1]
     gemm_batched(_grouped(datt, nkv), _grouped(dyh, nkv), _stacked(v), trans_b=True)  # dL/dprobs
     gemm_batched(_stacked(dv), _grouped(att, nkv), _grouped(dyh, nkv), trans_a=True)

@@ -42,7 +42,7 @@ DIFFERENT_PARAMETERS = {
 
 # host-side functions that build tables or check settings: the same numpy code serves both backends
 HOST_SIDE = {"sinusoid_table", "rope_tables", "check_clip",
-             "causal_blocks", "scratch",  # the CPU attention's row blocks and its kept temporaries
+             "causal_blocks", "window_starts", "scratch",  # the CPU attention's row blocks and its kept temporaries
              # the CPU's two ways to the naive attention, which attention_heads_* choose between (the GPU has one)
              "per_head_pays", "blas_heads_forward", "blas_heads_backward"}
 

@@ -541,6 +541,21 @@ def test_head_layout_kernels_are_exact_and_adjoint(dtype):
     assert np.array_equal(back, back0 + yh)
 
 
+@pytest.mark.parametrize("NKV", [3, 1])  # key/value heads: as many as the query heads, and MQA's one
+@pytest.mark.parametrize("compiled", ["serial", "parallel"])
+def test_split_heads_reads_each_head_of_q_k_and_v_from_the_fused_rows(NKV, compiled):
+    rng = np.random.default_rng(27)
+    B, T, NH, HS = 2, 7, 3, 5
+    C, CK = NH * HS, NKV * HS
+    qkv = randn(rng, B, T, C + 2 * CK, dtype=np.float32)
+    q, k, v = np.full((B, NH, T, HS), np.nan, np.float32), np.full((B, NKV, T, HS), np.nan, np.float32), \
+        np.full((B, NKV, T, HS), np.nan, np.float32)
+    getattr(split_heads, compiled)(q, k, v, qkv)
+    for part, lo, n in ((q, 0, NH), (k, C, NKV), (v, C + CK, NKV)):
+        want = qkv[..., lo:lo + n * HS].reshape(B, T, n, HS).transpose(0, 2, 1, 3)
+        assert np.array_equal(part, want)
+
+
 def test_serial_and_parallel_compiles_agree_bit_for_bit(monkeypatch):
     """`@wide` kernels run serially on small arrays: force each path through a whole step and compare."""
     from simulator.config import ModelConfig

@@ -416,6 +416,22 @@ def test_crossentropy_with_huge_logits_stays_finite(dtype):
     assert np.all(np.isfinite(probs)) and rel_err(probs[:, 0], 1.0) < 1e-6
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("where", [0, 5, 40])  # the first logit, one inside the eight-lane max, one in its tail
+def test_a_nan_logit_makes_its_rows_loss_nan_and_leaves_the_other_rows_alone(dtype, where):
+    rng = np.random.default_rng(8)
+    N, V = 4, 43
+    z, t = randn(rng, N, V, dtype=dtype), np.array([1, 2, 3, 4], np.int32)
+    losses, dz = np.empty(N, dtype), np.empty_like(z)
+    crossentropy_softmax_backward(losses, dz, z, t, 1.0 / N)
+    want_losses, want_dz = losses.copy(), dz.copy()
+    z[2, where] = np.nan
+    crossentropy_softmax_backward(losses, dz, z, t, 1.0 / N)
+    assert np.isnan(losses[2]) and np.isnan(dz[2]).all()
+    rows = [0, 1, 3]
+    assert np.array_equal(losses[rows], want_losses[rows]) and np.array_equal(dz[rows], want_dz[rows])
+
+
 # ------------------------------------------------------------------- attention
 
 def attention_numpy(qkv, NH, scale, causal):

@@ -13,6 +13,7 @@ from simulator.bench.optimizer import adamw_numpy, bench_optimizer
 from simulator.config import OPTIMIZERS, OptimConfig
 from simulator.model.layout import ParamLayout
 from simulator.optim import OptimError, clip_gradients, make_optimizer
+from simulator.optim.clip import global_norm
 from simulator.optim.kernels import adam_update
 
 # Odd sizes on purpose: 15 + 5 + 7 + 12 = 39 parameters in four groups.
@@ -384,6 +385,23 @@ def test_nonfinite_gradient_is_reported_not_clipped():
     g = np.array([1.0, np.nan, 2.0])
     pre, fired = clip_gradients(g, OptimConfig(grad_clip=0.5))
     assert math.isnan(pre) and not fired and g[0] == 1.0
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_nonfinite_entry_anywhere_in_a_long_gradient_makes_the_norm_nonfinite(bad):
+    # long enough that the sum runs in vector lanes and in both threads' shares
+    g = np.random.default_rng(4).standard_normal(1_000_003).astype(np.float32)
+    for where in (0, 777_777, g.size - 1):
+        h = g.copy()
+        h[where] = bad
+        norm = global_norm(h)
+        assert (math.isnan(norm) if np.isnan(bad) else norm == math.inf), (where, norm)
+
+
+def test_global_norm_matches_numpy_in_float64_on_an_odd_length():
+    g = np.random.default_rng(5).standard_normal(2_345_679).astype(np.float32)
+    exact = math.sqrt(float(np.sum(g.astype(np.float64) ** 2)))
+    assert abs(global_norm(g) - exact) < 1e-12 * exact
 
 
 # ---- the bench's numpy reference ----

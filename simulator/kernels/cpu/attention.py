@@ -291,10 +291,10 @@ def per_head_pays(T: int, causal: bool, window: int = 0) -> bool:
     Measured on 2 cores, float32, forward + backward: causal T 256, HS 32, 8 x 8 heads 15.3 ms against
     24 ms here; HS 64 33 ms against 45; T 384, HS 48 16.5 against 19.7; T 128, HS 32, 16 x 4 heads,
     each after a product as in a step, 7.3 against 9.8 (inside the small model's step, attention
-    25.1-25.7 against 26.0-27.8 ms). At T 64 this path is faster (HS 16: 1.5 ms here against 1.8 per
-    head), and without the causal mask too (T 256: 25 ms against 30): the per-head kernels' products
-    run at about BLAS's rate there, and only the causal half they skip pays for their softmax. A local window
-    stays here (its row blocks skip the keys before the window).
+    25.1-25.7 against 26.0-27.8 ms). At T 64 the BLAS path here is faster (HS 16, 16 x 4 heads: 1.5 ms
+    against 1.8), and without the causal mask too (T 256: 25 ms against 30): the per-head kernels'
+    products run at about BLAS's rate there, and only the causal half they skip pays for their softmax.
+    A local window stays here in the forward (its row blocks skip the keys before the window).
     """
     return causal and window <= 0 and PER_HEAD_MIN_T <= T <= PER_HEAD_MAX_T
 

@@ -26,8 +26,8 @@ from numba import njit, prange
 from simulator.kernels.cpu.jit import FAST, wide
 from simulator.kernels.cpu.softmax import _scaled_softmax_row
 
-# the sequence lengths where attention.py takes these kernels (see its per_head_pays): shorter, BLAS is as fast
-# (T 64) or faster; longer, a head's matrices leave L2 and BLAS's causal row blocks are faster
+# the sequence lengths where attention.py takes these kernels (see its per_head_pays): shorter (T 64), BLAS is
+# faster; longer, a head's matrices leave L2 and BLAS's causal row blocks are faster
 PER_HEAD_MIN_T, PER_HEAD_MAX_T = 128, 512
 
 FULL, TO_ROW, TO_SUM = 0, 1, 2  # which part of a product is computed (see _product)

@@ -95,6 +95,15 @@ class Harness:
         self.app.close()
 
 
+@pytest.fixture(autouse=True)
+def _tk_objects_die_on_this_thread():
+    """After every window test, a collection here: a Tk image or variable left in a cycle and collected
+    later from another test's thread (the CUDA simulator's, a worker's) cannot delete itself there, and
+    pytest reports the RuntimeError it ignores as a warning against that other test."""
+    yield
+    gc.collect()
+
+
 @pytest.fixture
 def harness():
     """Opens the app on a preset: harness(preset=None) -> Harness; closed after the test."""

@@ -34,6 +34,22 @@ def analytic(model, ids, targets, lengths=None, before=None):
     return loss, model.logits().copy(), {k: v.copy() for k, v in model.g.items()}
 
 
+def numeric_grad_at(loss, x, indices, eps=1e-6):
+    """Central differences of the scalar loss() with respect to the entries `indices` of x's flat view (in place)."""
+    flat = x.reshape(-1)
+    assert np.shares_memory(flat, x)
+    out = []
+    for i in indices:
+        old = flat[i]
+        flat[i] = old + eps
+        up = loss()
+        flat[i] = old - eps
+        down = loss()
+        flat[i] = old
+        out.append((up - down) / (2 * eps))
+    return np.array(out)
+
+
 def numeric_grad(loss, x, eps=1e-6):
     """Central differences of the scalar loss() with respect to every entry of x (perturbed in place)."""
     flat = x.reshape(-1)

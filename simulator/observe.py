@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from simulator.attention_mask import key_mask
 from simulator.config import TrainConfig
+from simulator.kernels.cpu import stats as _kernels
 from simulator.kv_cache import kv_cache_bytes_per_token
 from simulator.records import StepRecord
 
 
 def _norm(x: np.ndarray) -> float:
-    return float(np.sqrt(np.dot(x.ravel().astype(np.float64), x.ravel().astype(np.float64))))
+    """The L2 norm, accumulated in float64."""
+    x = x.reshape(1, -1) if x.ndim < 2 else x.reshape(-1, x.shape[-1]) if x.ndim > 2 else x
+    return math.sqrt(_kernels.squared_sum(x))
 
 
 def step_statistics(record: StepRecord, model, params_before: np.ndarray | None, cfg: TrainConfig) -> None:
@@ -26,20 +31,12 @@ def step_statistics(record: StepRecord, model, params_before: np.ndarray | None,
 
         device_step_statistics(record, model, params_before, cfg)
         return
-    grads = model.layout.views(model.grads)
+    parameter_norms(record, model, params_before)
     params = model.layout.views(model.params)
     before = model.layout.views(params_before) if params_before is not None else None
-    for spec in model.layout:
-        name = spec.name
-        record.grad_norms[name] = _norm(grads[name])
-        pn = _norm(params[name])
-        record.param_norms[name] = pn
-        if before is not None:
-            record.update_ratios[name] = _norm(params[name] - before[name]) / pn if pn > 0 else 0.0
     acts = model.acts
     for site in model.activation_sites:
-        x = acts[site].astype(np.float64, copy=False)
-        record.activations[site] = (float(x.mean()), float(x.std()), float(np.abs(x).max()))
+        record.activations[site] = _kernels.moments(acts[site].ravel())
     watched_attention(record, model, cfg)
     qkv_gradient_norms(record, model)
     weights = before if before is not None else params
@@ -50,6 +47,20 @@ def step_statistics(record: StepRecord, model, params_before: np.ndarray | None,
     stability_statistics(record, model, weights)
     activation_fractions(record, model)
     unit_spreads(record, model, weights)
+
+
+def parameter_norms(record: StepRecord, model, params_before: np.ndarray | None) -> None:
+    """Per parameter: its gradient's and weight's norms and (with `params_before`) its update's over its norm."""
+    g, p = model.grads, model.params
+    b = params_before if params_before is not None else p
+    for spec in model.layout:
+        lo, hi = spec.offset, spec.offset + spec.size
+        sg, sp, sd = _kernels.squared_sums(g[lo:hi], p[lo:hi], b[lo:hi])
+        pn = math.sqrt(sp)
+        record.grad_norms[spec.name] = math.sqrt(sg)
+        record.param_norms[spec.name] = pn
+        if params_before is not None:
+            record.update_ratios[spec.name] = math.sqrt(sd) / pn if pn > 0 else 0.0
 
 
 def watched_attention(record: StepRecord, model, cfg: TrainConfig) -> None:
@@ -63,8 +74,9 @@ def watched_attention(record: StepRecord, model, cfg: TrainConfig) -> None:
 
 def attention_statistics(record: StepRecord, model, layer: int, probs: np.ndarray) -> None:
     """Entropy and saturation per head of the watched layer, KV-cache bytes."""
-    record.attention_entropy = attention_entropy(model, layer, probs)
-    record.attention_saturated = attention_saturation(model, layer, probs)
+    entropy, top = attention_rows(probs)
+    record.attention_entropy = head_entropy(model, entropy)
+    record.attention_saturated = head_saturation(model, top)
     record.kv_cache_bytes = kv_cache_bytes_per_token(model.cfg, model.dtype)
 
 
@@ -174,8 +186,15 @@ def attention_entropy(model, layer: int, probs: np.ndarray | None = None) -> np.
     0 means every query looks at one key (a saturated softmax); log(n) is
     uniform attention over n keys. `probs`: attention_probs(model, layer), if at hand.
     """
-    P = (attention_probs(model, layer) if probs is None else probs).astype(np.float64)
-    return head_entropy(model, -(P * np.log(np.where(P > 0, P, 1.0))).sum(axis=-1))
+    return head_entropy(model, attention_rows(attention_probs(model, layer) if probs is None else probs)[0])
+
+
+def attention_rows(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of attention probabilities (B, NH, T, T): its entropy in nats and its top probability, (B, NH, T)
+    float64 each, in one pass (NaN for a row with a NaN)."""
+    entropy, top = (np.empty(probs.shape[:3]) for _ in range(2))
+    _kernels.attention_row_statistics(probs, entropy, top)
+    return entropy, top
 
 
 def head_entropy(model, h: np.ndarray) -> np.ndarray:
@@ -192,8 +211,7 @@ def attention_saturation(model, layer: int, probs: np.ndarray | None = None, mar
     gradient dS = p (dP - sum(p dP)) has |dS|_1 <= 4 e max|dP|, so q and k learn
     almost nothing from it, however large the gradient dP arriving from above.
     """
-    P = attention_probs(model, layer) if probs is None else probs
-    return head_saturation(model, P.max(axis=-1), margin)
+    return head_saturation(model, attention_rows(attention_probs(model, layer) if probs is None else probs)[1], margin)
 
 
 def head_saturation(model, top: np.ndarray, margin: float = 0.01) -> np.ndarray:

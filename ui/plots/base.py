@@ -480,17 +480,21 @@ class Blitter:
     def __init__(self, canvas: TabCanvas, artists: list):
         self.canvas = canvas
         self.artists: list = []
+        self.trails: list = []  # curve sets drawn into the background as they grow (artist_sets.LineSet)
         self.background = None
         self._last_region = None
         self.set_artists(artists)
         canvas.mpl_connect("draw_event", self._on_draw)
 
-    def set_artists(self, artists: list) -> None:
-        """The artists to blit from now on (animated: a full draw leaves them out of the background)."""
+    def set_artists(self, artists: list, trails: tuple = ()) -> None:
+        """The artists to blit from now on (animated: a full draw leaves them out of the background), and the
+        trails: curve sets (`LineSet`) whose whole curves are in the background and whose new pieces are drawn
+        into it once (`_bake`)."""
         for a in self.artists:
             if a not in artists:
                 a.set_animated(False)
         self.artists = list(artists)
+        self.trails = list(trails)
         for a in self.artists:
             a.set_animated(True)
         self.background = None  # the old background may hold the old artists' axes: draw fully first
@@ -499,8 +503,23 @@ class Blitter:
         if event is not None and event.canvas is not self.canvas:  # savefig draws on a file's canvas
             return
         self.background = self.canvas.copy_from_bbox(self.canvas.figure.bbox)
+        for t in self.trails:
+            t.baked_whole()
         self._last_region = None  # a full draw put the whole figure on screen
         self._draw_artists()
+
+    def _bake(self) -> list:
+        """Draws the trails' new pieces into the restored background and takes it again; the boxes of their axes
+        (what changed on screen), [] when none had any."""
+        pending = [t for t in self.trails if t.pending]
+        if not pending:
+            return []
+        fig = self.canvas.figure
+        for t in pending:
+            fig.draw_artist(t.tail)
+            t.bake()
+        self.background = self.canvas.copy_from_bbox(fig.bbox)
+        return [b for b in (Bbox.intersection(t.tail.axes.bbox, fig.bbox) for t in pending) if b is not None]
 
     def _draw_artists(self) -> None:
         fig = self.canvas.figure
@@ -596,12 +615,16 @@ class Blitter:
         if any(b.overlaps(o) for b in after for o in others):  # longer labels reached a neighbour: start over
             canvas.draw_agg()  # the figure in Agg (its draw event retakes the background)
             return WHOLE
+        for t in self.trails:
+            if t.tail.axes in targets:
+                t.baked_whole()  # their axes drew the whole curves
+        baked = self._bake()  # the other trails' new pieces
         self.background = canvas.copy_from_bbox(fig.bbox)
         self._draw_artists()
         regions = self._regions()
         changed = [Bbox.intersection(Bbox.union([b, c]).padded(1.0), fig.bbox) for b, c in zip(before, after,
                                                                                                strict=True)]
-        boxes = [b for b in changed if b is not None] + regions + (self._last_region or [])
+        boxes = [b for b in changed if b is not None] + baked + regions + (self._last_region or [])
         self._last_region = regions
         return boxes
 
@@ -619,10 +642,11 @@ class Blitter:
         if self.background is None:
             return None
         self.canvas.restore_region(self.background)
+        baked = self._bake()
         self._draw_artists()
         regions = self._regions()
         # the regions of the last blit too: an artist that moved or shrank must be wiped where it was
-        boxes = regions + (self._last_region or [])
+        boxes = baked + regions + (self._last_region or [])
         self._last_region = regions
         return boxes
 

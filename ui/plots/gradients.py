@@ -205,9 +205,8 @@ class GradientsTab(PlotTab):
         # a static legend (a legend is costly to blit): which step each one is, the step text says
         ax.legend(handles=[self.stairs[-1], self.stairs[0]], labels=[_("newest"), _("earlier (fainter: older)")],
                   loc="upper right")
-        artists = [self.heat, self.grad_lines.artist, self.ratio_lines.artist, *self.stairs, self.hist_steps,
-                   self.hist_note]
-        self.blitter.set_artists(artists)
+        artists = [self.heat, *self.stairs, self.hist_steps, self.hist_note]
+        self.blitter.set_artists(artists, trails=(self.grad_lines, self.ratio_lines))
         self._built_for = list(names)
         self.relayout()  # other tick labels: lay out again
 
@@ -299,7 +298,6 @@ class GradientsTab(PlotTab):
         return need
 
     def _update_lines(self, ax, lines: LineSet, series: dict) -> bool:
-        need = False
         names = [n for n in lines.data if n in series]
         last, lo, hi = 0.0, math.inf, -math.inf
         if names:
@@ -321,7 +319,7 @@ class GradientsTab(PlotTab):
             good = ys[np.isfinite(ys)]
             if good.size:
                 lo, hi = float(good.min()), float(good.max())
-        lines.commit()
+        need = lines.commit()  # not a continuation of the curves drawn: their axes are drawn again
         right = x_limit(last * self._ahead, ax.get_xlim()[1], planned_steps(self.app))
         if right is not None:
             ax.set_xlim(0.0, right)

@@ -74,7 +74,7 @@ def test_a_trail_blit_draws_the_picture_of_a_whole_draw(canvas):
     fig = canvas.figure
     ax = _axes(fig)
     lines = LineSet(ax, COLOURS)
-    blitter = Blitter(canvas, [], )
+    blitter = Blitter(canvas, [])
     blitter.set_artists([], trails=(lines,))
     ys = _walks(90)
     x = np.arange(90.0)

@@ -14,8 +14,7 @@ from simulator.records import StepRecord
 
 
 def _norm(x: np.ndarray) -> float:
-    """The L2 norm, accumulated in float64."""
-    x = x.reshape(1, -1) if x.ndim < 2 else x.reshape(-1, x.shape[-1]) if x.ndim > 2 else x
+    """The L2 norm of a 2-D block of any strides (a column block of qkv.w), accumulated in float64."""
     return math.sqrt(_kernels.squared_sum(x))
 
 

@@ -52,15 +52,4 @@ def numeric_grad_at(loss, x, indices, eps=1e-6):
 
 def numeric_grad(loss, x, eps=1e-6):
     """Central differences of the scalar loss() with respect to every entry of x (perturbed in place)."""
-    flat = x.reshape(-1)
-    assert np.shares_memory(flat, x)
-    g = np.zeros(flat.size)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = loss()
-        flat[i] = old - eps
-        down = loss()
-        flat[i] = old
-        g[i] = (up - down) / (2 * eps)
-    return g.reshape(x.shape)
+    return numeric_grad_at(loss, x, range(x.size), eps).reshape(x.shape)

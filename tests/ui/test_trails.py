@@ -56,7 +56,7 @@ def test_commit_hands_over_only_the_new_pieces_and_says_when_the_curves_changed(
     drawn = sum(len(p.vertices) for p in lines.tail.get_paths())
     assert drawn == len(NAMES) * 11  # from the last point in the background (29) to 39, each curve
     assert sum(len(p.vertices) for p in lines.artist.get_paths()) == len(NAMES) * 40  # whole, for full draws
-    lines.bake()
+    lines.baked_whole()  # the blitter drew the tail
     assert not lines.pending
     lines.set_rows(NAMES, x, ys)  # the same again: nothing new
     assert not lines.commit() and not lines.pending

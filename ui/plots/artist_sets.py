@@ -35,7 +35,7 @@ class LineSet:
 
     Curves that grow at their right end are drawn as a trail (`Blitter.set_artists(..., trails=...)`): the
     whole curves (`artist`) are drawn by full and axes draws, so they are part of the blitter's background;
-    what was added since (`tail`) is drawn into that background once (`bake`), not every blit. A blit then
+    what was added since (`tail`) is drawn into that background once (`Blitter._bake`), not every blit. A blit then
     costs the new pieces, not the whole history: drawn whole, the Gradients tab's two sets of 28 curves
     took 8 ms of a blit at 20 statistics steps and 18 ms at 125, all of it holding the GIL the training
     thread needs between kernels. A change that is not an extension (a history thinned or rewound) makes
@@ -51,7 +51,7 @@ class LineSet:
         self.artist.set_paths([])
         self.tail = Collection(**style)
         self.tail.set_paths([])
-        self.tail.set_animated(True)  # drawn by the blitter into its background only (`bake`)
+        self.tail.set_animated(True)  # drawn by the blitter into its background only (`Blitter._bake`)
         for c in (self.artist, self.tail):
             ax.add_collection(c, autolim=False)  # the tab sets its limits itself, with headroom
         self._committed: dict = {}  # name -> (x, y) as the last commit drew them
@@ -59,12 +59,9 @@ class LineSet:
         self._baked_rows = None  # and as (x, ys) when they share one x
         self.pending = False  # the tail holds pieces not yet in the background
 
-    def bake(self) -> None:
-        """The blitter drew the tail into its background: the curves there are the committed ones."""
-        self.baked_whole()
-
     def baked_whole(self) -> None:
-        """A full or axes draw drew `artist` (the committed curves) into the background."""
+        """The committed curves are in the background now: a full or axes draw drew `artist`, or the blitter drew
+        the tail over the earlier ones."""
         self._baked = dict(self._committed)
         self._baked_rows = self._as_rows(self._baked)
         self.tail.set_paths([])

@@ -508,17 +508,18 @@ class Blitter:
         self._last_region = None  # a full draw put the whole figure on screen
         self._draw_artists()
 
-    def _bake(self) -> list:
-        """Draws the trails' new pieces into the restored background and takes it again; the boxes of their axes
-        (what changed on screen), [] when none had any."""
+    def _bake(self, take_background: bool = True) -> list:
+        """Draws the trails' new pieces into the restored background and (unless the caller does) takes it again;
+        the boxes of their axes (what changed on screen), [] when none had any."""
         pending = [t for t in self.trails if t.pending]
         if not pending:
             return []
         fig = self.canvas.figure
         for t in pending:
             fig.draw_artist(t.tail)
-            t.bake()
-        self.background = self.canvas.copy_from_bbox(fig.bbox)
+            t.baked_whole()
+        if take_background:
+            self.background = self.canvas.copy_from_bbox(fig.bbox)
         return [b for b in (Bbox.intersection(t.tail.axes.bbox, fig.bbox) for t in pending) if b is not None]
 
     def _draw_artists(self) -> None:
@@ -618,7 +619,7 @@ class Blitter:
         for t in self.trails:
             if t.tail.axes in targets:
                 t.baked_whole()  # their axes drew the whole curves
-        baked = self._bake()  # the other trails' new pieces
+        baked = self._bake(take_background=False)  # the other trails' new pieces, in the background taken now
         self.background = canvas.copy_from_bbox(fig.bbox)
         self._draw_artists()
         regions = self._regions()

@@ -27,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.layout_engine import PlaceHolderLayoutEngine  # noqa: E402
 from matplotlib.ticker import LogLocator  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
@@ -100,6 +101,7 @@ STATS_BLIT_HZ = 12.0  # tabs that draw statistics steps only (see `PlotTab.blit_
 STATS_DISPLAY_HZ = 6.5
 DRAW_WATCH_MS = 3  # how often the Tk thread looks whether a background draw is done (ui.plots.background)
 WHOLE = "whole"  # a draw's result: copy the whole figure to the screen
+OVERFLOW_SLACK = 1.0  # pixels of ink past the figure's edge, beyond what its layout left, that lay it out again
 STEP_TEXT = {"fontsize": 7, "color": "0.35"}  # the small "step N" beside a static title
 
 
@@ -140,6 +142,7 @@ class PlotTab:
         self._owed_axes = None  # the axes a partial draw owes; None: the whole figure (when a draw is owed)
         self.blits = 0
         self._need_full = False  # a change needs a full draw that the throttle has not allowed yet
+        self._layout_owed = False  # the last draw's ink left the frozen layout's figure: lay out and draw again
         self._job = None  # the background draw in flight (ui.plots.background.DrawJob), until it is on screen
         self._job_show = None  # what the Tk thread does with its result
         self._last_draw_seconds = 0.0  # the wall time of the last background blit (when to look first)
@@ -208,9 +211,19 @@ class PlotTab:
         self.figure.set_layout_engine("constrained")
 
     def _freeze_layout(self, event) -> None:
-        if event.canvas is self.canvas and self.figure.get_layout_engine().__class__.__name__ != \
-                "PlaceHolderLayoutEngine":
+        """After a draw with the layout engine on, freezes the layout (noting how far the ink then left the
+        figure: what the layout could not fit). After a draw with it frozen, lays the figure out again on the
+        next draw when the ink leaves the figure by more than that: longer tick labels came with new limits
+        (an x axis that grew from 900 to 2500 steps), and the frozen layout would clip them at the edge."""
+        if event.canvas is not self.canvas:
+            return
+        overflow = _overflow(self.figure.bbox, list(self.canvas.ink.values()))  # as this draw left it
+        if not is_frozen(self.figure):
+            self.canvas.laid_out_overflow = overflow
             self.figure.set_layout_engine("none")
+        elif overflow > self.canvas.laid_out_overflow + OVERFLOW_SLACK:
+            self.relayout()
+            self._layout_owed = True
 
     # ------------------------------------------------------------ drawing
     def can_full_draw(self, now: float | None = None) -> bool:
@@ -314,6 +327,9 @@ class PlotTab:
         those are drawn again (`Blitter.redraw_axes`: one axes costs a quarter to a half of a 4-axes figure),
         unless their boxes meet another's; what is owed from several calls adds up.
         """
+        if self._layout_owed:  # a new layout moves every axes
+            self._layout_owed = False
+            need_full, only = True, None
         if need_full or force:
             if force or only is None:
                 self._owed_axes = None  # the whole figure
@@ -442,6 +458,18 @@ class TabCanvas(FigureCanvasTkAgg):
     (`before_tk_draw`): while one runs, the figure is the drawing thread's."""
 
     before_tk_draw = None
+    laid_out_overflow = 0.0  # how far the ink left the figure after its last layout (what the layout could not fit)
+
+    def __init__(self, figure, master=None):
+        super().__init__(figure, master=master)
+        # where each top-level axes has ink as last drawn: read after the draw, since once its limits change
+        # its tick labels' extents move with them while their ink stays where it was (`Blitter.compose_axes`
+        # wipes that ink). Its handler goes first, so the others' see this draw's.
+        self.ink: dict = {}
+        self.mpl_connect("draw_event", self._note_ink)
+
+    def _note_ink(self, event) -> None:
+        self.ink = drawn_extents(self.figure, event.renderer)
 
     def draw(self):
         if self.before_tk_draw is not None:
@@ -595,10 +623,15 @@ class Blitter:
                 return None
             if top not in targets:
                 targets.append(top)
-        others = [_drawn_extent(a, renderer) for a in tops if a not in targets]
+        ink = getattr(canvas, "ink", {})  # as last drawn (TabCanvas); a plain canvas reads the labels now
+
+        def drawn(a):
+            return ink[a] if a in ink else _drawn_extent(a, renderer)
+
+        others = [drawn(a) for a in tops if a not in targets]
         others += [t.get_window_extent(renderer) for t in [*fig.texts, *fig.legends]
                    if t.get_visible() and not t.get_animated() and getattr(t, "get_text", lambda: "x")()]
-        before = [_drawn_extent(a, renderer) for a in targets]  # the ticks and labels as last drawn
+        before = [drawn(a) for a in targets]  # the ticks and labels as last drawn, whatever the limits are now
         if any(b.overlaps(o) for b in before for o in others):
             return None
         glyph_ticks(fig)
@@ -613,8 +646,14 @@ class Blitter:
         for a in targets:
             a.draw(renderer)  # animated artists are left out, as in a full draw
         after = [_drawn_extent(a, renderer) for a in targets]
+        if isinstance(ink, dict):
+            ink.update(zip(targets, after, strict=True))
         if any(b.overlaps(o) for b in after for o in others):  # longer labels reached a neighbour: start over
             canvas.draw_agg()  # the figure in Agg (its draw event retakes the background)
+            return WHOLE
+        if is_frozen(fig) and _overflow(fig.bbox, after) > getattr(canvas, "laid_out_overflow", 0.0) + OVERFLOW_SLACK:
+            fig.set_layout_engine("constrained")  # longer labels leave the figure: lay it out again, draw it whole
+            canvas.draw_agg()
             return WHOLE
         for t in self.trails:
             if t.tail.axes in targets:
@@ -650,6 +689,22 @@ class Blitter:
         boxes = baked + regions + (self._last_region or [])
         self._last_region = regions
         return boxes
+
+
+def is_frozen(fig) -> bool:
+    """True when `fig` was laid out by the constrained layout and then frozen (`PlotTab.make_canvas`)."""
+    return isinstance(fig.get_layout_engine(), PlaceHolderLayoutEngine)
+
+
+def _overflow(frame: Bbox, boxes: list) -> float:
+    """How many pixels the furthest of `boxes` reaches outside `frame` (0 when all are inside)."""
+    return max([0.0] + [max(frame.x0 - b.x0, b.x1 - frame.x1, frame.y0 - b.y0, b.y1 - frame.y1) for b in boxes])
+
+
+def drawn_extents(fig, renderer) -> dict:
+    """Each visible top-level axes of `fig` (inset axes count with their parent) -> `_drawn_extent`."""
+    tops = [a for a in fig.axes if a.get_visible() and not any(a in p.child_axes for p in fig.axes)]
+    return {a: _drawn_extent(a, renderer) for a in tops}
 
 
 def _drawn_extent(ax, renderer) -> Bbox:

@@ -24,6 +24,7 @@ from ui.protocol import Applied, ConfigKept, Record, Rewound
 
 PIN_COLOURS = ("#7f7f7f", "#9467bd", "#8c564b", "#e377c2")
 PLAN_POINTS = 2000  # the planned schedule is sampled at every step up to this many steps, evenly beyond
+LR_HEADROOM = 1.4  # the learning-rate axis reaches this far above the highest rate: room for its legend
 
 
 def planned_schedule(optim, last_step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,8 +107,9 @@ class OverviewTab(PlotTab):
         self.l_plan.set_label(_("planned"))
         self.l_lr.set_label(_("taken"))
         self.lr_marker.set_label(_("next step"))
-        # one low row: schedules start high or ramp up fast, so the bottom middle is the emptiest place
-        self.ax_lr.legend(loc="lower center", ncols=3)
+        # one row at the top, over the headroom the y axis keeps above the highest rate (`LR_HEADROOM`): a
+        # schedule may stay high (constant) or end low (cosine to a floor), but never rises above its peak
+        self.ax_lr.legend(loc="upper center", ncols=3)
         self.ax_gn.set_title(_("global grad norm (before clipping)"))
         self.clip_line.set_label(_("clip threshold"))
         self._pins_drawn = None  # their legend labels too
@@ -186,7 +188,7 @@ class OverviewTab(PlotTab):
         taken = self.app.history.lr.arrays()[1]
         taken = taken[np.isfinite(taken)]
         hi = max(float(py.max()), float(taken.max()) if taken.size else 0.0)
-        self.ax_lr.set_ylim(0.0, 1.15 * hi if hi > 0 else 1e-3)  # fits a lower lr too, unlike grow_limits
+        self.ax_lr.set_ylim(0.0, LR_HEADROOM * hi if hi > 0 else 1e-3)  # fits a lower lr too, unlike grow_limits
         return True
 
     def _show_next_step(self) -> None:

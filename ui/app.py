@@ -84,6 +84,7 @@ POLL_MS = 40
 STATUS_EVERY_POLLS = 5  # while running, the status line's step, loss and speed follow 5 times a second
 MAX_PINS = 4
 GRADCHECK_TENSORS = ("wte", "h0.attn.qkv.w", "h0.mlp.fc.w", "norm_f.w", "h0.norm1.w")
+STOP_WAIT_S = 5.0  # how long closing the window waits for cancelled lesson computations to stop
 
 
 class App:
@@ -451,6 +452,11 @@ class App:
         self._remember_window()
         for tab in self.layout.tabs:
             tab.cancel()
+        # a lesson's computation, told to stop, is let finish its step: a daemon thread still inside a C++
+        # library (matplotlib's FreeType text) when the interpreter exits aborts the whole process
+        deadline = time.perf_counter() + STOP_WAIT_S
+        for tab in self.layout.tabs:
+            tab.wait_stopped(deadline)
         if getattr(self, "_poll_timer", None) is not None:
             self._poll_timer.cancel()
         self.worker.stop()

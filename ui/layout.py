@@ -17,6 +17,7 @@ from simulator.presets import list_presets
 from ui import relabel
 from ui.lessons import build_lesson_tabs
 from ui.panels.controls import ControlsPanel
+from ui.panels.lesson_chooser import LessonChooser
 from ui.plots.activations import ActivationsTab
 from ui.plots.attention import AttentionTab
 from ui.plots.generate import GenerateTab
@@ -235,18 +236,19 @@ class WindowLayout:
         self.generate_tab = GenerateTab(app, self.notebook)
         # every lesson of the engine's registry gets its tab; the nested ones (the smaller lessons, with
         # models of their own) share the "More lessons" tab, which holds a notebook of its own
-        self.lessons = ttk.Frame(self.notebook)
-        self.inner = ttk.Notebook(self.lessons)
-        self.inner.pack(fill="both", expand=True)
+        self.lessons = LessonChooser(self.notebook)
+        self.inner = self.lessons.book
         self.lesson_tabs = build_lesson_tabs(app, self.notebook, self.inner)  # kind -> tab
         self.tabs = [self.overview, self.gradients, self.activations, self.attention, self.stepthrough,
                      self.generate_tab, *self.lesson_tabs.values()]
         # the tabs' titles are their msgids (a tab's identity); what shows is their translation
         self.tab_var = tk.StringVar(self.root, self.overview.title)
         for i, tab in enumerate(self.tabs):
-            book = self.inner if tab.frame.master is self.inner else self.notebook
-            book.add(tab.frame, text=_(tab.title))
-            relabel.keep(book, lambda b=book, t=tab: b.tab(t.frame, text=_(t.title)), key=f"tab{i}")
+            if tab.frame.master is self.inner:
+                self.lessons.add(tab.frame, tab.title)
+            else:
+                self.notebook.add(tab.frame, text=_(tab.title))
+                relabel.keep(self.notebook, lambda t=tab: self.notebook.tab(t.frame, text=_(t.title)), key=f"tab{i}")
             self.view_menu.add_radiobutton(label=_(tab.title), variable=self.tab_var, value=tab.title,
                                            accelerator=f"Alt+{i + 1}" if i < 9 else None,
                                            command=lambda t=tab: self.select_tab(t))
@@ -257,7 +259,7 @@ class WindowLayout:
         self.view_menu.add_cascade(label=_("Language"), menu=self.language_menu)
         relabel.menu(self.view_menu, self.view_menu.index("end"), N_("Language"))
         self.notebook.bind("<<NotebookTabChanged>>", lambda e: self._tab_changed())
-        self.inner.bind("<<NotebookTabChanged>>", lambda e: self._tab_changed())
+        self.inner.bind("<<NotebookTabChanged>>", lambda e: self._tab_changed(), add="+")
         self.overview.ensure_built()
 
     def _bottom_bar(self) -> None:

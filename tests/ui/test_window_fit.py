@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tkinter as tk
+from tkinter import font as tkfont
 
 import pytest
 
@@ -186,6 +187,11 @@ def test_window_and_every_key_widget_lie_inside_the_screen(tmp_path, tiny, shots
     assert n > 50 and top < 0.9, (png, n, top)
 
 
+def test_no_tab_cuts_a_label_button_or_entry_on_the_smallest_screen_in_either_language(tmp_path, tiny):
+    out = run_on_screen(tmp_path, "every_tab", *SMALLEST, 100, tiny)
+    assert out["cut"] == [] and out["seen"] > 200, out
+
+
 def test_high_density_text_is_larger_by_the_factor(tmp_path):
     low = run_on_screen(tmp_path, "text", 1024, 700, 100)
     high = run_on_screen(tmp_path, "text", 1024, 700, 192)
@@ -270,22 +276,72 @@ def assert_inside(app, width, height):
         assert 0 <= y and y + w.winfo_height() <= min(height, bottom), (name, y, w.winfo_height(), height)
 
 
+SQUEEZABLE = ("TLabel", "Label", "TButton", "TEntry", "TCombobox", "TSpinbox")
+
+
+def cut_widgets(frame, root) -> tuple[int, list]:
+    """(how many were looked at, those cut) of the labels, buttons and entries shown in `frame`: a label, entry or
+    box narrower than it asks to be (a wrapped label asks for its wrapped width), a button narrower than its
+    text, or any of them running past the window's right edge."""
+    right = root.winfo_rootx() + root.winfo_width()
+    seen, cut, todo = 0, [], [frame]
+    while todo:
+        w = todo.pop()
+        todo.extend(w.winfo_children())
+        kind = w.winfo_class()
+        if kind not in SQUEEZABLE or not w.winfo_ismapped():
+            continue
+        text = str(w.cget("text")) if kind in ("TLabel", "Label", "TButton") else ""
+        if kind in ("TLabel", "Label", "TButton") and not text:
+            continue
+        seen += 1
+        need = tkfont.nametofont("TkDefaultFont").measure(text) + 8 if kind == "TButton" else w.winfo_reqwidth()
+        if need > w.winfo_width() + 1 or w.winfo_rootx() + w.winfo_width() > right:
+            cut.append([kind, text[:40], need, w.winfo_width()])
+    return seen, cut
+
+
+def assert_labels_whole(frame, root) -> None:
+    seen, cut = cut_widgets(frame, root)
+    assert seen and not cut, cut
+
+
 def scenario_fit(width, height, preset, png) -> dict:
     app = open_app(preset)
     root = app.root
     assert app.layout.area.overflows == (False, False)  # nothing scrolls where the smallest layout fits
     app.layout.step_button.invoke()
     assert pump(root, lambda: app.step_count == 1, 60)
-    for tab in (app.layout.gradients, app.layout.overview):
+    for tab in (app.layout.gradients, app.layout.activations, app.layout.attention, app.layout.overview):
         app.layout.select_tab(tab)
         pump(root, timeout=0.5)
         assert_inside(app, width, height)
+        if tab is not app.layout.overview:  # a figure alone
+            assert_labels_whole(tab.frame, root)
         canvas = tab.canvas.get_tk_widget()  # the plots take the notebook's width, the layout's right side
         assert canvas.winfo_width() > 0.5 * (root.winfo_width() - app.layout.controls.winfo_width())
     assert app.layout.toolbar.winfo_reqwidth() <= root.winfo_width()
     subprocess.run(["import", "-window", "root", "-crop", f"{width}x{height}+0+0", png], check=True, timeout=30)
     out = {"scale": app.scale, "size": window_size(app), "inch": root.winfo_fpixels("1i"),
            "figure_dpi": app.layout.overview.figure.dpi}
+    app.close()
+    return out
+
+
+def scenario_every_tab(width, height, preset) -> dict:
+    """Each tab on screen, in English and in Chinese: the labels, buttons and entries cut (none, we hope)."""
+    app = open_app(preset)
+    root = app.root
+    out = {"seen": 0, "cut": []}
+    for code in ("en", "zh_CN"):
+        app.set_language(code)
+        for tab in app.layout.tabs:
+            app.layout.select_tab(tab)
+            assert pump(root, lambda t=tab: t.built, 60)
+            pump(root, timeout=0.3)
+            seen, cut = cut_widgets(tab.frame, root)
+            out["seen"] += seen
+            out["cut"] += [[code, tab.title, *c] for c in cut]
     app.close()
     return out
 

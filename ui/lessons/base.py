@@ -23,7 +23,8 @@ from simulator.i18n import N_, _
 from simulator.lessons import check, default_config, lesson_for
 from simulator.presets import PresetError, override
 from ui import relabel
-from ui.plots.base import NOTE_FONT, Blitter, PlotTab, combo, merge_boxes
+from ui.flow import flow
+from ui.plots.base import NOTE_FONT, Blitter, PlotTab, combo, merge_boxes, wrap_to_width
 from ui.relabel import Msg
 
 # A replay's blits at most this often. The window polls every 40 ms and the throttle counts from the end of the
@@ -90,6 +91,7 @@ class LessonTab(PlotTab):
         self.blitter = None
         self._static_for = None  # the computed lesson the figure's static part shows
         self._cancel: threading.Event | None = None
+        self._thread: threading.Thread | None = None  # the computation in flight, or the last one
 
     @property
     def lesson(self):
@@ -125,9 +127,10 @@ class LessonTab(PlotTab):
         bar.pack(fill="x", pady=2)
         self.build_controls(bar)
         relabel.text(ttk.Button(bar, command=self.replay), N_("Replay")).pack(side="left", padx=6)
+        flow(bar)
         self.note = ttk.Label(self.frame, text="", foreground="#555", justify="left", font=NOTE_FONT)
         self.note.pack(fill="x", padx=4)
-        self.note.bind("<Configure>", lambda e: self.note.configure(wraplength=max(200, e.width - 8)))
+        wrap_to_width(self.note)
         self.make_canvas(self.frame)
         if self.cfg is None:
             try:
@@ -148,16 +151,27 @@ class LessonTab(PlotTab):
         self.result, self.shown, self.playing = None, 0, False
         self.cancel()  # a computation of an older config is of no use any more
         self._cancel = threading.Event()
-        threading.Thread(target=self._compute, args=(cfg, self._cancel), daemon=True,
-                         name=f"lesson-{self.title}").start()
+        self._thread = threading.Thread(target=self._compute, args=(cfg, self._cancel), daemon=True,
+                                        name=f"lesson-{self.title}")
+        self._thread.start()
 
     def _compute(self, cfg, cancel: threading.Event) -> None:
         try:
-            result = self.digest(cfg, self.lesson.run(cfg, None, cancel.is_set))
+            frames = self.lesson.run(cfg, None, cancel.is_set)
+            if cancel.is_set():  # stopped early: nothing to show (and no captions to render for it)
+                return
+            result = self.digest(cfg, frames)
             if not cancel.is_set():
                 self._results.put((cfg, result))
         except Exception as err:  # noqa: BLE001 - handed to the Tk thread: a person's error is shown, a bug re-raised
             self._results.put((cfg, err))
+
+    def wait_stopped(self, deadline: float) -> bool:
+        """Waits until the cancelled computation has stopped, or the `time.perf_counter()` deadline passes."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            thread.join(max(0.0, deadline - time.perf_counter()))
+        return thread is None or not thread.is_alive()
 
     def change(self, path: str, text: str) -> None:
         """A toolbar value changed: check it by the preset rules and recompute."""

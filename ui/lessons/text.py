@@ -19,6 +19,7 @@ from ui.plots.base import NOTE_FONT, PlotTab
 
 MONO = ("DejaVu Sans Mono", 8)
 TITLE_FONT = ("DejaVu Sans", 9, "bold")
+TITLE_GAP = 10  # pixels between a section's title and its controls
 
 
 class InputError(ValueError):
@@ -96,7 +97,9 @@ class TextLessonTab(PlotTab):
         box.pack(fill="both" if expand else "x", expand=expand, pady=(4, 0))
         bar = ttk.Frame(box)
         bar.pack(fill="x")
-        relabel.text(ttk.Label(bar, font=TITLE_FONT), title).pack(side="left", padx=(0, 10))
+        heading = relabel.text(ttk.Label(box, font=TITLE_FONT), title)  # a child of box: it can move above bar
+        heading.pack(in_=bar, side="left", padx=(0, TITLE_GAP))
+        bar.bind("<Configure>", lambda e: _place_title(heading, bar, e.width), add="+")
         if extra is not None:
             extra(bar)
         relabel.text(ttk.Label(bar), label).pack(side="left", padx=(0, 2))
@@ -148,3 +151,16 @@ class TextLessonTab(PlotTab):
     def export(self, path: str) -> None:
         """This tab has text, not a figure: says so (the app shows it as the export's error)."""
         raise ValueError(_("the {title} tab has no plot; copy its text instead").format(title=_(self.title)))
+
+
+def _place_title(heading: ttk.Label, bar: ttk.Frame, width: int) -> None:
+    """A section's title beside its controls where they all fit `width`, else on a line of its own above them
+    (a narrow window: otherwise the controls packed last, an entry or the Compute button, are squeezed out)."""
+    beside = heading.winfo_manager() == "pack" and heading.pack_info()["in"] is bar
+    title = heading.winfo_reqwidth() + TITLE_GAP
+    controls = bar.winfo_reqwidth() - (title if beside else 0)
+    fits = controls + title <= width
+    if fits and not beside:
+        heading.pack(in_=bar, side="left", padx=(0, TITLE_GAP), anchor="center", before=bar.pack_slaves()[0])
+    elif beside and not fits:
+        heading.pack(in_=bar.master, side="top", anchor="w", padx=0, before=bar)

@@ -29,6 +29,7 @@ from ui.plots.base import (
     message_on,
     step_text,
     symmetric_limit,
+    wrap_to_width,
 )
 from ui.plots.ticks import plain_log_labels
 from ui.protocol import Probe
@@ -56,9 +57,9 @@ class ActivationsTab(PlotTab):
         bar.pack(fill="x", pady=2)
         self.site_box, self.site_var = combo(bar, _("histogram at site"), [], width=14, command=self._choose)
         self.site_label = bar.winfo_children()[0]
-        self.key_label = ttk.Label(bar, text="   " + _("orange: after a norm; blue: stream and branch outputs "
-                                                        "(before the next norm)"), foreground="#555")
-        self.key_label.pack(side="left")
+        self.key_label = wrap_to_width(ttk.Label(bar, text=_("orange: after a norm; blue: stream and branch outputs "
+                                                             "(before the next norm)"), foreground="#555"))
+        self.key_label.pack(side="left", fill="x", expand=True, padx=(16, 0))
         fig = self.make_canvas(self.frame)
         grid = fig.add_gridspec(2, 3)
         self.ax_std = fig.add_subplot(grid[0, :2])
@@ -71,8 +72,8 @@ class ActivationsTab(PlotTab):
 
     def retranslate(self) -> None:
         self.site_label.configure(text=_("histogram at site"))
-        self.key_label.configure(text="   " + _("orange: after a norm; blue: stream and branch outputs "
-                                              "(before the next norm)"))
+        self.key_label.configure(text=_("orange: after a norm; blue: stream and branch outputs "
+                                        "(before the next norm)"))
         self._sites = None  # the artists are built again, their texts in the new language
         self._drawn = None
         if not self.app.history.activations:

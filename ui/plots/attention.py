@@ -23,7 +23,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import PowerNorm
 
 from simulator.i18n import N_, _
-from ui.plots.base import STATS_BLIT_HZ, STATS_DISPLAY_HZ, Blitter, PlotTab, combo, message_on
+from ui.plots.base import STATS_BLIT_HZ, STATS_DISPLAY_HZ, Blitter, PlotTab, combo, message_on, wrap_to_width
 from ui.plots.pixel_image import pixel_imshow
 from ui.plots.textcache import GlyphText
 from ui.protocol import Probe
@@ -48,9 +48,9 @@ class AttentionTab(PlotTab):
         self.row_spin = ttk.Spinbox(bar, textvariable=self.row_var, from_=0, to=0, width=4, command=self._choose)
         self.row_spin.pack(side="left")
         self.row_spin.bind("<Return>", lambda e: self._choose())
-        self.key_label = ttk.Label(bar, text="   " + _("grey: masked by the causal mask (a query never sees later "
-                                                        "keys)"), foreground="#555")
-        self.key_label.pack(side="left")
+        self.key_label = wrap_to_width(ttk.Label(bar, text=_("grey: masked by the causal mask (a query never sees "
+                                                             "later keys)"), foreground="#555"))
+        self.key_label.pack(side="left", fill="x", expand=True, padx=(16, 0))
         self.make_canvas(self.frame)
         self.blitter = Blitter(self.canvas, [])
         self._shape = None  # (heads, T, causal) of the images built
@@ -59,7 +59,7 @@ class AttentionTab(PlotTab):
     def retranslate(self) -> None:
         self.layer_label.configure(text=_("layer"))
         self.row_label.configure(text=_("batch row"))
-        self.key_label.configure(text="   " + _("grey: masked by the causal mask (a query never sees later keys)"))
+        self.key_label.configure(text=_("grey: masked by the causal mask (a query never sees later keys)"))
         self._shape = None  # the maps are built again, their texts in the new language
         self._drawn = None
         if self.probe is None:

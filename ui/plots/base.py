@@ -437,6 +437,11 @@ class PlotTab:
             self._cancel.set()
         self.finish_drawing()
 
+    def wait_stopped(self, deadline: float) -> bool:
+        """Waits (until the `time.perf_counter()` deadline) for the tab's cancelled background work to stop; True
+        once it has (subclasses that have threads of their own)."""
+        return True
+
     def export(self, path: str) -> None:
         """Writes the tab's figure as PNG or SVG (by the file's suffix)."""
         self.ensure_built()
@@ -847,3 +852,9 @@ def combo(parent, label: str, values, width: int = 14, command=None) -> tuple[tt
     if command is not None:
         box.bind("<<ComboboxSelected>>", lambda e: command())
     return box, var
+
+
+def wrap_to_width(label: ttk.Label, minimum: int = 200) -> ttk.Label:
+    """`label` wraps its text at the width it is given (a note that would run past a narrow window's edge)."""
+    label.bind("<Configure>", lambda e: label.configure(wraplength=max(minimum, e.width - 8)))
+    return label

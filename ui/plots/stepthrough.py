@@ -21,7 +21,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.path import Path
 
 from simulator.i18n import N_, _
-from ui.plots.base import PlotTab, message_on
+from ui.plots.base import PlotTab, message_on, wrap_to_width
 from ui.protocol import Phase, Record
 
 FILL = {"forward": "#4c72b0", "backward": "#c44e52", "loss": "#8172b2", "clip": "#55a868", "update": "#55a868",
@@ -81,7 +81,7 @@ class StepThroughTab(PlotTab):
         self.caption = ttk.Label(bottom, text=_("Step into (F11) runs one phase of the step: forward op by op, the "
                                                 "loss, backward in reverse, the clip and the update."), anchor="w")
         self.caption.pack(fill="x", padx=4)
-        self.caption.bind("<Configure>", lambda e: self.caption.configure(wraplength=max(200, e.width - 8)))
+        wrap_to_width(self.caption)
         cols = ("shape", "mean", "std", "min", "max")
         self.table = ttk.Treeview(bottom, columns=cols, height=5, selectmode="browse")
         self.table.column("#0", width=190, stretch=True)

@@ -434,7 +434,7 @@ class App:
 
     def gradient_check(self) -> None:
         """Checks a few parameters' gradients against finite differences on the current batch."""
-        if self.step_count == 0 and not self.history.loss.x:
+        if self.step_count == 0 and not len(self.history.loss):
             self.show_error(_("Gradient check: take a step first, so there is a batch to check the gradient on."))
             return
         names = set(self.info.tensor_names) if self.info else set()

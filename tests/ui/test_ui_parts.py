@@ -13,7 +13,7 @@ from simulator.api import is_public
 from simulator.config import RunConfig
 from simulator.presets import load_preset
 from simulator.records import StepRecord
-from ui.history import RunHistory, Series, config_diff, layer_of
+from ui.history import RunHistory, Series, config_diff, layer_of, stacked_y
 from ui.panels.controls import GROUPS, SAMPLING_GROUP, SPECS, escape, tooltip_text, unescape
 from ui.plots.stepthrough import diagram_columns
 from ui.worker import Snapshots, histogram, summarise
@@ -72,6 +72,23 @@ def test_series_stays_bounded_and_keeps_recent_points_exact():
     np.testing.assert_allclose(y, np.sqrt(x))
     s.truncate(500.5)
     assert s.x[-1] == 500 or s.x[-1] < 500 and all(v <= 500.5 for v in s.x)
+
+
+def test_series_thins_as_lists_would_and_hands_out_copies():
+    s, xs, ys = Series(cap=37), [], []
+    for i in range(500):
+        s.append(i, i * 0.5)
+        xs.append(i)
+        ys.append(i * 0.5)
+        if len(xs) > 37:  # the rule, on plain lists: every other point of the older half, the newer half whole
+            half = len(xs) // 2
+            xs, ys = xs[:half:2] + xs[half:], ys[:half:2] + ys[half:]
+        assert list(s.x) == xs and list(s.y) == ys and len(s) == len(xs) and s.last_x() == xs[-1]
+    pinned = s.copy()
+    s.x[:] = -1.0  # a copy: the series is untouched
+    s.truncate(450.0)
+    assert list(s.x) == [v for v in xs if v <= 450] and list(pinned.x) == xs
+    assert stacked_y([s, s]).shape == (2, len(s)) and Series().last_x() is None
 
 
 def record(step, loss=2.0, stats=False, val=None):

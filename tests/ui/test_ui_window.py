@@ -101,7 +101,7 @@ def test_reset_replays_the_same_batches(harness, tiny):
     assert h.pump(lambda: h.session is not old and h.app.info is not None and h.app.step_count == 0)
     assert len(h.app.history.loss) == 0
     h.steps(3)
-    assert h.app.history.loss.y == first  # same seed: same weights, same batches, same losses
+    assert list(h.app.history.loss.y) == first  # same seed: same weights, same batches, same losses
 
 
 def test_structural_and_live_changes_reach_the_session(harness, tiny):
@@ -173,7 +173,7 @@ def test_pin_and_compare(harness, tiny):
     assert h.app.layout.overview.refresh(force=True)
     labels = [line.get_label() for line in h.app.layout.overview.pin_lines]
     assert "pinned 1: norm_position=pre" in labels
-    assert h.app.history.loss.y != h.app.pins[0].loss.y  # the two runs differ only in the toggle
+    assert list(h.app.history.loss.y) != list(h.app.pins[0].loss.y)  # the two runs differ only in the toggle
 
 
 def test_rewind_branches_from_a_snapshot_bit_identically(harness, tiny):

@@ -12,6 +12,8 @@ not drawn.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from matplotlib.collections import Collection, PolyCollection
 from matplotlib.lines import Line2D
@@ -27,6 +29,21 @@ def finite_runs(x: np.ndarray, y: np.ndarray) -> list[slice]:
         return [slice(0, len(x))] if len(x) else []
     edges = np.flatnonzero(np.diff(np.r_[0, ok.astype(np.int8), 0]))  # starts and ends of the runs, alternating
     return [slice(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+class WholeCurves(Collection):
+    """A `LineSet`'s whole curves: their paths are made when they are asked for (by a full or an axes draw, on
+    the drawing thread), not on every commit. Between those draws only the tail is drawn, so making the whole
+    paths at each statistics step (28 curves of up to 2000 points, twice) was Tk-thread time, holding the
+    GIL, for pictures nobody drew."""
+
+    pending_paths = None  # what makes the paths from the last commit's curves, until they are drawn
+
+    def get_paths(self):
+        make, self.pending_paths = self.pending_paths, None
+        if make is not None:
+            make()
+        return super().get_paths()
 
 
 class LineSet:
@@ -47,7 +64,7 @@ class LineSet:
         self.data = {name: (np.empty(0), np.empty(0)) for name in colours}
         style = {"facecolors": "none", "edgecolors": [], "linewidths": lw, "alpha": alpha,
                  "zorder": LEGEND_ZORDER + 0.5}  # over a legend, as an animated artist over its background
-        self.artist = Collection(**style)
+        self.artist = WholeCurves(**style)
         self.artist.set_paths([])
         self.tail = Collection(**style)
         self.tail.set_paths([])
@@ -85,8 +102,8 @@ class LineSet:
     def commit(self) -> bool:
         """Hands the curves to the collections; True when they do not extend those in the background (a full
         or axes draw must show them)."""
-        self._set_paths(self.artist, self.data)
         self._committed = dict(self.data)
+        self.artist.pending_paths = functools.partial(self._set_paths, self.artist, self._committed)
         tails, extended = {}, True
         rows = self._as_rows(self.data)
         baked = self._baked_rows

@@ -23,7 +23,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm
 
 from simulator.i18n import N_, _
-from ui.history import layer_of
+from ui.history import layer_of, stacked_y
 from ui.plots.artist_sets import LineSet
 from ui.plots.base import (
     STATS_BLIT_HZ,
@@ -302,10 +302,10 @@ class GradientsTab(PlotTab):
         last, lo, hi = 0.0, math.inf, -math.inf
         if names:
             first = series[names[0]]
-            if all(len(series[n]) == len(first) and series[n].x[-1:] == first.x[-1:] for n in names):
+            if all(len(series[n]) == len(first) and series[n].last_x() == first.last_x() for n in names):
                 # the tensors' series have one point each statistics step: one x, and their y as rows at once
-                x = np.asarray(first.x, dtype=float)
-                ys = np.array([series[n].y for n in names], dtype=float)  # (tensors, points)
+                x = first.x
+                ys = stacked_y([series[n] for n in names])  # (tensors, points)
                 ys = np.where(ys > 0, ys, np.nan)  # a zero has no place on a log axis
                 lines.set_rows(names, x, ys)
             else:

@@ -64,7 +64,7 @@ class Flow:
 
     def _fit_now(self) -> None:
         self._pending = None
-        if self.bar.winfo_exists():
+        if self.bar.winfo_exists() and self.bar.winfo_width() > 1:  # 1: not laid out yet
             self.fit(self.bar.winfo_width())
 
     def fit(self, width: int) -> None:

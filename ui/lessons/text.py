@@ -99,7 +99,8 @@ class TextLessonTab(PlotTab):
         bar.pack(fill="x")
         heading = relabel.text(ttk.Label(box, font=TITLE_FONT), title)  # a child of box: it can move above bar
         heading.pack(in_=bar, side="left", padx=(0, TITLE_GAP))
-        bar.bind("<Configure>", lambda e: _place_title(heading, bar, e.width), add="+")
+        # once Tk is idle, not inside the event (as `ui.flow` does): the title moves between masters
+        bar.bind("<Configure>", lambda e: bar.after_idle(_place_title, heading, bar), add="+")
         if extra is not None:
             extra(bar)
         relabel.text(ttk.Label(bar), label).pack(side="left", padx=(0, 2))
@@ -153,9 +154,13 @@ class TextLessonTab(PlotTab):
         raise ValueError(_("the {title} tab has no plot; copy its text instead").format(title=_(self.title)))
 
 
-def _place_title(heading: ttk.Label, bar: ttk.Frame, width: int) -> None:
-    """A section's title beside its controls where they all fit `width`, else on a line of its own above them
-    (a narrow window: otherwise the controls packed last, an entry or the Compute button, are squeezed out)."""
+def _place_title(heading: ttk.Label, bar: ttk.Frame) -> None:
+    """A section's title beside its controls where they all fit the bar's width, else on a line of its own
+    above them (a narrow window: otherwise the controls packed last, an entry or the Compute button, are
+    squeezed out)."""
+    if not bar.winfo_exists():
+        return
+    width = bar.winfo_width()
     beside = heading.winfo_manager() == "pack" and heading.pack_info()["in"] is bar
     title = heading.winfo_reqwidth() + TITLE_GAP
     controls = bar.winfo_reqwidth() - (title if beside else 0)

@@ -628,10 +628,10 @@ class Blitter:
                 return None
             if top not in targets:
                 targets.append(top)
-        ink = getattr(canvas, "ink", {})  # as last drawn (TabCanvas); a plain canvas reads the labels now
+        ink = getattr(canvas, "ink", None)  # as last drawn (TabCanvas); a plain canvas reads the labels now
 
         def drawn(a):
-            return ink[a] if a in ink else _drawn_extent(a, renderer)
+            return ink[a] if ink is not None and a in ink else _drawn_extent(a, renderer)
 
         others = [drawn(a) for a in tops if a not in targets]
         others += [t.get_window_extent(renderer) for t in [*fig.texts, *fig.legends]
@@ -651,7 +651,7 @@ class Blitter:
         for a in targets:
             a.draw(renderer)  # animated artists are left out, as in a full draw
         after = [_drawn_extent(a, renderer) for a in targets]
-        if isinstance(ink, dict):
+        if ink is not None:
             ink.update(zip(targets, after, strict=True))
         if any(b.overlaps(o) for b in after for o in others):  # longer labels reached a neighbour: start over
             canvas.draw_agg()  # the figure in Agg (its draw event retakes the background)

@@ -620,7 +620,7 @@ class Blitter:
         canvas = self.canvas
         fig = canvas.figure
         renderer = canvas.get_renderer()
-        tops = [a for a in fig.axes if a.get_visible() and not any(a in p.child_axes for p in fig.axes)]
+        tops = top_axes(fig)
         targets = []
         for a in axes:
             top = next((p for p in tops if p is a or a in p.child_axes), None)
@@ -706,10 +706,14 @@ def _overflow(frame: Bbox, boxes: list) -> float:
     return max([0.0] + [max(frame.x0 - b.x0, b.x1 - frame.x1, frame.y0 - b.y0, b.y1 - frame.y1) for b in boxes])
 
 
+def top_axes(fig) -> list:
+    """The visible axes of `fig` that are not another's inset (those count with their parent)."""
+    return [a for a in fig.axes if a.get_visible() and not any(a in p.child_axes for p in fig.axes)]
+
+
 def drawn_extents(fig, renderer) -> dict:
-    """Each visible top-level axes of `fig` (inset axes count with their parent) -> `_drawn_extent`."""
-    tops = [a for a in fig.axes if a.get_visible() and not any(a in p.child_axes for p in fig.axes)]
-    return {a: _drawn_extent(a, renderer) for a in tops}
+    """Each of `top_axes(fig)` -> `_drawn_extent`."""
+    return {a: _drawn_extent(a, renderer) for a in top_axes(fig)}
 
 
 def _drawn_extent(ax, renderer) -> Bbox:

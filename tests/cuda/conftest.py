@@ -4,11 +4,13 @@ Every test here is skipped, saying why, when neither works (numba-cuda missing o
 NUMBA_ENABLE_CUDASIM=0 on a machine without a GPU). The simulator runs each CUDA thread as a
 Python thread and polls them at every syncthreads; a shorter GIL switch interval while these
 tests run makes that polling several times cheaper (restored afterwards, so the CPU tests in the
-same process are untouched).
+same process are untouched). SIMULATOR_SWITCH_INTERVAL=1e-6 (seconds) makes the threads interleave far
+more often: a race between the threads of a block then shows in most runs, not one in hundreds.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -35,7 +37,7 @@ def pytest_collection_modifyitems(config, items):
 def _fast_simulator_switching():
     old = sys.getswitchinterval()
     if target.MODE == "simulator":
-        sys.setswitchinterval(5e-4)
+        sys.setswitchinterval(float(os.environ.get("SIMULATOR_SWITCH_INTERVAL", "5e-4")))
     yield
     sys.setswitchinterval(old)
 

@@ -25,6 +25,10 @@ except ImportError:  # pragma: no cover - older layouts
     from numba.core import config as _cuda_config
 
 SIMULATED = bool(getattr(_cuda_config, "ENABLE_CUDASIM", 0)) or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+if SIMULATED:  # the simulator's shared arrays are made without a lock: simulator_fix.py says why that matters
+    from simulator.kernels.cuda import simulator_fix
+
+    simulator_fix.install()
 
 THREADS = 32 if SIMULATED else 256  # elementwise kernels: threads per block
 ROW_THREADS = 8 if SIMULATED else 128  # one block per row (norms, softmax): a power of two
